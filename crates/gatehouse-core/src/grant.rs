@@ -1,0 +1,127 @@
+//! The grants of RFC 6749 and its extensions, one module per grant, plus the rules every grant
+//! shares: is the grant enabled for the tenant and allowed for the client, which audience the
+//! token gets, and the token response.
+
+pub mod client_credentials;
+
+use crate::config::{ClientConfig, TenantConfig};
+use crate::error::OAuthError;
+use crate::model::GrantType;
+use crate::token::{AccessTokenClaims, Audience};
+use serde::Serialize;
+
+/// Everything a grant needs to know about where it runs.
+pub struct GrantContext<'a> {
+    pub tenant: &'a TenantConfig,
+    pub issuer: &'a str,
+    pub client: &'a ClientConfig,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// A grant the tenant does not list is `unsupported_grant_type`; one the client may not use is
+/// `unauthorized_client` (DESIGN.md, "HTTP surface").
+pub fn check_grant_allowed(tenant: &TenantConfig, client: &ClientConfig, grant: GrantType) -> Result<(), OAuthError> {
+    if !tenant.enables(grant) {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant type {grant} is not enabled for tenant {}",
+            tenant.name
+        )));
+    }
+    if !client.may_use(grant) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "client {} is not allowed to use grant type {grant}",
+            client.client_id
+        )));
+    }
+    Ok(())
+}
+
+/// The `aud` of a token (RFC 8707): every requested `resource` must be one of the client's
+/// registered audiences; with none requested, the token is for all of them, and a client with
+/// no registered audience gets its own client id (RFC 9068 requires some `aud`).
+pub fn resolve_audience(client: &ClientConfig, resources: &[String]) -> Result<Audience, OAuthError> {
+    if resources.is_empty() {
+        return Ok(Audience(if client.audiences.is_empty() {
+            vec![client.client_id.clone()]
+        } else {
+            client.audiences.clone()
+        }));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(resources.len());
+    for r in resources {
+        if r.is_empty() || r.contains('#') {
+            return Err(OAuthError::invalid_target(format!(
+                "resource {r:?} must be an absolute URI without a fragment (RFC 8707)"
+            )));
+        }
+        if !client.audiences.iter().any(|a| a == r) {
+            return Err(OAuthError::invalid_target(format!(
+                "client {} may not request a token for resource {r}",
+                client.client_id
+            )));
+        }
+        if !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    Ok(Audience(out))
+}
+
+/// A successful token response (RFC 6749 section 5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl TokenResponse {
+    pub fn bearer(access_token: String, claims: &AccessTokenClaims) -> Self {
+        TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: claims.exp.saturating_sub(claims.iat),
+            scope: claims.scope.clone(),
+            refresh_token: None,
+            id_token: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::testing::{client, tenant};
+
+    #[test]
+    fn tenant_first_then_client() {
+        let (mut t, mut c) = (tenant(), client());
+        check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap();
+        c.grant_types = vec![GrantType::RefreshToken];
+        assert_eq!(check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap_err().code, ErrorCode::UnauthorizedClient);
+        t.grant_types = vec![GrantType::AuthorizationCode];
+        assert_eq!(check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap_err().code, ErrorCode::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn audiences_are_limited_to_the_client() {
+        let mut c = client();
+        assert_eq!(resolve_audience(&c, &[]).unwrap().0, vec![c.client_id.clone()]);
+        c.audiences = vec!["https://api.example.com".into(), "https://b.example.com".into()];
+        assert_eq!(resolve_audience(&c, &[]).unwrap().0.len(), 2);
+        assert_eq!(
+            resolve_audience(&c, &["https://b.example.com".into()]).unwrap().0,
+            vec!["https://b.example.com"]
+        );
+        assert_eq!(resolve_audience(&c, &["https://evil".into()]).unwrap_err().code, ErrorCode::InvalidTarget);
+        assert_eq!(resolve_audience(&c, &["https://b.example.com#x".into()]).unwrap_err().code, ErrorCode::InvalidTarget);
+    }
+}

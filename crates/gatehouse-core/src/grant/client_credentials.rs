@@ -1,0 +1,64 @@
+//! The client credentials grant (RFC 6749 section 4.4).
+
+use super::{check_grant_allowed, resolve_audience, GrantContext};
+use crate::error::OAuthError;
+use crate::model::GrantType;
+use crate::scope::granted_scopes;
+use crate::token::AccessTokenClaims;
+
+/// Parameters of a client credentials request (the client is already authenticated).
+pub struct ClientCredentialsRequest<'a> {
+    pub scope: Option<&'a str>,
+    pub resources: &'a [String],
+}
+
+/// Decides the claims of the access token, or why none is issued. The subject is the client
+/// itself (RFC 9068 section 2.2: "sub ... the client identifier" when no resource owner).
+pub fn client_credentials(ctx: &GrantContext<'_>, req: &ClientCredentialsRequest<'_>, jti: String) -> Result<AccessTokenClaims, OAuthError> {
+    check_grant_allowed(ctx.tenant, ctx.client, GrantType::ClientCredentials)?;
+    if ctx.client.public {
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials (RFC 6749 section 4.4)",
+        ));
+    }
+    let scopes = granted_scopes(req.scope, ctx.client, ctx.tenant)?;
+    let aud = resolve_audience(ctx.client, req.resources)?;
+    Ok(AccessTokenClaims {
+        iss: ctx.issuer.to_string(),
+        sub: ctx.client.client_id.clone(),
+        aud,
+        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
+        iat: ctx.now,
+        nbf: ctx.now,
+        jti,
+        client_id: ctx.client.client_id.clone(),
+        scope: if scopes.is_empty() { None } else { Some(scopes.join(" ")) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::testing::{client, tenant};
+
+    #[test]
+    fn issues_claims_for_the_client() {
+        let (t, c) = (tenant(), client());
+        let ctx = GrantContext { tenant: &t, issuer: "https://auth/acme", client: &c, now: 100 };
+        let claims = client_credentials(&ctx, &ClientCredentialsRequest { scope: Some("billing.read"), resources: &[] }, "j".into()).unwrap();
+        assert_eq!(claims.sub, c.client_id);
+        assert_eq!(claims.exp, 100 + t.access_token_ttl_secs);
+        assert_eq!(claims.scope.as_deref(), Some("billing.read"));
+        assert_eq!(claims.iss, "https://auth/acme");
+    }
+
+    #[test]
+    fn public_clients_are_refused() {
+        let (t, mut c) = (tenant(), client());
+        c.public = true;
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
+        let e = client_credentials(&ctx, &ClientCredentialsRequest { scope: None, resources: &[] }, "j".into()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnauthorizedClient);
+    }
+}

@@ -1,0 +1,294 @@
+//! Tenant signing keys: generation, their public JWKs, encryption at rest, and signing.
+//!
+//! Private keys are PKCS#8 documents sealed with AES-256-GCM under the process's
+//! key-encryption key (KEK), bound to their tenant and `kid` as associated data, so a sealed
+//! key copied to another tenant's record does not open. Parsed key pairs are built once per key
+//! (not per token): parsing a PKCS#8 document costs more than an ES256 signature.
+
+use crate::model::SigningAlgorithm;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::{self, SystemRandom};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+    RSA_PKCS1_SHA256,
+};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key-encryption key must be 32 bytes, base64-encoded (got {0} bytes)")]
+    KekLength(usize),
+    #[error("key-encryption key is not valid base64")]
+    KekEncoding,
+    #[error("could not generate a {0} key")]
+    Generate(SigningAlgorithm),
+    #[error("sealed private key of {kid} does not open with this key-encryption key")]
+    Unseal { kid: String },
+    #[error("private key of {kid} is not a valid {algorithm} key")]
+    BadPrivateKey { kid: String, algorithm: SigningAlgorithm },
+    #[error("signing failed")]
+    Sign,
+}
+
+/// The key-encryption key that seals signing keys at rest.
+pub struct KeyEncryptionKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey(..)")
+    }
+}
+
+impl KeyEncryptionKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != 32 {
+            return Err(KeyError::KekLength(bytes.len()));
+        }
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::KekLength(bytes.len()))?;
+        Ok(KeyEncryptionKey { key: LessSafeKey::new(unbound) })
+    }
+
+    /// Parses the file format DESIGN.md fixes: 32 random bytes, base64 (surrounding whitespace
+    /// ignored, standard or URL-safe alphabet).
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+                .map_err(|_| KeyError::KekEncoding)?,
+        );
+        Self::from_bytes(&bytes)
+    }
+
+    /// A fresh random key and its base64 form (for `standalone` and tests).
+    pub fn generate() -> Result<(Self, Zeroizing<String>), KeyError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut bytes[..]).map_err(|_| KeyError::KekEncoding)?;
+        let encoded = Zeroizing::new(STANDARD.encode(&bytes[..]));
+        Ok((Self::from_bytes(&bytes[..])?, encoded))
+    }
+
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<String, KeyError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::fill(&mut nonce).map_err(|_| KeyError::Sign)?;
+        let mut buf = Zeroizing::new(plaintext.to_vec());
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *buf)
+            .map_err(|_| KeyError::Sign)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open(&self, aad: &[u8], sealed: &str, kid: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let unseal = || KeyError::Unseal { kid: kid.to_string() };
+        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| unseal())?;
+        if raw.len() < NONCE_LEN {
+            return Err(unseal());
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| unseal())?;
+        let mut buf = Zeroizing::new(ct.to_vec());
+        let len = self.key.open_in_place(nonce, Aad::from(aad), &mut *buf).map_err(|_| unseal())?.len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+/// Where a key is in its life: `next` keys are published before they sign, `retired` keys stay
+/// published until the tokens they signed have expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Active,
+    Next,
+    Retired,
+}
+
+/// A signing key as stored: public JWK in the clear, private key sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    pub state: KeyState,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub public_jwk: Value,
+    /// base64url(nonce || AES-256-GCM(PKCS#8)).
+    pub sealed_private_key: String,
+}
+
+fn aad(tenant: &str, kid: &str) -> Vec<u8> {
+    format!("gatehouse signing key\0{tenant}\0{kid}").into_bytes()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 7638 thumbprint of the required members, used as the `kid`.
+fn thumbprint(required_members_json: &str) -> String {
+    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, required_members_json.as_bytes()).as_ref())
+}
+
+/// The public JWK (with `kid`, `alg`, `use`) and the PKCS#8 of a fresh key.
+fn generate_key_material(alg: SigningAlgorithm) -> Result<(Value, Zeroizing<Vec<u8>>), KeyError> {
+    let fail = || KeyError::Generate(alg);
+    let rng = SystemRandom::new();
+    let (mut jwk, pkcs8) = match alg {
+        SigningAlgorithm::ES256 => {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| fail())?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).map_err(|_| fail())?;
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(fail());
+            }
+            let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
+            let tp = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
+            (json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": tp}), Zeroizing::new(doc.as_ref().to_vec()))
+        }
+        SigningAlgorithm::EdDSA => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| fail())?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| fail())?;
+            let x = b64(pair.public_key().as_ref());
+            let tp = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+            (json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": tp}), Zeroizing::new(doc.as_ref().to_vec()))
+        }
+        SigningAlgorithm::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).map_err(|_| fail())?;
+            let der = pair.as_der().map_err(|_| fail())?;
+            let public = pair.public_key();
+            let n = b64(public.modulus().big_endian_without_leading_zero());
+            let e = b64(public.exponent().big_endian_without_leading_zero());
+            let tp = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+            (json!({"kty": "RSA", "n": n, "e": e, "kid": tp}), Zeroizing::new(der.as_ref().to_vec()))
+        }
+    };
+    jwk["alg"] = json!(alg.as_str());
+    jwk["use"] = json!("sig");
+    Ok((jwk, pkcs8))
+}
+
+/// Generates a new signing key for `tenant`, sealed under `kek`.
+pub fn generate_signing_key(
+    tenant: &str,
+    alg: SigningAlgorithm,
+    state: KeyState,
+    kek: &KeyEncryptionKey,
+    now: u64,
+) -> Result<SigningKeyRecord, KeyError> {
+    let (jwk, pkcs8) = generate_key_material(alg)?;
+    let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+    let sealed_private_key = kek.seal(&aad(tenant, &kid), &pkcs8)?;
+    Ok(SigningKeyRecord { kid, algorithm: alg, state, created_at: now, public_jwk: jwk, sealed_private_key })
+}
+
+enum PairKind {
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// A parsed, ready-to-sign private key.
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    pair: PairKind,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({} {})", self.algorithm, self.kid)
+    }
+}
+
+impl SigningKey {
+    /// Unseals a stored key; fails if the KEK, tenant or kid do not match what sealed it.
+    pub fn open(tenant: &str, record: &SigningKeyRecord, kek: &KeyEncryptionKey) -> Result<Self, KeyError> {
+        let pkcs8 = kek.open(&aad(tenant, &record.kid), &record.sealed_private_key, &record.kid)?;
+        let bad = || KeyError::BadPrivateKey { kid: record.kid.clone(), algorithm: record.algorithm };
+        let pair = match record.algorithm {
+            SigningAlgorithm::ES256 => {
+                PairKind::Ec(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(|_| bad())?)
+            }
+            SigningAlgorithm::EdDSA => PairKind::Ed(Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?),
+            SigningAlgorithm::RS256 => PairKind::Rsa(RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?),
+        };
+        Ok(SigningKey { kid: record.kid.clone(), algorithm: record.algorithm, pair, rng: SystemRandom::new() })
+    }
+
+    /// Signs `message` (a JWS signing input) and returns the raw signature.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.pair {
+            PairKind::Ec(pair) => pair.sign(&self.rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| KeyError::Sign),
+            PairKind::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+            PairKind::Rsa(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig).map_err(|_| KeyError::Sign)?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, jwk::Jwk};
+
+    fn kek() -> KeyEncryptionKey {
+        KeyEncryptionKey::generate().unwrap().0
+    }
+
+    #[test]
+    fn every_algorithm_signs_what_its_published_jwk_verifies() {
+        let kek = kek();
+        for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA, SigningAlgorithm::RS256] {
+            let rec = generate_signing_key("acme", alg, KeyState::Active, &kek, 1).unwrap();
+            assert_eq!(rec.public_jwk["kid"], rec.kid.as_str());
+            assert_eq!(rec.public_jwk["alg"], alg.as_str());
+            assert!(rec.public_jwk.get("d").is_none(), "no private member in the public JWK");
+            let key = SigningKey::open("acme", &rec, &kek).unwrap();
+            let msg = b"header.payload";
+            let sig = b64(&key.sign(msg).unwrap());
+            let jwk: Jwk = serde_json::from_value(rec.public_jwk.clone()).unwrap();
+            let dk = DecodingKey::from_jwk(&jwk).unwrap();
+            let jalg = match alg {
+                SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+                SigningAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+                SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            };
+            assert!(jsonwebtoken::crypto::verify(&sig, msg, &dk, jalg).unwrap(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn sealed_keys_are_bound_to_kek_tenant_and_kid() {
+        let kek = kek();
+        let rec = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, 1).unwrap();
+        assert!(!rec.sealed_private_key.contains("PRIVATE"));
+        assert!(matches!(SigningKey::open("other", &rec, &kek), Err(KeyError::Unseal { .. })));
+        assert!(matches!(SigningKey::open("acme", &rec, &self::kek()), Err(KeyError::Unseal { .. })));
+        let mut moved = rec.clone();
+        moved.kid = "different".into();
+        assert!(SigningKey::open("acme", &moved, &kek).is_err());
+    }
+
+    #[test]
+    fn kek_parsing_names_the_problem() {
+        let (_, text) = KeyEncryptionKey::generate().unwrap();
+        KeyEncryptionKey::from_base64(&format!("  {}\n", text.as_str())).unwrap();
+        assert!(matches!(KeyEncryptionKey::from_base64("c2hvcnQ="), Err(KeyError::KekLength(5))));
+        assert!(matches!(KeyEncryptionKey::from_base64("***"), Err(KeyError::KekEncoding)));
+    }
+}

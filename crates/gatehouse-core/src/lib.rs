@@ -1,0 +1,25 @@
+//! The OAuth 2.0 protocol core of Gatehouse.
+//!
+//! Pure logic only: grants, client authentication rules, scopes, token minting and validation,
+//! signing keys and the error vocabulary of RFC 6749. Nothing here knows about HTTP, Redis or
+//! Kubernetes; callers pass parsed requests and the current time in, and get typed results or
+//! one [`OAuthError`] back.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod client_auth;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod grant;
+pub mod keys;
+pub mod model;
+pub mod scope;
+pub mod secret;
+pub mod token;
+
+pub use config::{ClientConfig, TenantConfig};
+pub use error::{ErrorCode, OAuthError};
+pub use model::{ClientAuthMethod, GrantType, SigningAlgorithm, TokenFormat};
+
+#[cfg(test)]
+pub(crate) mod testing;

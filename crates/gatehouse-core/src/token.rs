@@ -1,0 +1,265 @@
+//! Access tokens: RFC 9068 JWTs and opaque handles, their claims, and their validation.
+
+use crate::keys::{KeyError, SigningKey, SigningKeyRecord};
+use crate::model::SigningAlgorithm;
+use aws_lc_rs::{digest, rand};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The JOSE `typ` of RFC 9068 access tokens; checked on the way in so an ID token (or any other
+/// JWT the tenant signs) is never accepted as an access token.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// `aud`: a single string when there is one audience, an array otherwise (RFC 7519 4.1.3).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Audience(pub Vec<String>);
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => Audience(vec![s]),
+            OneOrMany::Many(v) => Audience(v),
+        })
+    }
+}
+
+/// Claims of an access token (RFC 9068 section 2.2), the same for JWT and opaque tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: u64,
+    pub iat: u64,
+    pub nbf: u64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A random identifier with 128 bits of entropy (for `jti`).
+pub fn random_id() -> Result<String, KeyError> {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b).map_err(|_| KeyError::Sign)?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+/// A fresh opaque token: 256 random bits, base64url.
+pub fn random_token() -> Result<String, KeyError> {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b).map_err(|_| KeyError::Sign)?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+/// The store key of an opaque token: its SHA-256, so a store dump holds no usable token.
+pub fn opaque_token_id(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Heuristic the introspection and revocation endpoints use to pick a lookup: JWS compact
+/// serialisation has exactly two dots; opaque handles are base64url and have none.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// Serialises and signs a JWT with a cached key.
+pub fn encode_jwt<T: Serialize>(key: &SigningKey, typ: &str, claims: &T) -> Result<String, KeyError> {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        alg: &'a str,
+        typ: &'a str,
+        kid: &'a str,
+    }
+    let header = serde_json::to_vec(&Header { alg: key.algorithm.as_str(), typ, kid: &key.kid })
+        .map_err(|_| KeyError::Sign)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+    let mut out = String::with_capacity(64 + payload.len() * 4 / 3 + 128);
+    URL_SAFE_NO_PAD.encode_string(&header, &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+    let signature = key.sign(out.as_bytes())?;
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut out);
+    Ok(out)
+}
+
+/// A public key a tenant's tokens may verify against.
+pub struct VerificationKey {
+    pub kid: String,
+    algorithm: jsonwebtoken::Algorithm,
+    key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// Builds the verification key of a stored record; the algorithm comes from the record,
+    /// never from a token header.
+    pub fn from_record(record: &SigningKeyRecord) -> Option<Self> {
+        let jwk: Jwk = serde_json::from_value(record.public_jwk.clone()).ok()?;
+        Some(VerificationKey {
+            kid: record.kid.clone(),
+            algorithm: jose_algorithm(record.algorithm),
+            key: DecodingKey::from_jwk(&jwk).ok()?,
+        })
+    }
+}
+
+pub fn jose_algorithm(alg: SigningAlgorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+        SigningAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+    }
+}
+
+/// Why a presented JWT access token is not valid. Introspection reports all of these as
+/// `active: false`; the reason is for logs and tests.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("not a JWT")]
+    Malformed,
+    #[error("not an access token (typ)")]
+    WrongType,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature or claims")]
+    Invalid,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("issued by another issuer")]
+    WrongIssuer,
+}
+
+/// Verifies an RFC 9068 access token of `issuer` against its keys, at time `now`.
+pub fn verify_access_token(
+    token: &str,
+    issuer: &str,
+    keys: &[VerificationKey],
+    now: u64,
+) -> Result<AccessTokenClaims, TokenRejection> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
+    let typ_ok = header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    if !typ_ok {
+        return Err(TokenRejection::WrongType);
+    }
+    let kid = header.kid.ok_or(TokenRejection::UnknownKey)?;
+    let key = keys.iter().find(|k| k.kid == kid).ok_or(TokenRejection::UnknownKey)?;
+    if header.alg != key.algorithm {
+        return Err(TokenRejection::Invalid);
+    }
+    let mut validation = Validation::new(key.algorithm);
+    // Time and issuer are checked below against the caller's clock and with precise reasons.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, &key.key, &validation)
+        .map_err(|_| TokenRejection::Invalid)?;
+    let claims = data.claims;
+    if claims.iss != issuer {
+        return Err(TokenRejection::WrongIssuer);
+    }
+    if claims.exp <= now {
+        return Err(TokenRejection::Expired);
+    }
+    if claims.nbf > now + 5 {
+        return Err(TokenRejection::NotYetValid);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate_signing_key, KeyEncryptionKey, KeyState};
+
+    fn claims(now: u64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "http://x/acme".into(),
+            sub: "c".into(),
+            aud: Audience(vec!["api".into()]),
+            exp: now + 60,
+            iat: now,
+            nbf: now,
+            jti: random_id().unwrap(),
+            client_id: "c".into(),
+            scope: Some("a b".into()),
+        }
+    }
+
+    fn key(alg: SigningAlgorithm) -> (SigningKey, VerificationKey) {
+        let kek = KeyEncryptionKey::generate().unwrap().0;
+        let rec = generate_signing_key("acme", alg, KeyState::Active, &kek, 0).unwrap();
+        (SigningKey::open("acme", &rec, &kek).unwrap(), VerificationKey::from_record(&rec).unwrap())
+    }
+
+    #[test]
+    fn round_trips_for_every_algorithm() {
+        for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA, SigningAlgorithm::RS256] {
+            let (sk, vk) = key(alg);
+            let c = claims(1000);
+            let jwt = encode_jwt(&sk, ACCESS_TOKEN_TYP, &c).unwrap();
+            assert!(looks_like_jwt(&jwt));
+            assert_eq!(verify_access_token(&jwt, "http://x/acme", &[vk], 1000).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn audience_serialises_as_string_or_array() {
+        assert_eq!(serde_json::to_string(&Audience(vec!["a".into()])).unwrap(), "\"a\"");
+        assert_eq!(serde_json::to_string(&Audience(vec!["a".into(), "b".into()])).unwrap(), "[\"a\",\"b\"]");
+        let a: Audience = serde_json::from_str("\"x\"").unwrap();
+        assert_eq!(a.0, vec!["x"]);
+    }
+
+    #[test]
+    fn rejects_with_precise_reasons() {
+        let (sk, vk) = key(SigningAlgorithm::ES256);
+        let (_, other) = key(SigningAlgorithm::ES256);
+        let c = claims(1000);
+        let jwt = encode_jwt(&sk, ACCESS_TOKEN_TYP, &c).unwrap();
+        let keys = [vk];
+        assert_eq!(verify_access_token(&jwt, "http://x/acme", &keys, 1060), Err(TokenRejection::Expired));
+        assert_eq!(verify_access_token(&jwt, "http://x/other", &keys, 1000), Err(TokenRejection::WrongIssuer));
+        assert_eq!(verify_access_token(&jwt, "http://x/acme", &[other], 1000), Err(TokenRejection::UnknownKey));
+        assert_eq!(verify_access_token("abc", "http://x/acme", &keys, 1000), Err(TokenRejection::Malformed));
+        let id_token = encode_jwt(&sk, "JWT", &c).unwrap();
+        assert_eq!(verify_access_token(&id_token, "http://x/acme", &keys, 1000), Err(TokenRejection::WrongType));
+        // Flip a payload byte: the signature no longer matches.
+        let mut parts: Vec<String> = jwt.split('.').map(String::from).collect();
+        let mut payload = URL_SAFE_NO_PAD.decode(&parts[1]).unwrap();
+        payload[10] ^= 1;
+        parts[1] = URL_SAFE_NO_PAD.encode(payload);
+        assert_eq!(verify_access_token(&parts.join("."), "http://x/acme", &keys, 1000), Err(TokenRejection::Invalid));
+    }
+
+    #[test]
+    fn opaque_tokens_are_random_and_stored_by_digest() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_ne!(a, b);
+        assert!(!looks_like_jwt(&a));
+        assert_ne!(opaque_token_id(&a), a);
+        assert_eq!(opaque_token_id(&a), opaque_token_id(&a));
+    }
+}
