@@ -1,1 +1,21 @@
-fn main() {}
+//! `gatehouse`: one binary, one subcommand per role.
+
+mod cli;
+mod crdgen;
+mod logging;
+mod manifests;
+mod serve;
+mod standalone;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

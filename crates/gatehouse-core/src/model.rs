@@ -10,25 +10,25 @@ use std::fmt;
 /// An OAuth 2.0 grant type, spelled as on the wire (`grant_type` parameter, RFC 8414 metadata).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum GrantType {
-    /// RFC 6749 section 4.1, always with PKCE (RFC 7636) support.
+    // RFC 6749 section 4.1, always with PKCE (RFC 7636) support.
     #[serde(rename = "authorization_code")]
     AuthorizationCode,
-    /// RFC 6749 section 4.2 (legacy).
+    // RFC 6749 section 4.2 (legacy).
     #[serde(rename = "implicit")]
     Implicit,
-    /// RFC 6749 section 4.3, resource owner password credentials.
+    // RFC 6749 section 4.3, resource owner password credentials.
     #[serde(rename = "password")]
     Password,
-    /// RFC 6749 section 4.4.
+    // RFC 6749 section 4.4.
     #[serde(rename = "client_credentials")]
     ClientCredentials,
-    /// RFC 6749 section 6.
+    // RFC 6749 section 6.
     #[serde(rename = "refresh_token")]
     RefreshToken,
-    /// RFC 7523 section 2.1.
+    // RFC 7523 section 2.1.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     JwtBearer,
-    /// RFC 8628.
+    // RFC 8628.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
 }
@@ -56,15 +56,15 @@ impl GrantType {
         }
     }
 
-    /// Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant
-    /// (it has no `grant_type` value in RFC 6749), so it never parses here.
+    // Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant
+    // (it has no `grant_type` value in RFC 6749), so it never parses here.
     pub fn from_token_request(value: &str) -> Option<GrantType> {
         GrantType::ALL
             .into_iter()
             .find(|g| *g != GrantType::Implicit && g.as_str() == value)
     }
 
-    /// Grants that are presented at the token endpoint (all but implicit).
+    // Grants that are presented at the token endpoint (all but implicit).
     pub fn uses_token_endpoint(self) -> bool {
         self != GrantType::Implicit
     }
@@ -79,12 +79,12 @@ impl fmt::Display for GrantType {
 /// JWS algorithms a tenant may sign with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SigningAlgorithm {
-    /// ECDSA with P-256 and SHA-256: small keys, fast signatures; the default.
+    // ECDSA with P-256 and SHA-256: small keys, fast signatures; the default.
     #[default]
     ES256,
-    /// Ed25519: the fastest to sign and verify.
+    // Ed25519: the fastest to sign and verify.
     EdDSA,
-    /// RSASSA-PKCS1-v1_5 with SHA-256 and a 2048-bit key, for relying parties that know nothing else.
+    // RSASSA-PKCS1-v1_5 with SHA-256 and a 2048-bit key, for relying parties that know nothing else.
     RS256,
 }
 
@@ -108,10 +108,10 @@ impl fmt::Display for SigningAlgorithm {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenFormat {
-    /// RFC 9068 JWT access tokens, verifiable offline against the tenant's JWKS.
+    // RFC 9068 JWT access tokens, verifiable offline against the tenant's JWKS.
     #[default]
     Jwt,
-    /// Random handles; resource servers must introspect them (RFC 7662). Revocation is immediate.
+    // Random handles; resource servers must introspect them (RFC 7662). Revocation is immediate.
     Opaque,
 }
 
@@ -120,14 +120,14 @@ pub enum TokenFormat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
-    /// HTTP Basic with the form-encoded client id and secret (RFC 6749 section 2.3.1).
+    // HTTP Basic with the form-encoded client id and secret (RFC 6749 section 2.3.1).
     #[default]
     ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
+    // `client_id` and `client_secret` in the form body.
     ClientSecretPost,
-    /// A JWT assertion signed by a key in the client's `jwks` (RFC 7523 section 2.2).
+    // A JWT assertion signed by a key in the client's `jwks` (RFC 7523 section 2.2).
     PrivateKeyJwt,
-    /// Public clients: no authentication, `client_id` only.
+    // Public clients: no authentication, `client_id` only.
     None,
 }
 

@@ -1,0 +1,126 @@
+//! Storage for Gatehouse: one [`Store`] trait, an in-memory and a Redis implementation.
+//!
+//! Two kinds of data live here. Configuration (tenants, clients, signing keys) is written only
+//! by the reconcile side and read by servers into an in-process snapshot; each write bumps the
+//! tenant's version so servers know what to reload. Runtime state (opaque tokens, revocations)
+//! is written by servers and always carries a TTL, so nothing outlives its usefulness.
+//!
+//! Keys are laid out for Redis Cluster: everything of one tenant shares the hash tag
+//! `{t:<tenant>}`, so every multi-key operation stays in one slot.
+
+mod memory;
+mod redis_store;
+pub mod contract;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+use async_trait::async_trait;
+use gatehouse_core::keys::SigningKeyRecord;
+use gatehouse_core::token::AccessTokenClaims;
+use gatehouse_core::{ClientConfig, TenantConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time. Callers answer 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data did not decode; a bug or a foreign writer, never the caller's input.
+    #[error("corrupt record at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+/// Everything a server needs to serve one tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantBundle {
+    pub config: TenantConfig,
+    pub keys: Vec<SigningKeyRecord>,
+    pub clients: Vec<ClientConfig>,
+}
+
+/// A tenant's configuration version; bumped on every configuration write of the tenant.
+pub type Version = u64;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Configuration, written by the reconcile core's publisher.
+
+    /// Creates or replaces a tenant's settings.
+    async fn put_tenant(&self, config: &TenantConfig) -> Result<(), StoreError>;
+    /// Replaces a tenant's signing keys.
+    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError>;
+    /// Creates or replaces a client of a tenant.
+    async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError>;
+    /// Removes a client; removing an absent one is not an error.
+    async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError>;
+    /// Removes a tenant's configuration, clients and keys; its issuer stops serving.
+    async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError>;
+    /// Every tenant with its configuration version.
+    async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError>;
+    /// One tenant's full configuration, or `None` if it has none.
+    async fn load_tenant(&self, tenant: &str) -> Result<Option<TenantBundle>, StoreError>;
+
+    // Runtime state, written by servers.
+
+    /// Stores the claims of an opaque access token under its digest until `claims.exp`.
+    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError>;
+    /// Claims of a live opaque token.
+    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError>;
+    /// Deletes an opaque token; true if it existed.
+    async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// Marks a JWT's `jti` revoked until `until` (unix seconds, its `exp`).
+    async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError>;
+    async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError>;
+
+    /// Cheap liveness probe for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`, or
+/// `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` with TLS).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url == "memory://" || url == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+        return Ok(Arc::new(RedisStore::connect(url).await?));
+    }
+    Err(StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://".into(),
+    })
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("redis://:hunter2@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(super::redact_url("redis://u:p@h"), "redis://u:***@h");
+        assert_eq!(super::redact_url("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -1,0 +1,181 @@
+//! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports.
+//!
+//! Nothing here is mocked. The servers run with persistence off in temporary directories and
+//! are killed when their handle drops.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on 127.0.0.1")
+}
+
+fn redis_server_binary() -> PathBuf {
+    for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    if let Ok(out) = Command::new("sh").arg("-c").arg("command -v redis-server").output()
+        && out.status.success()
+    {
+        return String::from_utf8_lossy(&out.stdout).trim().into();
+    }
+    panic!("redis-server is not installed: run the README's test command (.ci/run), which installs it")
+}
+
+/// Sends one command in RESP and returns the raw reply (enough for the harness's own needs).
+pub fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+    }
+    stream.write_all(req.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if let Some(len) = line.strip_prefix('$') {
+        let len: i64 = len.trim().parse().unwrap_or(-1);
+        if len < 0 {
+            return Ok(String::new());
+        }
+        let mut buf = vec![0u8; len as usize + 2];
+        reader.read_exact(&mut buf)?;
+        buf.truncate(len as usize);
+        return Ok(String::from_utf8_lossy(&buf).into_owned());
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let port_s = port.to_string();
+            let mut args = vec![
+                "--port", &port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--loglevel", "warning",
+            ];
+            args.extend_from_slice(extra);
+            let mut child = Command::new(redis_server_binary())
+                .args(&args)
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting redis-server");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(reply) = redis_command(port, &["PING"])
+                    && reply == "+PONG"
+                {
+                    return RedisServer { port, child, _dir: dir };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    last_err = format!("redis-server exited with {status}: {err}");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start redis-server: {last_err}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of `masters` nodes with the 16384 slots split between them.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        assert!(masters >= 1);
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]))
+            .collect();
+        let per = 16384 / masters;
+        for (i, node) in nodes.iter().enumerate() {
+            let start = i * per;
+            let end = if i + 1 == masters { 16383 } else { start + per - 1 };
+            let reply = redis_command(node.port, &["CLUSTER", "ADDSLOTSRANGE", &start.to_string(), &end.to_string()])
+                .expect("CLUSTER ADDSLOTSRANGE");
+            assert_eq!(reply, "+OK", "CLUSTER ADDSLOTSRANGE on node {i}");
+        }
+        for node in &nodes[1..] {
+            let reply = redis_command(node.port, &["CLUSTER", "MEET", "127.0.0.1", &nodes[0].port.to_string()])
+                .expect("CLUSTER MEET");
+            assert_eq!(reply, "+OK");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = nodes.iter().all(|n| {
+                redis_command(n.port, &["CLUSTER", "INFO"]).is_ok_and(|info| {
+                    info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{masters}"))
+                })
+            });
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "redis cluster did not converge within 30s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { nodes }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// How many keys each master holds (`DBSIZE`).
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                redis_command(n.port, &["DBSIZE"])
+                    .ok()
+                    .and_then(|r| r.trim_start_matches(':').parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}

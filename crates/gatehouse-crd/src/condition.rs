@@ -1,0 +1,41 @@
+//! Condition types and reasons: the vocabulary of `status.conditions`, shared by the reconcile
+//! core, standalone's table and the operator's events. `kubectl describe` shows these words to
+//! users, so each says what is wrong, not how the code got there.
+
+pub mod types {
+    pub const READY: &str = "Ready";
+    pub const ACCEPTED: &str = "Accepted";
+}
+
+pub mod reasons {
+    /// Tenant or client is live in the token service.
+    pub const RECONCILED: &str = "Reconciled";
+    /// The spec breaks a rule the CRD schema states (standalone checks what an apiserver would).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The tenant's users Secret is missing or malformed.
+    pub const USERS_SECRET_INVALID: &str = "UsersSecretInvalid";
+    /// The client's `tenantRef` names no Tenant.
+    pub const TENANT_NOT_FOUND: &str = "TenantNotFound";
+    /// The client's tenant is not Ready itself.
+    pub const TENANT_NOT_READY: &str = "TenantNotReady";
+    /// The client's namespace is not in the tenant's `clientNamespaces`.
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// Some (or all) of the client's grant types are not enabled by its tenant.
+    pub const GRANT_TYPE_NOT_ENABLED: &str = "GrantTypeNotEnabled";
+    /// Another client of the same tenant already has this clientId.
+    pub const CLIENT_ID_CONFLICT: &str = "ClientIdConflict";
+    /// The credentials Secret does not exist and `generate` is false.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// The credentials Secret exists but has no usable `client_secret`.
+    pub const SECRET_INVALID: &str = "SecretInvalid";
+    /// The credentials Secret is being created.
+    pub const SECRET_PENDING: &str = "SecretPending";
+    /// Writing to the store failed; retried.
+    pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";
+    /// Client accepted but with fewer grant types than asked (see `status.grantTypes`).
+    pub const ACCEPTED_WITH_RESTRICTIONS: &str = "AcceptedWithRestrictions";
+    /// Client accepted as asked.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The client is not accepted, so it is not live either.
+    pub const NOT_ACCEPTED: &str = "NotAccepted";
+}

@@ -1,0 +1,244 @@
+//! The `Tenant` resource: one issuer, its grant types, token lifetimes, keys, scopes and users.
+
+use gatehouse_core::{GrantType, SigningAlgorithm, TokenFormat};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A DNS-1123 label, as the tenant name and namespaces are.
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Kubernetes-style duration, as `gatehouse_core::duration` parses it.
+pub const DURATION_PATTERN: &str = gatehouse_core::duration::DURATION_PATTERN;
+
+/// A tenant of the authorization server: its own issuer (`{public-url}/{name}`), signing keys,
+/// enabled grant types, token lifetimes, scopes and users.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gatehouse.dev",
+    version = "v1alpha1",
+    kind = "Tenant",
+    shortname = "tn",
+    category = "gatehouse",
+    status = "TenantStatus",
+    derive = "PartialEq",
+    doc = "A Gatehouse tenant: one OAuth 2.0 / OpenID Connect issuer with its own keys, grant types and clients.",
+    printcolumn(name = "Issuer", type_ = "string", json_path = ".status.issuer"),
+    printcolumn(name = "Grants", type_ = "string", json_path = ".spec.grantTypes"),
+    printcolumn(name = "Clients", type_ = "integer", json_path = ".status.clients"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.users) || has(self.users.secretRef)", "message": "users needs a secretRef"},
+]))]
+pub struct TenantSpec {
+    /// Name shown on the tenant's login and consent pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub display_name: Option<String>,
+
+    /// The grant types this tenant's server enables. A grant not listed here is absent from the
+    /// tenant's metadata and refused with `unsupported_grant_type`.
+    #[schemars(length(min = 1, max = 7), extend("x-kubernetes-list-type" = "set"))]
+    pub grant_types: Vec<GrantType>,
+
+    /// Namespaces whose OAuthClients may join this tenant; `"*"` allows every namespace.
+    /// Defaults to the namespace named like the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"), length(max = 63))
+    )]
+    pub client_namespaces: Option<Vec<String>>,
+
+    /// Access token format and lifetime.
+    #[serde(default)]
+    pub access_token: AccessTokenSpec,
+
+    /// Refresh token lifetime and rotation.
+    #[serde(default)]
+    pub refresh_token: RefreshTokenSpec,
+
+    /// Authorization code lifetime.
+    #[serde(default)]
+    pub authorization_code: AuthorizationCodeSpec,
+
+    /// Proof Key for Code Exchange (RFC 7636) policy.
+    #[serde(default)]
+    pub pkce: PkceSpec,
+
+    /// Signing algorithm and key rotation.
+    #[serde(default)]
+    pub signing: SigningSpec,
+
+    /// The tenant's scope vocabulary. `openid`, `profile`, `email` and `offline_access` are
+    /// built in and need not be listed.
+    #[serde(default)]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub scopes: Vec<ScopeSpec>,
+
+    /// Static users for the login page and the password grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<UsersSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenSpec {
+    /// `jwt` (RFC 9068, verifiable offline) or `opaque` (introspection only, revocable at once).
+    #[serde(default)]
+    pub format: TokenFormat,
+    /// Lifetime, e.g. `15m`.
+    #[serde(default = "default_access_ttl")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub ttl: String,
+}
+
+impl Default for AccessTokenSpec {
+    fn default() -> Self {
+        AccessTokenSpec { format: TokenFormat::default(), ttl: default_access_ttl() }
+    }
+}
+
+fn default_access_ttl() -> String {
+    "15m".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshTokenSpec {
+    /// Lifetime, e.g. `720h`.
+    #[serde(default = "default_refresh_ttl")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub ttl: String,
+    /// Issue a new refresh token on every use and revoke the whole family when a used one is
+    /// presented again.
+    #[serde(default = "default_true")]
+    pub rotation: bool,
+}
+
+impl Default for RefreshTokenSpec {
+    fn default() -> Self {
+        RefreshTokenSpec { ttl: default_refresh_ttl(), rotation: true }
+    }
+}
+
+fn default_refresh_ttl() -> String {
+    "720h".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationCodeSpec {
+    /// Lifetime, e.g. `60s`. Codes are single-use whatever their lifetime.
+    #[serde(default = "default_code_ttl")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub ttl: String,
+}
+
+impl Default for AuthorizationCodeSpec {
+    fn default() -> Self {
+        AuthorizationCodeSpec { ttl: default_code_ttl() }
+    }
+}
+
+fn default_code_ttl() -> String {
+    "60s".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PkceSpec {
+    /// Require PKCE with S256 from every authorization_code client (public clients always must).
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+impl Default for PkceSpec {
+    fn default() -> Self {
+        PkceSpec { required: true }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSpec {
+    /// `ES256` (default), `EdDSA` or `RS256`.
+    #[serde(default)]
+    pub algorithm: SigningAlgorithm,
+    /// How often the signing key is rotated, e.g. `720h`.
+    #[serde(default = "default_refresh_ttl")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub rotation_interval: String,
+}
+
+impl Default for SigningSpec {
+    fn default() -> Self {
+        SigningSpec { algorithm: SigningAlgorithm::default(), rotation_interval: default_refresh_ttl() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeSpec {
+    /// The scope token (RFC 6749 section 3.3 characters only).
+    #[schemars(regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"), length(min = 1, max = 128))]
+    pub name: String,
+    /// Shown on the consent page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersSpec {
+    /// A Secret with key `users.yaml` listing users with argon2id password hashes.
+    pub secret_ref: NamespacedSecretRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacedSecretRef {
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    pub namespace: String,
+}
+
+/// What the controller last observed and did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// The tenant's issuer URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the tenant is live in the token service.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// OAuthClients currently registered with this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<i32>,
+    /// The tenant's signing keys and their state.
+    #[serde(default)]
+    pub signing_keys: Vec<SigningKeyStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyStatus {
+    pub kid: String,
+    pub algorithm: SigningAlgorithm,
+    /// `active` signs, `next` is published ahead of rotation, `retired` verifies until expiry.
+    pub state: String,
+    pub created_at: Time,
+}

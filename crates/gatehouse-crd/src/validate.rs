@@ -1,0 +1,224 @@
+//! The checks a kube-apiserver makes against the CRD schemas (patterns, sizes, CEL rules),
+//! repeated in Rust for `standalone`, where no apiserver stands between the YAML and the
+//! reconcile core. Each finding names the field, the way `kubectl apply` would.
+
+use crate::client::OAuthClientSpec;
+use crate::tenant::TenantSpec;
+use gatehouse_core::duration::parse_duration;
+use gatehouse_core::{ClientAuthMethod, GrantType};
+
+/// One violated rule: the field path (`spec.grantTypes`) and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn err(out: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
+    out.push(FieldError { field: field.into(), message: message.into() });
+}
+
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+fn is_uri_without_fragment(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    scheme_ok && !rest.is_empty() && !s.contains('#') && !s.chars().any(char::is_whitespace) && s.len() <= 2048
+}
+
+fn check_duration(out: &mut Vec<FieldError>, field: &str, value: &str) {
+    if let Err(e) = parse_duration(value) {
+        err(out, field, e.to_string());
+    } else if parse_duration(value).is_ok_and(|d| d.is_zero()) {
+        err(out, field, "must be longer than zero");
+    }
+}
+
+fn check_unique<T: PartialEq + std::fmt::Display>(out: &mut Vec<FieldError>, field: &str, items: &[T]) {
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            err(out, format!("{field}[{i}]"), format!("duplicate value {item}"));
+        }
+    }
+}
+
+pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    if !is_dns_label(name) {
+        err(&mut out, "metadata.name", "a Tenant's name is its issuer path segment: a DNS-1123 label (lowercase letters, digits, '-'; at most 63)");
+    }
+    if spec.grant_types.is_empty() {
+        err(&mut out, "spec.grantTypes", "must list at least one grant type");
+    }
+    check_unique(&mut out, "spec.grantTypes", &spec.grant_types);
+    if let Some(namespaces) = &spec.client_namespaces {
+        for (i, ns) in namespaces.iter().enumerate() {
+            if ns != "*" && !is_dns_label(ns) {
+                err(&mut out, format!("spec.clientNamespaces[{i}]"), format!("{ns:?} is neither \"*\" nor a namespace name"));
+            }
+        }
+    }
+    check_duration(&mut out, "spec.accessToken.ttl", &spec.access_token.ttl);
+    check_duration(&mut out, "spec.refreshToken.ttl", &spec.refresh_token.ttl);
+    check_duration(&mut out, "spec.authorizationCode.ttl", &spec.authorization_code.ttl);
+    check_duration(&mut out, "spec.signing.rotationInterval", &spec.signing.rotation_interval);
+    for (i, scope) in spec.scopes.iter().enumerate() {
+        if !is_scope_token(&scope.name) {
+            err(&mut out, format!("spec.scopes[{i}].name"), format!("{:?} is not a valid scope token (RFC 6749 section 3.3)", scope.name));
+        }
+        if spec.scopes[..i].iter().any(|s| s.name == scope.name) {
+            err(&mut out, format!("spec.scopes[{i}].name"), format!("duplicate scope {}", scope.name));
+        }
+    }
+    if let Some(users) = &spec.users {
+        if !is_dns_subdomain(&users.secret_ref.name) {
+            err(&mut out, "spec.users.secretRef.name", "must be a Secret name");
+        }
+        if !is_dns_label(&users.secret_ref.namespace) {
+            err(&mut out, "spec.users.secretRef.namespace", "must be a namespace name");
+        }
+    }
+    out
+}
+
+pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    if !is_dns_label(&spec.tenant_ref) {
+        err(&mut out, "spec.tenantRef", "must be a Tenant name");
+    }
+    if let Some(id) = &spec.client_id {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
+        if !ok {
+            err(&mut out, "spec.clientId", "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128");
+        }
+    }
+    if spec.grant_types.is_empty() {
+        err(&mut out, "spec.grantTypes", "must list at least one grant type");
+    }
+    check_unique(&mut out, "spec.grantTypes", &spec.grant_types);
+    for (field, uris) in [("spec.redirectUris", &spec.redirect_uris), ("spec.postLogoutRedirectUris", &spec.post_logout_redirect_uris)] {
+        for (i, uri) in uris.iter().enumerate() {
+            if !is_uri_without_fragment(uri) {
+                err(&mut out, format!("{field}[{i}]"), format!("{uri:?} is not an absolute URI without a fragment"));
+            }
+        }
+    }
+    for (i, scope) in spec.scopes.iter().enumerate() {
+        if !is_scope_token(scope) {
+            err(&mut out, format!("spec.scopes[{i}]"), format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"));
+        }
+    }
+    for (i, aud) in spec.audiences.iter().enumerate() {
+        if aud.is_empty() || aud.len() > 2048 {
+            err(&mut out, format!("spec.audiences[{i}]"), "must be 1 to 2048 characters");
+        }
+    }
+    let method = spec.token_endpoint_auth_method;
+    let has_jwks = spec.jwks.as_ref().is_some_and(|j| !j.keys.is_empty());
+    let uses = |g: GrantType| spec.grant_types.contains(&g);
+    if spec.public && method.is_some_and(|m| m != ClientAuthMethod::None) {
+        err(&mut out, "spec.tokenEndpointAuthMethod", "public clients have no secret: tokenEndpointAuthMethod must be none");
+    }
+    if !spec.public && method == Some(ClientAuthMethod::None) {
+        err(&mut out, "spec.tokenEndpointAuthMethod", "tokenEndpointAuthMethod none is only for public clients");
+    }
+    if spec.public && (uses(GrantType::ClientCredentials) || uses(GrantType::Password)) {
+        err(&mut out, "spec.grantTypes", "public clients cannot use client_credentials or password");
+    }
+    if (uses(GrantType::AuthorizationCode) || uses(GrantType::Implicit)) && spec.redirect_uris.is_empty() {
+        err(&mut out, "spec.redirectUris", "authorization_code and implicit need at least one redirectUris entry");
+    }
+    if method == Some(ClientAuthMethod::PrivateKeyJwt) && !has_jwks {
+        err(&mut out, "spec.jwks", "private_key_jwt needs the client's public keys in jwks");
+    }
+    if uses(GrantType::JwtBearer) && !has_jwks {
+        err(&mut out, "spec.jwks", "the jwt-bearer grant needs the assertion signers' public keys in jwks");
+    }
+    if let Some(r) = &spec.secret_ref
+        && !is_dns_subdomain(&r.name)
+    {
+        err(&mut out, "spec.secretRef.name", "must be a Secret name");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::JwkSet;
+
+    fn client() -> OAuthClientSpec {
+        serde_json::from_value(serde_json::json!({
+            "tenantRef": "acme", "grantTypes": ["client_credentials"], "scopes": ["billing.read"]
+        }))
+        .unwrap()
+    }
+
+    fn tenant() -> TenantSpec {
+        serde_json::from_value(serde_json::json!({"grantTypes": ["client_credentials"]})).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate_tenant("acme", &tenant()), vec![]);
+        assert_eq!(validate_client(&client()), vec![]);
+        let t = tenant();
+        assert_eq!(t.access_token.ttl, "15m");
+        assert!(t.refresh_token.rotation && t.pkce.required);
+    }
+
+    #[test]
+    fn tenant_findings_name_the_field() {
+        let mut t = tenant();
+        t.grant_types.clear();
+        t.access_token.ttl = "15 minutes".into();
+        t.client_namespaces = Some(vec!["Bad_NS".into()]);
+        let found: Vec<String> = validate_tenant("Acme.Corp", &t).iter().map(|e| e.field.clone()).collect();
+        assert_eq!(found, ["metadata.name", "spec.grantTypes", "spec.clientNamespaces[0]", "spec.accessToken.ttl"]);
+    }
+
+    #[test]
+    fn client_cross_field_rules() {
+        let mut c = client();
+        c.public = true;
+        let e = validate_client(&c);
+        assert_eq!(e[0].field, "spec.grantTypes");
+        let mut c = client();
+        c.grant_types = vec![GrantType::AuthorizationCode];
+        assert_eq!(validate_client(&c)[0].field, "spec.redirectUris");
+        c.redirect_uris = vec!["https://app/cb#frag".into()];
+        assert_eq!(validate_client(&c)[0].field, "spec.redirectUris[0]");
+        let mut c = client();
+        c.token_endpoint_auth_method = Some(ClientAuthMethod::PrivateKeyJwt);
+        assert_eq!(validate_client(&c)[0].field, "spec.jwks");
+        c.jwks = Some(JwkSet { keys: vec![serde_json::json!({"kty": "EC"})] });
+        assert_eq!(validate_client(&c), vec![]);
+        let mut c = client();
+        c.token_endpoint_auth_method = Some(ClientAuthMethod::None);
+        assert_eq!(validate_client(&c)[0].field, "spec.tokenEndpointAuthMethod");
+    }
+}

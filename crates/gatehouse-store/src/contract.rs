@@ -1,0 +1,162 @@
+//! The behaviour every [`Store`] implementation must show, as one suite the tests of each
+//! backend run (memory, a single Redis, a Redis Cluster).
+
+use crate::{Store, unix_now};
+use gatehouse_core::keys::{KeyState, SigningKeyRecord};
+use gatehouse_core::token::{AccessTokenClaims, Audience};
+use gatehouse_core::{ClientAuthMethod, ClientConfig, GrantType, SigningAlgorithm, TenantConfig, TokenFormat};
+
+fn tenant(name: &str) -> TenantConfig {
+    TenantConfig {
+        name: name.into(),
+        display_name: Some(format!("{name} corp")),
+        grant_types: vec![GrantType::ClientCredentials],
+        access_token_format: TokenFormat::Jwt,
+        access_token_ttl_secs: 900,
+        refresh_token_ttl_secs: 3600,
+        refresh_token_rotation: true,
+        authorization_code_ttl_secs: 60,
+        pkce_required: true,
+        signing_algorithm: SigningAlgorithm::ES256,
+        scopes: vec![],
+    }
+}
+
+fn client(id: &str) -> ClientConfig {
+    ClientConfig {
+        client_id: id.into(),
+        source: format!("ns/{id}"),
+        client_name: None,
+        public: false,
+        grant_types: vec![GrantType::ClientCredentials],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        scopes: vec!["a".into()],
+        audiences: vec![],
+        token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
+        secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        jwks: None,
+        extra: Default::default(),
+    }
+}
+
+fn key(kid: &str) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        algorithm: SigningAlgorithm::ES256,
+        state: KeyState::Active,
+        created_at: 1,
+        public_jwk: serde_json::json!({"kty": "EC", "kid": kid}),
+        sealed_private_key: "sealed".into(),
+    }
+}
+
+fn claims(exp: u64) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: "i".into(),
+        sub: "s".into(),
+        aud: Audience(vec!["a".into()]),
+        exp,
+        iat: 0,
+        nbf: 0,
+        jti: "j".into(),
+        client_id: "c".into(),
+        scope: None,
+    }
+}
+
+/// Runs every check; `prefix` keeps tenants of parallel runs against one backend apart.
+pub async fn run_all(store: &dyn Store, prefix: &str) {
+    configuration_round_trips(store, &format!("{prefix}-cfg")).await;
+    versions_move_on_every_write(store, &format!("{prefix}-ver")).await;
+    tenants_are_isolated(store, &format!("{prefix}-iso")).await;
+    deleted_tenant_comes_back_with_a_new_version(store, &format!("{prefix}-del")).await;
+    opaque_tokens_live_until_exp(store, &format!("{prefix}-tok")).await;
+    revocations_expire(store, &format!("{prefix}-rev")).await;
+    store.ping().await.expect("ping");
+}
+
+async fn configuration_round_trips(store: &dyn Store, t: &str) {
+    assert_eq!(store.load_tenant(t).await.unwrap(), None, "unknown tenant loads as None");
+    store.put_tenant(&tenant(t)).await.unwrap();
+    store.put_client(t, &client("c1")).await.unwrap();
+    store.put_client(t, &client("c2")).await.unwrap();
+    store.put_signing_keys(t, &[key("k1"), key("k2")]).await.unwrap();
+    let b = store.load_tenant(t).await.unwrap().expect("tenant");
+    assert_eq!(b.config, tenant(t));
+    let mut ids: Vec<_> = b.clients.iter().map(|c| c.client_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["c1", "c2"]);
+    assert_eq!(b.clients[0], client(&b.clients[0].client_id));
+    assert_eq!(b.keys, vec![key("k1"), key("k2")]);
+
+    let mut changed = client("c1");
+    changed.scopes = vec!["b".into()];
+    store.put_client(t, &changed).await.unwrap();
+    store.delete_client(t, "c2").await.unwrap();
+    store.delete_client(t, "never-existed").await.unwrap();
+    let b = store.load_tenant(t).await.unwrap().expect("tenant");
+    assert_eq!(b.clients, vec![changed]);
+}
+
+async fn versions_move_on_every_write(store: &dyn Store, t: &str) {
+    store.put_tenant(&tenant(t)).await.unwrap();
+    let v1 = store.tenant_versions().await.unwrap()[t];
+    store.put_client(t, &client("c")).await.unwrap();
+    let v2 = store.tenant_versions().await.unwrap()[t];
+    assert_ne!(v1, v2, "put_client bumps the version");
+    store.put_signing_keys(t, &[key("k")]).await.unwrap();
+    let v3 = store.tenant_versions().await.unwrap()[t];
+    assert_ne!(v2, v3, "put_signing_keys bumps the version");
+    store.delete_client(t, "c").await.unwrap();
+    let v4 = store.tenant_versions().await.unwrap()[t];
+    assert_ne!(v3, v4, "delete_client bumps the version");
+    store.delete_client(t, "c").await.unwrap();
+    assert_eq!(store.tenant_versions().await.unwrap()[t], v4, "deleting nothing changes nothing");
+}
+
+async fn tenants_are_isolated(store: &dyn Store, t: &str) {
+    let (a, b) = (format!("{t}-a"), format!("{t}-b"));
+    store.put_tenant(&tenant(&a)).await.unwrap();
+    store.put_tenant(&tenant(&b)).await.unwrap();
+    store.put_client(&a, &client("shared-id")).await.unwrap();
+    assert!(store.load_tenant(&b).await.unwrap().unwrap().clients.is_empty());
+    let future = unix_now() + 60;
+    store.put_opaque_token(&a, "tok", &claims(future)).await.unwrap();
+    assert!(store.get_opaque_token(&b, "tok").await.unwrap().is_none());
+    store.revoke_jti(&a, "jti", future).await.unwrap();
+    assert!(!store.is_revoked(&b, "jti").await.unwrap());
+}
+
+async fn deleted_tenant_comes_back_with_a_new_version(store: &dyn Store, t: &str) {
+    store.put_tenant(&tenant(t)).await.unwrap();
+    store.put_client(t, &client("c")).await.unwrap();
+    let before = store.tenant_versions().await.unwrap()[t];
+    store.delete_tenant(t).await.unwrap();
+    assert!(!store.tenant_versions().await.unwrap().contains_key(t));
+    assert_eq!(store.load_tenant(t).await.unwrap(), None);
+    store.put_tenant(&tenant(t)).await.unwrap();
+    let after = store.tenant_versions().await.unwrap()[t];
+    assert_ne!(before, after, "a recreated tenant never repeats a version a server has seen");
+    assert!(store.load_tenant(t).await.unwrap().unwrap().clients.is_empty(), "clients do not come back");
+}
+
+async fn opaque_tokens_live_until_exp(store: &dyn Store, t: &str) {
+    let now = unix_now();
+    store.put_opaque_token(t, "live", &claims(now + 60)).await.unwrap();
+    assert_eq!(store.get_opaque_token(t, "live").await.unwrap(), Some(claims(now + 60)));
+    store.put_opaque_token(t, "dead", &claims(now.saturating_sub(1))).await.unwrap();
+    assert_eq!(store.get_opaque_token(t, "dead").await.unwrap(), None, "expired tokens are gone");
+    assert!(store.delete_opaque_token(t, "live").await.unwrap());
+    assert!(!store.delete_opaque_token(t, "live").await.unwrap());
+    assert_eq!(store.get_opaque_token(t, "live").await.unwrap(), None);
+}
+
+async fn revocations_expire(store: &dyn Store, t: &str) {
+    let now = unix_now();
+    assert!(!store.is_revoked(t, "j1").await.unwrap());
+    store.revoke_jti(t, "j1", now + 60).await.unwrap();
+    assert!(store.is_revoked(t, "j1").await.unwrap());
+    store.revoke_jti(t, "j2", now.saturating_sub(1)).await.unwrap();
+    assert!(!store.is_revoked(t, "j2").await.unwrap(), "a revocation ends when the token would have expired");
+}

@@ -1,0 +1,156 @@
+//! The in-memory store: one process only (`standalone` without Redis, tests).
+
+use crate::{Store, StoreError, TenantBundle, Version, unix_now};
+use async_trait::async_trait;
+use gatehouse_core::keys::SigningKeyRecord;
+use gatehouse_core::token::AccessTokenClaims;
+use gatehouse_core::{ClientConfig, TenantConfig};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct TenantData {
+    config: Option<TenantConfig>,
+    keys: Vec<SigningKeyRecord>,
+    clients: BTreeMap<String, ClientConfig>,
+    version: Version,
+    opaque: HashMap<String, AccessTokenClaims>,
+    revoked: HashMap<String, u64>,
+}
+
+/// Versions come from one counter for all tenants, so a tenant deleted and created again never
+/// reuses a version a server has already seen.
+#[derive(Default)]
+struct State {
+    tenants: HashMap<String, TenantData>,
+    sequence: Version,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, TenantData>) -> R) -> R {
+        f(&mut self.lock().tenants)
+    }
+
+    fn write_config<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantData) -> R) -> R {
+        let mut state = self.lock();
+        state.sequence += 1;
+        let version = state.sequence;
+        let data = state.tenants.entry(tenant.to_string()).or_default();
+        let r = f(data);
+        data.version = version;
+        r
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_tenant(&self, config: &TenantConfig) -> Result<(), StoreError> {
+        self.write_config(&config.name, |d| d.config = Some(config.clone()));
+        Ok(())
+    }
+
+    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError> {
+        self.write_config(tenant, |d| d.keys = keys.to_vec());
+        Ok(())
+    }
+
+    async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError> {
+        self.write_config(tenant, |d| {
+            d.clients.insert(client.client_id.clone(), client.clone());
+        });
+        Ok(())
+    }
+
+    async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError> {
+        let exists = self.with(|all| all.get(tenant).is_some_and(|d| d.clients.contains_key(client_id)));
+        if exists {
+            self.write_config(tenant, |d| d.clients.remove(client_id));
+        }
+        Ok(())
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        self.with(|all| all.remove(tenant));
+        Ok(())
+    }
+
+    async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError> {
+        Ok(self.with(|all| {
+            all.iter()
+                .filter(|(_, d)| d.config.is_some() || !d.clients.is_empty() || !d.keys.is_empty())
+                .map(|(name, d)| (name.clone(), d.version))
+                .collect()
+        }))
+    }
+
+    async fn load_tenant(&self, tenant: &str) -> Result<Option<TenantBundle>, StoreError> {
+        Ok(self.with(|all| {
+            let d = all.get(tenant)?;
+            Some(TenantBundle {
+                config: d.config.clone()?,
+                keys: d.keys.clone(),
+                clients: d.clients.values().cloned().collect(),
+            })
+        }))
+    }
+
+    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError> {
+        let now = unix_now();
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            // Expired entries are dropped as new ones arrive, so the map cannot grow without
+            // bound under steady load.
+            if d.opaque.len() % 1024 == 1023 {
+                d.opaque.retain(|_, c| c.exp > now);
+            }
+            d.opaque.insert(id.to_string(), claims.clone());
+        });
+        Ok(())
+    }
+
+    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| all.get(tenant)?.opaque.get(id).filter(|c| c.exp > now).cloned()))
+    }
+
+    async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.with(|all| all.get_mut(tenant).is_some_and(|d| d.opaque.remove(id).is_some())))
+    }
+
+    async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError> {
+        let now = unix_now();
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            if d.revoked.len() % 1024 == 1023 {
+                d.revoked.retain(|_, u| *u > now);
+            }
+            d.revoked.insert(jti.to_string(), until);
+        });
+        Ok(())
+    }
+
+    async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| all.get(tenant).and_then(|d| d.revoked.get(jti)).is_some_and(|u| *u > now)))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

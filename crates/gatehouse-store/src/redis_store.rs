@@ -1,0 +1,266 @@
+//! The Redis store: a single server (`redis://`, `rediss://`) or a Redis Cluster
+//! (`redis+cluster://`), multiplexed connections that reconnect on their own, and short
+//! timeouts so an unreachable Redis fails requests fast instead of queueing them.
+
+use crate::{Store, StoreError, TenantBundle, Version, redact_url};
+use async_trait::async_trait;
+use gatehouse_core::keys::SigningKeyRecord;
+use gatehouse_core::token::AccessTokenClaims;
+use gatehouse_core::{ClientConfig, TenantConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Value};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The hash of tenant name → configuration version (plus the `.seq` counter), in its own slot.
+const TENANTS_KEY: &str = "{gatehouse}:tenants";
+/// Field of [`TENANTS_KEY`] holding the version counter; not a valid tenant name.
+const SEQUENCE_FIELD: &str = ".seq";
+
+/// Bumps a tenant's version from the shared counter, atomically, in the `{gatehouse}` slot.
+const BUMP_SCRIPT: &str = r"
+local v = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('HSET', KEYS[1], ARGV[1], v)
+return v";
+
+fn config_key(t: &str) -> String {
+    format!("{{t:{t}}}:config")
+}
+fn keys_key(t: &str) -> String {
+    format!("{{t:{t}}}:keys")
+}
+fn clients_key(t: &str) -> String {
+    format!("{{t:{t}}}:clients")
+}
+fn opaque_key(t: &str, id: &str) -> String {
+    format!("{{t:{t}}}:at:{id}")
+}
+fn revoked_key(t: &str, jti: &str) -> String {
+    format!("{{t:{t}}}:rv:{jti}")
+}
+
+/// One connection type for both deployments, so every store method is written once.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub struct RedisStore {
+    conn: Connection,
+    bump: redis::Script,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(key: &str, raw: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt { key: String::new(), reason: e.to_string() })
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let invalid = |reason: String| StoreError::InvalidUrl { url: redact_url(url), reason };
+        let conn = if let Some(rest) = url.strip_prefix("redis+cluster://").map(|r| ("redis", r)).or_else(|| url.strip_prefix("rediss+cluster://").map(|r| ("rediss", r))) {
+            let (scheme, hosts) = rest;
+            let nodes: Vec<String> = hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("{scheme}://{h}")).collect();
+            if nodes.is_empty() {
+                return Err(invalid("no cluster nodes given".into()));
+            }
+            let client = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(2)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_millis(500));
+            Connection::Single(ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?)
+        };
+        Ok(RedisStore { conn, bump: redis::Script::new(BUMP_SCRIPT) })
+    }
+
+    async fn bump_version(&self, tenant: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: Version = self
+            .bump
+            .key(TENANTS_KEY)
+            .arg(tenant)
+            .arg(SEQUENCE_FIELD)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_tenant(&self, config: &TenantConfig) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(config_key(&config.name), encode(config)?).await.map_err(unavailable)?;
+        self.bump_version(&config.name).await
+    }
+
+    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(keys_key(tenant), encode(&keys)?).await.map_err(unavailable)?;
+        self.bump_version(tenant).await
+    }
+
+    async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.hset(clients_key(tenant), &client.client_id, encode(client)?).await.map_err(unavailable)?;
+        self.bump_version(tenant).await
+    }
+
+    async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let removed: u32 = conn.hdel(clients_key(tenant), client_id).await.map_err(unavailable)?;
+        if removed > 0 {
+            self.bump_version(tenant).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        // Same slot: one command, all or nothing.
+        let _: () = conn.del(&[config_key(tenant), keys_key(tenant), clients_key(tenant)]).await.map_err(unavailable)?;
+        let _: () = conn.hdel(TENANTS_KEY, tenant).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut all: BTreeMap<String, Version> = conn.hgetall(TENANTS_KEY).await.map_err(unavailable)?;
+        all.remove(SEQUENCE_FIELD);
+        Ok(all)
+    }
+
+    async fn load_tenant(&self, tenant: &str) -> Result<Option<TenantBundle>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (config, keys, clients): (Option<String>, Option<String>, BTreeMap<String, String>) = redis::pipe()
+            .get(config_key(tenant))
+            .get(keys_key(tenant))
+            .hgetall(clients_key(tenant))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(config) = config else { return Ok(None) };
+        let config: TenantConfig = decode(&config_key(tenant), &config)?;
+        let keys: Vec<SigningKeyRecord> = match keys {
+            Some(raw) => decode(&keys_key(tenant), &raw)?,
+            None => Vec::new(),
+        };
+        let clients = clients
+            .values()
+            .map(|raw| decode(&clients_key(tenant), raw))
+            .collect::<Result<Vec<ClientConfig>, _>>()?;
+        Ok(Some(TenantBundle { config, keys, clients }))
+    }
+
+    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(opaque_key(tenant, id))
+            .arg(encode(claims)?)
+            .arg("EXAT")
+            .arg(claims.exp)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = opaque_key(tenant, id);
+        let raw: Option<String> = conn.get(&key).await.map_err(unavailable)?;
+        raw.map(|r| decode(&key, &r)).transpose()
+    }
+
+    async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: u32 = conn.del(opaque_key(tenant, id)).await.map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(revoked_key(tenant, jti))
+            .arg(1)
+            .arg("EXAT")
+            .arg(until.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.exists(revoked_key(tenant, jti)).await.map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_tenant_shares_its_hash_tag() {
+        for key in [config_key("acme"), keys_key("acme"), clients_key("acme"), opaque_key("acme", "x"), revoked_key("acme", "y")] {
+            // Redis Cluster hashes only what stands between the first '{' and the next '}'.
+            let open = key.find('{').unwrap();
+            let close = open + key[open..].find('}').unwrap();
+            assert_eq!(&key[open + 1..close], "t:acme", "{key}");
+        }
+    }
+}

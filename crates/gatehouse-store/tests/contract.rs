@@ -1,0 +1,45 @@
+//! The store contract suite against every backend, each started for real by the harness.
+
+use gatehouse_store::{MemoryStore, RedisStore, contract};
+use gatehouse_testkit::{RedisCluster, RedisServer};
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract::run_all(&MemoryStore::new(), "mem").await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    contract::run_all(&store, "single").await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_keeps_the_contract() {
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    contract::run_all(&store, "cluster").await;
+    // The tenants of the suite hash to different slots, so the suite crossed masters.
+    assert!(cluster.keys_per_node().iter().filter(|n| **n > 0).count() >= 2, "{:?}", cluster.keys_per_node());
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_as_unavailable() {
+    let port = gatehouse_testkit::free_port();
+    let started = std::time::Instant::now();
+    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}")).await;
+    assert!(matches!(result, Err(gatehouse_store::StoreError::Unavailable(_))), "{:?}", result.err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_stopped_redis_turns_into_unavailable_errors() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    use gatehouse_store::Store;
+    store.ping().await.unwrap();
+    drop(redis);
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, gatehouse_store::StoreError::Unavailable(_)), "{err}");
+}
