@@ -1,0 +1,13 @@
+//! The reconcile core shared by `gatehouse standalone` and the Kubernetes operator.
+//!
+//! [`reconcile`] is pure: the observed Tenants, OAuthClients and Secrets (and the time) go in;
+//! the store registrations, each object's status and the Secrets to create come out.
+//! [`publish::Publisher`] then makes the store match, writing only what changed. Standalone
+//! feeds the core from files; the operator will feed it from watches.
+
+pub mod conditions;
+pub mod publish;
+pub mod reconcile;
+pub mod secrets;
+
+pub use reconcile::{ClientOutcome, Observed, Reconciled, SecretRequest, TenantOutcome, reconcile};

@@ -9,6 +9,7 @@
 pub mod client_auth;
 pub mod config;
 pub mod duration;
+pub mod endpoints;
 pub mod error;
 pub mod grant;
 pub mod keys;

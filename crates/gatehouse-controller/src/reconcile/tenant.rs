@@ -1,0 +1,60 @@
+//! A Tenant's registration and status.
+
+use super::{Observed, TenantOutcome};
+use crate::conditions::{Verdict, to_conditions};
+use gatehouse_core::config::ScopeConfig;
+use gatehouse_core::duration::parse_duration;
+use gatehouse_core::{TenantConfig, endpoints};
+use gatehouse_crd::condition::{reasons, types};
+use gatehouse_crd::validate::validate_tenant;
+use gatehouse_crd::{Tenant, TenantStatus};
+use kube::ResourceExt;
+
+fn secs(s: &str) -> u64 {
+    // Validated before use; a parse failure cannot reach here.
+    parse_duration(s).map(|d| d.as_secs().max(1)).unwrap_or(1)
+}
+
+pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> TenantOutcome {
+    let name = tenant.name_any();
+    let previous = tenant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let generation = tenant.metadata.generation;
+    let spec = &tenant.spec;
+    let problems = validate_tenant(&name, spec);
+    let (registration, verdict, issuer) = if problems.is_empty() {
+        let config = TenantConfig {
+            name: name.clone(),
+            display_name: spec.display_name.clone(),
+            grant_types: spec.grant_types.clone(),
+            access_token_format: spec.access_token.format,
+            access_token_ttl_secs: secs(&spec.access_token.ttl),
+            refresh_token_ttl_secs: secs(&spec.refresh_token.ttl),
+            refresh_token_rotation: spec.refresh_token.rotation,
+            authorization_code_ttl_secs: secs(&spec.authorization_code.ttl),
+            pkce_required: spec.pkce.required,
+            signing_algorithm: spec.signing.algorithm,
+            scopes: spec
+                .scopes
+                .iter()
+                .map(|s| ScopeConfig { name: s.name.clone(), description: s.description.clone() })
+                .collect(),
+        };
+        let issuer = endpoints::issuer(observed.public_url, &name);
+        let verdict = Verdict::new(types::READY, true, reasons::RECONCILED, format!("serving as {issuer}"));
+        (Some(config), verdict, Some(issuer))
+    } else {
+        let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+        (None, Verdict::new(types::READY, false, reasons::INVALID_SPEC, message), None)
+    };
+    TenantOutcome {
+        name,
+        registration,
+        status: TenantStatus {
+            issuer,
+            observed_generation: generation,
+            conditions: to_conditions(&[verdict], previous, generation, &observed.now),
+            clients: None,
+            signing_keys: tenant.status.as_ref().map(|s| s.signing_keys.clone()).unwrap_or_default(),
+        },
+    }
+}
