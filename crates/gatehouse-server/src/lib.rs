@@ -1,0 +1,48 @@
+//! The HTTP face of Gatehouse: per-tenant OAuth endpoints (axum) and the operations listener.
+//!
+//! This crate only translates: it parses requests into the protocol core's types, asks the core
+//! what to do, reads and writes the store, and turns the core's errors into RFC 6749 responses.
+//! Tenant and client configuration comes from an in-process snapshot ([`directory`]), so the
+//! token endpoint's hot path makes no store round trip for it.
+
+pub mod directory;
+mod error;
+mod form;
+pub mod metrics;
+pub mod ops;
+mod routes;
+mod tenant;
+
+pub use directory::TenantDirectory;
+pub use routes::router;
+
+use gatehouse_core::secret::VerifiedSecretCache;
+use gatehouse_store::Store;
+use std::sync::Arc;
+
+/// Shared state of the OAuth router.
+#[derive(Clone)]
+pub struct AppState {
+    pub directory: Arc<TenantDirectory>,
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<VerifiedSecretCache>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Current unix time in seconds; injectable so tests can move time.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl AppState {
+    pub fn new(directory: Arc<TenantDirectory>, store: Arc<dyn Store>, metrics: Arc<metrics::Metrics>) -> Self {
+        AppState {
+            directory,
+            store,
+            secrets: Arc::new(VerifiedSecretCache::new(100_000)),
+            metrics,
+            clock: Arc::new(gatehouse_store::unix_now),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics of the token service and the middleware that records them (and writes
+//! the one access-log line per request: method, route template, tenant, status, latency — never
+//! a query string, header or body, so no secret or token can reach the log).
+
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use gatehouse_core::{ErrorCode, GrantType};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    tenant: String,
+    grant_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    tenant: String,
+    error: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    tokens: Family<TokenLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    pub tenants: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let tenants = Gauge::default();
+        registry.register("http_requests", "HTTP requests by route template, method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route template", latency.clone());
+        registry.register("tokens_issued", "Access tokens issued by tenant and grant type", tokens.clone());
+        registry.register("oauth_errors", "OAuth error responses by tenant and error code", errors.clone());
+        registry.register("tenants", "Tenants currently served", tenants.clone());
+        Metrics { registry, requests, latency, tokens, errors, tenants }
+    }
+
+    pub fn token_issued(&self, tenant: &str, grant: GrantType) {
+        self.tokens
+            .get_or_create(&TokenLabels { tenant: tenant.to_string(), grant_type: grant.as_str().to_string() })
+            .inc();
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The tenant a routed request addresses, if the route has one and the tenant exists (unknown
+/// names are not used as label values, so garbage paths cannot blow up cardinality).
+fn tenant_of(state: &AppState, template: &str, path: &str) -> Option<String> {
+    let index = template.split('/').position(|s| s == "{tenant}")?;
+    let offset = template.split('/').count();
+    let segments: Vec<&str> = path.split('/').collect();
+    // Nested routers report the full template, so both line up from the end.
+    let name = segments.get(segments.len().checked_sub(offset)? + index)?;
+    state.directory.get(name).map(|_| name.to_string())
+}
+
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let tenant = tenant_of(&state, &route, &path);
+    let m = &state.metrics;
+    m.requests.get_or_create(&RequestLabels { route: route.clone(), method: method.clone(), status }).inc();
+    m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        m.errors
+            .get_or_create(&ErrorLabels { tenant: tenant.clone().unwrap_or_else(|| "unknown".into()), error: code.as_str().into() })
+            .inc();
+    }
+    m.tenants.set(i64::try_from(state.directory.tenant_count()).unwrap_or(i64::MAX));
+    // Successful requests at debug (a busy token endpoint would drown everything else), client
+    // errors at info, server errors at warn.
+    let tenant_label = tenant.as_deref().unwrap_or("-");
+    let micros = elapsed.as_micros() as u64;
+    match status {
+        500.. => tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
+        400..=499 => tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
+        _ => tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
+    }
+    response
+}

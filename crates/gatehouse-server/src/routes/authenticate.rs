@@ -1,0 +1,44 @@
+//! Client authentication for the token, introspection and revocation endpoints. The argon2
+//! check, when the cache cannot vouch for the secret, runs on the blocking pool so a burst of
+//! new clients never stalls the async workers.
+
+use crate::AppState;
+use crate::error::HttpError;
+use crate::form::Form;
+use crate::tenant::TenantRuntime;
+use axum::http::{HeaderMap, header};
+use gatehouse_core::client_auth::{AuthProgress, finish_secret_check, precheck, presented_credentials};
+use gatehouse_core::{ClientConfig, OAuthError};
+use std::sync::Arc;
+
+pub async fn authenticate_client(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Arc<ClientConfig>, HttpError> {
+    if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
+        return Err(OAuthError::invalid_client("client assertions (private_key_jwt) are not accepted by this server yet").into());
+    }
+    let authorization = match headers.get(header::AUTHORIZATION) {
+        Some(v) => Some(v.to_str().map_err(|_| OAuthError::invalid_client("malformed Basic authorization header: not ASCII"))?),
+        None => None,
+    };
+    let creds = presented_credentials(authorization, form.get("client_id"), form.get("client_secret"))?;
+    let client = tenant
+        .client(creds.client_id())
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_client(format!("unknown client {}", creds.client_id())))?;
+    match precheck(&tenant.config.name, &client, &creds, &state.secrets)? {
+        AuthProgress::Authenticated => Ok(client),
+        AuthProgress::NeedsArgon2 { phc } => {
+            let cache = state.secrets.clone();
+            let tenant_name = tenant.config.name.clone();
+            let client_id = client.client_id.clone();
+            tokio::task::spawn_blocking(move || finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache))
+                .await
+                .map_err(|_| OAuthError::server_error("client authentication was interrupted"))??;
+            Ok(client)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What a server holds for one tenant: its settings, clients, the opened signing key, the
+//! verification keys and its pre-rendered public documents.
+
+use gatehouse_core::config::BUILT_IN_SCOPES;
+use gatehouse_core::keys::{KeyEncryptionKey, KeyState, SigningKey};
+use gatehouse_core::token::VerificationKey;
+use gatehouse_core::{ClientAuthMethod, ClientConfig, GrantType, TenantConfig, endpoints};
+use gatehouse_store::TenantBundle;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Grants this server can carry out at its token endpoint. A tenant's metadata advertises the
+/// intersection with what the tenant enables.
+pub const IMPLEMENTED_GRANTS: [GrantType; 1] = [GrantType::ClientCredentials];
+
+pub struct TenantRuntime {
+    pub config: TenantConfig,
+    pub issuer: String,
+    pub clients: HashMap<String, Arc<ClientConfig>>,
+    /// The active key, opened once; `None` if no usable key is published (tokens then fail
+    /// with `temporarily_unavailable` until the reconcile side publishes one).
+    pub signing_key: Option<SigningKey>,
+    pub verification_keys: Vec<VerificationKey>,
+    pub jwks: String,
+    pub oauth_metadata: String,
+    pub openid_metadata: String,
+}
+
+impl TenantRuntime {
+    pub fn build(bundle: TenantBundle, public_url: &str, kek: &KeyEncryptionKey) -> Self {
+        let name = bundle.config.name.clone();
+        let issuer = endpoints::issuer(public_url, &name);
+        let signing_key = bundle
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .find_map(|k| match SigningKey::open(&name, k, kek) {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    tracing::error!(tenant = %name, kid = %k.kid, error = %e, "cannot open the tenant's active signing key");
+                    None
+                }
+            });
+        let verification_keys = bundle.keys.iter().filter_map(VerificationKey::from_record).collect();
+        let jwks = json!({"keys": bundle.keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>()}).to_string();
+        let oauth = metadata(&bundle.config, &issuer);
+        let mut openid = oauth.clone();
+        openid["subject_types_supported"] = json!(["public"]);
+        openid["id_token_signing_alg_values_supported"] = json!([bundle.config.signing_algorithm.as_str()]);
+        let clients = bundle.clients.into_iter().map(|c| (c.client_id.clone(), Arc::new(c))).collect();
+        TenantRuntime {
+            config: bundle.config,
+            issuer,
+            clients,
+            signing_key,
+            verification_keys,
+            jwks,
+            oauth_metadata: oauth.to_string(),
+            openid_metadata: openid.to_string(),
+        }
+    }
+
+    pub fn client(&self, id: &str) -> Option<&Arc<ClientConfig>> {
+        self.clients.get(id)
+    }
+}
+
+/// RFC 8414 metadata: every endpoint this server serves for the tenant, and only the grants
+/// the tenant enables.
+fn metadata(config: &TenantConfig, issuer: &str) -> Value {
+    let grants: Vec<&str> = config
+        .grant_types
+        .iter()
+        .filter(|g| IMPLEMENTED_GRANTS.contains(g))
+        .map(|g| g.as_str())
+        .collect();
+    let auth_methods = [ClientAuthMethod::ClientSecretBasic.as_str(), ClientAuthMethod::ClientSecretPost.as_str()];
+    let mut scopes: Vec<&str> = BUILT_IN_SCOPES.to_vec();
+    scopes.extend(config.scopes.iter().map(|s| s.name.as_str()));
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}{}", endpoints::TOKEN),
+        "jwks_uri": format!("{issuer}{}", endpoints::JWKS),
+        "introspection_endpoint": format!("{issuer}{}", endpoints::INTROSPECTION),
+        "revocation_endpoint": format!("{issuer}{}", endpoints::REVOCATION),
+        "grant_types_supported": grants,
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "scopes_supported": scopes,
+        "access_token_signing_alg_values_supported": [config.signing_algorithm.as_str()],
+    })
+}

@@ -1,0 +1,129 @@
+//! Command-line interface. Every flag can also come from a `GATEHOUSE_*` environment variable.
+
+use crate::{crdgen, serve, standalone};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Multi-tenant OAuth 2.0 / OpenID Connect authorization server for Kubernetes")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile a directory of manifests (Tenant, OAuthClient, Secret) and serve them, in one process.
+    Standalone(StandaloneArgs),
+    /// Run a token service replica that serves what the operator published to the store.
+    Server(ServerArgs),
+    /// Print the CustomResourceDefinitions as YAML (or write them to a directory).
+    Crdgen(CrdgenArgs),
+    /// Read a password from standard input and print its argon2id PHC string.
+    HashPassword,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// Address of the HTTP listener.
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL clients reach the server at; each tenant's issuer is `{public-url}/{tenant}`.
+    /// Defaults to `http://<listen>`.
+    #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Address of the operations listener (`/metrics`, `/healthz`, `/readyz`); off when unset.
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// File holding the key-encryption key: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`).
+    #[arg(long, env = "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    pub fn public_url(&self) -> anyhow::Result<String> {
+        let url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?') || url.contains('#') {
+            anyhow::bail!("--public-url must be an http(s) URL without query or fragment, got {url:?}");
+        }
+        Ok(url)
+    }
+}
+
+#[derive(Args)]
+pub struct StandaloneArgs {
+    /// Directory of YAML manifests (multi-document files allowed); edits are picked up live.
+    #[arg(long, env = "GATEHOUSE_MANIFESTS", default_value = "examples")]
+    pub manifests: PathBuf,
+    /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    #[arg(long, env = "GATEHOUSE_STORE", default_value = "memory://")]
+    pub store: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Store URL: `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    #[arg(long, env = "GATEHOUSE_STORE")]
+    pub store: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args)]
+struct CrdgenArgs {
+    /// Write one file per CRD into this directory instead of printing.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Crdgen(args) => match args.output_dir {
+            Some(dir) => crdgen::write(&dir),
+            None => {
+                print!("{}", crdgen::render()?);
+                Ok(())
+            }
+        },
+        Command::HashPassword => hash_password(),
+        Command::Standalone(args) => {
+            crate::logging::init(args.common.log_format);
+            runtime()?.block_on(standalone::run(args))
+        }
+        Command::Server(args) => {
+            crate::logging::init(args.common.log_format);
+            runtime()?.block_on(serve::run_server(args))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut input = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_to_string(&mut input).context("reading the password from standard input")?;
+    let password = input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
+    if password.is_empty() {
+        anyhow::bail!("empty password on standard input");
+    }
+    println!("{}", gatehouse_core::secret::hash_secret(password)?);
+    Ok(())
+}

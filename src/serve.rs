@@ -1,0 +1,88 @@
+//! Starting the HTTP listeners shared by `server` and `standalone`.
+
+use crate::cli::{CommonArgs, ServerArgs};
+use anyhow::Context;
+use gatehouse_core::keys::KeyEncryptionKey;
+use gatehouse_server::metrics::Metrics;
+use gatehouse_server::ops::{OpsState, ops_router};
+use gatehouse_server::{AppState, TenantDirectory, router};
+use gatehouse_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often servers look for configuration changes in the store.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Reads the key-encryption key from its file.
+pub fn load_kek(args: &CommonArgs) -> anyhow::Result<Option<KeyEncryptionKey>> {
+    let Some(path) = &args.key_encryption_key_file else { return Ok(None) };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading the key-encryption key from {}", path.display()))?,
+    );
+    let kek = KeyEncryptionKey::from_base64(&text).with_context(|| format!("key-encryption key in {}", path.display()))?;
+    Ok(Some(kek))
+}
+
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    gatehouse_store::open(url)
+        .await
+        .with_context(|| format!("opening the store {}", gatehouse_store::redact_url(url)))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Serves the OAuth router (and the operations listener, if asked) until a shutdown signal.
+pub async fn serve(store: Arc<dyn Store>, directory: Arc<TenantDirectory>, common: &CommonArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(directory.clone().run(REFRESH_INTERVAL));
+    let listener = tokio::net::TcpListener::bind(common.listen)
+        .await
+        .with_context(|| format!("listening on {}", common.listen))?;
+    if let Some(addr) = common.metrics_listen {
+        let ops = ops_router(OpsState { metrics: metrics.clone(), store: store.clone(), directory: directory.clone() });
+        let ops_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
+        tracing::info!(%addr, "operations listener: /metrics /healthz /readyz");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(ops_listener, ops).await {
+                tracing::error!(error = %e, "operations listener failed");
+            }
+        });
+    }
+    let app = router(AppState::new(directory.clone(), store, metrics));
+    tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")
+}
+
+pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let kek = load_kek(&args.common)?.context(
+        "a key-encryption key is required: pass --key-encryption-key-file or set GATEHOUSE_KEY_ENCRYPTION_KEY_FILE",
+    )?;
+    let public_url = args.common.public_url()?;
+    if args.store.starts_with("memory:") {
+        anyhow::bail!("--store memory:// holds no configuration for a server; use redis://, or run `gatehouse standalone`");
+    }
+    let store = open_store(&args.store).await?;
+    let directory = Arc::new(TenantDirectory::new(store.clone(), Arc::new(kek), &public_url));
+    if let Err(e) = directory.refresh().await {
+        tracing::warn!(error = %e, "store not reachable at start; will keep trying");
+    }
+    serve(store, directory, &args.common).await
+}

@@ -1,0 +1,313 @@
+//! `gatehouse standalone`: the reconcile core fed from a directory of manifests, plus the
+//! server, in one process. Edits to the directory are picked up while it runs; a broken edit is
+//! reported (file, document, field) and the last good state keeps serving.
+
+use crate::cli::StandaloneArgs;
+use crate::manifests::{self, GENERATED_DIR, Manifests};
+use crate::serve::{load_kek, open_store, serve};
+use anyhow::Context;
+use gatehouse_controller::publish::{PublishReport, Publisher};
+use gatehouse_controller::secrets::credentials_data;
+use gatehouse_controller::{Observed, Reconciled, SecretRequest, reconcile};
+use gatehouse_core::keys::{KeyEncryptionKey, KeyState};
+use gatehouse_crd::condition::types;
+use gatehouse_crd::tenant::SigningKeyStatus;
+use gatehouse_crd::{OAuthClientStatus, TenantStatus};
+use gatehouse_server::TenantDirectory;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the manifests directory is checked for edits.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the store is re-checked against the manifests even without edits, so a flushed
+/// or replaced Redis is refilled.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
+    let public_url = args.common.public_url()?;
+    let kek = match load_kek(&args.common)? {
+        Some(k) => k,
+        None => {
+            tracing::warn!(
+                "no --key-encryption-key-file given: generated a throw-away key-encryption key; \
+                 signing keys stored by this process will not be usable after a restart"
+            );
+            KeyEncryptionKey::generate().context("generating a key-encryption key")?.0
+        }
+    };
+    let kek = Arc::new(kek);
+    let store = open_store(&args.store).await?;
+    let directory = Arc::new(TenantDirectory::new(store.clone(), kek.clone(), &public_url));
+    let mut driver = Driver {
+        dir: args.manifests.clone(),
+        public_url,
+        publisher: Publisher::new(store.clone(), kek),
+        tenant_status: HashMap::new(),
+        client_status: HashMap::new(),
+        last_table: String::new(),
+    };
+    let manifests = manifests::load(&driver.dir).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid manifests in {}:\n{}", driver.dir.display(), list.join("\n"))
+    })?;
+    let mut seen = fingerprint(&driver.dir);
+    driver.apply(manifests).await.context("publishing the manifests to the store")?;
+    directory.refresh().await.context("loading the published configuration")?;
+
+    tokio::spawn(async move {
+        let mut last_sync = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let current = fingerprint(&driver.dir);
+            if current == seen && last_sync.elapsed() < RESYNC_INTERVAL {
+                continue;
+            }
+            let edited = current != seen;
+            seen = current;
+            last_sync = tokio::time::Instant::now();
+            match manifests::load(&driver.dir) {
+                Ok(m) => {
+                    if edited {
+                        tracing::info!(dir = %driver.dir.display(), "manifests changed; reconciling");
+                    }
+                    if let Err(e) = driver.apply(m).await {
+                        tracing::error!(error = %format!("{e:#}"), "could not publish the manifests; will retry");
+                    }
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!("manifests rejected; still serving the last valid set");
+                }
+            }
+        }
+    });
+    serve(store, directory, &args.common).await
+}
+
+struct Driver {
+    dir: PathBuf,
+    public_url: String,
+    publisher: Publisher,
+    tenant_status: HashMap<String, TenantStatus>,
+    client_status: HashMap<(String, String), (String, OAuthClientStatus)>,
+    last_table: String,
+}
+
+impl Driver {
+    async fn apply(&mut self, mut m: Manifests) -> anyhow::Result<()> {
+        for t in &mut m.tenants {
+            t.status = self.tenant_status.get(&t.name_any()).cloned();
+        }
+        for c in &mut m.clients {
+            c.status = self.client_status.get(&(c.namespace().unwrap_or_default(), c.name_any())).map(|(_, s)| s.clone());
+        }
+        let mut reconciled = self.reconcile(&m);
+        let requests: Vec<SecretRequest> = reconciled.clients.iter().filter_map(|c| c.secret_request.clone()).collect();
+        if !requests.is_empty() {
+            for request in &requests {
+                match write_generated_secret(&self.dir, request) {
+                    Ok((path, secret)) => {
+                        println!("generated Secret {}/{} for client {} in {}", request.namespace, request.name, request.client_id, path.display());
+                        m.secrets.push(secret);
+                    }
+                    Err(e) => tracing::error!(secret = %format!("{}/{}", request.namespace, request.name), error = %format!("{e:#}"), "cannot write a generated Secret"),
+                }
+            }
+            reconciled = self.reconcile(&m);
+        }
+        let now = gatehouse_store::unix_now();
+        let report = self.publisher.publish(&reconciled, now).await?;
+        self.record(reconciled, &report);
+        self.print_table();
+        Ok(())
+    }
+
+    fn reconcile(&self, m: &Manifests) -> Reconciled {
+        reconcile(&Observed {
+            tenants: &m.tenants,
+            clients: &m.clients,
+            secrets: &m.secrets,
+            public_url: &self.public_url,
+            now: Time(Timestamp::now()),
+        })
+    }
+
+    fn record(&mut self, reconciled: Reconciled, report: &PublishReport) {
+        self.tenant_status.clear();
+        for mut t in reconciled.tenants {
+            if let Some(keys) = report.signing_keys.get(&t.name) {
+                t.status.signing_keys = keys
+                    .iter()
+                    .map(|k| SigningKeyStatus {
+                        kid: k.kid.clone(),
+                        algorithm: k.algorithm,
+                        state: match k.state {
+                            KeyState::Active => "active",
+                            KeyState::Next => "next",
+                            KeyState::Retired => "retired",
+                        }
+                        .into(),
+                        created_at: Time(Timestamp::from_second(k.created_at as i64).unwrap_or(Timestamp::UNIX_EPOCH)),
+                    })
+                    .collect();
+            }
+            self.tenant_status.insert(t.name.clone(), t.status);
+        }
+        self.client_status = reconciled.clients.into_iter().map(|c| ((c.namespace, c.name), (c.tenant, c.status))).collect();
+    }
+
+    /// Prints the kubectl-like status table when it changed.
+    fn print_table(&mut self) {
+        let table = render_table(&self.tenant_status, &self.client_status);
+        if table != self.last_table {
+            println!("{table}");
+            self.last_table = table;
+        }
+    }
+}
+
+fn condition<'a>(conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> (&'a str, &'a str, &'a str) {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+        .unwrap_or(("Unknown", "", ""))
+}
+
+fn columns(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, cell)| format!("{cell:<width$}", width = widths[i]))
+                .collect::<Vec<_>>()
+                .join("   ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn render_table(tenants: &HashMap<String, TenantStatus>, clients: &HashMap<(String, String), (String, OAuthClientStatus)>) -> String {
+    let mut out = String::new();
+    let mut problems = Vec::new();
+    let mut rows = vec![["TENANT", "ISSUER", "CLIENTS", "READY", "REASON"].map(String::from).to_vec()];
+    let mut names: Vec<&String> = tenants.keys().collect();
+    names.sort();
+    for name in names {
+        let s = &tenants[name];
+        let (ready, reason, message) = condition(&s.conditions, types::READY);
+        if ready != "True" {
+            problems.push(format!("Tenant {name}: {reason}: {message}"));
+        }
+        rows.push(vec![
+            name.clone(),
+            s.issuer.clone().unwrap_or_else(|| "-".into()),
+            s.clients.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            ready.into(),
+            reason.into(),
+        ]);
+    }
+    out.push_str(&columns(&rows));
+    out.push_str("\n\n");
+    let mut rows = vec![["OAUTHCLIENT", "TENANT", "CLIENT-ID", "GRANTS", "ACCEPTED", "READY", "REASON"].map(String::from).to_vec()];
+    let mut keys: Vec<&(String, String)> = clients.keys().collect();
+    keys.sort();
+    for key in keys {
+        let (tenant, s) = &clients[key];
+        let (accepted, a_reason, a_message) = condition(&s.conditions, types::ACCEPTED);
+        let (ready, r_reason, r_message) = condition(&s.conditions, types::READY);
+        let reason = if accepted != "True" { a_reason } else { r_reason };
+        if accepted != "True" {
+            problems.push(format!("OAuthClient {}/{}: {a_reason}: {a_message}", key.0, key.1));
+        } else if ready != "True" {
+            problems.push(format!("OAuthClient {}/{}: {r_reason}: {r_message}", key.0, key.1));
+        }
+        let grants = if s.grant_types.is_empty() {
+            "-".to_string()
+        } else {
+            s.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
+        };
+        rows.push(vec![
+            format!("{}/{}", key.0, key.1),
+            tenant.clone(),
+            s.client_id.clone().unwrap_or_default(),
+            grants,
+            accepted.into(),
+            ready.into(),
+            reason.into(),
+        ]);
+    }
+    out.push_str(&columns(&rows));
+    if !problems.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&problems.join("\n"));
+    }
+    out.push('\n');
+    out
+}
+
+/// Writes a generated credentials Secret as a manifest under `dir/generated/`, readable by the
+/// owner only, and returns it as an object too.
+fn write_generated_secret(dir: &Path, request: &SecretRequest) -> anyhow::Result<(PathBuf, Secret)> {
+    let value = gatehouse_controller::secrets::generate_client_secret().map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(request.name.clone());
+    secret.metadata.namespace = Some(request.namespace.clone());
+    secret.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/managed-by".to_string(), "gatehouse".to_string()),
+            ("gatehouse.dev/client".to_string(), request.owner_name.clone()),
+        ]
+        .into(),
+    );
+    secret.string_data = Some(credentials_data(&request.client_id, &value, &request.issuer));
+    let mut doc = serde_json::to_value(&secret)?;
+    doc["apiVersion"] = "v1".into();
+    doc["kind"] = "Secret".into();
+    let yaml = serde_saphyr::to_string(&doc)?;
+    let folder = dir.join(GENERATED_DIR);
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let path = folder.join(format!("{}.{}.yaml", request.namespace, request.name));
+    write_private(&path, &format!("# Generated by gatehouse standalone for OAuthClient {}/{}.\n---\n{yaml}", request.namespace, request.owner_name))?;
+    Ok((path, secret))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A cheap summary of the directory's YAML files; any edit, addition or removal changes it.
+fn fingerprint(dir: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Ok(files) = manifests::files(dir) {
+        for f in files {
+            f.hash(&mut h);
+            if let Ok(bytes) = std::fs::read(&f) {
+                bytes.hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
