@@ -1,0 +1,320 @@
+//! Harness for end-to-end tests: the real `gatehouse` binary on free ports, with a temporary
+//! manifests directory, talking to a real redis-server, driven over HTTP like any client.
+#![allow(dead_code)]
+
+use base64::Engine;
+use gatehouse_testkit::free_port;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use gatehouse_testkit::RedisServer;
+
+/// A running `gatehouse standalone`.
+pub struct Gatehouse {
+    child: Child,
+    pub port: u16,
+    pub ops_port: u16,
+    pub base: String,
+    pub manifests: tempfile::TempDir,
+    log: PathBuf,
+    out: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gatehouse")
+}
+
+impl Gatehouse {
+    /// Writes `files` (name, YAML) into a fresh manifests directory and starts standalone on it.
+    pub fn start(store: &str, files: &[(&str, &str)]) -> Gatehouse {
+        let manifests = tempfile::tempdir().unwrap();
+        for (name, yaml) in files {
+            std::fs::write(manifests.path().join(name), yaml).unwrap();
+        }
+        Self::start_in(store, manifests)
+    }
+
+    pub fn start_in(store: &str, manifests: tempfile::TempDir) -> Gatehouse {
+        let logs = tempfile::tempdir().unwrap();
+        let (log, out) = (logs.path().join("stderr.log"), logs.path().join("stdout.log"));
+        let (port, ops_port) = (free_port(), free_port());
+        let child = Command::new(binary())
+            .args(["standalone", "--manifests"])
+            .arg(manifests.path())
+            .args(["--store", store, "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{ops_port}")])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("starting gatehouse standalone");
+        let mut g = Gatehouse {
+            child,
+            port,
+            ops_port,
+            base: format!("http://127.0.0.1:{port}"),
+            manifests,
+            log,
+            out,
+            _logs: logs,
+        };
+        g.wait_ready();
+        g
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gatehouse exited early with {status}\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+            }
+            if let Ok(r) = http_status(&format!("http://127.0.0.1:{}/readyz", self.ops_port))
+                && r == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gatehouse did not become ready\nstderr:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    pub fn issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.base)
+    }
+
+    pub fn write_manifest(&self, name: &str, yaml: &str) {
+        // Write then rename, as editors and ConfigMap updates do, so the watcher never reads
+        // half a file.
+        let tmp = self.manifests.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.manifests.path().join(name)).unwrap();
+    }
+
+    pub fn remove_manifest(&self, name: &str) {
+        std::fs::remove_file(self.manifests.path().join(name)).unwrap();
+    }
+
+    pub fn manifests_path(&self) -> &Path {
+        self.manifests.path()
+    }
+
+    /// The tenant's discovery document.
+    pub async fn metadata(&self, tenant: &str) -> Value {
+        let url = format!("{}/.well-known/oauth-authorization-server/{tenant}", self.base);
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 200, "metadata of {tenant}");
+        r.json().await.unwrap()
+    }
+
+    pub async fn endpoint(&self, tenant: &str, name: &str) -> String {
+        self.metadata(tenant).await[name].as_str().unwrap_or_else(|| panic!("{name} in metadata")).to_string()
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- gatehouse stdout ----\n{}\n---- gatehouse stderr (tail) ----", self.stdout());
+            let err = self.stderr();
+            let tail: Vec<&str> = err.lines().rev().take(60).collect();
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A response: status, headers and JSON body (or `Null`).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<no error>")
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// POSTs a form with optional Authorization header.
+pub async fn post_form(url: &str, authorization: Option<&str>, body: &str) -> Reply {
+    post_raw(url, authorization, Some("application/x-www-form-urlencoded"), body.to_string()).await
+}
+
+pub async fn post_raw(url: &str, authorization: Option<&str>, content_type: Option<&str>, body: String) -> Reply {
+    let client = reqwest::Client::new();
+    let mut req = client.post(url).body(body);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+}
+
+/// Polls `check` until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Decodes a JWT's payload without verifying it (for asserting on claims after verification
+/// was checked separately).
+pub fn jwt_payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("JWT payload");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// Status code of a plain GET, without an async runtime (used while waiting for start-up).
+pub fn http_status(url: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other("bad response"))
+}
+
+pub const ACME: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec:
+  displayName: Acme Corp
+  grantTypes: [client_credentials, refresh_token]
+  scopes:
+    - {name: billing.read, description: Read invoices}
+    - {name: billing.write}
+"#;
+
+pub const GLOBEX: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {name: globex}
+spec:
+  grantTypes: [client_credentials]
+  accessToken: {format: opaque, ttl: 5m}
+  signing: {algorithm: EdDSA}
+  scopes: [{name: ops}]
+"#;
+
+/// The secret of acme's `billing` client: characters that must be form-encoded in Basic auth.
+pub const BILLING_SECRET: &str = "s3cret:with/special+chars&=%";
+
+pub const ACME_CLIENTS: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: billing, namespace: acme}
+spec:
+  tenantRef: acme
+  clientId: acme-billing
+  grantTypes: [client_credentials]
+  scopes: [billing.read, billing.write]
+  audiences: [https://billing.example.com, https://ledger.example.com]
+  secretRef: {name: billing-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: billing-credentials, namespace: acme}
+stringData: {client_secret: "s3cret:with/special+chars&=%"}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: poster, namespace: acme}
+spec:
+  tenantRef: acme
+  grantTypes: [client_credentials]
+  scopes: [billing.read]
+  tokenEndpointAuthMethod: client_secret_post
+  secretRef: {name: poster-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: poster-credentials, namespace: acme}
+data: {client_secret: cG9zdGVyLXNlY3JldA==}   # poster-secret
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: limited, namespace: acme}
+spec:
+  tenantRef: acme
+  grantTypes: [refresh_token]
+  secretRef: {name: limited-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: limited-credentials, namespace: acme}
+stringData: {client_secret: limited-secret}
+"#;
+
+pub const GLOBEX_CLIENTS: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: ops, namespace: globex}
+spec:
+  tenantRef: globex
+  grantTypes: [client_credentials]
+  scopes: [ops]
+  secretRef: {name: ops-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ops-credentials, namespace: globex}
+stringData: {client_secret: globex-secret}
+"#;
+
+/// The standard fixture set: acme (JWT, ES256) and globex (opaque, EdDSA) with their clients.
+pub fn fixtures() -> Vec<(&'static str, &'static str)> {
+    vec![("acme.yaml", ACME), ("globex.yaml", GLOBEX), ("acme-clients.yaml", ACME_CLIENTS), ("globex-clients.yaml", GLOBEX_CLIENTS)]
+}
+
+/// Asks for a client_credentials token with HTTP Basic.
+pub async fn client_credentials(g: &Gatehouse, tenant: &str, id: &str, secret: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    pairs.extend_from_slice(extra);
+    post_form(&g.endpoint(tenant, "token_endpoint").await, Some(&basic(id, secret)), &form(&pairs)).await
+}
