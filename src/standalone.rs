@@ -26,9 +26,10 @@ use std::time::Duration;
 
 /// How often the manifests directory is checked for edits.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-/// How often the store is re-checked against the manifests even without edits, so a flushed
-/// or replaced Redis is refilled.
-const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the store is checked for drift (a flushed or replaced Redis) and, at the latest,
+/// fully re-published even without edits.
+const DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let public_url = args.common.public_url()?;
@@ -63,10 +64,19 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
 
     tokio::spawn(async move {
         let mut last_sync = tokio::time::Instant::now();
+        let mut last_drift_check = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
             let current = fingerprint(&driver.dir);
-            if current == seen && last_sync.elapsed() < RESYNC_INTERVAL {
+            let mut drifted = false;
+            if last_drift_check.elapsed() >= DRIFT_CHECK_INTERVAL {
+                last_drift_check = tokio::time::Instant::now();
+                drifted = driver.publisher.drifted().await.unwrap_or(false);
+                if drifted {
+                    tracing::warn!("the store no longer holds the published configuration; publishing it again");
+                }
+            }
+            if current == seen && !drifted && last_sync.elapsed() < RESYNC_INTERVAL {
                 continue;
             }
             let edited = current != seen;

@@ -50,6 +50,9 @@ pub struct Publisher {
     /// `(tenant, client_id)` → (SHA-256 of the plain secret, its argon2id hash). In memory only:
     /// the operator holds the plain secrets anyway, having read the Secrets.
     hashes: Mutex<HashMap<(String, String), (SecretDigest, String)>>,
+    /// The store's tenant versions right after the last publish; anything else found there
+    /// later means someone else changed (or flushed) the store.
+    published_versions: Mutex<Option<BTreeMap<String, gatehouse_store::Version>>>,
 }
 
 fn sha256(s: &str) -> SecretDigest {
@@ -64,7 +67,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 impl Publisher {
     pub fn new(store: Arc<dyn Store>, kek: Arc<KeyEncryptionKey>) -> Self {
-        Publisher { store, kek, hashes: Mutex::new(HashMap::new()) }
+        Publisher { store, kek, hashes: Mutex::new(HashMap::new()), published_versions: Mutex::new(None) }
+    }
+
+    /// Whether the store no longer holds what the last publish left there (a flushed or
+    /// replaced Redis, or another writer). One cheap read; callers publish again when true.
+    pub async fn drifted(&self) -> Result<bool, PublishError> {
+        let now = self.store.tenant_versions().await?;
+        Ok(self.published_versions.lock().map(|v| v.as_ref() != Some(&now)).unwrap_or(true))
     }
 
     pub async fn publish(&self, reconciled: &Reconciled, now: u64) -> Result<PublishReport, PublishError> {
@@ -122,6 +132,10 @@ impl Publisher {
                 self.store.delete_tenant(name).await?;
                 report.tenants_removed.push(name.clone());
             }
+        }
+        let versions = self.store.tenant_versions().await?;
+        if let Ok(mut v) = self.published_versions.lock() {
+            *v = Some(versions);
         }
         Ok(report)
     }
@@ -244,6 +258,7 @@ mod tests {
         assert_eq!(bundle.keys.len(), 1);
         let version = store.tenant_versions().await.unwrap()["acme"];
 
+        assert!(!publisher.drifted().await.unwrap());
         let again = publisher.publish(&reconciled(b"one", "ES256"), 20).await.unwrap();
         assert!(again.keys_generated.is_empty() && again.clients_written.is_empty());
         assert_eq!(store.tenant_versions().await.unwrap()["acme"], version, "no write at all");
@@ -271,6 +286,10 @@ mod tests {
         assert_eq!((keys[0].state, keys[0].algorithm), (KeyState::Active, SigningAlgorithm::EdDSA));
         assert_eq!((keys[1].state, keys[1].algorithm), (KeyState::Retired, SigningAlgorithm::ES256));
 
+        store.delete_tenant("acme").await.unwrap();
+        assert!(publisher.drifted().await.unwrap(), "a store emptied behind our back is noticed");
+        publisher.publish(&reconciled(b"s", "EdDSA"), 25).await.unwrap();
+        assert!(!publisher.drifted().await.unwrap());
         let removed = publisher.publish(&Reconciled::default(), 30).await.unwrap();
         assert_eq!(removed.tenants_removed, vec!["acme"]);
         assert!(store.load_tenant("acme").await.unwrap().is_none());

@@ -68,11 +68,20 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// Starts a server on a given port (to simulate a Redis that comes back empty).
+    pub fn start_on(port: u16) -> Self {
+        Self::spawn(&[], Some(port))
+    }
+
     fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(extra, None)
+    }
+
+    fn spawn(extra: &[&str], fixed_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for redis-server");
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             let port_s = port.to_string();
             let mut args = vec![
                 "--port", &port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
