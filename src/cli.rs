@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Multi-tenant OAuth 2.0 / OpenID Connect authorization server for Kubernetes")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Multi-tenant OAuth 2.0 / OpenID Connect authorization server for Kubernetes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,10 +58,18 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     pub fn public_url(&self) -> anyhow::Result<String> {
-        let url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        let url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
         let url = url.trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?') || url.contains('#') {
-            anyhow::bail!("--public-url must be an http(s) URL without query or fragment, got {url:?}");
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.contains('?')
+            || url.contains('#')
+        {
+            anyhow::bail!(
+                "--public-url must be an http(s) URL without query or fragment, got {url:?}"
+            );
         }
         Ok(url)
     }
@@ -113,14 +125,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn hash_password() -> anyhow::Result<()> {
     use std::io::Read;
     let mut input = zeroize::Zeroizing::new(String::new());
-    std::io::stdin().read_to_string(&mut input).context("reading the password from standard input")?;
-    let password = input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
     if password.is_empty() {
         anyhow::bail!("empty password on standard input");
     }

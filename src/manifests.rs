@@ -73,24 +73,46 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<ManifestError>> {
     let paths = match files(dir) {
         Ok(p) => p,
         Err(e) => {
-            return Err(vec![ManifestError { file: dir.into(), document: 0, object: None, field: None, message: e.to_string() }]);
+            return Err(vec![ManifestError {
+                file: dir.into(),
+                document: 0,
+                object: None,
+                field: None,
+                message: e.to_string(),
+            }]);
         }
     };
     for path in paths {
         match std::fs::read_to_string(&path) {
             Ok(text) => parse_file(&path, &text, &mut manifests, &mut errors),
-            Err(e) => errors.push(ManifestError { file: path, document: 0, object: None, field: None, message: e.to_string() }),
+            Err(e) => errors.push(ManifestError {
+                file: path,
+                document: 0,
+                object: None,
+                field: None,
+                message: e.to_string(),
+            }),
         }
     }
     check_duplicates(&manifests, &mut errors);
-    if errors.is_empty() { Ok(manifests) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(errors)
+    }
 }
 
 fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<ManifestError>) {
     let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(ManifestError { file: path.into(), document: 0, object: None, field: None, message: format!("not valid YAML: {e}") });
+            errors.push(ManifestError {
+                file: path.into(),
+                document: 0,
+                object: None,
+                field: None,
+                message: format!("not valid YAML: {e}"),
+            });
             return;
         }
     };
@@ -107,13 +129,32 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             message,
         };
         let Some(obj) = doc.as_object() else {
-            errors.push(err(None, None, "a manifest must be a mapping with apiVersion, kind and metadata".into()));
+            errors.push(err(
+                None,
+                None,
+                "a manifest must be a mapping with apiVersion, kind and metadata".into(),
+            ));
             continue;
         };
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-        let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_string);
-        let label = Some(format!("{kind} {}", name.clone().unwrap_or_else(|| "<unnamed>".into())));
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = obj
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let label = Some(format!(
+            "{kind} {}",
+            name.clone().unwrap_or_else(|| "<unnamed>".into())
+        ));
         if name.as_deref().is_none_or(str::is_empty) {
             errors.push(err(label, Some("metadata.name".into()), "required".into()));
             continue;
@@ -142,7 +183,9 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
                 Some("apiVersion".into()),
                 format!("expected {API_VERSION}, got {api_version:?}"),
             )),
-            _ => tracing::warn!(file = %path.display(), document, %kind, "ignoring a manifest standalone does not use"),
+            _ => {
+                tracing::warn!(file = %path.display(), document, %kind, "ignoring a manifest standalone does not use")
+            }
         }
     }
 }
@@ -163,11 +206,29 @@ fn check_duplicates(m: &Manifests, errors: &mut Vec<ManifestError>) {
         .tenants
         .iter()
         .map(|t| format!("Tenant {}", t.name_any()))
-        .chain(m.clients.iter().map(|c| format!("OAuthClient {}/{}", c.namespace().unwrap_or_default(), c.name_any())))
-        .chain(m.secrets.iter().map(|s| format!("Secret {}/{}", s.namespace().unwrap_or_default(), s.name_any())));
+        .chain(m.clients.iter().map(|c| {
+            format!(
+                "OAuthClient {}/{}",
+                c.namespace().unwrap_or_default(),
+                c.name_any()
+            )
+        }))
+        .chain(m.secrets.iter().map(|s| {
+            format!(
+                "Secret {}/{}",
+                s.namespace().unwrap_or_default(),
+                s.name_any()
+            )
+        }));
     for key in keys {
         if !seen.insert(key.clone()) {
-            errors.push(ManifestError { file: PathBuf::from("<manifests>"), document: 0, object: Some(key), field: None, message: "defined more than once".into() });
+            errors.push(ManifestError {
+                file: PathBuf::from("<manifests>"),
+                document: 0,
+                object: Some(key),
+                field: None,
+                message: "defined more than once".into(),
+            });
         }
     }
 }
@@ -191,7 +252,10 @@ mod tests {
              apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: acme}\nstringData: {client_secret: x}\n---\n",
         );
         assert!(e.is_empty(), "{e:?}");
-        assert_eq!((m.tenants.len(), m.clients.len(), m.secrets.len()), (1, 1, 1));
+        assert_eq!(
+            (m.tenants.len(), m.clients.len(), m.secrets.len()),
+            (1, 1, 1)
+        );
     }
 
     #[test]

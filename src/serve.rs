@@ -15,11 +15,15 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Reads the key-encryption key from its file.
 pub fn load_kek(args: &CommonArgs) -> anyhow::Result<Option<KeyEncryptionKey>> {
-    let Some(path) = &args.key_encryption_key_file else { return Ok(None) };
+    let Some(path) = &args.key_encryption_key_file else {
+        return Ok(None);
+    };
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("reading the key-encryption key from {}", path.display()))?,
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the key-encryption key from {}", path.display()))?,
     );
-    let kek = KeyEncryptionKey::from_base64(&text).with_context(|| format!("key-encryption key in {}", path.display()))?;
+    let kek = KeyEncryptionKey::from_base64(&text)
+        .with_context(|| format!("key-encryption key in {}", path.display()))?;
     Ok(Some(kek))
 }
 
@@ -50,15 +54,25 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves the OAuth router (and the operations listener, if asked) until a shutdown signal.
-pub async fn serve(store: Arc<dyn Store>, directory: Arc<TenantDirectory>, common: &CommonArgs) -> anyhow::Result<()> {
+pub async fn serve(
+    store: Arc<dyn Store>,
+    directory: Arc<TenantDirectory>,
+    common: &CommonArgs,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(directory.clone().run(REFRESH_INTERVAL));
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .with_context(|| format!("listening on {}", common.listen))?;
     if let Some(addr) = common.metrics_listen {
-        let ops = ops_router(OpsState { metrics: metrics.clone(), store: store.clone(), directory: directory.clone() });
-        let ops_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
+        let ops = ops_router(OpsState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            directory: directory.clone(),
+        });
+        let ops_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
         tracing::info!(%addr, "operations listener: /metrics /healthz /readyz");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(ops_listener, ops).await {
@@ -68,7 +82,10 @@ pub async fn serve(store: Arc<dyn Store>, directory: Arc<TenantDirectory>, commo
     }
     let app = router(AppState::new(directory.clone(), store, metrics));
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
 }
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
@@ -77,10 +94,16 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     )?;
     let public_url = args.common.public_url()?;
     if args.store.starts_with("memory:") {
-        anyhow::bail!("--store memory:// holds no configuration for a server; use redis://, or run `gatehouse standalone`");
+        anyhow::bail!(
+            "--store memory:// holds no configuration for a server; use redis://, or run `gatehouse standalone`"
+        );
     }
     let store = open_store(&args.store).await?;
-    let directory = Arc::new(TenantDirectory::new(store.clone(), Arc::new(kek), &public_url));
+    let directory = Arc::new(TenantDirectory::new(
+        store.clone(),
+        Arc::new(kek),
+        &public_url,
+    ));
     if let Err(e) = directory.refresh().await {
         tracing::warn!(error = %e, "store not reachable at start; will keep trying");
     }

@@ -40,12 +40,18 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
                 "no --key-encryption-key-file given: generated a throw-away key-encryption key; \
                  signing keys stored by this process will not be usable after a restart"
             );
-            KeyEncryptionKey::generate().context("generating a key-encryption key")?.0
+            KeyEncryptionKey::generate()
+                .context("generating a key-encryption key")?
+                .0
         }
     };
     let kek = Arc::new(kek);
     let store = open_store(&args.store).await?;
-    let directory = Arc::new(TenantDirectory::new(store.clone(), kek.clone(), &public_url));
+    let directory = Arc::new(TenantDirectory::new(
+        store.clone(),
+        kek.clone(),
+        &public_url,
+    ));
     let mut driver = Driver {
         dir: args.manifests.clone(),
         public_url,
@@ -56,11 +62,21 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     };
     let manifests = manifests::load(&driver.dir).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("invalid manifests in {}:\n{}", driver.dir.display(), list.join("\n"))
+        anyhow::anyhow!(
+            "invalid manifests in {}:\n{}",
+            driver.dir.display(),
+            list.join("\n")
+        )
     })?;
     let mut seen = fingerprint(&driver.dir);
-    driver.apply(manifests).await.context("publishing the manifests to the store")?;
-    directory.refresh().await.context("loading the published configuration")?;
+    driver
+        .apply(manifests)
+        .await
+        .context("publishing the manifests to the store")?;
+    directory
+        .refresh()
+        .await
+        .context("loading the published configuration")?;
 
     tokio::spawn(async move {
         let mut last_sync = tokio::time::Instant::now();
@@ -73,7 +89,9 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
                 last_drift_check = tokio::time::Instant::now();
                 drifted = driver.publisher.drifted().await.unwrap_or(false);
                 if drifted {
-                    tracing::warn!("the store no longer holds the published configuration; publishing it again");
+                    tracing::warn!(
+                        "the store no longer holds the published configuration; publishing it again"
+                    );
                 }
             }
             if current == seen && !drifted && last_sync.elapsed() < RESYNC_INTERVAL {
@@ -118,18 +136,33 @@ impl Driver {
             t.status = self.tenant_status.get(&t.name_any()).cloned();
         }
         for c in &mut m.clients {
-            c.status = self.client_status.get(&(c.namespace().unwrap_or_default(), c.name_any())).map(|(_, s)| s.clone());
+            c.status = self
+                .client_status
+                .get(&(c.namespace().unwrap_or_default(), c.name_any()))
+                .map(|(_, s)| s.clone());
         }
         let mut reconciled = self.reconcile(&m);
-        let requests: Vec<SecretRequest> = reconciled.clients.iter().filter_map(|c| c.secret_request.clone()).collect();
+        let requests: Vec<SecretRequest> = reconciled
+            .clients
+            .iter()
+            .filter_map(|c| c.secret_request.clone())
+            .collect();
         if !requests.is_empty() {
             for request in &requests {
                 match write_generated_secret(&self.dir, request) {
                     Ok((path, secret)) => {
-                        println!("generated Secret {}/{} for client {} in {}", request.namespace, request.name, request.client_id, path.display());
+                        println!(
+                            "generated Secret {}/{} for client {} in {}",
+                            request.namespace,
+                            request.name,
+                            request.client_id,
+                            path.display()
+                        );
                         m.secrets.push(secret);
                     }
-                    Err(e) => tracing::error!(secret = %format!("{}/{}", request.namespace, request.name), error = %format!("{e:#}"), "cannot write a generated Secret"),
+                    Err(e) => {
+                        tracing::error!(secret = %format!("{}/{}", request.namespace, request.name), error = %format!("{e:#}"), "cannot write a generated Secret")
+                    }
                 }
             }
             reconciled = self.reconcile(&m);
@@ -166,13 +199,20 @@ impl Driver {
                             KeyState::Retired => "retired",
                         }
                         .into(),
-                        created_at: Time(Timestamp::from_second(k.created_at as i64).unwrap_or(Timestamp::UNIX_EPOCH)),
+                        created_at: Time(
+                            Timestamp::from_second(k.created_at as i64)
+                                .unwrap_or(Timestamp::UNIX_EPOCH),
+                        ),
                     })
                     .collect();
             }
             self.tenant_status.insert(t.name.clone(), t.status);
         }
-        self.client_status = reconciled.clients.into_iter().map(|c| ((c.namespace, c.name), (c.tenant, c.status))).collect();
+        self.client_status = reconciled
+            .clients
+            .into_iter()
+            .map(|c| ((c.namespace, c.name), (c.tenant, c.status)))
+            .collect();
     }
 
     /// Prints the kubectl-like status table when it changed.
@@ -185,7 +225,10 @@ impl Driver {
     }
 }
 
-fn condition<'a>(conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> (&'a str, &'a str, &'a str) {
+fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> (&'a str, &'a str, &'a str) {
     conditions
         .iter()
         .find(|c| c.type_ == type_)
@@ -194,7 +237,9 @@ fn condition<'a>(conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1
 }
 
 fn columns(rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     rows.iter()
         .map(|r| {
             r.iter()
@@ -209,10 +254,17 @@ fn columns(rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
-pub fn render_table(tenants: &HashMap<String, TenantStatus>, clients: &HashMap<(String, String), (String, OAuthClientStatus)>) -> String {
+pub fn render_table(
+    tenants: &HashMap<String, TenantStatus>,
+    clients: &HashMap<(String, String), (String, OAuthClientStatus)>,
+) -> String {
     let mut out = String::new();
     let mut problems = Vec::new();
-    let mut rows = vec![["TENANT", "ISSUER", "CLIENTS", "READY", "REASON"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["TENANT", "ISSUER", "CLIENTS", "READY", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
     let mut names: Vec<&String> = tenants.keys().collect();
     names.sort();
     for name in names {
@@ -224,30 +276,58 @@ pub fn render_table(tenants: &HashMap<String, TenantStatus>, clients: &HashMap<(
         rows.push(vec![
             name.clone(),
             s.issuer.clone().unwrap_or_else(|| "-".into()),
-            s.clients.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            s.clients
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             ready.into(),
             reason.into(),
         ]);
     }
     out.push_str(&columns(&rows));
     out.push_str("\n\n");
-    let mut rows = vec![["OAUTHCLIENT", "TENANT", "CLIENT-ID", "GRANTS", "ACCEPTED", "READY", "REASON"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "OAUTHCLIENT",
+            "TENANT",
+            "CLIENT-ID",
+            "GRANTS",
+            "ACCEPTED",
+            "READY",
+            "REASON",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     let mut keys: Vec<&(String, String)> = clients.keys().collect();
     keys.sort();
     for key in keys {
         let (tenant, s) = &clients[key];
         let (accepted, a_reason, a_message) = condition(&s.conditions, types::ACCEPTED);
         let (ready, r_reason, r_message) = condition(&s.conditions, types::READY);
-        let reason = if accepted != "True" { a_reason } else { r_reason };
+        let reason = if accepted != "True" {
+            a_reason
+        } else {
+            r_reason
+        };
         if accepted != "True" {
-            problems.push(format!("OAuthClient {}/{}: {a_reason}: {a_message}", key.0, key.1));
+            problems.push(format!(
+                "OAuthClient {}/{}: {a_reason}: {a_message}",
+                key.0, key.1
+            ));
         } else if ready != "True" {
-            problems.push(format!("OAuthClient {}/{}: {r_reason}: {r_message}", key.0, key.1));
+            problems.push(format!(
+                "OAuthClient {}/{}: {r_reason}: {r_message}",
+                key.0, key.1
+            ));
         }
         let grants = if s.grant_types.is_empty() {
             "-".to_string()
         } else {
-            s.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
+            s.grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         rows.push(vec![
             format!("{}/{}", key.0, key.1),
@@ -270,19 +350,33 @@ pub fn render_table(tenants: &HashMap<String, TenantStatus>, clients: &HashMap<(
 
 /// Writes a generated credentials Secret as a manifest under `dir/generated/`, readable by the
 /// owner only, and returns it as an object too.
-fn write_generated_secret(dir: &Path, request: &SecretRequest) -> anyhow::Result<(PathBuf, Secret)> {
-    let value = gatehouse_controller::secrets::generate_client_secret().map_err(|_| anyhow::anyhow!("no randomness available"))?;
+fn write_generated_secret(
+    dir: &Path,
+    request: &SecretRequest,
+) -> anyhow::Result<(PathBuf, Secret)> {
+    let value = gatehouse_controller::secrets::generate_client_secret()
+        .map_err(|_| anyhow::anyhow!("no randomness available"))?;
     let mut secret = Secret::default();
     secret.metadata.name = Some(request.name.clone());
     secret.metadata.namespace = Some(request.namespace.clone());
     secret.metadata.labels = Some(
         [
-            ("app.kubernetes.io/managed-by".to_string(), "gatehouse".to_string()),
-            ("gatehouse.dev/client".to_string(), request.owner_name.clone()),
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "gatehouse".to_string(),
+            ),
+            (
+                "gatehouse.dev/client".to_string(),
+                request.owner_name.clone(),
+            ),
         ]
         .into(),
     );
-    secret.string_data = Some(credentials_data(&request.client_id, &value, &request.issuer));
+    secret.string_data = Some(credentials_data(
+        &request.client_id,
+        &value,
+        &request.issuer,
+    ));
     let mut doc = serde_json::to_value(&secret)?;
     doc["apiVersion"] = "v1".into();
     doc["kind"] = "Secret".into();
@@ -290,7 +384,13 @@ fn write_generated_secret(dir: &Path, request: &SecretRequest) -> anyhow::Result
     let folder = dir.join(GENERATED_DIR);
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let path = folder.join(format!("{}.{}.yaml", request.namespace, request.name));
-    write_private(&path, &format!("# Generated by gatehouse standalone for OAuthClient {}/{}.\n---\n{yaml}", request.namespace, request.owner_name))?;
+    write_private(
+        &path,
+        &format!(
+            "# Generated by gatehouse standalone for OAuthClient {}/{}.\n---\n{yaml}",
+            request.namespace, request.owner_name
+        ),
+    )?;
     Ok((path, secret))
 }
 
@@ -303,8 +403,11 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -78,16 +78,34 @@ async fn each_rejection_reason_is_reported_and_gets_no_token() {
     }
     // The status table carries the effective grants of the partly accepted client.
     let greedy_row = out.lines().find(|l| l.starts_with("acme/greedy")).unwrap();
-    assert!(greedy_row.contains("client_credentials") && !greedy_row.contains("password"), "{greedy_row}");
+    assert!(
+        greedy_row.contains("client_credentials") && !greedy_row.contains("password"),
+        "{greedy_row}"
+    );
 
-    for (tenant, id) in [("initech", "acme-orphan"), ("acme", "hooli-outsider"), ("acme", "acme-wants-password"), ("acme", "acme-emptysecret"), ("acme", "acme-waiting")] {
+    for (tenant, id) in [
+        ("initech", "acme-orphan"),
+        ("acme", "hooli-outsider"),
+        ("acme", "acme-wants-password"),
+        ("acme", "acme-emptysecret"),
+        ("acme", "acme-waiting"),
+    ] {
         if tenant == "initech" {
-            let r = post_form(&format!("{}/initech/oauth2/token", g.base), Some(&basic(id, "shared-secret")), "grant_type=client_credentials").await;
+            let r = post_form(
+                &format!("{}/initech/oauth2/token", g.base),
+                Some(&basic(id, "shared-secret")),
+                "grant_type=client_credentials",
+            )
+            .await;
             assert_eq!(r.status, 404, "{id}");
             continue;
         }
         let r = client_credentials(&g, tenant, id, "shared-secret", &[]).await;
-        assert_eq!((r.status, r.error()), (401, "invalid_client"), "{id} must get no token");
+        assert_eq!(
+            (r.status, r.error()),
+            (401, "invalid_client"),
+            "{id} must get no token"
+        );
     }
     // The loser of the id conflict cannot use the winner's id with its own secret.
     let r = client_credentials(&g, "acme", "acme-billing", "shared-secret", &[]).await;
@@ -112,30 +130,81 @@ async fn manifest_edits_are_picked_up_while_running() {
     assert_eq!(r.status, 401);
 
     g.write_manifest("late.yaml", &client("first"));
-    eventually(10, "new client registered", || async { client_credentials(&g, "acme", "acme-late", "first", &[]).await.status == 200 }).await;
+    eventually(10, "new client registered", || async {
+        client_credentials(&g, "acme", "acme-late", "first", &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
 
     // A secret change takes effect; the old secret stops working.
     g.write_manifest("late.yaml", &client("second"));
-    eventually(10, "secret rotated", || async { client_credentials(&g, "acme", "acme-late", "second", &[]).await.status == 200 }).await;
-    assert_eq!(client_credentials(&g, "acme", "acme-late", "first", &[]).await.status, 401);
+    eventually(10, "secret rotated", || async {
+        client_credentials(&g, "acme", "acme-late", "second", &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert_eq!(
+        client_credentials(&g, "acme", "acme-late", "first", &[])
+            .await
+            .status,
+        401
+    );
 
     // A broken edit is reported by file, document and field, and the last good state serves on.
     g.write_manifest("broken.yaml", "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bad}\nspec: {grantTypes: [teleport]}\n");
-    eventually(10, "error logged", || async { g.stderr().contains("broken.yaml, document 1 (Tenant bad), field spec.grantTypes[0]") }).await;
-    assert_eq!(client_credentials(&g, "acme", "acme-late", "second", &[]).await.status, 200);
+    eventually(10, "error logged", || async {
+        g.stderr()
+            .contains("broken.yaml, document 1 (Tenant bad), field spec.grantTypes[0]")
+    })
+    .await;
+    assert_eq!(
+        client_credentials(&g, "acme", "acme-late", "second", &[])
+            .await
+            .status,
+        200
+    );
     g.remove_manifest("broken.yaml");
 
     // A tenant setting change reaches the token endpoint.
-    g.write_manifest("acme.yaml", &ACME.replace("grantTypes: [client_credentials, refresh_token]", "grantTypes: [client_credentials]\n  accessToken: {ttl: 2m}"));
-    eventually(10, "new TTL", || async { client_credentials(&g, "acme", "acme-late", "second", &[]).await.body["expires_in"] == 120 }).await;
+    g.write_manifest(
+        "acme.yaml",
+        &ACME.replace(
+            "grantTypes: [client_credentials, refresh_token]",
+            "grantTypes: [client_credentials]\n  accessToken: {ttl: 2m}",
+        ),
+    );
+    eventually(10, "new TTL", || async {
+        client_credentials(&g, "acme", "acme-late", "second", &[])
+            .await
+            .body["expires_in"]
+            == 120
+    })
+    .await;
 
     // Removing the client takes it out of service.
     g.remove_manifest("late.yaml");
-    eventually(10, "client removed", || async { client_credentials(&g, "acme", "acme-late", "second", &[]).await.status == 401 }).await;
+    eventually(10, "client removed", || async {
+        client_credentials(&g, "acme", "acme-late", "second", &[])
+            .await
+            .status
+            == 401
+    })
+    .await;
     // Removing a tenant takes its issuer away.
     g.remove_manifest("globex.yaml");
     eventually(10, "tenant removed", || async {
-        reqwest::get(format!("{}/.well-known/oauth-authorization-server/globex", g.base)).await.unwrap().status() == 404
+        reqwest::get(format!(
+            "{}/.well-known/oauth-authorization-server/globex",
+            g.base
+        ))
+        .await
+        .unwrap()
+        .status()
+            == 404
     })
     .await;
 }
@@ -144,22 +213,41 @@ async fn manifest_edits_are_picked_up_while_running() {
 async fn missing_secrets_are_generated_into_the_manifests_directory() {
     let files = vec![
         ("acme.yaml", ACME),
-        ("gen.yaml", "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: reports, namespace: acme}\nspec: {tenantRef: acme, grantTypes: [client_credentials]}\n"),
+        (
+            "gen.yaml",
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: reports, namespace: acme}\nspec: {tenantRef: acme, grantTypes: [client_credentials]}\n",
+        ),
     ];
     let g = Gatehouse::start("memory://", &files);
-    let path = g.manifests_path().join("generated/acme.reports-credentials.yaml");
+    let path = g
+        .manifests_path()
+        .join("generated/acme.reports-credentials.yaml");
     let text = std::fs::read_to_string(&path).expect("generated Secret manifest");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let secret = text.lines().find_map(|l| l.trim().strip_prefix("client_secret: ")).expect("client_secret").trim_matches('"').to_string();
+    let secret = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client_secret: "))
+        .expect("client_secret")
+        .trim_matches('"')
+        .to_string();
     assert!(secret.len() >= 43);
-    assert!(text.contains(&format!("token_endpoint: {}/acme/oauth2/token", g.base)), "{text}");
+    assert!(
+        text.contains(&format!("token_endpoint: {}/acme/oauth2/token", g.base)),
+        "{text}"
+    );
     let r = client_credentials(&g, "acme", "acme-reports", &secret, &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(!g.stderr().contains(&secret), "the generated secret is never logged");
+    assert!(
+        !g.stderr().contains(&secret),
+        "the generated secret is never logged"
+    );
 }
 
 #[test]
@@ -174,12 +262,18 @@ fn malformed_manifests_stop_start_up_with_file_document_and_field() {
     let out = std::process::Command::new(binary())
         .args(["standalone", "--manifests"])
         .arg(dir.path())
-        .args(["--listen", &format!("127.0.0.1:{}", gatehouse_testkit::free_port())])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("b.yaml, document 1 (OAuthClient x), field spec.public: "), "{err}");
+    assert!(
+        err.contains("b.yaml, document 1 (OAuthClient x), field spec.public: "),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -187,11 +281,38 @@ async fn operations_endpoints_and_redis_outages() {
     let redis = RedisServer::start();
     let g = Gatehouse::start(&redis.url(), &fixtures());
     let ops = format!("http://127.0.0.1:{}", g.ops_port);
-    assert_eq!(reqwest::get(format!("{ops}/healthz")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(format!("{ops}/readyz")).await.unwrap().status(), 200);
-    assert_eq!(client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[]).await.status, 200);
-    assert_eq!(client_credentials(&g, "acme", "acme-billing", "wrong", &[]).await.status, 401);
-    let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        reqwest::get(format!("{ops}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{ops}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        client_credentials(&g, "acme", "acme-billing", "wrong", &[])
+            .await
+            .status,
+        401
+    );
+    let metrics = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         r#"gatehouse_tokens_issued_total{tenant="acme",grant_type="client_credentials"} 1"#,
         r#"gatehouse_oauth_errors_total{tenant="acme",error="invalid_client"} 1"#,
@@ -205,22 +326,51 @@ async fn operations_endpoints_and_redis_outages() {
     let port = redis.port;
     drop(redis);
     let r = client_credentials(&g, "globex", "globex-ops", "globex-secret", &[]).await;
-    assert_eq!((r.status, r.error()), (503, "temporarily_unavailable"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.error()),
+        (503, "temporarily_unavailable"),
+        "{}",
+        r.body
+    );
     assert!(r.headers.get("retry-after").is_some());
-    assert_eq!(reqwest::get(format!("{ops}/readyz")).await.unwrap().status(), 503);
+    assert_eq!(
+        reqwest::get(format!("{ops}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     // Introspection needs the store for revocations: also 503, never a wrong answer.
     let url = g.endpoint("acme", "introspection_endpoint").await;
     let jwt = client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[]).await;
     assert_eq!(jwt.status, 200, "JWT issuance needs no store round trip");
-    let r = post_form(&url, Some(&basic("acme-billing", BILLING_SECRET)), &form(&[("token", jwt.body["access_token"].as_str().unwrap())])).await;
+    let r = post_form(
+        &url,
+        Some(&basic("acme-billing", BILLING_SECRET)),
+        &form(&[("token", jwt.body["access_token"].as_str().unwrap())]),
+    )
+    .await;
     assert_eq!((r.status, r.error()), (503, "temporarily_unavailable"));
 
     // Redis comes back empty on the same port: standalone refills it and all works again.
     let _revived = RedisServer::start_on(port);
-    eventually(30, "ready again", || async { reqwest::get(format!("{ops}/readyz")).await.map(|r| r.status() == 200).unwrap_or(false) }).await;
+    eventually(30, "ready again", || async {
+        reqwest::get(format!("{ops}/readyz"))
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+    })
+    .await;
     let token_url = format!("{}/globex/oauth2/token", g.base);
     eventually(30, "opaque tokens again", || async {
-        post_form(&token_url, Some(&basic("globex-ops", "globex-secret")), "grant_type=client_credentials").await.status == 200
+        post_form(
+            &token_url,
+            Some(&basic("globex-ops", "globex-secret")),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status
+            == 200
     })
     .await;
 }
@@ -231,13 +381,39 @@ async fn no_secret_or_token_reaches_the_logs() {
     let g = Gatehouse::start(&redis.url(), &fixtures());
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        tokens.push(client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[]).await.body["access_token"].as_str().unwrap().to_string());
-        tokens.push(client_credentials(&g, "globex", "globex-ops", "globex-secret", &[]).await.body["access_token"].as_str().unwrap().to_string());
+        tokens.push(
+            client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[])
+                .await
+                .body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        tokens.push(
+            client_credentials(&g, "globex", "globex-ops", "globex-secret", &[])
+                .await
+                .body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let _ = client_credentials(&g, "acme", "acme-billing", "a-wrong-password-123", &[]).await;
     let logs = format!("{}{}", g.stderr(), g.stdout());
-    assert!(logs.contains("gatehouse::access"), "debug access logs were captured");
-    for needle in [BILLING_SECRET, "globex-secret", "poster-secret", "a-wrong-password-123"].iter().map(|s| s.to_string()).chain(tokens) {
+    assert!(
+        logs.contains("gatehouse::access"),
+        "debug access logs were captured"
+    );
+    for needle in [
+        BILLING_SECRET,
+        "globex-secret",
+        "poster-secret",
+        "a-wrong-password-123",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(tokens)
+    {
         assert!(!logs.contains(&needle), "{needle:?} leaked into the logs");
     }
 }

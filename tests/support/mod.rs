@@ -1,6 +1,6 @@
 //! Harness for end-to-end tests: the real `gatehouse` binary on free ports, with a temporary
 //! manifests directory, talking to a real redis-server, driven over HTTP like any client.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use base64::Engine;
 use gatehouse_testkit::free_port;
@@ -39,12 +39,22 @@ impl Gatehouse {
 
     pub fn start_in(store: &str, manifests: tempfile::TempDir) -> Gatehouse {
         let logs = tempfile::tempdir().unwrap();
-        let (log, out) = (logs.path().join("stderr.log"), logs.path().join("stdout.log"));
+        let (log, out) = (
+            logs.path().join("stderr.log"),
+            logs.path().join("stdout.log"),
+        );
         let (port, ops_port) = (free_port(), free_port());
         let child = Command::new(binary())
             .args(["standalone", "--manifests"])
             .arg(manifests.path())
-            .args(["--store", store, "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{ops_port}")])
+            .args([
+                "--store",
+                store,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{ops_port}"),
+            ])
             .env("RUST_LOG", "debug")
             .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
@@ -68,7 +78,11 @@ impl Gatehouse {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("gatehouse exited early with {status}\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+                panic!(
+                    "gatehouse exited early with {status}\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
             }
             if let Ok(r) = http_status(&format!("http://127.0.0.1:{}/readyz", self.ops_port))
                 && r == 200
@@ -110,14 +124,20 @@ impl Gatehouse {
 
     /// The tenant's discovery document.
     pub async fn metadata(&self, tenant: &str) -> Value {
-        let url = format!("{}/.well-known/oauth-authorization-server/{tenant}", self.base);
+        let url = format!(
+            "{}/.well-known/oauth-authorization-server/{tenant}",
+            self.base
+        );
         let r = reqwest::get(&url).await.unwrap();
         assert_eq!(r.status(), 200, "metadata of {tenant}");
         r.json().await.unwrap()
     }
 
     pub async fn endpoint(&self, tenant: &str, name: &str) -> String {
-        self.metadata(tenant).await[name].as_str().unwrap_or_else(|| panic!("{name} in metadata")).to_string()
+        self.metadata(tenant).await[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in metadata"))
+            .to_string()
     }
 }
 
@@ -126,7 +146,10 @@ impl Drop for Gatehouse {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- gatehouse stdout ----\n{}\n---- gatehouse stderr (tail) ----", self.stdout());
+            eprintln!(
+                "---- gatehouse stdout ----\n{}\n---- gatehouse stderr (tail) ----",
+                self.stdout()
+            );
             let err = self.stderr();
             let tail: Vec<&str> = err.lines().rev().take(60).collect();
             for line in tail.into_iter().rev() {
@@ -151,7 +174,10 @@ impl Reply {
 
 pub fn basic(id: &str, secret: &str) -> String {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> String {
@@ -164,10 +190,21 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 
 /// POSTs a form with optional Authorization header.
 pub async fn post_form(url: &str, authorization: Option<&str>, body: &str) -> Reply {
-    post_raw(url, authorization, Some("application/x-www-form-urlencoded"), body.to_string()).await
+    post_raw(
+        url,
+        authorization,
+        Some("application/x-www-form-urlencoded"),
+        body.to_string(),
+    )
+    .await
 }
 
-pub async fn post_raw(url: &str, authorization: Option<&str>, content_type: Option<&str>, body: String) -> Reply {
+pub async fn post_raw(
+    url: &str,
+    authorization: Option<&str>,
+    content_type: Option<&str>,
+    body: String,
+) -> Reply {
     let client = reqwest::Client::new();
     let mut req = client.post(url).body(body);
     if let Some(a) = authorization {
@@ -180,7 +217,11 @@ pub async fn post_raw(url: &str, authorization: Option<&str>, content_type: Opti
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap_or_default();
-    Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
 }
 
 /// Polls `check` until it returns true or `secs` pass.
@@ -203,20 +244,34 @@ where
 /// was checked separately).
 pub fn jwt_payload(token: &str) -> Value {
     let part = token.split('.').nth(1).expect("JWT payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Status code of a plain GET, without an async runtime (used while waiting for start-up).
 pub fn http_status(url: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other("bad response"))
+    buf.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad response"))
 }
 
 pub const ACME: &str = r#"
@@ -309,12 +364,28 @@ stringData: {client_secret: globex-secret}
 
 /// The standard fixture set: acme (JWT, ES256) and globex (opaque, EdDSA) with their clients.
 pub fn fixtures() -> Vec<(&'static str, &'static str)> {
-    vec![("acme.yaml", ACME), ("globex.yaml", GLOBEX), ("acme-clients.yaml", ACME_CLIENTS), ("globex-clients.yaml", GLOBEX_CLIENTS)]
+    vec![
+        ("acme.yaml", ACME),
+        ("globex.yaml", GLOBEX),
+        ("acme-clients.yaml", ACME_CLIENTS),
+        ("globex-clients.yaml", GLOBEX_CLIENTS),
+    ]
 }
 
 /// Asks for a client_credentials token with HTTP Basic.
-pub async fn client_credentials(g: &Gatehouse, tenant: &str, id: &str, secret: &str, extra: &[(&str, &str)]) -> Reply {
+pub async fn client_credentials(
+    g: &Gatehouse,
+    tenant: &str,
+    id: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut pairs = vec![("grant_type", "client_credentials")];
     pairs.extend_from_slice(extra);
-    post_form(&g.endpoint(tenant, "token_endpoint").await, Some(&basic(id, secret)), &form(&pairs)).await
+    post_form(
+        &g.endpoint(tenant, "token_endpoint").await,
+        Some(&basic(id, secret)),
+        &form(&pairs),
+    )
+    .await
 }

@@ -13,14 +13,29 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn new(type_: &'static str, ok: bool, reason: &'static str, message: impl Into<String>) -> Self {
-        Verdict { type_, ok, reason, message: message.into() }
+    pub fn new(
+        type_: &'static str,
+        ok: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Verdict {
+            type_,
+            ok,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
 /// Turns verdicts into conditions, keeping each previous `lastTransitionTime` whose status did
 /// not change.
-pub fn to_conditions(verdicts: &[Verdict], previous: &[Condition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn to_conditions(
+    verdicts: &[Verdict],
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     verdicts
         .iter()
         .map(|v| {
@@ -61,10 +76,24 @@ mod tests {
         let v = [Verdict::new("Ready", true, "Reconciled", "ok")];
         let first = to_conditions(&v, &[], Some(1), &at(100));
         assert_eq!(first[0].last_transition_time, at(100));
-        let same = to_conditions(&[Verdict::new("Ready", true, "Reconciled", "other message")], &first, Some(2), &at(200));
-        assert_eq!(same[0].last_transition_time, at(100), "same status keeps the time");
+        let same = to_conditions(
+            &[Verdict::new("Ready", true, "Reconciled", "other message")],
+            &first,
+            Some(2),
+            &at(200),
+        );
+        assert_eq!(
+            same[0].last_transition_time,
+            at(100),
+            "same status keeps the time"
+        );
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = to_conditions(&[Verdict::new("Ready", false, "X", "no")], &same, Some(2), &at(300));
+        let flipped = to_conditions(
+            &[Verdict::new("Ready", false, "X", "no")],
+            &same,
+            Some(2),
+            &at(300),
+        );
         assert_eq!(flipped[0].last_transition_time, at(300));
         assert_eq!(flipped[0].status, "False");
     }

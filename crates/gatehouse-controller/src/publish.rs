@@ -7,7 +7,9 @@
 
 use crate::reconcile::{ClientRegistration, Reconciled};
 use aws_lc_rs::digest;
-use gatehouse_core::keys::{KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key};
+use gatehouse_core::keys::{
+    KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
+};
 use gatehouse_core::secret::{SecretError, hash_secret, verify_secret};
 use gatehouse_core::{ClientConfig, SigningAlgorithm, TenantConfig};
 use gatehouse_store::{Store, StoreError};
@@ -61,23 +63,40 @@ fn sha256(s: &str) -> SecretDigest {
     out
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PublishError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| PublishError::Task(e.to_string()))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PublishError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PublishError::Task(e.to_string()))
 }
 
 impl Publisher {
     pub fn new(store: Arc<dyn Store>, kek: Arc<KeyEncryptionKey>) -> Self {
-        Publisher { store, kek, hashes: Mutex::new(HashMap::new()), published_versions: Mutex::new(None) }
+        Publisher {
+            store,
+            kek,
+            hashes: Mutex::new(HashMap::new()),
+            published_versions: Mutex::new(None),
+        }
     }
 
     /// Whether the store no longer holds what the last publish left there (a flushed or
     /// replaced Redis, or another writer). One cheap read; callers publish again when true.
     pub async fn drifted(&self) -> Result<bool, PublishError> {
         let now = self.store.tenant_versions().await?;
-        Ok(self.published_versions.lock().map(|v| v.as_ref() != Some(&now)).unwrap_or(true))
+        Ok(self
+            .published_versions
+            .lock()
+            .map(|v| v.as_ref() != Some(&now))
+            .unwrap_or(true))
     }
 
-    pub async fn publish(&self, reconciled: &Reconciled, now: u64) -> Result<PublishReport, PublishError> {
+    pub async fn publish(
+        &self,
+        reconciled: &Reconciled,
+        now: u64,
+    ) -> Result<PublishReport, PublishError> {
         let mut report = PublishReport::default();
         let stored_tenants = self.store.tenant_versions().await?;
         let desired: BTreeMap<&str, &TenantConfig> = reconciled
@@ -88,8 +107,13 @@ impl Publisher {
 
         for (&name, &config) in &desired {
             let existing = self.store.load_tenant(name).await?;
-            let existing_keys = existing.as_ref().map(|b| b.keys.clone()).unwrap_or_default();
-            let (keys, generated) = self.ensure_keys(name, config.signing_algorithm, existing_keys.clone(), now).await?;
+            let existing_keys = existing
+                .as_ref()
+                .map(|b| b.keys.clone())
+                .unwrap_or_default();
+            let (keys, generated) = self
+                .ensure_keys(name, config.signing_algorithm, existing_keys.clone(), now)
+                .await?;
             if keys != existing_keys {
                 self.store.put_signing_keys(name, &keys).await?;
             }
@@ -103,7 +127,12 @@ impl Publisher {
 
             let stored: HashMap<&str, &ClientConfig> = existing
                 .as_ref()
-                .map(|b| b.clients.iter().map(|c| (c.client_id.as_str(), c)).collect())
+                .map(|b| {
+                    b.clients
+                        .iter()
+                        .map(|c| (c.client_id.as_str(), c))
+                        .collect()
+                })
                 .unwrap_or_default();
             let wanted: Vec<&ClientRegistration> = reconciled
                 .clients
@@ -113,16 +142,22 @@ impl Publisher {
                 .collect();
             for registration in &wanted {
                 let id = registration.config.client_id.as_str();
-                let config = self.with_secret_hash(name, registration, stored.get(id).copied()).await?;
+                let config = self
+                    .with_secret_hash(name, registration, stored.get(id).copied())
+                    .await?;
                 if stored.get(id).copied() != Some(&config) {
                     self.store.put_client(name, &config).await?;
-                    report.clients_written.push((name.to_string(), id.to_string()));
+                    report
+                        .clients_written
+                        .push((name.to_string(), id.to_string()));
                 }
             }
             for id in stored.keys() {
                 if !wanted.iter().any(|r| r.config.client_id == *id) {
                     self.store.delete_client(name, id).await?;
-                    report.clients_removed.push((name.to_string(), id.to_string()));
+                    report
+                        .clients_removed
+                        .push((name.to_string(), id.to_string()));
                 }
             }
         }
@@ -149,19 +184,23 @@ impl Publisher {
         mut keys: Vec<SigningKeyRecord>,
         now: u64,
     ) -> Result<(Vec<SigningKeyRecord>, bool), PublishError> {
-        let usable = keys
-            .iter()
-            .any(|k| k.state == KeyState::Active && k.algorithm == algorithm && SigningKey::open(tenant, k, &self.kek).is_ok());
+        let usable = keys.iter().any(|k| {
+            k.state == KeyState::Active
+                && k.algorithm == algorithm
+                && SigningKey::open(tenant, k, &self.kek).is_ok()
+        });
         if usable {
             return Ok((keys, false));
         }
         let kek = self.kek.clone();
         let owner = tenant.to_string();
-        let fresh = blocking(move || generate_signing_key(&owner, algorithm, KeyState::Active, &kek, now)).await??;
+        let fresh =
+            blocking(move || generate_signing_key(&owner, algorithm, KeyState::Active, &kek, now))
+                .await??;
         for k in &mut keys {
             k.state = KeyState::Retired;
         }
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         keys.truncate(RETIRED_KEYS_KEPT);
         keys.insert(0, fresh);
         Ok((keys, true))
@@ -184,7 +223,11 @@ impl Publisher {
         let remembered = self
             .hashes
             .lock()
-            .map(|m| m.get(&key).filter(|(d, _)| *d == digest).map(|(_, phc)| phc.clone()))
+            .map(|m| {
+                m.get(&key)
+                    .filter(|(d, _)| *d == digest)
+                    .map(|(_, phc)| phc.clone())
+            })
             .unwrap_or(None);
         let phc = match remembered {
             Some(phc) => phc,
@@ -240,7 +283,13 @@ mod tests {
 
     fn reconciled(secret: &[u8], alg: &str) -> Reconciled {
         let (t, c, s) = objects(secret, alg);
-        reconcile(&Observed { tenants: &t, clients: &c, secrets: &s, public_url: "http://x", now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH) })
+        reconcile(&Observed {
+            tenants: &t,
+            clients: &c,
+            secrets: &s,
+            public_url: "http://x",
+            now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        })
     }
 
     #[tokio::test]
@@ -249,7 +298,10 @@ mod tests {
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
         let publisher = Publisher::new(store.clone(), kek.clone());
 
-        let first = publisher.publish(&reconciled(b"one", "ES256"), 10).await.unwrap();
+        let first = publisher
+            .publish(&reconciled(b"one", "ES256"), 10)
+            .await
+            .unwrap();
         assert_eq!(first.keys_generated, vec!["acme"]);
         assert_eq!(first.clients_written.len(), 1);
         let bundle = store.load_tenant("acme").await.unwrap().unwrap();
@@ -259,18 +311,34 @@ mod tests {
         let version = store.tenant_versions().await.unwrap()["acme"];
 
         assert!(!publisher.drifted().await.unwrap());
-        let again = publisher.publish(&reconciled(b"one", "ES256"), 20).await.unwrap();
+        let again = publisher
+            .publish(&reconciled(b"one", "ES256"), 20)
+            .await
+            .unwrap();
         assert!(again.keys_generated.is_empty() && again.clients_written.is_empty());
-        assert_eq!(store.tenant_versions().await.unwrap()["acme"], version, "no write at all");
+        assert_eq!(
+            store.tenant_versions().await.unwrap()["acme"],
+            version,
+            "no write at all"
+        );
 
         // A fresh publisher (a restarted process) reuses the stored hash after one verification.
         let restarted = Publisher::new(store.clone(), kek.clone());
-        let after_restart = restarted.publish(&reconciled(b"one", "ES256"), 30).await.unwrap();
+        let after_restart = restarted
+            .publish(&reconciled(b"one", "ES256"), 30)
+            .await
+            .unwrap();
         assert!(after_restart.clients_written.is_empty());
 
-        let rotated = publisher.publish(&reconciled(b"two", "ES256"), 40).await.unwrap();
+        let rotated = publisher
+            .publish(&reconciled(b"two", "ES256"), 40)
+            .await
+            .unwrap();
         assert_eq!(rotated.clients_written.len(), 1);
-        let phc2 = store.load_tenant("acme").await.unwrap().unwrap().clients[0].secret_hash.clone().unwrap();
+        let phc2 = store.load_tenant("acme").await.unwrap().unwrap().clients[0]
+            .secret_hash
+            .clone()
+            .unwrap();
         assert!(verify_secret("two", &phc2) && !verify_secret("one", &phc2));
     }
 
@@ -279,16 +347,34 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
         let publisher = Publisher::new(store.clone(), kek);
-        publisher.publish(&reconciled(b"s", "ES256"), 10).await.unwrap();
-        let report = publisher.publish(&reconciled(b"s", "EdDSA"), 20).await.unwrap();
+        publisher
+            .publish(&reconciled(b"s", "ES256"), 10)
+            .await
+            .unwrap();
+        let report = publisher
+            .publish(&reconciled(b"s", "EdDSA"), 20)
+            .await
+            .unwrap();
         let keys = &report.signing_keys["acme"];
         assert_eq!(keys.len(), 2);
-        assert_eq!((keys[0].state, keys[0].algorithm), (KeyState::Active, SigningAlgorithm::EdDSA));
-        assert_eq!((keys[1].state, keys[1].algorithm), (KeyState::Retired, SigningAlgorithm::ES256));
+        assert_eq!(
+            (keys[0].state, keys[0].algorithm),
+            (KeyState::Active, SigningAlgorithm::EdDSA)
+        );
+        assert_eq!(
+            (keys[1].state, keys[1].algorithm),
+            (KeyState::Retired, SigningAlgorithm::ES256)
+        );
 
         store.delete_tenant("acme").await.unwrap();
-        assert!(publisher.drifted().await.unwrap(), "a store emptied behind our back is noticed");
-        publisher.publish(&reconciled(b"s", "EdDSA"), 25).await.unwrap();
+        assert!(
+            publisher.drifted().await.unwrap(),
+            "a store emptied behind our back is noticed"
+        );
+        publisher
+            .publish(&reconciled(b"s", "EdDSA"), 25)
+            .await
+            .unwrap();
         assert!(!publisher.drifted().await.unwrap());
         let removed = publisher.publish(&Reconciled::default(), 30).await.unwrap();
         assert_eq!(removed.tenants_removed, vec!["acme"]);
@@ -298,10 +384,19 @@ mod tests {
     #[tokio::test]
     async fn keys_this_process_cannot_open_are_replaced_not_used() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let first = Publisher::new(store.clone(), Arc::new(KeyEncryptionKey::generate().unwrap().0));
+        let first = Publisher::new(
+            store.clone(),
+            Arc::new(KeyEncryptionKey::generate().unwrap().0),
+        );
         first.publish(&reconciled(b"s", "ES256"), 10).await.unwrap();
-        let other_kek = Publisher::new(store.clone(), Arc::new(KeyEncryptionKey::generate().unwrap().0));
-        let report = other_kek.publish(&reconciled(b"s", "ES256"), 20).await.unwrap();
+        let other_kek = Publisher::new(
+            store.clone(),
+            Arc::new(KeyEncryptionKey::generate().unwrap().0),
+        );
+        let report = other_kek
+            .publish(&reconciled(b"s", "ES256"), 20)
+            .await
+            .unwrap();
         assert_eq!(report.keys_generated, vec!["acme"]);
         assert_eq!(report.signing_keys["acme"][1].state, KeyState::Retired);
     }

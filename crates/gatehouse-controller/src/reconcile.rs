@@ -83,14 +83,20 @@ impl Reconciled {
     }
 
     pub fn client(&self, namespace: &str, name: &str) -> Option<&ClientOutcome> {
-        self.clients.iter().find(|c| c.namespace == namespace && c.name == name)
+        self.clients
+            .iter()
+            .find(|c| c.namespace == namespace && c.name == name)
     }
 }
 
 /// Reconciles everything observed at once. Clients compete for client ids, so a client's
 /// outcome depends on the others: the oldest (then alphabetically first) keeps a contested id.
 pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
-    let tenants: Vec<TenantOutcome> = observed.tenants.iter().map(|t| tenant::reconcile_tenant(t, observed)).collect();
+    let tenants: Vec<TenantOutcome> = observed
+        .tenants
+        .iter()
+        .map(|t| tenant::reconcile_tenant(t, observed))
+        .collect();
     let registered: BTreeMap<&str, (&Tenant, &TenantConfig)> = tenants
         .iter()
         .zip(observed.tenants)
@@ -100,7 +106,11 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
     let mut out = Reconciled { tenants, clients };
     for t in &mut out.tenants {
         if t.registration.is_some() {
-            let n = out.clients.iter().filter(|c| c.tenant == t.name && c.registration.is_some()).count();
+            let n = out
+                .clients
+                .iter()
+                .filter(|c| c.tenant == t.name && c.registration.is_some())
+                .count();
             t.status.clients = Some(i32::try_from(n).unwrap_or(i32::MAX));
         }
     }

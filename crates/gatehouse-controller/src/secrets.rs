@@ -30,15 +30,24 @@ pub fn generate_client_secret() -> Result<Zeroizing<String>, aws_lc_rs::error::U
     use base64::Engine;
     let mut bytes = Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(&mut bytes[..])?;
-    Ok(Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..])))
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..]),
+    ))
 }
 
 /// The `stringData` of a generated credentials Secret.
-pub fn credentials_data(client_id: &str, client_secret: &str, issuer: &str) -> BTreeMap<String, String> {
+pub fn credentials_data(
+    client_id: &str,
+    client_secret: &str,
+    issuer: &str,
+) -> BTreeMap<String, String> {
     BTreeMap::from([
         (CLIENT_ID_KEY.to_string(), client_id.to_string()),
         (CLIENT_SECRET_KEY.to_string(), client_secret.to_string()),
         (ISSUER_KEY.to_string(), issuer.to_string()),
-        (TOKEN_ENDPOINT_KEY.to_string(), format!("{issuer}{}", gatehouse_core::endpoints::TOKEN)),
+        (
+            TOKEN_ENDPOINT_KEY.to_string(),
+            format!("{issuer}{}", gatehouse_core::endpoints::TOKEN),
+        ),
     ])
 }

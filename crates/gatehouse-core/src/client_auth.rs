@@ -5,9 +5,9 @@
 use crate::config::ClientConfig;
 use crate::error::OAuthError;
 use crate::model::ClientAuthMethod;
-use crate::secret::{verify_secret, VerifiedSecretCache};
-use base64::engine::general_purpose::STANDARD;
+use crate::secret::{VerifiedSecretCache, verify_secret};
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
 use zeroize::Zeroizing;
 
@@ -15,9 +15,15 @@ use zeroize::Zeroizing;
 #[derive(Debug)]
 pub enum PresentedCredentials {
     /// HTTP Basic (`client_secret_basic`).
-    Basic { client_id: String, secret: Zeroizing<String> },
+    Basic {
+        client_id: String,
+        secret: Zeroizing<String>,
+    },
     /// `client_id` and `client_secret` in the body (`client_secret_post`).
-    Post { client_id: String, secret: Zeroizing<String> },
+    Post {
+        client_id: String,
+        secret: Zeroizing<String>,
+    },
     /// `client_id` alone: a public client (`none`).
     ClientIdOnly { client_id: String },
 }
@@ -50,21 +56,34 @@ fn form_decode(part: &str) -> Result<String, OAuthError> {
     percent_decode_str(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| OAuthError::invalid_client("Basic credentials are not valid UTF-8 after form-decoding"))
+        .map_err(|_| {
+            OAuthError::invalid_client("Basic credentials are not valid UTF-8 after form-decoding")
+        })
 }
 
 /// Parses an `Authorization: Basic ...` value into client id and secret.
 pub fn parse_basic(header: &str) -> Result<(String, Zeroizing<String>), OAuthError> {
-    let malformed = |why: &str| OAuthError::invalid_client(format!("malformed Basic authorization header: {why}"));
-    let (scheme, rest) = header.trim().split_once(' ').ok_or_else(|| malformed("no credentials"))?;
+    let malformed = |why: &str| {
+        OAuthError::invalid_client(format!("malformed Basic authorization header: {why}"))
+    };
+    let (scheme, rest) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| malformed("no credentials"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_client(format!(
             "unsupported authorization scheme {scheme:?}; use Basic or client_secret_post"
         )));
     }
-    let decoded = Zeroizing::new(STANDARD.decode(rest.trim()).map_err(|_| malformed("not base64"))?);
+    let decoded = Zeroizing::new(
+        STANDARD
+            .decode(rest.trim())
+            .map_err(|_| malformed("not base64"))?,
+    );
     let text = std::str::from_utf8(&decoded).map_err(|_| malformed("not UTF-8"))?;
-    let (id, secret) = text.split_once(':').ok_or_else(|| malformed("missing ':' between client id and secret"))?;
+    let (id, secret) = text
+        .split_once(':')
+        .ok_or_else(|| malformed("missing ':' between client id and secret"))?;
     let id = form_decode(id)?;
     if id.is_empty() {
         return Err(malformed("empty client id"));
@@ -95,13 +114,18 @@ pub fn presented_credentials(
             Ok(PresentedCredentials::Basic { client_id, secret })
         }
         (None, Some(secret)) => {
-            let client_id = form_client_id
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| OAuthError::invalid_request("client_secret given without client_id"))?;
-            Ok(PresentedCredentials::Post { client_id: client_id.to_string(), secret: Zeroizing::new(secret.to_string()) })
+            let client_id = form_client_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                OAuthError::invalid_request("client_secret given without client_id")
+            })?;
+            Ok(PresentedCredentials::Post {
+                client_id: client_id.to_string(),
+                secret: Zeroizing::new(secret.to_string()),
+            })
         }
         (None, None) => match form_client_id.filter(|id| !id.is_empty()) {
-            Some(id) => Ok(PresentedCredentials::ClientIdOnly { client_id: id.to_string() }),
+            Some(id) => Ok(PresentedCredentials::ClientIdOnly {
+                client_id: id.to_string(),
+            }),
             None => Err(OAuthError::invalid_client(
                 "client authentication required: use HTTP Basic or client_id and client_secret",
             )),
@@ -115,7 +139,9 @@ pub enum AuthProgress {
     Authenticated,
     /// The secret must be checked against this argon2id hash (slow; run it off the async
     /// executor) and then [`finish_secret_check`] called.
-    NeedsArgon2 { phc: String },
+    NeedsArgon2 {
+        phc: String,
+    },
 }
 
 /// Every check except the argon2 verification: the method matches the registration, and the
@@ -137,14 +163,15 @@ pub fn precheck(
     match creds {
         PresentedCredentials::ClientIdOnly { .. } => Ok(AuthProgress::Authenticated),
         PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
-            let phc = client
-                .secret_hash
-                .as_deref()
-                .ok_or_else(|| OAuthError::invalid_client(format!("client {} has no secret", client.client_id)))?;
+            let phc = client.secret_hash.as_deref().ok_or_else(|| {
+                OAuthError::invalid_client(format!("client {} has no secret", client.client_id))
+            })?;
             if cache.is_verified(tenant, &client.client_id, phc, secret) {
                 Ok(AuthProgress::Authenticated)
             } else {
-                Ok(AuthProgress::NeedsArgon2 { phc: phc.to_string() })
+                Ok(AuthProgress::NeedsArgon2 {
+                    phc: phc.to_string(),
+                })
             }
         }
     }
@@ -159,14 +186,18 @@ pub fn finish_secret_check(
     cache: &VerifiedSecretCache,
 ) -> Result<(), OAuthError> {
     let secret = match creds {
-        PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => secret,
+        PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
+            secret
+        }
         PresentedCredentials::ClientIdOnly { .. } => return Ok(()),
     };
     if verify_secret(secret, phc) {
         cache.remember(tenant, client_id, phc, secret);
         Ok(())
     } else {
-        Err(OAuthError::invalid_client(format!("client authentication failed for {client_id}")))
+        Err(OAuthError::invalid_client(format!(
+            "client authentication failed for {client_id}"
+        )))
     }
 }
 
@@ -192,7 +223,13 @@ mod tests {
 
     #[test]
     fn malformed_basic_headers_are_invalid_client() {
-        for bad in ["Basic !!!", "Basic Y2xpZW50", "Bearer abc", "Basic", &basic("", "x")] {
+        for bad in [
+            "Basic !!!",
+            "Basic Y2xpZW50",
+            "Bearer abc",
+            "Basic",
+            &basic("", "x"),
+        ] {
             let e = parse_basic(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidClient, "{bad}");
         }
@@ -225,7 +262,10 @@ mod tests {
             panic!("first use must verify")
         };
         finish_secret_check("acme", &c.client_id, &phc, &good, &cache).unwrap();
-        assert_eq!(precheck("acme", &c, &good, &cache).unwrap(), AuthProgress::Authenticated);
+        assert_eq!(
+            precheck("acme", &c, &good, &cache).unwrap(),
+            AuthProgress::Authenticated
+        );
 
         let bad = presented_credentials(Some(&basic(&c.client_id, "wrong")), None, None).unwrap();
         let AuthProgress::NeedsArgon2 { phc } = precheck("acme", &c, &bad, &cache).unwrap() else {
@@ -236,6 +276,10 @@ mod tests {
 
         let post = presented_credentials(None, Some(&c.client_id), Some("right")).unwrap();
         let e = precheck("acme", &c, &post, &cache).unwrap_err();
-        assert!(e.description.contains("client_secret_basic"), "{}", e.description);
+        assert!(
+            e.description.contains("client_secret_basic"),
+            "{}",
+            e.description
+        );
     }
 }

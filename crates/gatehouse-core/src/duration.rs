@@ -14,7 +14,10 @@ pub struct DurationError {
 
 /// Parses a Go-style duration limited to the units a TTL needs (`ms`, `s`, `m`, `h`).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: input.to_string(), reason };
+    let err = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
     if input.is_empty() {
         return Err(err("empty"));
     }
@@ -77,7 +80,10 @@ mod tests {
     fn parses_kubernetes_durations() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("720h").unwrap(), Duration::from_secs(720 * 3600));
+        assert_eq!(
+            parse_duration("720h").unwrap(),
+            Duration::from_secs(720 * 3600)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

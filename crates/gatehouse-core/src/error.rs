@@ -59,7 +59,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OAuthError { code, description: description.into() }
+        OAuthError {
+            code,
+            description: description.into(),
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)

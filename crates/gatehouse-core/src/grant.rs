@@ -21,7 +21,11 @@ pub struct GrantContext<'a> {
 
 /// A grant the tenant does not list is `unsupported_grant_type`; one the client may not use is
 /// `unauthorized_client` (DESIGN.md, "HTTP surface").
-pub fn check_grant_allowed(tenant: &TenantConfig, client: &ClientConfig, grant: GrantType) -> Result<(), OAuthError> {
+pub fn check_grant_allowed(
+    tenant: &TenantConfig,
+    client: &ClientConfig,
+    grant: GrantType,
+) -> Result<(), OAuthError> {
     if !tenant.enables(grant) {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant type {grant} is not enabled for tenant {}",
@@ -40,7 +44,10 @@ pub fn check_grant_allowed(tenant: &TenantConfig, client: &ClientConfig, grant: 
 /// The `aud` of a token (RFC 8707): every requested `resource` must be one of the client's
 /// registered audiences; with none requested, the token is for all of them, and a client with
 /// no registered audience gets its own client id (RFC 9068 requires some `aud`).
-pub fn resolve_audience(client: &ClientConfig, resources: &[String]) -> Result<Audience, OAuthError> {
+pub fn resolve_audience(
+    client: &ClientConfig,
+    resources: &[String],
+) -> Result<Audience, OAuthError> {
     if resources.is_empty() {
         return Ok(Audience(if client.audiences.is_empty() {
             vec![client.client_id.clone()]
@@ -106,22 +113,50 @@ mod tests {
         let (mut t, mut c) = (tenant(), client());
         check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap();
         c.grant_types = vec![GrantType::RefreshToken];
-        assert_eq!(check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap_err().code, ErrorCode::UnauthorizedClient);
+        assert_eq!(
+            check_grant_allowed(&t, &c, GrantType::ClientCredentials)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnauthorizedClient
+        );
         t.grant_types = vec![GrantType::AuthorizationCode];
-        assert_eq!(check_grant_allowed(&t, &c, GrantType::ClientCredentials).unwrap_err().code, ErrorCode::UnsupportedGrantType);
+        assert_eq!(
+            check_grant_allowed(&t, &c, GrantType::ClientCredentials)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnsupportedGrantType
+        );
     }
 
     #[test]
     fn audiences_are_limited_to_the_client() {
         let mut c = client();
-        assert_eq!(resolve_audience(&c, &[]).unwrap().0, vec![c.client_id.clone()]);
-        c.audiences = vec!["https://api.example.com".into(), "https://b.example.com".into()];
+        assert_eq!(
+            resolve_audience(&c, &[]).unwrap().0,
+            vec![c.client_id.clone()]
+        );
+        c.audiences = vec![
+            "https://api.example.com".into(),
+            "https://b.example.com".into(),
+        ];
         assert_eq!(resolve_audience(&c, &[]).unwrap().0.len(), 2);
         assert_eq!(
-            resolve_audience(&c, &["https://b.example.com".into()]).unwrap().0,
+            resolve_audience(&c, &["https://b.example.com".into()])
+                .unwrap()
+                .0,
             vec!["https://b.example.com"]
         );
-        assert_eq!(resolve_audience(&c, &["https://evil".into()]).unwrap_err().code, ErrorCode::InvalidTarget);
-        assert_eq!(resolve_audience(&c, &["https://b.example.com#x".into()]).unwrap_err().code, ErrorCode::InvalidTarget);
+        assert_eq!(
+            resolve_audience(&c, &["https://evil".into()])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTarget
+        );
+        assert_eq!(
+            resolve_audience(&c, &["https://b.example.com#x".into()])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTarget
+        );
     }
 }

@@ -6,18 +6,18 @@
 //! (not per token): parsing a PKCS#8 document costs more than an ES256 signature.
 
 use crate::model::SigningAlgorithm;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{self, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256,
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
 };
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,10 @@ pub enum KeyError {
     #[error("sealed private key of {kid} does not open with this key-encryption key")]
     Unseal { kid: String },
     #[error("private key of {kid} is not a valid {algorithm} key")]
-    BadPrivateKey { kid: String, algorithm: SigningAlgorithm },
+    BadPrivateKey {
+        kid: String,
+        algorithm: SigningAlgorithm,
+    },
     #[error("signing failed")]
     Sign,
 }
@@ -52,8 +55,11 @@ impl KeyEncryptionKey {
         if bytes.len() != 32 {
             return Err(KeyError::KekLength(bytes.len()));
         }
-        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::KekLength(bytes.len()))?;
-        Ok(KeyEncryptionKey { key: LessSafeKey::new(unbound) })
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::KekLength(bytes.len()))?;
+        Ok(KeyEncryptionKey {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     /// Parses the file format DESIGN.md fixes: 32 random bytes, base64 (surrounding whitespace
@@ -82,7 +88,11 @@ impl KeyEncryptionKey {
         rand::fill(&mut nonce).map_err(|_| KeyError::Sign)?;
         let mut buf = Zeroizing::new(plaintext.to_vec());
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut *buf,
+            )
             .map_err(|_| KeyError::Sign)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -90,7 +100,9 @@ impl KeyEncryptionKey {
     }
 
     fn open(&self, aad: &[u8], sealed: &str, kid: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let unseal = || KeyError::Unseal { kid: kid.to_string() };
+        let unseal = || KeyError::Unseal {
+            kid: kid.to_string(),
+        };
         let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| unseal())?;
         if raw.len() < NONCE_LEN {
             return Err(unseal());
@@ -98,7 +110,11 @@ impl KeyEncryptionKey {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| unseal())?;
         let mut buf = Zeroizing::new(ct.to_vec());
-        let len = self.key.open_in_place(nonce, Aad::from(aad), &mut *buf).map_err(|_| unseal())?.len();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| unseal())?
+            .len();
         buf.truncate(len);
         Ok(buf)
     }
@@ -137,7 +153,10 @@ fn b64(bytes: &[u8]) -> String {
 
 /// RFC 7638 thumbprint of the required members, used as the `kid`.
 fn thumbprint(required_members_json: &str) -> String {
-    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, required_members_json.as_bytes()).as_ref())
+    b64(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, required_members_json.as_bytes())
+            .as_ref(),
+    )
 }
 
 /// The public JWK (with `kid`, `alg`, `use`) and the PKCS#8 of a fresh key.
@@ -146,22 +165,32 @@ fn generate_key_material(alg: SigningAlgorithm) -> Result<(Value, Zeroizing<Vec<
     let rng = SystemRandom::new();
     let (mut jwk, pkcs8) = match alg {
         SigningAlgorithm::ES256 => {
-            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| fail())?;
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).map_err(|_| fail())?;
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| fail())?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+                .map_err(|_| fail())?;
             let point = pair.public_key().as_ref();
             if point.len() != 65 {
                 return Err(fail());
             }
             let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
-            let tp = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
-            (json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": tp}), Zeroizing::new(doc.as_ref().to_vec()))
+            let tp = thumbprint(&format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+            ));
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": tp}),
+                Zeroizing::new(doc.as_ref().to_vec()),
+            )
         }
         SigningAlgorithm::EdDSA => {
             let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| fail())?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| fail())?;
             let x = b64(pair.public_key().as_ref());
             let tp = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
-            (json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": tp}), Zeroizing::new(doc.as_ref().to_vec()))
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": tp}),
+                Zeroizing::new(doc.as_ref().to_vec()),
+            )
         }
         SigningAlgorithm::RS256 => {
             let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).map_err(|_| fail())?;
@@ -170,7 +199,10 @@ fn generate_key_material(alg: SigningAlgorithm) -> Result<(Value, Zeroizing<Vec<
             let n = b64(public.modulus().big_endian_without_leading_zero());
             let e = b64(public.exponent().big_endian_without_leading_zero());
             let tp = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
-            (json!({"kty": "RSA", "n": n, "e": e, "kid": tp}), Zeroizing::new(der.as_ref().to_vec()))
+            (
+                json!({"kty": "RSA", "n": n, "e": e, "kid": tp}),
+                Zeroizing::new(der.as_ref().to_vec()),
+            )
         }
     };
     jwk["alg"] = json!(alg.as_str());
@@ -189,7 +221,14 @@ pub fn generate_signing_key(
     let (jwk, pkcs8) = generate_key_material(alg)?;
     let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
     let sealed_private_key = kek.seal(&aad(tenant, &kid), &pkcs8)?;
-    Ok(SigningKeyRecord { kid, algorithm: alg, state, created_at: now, public_jwk: jwk, sealed_private_key })
+    Ok(SigningKeyRecord {
+        kid,
+        algorithm: alg,
+        state,
+        created_at: now,
+        public_jwk: jwk,
+        sealed_private_key,
+    })
 }
 
 enum PairKind {
@@ -214,27 +253,52 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Unseals a stored key; fails if the KEK, tenant or kid do not match what sealed it.
-    pub fn open(tenant: &str, record: &SigningKeyRecord, kek: &KeyEncryptionKey) -> Result<Self, KeyError> {
-        let pkcs8 = kek.open(&aad(tenant, &record.kid), &record.sealed_private_key, &record.kid)?;
-        let bad = || KeyError::BadPrivateKey { kid: record.kid.clone(), algorithm: record.algorithm };
-        let pair = match record.algorithm {
-            SigningAlgorithm::ES256 => {
-                PairKind::Ec(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).map_err(|_| bad())?)
-            }
-            SigningAlgorithm::EdDSA => PairKind::Ed(Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?),
-            SigningAlgorithm::RS256 => PairKind::Rsa(RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?),
+    pub fn open(
+        tenant: &str,
+        record: &SigningKeyRecord,
+        kek: &KeyEncryptionKey,
+    ) -> Result<Self, KeyError> {
+        let pkcs8 = kek.open(
+            &aad(tenant, &record.kid),
+            &record.sealed_private_key,
+            &record.kid,
+        )?;
+        let bad = || KeyError::BadPrivateKey {
+            kid: record.kid.clone(),
+            algorithm: record.algorithm,
         };
-        Ok(SigningKey { kid: record.kid.clone(), algorithm: record.algorithm, pair, rng: SystemRandom::new() })
+        let pair = match record.algorithm {
+            SigningAlgorithm::ES256 => PairKind::Ec(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                    .map_err(|_| bad())?,
+            ),
+            SigningAlgorithm::EdDSA => {
+                PairKind::Ed(Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?)
+            }
+            SigningAlgorithm::RS256 => {
+                PairKind::Rsa(RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| bad())?)
+            }
+        };
+        Ok(SigningKey {
+            kid: record.kid.clone(),
+            algorithm: record.algorithm,
+            pair,
+            rng: SystemRandom::new(),
+        })
     }
 
     /// Signs `message` (a JWS signing input) and returns the raw signature.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.pair {
-            PairKind::Ec(pair) => pair.sign(&self.rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| KeyError::Sign),
+            PairKind::Ec(pair) => pair
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign),
             PairKind::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
             PairKind::Rsa(pair) => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
-                pair.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig).map_err(|_| KeyError::Sign)?;
+                pair.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
         }
@@ -253,11 +317,18 @@ mod tests {
     #[test]
     fn every_algorithm_signs_what_its_published_jwk_verifies() {
         let kek = kek();
-        for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA, SigningAlgorithm::RS256] {
+        for alg in [
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::RS256,
+        ] {
             let rec = generate_signing_key("acme", alg, KeyState::Active, &kek, 1).unwrap();
             assert_eq!(rec.public_jwk["kid"], rec.kid.as_str());
             assert_eq!(rec.public_jwk["alg"], alg.as_str());
-            assert!(rec.public_jwk.get("d").is_none(), "no private member in the public JWK");
+            assert!(
+                rec.public_jwk.get("d").is_none(),
+                "no private member in the public JWK"
+            );
             let key = SigningKey::open("acme", &rec, &kek).unwrap();
             let msg = b"header.payload";
             let sig = b64(&key.sign(msg).unwrap());
@@ -268,17 +339,27 @@ mod tests {
                 SigningAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
                 SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
             };
-            assert!(jsonwebtoken::crypto::verify(&sig, msg, &dk, jalg).unwrap(), "{alg}");
+            assert!(
+                jsonwebtoken::crypto::verify(&sig, msg, &dk, jalg).unwrap(),
+                "{alg}"
+            );
         }
     }
 
     #[test]
     fn sealed_keys_are_bound_to_kek_tenant_and_kid() {
         let kek = kek();
-        let rec = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, 1).unwrap();
+        let rec = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, 1)
+            .unwrap();
         assert!(!rec.sealed_private_key.contains("PRIVATE"));
-        assert!(matches!(SigningKey::open("other", &rec, &kek), Err(KeyError::Unseal { .. })));
-        assert!(matches!(SigningKey::open("acme", &rec, &self::kek()), Err(KeyError::Unseal { .. })));
+        assert!(matches!(
+            SigningKey::open("other", &rec, &kek),
+            Err(KeyError::Unseal { .. })
+        ));
+        assert!(matches!(
+            SigningKey::open("acme", &rec, &self::kek()),
+            Err(KeyError::Unseal { .. })
+        ));
         let mut moved = rec.clone();
         moved.kid = "different".into();
         assert!(SigningKey::open("acme", &moved, &kek).is_err());
@@ -288,7 +369,13 @@ mod tests {
     fn kek_parsing_names_the_problem() {
         let (_, text) = KeyEncryptionKey::generate().unwrap();
         KeyEncryptionKey::from_base64(&format!("  {}\n", text.as_str())).unwrap();
-        assert!(matches!(KeyEncryptionKey::from_base64("c2hvcnQ="), Err(KeyError::KekLength(5))));
-        assert!(matches!(KeyEncryptionKey::from_base64("***"), Err(KeyError::KekEncoding)));
+        assert!(matches!(
+            KeyEncryptionKey::from_base64("c2hvcnQ="),
+            Err(KeyError::KekLength(5))
+        ));
+        assert!(matches!(
+            KeyEncryptionKey::from_base64("***"),
+            Err(KeyError::KekEncoding)
+        ));
     }
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An OAuth 2.0 grant type, spelled as on the wire (`grant_type` parameter, RFC 8414 metadata).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum GrantType {
     // RFC 6749 section 4.1, always with PKCE (RFC 7636) support.
     #[serde(rename = "authorization_code")]

@@ -11,7 +11,10 @@ pub fn parse_scope(raw: &str) -> Result<Vec<String>, OAuthError> {
         if token.is_empty() {
             continue;
         }
-        if !token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) {
+        if !token
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+        {
             return Err(OAuthError::invalid_scope(format!(
                 "scope {token:?} contains characters RFC 6749 section 3.3 does not allow"
             )));
@@ -35,7 +38,12 @@ pub fn granted_scopes(
         None => Vec::new(),
     };
     if requested.is_empty() {
-        return Ok(client.scopes.iter().filter(|s| tenant.knows_scope(s)).cloned().collect());
+        return Ok(client
+            .scopes
+            .iter()
+            .filter(|s| tenant.knows_scope(s))
+            .cloned()
+            .collect());
     }
     for scope in &requested {
         if !client.scopes.iter().any(|s| s == scope) {
@@ -69,14 +77,23 @@ mod tests {
     #[test]
     fn defaults_to_the_clients_scopes() {
         let (t, c) = (tenant(), client());
-        assert_eq!(granted_scopes(None, &c, &t).unwrap(), vec!["billing.read", "billing.write"]);
-        assert_eq!(granted_scopes(Some(""), &c, &t).unwrap(), vec!["billing.read", "billing.write"]);
+        assert_eq!(
+            granted_scopes(None, &c, &t).unwrap(),
+            vec!["billing.read", "billing.write"]
+        );
+        assert_eq!(
+            granted_scopes(Some(""), &c, &t).unwrap(),
+            vec!["billing.read", "billing.write"]
+        );
     }
 
     #[test]
     fn requested_must_be_allowed_for_the_client_and_known_to_the_tenant() {
         let (t, mut c) = (tenant(), client());
-        assert_eq!(granted_scopes(Some("billing.read"), &c, &t).unwrap(), vec!["billing.read"]);
+        assert_eq!(
+            granted_scopes(Some("billing.read"), &c, &t).unwrap(),
+            vec!["billing.read"]
+        );
         let e = granted_scopes(Some("admin"), &c, &t).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::InvalidScope);
         c.scopes.push("undeclared".into());

@@ -7,8 +7,8 @@
 //! MAC key is random per process and never leaves memory, so the cache holds nothing from which
 //! the secret could be recovered offline, and a secret change (a new stored hash) misses it.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use aws_lc_rs::{constant_time, hmac, rand};
 use std::collections::HashSet;
 use std::sync::RwLock;
@@ -45,7 +45,9 @@ pub fn validate_phc(phc: &str) -> Result<(), SecretError> {
 /// Full argon2 verification (slow by design). A malformed stored hash verifies nothing.
 pub fn verify_secret(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -141,7 +143,10 @@ mod tests {
         cache.remember("t", "c", "$h1", "s");
         assert!(cache.is_verified("t", "c", "$h1", "s"));
         assert!(!cache.is_verified("t", "c", "$h1", "other"));
-        assert!(!cache.is_verified("t", "c", "$h2", "s"), "a new stored hash must miss");
+        assert!(
+            !cache.is_verified("t", "c", "$h2", "s"),
+            "a new stored hash must miss"
+        );
         assert!(!cache.is_verified("t", "d", "$h1", "s"));
         assert!(!cache.is_verified("u", "c", "$h1", "s"));
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.

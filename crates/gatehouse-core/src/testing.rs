@@ -16,8 +16,14 @@ pub fn tenant() -> TenantConfig {
         pkce_required: true,
         signing_algorithm: SigningAlgorithm::ES256,
         scopes: vec![
-            ScopeConfig { name: "billing.read".into(), description: None },
-            ScopeConfig { name: "billing.write".into(), description: None },
+            ScopeConfig {
+                name: "billing.read".into(),
+                description: None,
+            },
+            ScopeConfig {
+                name: "billing.write".into(),
+                description: None,
+            },
         ],
     }
 }

@@ -3,9 +3,9 @@
 use crate::keys::{KeyError, SigningKey, SigningKeyRecord};
 use crate::model::SigningAlgorithm;
 use aws_lc_rs::{digest, rand};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The JOSE `typ` of RFC 9068 access tokens; checked on the way in so an ID token (or any other
@@ -81,15 +81,23 @@ pub fn looks_like_jwt(token: &str) -> bool {
 }
 
 /// Serialises and signs a JWT with a cached key.
-pub fn encode_jwt<T: Serialize>(key: &SigningKey, typ: &str, claims: &T) -> Result<String, KeyError> {
+pub fn encode_jwt<T: Serialize>(
+    key: &SigningKey,
+    typ: &str,
+    claims: &T,
+) -> Result<String, KeyError> {
     #[derive(Serialize)]
     struct Header<'a> {
         alg: &'a str,
         typ: &'a str,
         kid: &'a str,
     }
-    let header = serde_json::to_vec(&Header { alg: key.algorithm.as_str(), typ, kid: &key.kid })
-        .map_err(|_| KeyError::Sign)?;
+    let header = serde_json::to_vec(&Header {
+        alg: key.algorithm.as_str(),
+        typ,
+        kid: &key.kid,
+    })
+    .map_err(|_| KeyError::Sign)?;
     let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
     let mut out = String::with_capacity(64 + payload.len() * 4 / 3 + 128);
     URL_SAFE_NO_PAD.encode_string(&header, &mut out);
@@ -157,15 +165,17 @@ pub fn verify_access_token(
     now: u64,
 ) -> Result<AccessTokenClaims, TokenRejection> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
-    let typ_ok = header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
     if !typ_ok {
         return Err(TokenRejection::WrongType);
     }
     let kid = header.kid.ok_or(TokenRejection::UnknownKey)?;
-    let key = keys.iter().find(|k| k.kid == kid).ok_or(TokenRejection::UnknownKey)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or(TokenRejection::UnknownKey)?;
     if header.alg != key.algorithm {
         return Err(TokenRejection::Invalid);
     }
@@ -192,7 +202,7 @@ pub fn verify_access_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{generate_signing_key, KeyEncryptionKey, KeyState};
+    use crate::keys::{KeyEncryptionKey, KeyState, generate_signing_key};
 
     fn claims(now: u64) -> AccessTokenClaims {
         AccessTokenClaims {
@@ -211,24 +221,40 @@ mod tests {
     fn key(alg: SigningAlgorithm) -> (SigningKey, VerificationKey) {
         let kek = KeyEncryptionKey::generate().unwrap().0;
         let rec = generate_signing_key("acme", alg, KeyState::Active, &kek, 0).unwrap();
-        (SigningKey::open("acme", &rec, &kek).unwrap(), VerificationKey::from_record(&rec).unwrap())
+        (
+            SigningKey::open("acme", &rec, &kek).unwrap(),
+            VerificationKey::from_record(&rec).unwrap(),
+        )
     }
 
     #[test]
     fn round_trips_for_every_algorithm() {
-        for alg in [SigningAlgorithm::ES256, SigningAlgorithm::EdDSA, SigningAlgorithm::RS256] {
+        for alg in [
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::RS256,
+        ] {
             let (sk, vk) = key(alg);
             let c = claims(1000);
             let jwt = encode_jwt(&sk, ACCESS_TOKEN_TYP, &c).unwrap();
             assert!(looks_like_jwt(&jwt));
-            assert_eq!(verify_access_token(&jwt, "http://x/acme", &[vk], 1000).unwrap(), c);
+            assert_eq!(
+                verify_access_token(&jwt, "http://x/acme", &[vk], 1000).unwrap(),
+                c
+            );
         }
     }
 
     #[test]
     fn audience_serialises_as_string_or_array() {
-        assert_eq!(serde_json::to_string(&Audience(vec!["a".into()])).unwrap(), "\"a\"");
-        assert_eq!(serde_json::to_string(&Audience(vec!["a".into(), "b".into()])).unwrap(), "[\"a\",\"b\"]");
+        assert_eq!(
+            serde_json::to_string(&Audience(vec!["a".into()])).unwrap(),
+            "\"a\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Audience(vec!["a".into(), "b".into()])).unwrap(),
+            "[\"a\",\"b\"]"
+        );
         let a: Audience = serde_json::from_str("\"x\"").unwrap();
         assert_eq!(a.0, vec!["x"]);
     }
@@ -240,18 +266,36 @@ mod tests {
         let c = claims(1000);
         let jwt = encode_jwt(&sk, ACCESS_TOKEN_TYP, &c).unwrap();
         let keys = [vk];
-        assert_eq!(verify_access_token(&jwt, "http://x/acme", &keys, 1060), Err(TokenRejection::Expired));
-        assert_eq!(verify_access_token(&jwt, "http://x/other", &keys, 1000), Err(TokenRejection::WrongIssuer));
-        assert_eq!(verify_access_token(&jwt, "http://x/acme", &[other], 1000), Err(TokenRejection::UnknownKey));
-        assert_eq!(verify_access_token("abc", "http://x/acme", &keys, 1000), Err(TokenRejection::Malformed));
+        assert_eq!(
+            verify_access_token(&jwt, "http://x/acme", &keys, 1060),
+            Err(TokenRejection::Expired)
+        );
+        assert_eq!(
+            verify_access_token(&jwt, "http://x/other", &keys, 1000),
+            Err(TokenRejection::WrongIssuer)
+        );
+        assert_eq!(
+            verify_access_token(&jwt, "http://x/acme", &[other], 1000),
+            Err(TokenRejection::UnknownKey)
+        );
+        assert_eq!(
+            verify_access_token("abc", "http://x/acme", &keys, 1000),
+            Err(TokenRejection::Malformed)
+        );
         let id_token = encode_jwt(&sk, "JWT", &c).unwrap();
-        assert_eq!(verify_access_token(&id_token, "http://x/acme", &keys, 1000), Err(TokenRejection::WrongType));
+        assert_eq!(
+            verify_access_token(&id_token, "http://x/acme", &keys, 1000),
+            Err(TokenRejection::WrongType)
+        );
         // Flip a payload byte: the signature no longer matches.
         let mut parts: Vec<String> = jwt.split('.').map(String::from).collect();
         let mut payload = URL_SAFE_NO_PAD.decode(&parts[1]).unwrap();
         payload[10] ^= 1;
         parts[1] = URL_SAFE_NO_PAD.encode(payload);
-        assert_eq!(verify_access_token(&parts.join("."), "http://x/acme", &keys, 1000), Err(TokenRejection::Invalid));
+        assert_eq!(
+            verify_access_token(&parts.join("."), "http://x/acme", &keys, 1000),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]

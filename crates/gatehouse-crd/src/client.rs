@@ -21,8 +21,16 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef"),
     printcolumn(name = "Client-ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Grants", type_ = "string", json_path = ".status.grantTypes"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -43,12 +51,18 @@ use serde::{Deserialize, Serialize};
 ]))]
 pub struct OAuthClientSpec {
     /// Name of the Tenant this client joins.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub tenant_ref: String,
 
     /// The OAuth client_id. Defaults to `{namespace}-{name}`; must be unique within the tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._~-]*$"), length(min = 1, max = 128))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._~-]*$"),
+        length(min = 1, max = 128)
+    )]
     pub client_id: Option<String>,
 
     /// Human-readable name shown on the consent page.
@@ -68,17 +82,32 @@ pub struct OAuthClientSpec {
 
     /// Redirect URIs for authorization_code and implicit, matched exactly.
     #[serde(default)]
-    #[schemars(length(max = 32), inner(regex(pattern = r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$"), length(max = 2048)))]
+    #[schemars(
+        length(max = 32),
+        inner(
+            regex(pattern = r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$"),
+            length(max = 2048)
+        )
+    )]
     pub redirect_uris: Vec<String>,
 
     /// Where the end-session endpoint may send the browser after logout, matched exactly.
     #[serde(default)]
-    #[schemars(length(max = 32), inner(regex(pattern = r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$"), length(max = 2048)))]
+    #[schemars(
+        length(max = 32),
+        inner(
+            regex(pattern = r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$"),
+            length(max = 2048)
+        )
+    )]
     pub post_logout_redirect_uris: Vec<String>,
 
     /// Scopes this client may request (from the tenant's vocabulary or the built-in ones).
     #[serde(default)]
-    #[schemars(length(max = 256), inner(regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"), length(max = 128)))]
+    #[schemars(
+        length(max = 256),
+        inner(regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"), length(max = 128))
+    )]
     pub scopes: Vec<String>,
 
     /// Audiences (`resource` values, RFC 8707) this client may request tokens for.
@@ -112,7 +141,10 @@ pub struct JwkSet {
 #[serde(rename_all = "camelCase")]
 pub struct ClientSecretRef {
     /// Secret name in the client's namespace.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub name: String,
     /// Create the Secret with a random `client_secret` when it does not exist. With `false`,
     /// the client waits (reason `SecretNotFound`) until something else provides it.
@@ -148,7 +180,9 @@ pub struct OAuthClientStatus {
 impl OAuthClientSpec {
     /// The client_id in effect: the explicit one, or `{namespace}-{name}`.
     pub fn effective_client_id(&self, namespace: &str, name: &str) -> String {
-        self.client_id.clone().unwrap_or_else(|| format!("{namespace}-{name}"))
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("{namespace}-{name}"))
     }
 
     /// The authentication method in effect.
@@ -170,8 +204,9 @@ impl OAuthClientSpec {
 
     /// The credentials Secret reference in effect.
     pub fn effective_secret_ref(&self, name: &str) -> ClientSecretRef {
-        self.secret_ref
-            .clone()
-            .unwrap_or_else(|| ClientSecretRef { name: format!("{name}-credentials"), generate: true })
+        self.secret_ref.clone().unwrap_or_else(|| ClientSecretRef {
+            name: format!("{name}-credentials"),
+            generate: true,
+        })
     }
 }

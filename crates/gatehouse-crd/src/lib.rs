@@ -4,6 +4,10 @@
 //! Doc comments on spec fields become the CRD's `description`s, which `kubectl explain` shows:
 //! they are written for the people who write the YAML.
 
+// The lint mistakes repeated `type_ = "string"` of separate `printcolumn(...)` entries for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod client;
 pub mod condition;
 mod schema;
@@ -21,7 +25,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "gatehouse.dev/v1alpha1";
 
 /// Both CRDs, in the order `gatehouse crdgen` prints them.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
     use kube::CustomResourceExt;
     vec![with_tenant_name_rule(Tenant::crd()), OAuthClient::crd()]
 }
@@ -34,7 +40,11 @@ fn with_tenant_name_rule(
 ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
             schema.x_kubernetes_validations.get_or_insert_with(Vec::new).push(ValidationRule {
                 rule: "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63".into(),
                 message: Some("a Tenant's name is its issuer path segment: a DNS-1123 label (lowercase letters, digits, '-'; at most 63)".into()),

@@ -1,6 +1,6 @@
 //! Schema fragments schemars cannot derive on its own.
 
-use schemars::{json_schema, Schema, SchemaGenerator};
+use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// An arbitrary JSON object, kept as written (JWKs have algorithm-specific members).
 pub fn free_form_objects(_: &mut SchemaGenerator) -> Schema {

@@ -26,8 +26,16 @@ pub const DURATION_PATTERN: &str = gatehouse_core::duration::DURATION_PATTERN;
     printcolumn(name = "Issuer", type_ = "string", json_path = ".status.issuer"),
     printcolumn(name = "Grants", type_ = "string", json_path = ".spec.grantTypes"),
     printcolumn(name = "Clients", type_ = "integer", json_path = ".status.clients"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -49,7 +57,10 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 64),
-        inner(regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"), length(max = 63))
+        inner(
+            regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"),
+            length(max = 63)
+        )
     )]
     pub client_namespaces: Option<Vec<String>>,
 
@@ -98,7 +109,10 @@ pub struct AccessTokenSpec {
 
 impl Default for AccessTokenSpec {
     fn default() -> Self {
-        AccessTokenSpec { format: TokenFormat::default(), ttl: default_access_ttl() }
+        AccessTokenSpec {
+            format: TokenFormat::default(),
+            ttl: default_access_ttl(),
+        }
     }
 }
 
@@ -121,7 +135,10 @@ pub struct RefreshTokenSpec {
 
 impl Default for RefreshTokenSpec {
     fn default() -> Self {
-        RefreshTokenSpec { ttl: default_refresh_ttl(), rotation: true }
+        RefreshTokenSpec {
+            ttl: default_refresh_ttl(),
+            rotation: true,
+        }
     }
 }
 
@@ -144,7 +161,9 @@ pub struct AuthorizationCodeSpec {
 
 impl Default for AuthorizationCodeSpec {
     fn default() -> Self {
-        AuthorizationCodeSpec { ttl: default_code_ttl() }
+        AuthorizationCodeSpec {
+            ttl: default_code_ttl(),
+        }
     }
 }
 
@@ -180,7 +199,10 @@ pub struct SigningSpec {
 
 impl Default for SigningSpec {
     fn default() -> Self {
-        SigningSpec { algorithm: SigningAlgorithm::default(), rotation_interval: default_refresh_ttl() }
+        SigningSpec {
+            algorithm: SigningAlgorithm::default(),
+            rotation_interval: default_refresh_ttl(),
+        }
     }
 }
 
@@ -188,7 +210,10 @@ impl Default for SigningSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ScopeSpec {
     /// The scope token (RFC 6749 section 3.3 characters only).
-    #[schemars(regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"), length(min = 1, max = 128))]
+    #[schemars(
+        regex(pattern = r"^[\x21\x23-\x5B\x5D-\x7E]+$"),
+        length(min = 1, max = 128)
+    )]
     pub name: String,
     /// Shown on the consent page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,9 +231,15 @@ pub struct UsersSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NamespacedSecretRef {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub name: String,
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub namespace: String,
 }
 

@@ -21,13 +21,17 @@ impl std::fmt::Display for FieldError {
 }
 
 fn err(out: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
-    out.push(FieldError { field: field.into(), message: message.into() });
+    out.push(FieldError {
+        field: field.into(),
+        message: message.into(),
+    });
 }
 
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -37,14 +41,28 @@ fn is_dns_subdomain(s: &str) -> bool {
 }
 
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 fn is_uri_without_fragment(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
-    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
-    scheme_ok && !rest.is_empty() && !s.contains('#') && !s.chars().any(char::is_whitespace) && s.len() <= 2048
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    scheme_ok
+        && !rest.is_empty()
+        && !s.contains('#')
+        && !s.chars().any(char::is_whitespace)
+        && s.len() <= 2048
 }
 
 fn check_duration(out: &mut Vec<FieldError>, field: &str, value: &str) {
@@ -55,10 +73,18 @@ fn check_duration(out: &mut Vec<FieldError>, field: &str, value: &str) {
     }
 }
 
-fn check_unique<T: PartialEq + std::fmt::Display>(out: &mut Vec<FieldError>, field: &str, items: &[T]) {
+fn check_unique<T: PartialEq + std::fmt::Display>(
+    out: &mut Vec<FieldError>,
+    field: &str,
+    items: &[T],
+) {
     for (i, item) in items.iter().enumerate() {
         if items[..i].contains(item) {
-            err(out, format!("{field}[{i}]"), format!("duplicate value {item}"));
+            err(
+                out,
+                format!("{field}[{i}]"),
+                format!("duplicate value {item}"),
+            );
         }
     }
 }
@@ -66,37 +92,76 @@ fn check_unique<T: PartialEq + std::fmt::Display>(out: &mut Vec<FieldError>, fie
 pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     let mut out = Vec::new();
     if !is_dns_label(name) {
-        err(&mut out, "metadata.name", "a Tenant's name is its issuer path segment: a DNS-1123 label (lowercase letters, digits, '-'; at most 63)");
+        err(
+            &mut out,
+            "metadata.name",
+            "a Tenant's name is its issuer path segment: a DNS-1123 label (lowercase letters, digits, '-'; at most 63)",
+        );
     }
     if spec.grant_types.is_empty() {
-        err(&mut out, "spec.grantTypes", "must list at least one grant type");
+        err(
+            &mut out,
+            "spec.grantTypes",
+            "must list at least one grant type",
+        );
     }
     check_unique(&mut out, "spec.grantTypes", &spec.grant_types);
     if let Some(namespaces) = &spec.client_namespaces {
         for (i, ns) in namespaces.iter().enumerate() {
             if ns != "*" && !is_dns_label(ns) {
-                err(&mut out, format!("spec.clientNamespaces[{i}]"), format!("{ns:?} is neither \"*\" nor a namespace name"));
+                err(
+                    &mut out,
+                    format!("spec.clientNamespaces[{i}]"),
+                    format!("{ns:?} is neither \"*\" nor a namespace name"),
+                );
             }
         }
     }
     check_duration(&mut out, "spec.accessToken.ttl", &spec.access_token.ttl);
     check_duration(&mut out, "spec.refreshToken.ttl", &spec.refresh_token.ttl);
-    check_duration(&mut out, "spec.authorizationCode.ttl", &spec.authorization_code.ttl);
-    check_duration(&mut out, "spec.signing.rotationInterval", &spec.signing.rotation_interval);
+    check_duration(
+        &mut out,
+        "spec.authorizationCode.ttl",
+        &spec.authorization_code.ttl,
+    );
+    check_duration(
+        &mut out,
+        "spec.signing.rotationInterval",
+        &spec.signing.rotation_interval,
+    );
     for (i, scope) in spec.scopes.iter().enumerate() {
         if !is_scope_token(&scope.name) {
-            err(&mut out, format!("spec.scopes[{i}].name"), format!("{:?} is not a valid scope token (RFC 6749 section 3.3)", scope.name));
+            err(
+                &mut out,
+                format!("spec.scopes[{i}].name"),
+                format!(
+                    "{:?} is not a valid scope token (RFC 6749 section 3.3)",
+                    scope.name
+                ),
+            );
         }
         if spec.scopes[..i].iter().any(|s| s.name == scope.name) {
-            err(&mut out, format!("spec.scopes[{i}].name"), format!("duplicate scope {}", scope.name));
+            err(
+                &mut out,
+                format!("spec.scopes[{i}].name"),
+                format!("duplicate scope {}", scope.name),
+            );
         }
     }
     if let Some(users) = &spec.users {
         if !is_dns_subdomain(&users.secret_ref.name) {
-            err(&mut out, "spec.users.secretRef.name", "must be a Secret name");
+            err(
+                &mut out,
+                "spec.users.secretRef.name",
+                "must be a Secret name",
+            );
         }
         if !is_dns_label(&users.secret_ref.namespace) {
-            err(&mut out, "spec.users.secretRef.namespace", "must be a namespace name");
+            err(
+                &mut out,
+                "spec.users.secretRef.namespace",
+                "must be a namespace name",
+            );
         }
     }
     out
@@ -111,52 +176,106 @@ pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
         let ok = !id.is_empty()
             && id.len() <= 128
             && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
         if !ok {
-            err(&mut out, "spec.clientId", "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128");
+            err(
+                &mut out,
+                "spec.clientId",
+                "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128",
+            );
         }
     }
     if spec.grant_types.is_empty() {
-        err(&mut out, "spec.grantTypes", "must list at least one grant type");
+        err(
+            &mut out,
+            "spec.grantTypes",
+            "must list at least one grant type",
+        );
     }
     check_unique(&mut out, "spec.grantTypes", &spec.grant_types);
-    for (field, uris) in [("spec.redirectUris", &spec.redirect_uris), ("spec.postLogoutRedirectUris", &spec.post_logout_redirect_uris)] {
+    for (field, uris) in [
+        ("spec.redirectUris", &spec.redirect_uris),
+        (
+            "spec.postLogoutRedirectUris",
+            &spec.post_logout_redirect_uris,
+        ),
+    ] {
         for (i, uri) in uris.iter().enumerate() {
             if !is_uri_without_fragment(uri) {
-                err(&mut out, format!("{field}[{i}]"), format!("{uri:?} is not an absolute URI without a fragment"));
+                err(
+                    &mut out,
+                    format!("{field}[{i}]"),
+                    format!("{uri:?} is not an absolute URI without a fragment"),
+                );
             }
         }
     }
     for (i, scope) in spec.scopes.iter().enumerate() {
         if !is_scope_token(scope) {
-            err(&mut out, format!("spec.scopes[{i}]"), format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"));
+            err(
+                &mut out,
+                format!("spec.scopes[{i}]"),
+                format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"),
+            );
         }
     }
     for (i, aud) in spec.audiences.iter().enumerate() {
         if aud.is_empty() || aud.len() > 2048 {
-            err(&mut out, format!("spec.audiences[{i}]"), "must be 1 to 2048 characters");
+            err(
+                &mut out,
+                format!("spec.audiences[{i}]"),
+                "must be 1 to 2048 characters",
+            );
         }
     }
     let method = spec.token_endpoint_auth_method;
     let has_jwks = spec.jwks.as_ref().is_some_and(|j| !j.keys.is_empty());
     let uses = |g: GrantType| spec.grant_types.contains(&g);
     if spec.public && method.is_some_and(|m| m != ClientAuthMethod::None) {
-        err(&mut out, "spec.tokenEndpointAuthMethod", "public clients have no secret: tokenEndpointAuthMethod must be none");
+        err(
+            &mut out,
+            "spec.tokenEndpointAuthMethod",
+            "public clients have no secret: tokenEndpointAuthMethod must be none",
+        );
     }
     if !spec.public && method == Some(ClientAuthMethod::None) {
-        err(&mut out, "spec.tokenEndpointAuthMethod", "tokenEndpointAuthMethod none is only for public clients");
+        err(
+            &mut out,
+            "spec.tokenEndpointAuthMethod",
+            "tokenEndpointAuthMethod none is only for public clients",
+        );
     }
     if spec.public && (uses(GrantType::ClientCredentials) || uses(GrantType::Password)) {
-        err(&mut out, "spec.grantTypes", "public clients cannot use client_credentials or password");
+        err(
+            &mut out,
+            "spec.grantTypes",
+            "public clients cannot use client_credentials or password",
+        );
     }
-    if (uses(GrantType::AuthorizationCode) || uses(GrantType::Implicit)) && spec.redirect_uris.is_empty() {
-        err(&mut out, "spec.redirectUris", "authorization_code and implicit need at least one redirectUris entry");
+    if (uses(GrantType::AuthorizationCode) || uses(GrantType::Implicit))
+        && spec.redirect_uris.is_empty()
+    {
+        err(
+            &mut out,
+            "spec.redirectUris",
+            "authorization_code and implicit need at least one redirectUris entry",
+        );
     }
     if method == Some(ClientAuthMethod::PrivateKeyJwt) && !has_jwks {
-        err(&mut out, "spec.jwks", "private_key_jwt needs the client's public keys in jwks");
+        err(
+            &mut out,
+            "spec.jwks",
+            "private_key_jwt needs the client's public keys in jwks",
+        );
     }
     if uses(GrantType::JwtBearer) && !has_jwks {
-        err(&mut out, "spec.jwks", "the jwt-bearer grant needs the assertion signers' public keys in jwks");
+        err(
+            &mut out,
+            "spec.jwks",
+            "the jwt-bearer grant needs the assertion signers' public keys in jwks",
+        );
     }
     if let Some(r) = &spec.secret_ref
         && !is_dns_subdomain(&r.name)
@@ -197,8 +316,19 @@ mod tests {
         t.grant_types.clear();
         t.access_token.ttl = "15 minutes".into();
         t.client_namespaces = Some(vec!["Bad_NS".into()]);
-        let found: Vec<String> = validate_tenant("Acme.Corp", &t).iter().map(|e| e.field.clone()).collect();
-        assert_eq!(found, ["metadata.name", "spec.grantTypes", "spec.clientNamespaces[0]", "spec.accessToken.ttl"]);
+        let found: Vec<String> = validate_tenant("Acme.Corp", &t)
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "metadata.name",
+                "spec.grantTypes",
+                "spec.clientNamespaces[0]",
+                "spec.accessToken.ttl"
+            ]
+        );
     }
 
     #[test]
@@ -215,7 +345,9 @@ mod tests {
         let mut c = client();
         c.token_endpoint_auth_method = Some(ClientAuthMethod::PrivateKeyJwt);
         assert_eq!(validate_client(&c)[0].field, "spec.jwks");
-        c.jwks = Some(JwkSet { keys: vec![serde_json::json!({"kty": "EC"})] });
+        c.jwks = Some(JwkSet {
+            keys: vec![serde_json::json!({"kty": "EC"})],
+        });
         assert_eq!(validate_client(&c), vec![]);
         let mut c = client();
         c.token_endpoint_auth_method = Some(ClientAuthMethod::None);

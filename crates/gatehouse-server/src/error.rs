@@ -16,7 +16,10 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn not_found(description: impl Into<String>) -> Self {
-        HttpError { error: OAuthError::invalid_request(description), status: StatusCode::NOT_FOUND }
+        HttpError {
+            error: OAuthError::invalid_request(description),
+            status: StatusCode::NOT_FOUND,
+        }
     }
 }
 
@@ -41,7 +44,8 @@ impl From<StoreError> for HttpError {
         match e {
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "store unavailable");
-                OAuthError::temporarily_unavailable("the token store is unavailable; retry shortly").into()
+                OAuthError::temporarily_unavailable("the token store is unavailable; retry shortly")
+                    .into()
             }
             other => {
                 tracing::error!(error = %other, "store error");
@@ -66,7 +70,10 @@ pub fn no_store(response: &mut Response) {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = Body { error: self.error.code.as_str(), error_description: &self.error.description };
+        let body = Body {
+            error: self.error.code.as_str(),
+            error_description: &self.error.description,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         no_store(&mut response);
         if self.status == StatusCode::UNAUTHORIZED {
@@ -76,7 +83,9 @@ impl IntoResponse for HttpError {
             );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         // Handlers record the code; the metrics middleware counts it per tenant.
         response.extensions_mut().insert(self.error.code);

@@ -22,15 +22,21 @@ impl Form {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         if content_type.as_deref() != Some("application/x-www-form-urlencoded") {
             return Err(OAuthError::invalid_request(
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let bytes = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|_| OAuthError::invalid_request(format!("the request body exceeds {} KiB", MAX_BODY / 1024)))?;
+        let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+            OAuthError::invalid_request(format!("the request body exceeds {} KiB", MAX_BODY / 1024))
+        })?;
         Form::parse(&bytes)
     }
 
@@ -40,8 +46,11 @@ impl Form {
             if v.is_empty() {
                 continue;
             }
-            if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(name, _)| name == k.as_ref()) {
-                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
+            if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(name, _)| name == k.as_ref())
+            {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k} is repeated"
+                )));
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
@@ -49,15 +58,23 @@ impl Form {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
     }
 
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 

@@ -32,7 +32,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(directory: Arc<TenantDirectory>, store: Arc<dyn Store>, metrics: Arc<metrics::Metrics>) -> Self {
+    pub fn new(
+        directory: Arc<TenantDirectory>,
+        store: Arc<dyn Store>,
+        metrics: Arc<metrics::Metrics>,
+    ) -> Self {
         AppState {
             directory,
             store,

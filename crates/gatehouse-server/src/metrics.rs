@@ -68,17 +68,43 @@ impl Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let tenants = Gauge::default();
-        registry.register("http_requests", "HTTP requests by route template, method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route template", latency.clone());
-        registry.register("tokens_issued", "Access tokens issued by tenant and grant type", tokens.clone());
-        registry.register("oauth_errors", "OAuth error responses by tenant and error code", errors.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            latency.clone(),
+        );
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued by tenant and grant type",
+            tokens.clone(),
+        );
+        registry.register(
+            "oauth_errors",
+            "OAuth error responses by tenant and error code",
+            errors.clone(),
+        );
         registry.register("tenants", "Tenants currently served", tenants.clone());
-        Metrics { registry, requests, latency, tokens, errors, tenants }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            tokens,
+            errors,
+            tenants,
+        }
     }
 
     pub fn token_issued(&self, tenant: &str, grant: GrantType) {
         self.tokens
-            .get_or_create(&TokenLabels { tenant: tenant.to_string(), grant_type: grant.as_str().to_string() })
+            .get_or_create(&TokenLabels {
+                tenant: tenant.to_string(),
+                grant_type: grant.as_str().to_string(),
+            })
             .inc();
     }
 
@@ -117,22 +143,42 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let status = response.status().as_u16();
     let tenant = tenant_of(&state, &route, &path);
     let m = &state.metrics;
-    m.requests.get_or_create(&RequestLabels { route: route.clone(), method: method.clone(), status }).inc();
-    m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: method.clone(),
+            status,
+        })
+        .inc();
+    m.latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
     if let Some(code) = response.extensions().get::<ErrorCode>() {
         m.errors
-            .get_or_create(&ErrorLabels { tenant: tenant.clone().unwrap_or_else(|| "unknown".into()), error: code.as_str().into() })
+            .get_or_create(&ErrorLabels {
+                tenant: tenant.clone().unwrap_or_else(|| "unknown".into()),
+                error: code.as_str().into(),
+            })
             .inc();
     }
-    m.tenants.set(i64::try_from(state.directory.tenant_count()).unwrap_or(i64::MAX));
+    m.tenants
+        .set(i64::try_from(state.directory.tenant_count()).unwrap_or(i64::MAX));
     // Successful requests at debug (a busy token endpoint would drown everything else), client
     // errors at info, server errors at warn.
     let tenant_label = tenant.as_deref().unwrap_or("-");
     let micros = elapsed.as_micros() as u64;
     match status {
-        500.. => tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
-        400..=499 => tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
-        _ => tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros),
+        500.. => {
+            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
+        }
+        400..=499 => {
+            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
+        }
+        _ => {
+            tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
+        }
     }
     response
 }

@@ -1,8 +1,8 @@
 //! The operations listener: `/metrics`, `/healthz` (the process answers) and `/readyz` (the
 //! tenant snapshot is loaded and the store answers now).
 
-use crate::metrics::Metrics;
 use crate::TenantDirectory;
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -29,18 +29,27 @@ pub fn ops_router(state: OpsState) -> Router {
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
 
 async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
     if !state.directory.is_loaded() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "tenant configuration not loaded yet\n".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tenant configuration not loaded yet\n".into(),
+        );
     }
     match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store did not answer within 1s\n".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store did not answer within 1s\n".into(),
+        ),
     }
 }

@@ -19,18 +19,46 @@ use std::sync::Arc;
 /// nested under it so the issuer URLs resolve as published.
 pub fn router(state: AppState) -> Router {
     let per_tenant = Router::new()
-        .route(&format!("/{{tenant}}{}", endpoints::TOKEN), post(token::token))
-        .route(&format!("/{{tenant}}{}", endpoints::INTROSPECTION), post(introspect::introspect))
-        .route(&format!("/{{tenant}}{}", endpoints::REVOCATION), post(revoke::revoke))
-        .route(&format!("/{{tenant}}{}", endpoints::JWKS), get(discovery::jwks))
-        .route(&format!("/{{tenant}}{}", endpoints::OPENID_CONFIGURATION), get(discovery::openid_configuration))
-        .route(&format!("/{{tenant}}{}", endpoints::OAUTH_AUTHORIZATION_SERVER), get(discovery::oauth_metadata))
-        .route(&format!("{}/{{tenant}}", endpoints::OAUTH_AUTHORIZATION_SERVER), get(discovery::oauth_metadata))
+        .route(
+            &format!("/{{tenant}}{}", endpoints::TOKEN),
+            post(token::token),
+        )
+        .route(
+            &format!("/{{tenant}}{}", endpoints::INTROSPECTION),
+            post(introspect::introspect),
+        )
+        .route(
+            &format!("/{{tenant}}{}", endpoints::REVOCATION),
+            post(revoke::revoke),
+        )
+        .route(
+            &format!("/{{tenant}}{}", endpoints::JWKS),
+            get(discovery::jwks),
+        )
+        .route(
+            &format!("/{{tenant}}{}", endpoints::OPENID_CONFIGURATION),
+            get(discovery::openid_configuration),
+        )
+        .route(
+            &format!("/{{tenant}}{}", endpoints::OAUTH_AUTHORIZATION_SERVER),
+            get(discovery::oauth_metadata),
+        )
+        .route(
+            &format!("{}/{{tenant}}", endpoints::OAUTH_AUTHORIZATION_SERVER),
+            get(discovery::oauth_metadata),
+        )
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state.clone());
     let prefix = url_path(state.directory.public_url());
-    if prefix.is_empty() { per_tenant } else { Router::new().nest(&prefix, per_tenant) }
+    if prefix.is_empty() {
+        per_tenant
+    } else {
+        Router::new().nest(&prefix, per_tenant)
+    }
 }
 
 /// The path of a URL without its trailing slash (`""` for none).
@@ -48,7 +76,10 @@ async fn not_found() -> HttpError {
 
 /// The tenant a request names, or a 404.
 fn tenant(state: &AppState, name: &str) -> Result<Arc<TenantRuntime>, HttpError> {
-    state.directory.get(name).ok_or_else(|| HttpError::not_found(format!("no tenant named {name}")))
+    state
+        .directory
+        .get(name)
+        .ok_or_else(|| HttpError::not_found(format!("no tenant named {name}")))
 }
 
 #[cfg(test)]

@@ -42,13 +42,23 @@ impl TenantRuntime {
                     None
                 }
             });
-        let verification_keys = bundle.keys.iter().filter_map(VerificationKey::from_record).collect();
-        let jwks = json!({"keys": bundle.keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>()}).to_string();
+        let verification_keys = bundle
+            .keys
+            .iter()
+            .filter_map(VerificationKey::from_record)
+            .collect();
+        let jwks = json!({"keys": bundle.keys.iter().map(|k| &k.public_jwk).collect::<Vec<_>>()})
+            .to_string();
         let oauth = metadata(&bundle.config, &issuer);
         let mut openid = oauth.clone();
         openid["subject_types_supported"] = json!(["public"]);
-        openid["id_token_signing_alg_values_supported"] = json!([bundle.config.signing_algorithm.as_str()]);
-        let clients = bundle.clients.into_iter().map(|c| (c.client_id.clone(), Arc::new(c))).collect();
+        openid["id_token_signing_alg_values_supported"] =
+            json!([bundle.config.signing_algorithm.as_str()]);
+        let clients = bundle
+            .clients
+            .into_iter()
+            .map(|c| (c.client_id.clone(), Arc::new(c)))
+            .collect();
         TenantRuntime {
             config: bundle.config,
             issuer,
@@ -75,7 +85,10 @@ fn metadata(config: &TenantConfig, issuer: &str) -> Value {
         .filter(|g| IMPLEMENTED_GRANTS.contains(g))
         .map(|g| g.as_str())
         .collect();
-    let auth_methods = [ClientAuthMethod::ClientSecretBasic.as_str(), ClientAuthMethod::ClientSecretPost.as_str()];
+    let auth_methods = [
+        ClientAuthMethod::ClientSecretBasic.as_str(),
+        ClientAuthMethod::ClientSecretPost.as_str(),
+    ];
     let mut scopes: Vec<&str> = BUILT_IN_SCOPES.to_vec();
     scopes.extend(config.scopes.iter().map(|s| s.name.as_str()));
     json!({

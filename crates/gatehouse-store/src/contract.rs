@@ -4,7 +4,9 @@
 use crate::{Store, unix_now};
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_core::token::{AccessTokenClaims, Audience};
-use gatehouse_core::{ClientAuthMethod, ClientConfig, GrantType, SigningAlgorithm, TenantConfig, TokenFormat};
+use gatehouse_core::{
+    ClientAuthMethod, ClientConfig, GrantType, SigningAlgorithm, TenantConfig, TokenFormat,
+};
 
 fn tenant(name: &str) -> TenantConfig {
     TenantConfig {
@@ -77,11 +79,18 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
 }
 
 async fn configuration_round_trips(store: &dyn Store, t: &str) {
-    assert_eq!(store.load_tenant(t).await.unwrap(), None, "unknown tenant loads as None");
+    assert_eq!(
+        store.load_tenant(t).await.unwrap(),
+        None,
+        "unknown tenant loads as None"
+    );
     store.put_tenant(&tenant(t)).await.unwrap();
     store.put_client(t, &client("c1")).await.unwrap();
     store.put_client(t, &client("c2")).await.unwrap();
-    store.put_signing_keys(t, &[key("k1"), key("k2")]).await.unwrap();
+    store
+        .put_signing_keys(t, &[key("k1"), key("k2")])
+        .await
+        .unwrap();
     let b = store.load_tenant(t).await.unwrap().expect("tenant");
     assert_eq!(b.config, tenant(t));
     let mut ids: Vec<_> = b.clients.iter().map(|c| c.client_id.as_str()).collect();
@@ -112,7 +121,11 @@ async fn versions_move_on_every_write(store: &dyn Store, t: &str) {
     let v4 = store.tenant_versions().await.unwrap()[t];
     assert_ne!(v3, v4, "delete_client bumps the version");
     store.delete_client(t, "c").await.unwrap();
-    assert_eq!(store.tenant_versions().await.unwrap()[t], v4, "deleting nothing changes nothing");
+    assert_eq!(
+        store.tenant_versions().await.unwrap()[t],
+        v4,
+        "deleting nothing changes nothing"
+    );
 }
 
 async fn tenants_are_isolated(store: &dyn Store, t: &str) {
@@ -120,9 +133,20 @@ async fn tenants_are_isolated(store: &dyn Store, t: &str) {
     store.put_tenant(&tenant(&a)).await.unwrap();
     store.put_tenant(&tenant(&b)).await.unwrap();
     store.put_client(&a, &client("shared-id")).await.unwrap();
-    assert!(store.load_tenant(&b).await.unwrap().unwrap().clients.is_empty());
+    assert!(
+        store
+            .load_tenant(&b)
+            .await
+            .unwrap()
+            .unwrap()
+            .clients
+            .is_empty()
+    );
     let future = unix_now() + 60;
-    store.put_opaque_token(&a, "tok", &claims(future)).await.unwrap();
+    store
+        .put_opaque_token(&a, "tok", &claims(future))
+        .await
+        .unwrap();
     assert!(store.get_opaque_token(&b, "tok").await.unwrap().is_none());
     store.revoke_jti(&a, "jti", future).await.unwrap();
     assert!(!store.is_revoked(&b, "jti").await.unwrap());
@@ -137,16 +161,41 @@ async fn deleted_tenant_comes_back_with_a_new_version(store: &dyn Store, t: &str
     assert_eq!(store.load_tenant(t).await.unwrap(), None);
     store.put_tenant(&tenant(t)).await.unwrap();
     let after = store.tenant_versions().await.unwrap()[t];
-    assert_ne!(before, after, "a recreated tenant never repeats a version a server has seen");
-    assert!(store.load_tenant(t).await.unwrap().unwrap().clients.is_empty(), "clients do not come back");
+    assert_ne!(
+        before, after,
+        "a recreated tenant never repeats a version a server has seen"
+    );
+    assert!(
+        store
+            .load_tenant(t)
+            .await
+            .unwrap()
+            .unwrap()
+            .clients
+            .is_empty(),
+        "clients do not come back"
+    );
 }
 
 async fn opaque_tokens_live_until_exp(store: &dyn Store, t: &str) {
     let now = unix_now();
-    store.put_opaque_token(t, "live", &claims(now + 60)).await.unwrap();
-    assert_eq!(store.get_opaque_token(t, "live").await.unwrap(), Some(claims(now + 60)));
-    store.put_opaque_token(t, "dead", &claims(now.saturating_sub(1))).await.unwrap();
-    assert_eq!(store.get_opaque_token(t, "dead").await.unwrap(), None, "expired tokens are gone");
+    store
+        .put_opaque_token(t, "live", &claims(now + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_opaque_token(t, "live").await.unwrap(),
+        Some(claims(now + 60))
+    );
+    store
+        .put_opaque_token(t, "dead", &claims(now.saturating_sub(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_opaque_token(t, "dead").await.unwrap(),
+        None,
+        "expired tokens are gone"
+    );
     assert!(store.delete_opaque_token(t, "live").await.unwrap());
     assert!(!store.delete_opaque_token(t, "live").await.unwrap());
     assert_eq!(store.get_opaque_token(t, "live").await.unwrap(), None);
@@ -157,6 +206,12 @@ async fn revocations_expire(store: &dyn Store, t: &str) {
     assert!(!store.is_revoked(t, "j1").await.unwrap());
     store.revoke_jti(t, "j1", now + 60).await.unwrap();
     assert!(store.is_revoked(t, "j1").await.unwrap());
-    store.revoke_jti(t, "j2", now.saturating_sub(1)).await.unwrap();
-    assert!(!store.is_revoked(t, "j2").await.unwrap(), "a revocation ends when the token would have expired");
+    store
+        .revoke_jti(t, "j2", now.saturating_sub(1))
+        .await
+        .unwrap();
+    assert!(
+        !store.is_revoked(t, "j2").await.unwrap(),
+        "a revocation ends when the token would have expired"
+    );
 }

@@ -8,9 +8,9 @@
 //! Keys are laid out for Redis Cluster: everything of one tenant shares the hash tag
 //! `{t:<tenant>}`, so every multi-key operation stays in one slot.
 
+pub mod contract;
 mod memory;
 mod redis_store;
-pub mod contract;
 
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
@@ -52,7 +52,11 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces a tenant's settings.
     async fn put_tenant(&self, config: &TenantConfig) -> Result<(), StoreError>;
     /// Replaces a tenant's signing keys.
-    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError>;
+    async fn put_signing_keys(
+        &self,
+        tenant: &str,
+        keys: &[SigningKeyRecord],
+    ) -> Result<(), StoreError>;
     /// Creates or replaces a client of a tenant.
     async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError>;
     /// Removes a client; removing an absent one is not an error.
@@ -67,9 +71,18 @@ pub trait Store: Send + Sync + 'static {
     // Runtime state, written by servers.
 
     /// Stores the claims of an opaque access token under its digest until `claims.exp`.
-    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError>;
+    async fn put_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        claims: &AccessTokenClaims,
+    ) -> Result<(), StoreError>;
     /// Claims of a live opaque token.
-    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError>;
+    async fn get_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<AccessTokenClaims>, StoreError>;
     /// Deletes an opaque token; true if it existed.
     async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
     /// Marks a JWT's `jti` revoked until `until` (unix seconds, its `exp`).
@@ -86,12 +99,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url == "memory://" || url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
     }
-    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
+    if url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+cluster://")
+        || url.starts_with("rediss+cluster://")
+    {
         return Ok(Arc::new(RedisStore::connect(url).await?));
     }
     Err(StoreError::InvalidUrl {
         url: redact_url(url),
-        reason: "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://".into(),
+        reason: "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://"
+            .into(),
     })
 }
 
@@ -119,7 +137,10 @@ pub fn unix_now() -> u64 {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact_url("redis://:hunter2@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(
+            super::redact_url("redis://:hunter2@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
         assert_eq!(super::redact_url("redis://u:p@h"), "redis://u:***@h");
         assert_eq!(super::redact_url("redis://h:6379"), "redis://h:6379");
     }

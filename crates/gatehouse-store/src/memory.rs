@@ -65,7 +65,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError> {
+    async fn put_signing_keys(
+        &self,
+        tenant: &str,
+        keys: &[SigningKeyRecord],
+    ) -> Result<(), StoreError> {
         self.write_config(tenant, |d| d.keys = keys.to_vec());
         Ok(())
     }
@@ -78,7 +82,10 @@ impl Store for MemoryStore {
     }
 
     async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError> {
-        let exists = self.with(|all| all.get(tenant).is_some_and(|d| d.clients.contains_key(client_id)));
+        let exists = self.with(|all| {
+            all.get(tenant)
+                .is_some_and(|d| d.clients.contains_key(client_id))
+        });
         if exists {
             self.write_config(tenant, |d| d.clients.remove(client_id));
         }
@@ -110,7 +117,12 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError> {
+    async fn put_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        claims: &AccessTokenClaims,
+    ) -> Result<(), StoreError> {
         let now = unix_now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
@@ -124,13 +136,26 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError> {
+    async fn get_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<AccessTokenClaims>, StoreError> {
         let now = unix_now();
-        Ok(self.with(|all| all.get(tenant)?.opaque.get(id).filter(|c| c.exp > now).cloned()))
+        Ok(self.with(|all| {
+            all.get(tenant)?
+                .opaque
+                .get(id)
+                .filter(|c| c.exp > now)
+                .cloned()
+        }))
     }
 
     async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        Ok(self.with(|all| all.get_mut(tenant).is_some_and(|d| d.opaque.remove(id).is_some())))
+        Ok(self.with(|all| {
+            all.get_mut(tenant)
+                .is_some_and(|d| d.opaque.remove(id).is_some())
+        }))
     }
 
     async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError> {
@@ -147,7 +172,11 @@ impl Store for MemoryStore {
 
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError> {
         let now = unix_now();
-        Ok(self.with(|all| all.get(tenant).and_then(|d| d.revoked.get(jti)).is_some_and(|u| *u > now)))
+        Ok(self.with(|all| {
+            all.get(tenant)
+                .and_then(|d| d.revoked.get(jti))
+                .is_some_and(|u| *u > now)
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -59,7 +59,12 @@ impl ConnectionLike for Connection {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
@@ -84,19 +89,36 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, raw: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt { key: String::new(), reason: e.to_string() })
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        key: String::new(),
+        reason: e.to_string(),
+    })
 }
 
 impl RedisStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl { url: redact_url(url), reason };
-        let conn = if let Some(rest) = url.strip_prefix("redis+cluster://").map(|r| ("redis", r)).or_else(|| url.strip_prefix("rediss+cluster://").map(|r| ("rediss", r))) {
+        let invalid = |reason: String| StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason,
+        };
+        let conn = if let Some(rest) = url
+            .strip_prefix("redis+cluster://")
+            .map(|r| ("redis", r))
+            .or_else(|| url.strip_prefix("rediss+cluster://").map(|r| ("rediss", r)))
+        {
             let (scheme, hosts) = rest;
-            let nodes: Vec<String> = hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("{scheme}://{h}")).collect();
+            let nodes: Vec<String> = hosts
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("{scheme}://{h}"))
+                .collect();
             if nodes.is_empty() {
                 return Err(invalid("no cluster nodes given".into()));
             }
@@ -114,9 +136,16 @@ impl RedisStore {
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))
                 .set_number_of_retries(2)
                 .set_max_delay(Duration::from_millis(500));
-            Connection::Single(ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?)
+            Connection::Single(
+                ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(unavailable)?,
+            )
         };
-        Ok(RedisStore { conn, bump: redis::Script::new(BUMP_SCRIPT) })
+        Ok(RedisStore {
+            conn,
+            bump: redis::Script::new(BUMP_SCRIPT),
+        })
     }
 
     async fn bump_version(&self, tenant: &str) -> Result<(), StoreError> {
@@ -137,25 +166,41 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn put_tenant(&self, config: &TenantConfig) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.set(config_key(&config.name), encode(config)?).await.map_err(unavailable)?;
+        let _: () = conn
+            .set(config_key(&config.name), encode(config)?)
+            .await
+            .map_err(unavailable)?;
         self.bump_version(&config.name).await
     }
 
-    async fn put_signing_keys(&self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), StoreError> {
+    async fn put_signing_keys(
+        &self,
+        tenant: &str,
+        keys: &[SigningKeyRecord],
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.set(keys_key(tenant), encode(&keys)?).await.map_err(unavailable)?;
+        let _: () = conn
+            .set(keys_key(tenant), encode(&keys)?)
+            .await
+            .map_err(unavailable)?;
         self.bump_version(tenant).await
     }
 
     async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.hset(clients_key(tenant), &client.client_id, encode(client)?).await.map_err(unavailable)?;
+        let _: () = conn
+            .hset(clients_key(tenant), &client.client_id, encode(client)?)
+            .await
+            .map_err(unavailable)?;
         self.bump_version(tenant).await
     }
 
     async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let removed: u32 = conn.hdel(clients_key(tenant), client_id).await.map_err(unavailable)?;
+        let removed: u32 = conn
+            .hdel(clients_key(tenant), client_id)
+            .await
+            .map_err(unavailable)?;
         if removed > 0 {
             self.bump_version(tenant).await?;
         }
@@ -165,28 +210,35 @@ impl Store for RedisStore {
     async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         // Same slot: one command, all or nothing.
-        let _: () = conn.del(&[config_key(tenant), keys_key(tenant), clients_key(tenant)]).await.map_err(unavailable)?;
+        let _: () = conn
+            .del(&[config_key(tenant), keys_key(tenant), clients_key(tenant)])
+            .await
+            .map_err(unavailable)?;
         let _: () = conn.hdel(TENANTS_KEY, tenant).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut all: BTreeMap<String, Version> = conn.hgetall(TENANTS_KEY).await.map_err(unavailable)?;
+        let mut all: BTreeMap<String, Version> =
+            conn.hgetall(TENANTS_KEY).await.map_err(unavailable)?;
         all.remove(SEQUENCE_FIELD);
         Ok(all)
     }
 
     async fn load_tenant(&self, tenant: &str) -> Result<Option<TenantBundle>, StoreError> {
         let mut conn = self.conn.clone();
-        let (config, keys, clients): (Option<String>, Option<String>, BTreeMap<String, String>) = redis::pipe()
-            .get(config_key(tenant))
-            .get(keys_key(tenant))
-            .hgetall(clients_key(tenant))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let Some(config) = config else { return Ok(None) };
+        let (config, keys, clients): (Option<String>, Option<String>, BTreeMap<String, String>) =
+            redis::pipe()
+                .get(config_key(tenant))
+                .get(keys_key(tenant))
+                .hgetall(clients_key(tenant))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        let Some(config) = config else {
+            return Ok(None);
+        };
         let config: TenantConfig = decode(&config_key(tenant), &config)?;
         let keys: Vec<SigningKeyRecord> = match keys {
             Some(raw) => decode(&keys_key(tenant), &raw)?,
@@ -196,10 +248,19 @@ impl Store for RedisStore {
             .values()
             .map(|raw| decode(&clients_key(tenant), raw))
             .collect::<Result<Vec<ClientConfig>, _>>()?;
-        Ok(Some(TenantBundle { config, keys, clients }))
+        Ok(Some(TenantBundle {
+            config,
+            keys,
+            clients,
+        }))
     }
 
-    async fn put_opaque_token(&self, tenant: &str, id: &str, claims: &AccessTokenClaims) -> Result<(), StoreError> {
+    async fn put_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        claims: &AccessTokenClaims,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("SET")
             .arg(opaque_key(tenant, id))
@@ -212,7 +273,11 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn get_opaque_token(&self, tenant: &str, id: &str) -> Result<Option<AccessTokenClaims>, StoreError> {
+    async fn get_opaque_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<AccessTokenClaims>, StoreError> {
         let mut conn = self.conn.clone();
         let key = opaque_key(tenant, id);
         let raw: Option<String> = conn.get(&key).await.map_err(unavailable)?;
@@ -221,7 +286,10 @@ impl Store for RedisStore {
 
     async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let n: u32 = conn.del(opaque_key(tenant, id)).await.map_err(unavailable)?;
+        let n: u32 = conn
+            .del(opaque_key(tenant, id))
+            .await
+            .map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -240,12 +308,17 @@ impl Store for RedisStore {
 
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        conn.exists(revoked_key(tenant, jti)).await.map_err(unavailable)
+        conn.exists(revoked_key(tenant, jti))
+            .await
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(unavailable)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }
@@ -256,7 +329,13 @@ mod tests {
 
     #[test]
     fn every_key_of_a_tenant_shares_its_hash_tag() {
-        for key in [config_key("acme"), keys_key("acme"), clients_key("acme"), opaque_key("acme", "x"), revoked_key("acme", "y")] {
+        for key in [
+            config_key("acme"),
+            keys_key("acme"),
+            clients_key("acme"),
+            opaque_key("acme", "x"),
+            revoked_key("acme", "y"),
+        ] {
             // Redis Cluster hashes only what stands between the first '{' and the next '}'.
             let open = key.find('{').unwrap();
             let close = open + key[open..].find('}').unwrap();

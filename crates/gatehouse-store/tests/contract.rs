@@ -21,7 +21,11 @@ async fn redis_cluster_store_keeps_the_contract() {
     let store = RedisStore::connect(&cluster.url()).await.expect("connect");
     contract::run_all(&store, "cluster").await;
     // The tenants of the suite hash to different slots, so the suite crossed masters.
-    assert!(cluster.keys_per_node().iter().filter(|n| **n > 0).count() >= 2, "{:?}", cluster.keys_per_node());
+    assert!(
+        cluster.keys_per_node().iter().filter(|n| **n > 0).count() >= 2,
+        "{:?}",
+        cluster.keys_per_node()
+    );
 }
 
 #[tokio::test]
@@ -29,7 +33,11 @@ async fn unreachable_redis_fails_fast_as_unavailable() {
     let port = gatehouse_testkit::free_port();
     let started = std::time::Instant::now();
     let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}")).await;
-    assert!(matches!(result, Err(gatehouse_store::StoreError::Unavailable(_))), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(gatehouse_store::StoreError::Unavailable(_))),
+        "{:?}",
+        result.err()
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
@@ -41,5 +49,8 @@ async fn a_stopped_redis_turns_into_unavailable_errors() {
     store.ping().await.unwrap();
     drop(redis);
     let err = store.ping().await.unwrap_err();
-    assert!(matches!(err, gatehouse_store::StoreError::Unavailable(_)), "{err}");
+    assert!(
+        matches!(err, gatehouse_store::StoreError::Unavailable(_)),
+        "{err}"
+    );
 }

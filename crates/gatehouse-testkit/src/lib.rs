@@ -23,12 +23,17 @@ fn redis_server_binary() -> PathBuf {
             return candidate.into();
         }
     }
-    if let Ok(out) = Command::new("sh").arg("-c").arg("command -v redis-server").output()
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg("command -v redis-server")
+        .output()
         && out.status.success()
     {
         return String::from_utf8_lossy(&out.stdout).trim().into();
     }
-    panic!("redis-server is not installed: run the README's test command (.ci/run), which installs it")
+    panic!(
+        "redis-server is not installed: run the README's test command (.ci/run), which installs it"
+    )
 }
 
 /// Sends one command in RESP and returns the raw reply (enough for the harness's own needs).
@@ -84,8 +89,18 @@ impl RedisServer {
             let port = fixed_port.unwrap_or_else(free_port);
             let port_s = port.to_string();
             let mut args = vec![
-                "--port", &port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--loglevel", "warning",
+                "--port",
+                &port_s,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
             ];
             args.extend_from_slice(extra);
             let mut child = Command::new(redis_server_binary())
@@ -100,7 +115,11 @@ impl RedisServer {
                 if let Ok(reply) = redis_command(port, &["PING"])
                     && reply == "+PONG"
                 {
-                    return RedisServer { port, child, _dir: dir };
+                    return RedisServer {
+                        port,
+                        child,
+                        _dir: dir,
+                    };
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     let mut err = String::new();
@@ -139,39 +158,71 @@ impl RedisCluster {
     pub fn start(masters: usize) -> Self {
         assert!(masters >= 1);
         let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]))
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
             .collect();
         let per = 16384 / masters;
         for (i, node) in nodes.iter().enumerate() {
             let start = i * per;
-            let end = if i + 1 == masters { 16383 } else { start + per - 1 };
-            let reply = redis_command(node.port, &["CLUSTER", "ADDSLOTSRANGE", &start.to_string(), &end.to_string()])
-                .expect("CLUSTER ADDSLOTSRANGE");
+            let end = if i + 1 == masters {
+                16383
+            } else {
+                start + per - 1
+            };
+            let reply = redis_command(
+                node.port,
+                &[
+                    "CLUSTER",
+                    "ADDSLOTSRANGE",
+                    &start.to_string(),
+                    &end.to_string(),
+                ],
+            )
+            .expect("CLUSTER ADDSLOTSRANGE");
             assert_eq!(reply, "+OK", "CLUSTER ADDSLOTSRANGE on node {i}");
         }
         for node in &nodes[1..] {
-            let reply = redis_command(node.port, &["CLUSTER", "MEET", "127.0.0.1", &nodes[0].port.to_string()])
-                .expect("CLUSTER MEET");
+            let reply = redis_command(
+                node.port,
+                &["CLUSTER", "MEET", "127.0.0.1", &nodes[0].port.to_string()],
+            )
+            .expect("CLUSTER MEET");
             assert_eq!(reply, "+OK");
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = nodes.iter().all(|n| {
                 redis_command(n.port, &["CLUSTER", "INFO"]).is_ok_and(|info| {
-                    info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{masters}"))
+                    info.contains("cluster_state:ok")
+                        && info.contains(&format!("cluster_known_nodes:{masters}"))
                 })
             });
             if ok {
                 break;
             }
-            assert!(Instant::now() < deadline, "redis cluster did not converge within 30s");
+            assert!(
+                Instant::now() < deadline,
+                "redis cluster did not converge within 30s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         RedisCluster { nodes }
     }
 
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         format!("redis+cluster://{}", hosts.join(","))
     }
 

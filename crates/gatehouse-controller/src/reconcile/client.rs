@@ -20,11 +20,20 @@ pub(super) fn reconcile_clients(
     // Oldest first, so an established client keeps its id when a newcomer collides with it.
     let mut order: Vec<&OAuthClient> = observed.clients.iter().collect();
     order.sort_by(|a, b| {
-        let key = |c: &OAuthClient| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.namespace().unwrap_or_default(), c.name_any());
+        let key = |c: &OAuthClient| {
+            (
+                c.metadata.creation_timestamp.clone().map(|t| t.0),
+                c.namespace().unwrap_or_default(),
+                c.name_any(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut out: Vec<ClientOutcome> = order.into_iter().map(|c| reconcile_client(c, observed, tenants, &mut taken)).collect();
+    let mut out: Vec<ClientOutcome> = order
+        .into_iter()
+        .map(|c| reconcile_client(c, observed, tenants, &mut taken))
+        .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     out
 }
@@ -46,7 +55,11 @@ fn reconcile_client(
     let name = client.name_any();
     let spec = &client.spec;
     let generation = client.metadata.generation;
-    let previous = client.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = client
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let client_id = spec.effective_client_id(&namespace, &name);
     let secret_ref = spec.effective_secret_ref(&name);
     let mut status = OAuthClientStatus {
@@ -83,24 +96,44 @@ fn reconcile_client(
     // Credentials.
     let issuer = endpoints::issuer(observed.public_url, &tenant.name_any());
     let mut secret = None;
-    let mut ready = Verdict::new(types::READY, true, reasons::RECONCILED, format!("client {client_id} is live at {issuer}"));
+    let mut ready = Verdict::new(
+        types::READY,
+        true,
+        reasons::RECONCILED,
+        format!("client {client_id} is live at {issuer}"),
+    );
     if spec.needs_secret() {
-        let found = observed
-            .secrets
-            .iter()
-            .find(|s| s.metadata.namespace.as_deref() == Some(namespace.as_str()) && s.metadata.name.as_deref() == Some(secret_ref.name.as_str()));
+        let found = observed.secrets.iter().find(|s| {
+            s.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && s.metadata.name.as_deref() == Some(secret_ref.name.as_str())
+        });
         match found {
             Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
                 Ok(Some(value)) if !value.is_empty() => secret = Some(value),
                 Ok(_) => {
-                    ready = Verdict::new(types::READY, false, reasons::SECRET_INVALID, format!("Secret {} has no {CLIENT_SECRET_KEY}", secret_ref.name));
+                    ready = Verdict::new(
+                        types::READY,
+                        false,
+                        reasons::SECRET_INVALID,
+                        format!("Secret {} has no {CLIENT_SECRET_KEY}", secret_ref.name),
+                    );
                 }
                 Err(why) => {
-                    ready = Verdict::new(types::READY, false, reasons::SECRET_INVALID, format!("Secret {}: {why}", secret_ref.name));
+                    ready = Verdict::new(
+                        types::READY,
+                        false,
+                        reasons::SECRET_INVALID,
+                        format!("Secret {}: {why}", secret_ref.name),
+                    );
                 }
             },
             None if secret_ref.generate => {
-                ready = Verdict::new(types::READY, false, reasons::SECRET_PENDING, format!("creating Secret {}", secret_ref.name));
+                ready = Verdict::new(
+                    types::READY,
+                    false,
+                    reasons::SECRET_PENDING,
+                    format!("creating Secret {}", secret_ref.name),
+                );
                 outcome.secret_request = Some(SecretRequest {
                     namespace: namespace.clone(),
                     name: secret_ref.name.clone(),
@@ -115,7 +148,10 @@ fn reconcile_client(
                     types::READY,
                     false,
                     reasons::SECRET_NOT_FOUND,
-                    format!("waiting for Secret {} with key {CLIENT_SECRET_KEY} (secretRef.generate is false)", secret_ref.name),
+                    format!(
+                        "waiting for Secret {} with key {CLIENT_SECRET_KEY} (secretRef.generate is false)",
+                        secret_ref.name
+                    ),
                 );
             }
         }
@@ -134,7 +170,10 @@ fn reconcile_client(
                 audiences: spec.audiences.clone(),
                 token_endpoint_auth_method: spec.effective_auth_method(),
                 secret_hash: None,
-                jwks: spec.jwks.as_ref().map(|j| serde_json::json!({ "keys": j.keys })),
+                jwks: spec
+                    .jwks
+                    .as_ref()
+                    .map(|j| serde_json::json!({ "keys": j.keys })),
                 extra: Default::default(),
             },
             secret,
@@ -159,48 +198,90 @@ fn admit<'a>(
     let spec = &client.spec;
     let problems = validate_client(spec);
     if !problems.is_empty() {
-        let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
+        let message = problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(Refusal(reasons::INVALID_SPEC, message));
     }
     let Some(&(tenant, config)) = tenants.get(spec.tenant_ref.as_str()) else {
-        if observed.tenants.iter().any(|t| t.name_any() == spec.tenant_ref) {
-            return Err(Refusal(reasons::TENANT_NOT_READY, format!("tenant {} is not ready; see its Ready condition", spec.tenant_ref)));
+        if observed
+            .tenants
+            .iter()
+            .any(|t| t.name_any() == spec.tenant_ref)
+        {
+            return Err(Refusal(
+                reasons::TENANT_NOT_READY,
+                format!(
+                    "tenant {} is not ready; see its Ready condition",
+                    spec.tenant_ref
+                ),
+            ));
         }
-        return Err(Refusal(reasons::TENANT_NOT_FOUND, format!("tenant {} does not exist", spec.tenant_ref)));
+        return Err(Refusal(
+            reasons::TENANT_NOT_FOUND,
+            format!("tenant {} does not exist", spec.tenant_ref),
+        ));
     };
     if !tenant_admits(tenant, namespace) {
         return Err(Refusal(
             reasons::NAMESPACE_NOT_ALLOWED,
-            format!("tenant {} does not accept clients from namespace {namespace} (spec.clientNamespaces)", spec.tenant_ref),
+            format!(
+                "tenant {} does not accept clients from namespace {namespace} (spec.clientNamespaces)",
+                spec.tenant_ref
+            ),
         ));
     }
     if !taken.insert((spec.tenant_ref.clone(), client_id.to_string())) {
         return Err(Refusal(
             reasons::CLIENT_ID_CONFLICT,
-            format!("client id {client_id} is already used by another client of tenant {}", spec.tenant_ref),
+            format!(
+                "client id {client_id} is already used by another client of tenant {}",
+                spec.tenant_ref
+            ),
         ));
     }
-    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) = spec.grant_types.iter().partition(|g| config.enables(**g));
+    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) =
+        spec.grant_types.iter().partition(|g| config.enables(**g));
     if effective.is_empty() {
         // The id stays reserved: a client that is fixed later must not find it stolen.
         return Err(Refusal(
             reasons::GRANT_TYPE_NOT_ENABLED,
-            format!("tenant {} enables none of {}", spec.tenant_ref, list(&refused)),
+            format!(
+                "tenant {} enables none of {}",
+                spec.tenant_ref,
+                list(&refused)
+            ),
         ));
     }
     let accepted = if refused.is_empty() {
-        Verdict::new(types::ACCEPTED, true, reasons::ACCEPTED, format!("accepted by tenant {}", spec.tenant_ref))
+        Verdict::new(
+            types::ACCEPTED,
+            true,
+            reasons::ACCEPTED,
+            format!("accepted by tenant {}", spec.tenant_ref),
+        )
     } else {
         Verdict::new(
             types::ACCEPTED,
             false,
             reasons::GRANT_TYPE_NOT_ENABLED,
-            format!("tenant {} does not enable {}; the client keeps {}", spec.tenant_ref, list(&refused), list(&effective)),
+            format!(
+                "tenant {} does not enable {}; the client keeps {}",
+                spec.tenant_ref,
+                list(&refused),
+                list(&effective)
+            ),
         )
     };
     Ok((tenant, effective, accepted))
 }
 
 fn list(grants: &[GrantType]) -> String {
-    grants.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+    grants
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -17,7 +17,11 @@ fn secs(s: &str) -> u64 {
 
 pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> TenantOutcome {
     let name = tenant.name_any();
-    let previous = tenant.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = tenant
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let generation = tenant.metadata.generation;
     let spec = &tenant.spec;
     let problems = validate_tenant(&name, spec);
@@ -36,15 +40,31 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
             scopes: spec
                 .scopes
                 .iter()
-                .map(|s| ScopeConfig { name: s.name.clone(), description: s.description.clone() })
+                .map(|s| ScopeConfig {
+                    name: s.name.clone(),
+                    description: s.description.clone(),
+                })
                 .collect(),
         };
         let issuer = endpoints::issuer(observed.public_url, &name);
-        let verdict = Verdict::new(types::READY, true, reasons::RECONCILED, format!("serving as {issuer}"));
+        let verdict = Verdict::new(
+            types::READY,
+            true,
+            reasons::RECONCILED,
+            format!("serving as {issuer}"),
+        );
         (Some(config), verdict, Some(issuer))
     } else {
-        let message = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ");
-        (None, Verdict::new(types::READY, false, reasons::INVALID_SPEC, message), None)
+        let message = problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        (
+            None,
+            Verdict::new(types::READY, false, reasons::INVALID_SPEC, message),
+            None,
+        )
     };
     TenantOutcome {
         name,
@@ -54,7 +74,11 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
             observed_generation: generation,
             conditions: to_conditions(&[verdict], previous, generation, &observed.now),
             clients: None,
-            signing_keys: tenant.status.as_ref().map(|s| s.signing_keys.clone()).unwrap_or_default(),
+            signing_keys: tenant
+                .status
+                .as_ref()
+                .map(|s| s.signing_keys.clone())
+                .unwrap_or_default(),
         },
     }
 }

@@ -38,26 +38,50 @@ fn secret(ns: &str, name: &str, value: Option<&[u8]>) -> Secret {
 }
 
 fn acme() -> Tenant {
-    tenant("acme", json!({"grantTypes": ["client_credentials", "refresh_token"], "scopes": [{"name": "billing.read"}]}))
+    tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials", "refresh_token"], "scopes": [{"name": "billing.read"}]}),
+    )
 }
 
 fn m2m(ns: &str, name: &str, created: i64) -> OAuthClient {
-    client(ns, name, created, json!({"tenantRef": "acme", "grantTypes": ["client_credentials"], "scopes": ["billing.read"]}))
+    client(
+        ns,
+        name,
+        created,
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"], "scopes": ["billing.read"]}),
+    )
 }
 
 fn run(tenants: &[Tenant], clients: &[OAuthClient], secrets: &[Secret]) -> Reconciled {
-    reconcile(&Observed { tenants, clients, secrets, public_url: "https://auth.example.com/", now: at(1000) })
+    reconcile(&Observed {
+        tenants,
+        clients,
+        secrets,
+        public_url: "https://auth.example.com/",
+        now: at(1000),
+    })
 }
 
-fn condition<'a>(c: &'a ClientOutcome, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+fn condition<'a>(
+    c: &'a ClientOutcome,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     crate::conditions::find(&c.status.conditions, t).unwrap()
 }
 
 #[test]
 fn a_valid_client_with_its_secret_is_registered_and_ready() {
-    let r = run(&[acme()], &[m2m("acme", "billing", 1)], &[secret("acme", "billing-credentials", Some(b"s3cret"))]);
+    let r = run(
+        &[acme()],
+        &[m2m("acme", "billing", 1)],
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
     let t = r.tenant("acme").unwrap();
-    assert_eq!(t.status.issuer.as_deref(), Some("https://auth.example.com/acme"));
+    assert_eq!(
+        t.status.issuer.as_deref(),
+        Some("https://auth.example.com/acme")
+    );
     assert_eq!(t.status.clients, Some(1));
     assert_eq!(t.status.conditions[0].status, "True");
     let c = r.client("acme", "billing").unwrap();
@@ -74,101 +98,227 @@ fn a_valid_client_with_its_secret_is_registered_and_ready() {
 
 #[test]
 fn missing_tenant_and_foreign_namespace_get_nothing() {
-    let other = client("acme", "lost", 1, json!({"tenantRef": "nope", "grantTypes": ["client_credentials"]}));
+    let other = client(
+        "acme",
+        "lost",
+        1,
+        json!({"tenantRef": "nope", "grantTypes": ["client_credentials"]}),
+    );
     let foreign = m2m("elsewhere", "sneaky", 1);
     let r = run(&[acme()], &[other, foreign], &[]);
     let lost = r.client("acme", "lost").unwrap();
     assert!(lost.registration.is_none());
-    assert_eq!(condition(lost, types::ACCEPTED).reason, reasons::TENANT_NOT_FOUND);
+    assert_eq!(
+        condition(lost, types::ACCEPTED).reason,
+        reasons::TENANT_NOT_FOUND
+    );
     assert_eq!(condition(lost, types::READY).status, "False");
     let sneaky = r.client("elsewhere", "sneaky").unwrap();
     assert!(sneaky.registration.is_none() && sneaky.secret_request.is_none());
-    assert_eq!(condition(sneaky, types::ACCEPTED).reason, reasons::NAMESPACE_NOT_ALLOWED);
+    assert_eq!(
+        condition(sneaky, types::ACCEPTED).reason,
+        reasons::NAMESPACE_NOT_ALLOWED
+    );
     assert_eq!(r.tenant("acme").unwrap().status.clients, Some(0));
 }
 
 #[test]
 fn client_namespaces_star_admits_everyone() {
-    let t = tenant("acme", json!({"grantTypes": ["client_credentials"], "clientNamespaces": ["*"]}));
-    let r = run(&[t], &[m2m("elsewhere", "ok", 1)], &[secret("elsewhere", "ok-credentials", Some(b"x"))]);
+    let t = tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials"], "clientNamespaces": ["*"]}),
+    );
+    let r = run(
+        &[t],
+        &[m2m("elsewhere", "ok", 1)],
+        &[secret("elsewhere", "ok-credentials", Some(b"x"))],
+    );
     assert!(r.client("elsewhere", "ok").unwrap().registration.is_some());
 }
 
 #[test]
 fn grants_the_tenant_does_not_enable_are_dropped_or_refused() {
-    let some = client("acme", "some", 1, json!({"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}));
-    let none = client("acme", "none", 1, json!({"tenantRef": "acme", "grantTypes": ["password"]}));
-    let r = run(&[acme()], &[some, none], &[secret("acme", "some-credentials", Some(b"x")), secret("acme", "none-credentials", Some(b"x"))]);
+    let some = client(
+        "acme",
+        "some",
+        1,
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}),
+    );
+    let none = client(
+        "acme",
+        "none",
+        1,
+        json!({"tenantRef": "acme", "grantTypes": ["password"]}),
+    );
+    let r = run(
+        &[acme()],
+        &[some, none],
+        &[
+            secret("acme", "some-credentials", Some(b"x")),
+            secret("acme", "none-credentials", Some(b"x")),
+        ],
+    );
     let some = r.client("acme", "some").unwrap();
     let accepted = condition(some, types::ACCEPTED);
-    assert_eq!((accepted.status.as_str(), accepted.reason.as_str()), ("False", reasons::GRANT_TYPE_NOT_ENABLED));
-    assert!(accepted.message.contains("password"), "{}", accepted.message);
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", reasons::GRANT_TYPE_NOT_ENABLED)
+    );
+    assert!(
+        accepted.message.contains("password"),
+        "{}",
+        accepted.message
+    );
     assert_eq!(some.status.grant_types, vec![GrantType::ClientCredentials]);
-    assert_eq!(some.registration.as_ref().unwrap().config.grant_types, vec![GrantType::ClientCredentials]);
+    assert_eq!(
+        some.registration.as_ref().unwrap().config.grant_types,
+        vec![GrantType::ClientCredentials]
+    );
     assert_eq!(condition(some, types::READY).status, "True");
     let none = r.client("acme", "none").unwrap();
     assert!(none.registration.is_none());
-    assert_eq!(condition(none, types::ACCEPTED).reason, reasons::GRANT_TYPE_NOT_ENABLED);
+    assert_eq!(
+        condition(none, types::ACCEPTED).reason,
+        reasons::GRANT_TYPE_NOT_ENABLED
+    );
 }
 
 #[test]
 fn the_older_client_keeps_a_contested_id() {
-    let spec = json!({"tenantRef": "acme", "clientId": "shared", "grantTypes": ["client_credentials"]});
+    let spec =
+        json!({"tenantRef": "acme", "clientId": "shared", "grantTypes": ["client_credentials"]});
     let newer = client("acme", "aaa-newer", 20, spec.clone());
     let older = client("acme", "zzz-older", 10, spec);
-    let r = run(&[acme()], &[newer, older], &[secret("acme", "aaa-newer-credentials", Some(b"x")), secret("acme", "zzz-older-credentials", Some(b"y"))]);
-    assert!(r.client("acme", "zzz-older").unwrap().registration.is_some());
+    let r = run(
+        &[acme()],
+        &[newer, older],
+        &[
+            secret("acme", "aaa-newer-credentials", Some(b"x")),
+            secret("acme", "zzz-older-credentials", Some(b"y")),
+        ],
+    );
+    assert!(
+        r.client("acme", "zzz-older")
+            .unwrap()
+            .registration
+            .is_some()
+    );
     let loser = r.client("acme", "aaa-newer").unwrap();
     assert!(loser.registration.is_none());
-    assert_eq!(condition(loser, types::ACCEPTED).reason, reasons::CLIENT_ID_CONFLICT);
+    assert_eq!(
+        condition(loser, types::ACCEPTED).reason,
+        reasons::CLIENT_ID_CONFLICT
+    );
 }
 
 #[test]
 fn secrets_are_generated_awaited_or_rejected() {
     let generated = m2m("acme", "gen", 1);
-    let waiting = client("acme", "wait", 1, json!({"tenantRef": "acme", "grantTypes": ["client_credentials"], "secretRef": {"name": "later", "generate": false}}));
+    let waiting = client(
+        "acme",
+        "wait",
+        1,
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"], "secretRef": {"name": "later", "generate": false}}),
+    );
     let empty = m2m("acme", "empty", 1);
-    let r = run(&[acme()], &[generated, waiting, empty], &[secret("acme", "empty-credentials", None)]);
+    let r = run(
+        &[acme()],
+        &[generated, waiting, empty],
+        &[secret("acme", "empty-credentials", None)],
+    );
     let gen_ = r.client("acme", "gen").unwrap();
-    assert_eq!(gen_.secret_request.as_ref().unwrap().name, "gen-credentials");
-    assert_eq!(gen_.secret_request.as_ref().unwrap().issuer, "https://auth.example.com/acme");
-    assert_eq!(condition(gen_, types::READY).reason, reasons::SECRET_PENDING);
+    assert_eq!(
+        gen_.secret_request.as_ref().unwrap().name,
+        "gen-credentials"
+    );
+    assert_eq!(
+        gen_.secret_request.as_ref().unwrap().issuer,
+        "https://auth.example.com/acme"
+    );
+    assert_eq!(
+        condition(gen_, types::READY).reason,
+        reasons::SECRET_PENDING
+    );
     assert!(gen_.registration.is_none());
     let wait = r.client("acme", "wait").unwrap();
-    assert!(wait.secret_request.is_none(), "generate: false never races the real secret");
-    assert_eq!(condition(wait, types::READY).reason, reasons::SECRET_NOT_FOUND);
+    assert!(
+        wait.secret_request.is_none(),
+        "generate: false never races the real secret"
+    );
+    assert_eq!(
+        condition(wait, types::READY).reason,
+        reasons::SECRET_NOT_FOUND
+    );
     assert_eq!(condition(wait, types::ACCEPTED).status, "True");
     let empty = r.client("acme", "empty").unwrap();
-    assert_eq!(condition(empty, types::READY).reason, reasons::SECRET_INVALID);
+    assert_eq!(
+        condition(empty, types::READY).reason,
+        reasons::SECRET_INVALID
+    );
     assert!(empty.registration.is_none());
 }
 
 #[test]
 fn public_clients_need_no_secret() {
-    let spa = client("acme", "spa", 1, json!({"tenantRef": "acme", "public": true, "grantTypes": ["refresh_token"]}));
+    let spa = client(
+        "acme",
+        "spa",
+        1,
+        json!({"tenantRef": "acme", "public": true, "grantTypes": ["refresh_token"]}),
+    );
     let r = run(&[acme()], &[spa], &[]);
     let spa = r.client("acme", "spa").unwrap();
     let reg = spa.registration.as_ref().unwrap();
     assert!(reg.secret.is_none() && reg.config.public);
-    assert_eq!(reg.config.token_endpoint_auth_method, gatehouse_core::ClientAuthMethod::None);
+    assert_eq!(
+        reg.config.token_endpoint_auth_method,
+        gatehouse_core::ClientAuthMethod::None
+    );
     assert!(spa.status.secret_name.is_none());
 }
 
 #[test]
 fn invalid_specs_are_reported_with_their_field() {
-    let bad_tenant = tenant("broken", json!({"grantTypes": [], "accessToken": {"ttl": "soon"}}));
-    let orphan = client("broken", "c", 1, json!({"tenantRef": "broken", "grantTypes": ["client_credentials"]}));
-    let bad_client = client("acme", "bad", 1, json!({"tenantRef": "acme", "public": true, "grantTypes": ["client_credentials"]}));
+    let bad_tenant = tenant(
+        "broken",
+        json!({"grantTypes": [], "accessToken": {"ttl": "soon"}}),
+    );
+    let orphan = client(
+        "broken",
+        "c",
+        1,
+        json!({"tenantRef": "broken", "grantTypes": ["client_credentials"]}),
+    );
+    let bad_client = client(
+        "acme",
+        "bad",
+        1,
+        json!({"tenantRef": "acme", "public": true, "grantTypes": ["client_credentials"]}),
+    );
     let r = run(&[acme(), bad_tenant], &[orphan, bad_client], &[]);
     let t = r.tenant("broken").unwrap();
     assert!(t.registration.is_none());
     assert_eq!(t.status.conditions[0].reason, reasons::INVALID_SPEC);
     assert!(t.status.conditions[0].message.contains("spec.grantTypes"));
-    assert!(t.status.conditions[0].message.contains("spec.accessToken.ttl"));
-    assert_eq!(condition(r.client("broken", "c").unwrap(), types::ACCEPTED).reason, reasons::TENANT_NOT_READY);
+    assert!(
+        t.status.conditions[0]
+            .message
+            .contains("spec.accessToken.ttl")
+    );
+    assert_eq!(
+        condition(r.client("broken", "c").unwrap(), types::ACCEPTED).reason,
+        reasons::TENANT_NOT_READY
+    );
     let bad = r.client("acme", "bad").unwrap();
-    assert_eq!(condition(bad, types::ACCEPTED).reason, reasons::INVALID_SPEC);
-    assert!(condition(bad, types::ACCEPTED).message.contains("spec.grantTypes"));
+    assert_eq!(
+        condition(bad, types::ACCEPTED).reason,
+        reasons::INVALID_SPEC
+    );
+    assert!(
+        condition(bad, types::ACCEPTED)
+            .message
+            .contains("spec.grantTypes")
+    );
 }
 
 #[test]
@@ -177,6 +327,15 @@ fn unchanged_status_keeps_its_transition_times() {
     let secrets = [secret("acme", "billing-credentials", Some(b"x"))];
     let first = run(&[acme()], std::slice::from_ref(&c), &secrets);
     c.status = Some(first.client("acme", "billing").unwrap().status.clone());
-    let second = reconcile(&Observed { tenants: &[acme()], clients: std::slice::from_ref(&c), secrets: &secrets, public_url: "https://auth.example.com", now: at(5000) });
-    assert_eq!(second.client("acme", "billing").unwrap().status, *c.status.as_ref().unwrap());
+    let second = reconcile(&Observed {
+        tenants: &[acme()],
+        clients: std::slice::from_ref(&c),
+        secrets: &secrets,
+        public_url: "https://auth.example.com",
+        now: at(5000),
+    });
+    assert_eq!(
+        second.client("acme", "billing").unwrap().status,
+        *c.status.as_ref().unwrap()
+    );
 }

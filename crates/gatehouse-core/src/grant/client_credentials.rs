@@ -1,6 +1,6 @@
 //! The client credentials grant (RFC 6749 section 4.4).
 
-use super::{check_grant_allowed, resolve_audience, GrantContext};
+use super::{GrantContext, check_grant_allowed, resolve_audience};
 use crate::error::OAuthError;
 use crate::model::GrantType;
 use crate::scope::granted_scopes;
@@ -14,7 +14,11 @@ pub struct ClientCredentialsRequest<'a> {
 
 /// Decides the claims of the access token, or why none is issued. The subject is the client
 /// itself (RFC 9068 section 2.2: "sub ... the client identifier" when no resource owner).
-pub fn client_credentials(ctx: &GrantContext<'_>, req: &ClientCredentialsRequest<'_>, jti: String) -> Result<AccessTokenClaims, OAuthError> {
+pub fn client_credentials(
+    ctx: &GrantContext<'_>,
+    req: &ClientCredentialsRequest<'_>,
+    jti: String,
+) -> Result<AccessTokenClaims, OAuthError> {
     check_grant_allowed(ctx.tenant, ctx.client, GrantType::ClientCredentials)?;
     if ctx.client.public {
         return Err(OAuthError::unauthorized_client(
@@ -32,7 +36,11 @@ pub fn client_credentials(ctx: &GrantContext<'_>, req: &ClientCredentialsRequest
         nbf: ctx.now,
         jti,
         client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() { None } else { Some(scopes.join(" ")) },
+        scope: if scopes.is_empty() {
+            None
+        } else {
+            Some(scopes.join(" "))
+        },
     })
 }
 
@@ -45,8 +53,21 @@ mod tests {
     #[test]
     fn issues_claims_for_the_client() {
         let (t, c) = (tenant(), client());
-        let ctx = GrantContext { tenant: &t, issuer: "https://auth/acme", client: &c, now: 100 };
-        let claims = client_credentials(&ctx, &ClientCredentialsRequest { scope: Some("billing.read"), resources: &[] }, "j".into()).unwrap();
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "https://auth/acme",
+            client: &c,
+            now: 100,
+        };
+        let claims = client_credentials(
+            &ctx,
+            &ClientCredentialsRequest {
+                scope: Some("billing.read"),
+                resources: &[],
+            },
+            "j".into(),
+        )
+        .unwrap();
         assert_eq!(claims.sub, c.client_id);
         assert_eq!(claims.exp, 100 + t.access_token_ttl_secs);
         assert_eq!(claims.scope.as_deref(), Some("billing.read"));
@@ -57,8 +78,21 @@ mod tests {
     fn public_clients_are_refused() {
         let (t, mut c) = (tenant(), client());
         c.public = true;
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
-        let e = client_credentials(&ctx, &ClientCredentialsRequest { scope: None, resources: &[] }, "j".into()).unwrap_err();
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 0,
+        };
+        let e = client_credentials(
+            &ctx,
+            &ClientCredentialsRequest {
+                scope: None,
+                resources: &[],
+            },
+            "j".into(),
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::UnauthorizedClient);
     }
 }

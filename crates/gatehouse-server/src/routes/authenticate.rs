@@ -7,7 +7,9 @@ use crate::error::HttpError;
 use crate::form::Form;
 use crate::tenant::TenantRuntime;
 use axum::http::{HeaderMap, header};
-use gatehouse_core::client_auth::{AuthProgress, finish_secret_check, precheck, presented_credentials};
+use gatehouse_core::client_auth::{
+    AuthProgress, finish_secret_check, precheck, presented_credentials,
+};
 use gatehouse_core::{ClientConfig, OAuthError};
 use std::sync::Arc;
 
@@ -18,26 +20,36 @@ pub async fn authenticate_client(
     form: &Form,
 ) -> Result<Arc<ClientConfig>, HttpError> {
     if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
-        return Err(OAuthError::invalid_client("client assertions (private_key_jwt) are not accepted by this server yet").into());
+        return Err(OAuthError::invalid_client(
+            "client assertions (private_key_jwt) are not accepted by this server yet",
+        )
+        .into());
     }
     let authorization = match headers.get(header::AUTHORIZATION) {
-        Some(v) => Some(v.to_str().map_err(|_| OAuthError::invalid_client("malformed Basic authorization header: not ASCII"))?),
+        Some(v) => Some(v.to_str().map_err(|_| {
+            OAuthError::invalid_client("malformed Basic authorization header: not ASCII")
+        })?),
         None => None,
     };
-    let creds = presented_credentials(authorization, form.get("client_id"), form.get("client_secret"))?;
-    let client = tenant
-        .client(creds.client_id())
-        .cloned()
-        .ok_or_else(|| OAuthError::invalid_client(format!("unknown client {}", creds.client_id())))?;
+    let creds = presented_credentials(
+        authorization,
+        form.get("client_id"),
+        form.get("client_secret"),
+    )?;
+    let client = tenant.client(creds.client_id()).cloned().ok_or_else(|| {
+        OAuthError::invalid_client(format!("unknown client {}", creds.client_id()))
+    })?;
     match precheck(&tenant.config.name, &client, &creds, &state.secrets)? {
         AuthProgress::Authenticated => Ok(client),
         AuthProgress::NeedsArgon2 { phc } => {
             let cache = state.secrets.clone();
             let tenant_name = tenant.config.name.clone();
             let client_id = client.client_id.clone();
-            tokio::task::spawn_blocking(move || finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache))
-                .await
-                .map_err(|_| OAuthError::server_error("client authentication was interrupted"))??;
+            tokio::task::spawn_blocking(move || {
+                finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache)
+            })
+            .await
+            .map_err(|_| OAuthError::server_error("client authentication was interrupted"))??;
             Ok(client)
         }
     }

@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use gatehouse_core::token::{AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, verify_access_token};
+use gatehouse_core::token::{
+    AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, verify_access_token,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -32,11 +34,22 @@ struct Active<'a> {
 
 /// The live claims of `token` at this tenant, or `None` if it is not an active access token
 /// here (unknown, expired, revoked, another tenant's, or not an access token at all).
-pub(super) async fn active_claims(state: &AppState, tenant: &TenantRuntime, token: &str) -> Result<Option<AccessTokenClaims>, HttpError> {
+pub(super) async fn active_claims(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    token: &str,
+) -> Result<Option<AccessTokenClaims>, HttpError> {
     let now = state.now();
     if looks_like_jwt(token) {
         match verify_access_token(token, &tenant.issuer, &tenant.verification_keys, now) {
-            Ok(claims) if !state.store.is_revoked(&tenant.config.name, &claims.jti).await? => Ok(Some(claims)),
+            Ok(claims)
+                if !state
+                    .store
+                    .is_revoked(&tenant.config.name, &claims.jti)
+                    .await? =>
+            {
+                Ok(Some(claims))
+            }
             Ok(_) => Ok(None),
             Err(reason) => {
                 tracing::debug!(tenant = %tenant.config.name, %reason, "inactive JWT");
@@ -44,7 +57,10 @@ pub(super) async fn active_claims(state: &AppState, tenant: &TenantRuntime, toke
             }
         }
     } else {
-        let claims = state.store.get_opaque_token(&tenant.config.name, &opaque_token_id(token)).await?;
+        let claims = state
+            .store
+            .get_opaque_token(&tenant.config.name, &opaque_token_id(token))
+            .await?;
         Ok(claims.filter(|c| c.exp > now && c.iss == tenant.issuer))
     }
 }

@@ -26,12 +26,20 @@ pub async fn revoke(
     let token = form.require("token")?;
     if let Some(claims) = active_claims(&state, &tenant, token).await? {
         if claims.client_id != client.client_id {
-            return Err(OAuthError::unauthorized_client("the token was not issued to this client").into());
+            return Err(
+                OAuthError::unauthorized_client("the token was not issued to this client").into(),
+            );
         }
         if looks_like_jwt(token) {
-            state.store.revoke_jti(&tenant.config.name, &claims.jti, claims.exp).await?;
+            state
+                .store
+                .revoke_jti(&tenant.config.name, &claims.jti, claims.exp)
+                .await?;
         } else {
-            state.store.delete_opaque_token(&tenant.config.name, &opaque_token_id(token)).await?;
+            state
+                .store
+                .delete_opaque_token(&tenant.config.name, &opaque_token_id(token))
+                .await?;
         }
         tracing::info!(tenant = %tenant.config.name, client = %client.client_id, jti = %claims.jti, "access token revoked");
     }
