@@ -26,6 +26,9 @@ pub struct AppState {
     pub directory: Arc<TenantDirectory>,
     pub store: Arc<dyn Store>,
     pub secrets: Arc<VerifiedSecretCache>,
+    /// Bounds concurrent argon2 verifications (each holds ~19 MiB and ~20 ms of a core), so a
+    /// flood of wrong secrets queues instead of exhausting memory through the blocking pool.
+    pub argon2_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<metrics::Metrics>,
     /// Current unix time in seconds; injectable so tests can move time.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
@@ -41,6 +44,9 @@ impl AppState {
             directory,
             store,
             secrets: Arc::new(VerifiedSecretCache::new(100_000)),
+            argon2_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            )),
             metrics,
             clock: Arc::new(gatehouse_store::unix_now),
         }

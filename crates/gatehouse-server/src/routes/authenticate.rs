@@ -42,6 +42,11 @@ pub async fn authenticate_client(
     match precheck(&tenant.config.name, &client, &creds, &state.secrets)? {
         AuthProgress::Authenticated => Ok(client),
         AuthProgress::NeedsArgon2 { phc } => {
+            let _permit = state
+                .argon2_permits
+                .acquire()
+                .await
+                .map_err(|_| OAuthError::temporarily_unavailable("the server is shutting down"))?;
             let cache = state.secrets.clone();
             let tenant_name = tenant.config.name.clone();
             let client_id = client.client_id.clone();
