@@ -357,8 +357,34 @@ async fn arbitrary_input_never_produces_a_server_error() {
         g.endpoint("acme", "revocation_endpoint").await,
         g.endpoint("globex", "token_endpoint").await,
     ];
-    let names = ["grant_type", "client_id", "client_secret", "scope", "resource", "token", "token_type_hint", "client_assertion", "x", ""];
-    let values = ["client_credentials", "acme-billing", "globex-ops", "%", "%zz", "%00", "\u{1F600}", "a.b.c", "eyJ.eyJ.sig", "billing.read", " ", "+", "=", "&"];
+    let names = [
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "scope",
+        "resource",
+        "token",
+        "token_type_hint",
+        "client_assertion",
+        "x",
+        "",
+    ];
+    let values = [
+        "client_credentials",
+        "acme-billing",
+        "globex-ops",
+        "%",
+        "%zz",
+        "%00",
+        "\u{1F600}",
+        "a.b.c",
+        "eyJ.eyJ.sig",
+        "billing.read",
+        " ",
+        "+",
+        "=",
+        "&",
+    ];
     let auths = [
         String::new(),
         basic("acme-billing", BILLING_SECRET),
@@ -401,14 +427,23 @@ async fn arbitrary_input_never_produces_a_server_error() {
             _ => Some("application/x-www-form-urlencoded"),
         };
         let url = &urls[next(urls.len())];
-        let r = post_raw(url, (!auth.is_empty()).then_some(auth.as_str()), content_type, body.clone()).await;
+        let r = post_raw(
+            url,
+            (!auth.is_empty()).then_some(auth.as_str()),
+            content_type,
+            body.clone(),
+        )
+        .await;
         let well_formed = match r.status {
             200 => true,
             400 | 401 => !r.error().starts_with('<'),
             _ => false,
         };
         if !well_formed {
-            bad.push(format!("#{i} {url} auth={auth:?} ct={content_type:?} body={body:?} -> {} {}", r.status, r.body));
+            bad.push(format!(
+                "#{i} {url} auth={auth:?} ct={content_type:?} body={body:?} -> {} {}",
+                r.status, r.body
+            ));
         }
     }
     assert!(bad.is_empty(), "\n{}", bad.join("\n"));

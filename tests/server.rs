@@ -19,7 +19,10 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- replica stderr ----\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            eprintln!(
+                "---- replica stderr ----\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 }
@@ -27,8 +30,14 @@ impl Drop for Replica {
 fn kek_file(dir: &std::path::Path) -> std::path::PathBuf {
     use base64::Engine;
     let path = dir.join("kek");
-    let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
-    std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(bytes)).unwrap();
+    let bytes: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    std::fs::write(
+        &path,
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    )
+    .unwrap();
     path
 }
 
@@ -38,7 +47,17 @@ fn start_replica(store: &str, kek: &std::path::Path) -> Replica {
     let port = gatehouse_testkit::free_port();
     let ops = gatehouse_testkit::free_port();
     let child = Command::new(binary())
-        .args(["server", "--store", store, "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{ops}"), "--log-format", "json"])
+        .args([
+            "server",
+            "--store",
+            store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{ops}"),
+            "--log-format",
+            "json",
+        ])
         .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek)
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stdout(Stdio::null())
@@ -46,10 +65,19 @@ fn start_replica(store: &str, kek: &std::path::Path) -> Replica {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while http_status(&format!("http://127.0.0.1:{ops}/readyz")).ok() != Some(200) {
-        assert!(std::time::Instant::now() < deadline, "replica not ready: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica not ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Replica { child, base: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+    Replica {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
@@ -65,7 +93,13 @@ async fn a_replica_serves_what_another_process_published() {
     let publisher = {
         let port = gatehouse_testkit::free_port();
         let child = Command::new(binary())
-            .args(["standalone", "--store", &redis.url(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "standalone",
+                "--store",
+                &redis.url(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .arg("--manifests")
             .arg(manifests.path())
             .arg("--key-encryption-key-file")
@@ -75,32 +109,78 @@ async fn a_replica_serves_what_another_process_published() {
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while http_status(&format!("http://127.0.0.1:{port}/.well-known/oauth-authorization-server/acme")).ok() != Some(200) {
-            assert!(std::time::Instant::now() < deadline, "standalone not serving");
+        while http_status(&format!(
+            "http://127.0.0.1:{port}/.well-known/oauth-authorization-server/acme"
+        ))
+        .ok()
+            != Some(200)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "standalone not serving"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         KillOnDrop(child)
     };
     let replica = start_replica(&redis.url(), &kek);
     let token_url = format!("{}/acme/oauth2/token", replica.base);
-    let r = post_form(&token_url, Some(&basic("acme-billing", BILLING_SECRET)), "grant_type=client_credentials").await;
+    let r = post_form(
+        &token_url,
+        Some(&basic("acme-billing", BILLING_SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let meta: serde_json::Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server/acme", replica.base)).await.unwrap().json().await.unwrap();
-    assert_eq!(meta["issuer"], format!("{}/acme", replica.base), "the replica's issuer follows its own public URL");
+    let meta: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server/acme",
+        replica.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        meta["issuer"],
+        format!("{}/acme", replica.base),
+        "the replica's issuer follows its own public URL"
+    );
 
     // A change published while the replica runs reaches it without a restart.
-    std::fs::write(manifests.path().join("acme-clients.yaml"), ACME_CLIENTS.replace("s3cret:with/special+chars&=%", "rotated")).unwrap();
+    std::fs::write(
+        manifests.path().join("acme-clients.yaml"),
+        ACME_CLIENTS.replace("s3cret:with/special+chars&=%", "rotated"),
+    )
+    .unwrap();
     eventually(10, "rotated secret live on the replica", || async {
-        post_form(&token_url, Some(&basic("acme-billing", "rotated")), "grant_type=client_credentials").await.status == 200
+        post_form(
+            &token_url,
+            Some(&basic("acme-billing", "rotated")),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status
+            == 200
     })
     .await;
-    assert_eq!(post_form(&token_url, Some(&basic("acme-billing", BILLING_SECRET)), "grant_type=client_credentials").await.status, 401);
+    assert_eq!(
+        post_form(
+            &token_url,
+            Some(&basic("acme-billing", BILLING_SECRET)),
+            "grant_type=client_credentials"
+        )
+        .await
+        .status,
+        401
+    );
 
     // JSON logs: every line is one JSON object.
     let log = std::fs::read_to_string(&replica.log).unwrap();
     assert!(log.lines().count() > 0);
     for line in log.lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
     drop(publisher);
 }
@@ -118,7 +198,9 @@ impl Drop for KillOnDrop {
 fn a_replica_refuses_to_start_without_what_it_needs() {
     let run = |args: &[&str], env: Option<(&str, &str)>| {
         let mut cmd = Command::new(binary());
-        cmd.arg("server").args(args).env_remove("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE");
+        cmd.arg("server")
+            .args(args)
+            .env_remove("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE");
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
@@ -130,12 +212,32 @@ fn a_replica_refuses_to_start_without_what_it_needs() {
     assert!(err.contains("a key-encryption key is required"), "{err}");
     let keys = tempfile::tempdir().unwrap();
     let kek = kek_file(keys.path());
-    let err = run(&["--store", "memory://"], Some(("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())));
+    let err = run(
+        &["--store", "memory://"],
+        Some(("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())),
+    );
     assert!(err.contains("holds no configuration for a server"), "{err}");
     std::fs::write(keys.path().join("short"), "c2hvcnQ=").unwrap();
-    let err = run(&["--store", "redis://127.0.0.1:1", "--key-encryption-key-file", keys.path().join("short").to_str().unwrap()], None);
+    let err = run(
+        &[
+            "--store",
+            "redis://127.0.0.1:1",
+            "--key-encryption-key-file",
+            keys.path().join("short").to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(err.contains("must be 32 bytes"), "{err}");
-    let err = run(&["--store", "redis://:hunter2@127.0.0.1:1/0"], Some(("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())));
-    assert!(err.contains("opening the store redis://:***@127.0.0.1:1/0"), "{err}");
-    assert!(!err.contains("hunter2"), "the store password is never printed");
+    let err = run(
+        &["--store", "redis://:hunter2@127.0.0.1:1/0"],
+        Some(("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())),
+    );
+    assert!(
+        err.contains("opening the store redis://:***@127.0.0.1:1/0"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the store password is never printed"
+    );
 }

@@ -45,7 +45,9 @@ impl AppState {
             store,
             secrets: Arc::new(VerifiedSecretCache::new(100_000)),
             argon2_permits: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
             )),
             metrics,
             clock: Arc::new(gatehouse_store::unix_now),

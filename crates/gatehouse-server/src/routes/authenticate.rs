@@ -2,10 +2,12 @@
 //! check, when the cache cannot vouch for the secret, runs on the blocking pool so a burst of
 //! new clients never stalls the async workers.
 
+use super::tenant;
 use crate::AppState;
 use crate::error::HttpError;
 use crate::form::Form;
 use crate::tenant::TenantRuntime;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, header};
 use gatehouse_core::client_auth::{
     AuthProgress, finish_secret_check, precheck, presented_credentials,
@@ -13,7 +15,7 @@ use gatehouse_core::client_auth::{
 use gatehouse_core::{ClientConfig, OAuthError};
 use std::sync::Arc;
 
-pub async fn authenticate_client(
+async fn authenticate_client(
     state: &AppState,
     tenant: &TenantRuntime,
     headers: &HeaderMap,
@@ -42,11 +44,10 @@ pub async fn authenticate_client(
     match precheck(&tenant.config.name, &client, &creds, &state.secrets)? {
         AuthProgress::Authenticated => Ok(client),
         AuthProgress::NeedsArgon2 { phc } => {
-            let _permit = state
-                .argon2_permits
-                .acquire()
-                .await
-                .map_err(|_| OAuthError::temporarily_unavailable("the server is shutting down"))?;
+            let _permit =
+                state.argon2_permits.acquire().await.map_err(|_| {
+                    OAuthError::temporarily_unavailable("the server is shutting down")
+                })?;
             let cache = state.secrets.clone();
             let tenant_name = tenant.config.name.clone();
             let client_id = client.client_id.clone();
@@ -57,5 +58,32 @@ pub async fn authenticate_client(
             .map_err(|_| OAuthError::server_error("client authentication was interrupted"))??;
             Ok(client)
         }
+    }
+}
+
+/// A form POST from an authenticated client of the tenant the path names: what the token,
+/// introspection and revocation endpoints all start from.
+pub struct ClientRequest {
+    pub tenant: Arc<TenantRuntime>,
+    pub client: Arc<ClientConfig>,
+    pub form: Form,
+}
+
+impl FromRequest<AppState> for ClientRequest {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, HttpError> {
+        let (mut parts, body) = request.into_parts();
+        let Path(name) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| HttpError::not_found("no such tenant"))?;
+        let tenant = tenant(state, &name)?;
+        let form = Form::read(&parts.headers, body).await?;
+        let client = authenticate_client(state, &tenant, &parts.headers, &form).await?;
+        Ok(ClientRequest {
+            tenant,
+            client,
+            form,
+        })
     }
 }

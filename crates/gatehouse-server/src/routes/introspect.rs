@@ -1,15 +1,11 @@
 //! Token introspection (RFC 7662), for clients of the same tenant.
 
-use super::authenticate::authenticate_client;
-use super::tenant;
+use super::authenticate::ClientRequest;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
-use crate::form::Form;
 use crate::tenant::TenantRuntime;
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::token::{
     AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, verify_access_token,
@@ -67,13 +63,9 @@ pub(super) async fn active_claims(
 
 pub async fn introspect(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: ClientRequest,
 ) -> Result<Response, HttpError> {
-    let tenant = tenant(&state, &name)?;
-    let form = Form::read(&headers, body).await?;
-    authenticate_client(&state, &tenant, &headers, &form).await?;
+    let ClientRequest { tenant, form, .. } = request;
     let token = form.require("token")?;
     let mut response = match active_claims(&state, &tenant, token).await? {
         Some(c) => Json(Active {

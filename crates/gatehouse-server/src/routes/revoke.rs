@@ -1,28 +1,25 @@
 //! Token revocation (RFC 7009). Revoking an unknown or already invalid token succeeds, as the
 //! RFC asks; revoking another client's token is refused.
 
-use super::authenticate::authenticate_client;
+use super::authenticate::ClientRequest;
 use super::introspect::active_claims;
-use super::tenant;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
-use crate::form::Form;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::OAuthError;
 use gatehouse_core::token::{looks_like_jwt, opaque_token_id};
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: ClientRequest,
 ) -> Result<Response, HttpError> {
-    let tenant = tenant(&state, &name)?;
-    let form = Form::read(&headers, body).await?;
-    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
+    let ClientRequest {
+        tenant,
+        client,
+        form,
+    } = request;
     let token = form.require("token")?;
     if let Some(claims) = active_claims(&state, &tenant, token).await? {
         if claims.client_id != client.client_id {

@@ -1,15 +1,11 @@
 //! The token endpoint (RFC 6749 section 3.2).
 
-use super::authenticate::authenticate_client;
-use super::tenant;
+use super::authenticate::ClientRequest;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
-use crate::form::Form;
 use crate::tenant::{IMPLEMENTED_GRANTS, TenantRuntime};
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::grant::client_credentials::{ClientCredentialsRequest, client_credentials};
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
@@ -20,14 +16,14 @@ use gatehouse_core::{GrantType, OAuthError, TokenFormat};
 
 pub async fn token(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: ClientRequest,
 ) -> Result<Response, HttpError> {
-    let tenant = tenant(&state, &name)?;
-    let form = Form::read(&headers, body).await?;
+    let ClientRequest {
+        tenant,
+        client,
+        form,
+    } = request;
     let grant_name = form.require("grant_type")?;
-    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
     let grant = GrantType::from_token_request(grant_name).ok_or_else(|| {
         OAuthError::unsupported_grant_type(format!("unknown grant type {grant_name}"))
     })?;
