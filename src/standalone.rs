@@ -273,6 +273,10 @@ pub fn render_table(
         if ready != "True" {
             problems.push(format!("Tenant {name}: {reason}: {message}"));
         }
+        let (users, users_reason, users_message) = condition(&s.conditions, types::USERS_LOADED);
+        if users == "False" {
+            problems.push(format!("Tenant {name}: {users_reason}: {users_message}"));
+        }
         rows.push(vec![
             name.clone(),
             s.issuer.clone().unwrap_or_else(|| "-".into()),

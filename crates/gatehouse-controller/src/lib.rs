@@ -9,5 +9,6 @@ pub mod conditions;
 pub mod publish;
 pub mod reconcile;
 pub mod secrets;
+pub mod users;
 
 pub use reconcile::{ClientOutcome, Observed, Reconciled, SecretRequest, TenantOutcome, reconcile};

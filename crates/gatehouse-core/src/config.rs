@@ -35,6 +35,28 @@ pub struct TenantConfig {
     pub signing_algorithm: SigningAlgorithm,
     /// Declared scopes (the built-in ones are implied, see [`BUILT_IN_SCOPES`]).
     pub scopes: Vec<ScopeConfig>,
+    /// Static users (from the tenant's users Secret) for login and the password grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserConfig>,
+}
+
+/// A user of a tenant. Only an argon2id hash of the password is ever held.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserConfig {
+    pub username: String,
+    pub password_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig").field("username", &self.username).field("password_hash", &"<redacted>").finish()
+    }
 }
 
 impl TenantConfig {
@@ -45,6 +67,10 @@ impl TenantConfig {
     /// Whether `scope` is part of the tenant's vocabulary.
     pub fn knows_scope(&self, scope: &str) -> bool {
         BUILT_IN_SCOPES.contains(&scope) || self.scopes.iter().any(|s| s.name == scope)
+    }
+
+    pub fn user(&self, username: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.username == username)
     }
 }
 

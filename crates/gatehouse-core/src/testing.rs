@@ -25,6 +25,7 @@ pub fn tenant() -> TenantConfig {
                 description: None,
             },
         ],
+        users: vec![],
     }
 }
 

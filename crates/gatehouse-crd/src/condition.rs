@@ -5,6 +5,8 @@
 pub mod types {
     pub const READY: &str = "Ready";
     pub const ACCEPTED: &str = "Accepted";
+    /// The tenant's users Secret was read (only on tenants with `spec.users`).
+    pub const USERS_LOADED: &str = "UsersLoaded";
 }
 
 pub mod reasons {
@@ -12,8 +14,10 @@ pub mod reasons {
     pub const RECONCILED: &str = "Reconciled";
     /// The spec breaks a rule the CRD schema states (standalone checks what an apiserver would).
     pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// The tenant's users Secret is missing or malformed.
+    /// The tenant's users Secret is missing or malformed; the tenant serves without users.
     pub const USERS_SECRET_INVALID: &str = "UsersSecretInvalid";
+    /// The users Secret was read.
+    pub const USERS_LOADED: &str = "UsersLoaded";
     /// The client's `tenantRef` names no Tenant.
     pub const TENANT_NOT_FOUND: &str = "TenantNotFound";
     /// The client's tenant is not Ready itself.

@@ -21,6 +21,7 @@ fn tenant(name: &str) -> TenantConfig {
         pkce_required: true,
         signing_algorithm: SigningAlgorithm::ES256,
         scopes: vec![],
+        users: vec![],
     }
 }
 

@@ -2,6 +2,8 @@
 
 use super::{Observed, TenantOutcome};
 use crate::conditions::{Verdict, to_conditions};
+use crate::secrets::string_value;
+use crate::users::{USERS_KEY, parse_users};
 use gatehouse_core::config::ScopeConfig;
 use gatehouse_core::duration::parse_duration;
 use gatehouse_core::{TenantConfig, endpoints};
@@ -25,7 +27,37 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
     let generation = tenant.metadata.generation;
     let spec = &tenant.spec;
     let problems = validate_tenant(&name, spec);
+    let mut verdicts = Vec::new();
     let (registration, verdict, issuer) = if problems.is_empty() {
+        let users = match &spec.users {
+            None => Vec::new(),
+            Some(u) => {
+                let r = &u.secret_ref;
+                let loaded = observed
+                    .secrets
+                    .iter()
+                    .find(|s| s.metadata.namespace.as_deref() == Some(r.namespace.as_str()) && s.metadata.name.as_deref() == Some(r.name.as_str()))
+                    .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))
+                    .and_then(|s| string_value(s, USERS_KEY).map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name)))
+                    .and_then(|v| v.ok_or_else(|| format!("Secret {}/{} has no key {USERS_KEY}", r.namespace, r.name)))
+                    .and_then(|text| parse_users(&text).map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name)));
+                match loaded {
+                    Ok(users) => {
+                        verdicts.push(Verdict::new(types::USERS_LOADED, true, reasons::USERS_LOADED, format!("{} users", users.len())));
+                        users
+                    }
+                    Err(message) => {
+                        verdicts.push(Verdict::new(
+                            types::USERS_LOADED,
+                            false,
+                            reasons::USERS_SECRET_INVALID,
+                            format!("{message}; nobody can sign in until it is fixed"),
+                        ));
+                        Vec::new()
+                    }
+                }
+            }
+        };
         let config = TenantConfig {
             name: name.clone(),
             display_name: spec.display_name.clone(),
@@ -45,6 +77,7 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
                     description: s.description.clone(),
                 })
                 .collect(),
+            users,
         };
         let issuer = endpoints::issuer(observed.public_url, &name);
         let verdict = Verdict::new(
@@ -72,7 +105,7 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
         status: TenantStatus {
             issuer,
             observed_generation: generation,
-            conditions: to_conditions(&[verdict], previous, generation, &observed.now),
+            conditions: to_conditions(&[&[verdict][..], &verdicts].concat(), previous, generation, &observed.now),
             clients: None,
             signing_keys: tenant
                 .status
