@@ -3,6 +3,8 @@
 //! token gets, and the token response.
 
 pub mod client_credentials;
+pub mod password;
+pub mod refresh_token;
 
 use crate::config::{ClientConfig, TenantConfig};
 use crate::error::OAuthError;

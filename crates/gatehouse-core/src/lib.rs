@@ -19,6 +19,7 @@ pub mod keys;
 pub mod model;
 pub mod scope;
 pub mod secret;
+pub mod throttle;
 pub mod token;
 
 pub use config::{ClientConfig, TenantConfig};

@@ -52,6 +52,18 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
     }
 }
 
+/// A hash of nothing anyone knows, verified against when a username does not exist, so an
+/// unknown user costs the same time as a wrong password (no user enumeration by timing).
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut random = [0u8; 32];
+        let _ = rand::fill(&mut random);
+        let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        hash_secret(&text).unwrap_or_else(|_| "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lkZWNveQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into())
+    })
+}
+
 /// Remembers which (tenant, client, stored hash, secret) combinations verified, as keyed MACs.
 pub struct VerifiedSecretCache {
     key: hmac::Key,

@@ -2,6 +2,7 @@
 //! backend run (memory, a single Redis, a Redis Cluster).
 
 use crate::{Store, unix_now};
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_core::token::{AccessTokenClaims, Audience};
 use gatehouse_core::{
@@ -76,6 +77,8 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     deleted_tenant_comes_back_with_a_new_version(store, &format!("{prefix}-del")).await;
     opaque_tokens_live_until_exp(store, &format!("{prefix}-tok")).await;
     revocations_expire(store, &format!("{prefix}-rev")).await;
+    failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
+    refresh_tokens_are_used_once_and_families_revoke(store, &format!("{prefix}-rt")).await;
     store.ping().await.expect("ping");
 }
 
@@ -215,4 +218,47 @@ async fn revocations_expire(store: &dyn Store, t: &str) {
         !store.is_revoked(t, "j2").await.unwrap(),
         "a revocation ends when the token would have expired"
     );
+}
+
+async fn failures_count_in_a_window(store: &dyn Store, t: &str) {
+    assert_eq!(store.failure_count(t, "user:a").await.unwrap(), 0);
+    assert_eq!(store.record_failure(t, "user:a", 60).await.unwrap(), 1);
+    assert_eq!(store.record_failure(t, "user:a", 60).await.unwrap(), 2);
+    assert_eq!(store.record_failure(t, "user:b", 60).await.unwrap(), 1);
+    assert_eq!(store.failure_count(t, "user:a").await.unwrap(), 2);
+    store.clear_failures(t, "user:a").await.unwrap();
+    assert_eq!(store.failure_count(t, "user:a").await.unwrap(), 0);
+    assert_eq!(store.failure_count(t, "user:b").await.unwrap(), 1);
+}
+
+async fn refresh_tokens_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
+    let now = unix_now();
+    let record = RefreshTokenRecord {
+        family: "fam".into(),
+        client_id: "c".into(),
+        sub: "alice".into(),
+        scope: Some("a".into()),
+        aud: Audience(vec!["api".into()]),
+        auth_time: now,
+        expires_at: now + 60,
+    };
+    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), None);
+    store.put_refresh_token(t, "r1", &record).await.unwrap();
+    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), Some((record.clone(), false)));
+    assert!(store.mark_refresh_token_used(t, "r1", now + 60).await.unwrap(), "first use wins");
+    assert!(!store.mark_refresh_token_used(t, "r1", now + 60).await.unwrap(), "second use loses");
+    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), Some((record.clone(), true)));
+
+    store.add_family_access_token(t, "fam", "jti-1", now + 30, now + 60).await.unwrap();
+    store.add_family_access_token(t, "fam", "jti-2", now + 40, now + 60).await.unwrap();
+    assert!(!store.is_family_revoked(t, "fam").await.unwrap());
+    let mut issued = store.revoke_family(t, "fam", now + 60).await.unwrap();
+    issued.sort();
+    assert_eq!(issued, vec![("jti-1".to_string(), now + 30), ("jti-2".to_string(), now + 40)]);
+    assert!(store.is_family_revoked(t, "fam").await.unwrap());
+    assert!(!store.is_family_revoked(t, "other").await.unwrap());
+
+    let expired = RefreshTokenRecord { expires_at: now.saturating_sub(1), ..record };
+    store.put_refresh_token(t, "old", &expired).await.unwrap();
+    assert_eq!(store.get_refresh_token(t, "old").await.unwrap(), None, "expired refresh tokens are gone");
 }

@@ -16,6 +16,7 @@ pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 use async_trait::async_trait;
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -88,6 +89,25 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a JWT's `jti` revoked until `until` (unix seconds, its `exp`).
     async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError>;
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError>;
+
+    /// Counts a failed sign-in under `key`, in a window of `window_secs` that starts with the
+    /// first failure; returns the count so far.
+    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError>;
+    /// Failures counted under `key` in its current window.
+    async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError>;
+    async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Stores a refresh token's record under its digest until `record.expires_at`.
+    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// A refresh token's record and whether it was used already.
+    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError>;
+    /// Marks a refresh token used; true for exactly one caller, however many race.
+    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, until: u64) -> Result<bool, StoreError>;
+    /// Remembers that a family issued an access token, so revoking the family revokes it.
+    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, until: u64) -> Result<(), StoreError>;
+    /// Revokes a family until `until`; returns the access tokens (`jti`, `exp`) it issued.
+    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -2,6 +2,7 @@
 
 use crate::{Store, StoreError, TenantBundle, Version, unix_now};
 use async_trait::async_trait;
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -16,6 +17,12 @@ struct TenantData {
     version: Version,
     opaque: HashMap<String, AccessTokenClaims>,
     revoked: HashMap<String, u64>,
+    /// key → (count, window end)
+    failures: HashMap<String, (u64, u64)>,
+    /// id → (record, used)
+    refresh: HashMap<String, (RefreshTokenRecord, bool)>,
+    /// family → (issued access tokens, revoked until)
+    families: HashMap<String, (Vec<(String, u64)>, Option<u64>)>,
 }
 
 /// Versions come from one counter for all tenants, so a tenant deleted and created again never
@@ -177,6 +184,80 @@ impl Store for MemoryStore {
                 .and_then(|d| d.revoked.get(jti))
                 .is_some_and(|u| *u > now)
         }))
+    }
+
+    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            let entry = d.failures.entry(key.to_string()).or_insert((0, now + window_secs));
+            if entry.1 <= now {
+                *entry = (0, now + window_secs);
+            }
+            entry.0 += 1;
+            entry.0
+        }))
+    }
+
+    async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| {
+            all.get(tenant).and_then(|d| d.failures.get(key)).filter(|(_, end)| *end > now).map(|(n, _)| *n).unwrap_or(0)
+        }))
+    }
+
+    async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        self.with(|all| all.get_mut(tenant).map(|d| d.failures.remove(key)));
+        Ok(())
+    }
+
+    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let now = unix_now();
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            if d.refresh.len() % 1024 == 1023 {
+                d.refresh.retain(|_, (r, _)| r.expires_at > now);
+            }
+            d.refresh.insert(id.to_string(), (record.clone(), false));
+        });
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| all.get(tenant)?.refresh.get(id).filter(|(r, _)| r.expires_at > now).cloned()))
+    }
+
+    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, _until: u64) -> Result<bool, StoreError> {
+        Ok(self.with(|all| match all.get_mut(tenant).and_then(|d| d.refresh.get_mut(id)) {
+            Some((_, used)) if !*used => {
+                *used = true;
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, _until: u64) -> Result<(), StoreError> {
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            d.families.entry(family.to_string()).or_default().0.push((jti.to_string(), exp));
+        });
+        Ok(())
+    }
+
+    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            let f = d.families.entry(family.to_string()).or_default();
+            f.1 = Some(until);
+            f.0.clone()
+        }))
+    }
+
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+        let now = unix_now();
+        Ok(self.with(|all| all.get(tenant).and_then(|d| d.families.get(family)).and_then(|f| f.1).is_some_and(|u| u > now)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

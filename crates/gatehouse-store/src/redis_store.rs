@@ -4,6 +4,7 @@
 
 use crate::{Store, StoreError, TenantBundle, Version, redact_url};
 use async_trait::async_trait;
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -43,6 +44,27 @@ fn opaque_key(t: &str, id: &str) -> String {
 fn revoked_key(t: &str, jti: &str) -> String {
     format!("{{t:{t}}}:rv:{jti}")
 }
+fn failures_key(t: &str, key: &str) -> String {
+    format!("{{t:{t}}}:fail:{key}")
+}
+fn refresh_key(t: &str, id: &str) -> String {
+    format!("{{t:{t}}}:rt:{id}")
+}
+fn refresh_used_key(t: &str, id: &str) -> String {
+    format!("{{t:{t}}}:rtu:{id}")
+}
+fn family_tokens_key(t: &str, family: &str) -> String {
+    format!("{{t:{t}}}:rfa:{family}")
+}
+fn family_revoked_key(t: &str, family: &str) -> String {
+    format!("{{t:{t}}}:rfr:{family}")
+}
+
+/// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
+const FAILURE_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+return n";
 
 /// One connection type for both deployments, so every store method is written once.
 #[derive(Clone)]
@@ -311,6 +333,106 @@ impl Store for RedisStore {
         conn.exists(revoked_key(tenant, jti))
             .await
             .map_err(unavailable)
+    }
+
+    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(FAILURE_SCRIPT)
+            .key(failures_key(tenant, key))
+            .arg(window_secs.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = conn.get(failures_key(tenant, key)).await.map_err(unavailable)?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(failures_key(tenant, key)).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(refresh_key(tenant, id))
+            .arg(encode(record)?)
+            .arg("EXAT")
+            .arg(record.expires_at.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = refresh_key(tenant, id);
+        let (raw, used): (Option<String>, bool) = redis::pipe()
+            .get(&key)
+            .exists(refresh_used_key(tenant, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        raw.map(|r| decode(&key, &r).map(|rec| (rec, used))).transpose()
+    }
+
+    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, until: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(refresh_used_key(tenant, id))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(until.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, until: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = family_tokens_key(tenant, family);
+        let _: () = redis::pipe()
+            .sadd(&key, format!("{exp}:{jti}"))
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&key)
+            .arg(until.max(1))
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (_, members): ((), Vec<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(family_revoked_key(tenant, family))
+            .arg(1)
+            .arg("EXAT")
+            .arg(until.max(1))
+            .smembers(family_tokens_key(tenant, family))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| m.split_once(':').and_then(|(exp, jti)| exp.parse().ok().map(|e| (jti.to_string(), e))))
+            .collect())
+    }
+
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.exists(family_revoked_key(tenant, family)).await.map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,153 @@
+//! Refresh tokens (RFC 6749 section 6): issued alongside access tokens, rotated on every use,
+//! and grouped in families so that a used token presented again revokes everything the
+//! family issued (OAuth 2.0 Security BCP, section 4.14).
+
+use super::{GrantContext, check_grant_allowed};
+use crate::error::OAuthError;
+use crate::model::GrantType;
+use crate::scope::parse_scope;
+use crate::token::{AccessTokenClaims, Audience};
+use serde::{Deserialize, Serialize};
+
+/// What the store keeps for a refresh token (under the digest of the token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    /// All tokens descended from one grant share a family.
+    pub family: String,
+    pub client_id: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub aud: Audience,
+    /// When the user authenticated (unix seconds), carried through rotations.
+    pub auth_time: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Whether a refresh token is issued with an access token: the tenant enables the grant, the
+/// client may use it, and, for OpenID Connect requests, `offline_access` was granted.
+pub fn issues_refresh_token(ctx: &GrantContext<'_>, scope: Option<&str>) -> bool {
+    if check_grant_allowed(ctx.tenant, ctx.client, GrantType::RefreshToken).is_err() {
+        return false;
+    }
+    let scopes: Vec<&str> = scope.map(|s| s.split(' ').collect()).unwrap_or_default();
+    !scopes.contains(&"openid") || scopes.contains(&"offline_access")
+}
+
+/// A new record for a fresh grant.
+pub fn new_family(ctx: &GrantContext<'_>, claims: &AccessTokenClaims, family: String) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        family,
+        client_id: claims.client_id.clone(),
+        sub: claims.sub.clone(),
+        scope: claims.scope.clone(),
+        aud: claims.aud.clone(),
+        auth_time: ctx.now,
+        expires_at: ctx.now + ctx.tenant.refresh_token_ttl_secs,
+    }
+}
+
+/// Checks a presented (and not yet used) refresh token and decides the new access token and
+/// the record of its successor. Scope may only narrow (RFC 6749 section 6).
+pub fn refresh(
+    ctx: &GrantContext<'_>,
+    record: &RefreshTokenRecord,
+    requested_scope: Option<&str>,
+    jti: String,
+) -> Result<(AccessTokenClaims, RefreshTokenRecord), OAuthError> {
+    check_grant_allowed(ctx.tenant, ctx.client, GrantType::RefreshToken)?;
+    if record.client_id != ctx.client.client_id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+    }
+    if record.expires_at <= ctx.now {
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
+    }
+    let original: Vec<String> = record.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
+    let scope = match requested_scope {
+        None => record.scope.clone(),
+        Some(raw) => {
+            let asked = parse_scope(raw)?;
+            if let Some(extra) = asked.iter().find(|s| !original.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!("scope {extra} was not granted originally; a refresh may only narrow scope")));
+            }
+            if asked.is_empty() { record.scope.clone() } else { Some(asked.join(" ")) }
+        }
+    };
+    let claims = AccessTokenClaims {
+        iss: ctx.issuer.to_string(),
+        sub: record.sub.clone(),
+        aud: record.aud.clone(),
+        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
+        iat: ctx.now,
+        nbf: ctx.now,
+        jti,
+        client_id: record.client_id.clone(),
+        scope: scope.clone(),
+    };
+    let successor = RefreshTokenRecord {
+        scope,
+        // Rotation keeps the family's lifetime: a stolen chain cannot be extended forever.
+        expires_at: record.expires_at,
+        ..record.clone()
+    };
+    Ok((claims, successor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::testing::{client, tenant};
+
+    fn record(scope: &str) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            family: "f".into(),
+            client_id: "acme-billing".into(),
+            sub: "alice".into(),
+            scope: Some(scope.into()),
+            aud: Audience(vec!["api".into()]),
+            auth_time: 10,
+            expires_at: 1000,
+        }
+    }
+
+    #[test]
+    fn scope_may_only_narrow() {
+        let (t, mut c) = (tenant(), client());
+        c.grant_types.push(GrantType::RefreshToken);
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 100 };
+        let (claims, next) = refresh(&ctx, &record("a b"), Some("a"), "j".into()).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("a"));
+        assert_eq!(next.scope.as_deref(), Some("a"));
+        assert_eq!(next.expires_at, 1000, "rotation does not extend the family");
+        assert_eq!(refresh(&ctx, &record("a b"), Some("a c"), "j".into()).unwrap_err().code, ErrorCode::InvalidScope);
+        let (claims, _) = refresh(&ctx, &record("a b"), None, "j".into()).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn other_clients_and_expired_tokens_are_invalid_grant() {
+        let (t, mut c) = (tenant(), client());
+        c.grant_types.push(GrantType::RefreshToken);
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 2000 };
+        assert_eq!(refresh(&ctx, &record("a"), None, "j".into()).unwrap_err().code, ErrorCode::InvalidGrant);
+        let mut other = record("a");
+        other.client_id = "someone-else".into();
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 100 };
+        assert_eq!(refresh(&ctx, &other, None, "j".into()).unwrap_err().code, ErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn openid_requests_need_offline_access() {
+        let (t, mut c) = (tenant(), client());
+        c.grant_types.push(GrantType::RefreshToken);
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
+        assert!(issues_refresh_token(&ctx, Some("billing.read")));
+        assert!(!issues_refresh_token(&ctx, Some("openid billing.read")));
+        assert!(issues_refresh_token(&ctx, Some("openid offline_access")));
+        c.grant_types = vec![GrantType::ClientCredentials];
+        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
+        assert!(!issues_refresh_token(&ctx, None));
+    }
+}
