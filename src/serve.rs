@@ -80,7 +80,12 @@ pub async fn serve(
             }
         });
     }
-    let app = router(AppState::new(directory.clone(), store, metrics));
+    // Computed once before serving so the first unknown-user sign-in is not slower than the rest.
+    tokio::task::spawn_blocking(gatehouse_core::secret::decoy_hash)
+        .await
+        .context("preparing sign-in")?;
+    let app = router(AppState::new(directory.clone(), store, metrics))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

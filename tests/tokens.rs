@@ -46,7 +46,7 @@ async fn issues_rfc9068_tokens_that_verify_against_the_published_jwks() {
     assert_eq!(meta["issuer"], g.issuer("acme"));
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["client_credentials", "refresh_token"])
     );
     let oidc: Value = reqwest::get(format!(
         "{}/.well-known/openid-configuration",

@@ -25,7 +25,8 @@ struct UserEntry {
 
 /// Parses and validates `users.yaml`; the error says which entry and what is wrong.
 pub fn parse_users(text: &str) -> Result<Vec<UserConfig>, String> {
-    let entries: Vec<UserEntry> = serde_saphyr::from_str(text).map_err(|e| format!("{USERS_KEY} is not a list of users: {e}"))?;
+    let entries: Vec<UserEntry> = serde_saphyr::from_str(text)
+        .map_err(|e| format!("{USERS_KEY} is not a list of users: {e}"))?;
     let mut users: Vec<UserConfig> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let at = format!("{USERS_KEY}[{i}]");
@@ -41,11 +42,22 @@ pub fn parse_users(text: &str) -> Result<Vec<UserConfig>, String> {
         let Some(hash) = e.password_hash else {
             return Err(format!("{at} ({}) has no passwordHash", e.username));
         };
-        validate_phc(&hash).map_err(|_| format!("{at}.passwordHash ({}) is not an argon2id PHC string", e.username))?;
+        validate_phc(&hash).map_err(|_| {
+            format!(
+                "{at}.passwordHash ({}) is not an argon2id PHC string",
+                e.username
+            )
+        })?;
         if users.iter().any(|u| u.username == e.username) {
             return Err(format!("{at}: username {} appears twice", e.username));
         }
-        users.push(UserConfig { username: e.username, password_hash: hash, email: e.email, name: e.name, groups: e.groups });
+        users.push(UserConfig {
+            username: e.username,
+            password_hash: hash,
+            email: e.email,
+            name: e.name,
+            groups: e.groups,
+        });
     }
     Ok(users)
 }
@@ -54,7 +66,8 @@ pub fn parse_users(text: &str) -> Result<Vec<UserConfig>, String> {
 mod tests {
     use super::*;
 
-    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$0QtWKs7HkpgDG3bVmbmpSkDUpHL5TRmt1Vr4HsFxBO4";
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$0QtWKs7HkpgDG3bVmbmpSkDUpHL5TRmt1Vr4HsFxBO4";
 
     #[test]
     fn parses_users() {
@@ -70,14 +83,23 @@ mod tests {
     #[test]
     fn refuses_plain_text_and_bad_hashes_with_the_entry() {
         let e = parse_users("- username: alice\n  password: hunter2\n").unwrap_err();
-        assert!(e.contains("users.yaml[0] (alice) has a plain-text password"), "{e}");
+        assert!(
+            e.contains("users.yaml[0] (alice) has a plain-text password"),
+            "{e}"
+        );
         assert!(!e.contains("hunter2"));
         let e = parse_users("- username: bob\n  passwordHash: \"$2b$12$abc\"\n").unwrap_err();
-        assert!(e.contains("users.yaml[0].passwordHash (bob) is not an argon2id"), "{e}");
+        assert!(
+            e.contains("users.yaml[0].passwordHash (bob) is not an argon2id"),
+            "{e}"
+        );
         let e = parse_users(&format!("- {{username: a, passwordHash: \"{HASH}\"}}\n- {{username: a, passwordHash: \"{HASH}\"}}\n")).unwrap_err();
         assert!(e.contains("appears twice"), "{e}");
         assert!(parse_users("username: a").is_err());
-        let e = parse_users(&format!("- {{username: a, passwordHash: \"{HASH}\", role: admin}}")).unwrap_err();
+        let e = parse_users(&format!(
+            "- {{username: a, passwordHash: \"{HASH}\", role: admin}}"
+        ))
+        .unwrap_err();
         assert!(e.contains("role"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ mod form;
 pub mod metrics;
 pub mod ops;
 mod routes;
+mod sign_in;
 mod tenant;
 
 pub use directory::TenantDirectory;

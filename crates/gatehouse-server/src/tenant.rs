@@ -12,7 +12,11 @@ use std::sync::Arc;
 
 /// Grants this server can carry out at its token endpoint. A tenant's metadata advertises the
 /// intersection with what the tenant enables.
-pub const IMPLEMENTED_GRANTS: [GrantType; 1] = [GrantType::ClientCredentials];
+pub const IMPLEMENTED_GRANTS: [GrantType; 3] = [
+    GrantType::ClientCredentials,
+    GrantType::Password,
+    GrantType::RefreshToken,
+];
 
 pub struct TenantRuntime {
     pub config: TenantConfig,

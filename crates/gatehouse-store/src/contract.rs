@@ -244,21 +244,58 @@ async fn refresh_tokens_are_used_once_and_families_revoke(store: &dyn Store, t: 
     };
     assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), None);
     store.put_refresh_token(t, "r1", &record).await.unwrap();
-    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), Some((record.clone(), false)));
-    assert!(store.mark_refresh_token_used(t, "r1", now + 60).await.unwrap(), "first use wins");
-    assert!(!store.mark_refresh_token_used(t, "r1", now + 60).await.unwrap(), "second use loses");
-    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), Some((record.clone(), true)));
+    assert_eq!(
+        store.get_refresh_token(t, "r1").await.unwrap(),
+        Some((record.clone(), false))
+    );
+    assert!(
+        store
+            .mark_refresh_token_used(t, "r1", now + 60)
+            .await
+            .unwrap(),
+        "first use wins"
+    );
+    assert!(
+        !store
+            .mark_refresh_token_used(t, "r1", now + 60)
+            .await
+            .unwrap(),
+        "second use loses"
+    );
+    assert_eq!(
+        store.get_refresh_token(t, "r1").await.unwrap(),
+        Some((record.clone(), true))
+    );
 
-    store.add_family_access_token(t, "fam", "jti-1", now + 30, now + 60).await.unwrap();
-    store.add_family_access_token(t, "fam", "jti-2", now + 40, now + 60).await.unwrap();
+    store
+        .add_family_access_token(t, "fam", "jti-1", now + 30, now + 60)
+        .await
+        .unwrap();
+    store
+        .add_family_access_token(t, "fam", "jti-2", now + 40, now + 60)
+        .await
+        .unwrap();
     assert!(!store.is_family_revoked(t, "fam").await.unwrap());
     let mut issued = store.revoke_family(t, "fam", now + 60).await.unwrap();
     issued.sort();
-    assert_eq!(issued, vec![("jti-1".to_string(), now + 30), ("jti-2".to_string(), now + 40)]);
+    assert_eq!(
+        issued,
+        vec![
+            ("jti-1".to_string(), now + 30),
+            ("jti-2".to_string(), now + 40)
+        ]
+    );
     assert!(store.is_family_revoked(t, "fam").await.unwrap());
     assert!(!store.is_family_revoked(t, "other").await.unwrap());
 
-    let expired = RefreshTokenRecord { expires_at: now.saturating_sub(1), ..record };
+    let expired = RefreshTokenRecord {
+        expires_at: now.saturating_sub(1),
+        ..record
+    };
     store.put_refresh_token(t, "old", &expired).await.unwrap();
-    assert_eq!(store.get_refresh_token(t, "old").await.unwrap(), None, "expired refresh tokens are gone");
+    assert_eq!(
+        store.get_refresh_token(t, "old").await.unwrap(),
+        None,
+        "expired refresh tokens are gone"
+    );
 }

@@ -92,21 +92,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts a failed sign-in under `key`, in a window of `window_secs` that starts with the
     /// first failure; returns the count so far.
-    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError>;
+    async fn record_failure(
+        &self,
+        tenant: &str,
+        key: &str,
+        window_secs: u64,
+    ) -> Result<u64, StoreError>;
     /// Failures counted under `key` in its current window.
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError>;
     async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
     /// Stores a refresh token's record under its digest until `record.expires_at`.
-    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError>;
+    async fn put_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        record: &RefreshTokenRecord,
+    ) -> Result<(), StoreError>;
     /// A refresh token's record and whether it was used already.
-    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError>;
+    async fn get_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError>;
     /// Marks a refresh token used; true for exactly one caller, however many race.
-    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, until: u64) -> Result<bool, StoreError>;
+    async fn mark_refresh_token_used(
+        &self,
+        tenant: &str,
+        id: &str,
+        until: u64,
+    ) -> Result<bool, StoreError>;
     /// Remembers that a family issued an access token, so revoking the family revokes it.
-    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, until: u64) -> Result<(), StoreError>;
+    async fn add_family_access_token(
+        &self,
+        tenant: &str,
+        family: &str,
+        jti: &str,
+        exp: u64,
+        until: u64,
+    ) -> Result<(), StoreError>;
     /// Revokes a family until `until`; returns the access tokens (`jti`, `exp`) it issued.
-    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn revoke_family(
+        &self,
+        tenant: &str,
+        family: &str,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe for `/readyz`.

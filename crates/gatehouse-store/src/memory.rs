@@ -9,6 +9,14 @@ use gatehouse_core::{ClientConfig, TenantConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+/// A refresh-token family: the access tokens it issued (`jti`, `exp`) and, once revoked, until
+/// when.
+#[derive(Default)]
+struct Family {
+    issued: Vec<(String, u64)>,
+    revoked_until: Option<u64>,
+}
+
 #[derive(Default)]
 struct TenantData {
     config: Option<TenantConfig>,
@@ -21,8 +29,7 @@ struct TenantData {
     failures: HashMap<String, (u64, u64)>,
     /// id → (record, used)
     refresh: HashMap<String, (RefreshTokenRecord, bool)>,
-    /// family → (issued access tokens, revoked until)
-    families: HashMap<String, (Vec<(String, u64)>, Option<u64>)>,
+    families: HashMap<String, Family>,
 }
 
 /// Versions come from one counter for all tenants, so a tenant deleted and created again never
@@ -186,11 +193,19 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError> {
+    async fn record_failure(
+        &self,
+        tenant: &str,
+        key: &str,
+        window_secs: u64,
+    ) -> Result<u64, StoreError> {
         let now = unix_now();
         Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
-            let entry = d.failures.entry(key.to_string()).or_insert((0, now + window_secs));
+            let entry = d
+                .failures
+                .entry(key.to_string())
+                .or_insert((0, now + window_secs));
             if entry.1 <= now {
                 *entry = (0, now + window_secs);
             }
@@ -202,7 +217,11 @@ impl Store for MemoryStore {
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError> {
         let now = unix_now();
         Ok(self.with(|all| {
-            all.get(tenant).and_then(|d| d.failures.get(key)).filter(|(_, end)| *end > now).map(|(n, _)| *n).unwrap_or(0)
+            all.get(tenant)
+                .and_then(|d| d.failures.get(key))
+                .filter(|(_, end)| *end > now)
+                .map(|(n, _)| *n)
+                .unwrap_or(0)
         }))
     }
 
@@ -211,7 +230,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+    async fn put_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        record: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
         let now = unix_now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
@@ -223,41 +247,79 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+    async fn get_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
         let now = unix_now();
-        Ok(self.with(|all| all.get(tenant)?.refresh.get(id).filter(|(r, _)| r.expires_at > now).cloned()))
-    }
-
-    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, _until: u64) -> Result<bool, StoreError> {
-        Ok(self.with(|all| match all.get_mut(tenant).and_then(|d| d.refresh.get_mut(id)) {
-            Some((_, used)) if !*used => {
-                *used = true;
-                true
-            }
-            _ => false,
+        Ok(self.with(|all| {
+            all.get(tenant)?
+                .refresh
+                .get(id)
+                .filter(|(r, _)| r.expires_at > now)
+                .cloned()
         }))
     }
 
-    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, _until: u64) -> Result<(), StoreError> {
+    async fn mark_refresh_token_used(
+        &self,
+        tenant: &str,
+        id: &str,
+        _until: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(
+            |all| match all.get_mut(tenant).and_then(|d| d.refresh.get_mut(id)) {
+                Some((_, used)) if !*used => {
+                    *used = true;
+                    true
+                }
+                _ => false,
+            },
+        ))
+    }
+
+    async fn add_family_access_token(
+        &self,
+        tenant: &str,
+        family: &str,
+        jti: &str,
+        exp: u64,
+        _until: u64,
+    ) -> Result<(), StoreError> {
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
-            d.families.entry(family.to_string()).or_default().0.push((jti.to_string(), exp));
+            d.families
+                .entry(family.to_string())
+                .or_default()
+                .issued
+                .push((jti.to_string(), exp));
         });
         Ok(())
     }
 
-    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn revoke_family(
+        &self,
+        tenant: &str,
+        family: &str,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             let f = d.families.entry(family.to_string()).or_default();
-            f.1 = Some(until);
-            f.0.clone()
+            f.revoked_until = Some(until);
+            f.issued.clone()
         }))
     }
 
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         let now = unix_now();
-        Ok(self.with(|all| all.get(tenant).and_then(|d| d.families.get(family)).and_then(|f| f.1).is_some_and(|u| u > now)))
+        Ok(self.with(|all| {
+            all.get(tenant)
+                .and_then(|d| d.families.get(family))
+                .and_then(|f| f.revoked_until)
+                .is_some_and(|u| u > now)
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -335,7 +335,12 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn record_failure(&self, tenant: &str, key: &str, window_secs: u64) -> Result<u64, StoreError> {
+    async fn record_failure(
+        &self,
+        tenant: &str,
+        key: &str,
+        window_secs: u64,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         redis::Script::new(FAILURE_SCRIPT)
             .key(failures_key(tenant, key))
@@ -347,17 +352,28 @@ impl Store for RedisStore {
 
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let n: Option<u64> = conn.get(failures_key(tenant, key)).await.map_err(unavailable)?;
+        let n: Option<u64> = conn
+            .get(failures_key(tenant, key))
+            .await
+            .map_err(unavailable)?;
         Ok(n.unwrap_or(0))
     }
 
     async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: () = conn.del(failures_key(tenant, key)).await.map_err(unavailable)?;
+        let _: () = conn
+            .del(failures_key(tenant, key))
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn put_refresh_token(&self, tenant: &str, id: &str, record: &RefreshTokenRecord) -> Result<(), StoreError> {
+    async fn put_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        record: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("SET")
             .arg(refresh_key(tenant, id))
@@ -370,7 +386,11 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn get_refresh_token(&self, tenant: &str, id: &str) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+    async fn get_refresh_token(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
         let mut conn = self.conn.clone();
         let key = refresh_key(tenant, id);
         let (raw, used): (Option<String>, bool) = redis::pipe()
@@ -379,10 +399,16 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        raw.map(|r| decode(&key, &r).map(|rec| (rec, used))).transpose()
+        raw.map(|r| decode(&key, &r).map(|rec| (rec, used)))
+            .transpose()
     }
 
-    async fn mark_refresh_token_used(&self, tenant: &str, id: &str, until: u64) -> Result<bool, StoreError> {
+    async fn mark_refresh_token_used(
+        &self,
+        tenant: &str,
+        id: &str,
+        until: u64,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(refresh_used_key(tenant, id))
@@ -396,7 +422,14 @@ impl Store for RedisStore {
         Ok(set.is_some())
     }
 
-    async fn add_family_access_token(&self, tenant: &str, family: &str, jti: &str, exp: u64, until: u64) -> Result<(), StoreError> {
+    async fn add_family_access_token(
+        &self,
+        tenant: &str,
+        family: &str,
+        jti: &str,
+        exp: u64,
+        until: u64,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let key = family_tokens_key(tenant, family);
         let _: () = redis::pipe()
@@ -412,7 +445,12 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn revoke_family(&self, tenant: &str, family: &str, until: u64) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn revoke_family(
+        &self,
+        tenant: &str,
+        family: &str,
+        until: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut conn = self.conn.clone();
         let (_, members): ((), Vec<String>) = redis::pipe()
             .cmd("SET")
@@ -426,13 +464,18 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(members
             .into_iter()
-            .filter_map(|m| m.split_once(':').and_then(|(exp, jti)| exp.parse().ok().map(|e| (jti.to_string(), e))))
+            .filter_map(|m| {
+                m.split_once(':')
+                    .and_then(|(exp, jti)| exp.parse().ok().map(|e| (jti.to_string(), e)))
+            })
             .collect())
     }
 
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        conn.exists(family_revoked_key(tenant, family)).await.map_err(unavailable)
+        conn.exists(family_revoked_key(tenant, family))
+            .await
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

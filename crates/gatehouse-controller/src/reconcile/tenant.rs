@@ -36,14 +36,32 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
                 let loaded = observed
                     .secrets
                     .iter()
-                    .find(|s| s.metadata.namespace.as_deref() == Some(r.namespace.as_str()) && s.metadata.name.as_deref() == Some(r.name.as_str()))
+                    .find(|s| {
+                        s.metadata.namespace.as_deref() == Some(r.namespace.as_str())
+                            && s.metadata.name.as_deref() == Some(r.name.as_str())
+                    })
                     .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))
-                    .and_then(|s| string_value(s, USERS_KEY).map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name)))
-                    .and_then(|v| v.ok_or_else(|| format!("Secret {}/{} has no key {USERS_KEY}", r.namespace, r.name)))
-                    .and_then(|text| parse_users(&text).map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name)));
+                    .and_then(|s| {
+                        string_value(s, USERS_KEY)
+                            .map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
+                    })
+                    .and_then(|v| {
+                        v.ok_or_else(|| {
+                            format!("Secret {}/{} has no key {USERS_KEY}", r.namespace, r.name)
+                        })
+                    })
+                    .and_then(|text| {
+                        parse_users(&text)
+                            .map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
+                    });
                 match loaded {
                     Ok(users) => {
-                        verdicts.push(Verdict::new(types::USERS_LOADED, true, reasons::USERS_LOADED, format!("{} users", users.len())));
+                        verdicts.push(Verdict::new(
+                            types::USERS_LOADED,
+                            true,
+                            reasons::USERS_LOADED,
+                            format!("{} users", users.len()),
+                        ));
                         users
                     }
                     Err(message) => {
@@ -105,7 +123,12 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
         status: TenantStatus {
             issuer,
             observed_generation: generation,
-            conditions: to_conditions(&[&[verdict][..], &verdicts].concat(), previous, generation, &observed.now),
+            conditions: to_conditions(
+                &[&[verdict][..], &verdicts].concat(),
+                previous,
+                generation,
+                &observed.now,
+            ),
             clients: None,
             signing_keys: tenant
                 .status

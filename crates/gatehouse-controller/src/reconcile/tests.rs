@@ -343,27 +343,62 @@ fn unchanged_status_keeps_its_transition_times() {
 #[test]
 fn users_come_from_the_users_secret_and_a_broken_one_degrades_only_sign_in() {
     let spec = json!({"grantTypes": ["password", "client_credentials"], "users": {"secretRef": {"name": "people", "namespace": "acme"}}});
-    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$0QtWKs7HkpgDG3bVmbmpSkDUpHL5TRmt1Vr4HsFxBO4";
+    let hash =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$0QtWKs7HkpgDG3bVmbmpSkDUpHL5TRmt1Vr4HsFxBO4";
     let mut people = Secret::default();
     people.metadata.namespace = Some("acme".into());
     people.metadata.name = Some("people".into());
-    people.string_data = Some([("users.yaml".to_string(), format!("- {{username: alice, passwordHash: \"{hash}\"}}"))].into());
+    people.string_data = Some(
+        [(
+            "users.yaml".to_string(),
+            format!("- {{username: alice, passwordHash: \"{hash}\"}}"),
+        )]
+        .into(),
+    );
     let r = run(&[tenant("acme", spec.clone())], &[], &[people.clone()]);
     let t = r.tenant("acme").unwrap();
     assert_eq!(t.registration.as_ref().unwrap().users[0].username, "alice");
     let loaded = crate::conditions::find(&t.status.conditions, types::USERS_LOADED).unwrap();
-    assert_eq!((loaded.status.as_str(), loaded.message.as_str()), ("True", "1 users"));
+    assert_eq!(
+        (loaded.status.as_str(), loaded.message.as_str()),
+        ("True", "1 users")
+    );
 
-    people.string_data = Some([("users.yaml".to_string(), "- {username: alice, password: hunter2}".to_string())].into());
+    people.string_data = Some(
+        [(
+            "users.yaml".to_string(),
+            "- {username: alice, password: hunter2}".to_string(),
+        )]
+        .into(),
+    );
     let r = run(&[tenant("acme", spec.clone())], &[], &[people]);
     let t = r.tenant("acme").unwrap();
-    assert!(t.registration.as_ref().unwrap().users.is_empty(), "still serving, without users");
+    assert!(
+        t.registration.as_ref().unwrap().users.is_empty(),
+        "still serving, without users"
+    );
     let loaded = crate::conditions::find(&t.status.conditions, types::USERS_LOADED).unwrap();
-    assert_eq!((loaded.status.as_str(), loaded.reason.as_str()), ("False", reasons::USERS_SECRET_INVALID));
+    assert_eq!(
+        (loaded.status.as_str(), loaded.reason.as_str()),
+        ("False", reasons::USERS_SECRET_INVALID)
+    );
     assert!(loaded.message.contains("plain-text password") && !loaded.message.contains("hunter2"));
-    assert_eq!(crate::conditions::find(&t.status.conditions, types::READY).unwrap().status, "True");
+    assert_eq!(
+        crate::conditions::find(&t.status.conditions, types::READY)
+            .unwrap()
+            .status,
+        "True"
+    );
 
     let r = run(&[tenant("acme", spec)], &[], &[]);
-    let loaded = crate::conditions::find(&r.tenant("acme").unwrap().status.conditions, types::USERS_LOADED).unwrap();
-    assert!(loaded.message.contains("Secret acme/people not found"), "{}", loaded.message);
+    let loaded = crate::conditions::find(
+        &r.tenant("acme").unwrap().status.conditions,
+        types::USERS_LOADED,
+    )
+    .unwrap();
+    assert!(
+        loaded.message.contains("Secret acme/people not found"),
+        "{}",
+        loaded.message
+    );
 }

@@ -13,7 +13,9 @@ use crate::token::AccessTokenClaims;
 pub fn check_password_grant(ctx: &GrantContext<'_>) -> Result<(), OAuthError> {
     check_grant_allowed(ctx.tenant, ctx.client, GrantType::Password)?;
     if ctx.client.public {
-        return Err(OAuthError::unauthorized_client("public clients cannot use the password grant"));
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use the password grant",
+        ));
     }
     Ok(())
 }
@@ -37,6 +39,10 @@ pub fn password_claims(
         nbf: ctx.now,
         jti,
         client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() { None } else { Some(scopes.join(" ")) },
+        scope: if scopes.is_empty() {
+            None
+        } else {
+            Some(scopes.join(" "))
+        },
     })
 }

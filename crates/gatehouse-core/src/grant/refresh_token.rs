@@ -36,7 +36,11 @@ pub fn issues_refresh_token(ctx: &GrantContext<'_>, scope: Option<&str>) -> bool
 }
 
 /// A new record for a fresh grant.
-pub fn new_family(ctx: &GrantContext<'_>, claims: &AccessTokenClaims, family: String) -> RefreshTokenRecord {
+pub fn new_family(
+    ctx: &GrantContext<'_>,
+    claims: &AccessTokenClaims,
+    family: String,
+) -> RefreshTokenRecord {
     RefreshTokenRecord {
         family,
         client_id: claims.client_id.clone(),
@@ -58,20 +62,33 @@ pub fn refresh(
 ) -> Result<(AccessTokenClaims, RefreshTokenRecord), OAuthError> {
     check_grant_allowed(ctx.tenant, ctx.client, GrantType::RefreshToken)?;
     if record.client_id != ctx.client.client_id {
-        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     if record.expires_at <= ctx.now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
-    let original: Vec<String> = record.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
+    let original: Vec<String> = record
+        .scope
+        .as_deref()
+        .map(parse_scope)
+        .transpose()?
+        .unwrap_or_default();
     let scope = match requested_scope {
         None => record.scope.clone(),
         Some(raw) => {
             let asked = parse_scope(raw)?;
             if let Some(extra) = asked.iter().find(|s| !original.contains(s)) {
-                return Err(OAuthError::invalid_scope(format!("scope {extra} was not granted originally; a refresh may only narrow scope")));
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {extra} was not granted originally; a refresh may only narrow scope"
+                )));
             }
-            if asked.is_empty() { record.scope.clone() } else { Some(asked.join(" ")) }
+            if asked.is_empty() {
+                record.scope.clone()
+            } else {
+                Some(asked.join(" "))
+            }
         }
     };
     let claims = AccessTokenClaims {
@@ -116,12 +133,22 @@ mod tests {
     fn scope_may_only_narrow() {
         let (t, mut c) = (tenant(), client());
         c.grant_types.push(GrantType::RefreshToken);
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 100 };
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 100,
+        };
         let (claims, next) = refresh(&ctx, &record("a b"), Some("a"), "j".into()).unwrap();
         assert_eq!(claims.scope.as_deref(), Some("a"));
         assert_eq!(next.scope.as_deref(), Some("a"));
         assert_eq!(next.expires_at, 1000, "rotation does not extend the family");
-        assert_eq!(refresh(&ctx, &record("a b"), Some("a c"), "j".into()).unwrap_err().code, ErrorCode::InvalidScope);
+        assert_eq!(
+            refresh(&ctx, &record("a b"), Some("a c"), "j".into())
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidScope
+        );
         let (claims, _) = refresh(&ctx, &record("a b"), None, "j".into()).unwrap();
         assert_eq!(claims.scope.as_deref(), Some("a b"));
     }
@@ -130,24 +157,52 @@ mod tests {
     fn other_clients_and_expired_tokens_are_invalid_grant() {
         let (t, mut c) = (tenant(), client());
         c.grant_types.push(GrantType::RefreshToken);
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 2000 };
-        assert_eq!(refresh(&ctx, &record("a"), None, "j".into()).unwrap_err().code, ErrorCode::InvalidGrant);
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 2000,
+        };
+        assert_eq!(
+            refresh(&ctx, &record("a"), None, "j".into())
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidGrant
+        );
         let mut other = record("a");
         other.client_id = "someone-else".into();
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 100 };
-        assert_eq!(refresh(&ctx, &other, None, "j".into()).unwrap_err().code, ErrorCode::InvalidGrant);
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 100,
+        };
+        assert_eq!(
+            refresh(&ctx, &other, None, "j".into()).unwrap_err().code,
+            ErrorCode::InvalidGrant
+        );
     }
 
     #[test]
     fn openid_requests_need_offline_access() {
         let (t, mut c) = (tenant(), client());
         c.grant_types.push(GrantType::RefreshToken);
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 0,
+        };
         assert!(issues_refresh_token(&ctx, Some("billing.read")));
         assert!(!issues_refresh_token(&ctx, Some("openid billing.read")));
         assert!(issues_refresh_token(&ctx, Some("openid offline_access")));
         c.grant_types = vec![GrantType::ClientCredentials];
-        let ctx = GrantContext { tenant: &t, issuer: "i", client: &c, now: 0 };
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 0,
+        };
         assert!(!issues_refresh_token(&ctx, None));
     }
 }

@@ -67,6 +67,8 @@ pub struct ClientRequest {
     pub tenant: Arc<TenantRuntime>,
     pub client: Arc<ClientConfig>,
     pub form: Form,
+    /// The peer address (brute-force counters are kept per address).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl FromRequest<AppState> for ClientRequest {
@@ -80,10 +82,15 @@ impl FromRequest<AppState> for ClientRequest {
         let tenant = tenant(state, &name)?;
         let form = Form::read(&parts.headers, body).await?;
         let client = authenticate_client(state, &tenant, &parts.headers, &form).await?;
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
         Ok(ClientRequest {
             tenant,
             client,
             form,
+            address,
         })
     }
 }

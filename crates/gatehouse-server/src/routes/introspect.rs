@@ -57,7 +57,11 @@ pub(super) async fn active_claims(
             .store
             .get_opaque_token(&tenant.config.name, &opaque_token_id(token))
             .await?;
-        Ok(claims.filter(|c| c.exp > now && c.iss == tenant.issuer))
+        match claims.filter(|c| c.exp > now && c.iss == tenant.issuer) {
+            // Opaque tokens of a revoked refresh-token family are revoked by jti too.
+            Some(c) if !state.store.is_revoked(&tenant.config.name, &c.jti).await? => Ok(Some(c)),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Token revocation (RFC 7009). Revoking an unknown or already invalid token succeeds, as the
-//! RFC asks; revoking another client's token is refused.
+//! Token revocation (RFC 7009) of access and refresh tokens. Revoking an unknown or already
+//! invalid token succeeds, as the RFC asks; revoking another client's token is refused.
 
 use super::authenticate::ClientRequest;
 use super::introspect::active_claims;
@@ -19,6 +19,7 @@ pub async fn revoke(
         tenant,
         client,
         form,
+        ..
     } = request;
     let token = form.require("token")?;
     if let Some(claims) = active_claims(&state, &tenant, token).await? {
@@ -39,6 +40,19 @@ pub async fn revoke(
                 .await?;
         }
         tracing::info!(tenant = %tenant.config.name, client = %client.client_id, jti = %claims.jti, "access token revoked");
+    } else if let Some((record, _)) = state
+        .store
+        .get_refresh_token(&tenant.config.name, &opaque_token_id(token))
+        .await?
+    {
+        // RFC 7009 section 2.1: revoking a refresh token revokes what its grant issued.
+        if record.client_id != client.client_id {
+            return Err(
+                OAuthError::unauthorized_client("the token was not issued to this client").into(),
+            );
+        }
+        super::token::revoke_family(&state, &tenant.config.name, &record).await?;
+        tracing::info!(tenant = %tenant.config.name, client = %client.client_id, family = %record.family, "refresh token revoked");
     }
     let mut response = StatusCode::OK.into_response();
     no_store(&mut response);

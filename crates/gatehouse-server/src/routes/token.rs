@@ -1,18 +1,28 @@
-//! The token endpoint (RFC 6749 section 3.2).
+//! The token endpoint (RFC 6749 section 3.2): one dispatch on `grant_type`, then the grant's
+//! own module decides the claims; minting and refresh-token bookkeeping are shared here.
 
 use super::authenticate::ClientRequest;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
+use crate::sign_in::verify_password;
 use crate::tenant::{IMPLEMENTED_GRANTS, TenantRuntime};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::grant::client_credentials::{ClientCredentialsRequest, client_credentials};
+use gatehouse_core::grant::password::{check_password_grant, password_claims};
+use gatehouse_core::grant::refresh_token::{
+    RefreshTokenRecord, issues_refresh_token, new_family, refresh,
+};
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
 use gatehouse_core::token::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, encode_jwt, opaque_token_id, random_id, random_token,
 };
 use gatehouse_core::{GrantType, OAuthError, TokenFormat};
+
+fn no_randomness<T>(_: T) -> OAuthError {
+    OAuthError::server_error("no randomness available")
+}
 
 pub async fn token(
     State(state): State<AppState>,
@@ -22,6 +32,7 @@ pub async fn token(
         tenant,
         client,
         form,
+        address,
     } = request;
     let grant_name = form.require("grant_type")?;
     let grant = GrantType::from_token_request(grant_name).ok_or_else(|| {
@@ -40,18 +51,35 @@ pub async fn token(
         client: &client,
         now: state.now(),
     };
-    let jti = random_id().map_err(|_| OAuthError::server_error("no randomness available"))?;
-    let claims = match grant {
+    let jti = random_id().map_err(no_randomness)?;
+    let resources = form.all("resource");
+    // The refresh-token record to issue with the access token, if any.
+    let (claims, refresh_record) = match grant {
         GrantType::ClientCredentials => {
-            let resources = form.all("resource");
-            client_credentials(
-                &ctx,
-                &ClientCredentialsRequest {
-                    scope: form.get("scope"),
-                    resources: &resources,
-                },
-                jti,
-            )?
+            let request = ClientCredentialsRequest {
+                scope: form.get("scope"),
+                resources: &resources,
+            };
+            (client_credentials(&ctx, &request, jti)?, None)
+        }
+        GrantType::Password => {
+            check_password_grant(&ctx)?;
+            let username = form.require("username")?;
+            let password = form.require("password")?;
+            let user = verify_password(&state, &tenant, username, password, address).await?;
+            let claims = password_claims(&ctx, &user, form.get("scope"), &resources, jti)?;
+            let record = issues_refresh_token(&ctx, claims.scope.as_deref())
+                .then(|| random_id().map(|family| new_family(&ctx, &claims, family)))
+                .transpose()
+                .map_err(no_randomness)?;
+            (claims, record)
+        }
+        GrantType::RefreshToken => {
+            let presented = form.require("refresh_token")?;
+            let (claims, successor) =
+                rotate_refresh_token(&state, &tenant, &ctx, presented, form.get("scope"), jti)
+                    .await?;
+            (claims, successor)
         }
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
@@ -61,10 +89,104 @@ pub async fn token(
         }
     };
     let access_token = mint(&state, &tenant, &claims).await?;
+    let mut body = TokenResponse::bearer(access_token, &claims);
+    if let Some(record) = refresh_record {
+        let name = &tenant.config.name;
+        state
+            .store
+            .add_family_access_token(
+                name,
+                &record.family,
+                &claims.jti,
+                claims.exp,
+                record.expires_at,
+            )
+            .await?;
+        let token = random_token().map_err(no_randomness)?;
+        state
+            .store
+            .put_refresh_token(name, &opaque_token_id(&token), &record)
+            .await?;
+        body.refresh_token = Some(token);
+    }
     state.metrics.token_issued(&tenant.config.name, grant);
-    let mut response = Json(TokenResponse::bearer(access_token, &claims)).into_response();
+    let mut response = Json(body).into_response();
     no_store(&mut response);
     Ok(response)
+}
+
+/// Uses a refresh token: a used (or revoked) one revokes its whole family and everything the
+/// family issued; a good one is spent and, with rotation on, replaced by a successor.
+async fn rotate_refresh_token(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    ctx: &GrantContext<'_>,
+    presented: &str,
+    scope: Option<&str>,
+    jti: String,
+) -> Result<(AccessTokenClaims, Option<RefreshTokenRecord>), HttpError> {
+    let name = &tenant.config.name;
+    let id = opaque_token_id(presented);
+    let (record, used) = state
+        .store
+        .get_refresh_token(name, &id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
+    if record.client_id != ctx.client.client_id {
+        // Another client's token: refuse without spending it.
+        return Err(
+            OAuthError::invalid_grant("the refresh token was issued to another client").into(),
+        );
+    }
+    let rotation = tenant.config.refresh_token_rotation;
+    let reused = used
+        || state.store.is_family_revoked(name, &record.family).await?
+        || (rotation
+            && !state
+                .store
+                .mark_refresh_token_used(name, &id, record.expires_at)
+                .await?);
+    if reused {
+        revoke_family(state, name, &record).await?;
+        tracing::warn!(tenant = %name, client = %record.client_id, family = %record.family, "refresh token reused; family revoked");
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was already used; every token of its grant is now revoked",
+        )
+        .into());
+    }
+    let (claims, successor) = refresh(ctx, &record, scope, jti)?;
+    if rotation {
+        Ok((claims, Some(successor)))
+    } else {
+        // Without rotation the presented token stays valid; only record the new access token.
+        state
+            .store
+            .add_family_access_token(
+                name,
+                &record.family,
+                &claims.jti,
+                claims.exp,
+                record.expires_at,
+            )
+            .await?;
+        Ok((claims, None))
+    }
+}
+
+/// Revokes a refresh-token family and the access tokens it issued.
+pub(super) async fn revoke_family(
+    state: &AppState,
+    tenant: &str,
+    record: &RefreshTokenRecord,
+) -> Result<(), HttpError> {
+    let issued = state
+        .store
+        .revoke_family(tenant, &record.family, record.expires_at)
+        .await?;
+    for (jti, exp) in issued {
+        state.store.revoke_jti(tenant, &jti, exp).await?;
+    }
+    Ok(())
 }
 
 /// Turns claims into the token the tenant's format asks for.
@@ -87,8 +209,7 @@ async fn mint(
             })
         }
         TokenFormat::Opaque => {
-            let token =
-                random_token().map_err(|_| OAuthError::server_error("no randomness available"))?;
+            let token = random_token().map_err(no_randomness)?;
             state
                 .store
                 .put_opaque_token(&tenant.config.name, &opaque_token_id(&token), claims)

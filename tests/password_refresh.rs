@@ -1,0 +1,330 @@
+//! The password grant (RFC 6749 4.3) against a tenant's users Secret, with brute-force
+//! protection, and refresh tokens (RFC 6749 6) with rotation and reuse detection.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+const INITECH: &str = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {name: initech}
+spec:
+  grantTypes: [password, refresh_token, client_credentials]
+  scopes: [{name: reports}, {name: tps}]
+  users: {secretRef: {name: initech-users, namespace: initech}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: initech-users, namespace: initech}
+stringData:
+  users.yaml: |
+    - username: alice
+      passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$yxZgyeenk6eyB64gIdCApQ$jkr4ytvV4HHADYPN5XK51q7e8fubRml7/6Zo0FGD0WM"
+      email: alice@example.com
+      name: Alice Liddell
+    - username: bob
+      passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$qBYlMG/yWV7IzFLwzp94qA$lWAKoI9uUensynKlTcUNMZDxF2uBlpsj7K06zcNihXk"
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: app, namespace: initech}
+spec:
+  tenantRef: initech
+  grantTypes: [password, refresh_token]
+  scopes: [openid, offline_access, reports, tps]
+  secretRef: {name: app-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-credentials, namespace: initech}
+stringData: {client_secret: app-secret}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: kiosk, namespace: initech}
+spec:
+  tenantRef: initech
+  grantTypes: [password, refresh_token]
+  scopes: [reports]
+  secretRef: {name: kiosk-credentials, generate: false}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: kiosk-credentials, namespace: initech}
+stringData: {client_secret: kiosk-secret}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: norefresh, namespace: initech}
+spec:
+  tenantRef: initech
+  grantTypes: [password]
+  scopes: [reports]
+  secretRef: {name: kiosk-credentials, generate: false}
+"#;
+
+const APP: (&str, &str) = ("initech-app", "app-secret");
+const KIOSK: (&str, &str) = ("initech-kiosk", "kiosk-secret");
+
+async fn token(g: &Gatehouse, (id, secret): (&str, &str), pairs: &[(&str, &str)]) -> Reply {
+    let url = format!("{}/initech/oauth2/token", g.base);
+    post_form(&url, Some(&basic(id, secret)), &form(pairs)).await
+}
+
+async fn password(
+    g: &Gatehouse,
+    client: (&str, &str),
+    user: &str,
+    pass: &str,
+    scope: &str,
+) -> Reply {
+    token(
+        g,
+        client,
+        &[
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", pass),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+async fn refresh(g: &Gatehouse, client: (&str, &str), rt: &str, scope: Option<&str>) -> Reply {
+    let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    if let Some(s) = scope {
+        pairs.push(("scope", s));
+    }
+    token(g, client, &pairs).await
+}
+
+async fn active(g: &Gatehouse, token: &str) -> bool {
+    let url = format!("{}/initech/oauth2/introspect", g.base);
+    let r = post_form(&url, Some(&basic(APP.0, APP.1)), &form(&[("token", token)])).await;
+    assert_eq!(r.status, 200);
+    r.body["active"] == Value::Bool(true)
+}
+
+fn start(redis: &RedisServer) -> Gatehouse {
+    Gatehouse::start(&redis.url(), &[("initech.yaml", INITECH)])
+}
+
+#[tokio::test]
+async fn password_grant_issues_tokens_for_the_user_and_refuses_wrong_credentials_alike() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let meta = g.metadata("initech").await;
+    assert_eq!(
+        meta["grant_types_supported"],
+        serde_json::json!(["password", "refresh_token", "client_credentials"])
+    );
+
+    let r = password(&g, APP, "alice", "wonderland", "reports").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
+    assert_eq!(
+        (
+            claims["sub"].as_str(),
+            claims["client_id"].as_str(),
+            claims["scope"].as_str()
+        ),
+        (Some("alice"), Some("initech-app"), Some("reports"))
+    );
+    assert!(
+        r.body["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 43)
+    );
+
+    let wrong = password(&g, APP, "alice", "looking-glass", "reports").await;
+    let unknown = password(&g, APP, "mallory", "looking-glass", "reports").await;
+    assert_eq!((wrong.status, wrong.error()), (400, "invalid_grant"));
+    assert_eq!(
+        wrong.body, unknown.body,
+        "an unknown user is indistinguishable from a wrong password"
+    );
+
+    let r = token(
+        &g,
+        APP,
+        &[("grant_type", "password"), ("username", "alice")],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "missing password"
+    );
+    let r = password(
+        &g,
+        ("initech-norefresh", "kiosk-secret"),
+        "bob",
+        "builder",
+        "reports",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.get("refresh_token").is_none(),
+        "no refresh token for a client without the grant"
+    );
+    let r = password(&g, APP, "alice", "wonderland", "tps admin").await;
+    assert_eq!((r.status, r.error()), (400, "invalid_scope"));
+    assert!(!g.stderr().contains("looking-glass") && !g.stderr().contains("wonderland"));
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_user_then_the_address() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    for _ in 0..5 {
+        assert_eq!(
+            password(&g, APP, "alice", "guess", "reports").await.error(),
+            "invalid_grant"
+        );
+    }
+    let r = password(&g, APP, "alice", "wonderland", "reports").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_grant"),
+        "locked even with the right password"
+    );
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed sign-in attempts")
+    );
+    // The lockout lives in the store, where every replica reads it.
+    let count =
+        gatehouse_testkit::redis_command(redis.port, &["GET", "{t:initech}:fail:user:616c696365"])
+            .unwrap();
+    assert_eq!(count, "5");
+    // Another user is not affected until the address as a whole has failed too often.
+    assert_eq!(
+        password(&g, APP, "bob", "builder", "reports").await.status,
+        200
+    );
+    for i in 0..15 {
+        password(&g, APP, &format!("nobody{i}"), "guess", "reports").await;
+    }
+    let r = password(&g, APP, "bob", "builder", "reports").await;
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many"),
+        "address locked: {}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let first = password(&g, APP, "alice", "wonderland", "reports tps").await;
+    let (at1, rt1) = (
+        first.body["access_token"].as_str().unwrap().to_string(),
+        first.body["refresh_token"].as_str().unwrap().to_string(),
+    );
+
+    let second = refresh(&g, APP, &rt1, Some("reports")).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.body["scope"], "reports", "scope narrowed");
+    let (at2, rt2) = (
+        second.body["access_token"].as_str().unwrap().to_string(),
+        second.body["refresh_token"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(rt1, rt2, "rotated");
+    assert_eq!(jwt_payload(&at2)["sub"], "alice");
+    let r = refresh(&g, APP, &rt2, Some("reports tps")).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_scope"),
+        "narrowed scope cannot widen again"
+    );
+    assert!(active(&g, &at1).await && active(&g, &at2).await);
+
+    // Presenting rt1 again: reuse. Everything of the grant is revoked.
+    let r = refresh(&g, APP, &rt1, None).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_grant"));
+    assert!(
+        !active(&g, &at1).await && !active(&g, &at2).await,
+        "the family's access tokens are revoked"
+    );
+    let r = refresh(&g, APP, &rt2, None).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_grant"),
+        "the successor is dead too"
+    );
+    let r = refresh(&g, APP, "never-issued", None).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_grant"));
+}
+
+#[tokio::test]
+async fn refresh_tokens_belong_to_their_client_and_can_be_revoked() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let r = password(&g, APP, "alice", "wonderland", "reports").await;
+    let (at, rt) = (
+        r.body["access_token"].as_str().unwrap().to_string(),
+        r.body["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let r = refresh(&g, KIOSK, &rt, None).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_grant"),
+        "another client's refresh token"
+    );
+    let r = refresh(&g, APP, &rt, None).await;
+    assert_eq!(
+        r.status, 200,
+        "the theft attempt did not spend the owner's token: {}",
+        r.body
+    );
+    let rt = r.body["refresh_token"].as_str().unwrap().to_string();
+
+    let url = format!("{}/initech/oauth2/revoke", g.base);
+    let r = post_form(
+        &url,
+        Some(&basic(KIOSK.0, KIOSK.1)),
+        &form(&[("token", &rt), ("token_type_hint", "refresh_token")]),
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (400, "unauthorized_client"));
+    let r = post_form(
+        &url,
+        Some(&basic(APP.0, APP.1)),
+        &form(&[("token", &rt), ("token_type_hint", "refresh_token")]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(refresh(&g, APP, &rt, None).await.error(), "invalid_grant");
+    assert!(
+        !active(&g, &at).await,
+        "revoking the refresh token revoked its grant's access tokens"
+    );
+}
+
+#[tokio::test]
+async fn openid_requests_get_a_refresh_token_only_with_offline_access() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let r = password(&g, APP, "alice", "wonderland", "openid reports").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("refresh_token").is_none());
+    let r = password(
+        &g,
+        APP,
+        "alice",
+        "wonderland",
+        "openid offline_access reports",
+    )
+    .await;
+    assert!(r.body["refresh_token"].is_string());
+}
