@@ -10,6 +10,7 @@ mod error;
 mod form;
 pub mod metrics;
 pub mod ops;
+mod records;
 mod routes;
 mod sign_in;
 mod tenant;

@@ -1,8 +1,7 @@
 //! The behaviour every [`Store`] implementation must show, as one suite the tests of each
 //! backend run (memory, a single Redis, a Redis Cluster).
 
-use crate::{Store, unix_now};
-use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
+use crate::{RecordKind, Store, unix_now};
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_core::token::{AccessTokenClaims, Audience};
 use gatehouse_core::{
@@ -78,7 +77,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     opaque_tokens_live_until_exp(store, &format!("{prefix}-tok")).await;
     revocations_expire(store, &format!("{prefix}-rev")).await;
     failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
-    refresh_tokens_are_used_once_and_families_revoke(store, &format!("{prefix}-rt")).await;
+    records_are_used_once_and_families_revoke(store, &format!("{prefix}-rec")).await;
     store.ping().await.expect("ping");
 }
 
@@ -231,40 +230,48 @@ async fn failures_count_in_a_window(store: &dyn Store, t: &str) {
     assert_eq!(store.failure_count(t, "user:b").await.unwrap(), 1);
 }
 
-async fn refresh_tokens_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
+async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
     let now = unix_now();
-    let record = RefreshTokenRecord {
-        family: "fam".into(),
-        client_id: "c".into(),
-        sub: "alice".into(),
-        scope: Some("a".into()),
-        aud: Audience(vec!["api".into()]),
-        auth_time: now,
-        expires_at: now + 60,
-    };
-    assert_eq!(store.get_refresh_token(t, "r1").await.unwrap(), None);
-    store.put_refresh_token(t, "r1", &record).await.unwrap();
+    let kind = RecordKind::RefreshToken;
+    assert_eq!(store.get_record(t, kind, "r1").await.unwrap(), None);
+    store
+        .put_record(t, kind, "r1", r#"{"a":1}"#, now + 60)
+        .await
+        .unwrap();
     assert_eq!(
-        store.get_refresh_token(t, "r1").await.unwrap(),
-        Some((record.clone(), false))
+        store.get_record(t, kind, "r1").await.unwrap(),
+        Some((r#"{"a":1}"#.to_string(), false))
     );
-    assert!(
+    assert_eq!(
         store
-            .mark_refresh_token_used(t, "r1", now + 60)
+            .get_record(t, RecordKind::AuthorizationCode, "r1")
             .await
             .unwrap(),
+        None,
+        "kinds do not mix"
+    );
+    assert!(
+        store.mark_used(t, kind, "r1", now + 60).await.unwrap(),
         "first use wins"
     );
     assert!(
-        !store
-            .mark_refresh_token_used(t, "r1", now + 60)
-            .await
-            .unwrap(),
+        !store.mark_used(t, kind, "r1", now + 60).await.unwrap(),
         "second use loses"
     );
     assert_eq!(
-        store.get_refresh_token(t, "r1").await.unwrap(),
-        Some((record.clone(), true))
+        store.get_record(t, kind, "r1").await.unwrap(),
+        Some((r#"{"a":1}"#.to_string(), true))
+    );
+    store.delete_record(t, kind, "r1").await.unwrap();
+    assert_eq!(store.get_record(t, kind, "r1").await.unwrap(), None);
+    store
+        .put_record(t, kind, "old", "{}", now.saturating_sub(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_record(t, kind, "old").await.unwrap(),
+        None,
+        "expired records are gone"
     );
 
     store
@@ -287,15 +294,4 @@ async fn refresh_tokens_are_used_once_and_families_revoke(store: &dyn Store, t: 
     );
     assert!(store.is_family_revoked(t, "fam").await.unwrap());
     assert!(!store.is_family_revoked(t, "other").await.unwrap());
-
-    let expired = RefreshTokenRecord {
-        expires_at: now.saturating_sub(1),
-        ..record
-    };
-    store.put_refresh_token(t, "old", &expired).await.unwrap();
-    assert_eq!(
-        store.get_refresh_token(t, "old").await.unwrap(),
-        None,
-        "expired refresh tokens are gone"
-    );
 }

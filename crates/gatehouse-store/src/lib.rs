@@ -16,7 +16,6 @@ pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 use async_trait::async_trait;
-use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -41,6 +40,36 @@ pub struct TenantBundle {
     pub config: TenantConfig,
     pub keys: Vec<SigningKeyRecord>,
     pub clients: Vec<ClientConfig>,
+}
+
+/// Kinds of short-lived runtime records. Each kind has its own key space; ids are digests or
+/// random values, never the secrets themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    RefreshToken,
+    AuthorizationCode,
+    AuthorizationRequest,
+    Session,
+    Consent,
+    DeviceCode,
+    UserCode,
+    AssertionJti,
+}
+
+impl RecordKind {
+    /// Short key prefix in Redis.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RecordKind::RefreshToken => "rt",
+            RecordKind::AuthorizationCode => "code",
+            RecordKind::AuthorizationRequest => "ar",
+            RecordKind::Session => "sess",
+            RecordKind::Consent => "consent",
+            RecordKind::DeviceCode => "dc",
+            RecordKind::UserCode => "uc",
+            RecordKind::AssertionJti => "ajti",
+        }
+    }
 }
 
 /// A tenant's configuration version; bumped on every configuration write of the tenant.
@@ -102,26 +131,36 @@ pub trait Store: Send + Sync + 'static {
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError>;
     async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
-    /// Stores a refresh token's record under its digest until `record.expires_at`.
-    async fn put_refresh_token(
+    /// Stores a short-lived record (JSON) of `kind` under `id` until `expires_at`.
+    async fn put_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-        record: &RefreshTokenRecord,
+        json: &str,
+        expires_at: u64,
     ) -> Result<(), StoreError>;
-    /// A refresh token's record and whether it was used already.
-    async fn get_refresh_token(
+    /// A live record and whether it was marked used.
+    async fn get_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError>;
-    /// Marks a refresh token used; true for exactly one caller, however many race.
-    async fn mark_refresh_token_used(
+    ) -> Result<Option<(String, bool)>, StoreError>;
+    /// Marks a record used; true for exactly one caller, however many race.
+    async fn mark_used(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
         until: u64,
     ) -> Result<bool, StoreError>;
+    async fn delete_record(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<(), StoreError>;
     /// Remembers that a family issued an access token, so revoking the family revokes it.
     async fn add_family_access_token(
         &self,

@@ -1,8 +1,7 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
-use crate::{Store, StoreError, TenantBundle, Version, unix_now};
+use crate::{RecordKind, Store, StoreError, TenantBundle, Version, unix_now};
 use async_trait::async_trait;
-use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -27,8 +26,8 @@ struct TenantData {
     revoked: HashMap<String, u64>,
     /// key → (count, window end)
     failures: HashMap<String, (u64, u64)>,
-    /// id → (record, used)
-    refresh: HashMap<String, (RefreshTokenRecord, bool)>,
+    /// (kind, id) → (json, expires at, used)
+    records: HashMap<(RecordKind, String), (String, u64, bool)>,
     families: HashMap<String, Family>,
 }
 
@@ -230,53 +229,76 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_refresh_token(
+    async fn put_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-        record: &RefreshTokenRecord,
+        json: &str,
+        expires_at: u64,
     ) -> Result<(), StoreError> {
         let now = unix_now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
-            if d.refresh.len() % 1024 == 1023 {
-                d.refresh.retain(|_, (r, _)| r.expires_at > now);
+            if d.records.len() % 1024 == 1023 {
+                d.records.retain(|_, (_, exp, _)| *exp > now);
             }
-            d.refresh.insert(id.to_string(), (record.clone(), false));
+            d.records.insert(
+                (kind, id.to_string()),
+                (json.to_string(), expires_at, false),
+            );
         });
         Ok(())
     }
 
-    async fn get_refresh_token(
+    async fn get_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+    ) -> Result<Option<(String, bool)>, StoreError> {
         let now = unix_now();
         Ok(self.with(|all| {
             all.get(tenant)?
-                .refresh
-                .get(id)
-                .filter(|(r, _)| r.expires_at > now)
-                .cloned()
+                .records
+                .get(&(kind, id.to_string()))
+                .filter(|(_, exp, _)| *exp > now)
+                .map(|(json, _, used)| (json.clone(), *used))
         }))
     }
 
-    async fn mark_refresh_token_used(
+    async fn mark_used(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
         _until: u64,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(
-            |all| match all.get_mut(tenant).and_then(|d| d.refresh.get_mut(id)) {
-                Some((_, used)) if !*used => {
+        Ok(self.with(|all| {
+            match all
+                .get_mut(tenant)
+                .and_then(|d| d.records.get_mut(&(kind, id.to_string())))
+            {
+                Some((_, _, used)) if !*used => {
                     *used = true;
                     true
                 }
                 _ => false,
-            },
-        ))
+            }
+        }))
+    }
+
+    async fn delete_record(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|all| {
+            all.get_mut(tenant)
+                .map(|d| d.records.remove(&(kind, id.to_string())))
+        });
+        Ok(())
     }
 
     async fn add_family_access_token(

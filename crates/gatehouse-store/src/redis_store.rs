@@ -2,9 +2,8 @@
 //! (`redis+cluster://`), multiplexed connections that reconnect on their own, and short
 //! timeouts so an unreachable Redis fails requests fast instead of queueing them.
 
-use crate::{Store, StoreError, TenantBundle, Version, redact_url};
+use crate::{RecordKind, Store, StoreError, TenantBundle, Version, redact_url};
 use async_trait::async_trait;
-use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -47,11 +46,11 @@ fn revoked_key(t: &str, jti: &str) -> String {
 fn failures_key(t: &str, key: &str) -> String {
     format!("{{t:{t}}}:fail:{key}")
 }
-fn refresh_key(t: &str, id: &str) -> String {
-    format!("{{t:{t}}}:rt:{id}")
+fn record_key(t: &str, kind: RecordKind, id: &str) -> String {
+    format!("{{t:{t}}}:{}:{id}", kind.prefix())
 }
-fn refresh_used_key(t: &str, id: &str) -> String {
-    format!("{{t:{t}}}:rtu:{id}")
+fn used_key(t: &str, kind: RecordKind, id: &str) -> String {
+    format!("{{t:{t}}}:{}.used:{id}", kind.prefix())
 }
 fn family_tokens_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfa:{family}")
@@ -368,50 +367,52 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn put_refresh_token(
+    async fn put_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-        record: &RefreshTokenRecord,
+        json: &str,
+        expires_at: u64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("SET")
-            .arg(refresh_key(tenant, id))
-            .arg(encode(record)?)
+            .arg(record_key(tenant, kind, id))
+            .arg(json)
             .arg("EXAT")
-            .arg(record.expires_at.max(1))
+            .arg(expires_at.max(1))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn get_refresh_token(
+    async fn get_record(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(RefreshTokenRecord, bool)>, StoreError> {
+    ) -> Result<Option<(String, bool)>, StoreError> {
         let mut conn = self.conn.clone();
-        let key = refresh_key(tenant, id);
         let (raw, used): (Option<String>, bool) = redis::pipe()
-            .get(&key)
-            .exists(refresh_used_key(tenant, id))
+            .get(record_key(tenant, kind, id))
+            .exists(used_key(tenant, kind, id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        raw.map(|r| decode(&key, &r).map(|rec| (rec, used)))
-            .transpose()
+        Ok(raw.map(|r| (r, used)))
     }
 
-    async fn mark_refresh_token_used(
+    async fn mark_used(
         &self,
         tenant: &str,
+        kind: RecordKind,
         id: &str,
         until: u64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(refresh_used_key(tenant, id))
+            .arg(used_key(tenant, kind, id))
             .arg(1)
             .arg("NX")
             .arg("EXAT")
@@ -420,6 +421,20 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(set.is_some())
+    }
+
+    async fn delete_record(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(&[record_key(tenant, kind, id), used_key(tenant, kind, id)])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn add_family_access_token(

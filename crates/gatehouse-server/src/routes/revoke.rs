@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::OAuthError;
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::token::{looks_like_jwt, opaque_token_id};
+use gatehouse_store::RecordKind;
 
 pub async fn revoke(
     State(state): State<AppState>,
@@ -40,10 +42,13 @@ pub async fn revoke(
                 .await?;
         }
         tracing::info!(tenant = %tenant.config.name, client = %client.client_id, jti = %claims.jti, "access token revoked");
-    } else if let Some((record, _)) = state
-        .store
-        .get_refresh_token(&tenant.config.name, &opaque_token_id(token))
-        .await?
+    } else if let Some((record, _)) = crate::records::get::<RefreshTokenRecord>(
+        &*state.store,
+        &tenant.config.name,
+        RecordKind::RefreshToken,
+        &opaque_token_id(token),
+    )
+    .await?
     {
         // RFC 7009 section 2.1: revoking a refresh token revokes what its grant issued.
         if record.client_id != client.client_id {

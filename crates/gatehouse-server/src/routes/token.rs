@@ -4,6 +4,7 @@
 use super::authenticate::ClientRequest;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
+use crate::records;
 use crate::sign_in::verify_password;
 use crate::tenant::{IMPLEMENTED_GRANTS, TenantRuntime};
 use axum::Json;
@@ -19,6 +20,7 @@ use gatehouse_core::token::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, encode_jwt, opaque_token_id, random_id, random_token,
 };
 use gatehouse_core::{GrantType, OAuthError, TokenFormat};
+use gatehouse_store::RecordKind;
 
 fn no_randomness<T>(_: T) -> OAuthError {
     OAuthError::server_error("no randomness available")
@@ -103,10 +105,16 @@ pub async fn token(
             )
             .await?;
         let token = random_token().map_err(no_randomness)?;
-        state
-            .store
-            .put_refresh_token(name, &opaque_token_id(&token), &record)
-            .await?;
+        let id = opaque_token_id(&token);
+        records::put(
+            &*state.store,
+            name,
+            RecordKind::RefreshToken,
+            &id,
+            &record,
+            record.expires_at,
+        )
+        .await?;
         body.refresh_token = Some(token);
     }
     state.metrics.token_issued(&tenant.config.name, grant);
@@ -127,11 +135,10 @@ async fn rotate_refresh_token(
 ) -> Result<(AccessTokenClaims, Option<RefreshTokenRecord>), HttpError> {
     let name = &tenant.config.name;
     let id = opaque_token_id(presented);
-    let (record, used) = state
-        .store
-        .get_refresh_token(name, &id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
+    let (record, used): (RefreshTokenRecord, bool) =
+        records::get(&*state.store, name, RecordKind::RefreshToken, &id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
     if record.client_id != ctx.client.client_id {
         // Another client's token: refuse without spending it.
         return Err(
@@ -144,7 +151,7 @@ async fn rotate_refresh_token(
         || (rotation
             && !state
                 .store
-                .mark_refresh_token_used(name, &id, record.expires_at)
+                .mark_used(name, RecordKind::RefreshToken, &id, record.expires_at)
                 .await?);
     if reused {
         revoke_family(state, name, &record).await?;
