@@ -19,6 +19,18 @@ pub enum ErrorCode {
     /// RFC 7009: the token type cannot be revoked.
     UnsupportedTokenType,
     AccessDenied,
+    /// RFC 6749 4.1.2.1.
+    UnsupportedResponseType,
+    /// OpenID Connect Core 3.1.2.6: `prompt=none` and nobody is signed in.
+    LoginRequired,
+    /// OpenID Connect Core 3.1.2.6: `prompt=none` and consent is missing.
+    ConsentRequired,
+    /// OpenID Connect Core 3.1.2.6.
+    RequestNotSupported,
+    /// RFC 6750: a missing, expired or revoked bearer token.
+    InvalidToken,
+    /// RFC 6750: the token lacks a scope the resource needs.
+    InsufficientScope,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -35,6 +47,12 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

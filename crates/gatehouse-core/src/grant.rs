@@ -2,6 +2,7 @@
 //! shares: is the grant enabled for the tenant and allowed for the client, which audience the
 //! token gets, and the token response.
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh_token;

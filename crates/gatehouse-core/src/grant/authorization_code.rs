@@ -1,0 +1,607 @@
+//! The authorization code grant (RFC 6749 section 4.1) with PKCE (RFC 7636), and the
+//! authorization request it starts from, which implicit (section 4.2) shares.
+//!
+//! Validation follows RFC 6749 section 4.1.2.1: problems with the client or its redirect URI
+//! are shown to the user (never redirected, so Gatehouse is no open redirector); everything
+//! else is sent back to the registered redirect URI.
+
+use super::{GrantContext, check_grant_allowed};
+use crate::config::{ClientConfig, TenantConfig};
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::GrantType;
+use crate::pkce;
+use crate::scope::granted_scopes;
+use crate::token::{AccessTokenClaims, Audience};
+use serde::{Deserialize, Serialize};
+
+/// `response_type` values served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseType {
+    /// Authorization code, returned in the query.
+    Code,
+    /// Implicit access token, returned in the fragment.
+    Token,
+}
+
+/// The raw parameters of an authorization request.
+#[derive(Debug, Default)]
+pub struct AuthorizeParams<'a> {
+    pub client_id: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub response_type: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub code_challenge: Option<&'a str>,
+    pub code_challenge_method: Option<&'a str>,
+    pub prompt: Option<&'a str>,
+    pub max_age: Option<&'a str>,
+    pub response_mode: Option<&'a str>,
+    /// Parameters RFC 6749 says the server must refuse (`request`, `request_uri` are not
+    /// supported: JAR is not implemented).
+    pub request_object: bool,
+}
+
+/// An authorization request that passed validation, kept while the user signs in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub response_type: ResponseType,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub prompt_consent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl AuthorizationRequest {
+    pub fn scope_string(&self) -> Option<String> {
+        if self.scopes.is_empty() {
+            None
+        } else {
+            Some(self.scopes.join(" "))
+        }
+    }
+}
+
+/// Where an authorization error goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthorizeError {
+    /// Shown on an error page: the redirect URI cannot be trusted.
+    Page(OAuthError),
+    /// Sent to the (registered) redirect URI.
+    Redirect {
+        redirect_uri: String,
+        response_type: ResponseType,
+        state: Option<String>,
+        error: OAuthError,
+    },
+}
+
+fn field(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// Validates an authorization request against the tenant and the client's registration.
+pub fn validate_request(
+    tenant: &TenantConfig,
+    client: Option<&ClientConfig>,
+    p: &AuthorizeParams<'_>,
+    now: u64,
+) -> Result<AuthorizationRequest, AuthorizeError> {
+    let page = |e: OAuthError| AuthorizeError::Page(e);
+    let client_id = p
+        .client_id
+        .ok_or_else(|| page(OAuthError::invalid_request("missing parameter client_id")))?;
+    let client = client.ok_or_else(|| {
+        page(OAuthError::invalid_client(format!(
+            "unknown client {client_id}"
+        )))
+    })?;
+    let redirect_uri = match p.redirect_uri {
+        Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
+        Some(_) => {
+            return Err(page(OAuthError::invalid_request(format!(
+                "redirect_uri is not registered for client {client_id} (matching is exact)"
+            ))));
+        }
+        None => match client.redirect_uris.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return Err(page(OAuthError::invalid_request(
+                    "missing parameter redirect_uri",
+                )));
+            }
+        },
+    };
+    let state = field(p.state);
+    let response_type = match p.response_type {
+        Some("code") => ResponseType::Code,
+        Some("token") => ResponseType::Token,
+        _ => ResponseType::Code,
+    };
+    let redirect = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        response_type,
+        state: state.clone(),
+        error,
+    };
+    match p.response_type {
+        Some("code" | "token") => {}
+        None => {
+            return Err(redirect(OAuthError::invalid_request(
+                "missing parameter response_type",
+            )));
+        }
+        Some(other) => {
+            return Err(redirect(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                format!("response_type {other} is not supported; use code"),
+            )));
+        }
+    }
+    if p.request_object {
+        return Err(redirect(OAuthError::new(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        )));
+    }
+    let grant = match response_type {
+        ResponseType::Code => GrantType::AuthorizationCode,
+        ResponseType::Token => GrantType::Implicit,
+    };
+    check_grant_allowed(tenant, client, grant).map_err(|e| {
+        // At the authorization endpoint a grant the tenant does not enable is a response type
+        // it does not support.
+        if e.code == ErrorCode::UnsupportedGrantType {
+            redirect(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                e.description,
+            ))
+        } else {
+            redirect(e)
+        }
+    })?;
+    match p.response_mode {
+        None => {}
+        Some("query") if response_type == ResponseType::Code => {}
+        Some("fragment") => {}
+        Some(other) => {
+            return Err(redirect(OAuthError::invalid_request(format!(
+                "response_mode {other} is not supported"
+            ))));
+        }
+    }
+    let scopes = granted_scopes(p.scope, client, tenant).map_err(redirect)?;
+    let code_challenge = match (p.code_challenge, p.code_challenge_method) {
+        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.to_string()),
+        (Some(_), Some("S256")) => {
+            return Err(redirect(OAuthError::invalid_request(
+                "code_challenge is not an S256 challenge",
+            )));
+        }
+        (Some(_), Some("plain") | None) => {
+            return Err(redirect(OAuthError::invalid_request(
+                "code_challenge_method must be S256; plain is not accepted",
+            )));
+        }
+        (Some(_), Some(other)) => {
+            return Err(redirect(OAuthError::invalid_request(format!(
+                "unsupported code_challenge_method {other}"
+            ))));
+        }
+        (None, Some(_)) => {
+            return Err(redirect(OAuthError::invalid_request(
+                "code_challenge_method without code_challenge",
+            )));
+        }
+        (None, None) => None,
+    };
+    if response_type == ResponseType::Code
+        && code_challenge.is_none()
+        && (client.public || tenant.pkce_required)
+    {
+        return Err(redirect(OAuthError::invalid_request(
+            "PKCE is required: send code_challenge with code_challenge_method=S256",
+        )));
+    }
+    let prompts: Vec<&str> = p
+        .prompt
+        .map(|s| s.split(' ').filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    for value in &prompts {
+        if !["none", "login", "consent", "select_account"].contains(value) {
+            return Err(redirect(OAuthError::invalid_request(format!(
+                "unknown prompt value {value}"
+            ))));
+        }
+    }
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return Err(redirect(OAuthError::invalid_request(
+            "prompt=none cannot be combined with other values",
+        )));
+    }
+    let max_age = match p.max_age {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            redirect(OAuthError::invalid_request(
+                "max_age must be a number of seconds",
+            ))
+        })?),
+    };
+    let nonce = field(p.nonce);
+    if response_type == ResponseType::Token
+        && scopes.iter().any(|s| s == "openid")
+        && nonce.is_none()
+    {
+        return Err(redirect(OAuthError::invalid_request(
+            "nonce is required for implicit OpenID Connect requests",
+        )));
+    }
+    Ok(AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        response_type,
+        scopes,
+        state,
+        nonce,
+        code_challenge,
+        prompt_none: prompts.contains(&"none"),
+        prompt_login: prompts.contains(&"login"),
+        prompt_consent: prompts.contains(&"consent"),
+        max_age,
+        created_at: now,
+    })
+}
+
+/// What the store keeps for an authorization code (under the code's digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub redirect_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub sub: String,
+    pub auth_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    pub sid: String,
+    /// Tokens issued for this code join this family, so a replayed code revokes them.
+    pub family: String,
+    pub expires_at: u64,
+}
+
+/// Redeems a code (already checked unused): client, redirect URI and PKCE verifier must match.
+pub fn exchange(
+    ctx: &GrantContext<'_>,
+    code: &CodeRecord,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+    jti: String,
+) -> Result<AccessTokenClaims, OAuthError> {
+    check_grant_allowed(ctx.tenant, ctx.client, GrantType::AuthorizationCode)?;
+    if code.client_id != ctx.client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
+    }
+    if code.expires_at <= ctx.now {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code has expired",
+        ));
+    }
+    if redirect_uri != Some(code.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&code.code_challenge, code_verifier) {
+        (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("missing code_verifier")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given but no code_challenge was sent",
+            ));
+        }
+        (None, None) => {}
+    }
+    let aud = if ctx.client.audiences.is_empty() {
+        Audience(vec![ctx.client.client_id.clone()])
+    } else {
+        Audience(ctx.client.audiences.clone())
+    };
+    Ok(AccessTokenClaims {
+        iss: ctx.issuer.to_string(),
+        sub: code.sub.clone(),
+        aud,
+        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
+        iat: ctx.now,
+        nbf: ctx.now,
+        jti,
+        client_id: code.client_id.clone(),
+        scope: code.scope.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{client, tenant};
+
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn setup() -> (TenantConfig, ClientConfig) {
+        let (mut t, mut c) = (tenant(), client());
+        t.grant_types.push(GrantType::AuthorizationCode);
+        c.grant_types = vec![GrantType::AuthorizationCode];
+        c.redirect_uris = vec![
+            "https://app.example.com/cb".into(),
+            "https://app.example.com/cb2".into(),
+        ];
+        (t, c)
+    }
+
+    fn params<'a>() -> AuthorizeParams<'a> {
+        AuthorizeParams {
+            client_id: Some("acme-billing"),
+            redirect_uri: Some("https://app.example.com/cb"),
+            response_type: Some("code"),
+            scope: Some("billing.read"),
+            state: Some("xyz"),
+            code_challenge: Some(CHALLENGE),
+            code_challenge_method: Some("S256"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_good_request_validates() {
+        let (t, c) = setup();
+        let r = validate_request(&t, Some(&c), &params(), 5).unwrap();
+        assert_eq!(
+            (
+                r.redirect_uri.as_str(),
+                r.state.as_deref(),
+                r.code_challenge.as_deref()
+            ),
+            ("https://app.example.com/cb", Some("xyz"), Some(CHALLENGE))
+        );
+    }
+
+    #[test]
+    fn client_and_redirect_problems_are_never_redirected() {
+        let (t, c) = setup();
+        let p = AuthorizeParams {
+            redirect_uri: Some("https://evil.example.com/cb"),
+            ..params()
+        };
+        assert!(matches!(
+            validate_request(&t, Some(&c), &p, 0),
+            Err(AuthorizeError::Page(_))
+        ));
+        let p = AuthorizeParams {
+            redirect_uri: Some("https://app.example.com/cb/"),
+            ..params()
+        };
+        assert!(
+            matches!(
+                validate_request(&t, Some(&c), &p, 0),
+                Err(AuthorizeError::Page(_))
+            ),
+            "exact match only"
+        );
+        assert!(matches!(
+            validate_request(&t, None, &params(), 0),
+            Err(AuthorizeError::Page(_))
+        ));
+        let p = AuthorizeParams {
+            redirect_uri: None,
+            ..params()
+        };
+        assert!(
+            matches!(
+                validate_request(&t, Some(&c), &p, 0),
+                Err(AuthorizeError::Page(_))
+            ),
+            "two registered, none given"
+        );
+    }
+
+    fn redirected(t: &TenantConfig, c: &ClientConfig, p: AuthorizeParams<'_>) -> ErrorCode {
+        match validate_request(t, Some(c), &p, 0) {
+            Err(AuthorizeError::Redirect { error, state, .. }) => {
+                assert_eq!(state.as_deref(), Some("xyz"));
+                error.code
+            }
+            other => panic!("expected a redirect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_problems_go_back_to_the_client() {
+        let (t, c) = setup();
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    code_challenge_method: Some("plain"),
+                    ..params()
+                }
+            ),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    code_challenge: None,
+                    code_challenge_method: None,
+                    ..params()
+                }
+            ),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    response_type: Some("id_token"),
+                    ..params()
+                }
+            ),
+            ErrorCode::UnsupportedResponseType
+        );
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    response_type: Some("token"),
+                    ..params()
+                }
+            ),
+            ErrorCode::UnsupportedResponseType
+        );
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    scope: Some("admin"),
+                    ..params()
+                }
+            ),
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(
+            redirected(
+                &t,
+                &c,
+                AuthorizeParams {
+                    prompt: Some("none login"),
+                    ..params()
+                }
+            ),
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn pkce_is_optional_only_for_confidential_clients_of_lenient_tenants() {
+        let (mut t, mut c) = setup();
+        t.pkce_required = false;
+        let p = AuthorizeParams {
+            code_challenge: None,
+            code_challenge_method: None,
+            ..params()
+        };
+        assert!(validate_request(&t, Some(&c), &p, 0).is_ok());
+        c.public = true;
+        let p = AuthorizeParams {
+            code_challenge: None,
+            code_challenge_method: None,
+            ..params()
+        };
+        assert!(validate_request(&t, Some(&c), &p, 0).is_err());
+    }
+
+    #[test]
+    fn exchange_checks_client_redirect_and_verifier() {
+        let (t, c) = setup();
+        let code = CodeRecord {
+            client_id: c.client_id.clone(),
+            redirect_uri: "https://app.example.com/cb".into(),
+            scope: Some("billing.read".into()),
+            sub: "alice".into(),
+            auth_time: 1,
+            nonce: None,
+            code_challenge: Some(CHALLENGE.into()),
+            sid: "s".into(),
+            family: "f".into(),
+            expires_at: 100,
+        };
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 50,
+        };
+        let claims = exchange(
+            &ctx,
+            &code,
+            Some("https://app.example.com/cb"),
+            Some(VERIFIER),
+            "j".into(),
+        )
+        .unwrap();
+        assert_eq!(claims.sub, "alice");
+        let bad = |r: Result<AccessTokenClaims, OAuthError>| r.unwrap_err().code;
+        assert_eq!(
+            bad(exchange(
+                &ctx,
+                &code,
+                Some("https://app.example.com/cb2"),
+                Some(VERIFIER),
+                "j".into()
+            )),
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            bad(exchange(&ctx, &code, None, Some(VERIFIER), "j".into())),
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            bad(exchange(
+                &ctx,
+                &code,
+                Some("https://app.example.com/cb"),
+                Some(&VERIFIER.replace('d', "e")),
+                "j".into()
+            )),
+            ErrorCode::InvalidGrant
+        );
+        assert_eq!(
+            bad(exchange(
+                &ctx,
+                &code,
+                Some("https://app.example.com/cb"),
+                None,
+                "j".into()
+            )),
+            ErrorCode::InvalidGrant
+        );
+        let late = GrantContext { now: 100, ..ctx };
+        assert_eq!(
+            bad(exchange(
+                &late,
+                &code,
+                Some("https://app.example.com/cb"),
+                Some(VERIFIER),
+                "j".into()
+            )),
+            ErrorCode::InvalidGrant
+        );
+    }
+}
