@@ -389,3 +389,116 @@ pub async fn client_credentials(
     )
     .await
 }
+
+/// A minimal browser for flow tests: keeps cookies, does not follow redirects, reads forms.
+pub struct Browser {
+    client: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of a hidden input of the page's form.
+    pub fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no field {name} in:\n{}", self.body))
+            + marker.len();
+        self.body[start..start + self.body[start..].find('"').unwrap()].replace("&amp;", "&")
+    }
+
+    /// A query (or fragment) parameter of the redirect location.
+    pub fn param(&self, name: &str) -> Option<String> {
+        let location = self.location.as_deref()?;
+        let query = location.split_once(['?', '#'])?.1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&mut self, r: reqwest::Response) -> Page {
+        for v in r.headers().get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let (pair, attrs) = text.split_once(';').unwrap_or((text, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        Page {
+            status,
+            location,
+            body: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        let r = self
+            .client
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    pub async fn post(&mut self, url: &str, pairs: &[(&str, &str)]) -> Page {
+        let r = self
+            .client
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(pairs))
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+}
+
+/// A PKCE pair (verifier, S256 challenge).
+pub fn pkce_pair() -> (String, String) {
+    let verifier = format!("verifier-{}-{}", std::process::id(), "x".repeat(40));
+    (verifier.clone(), gatehouse_core::pkce::s256(&verifier))
+}

@@ -13,3 +13,9 @@ pub const OAUTH_AUTHORIZATION_SERVER: &str = "/.well-known/oauth-authorization-s
 pub fn issuer(public_url: &str, tenant: &str) -> String {
     format!("{}/{tenant}", public_url.trim_end_matches('/'))
 }
+
+pub const AUTHORIZATION: &str = "/oauth2/authorize";
+pub const LOGIN: &str = "/login";
+pub const CONSENT: &str = "/consent";
+pub const USERINFO: &str = "/userinfo";
+pub const END_SESSION: &str = "/oauth2/logout";

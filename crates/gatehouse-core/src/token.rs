@@ -199,6 +199,37 @@ pub fn verify_access_token(
     Ok(claims)
 }
 
+/// Verifies an ID token this issuer signed, ignoring expiry: what `id_token_hint` needs at
+/// the end-session endpoint (OpenID Connect RP-Initiated Logout, section 2).
+pub fn verify_id_token_hint(
+    token: &str,
+    issuer: &str,
+    keys: &[VerificationKey],
+) -> Option<crate::id_token::IdTokenClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP))
+    {
+        return None;
+    }
+    let key = keys
+        .iter()
+        .find(|k| Some(k.kid.as_str()) == header.kid.as_deref())?;
+    if header.alg != key.algorithm {
+        return None;
+    }
+    let mut validation = Validation::new(key.algorithm);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode(token, &key.key, &validation)
+        .ok()
+        .map(|d| d.claims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,13 @@
 pub mod directory;
 mod error;
 mod form;
+mod issue;
 pub mod metrics;
 pub mod ops;
+mod pages;
 mod records;
 mod routes;
+mod session;
 mod sign_in;
 mod tenant;
 

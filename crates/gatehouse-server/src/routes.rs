@@ -2,10 +2,14 @@
 //! path-inserted metadata URL at the root.
 
 mod authenticate;
+mod authorize;
 mod discovery;
 mod introspect;
+mod login;
+mod logout;
 mod revoke;
 mod token;
+mod userinfo;
 
 use crate::AppState;
 use crate::error::HttpError;
@@ -18,34 +22,40 @@ use std::sync::Arc;
 /// The OAuth router for `state`. If the public URL has a path (`https://host/auth`), routes are
 /// nested under it so the issuer URLs resolve as published.
 pub fn router(state: AppState) -> Router {
+    let at = |path: &str| format!("/{{tenant}}{path}");
     let per_tenant = Router::new()
+        .route(&at(endpoints::TOKEN), post(token::token))
+        .route(&at(endpoints::INTROSPECTION), post(introspect::introspect))
+        .route(&at(endpoints::REVOCATION), post(revoke::revoke))
+        .route(&at(endpoints::JWKS), get(discovery::jwks))
         .route(
-            &format!("/{{tenant}}{}", endpoints::TOKEN),
-            post(token::token),
-        )
-        .route(
-            &format!("/{{tenant}}{}", endpoints::INTROSPECTION),
-            post(introspect::introspect),
-        )
-        .route(
-            &format!("/{{tenant}}{}", endpoints::REVOCATION),
-            post(revoke::revoke),
-        )
-        .route(
-            &format!("/{{tenant}}{}", endpoints::JWKS),
-            get(discovery::jwks),
-        )
-        .route(
-            &format!("/{{tenant}}{}", endpoints::OPENID_CONFIGURATION),
+            &at(endpoints::OPENID_CONFIGURATION),
             get(discovery::openid_configuration),
         )
         .route(
-            &format!("/{{tenant}}{}", endpoints::OAUTH_AUTHORIZATION_SERVER),
+            &at(endpoints::OAUTH_AUTHORIZATION_SERVER),
             get(discovery::oauth_metadata),
         )
         .route(
             &format!("{}/{{tenant}}", endpoints::OAUTH_AUTHORIZATION_SERVER),
             get(discovery::oauth_metadata),
+        )
+        .route(
+            &at(endpoints::AUTHORIZATION),
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route(
+            &at(endpoints::LOGIN),
+            get(login::show_login).post(login::submit_login),
+        )
+        .route(&at(endpoints::CONSENT), post(login::submit_consent))
+        .route(
+            &at(endpoints::USERINFO),
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .route(
+            &at(endpoints::END_SESSION),
+            get(logout::end_session).post(logout::end_session),
         )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -62,7 +72,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The path of a URL without its trailing slash (`""` for none).
-fn url_path(url: &str) -> String {
+pub(crate) fn url_path(url: &str) -> String {
     let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     match after_scheme.find('/') {
         Some(i) => after_scheme[i..].trim_end_matches('/').to_string(),

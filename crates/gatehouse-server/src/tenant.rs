@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 /// Grants this server can carry out at its token endpoint. A tenant's metadata advertises the
 /// intersection with what the tenant enables.
-pub const IMPLEMENTED_GRANTS: [GrantType; 3] = [
+pub const IMPLEMENTED_GRANTS: [GrantType; 5] = [
+    GrantType::AuthorizationCode,
+    GrantType::Implicit,
     GrantType::ClientCredentials,
     GrantType::Password,
     GrantType::RefreshToken,
@@ -93,20 +95,42 @@ fn metadata(config: &TenantConfig, issuer: &str) -> Value {
         ClientAuthMethod::ClientSecretBasic.as_str(),
         ClientAuthMethod::ClientSecretPost.as_str(),
     ];
+    let mut token_auth_methods = auth_methods.to_vec();
+    token_auth_methods.push(ClientAuthMethod::None.as_str());
     let mut scopes: Vec<&str> = BUILT_IN_SCOPES.to_vec();
     scopes.extend(config.scopes.iter().map(|s| s.name.as_str()));
-    json!({
+    let mut response_types = Vec::new();
+    if config.enables(GrantType::AuthorizationCode) {
+        response_types.push("code");
+    }
+    if config.enables(GrantType::Implicit) {
+        response_types.push("token");
+    }
+    let at = |path: &str| format!("{issuer}{path}");
+    let mut doc = json!({
         "issuer": issuer,
-        "token_endpoint": format!("{issuer}{}", endpoints::TOKEN),
-        "jwks_uri": format!("{issuer}{}", endpoints::JWKS),
-        "introspection_endpoint": format!("{issuer}{}", endpoints::INTROSPECTION),
-        "revocation_endpoint": format!("{issuer}{}", endpoints::REVOCATION),
+        "token_endpoint": at(endpoints::TOKEN),
+        "jwks_uri": at(endpoints::JWKS),
+        "introspection_endpoint": at(endpoints::INTROSPECTION),
+        "revocation_endpoint": at(endpoints::REVOCATION),
+        "userinfo_endpoint": at(endpoints::USERINFO),
+        "end_session_endpoint": at(endpoints::END_SESSION),
         "grant_types_supported": grants,
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "response_types_supported": response_types,
+        "token_endpoint_auth_methods_supported": token_auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "scopes_supported": scopes,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
+                             "name", "preferred_username", "email", "email_verified", "groups"],
         "access_token_signing_alg_values_supported": [config.signing_algorithm.as_str()],
-    })
+    });
+    if !response_types.is_empty() {
+        doc["authorization_endpoint"] = json!(at(endpoints::AUTHORIZATION));
+        doc["response_modes_supported"] = json!(["query", "fragment"]);
+        doc["code_challenge_methods_supported"] = json!(["S256"]);
+        doc["authorization_response_iss_parameter_supported"] = json!(true);
+        doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
+    }
+    doc
 }

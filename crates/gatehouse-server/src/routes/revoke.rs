@@ -56,7 +56,13 @@ pub async fn revoke(
                 OAuthError::unauthorized_client("the token was not issued to this client").into(),
             );
         }
-        super::token::revoke_family(&state, &tenant.config.name, &record).await?;
+        super::token::revoke_family(
+            &state,
+            &tenant.config.name,
+            &record.family,
+            record.expires_at,
+        )
+        .await?;
         tracing::info!(tenant = %tenant.config.name, client = %client.client_id, family = %record.family, "refresh token revoked");
     }
     let mut response = StatusCode::OK.into_response();

@@ -1,29 +1,49 @@
 //! The token endpoint (RFC 6749 section 3.2): one dispatch on `grant_type`, then the grant's
-//! own module decides the claims; minting and refresh-token bookkeeping are shared here.
+//! own module decides the claims; minting, refresh tokens, ID tokens and the grant families
+//! that make replay revocation possible are shared here.
 
 use super::authenticate::ClientRequest;
 use crate::AppState;
 use crate::error::{HttpError, no_store};
+use crate::issue::{self, no_randomness};
 use crate::records;
 use crate::sign_in::verify_password;
 use crate::tenant::{IMPLEMENTED_GRANTS, TenantRuntime};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use gatehouse_core::grant::authorization_code::{CodeRecord, exchange};
 use gatehouse_core::grant::client_credentials::{ClientCredentialsRequest, client_credentials};
 use gatehouse_core::grant::password::{check_password_grant, password_claims};
 use gatehouse_core::grant::refresh_token::{
     RefreshTokenRecord, issues_refresh_token, new_family, refresh,
 };
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
-use gatehouse_core::token::{
-    ACCESS_TOKEN_TYP, AccessTokenClaims, encode_jwt, opaque_token_id, random_id, random_token,
-};
-use gatehouse_core::{GrantType, OAuthError, TokenFormat};
+use gatehouse_core::id_token::{IdTokenClaims, at_hash, user_claims};
+use gatehouse_core::token::{AccessTokenClaims, opaque_token_id, random_id, random_token};
+use gatehouse_core::{GrantType, OAuthError};
 use gatehouse_store::RecordKind;
 
-fn no_randomness<T>(_: T) -> OAuthError {
-    OAuthError::server_error("no randomness available")
+/// What a grant decided, before anything is minted.
+struct Outcome {
+    claims: AccessTokenClaims,
+    /// A refresh token to issue with the access token.
+    refresh: Option<RefreshTokenRecord>,
+    /// The grant family the access token joins, and until when that matters.
+    family: Option<(String, u64)>,
+    /// For OpenID Connect code flows: what the ID token needs besides the access token.
+    id_token: Option<IdTokenClaims>,
+}
+
+impl Outcome {
+    fn plain(claims: AccessTokenClaims) -> Self {
+        Outcome {
+            claims,
+            refresh: None,
+            family: None,
+            id_token: None,
+        }
+    }
 }
 
 pub async fn token(
@@ -55,14 +75,13 @@ pub async fn token(
     };
     let jti = random_id().map_err(no_randomness)?;
     let resources = form.all("resource");
-    // The refresh-token record to issue with the access token, if any.
-    let (claims, refresh_record) = match grant {
+    let outcome = match grant {
         GrantType::ClientCredentials => {
             let request = ClientCredentialsRequest {
                 scope: form.get("scope"),
                 resources: &resources,
             };
-            (client_credentials(&ctx, &request, jti)?, None)
+            Outcome::plain(client_credentials(&ctx, &request, jti)?)
         }
         GrantType::Password => {
             check_password_grant(&ctx)?;
@@ -70,18 +89,34 @@ pub async fn token(
             let password = form.require("password")?;
             let user = verify_password(&state, &tenant, username, password, address).await?;
             let claims = password_claims(&ctx, &user, form.get("scope"), &resources, jti)?;
-            let record = issues_refresh_token(&ctx, claims.scope.as_deref())
+            let refresh = issues_refresh_token(&ctx, claims.scope.as_deref())
                 .then(|| random_id().map(|family| new_family(&ctx, &claims, family)))
                 .transpose()
                 .map_err(no_randomness)?;
-            (claims, record)
+            let family = refresh.as_ref().map(|r| (r.family.clone(), r.expires_at));
+            Outcome {
+                claims,
+                refresh,
+                family,
+                id_token: None,
+            }
         }
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
-            let (claims, successor) =
-                rotate_refresh_token(&state, &tenant, &ctx, presented, form.get("scope"), jti)
-                    .await?;
-            (claims, successor)
+            rotate_refresh_token(&state, &tenant, &ctx, presented, form.get("scope"), jti).await?
+        }
+        GrantType::AuthorizationCode => {
+            let code = form.require("code")?;
+            redeem_code(
+                &state,
+                &tenant,
+                &ctx,
+                code,
+                form.get("redirect_uri"),
+                form.get("code_verifier"),
+                jti,
+            )
+            .await?
         }
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
@@ -90,37 +125,121 @@ pub async fn token(
             .into());
         }
     };
-    let access_token = mint(&state, &tenant, &claims).await?;
-    let mut body = TokenResponse::bearer(access_token, &claims);
-    if let Some(record) = refresh_record {
-        let name = &tenant.config.name;
+
+    let name = &tenant.config.name;
+    let access_token = issue::access_token(&state, &tenant, &outcome.claims).await?;
+    let mut body = TokenResponse::bearer(access_token.clone(), &outcome.claims);
+    if let Some((family, until)) = &outcome.family {
         state
             .store
             .add_family_access_token(
                 name,
-                &record.family,
-                &claims.jti,
-                claims.exp,
-                record.expires_at,
+                family,
+                &outcome.claims.jti,
+                outcome.claims.exp,
+                *until,
             )
             .await?;
+    }
+    if let Some(record) = outcome.refresh {
         let token = random_token().map_err(no_randomness)?;
-        let id = opaque_token_id(&token);
         records::put(
             &*state.store,
             name,
             RecordKind::RefreshToken,
-            &id,
+            &opaque_token_id(&token),
             &record,
             record.expires_at,
         )
         .await?;
         body.refresh_token = Some(token);
     }
-    state.metrics.token_issued(&tenant.config.name, grant);
+    if let Some(mut id) = outcome.id_token {
+        id.at_hash = Some(at_hash(&access_token, tenant.config.signing_algorithm));
+        body.id_token = Some(issue::id_token(&tenant, &id)?);
+    }
+    state.metrics.token_issued(name, grant);
     let mut response = Json(body).into_response();
     no_store(&mut response);
     Ok(response)
+}
+
+/// Redeems an authorization code once. A code presented again revokes every token it issued
+/// (RFC 6749 section 4.1.2).
+async fn redeem_code(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    ctx: &GrantContext<'_>,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+    jti: String,
+) -> Result<Outcome, HttpError> {
+    let name = &tenant.config.name;
+    let id = opaque_token_id(code);
+    let (record, used): (CodeRecord, bool) =
+        records::get(&*state.store, name, RecordKind::AuthorizationCode, &id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("unknown or expired authorization code"))?;
+    if record.client_id != ctx.client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+    }
+    let until = ctx.now
+        + tenant
+            .config
+            .access_token_ttl_secs
+            .max(tenant.config.refresh_token_ttl_secs);
+    if used
+        || !state
+            .store
+            .mark_used(name, RecordKind::AuthorizationCode, &id, until)
+            .await?
+    {
+        revoke_family(state, name, &record.family, until).await?;
+        tracing::warn!(tenant = %name, client = %record.client_id, "authorization code replayed; its tokens are revoked");
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used; the tokens it issued are revoked",
+        )
+        .into());
+    }
+    let claims = exchange(ctx, &record, redirect_uri, verifier, jti)?;
+    let scopes: Vec<&str> = claims
+        .scope
+        .as_deref()
+        .map(|s| s.split(' ').collect())
+        .unwrap_or_default();
+    let refresh = issues_refresh_token(ctx, claims.scope.as_deref()).then(|| RefreshTokenRecord {
+        family: record.family.clone(),
+        client_id: claims.client_id.clone(),
+        sub: claims.sub.clone(),
+        scope: claims.scope.clone(),
+        aud: claims.aud.clone(),
+        auth_time: record.auth_time,
+        expires_at: ctx.now + tenant.config.refresh_token_ttl_secs,
+    });
+    let id_token = scopes.contains(&"openid").then(|| IdTokenClaims {
+        iss: tenant.issuer.clone(),
+        sub: claims.sub.clone(),
+        aud: claims.client_id.clone(),
+        azp: claims.client_id.clone(),
+        exp: claims.exp,
+        iat: ctx.now,
+        auth_time: record.auth_time,
+        nonce: record.nonce.clone(),
+        at_hash: None,
+        sid: Some(record.sid.clone()),
+        user_claims: tenant
+            .config
+            .user(&claims.sub)
+            .map(|u| user_claims(u, &scopes))
+            .unwrap_or_default(),
+    });
+    Ok(Outcome {
+        claims,
+        refresh,
+        family: Some((record.family, until)),
+        id_token,
+    })
 }
 
 /// Uses a refresh token: a used (or revoked) one revokes its whole family and everything the
@@ -132,7 +251,7 @@ async fn rotate_refresh_token(
     presented: &str,
     scope: Option<&str>,
     jti: String,
-) -> Result<(AccessTokenClaims, Option<RefreshTokenRecord>), HttpError> {
+) -> Result<Outcome, HttpError> {
     let name = &tenant.config.name;
     let id = opaque_token_id(presented);
     let (record, used): (RefreshTokenRecord, bool) =
@@ -154,74 +273,33 @@ async fn rotate_refresh_token(
                 .mark_used(name, RecordKind::RefreshToken, &id, record.expires_at)
                 .await?);
     if reused {
-        revoke_family(state, name, &record).await?;
-        tracing::warn!(tenant = %name, client = %record.client_id, family = %record.family, "refresh token reused; family revoked");
+        revoke_family(state, name, &record.family, record.expires_at).await?;
+        tracing::warn!(tenant = %name, client = %record.client_id, "refresh token reused; its grant is revoked");
         return Err(OAuthError::invalid_grant(
             "the refresh token was already used; every token of its grant is now revoked",
         )
         .into());
     }
     let (claims, successor) = refresh(ctx, &record, scope, jti)?;
-    if rotation {
-        Ok((claims, Some(successor)))
-    } else {
-        // Without rotation the presented token stays valid; only record the new access token.
-        state
-            .store
-            .add_family_access_token(
-                name,
-                &record.family,
-                &claims.jti,
-                claims.exp,
-                record.expires_at,
-            )
-            .await?;
-        Ok((claims, None))
-    }
+    let family = Some((record.family.clone(), record.expires_at));
+    // Without rotation the presented token stays valid and no new one is issued.
+    Ok(Outcome {
+        claims,
+        refresh: rotation.then_some(successor),
+        family,
+        id_token: None,
+    })
 }
 
-/// Revokes a refresh-token family and the access tokens it issued.
+/// Revokes a grant family and the access tokens it issued.
 pub(super) async fn revoke_family(
     state: &AppState,
     tenant: &str,
-    record: &RefreshTokenRecord,
+    family: &str,
+    until: u64,
 ) -> Result<(), HttpError> {
-    let issued = state
-        .store
-        .revoke_family(tenant, &record.family, record.expires_at)
-        .await?;
-    for (jti, exp) in issued {
+    for (jti, exp) in state.store.revoke_family(tenant, family, until).await? {
         state.store.revoke_jti(tenant, &jti, exp).await?;
     }
     Ok(())
-}
-
-/// Turns claims into the token the tenant's format asks for.
-async fn mint(
-    state: &AppState,
-    tenant: &TenantRuntime,
-    claims: &AccessTokenClaims,
-) -> Result<String, HttpError> {
-    match tenant.config.access_token_format {
-        TokenFormat::Jwt => {
-            let key = tenant.signing_key.as_ref().ok_or_else(|| {
-                OAuthError::temporarily_unavailable(format!(
-                    "tenant {} has no usable signing key yet",
-                    tenant.config.name
-                ))
-            })?;
-            encode_jwt(key, ACCESS_TOKEN_TYP, claims).map_err(|e| {
-                tracing::error!(tenant = %tenant.config.name, error = %e, "signing failed");
-                OAuthError::server_error("could not sign the token").into()
-            })
-        }
-        TokenFormat::Opaque => {
-            let token = random_token().map_err(no_randomness)?;
-            state
-                .store
-                .put_opaque_token(&tenant.config.name, &opaque_token_id(&token), claims)
-                .await?;
-            Ok(token)
-        }
-    }
 }
