@@ -254,7 +254,7 @@ pub fn jwt_payload(token: &str) -> Value {
 
 /// Status code of a plain GET, without an async runtime (used while waiting for start-up).
 pub fn http_status(url: &str) -> std::io::Result<u16> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let (host, path) = rest
         .split_once('/')
@@ -266,9 +266,10 @@ pub fn http_status(url: &str) -> std::io::Result<u16> {
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    buf.split_whitespace()
+    // The status line is all that is needed; some servers keep the connection open anyway.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut line)?;
+    line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("bad response"))

@@ -62,9 +62,14 @@ pub fn html(status: StatusCode, page: String) -> Response {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // No form-action: browsers apply it to the redirect that follows a form post, and the
+    // sign-in and consent forms end in a redirect to the client (whose URI was checked
+    // against its registration before any page was shown).
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     r
 }
@@ -90,15 +95,26 @@ pub fn login(p: &LoginPage<'_>) -> String {
          <input type=\"hidden\" name=\"request\" value=\"{request}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label for=\"username\">Username</label>\
-         <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" required autofocus>\
+         <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" required{focus_user}>\
          <label for=\"password\">Password</label>\
-         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required{focus_password}>\
          <button type=\"submit\">Sign in</button></form>",
         client = escape(p.client),
         action = escape(p.action),
         request = escape(p.request),
         csrf = escape(p.csrf),
         username = escape(p.username),
+        // Back after a wrong password, the cursor goes where the fix is.
+        focus_user = if p.username.is_empty() {
+            " autofocus"
+        } else {
+            ""
+        },
+        focus_password = if p.username.is_empty() {
+            ""
+        } else {
+            " autofocus"
+        },
     );
     layout(p.tenant, "Sign in", &body)
 }
