@@ -26,6 +26,11 @@ pub enum PresentedCredentials {
     },
     /// `client_id` alone: a public client (`none`).
     ClientIdOnly { client_id: String },
+    /// A signed JWT (`private_key_jwt`, RFC 7523 section 2.2).
+    Assertion {
+        client_id: String,
+        assertion: String,
+    },
 }
 
 impl PresentedCredentials {
@@ -33,7 +38,8 @@ impl PresentedCredentials {
         match self {
             PresentedCredentials::Basic { client_id, .. }
             | PresentedCredentials::Post { client_id, .. }
-            | PresentedCredentials::ClientIdOnly { client_id } => client_id,
+            | PresentedCredentials::ClientIdOnly { client_id }
+            | PresentedCredentials::Assertion { client_id, .. } => client_id,
         }
     }
 
@@ -42,6 +48,7 @@ impl PresentedCredentials {
             PresentedCredentials::Basic { .. } => ClientAuthMethod::ClientSecretBasic,
             PresentedCredentials::Post { .. } => ClientAuthMethod::ClientSecretPost,
             PresentedCredentials::ClientIdOnly { .. } => ClientAuthMethod::None,
+            PresentedCredentials::Assertion { .. } => ClientAuthMethod::PrivateKeyJwt,
         }
     }
 
@@ -97,7 +104,33 @@ pub fn presented_credentials(
     authorization: Option<&str>,
     form_client_id: Option<&str>,
     form_client_secret: Option<&str>,
+    assertion: Option<(Option<&str>, &str)>,
 ) -> Result<PresentedCredentials, OAuthError> {
+    if let Some((assertion_type, token)) = assertion {
+        if authorization.is_some() || form_client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "client authenticated with a client assertion and a secret; use one method",
+            ));
+        }
+        if assertion_type != Some(crate::assertion::CLIENT_ASSERTION_TYPE) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {}",
+                crate::assertion::CLIENT_ASSERTION_TYPE
+            )));
+        }
+        let subject = crate::assertion::unverified_subject(token).ok_or_else(|| {
+            OAuthError::invalid_client("client_assertion is not a JWT with a sub claim")
+        })?;
+        if form_client_id.is_some_and(|id| id != subject) {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the client assertion's sub",
+            ));
+        }
+        return Ok(PresentedCredentials::Assertion {
+            client_id: subject,
+            assertion: token.to_string(),
+        });
+    }
     match (authorization, form_client_secret) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             "client authenticated with both the Authorization header and client_secret; use one method",
@@ -137,6 +170,9 @@ pub fn presented_credentials(
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthProgress {
     Authenticated,
+    /// The client assertion must be verified against the client's keys (and its `jti`
+    /// checked against replays, which needs the store).
+    VerifyAssertion,
     /// The secret must be checked against this argon2id hash (slow; run it off the async
     /// executor) and then [`finish_secret_check`] called.
     NeedsArgon2 {
@@ -162,6 +198,7 @@ pub fn precheck(
     }
     match creds {
         PresentedCredentials::ClientIdOnly { .. } => Ok(AuthProgress::Authenticated),
+        PresentedCredentials::Assertion { .. } => Ok(AuthProgress::VerifyAssertion),
         PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
             let phc = client.secret_hash.as_deref().ok_or_else(|| {
                 OAuthError::invalid_client(format!("client {} has no secret", client.client_id))
@@ -189,7 +226,9 @@ pub fn finish_secret_check(
         PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
             secret
         }
-        PresentedCredentials::ClientIdOnly { .. } => return Ok(()),
+        PresentedCredentials::ClientIdOnly { .. } | PresentedCredentials::Assertion { .. } => {
+            return Ok(());
+        }
     };
     if verify_secret(secret, phc) {
         cache.remember(tenant, client_id, phc, secret);
@@ -237,17 +276,18 @@ mod tests {
 
     #[test]
     fn one_method_per_request() {
-        let e = presented_credentials(Some(&basic("a", "b")), None, Some("b")).unwrap_err();
+        let e = presented_credentials(Some(&basic("a", "b")), None, Some("b"), None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
-        let e = presented_credentials(Some(&basic("a", "b")), Some("other"), None).unwrap_err();
+        let e =
+            presented_credentials(Some(&basic("a", "b")), Some("other"), None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
-        assert!(presented_credentials(Some(&basic("a", "b")), Some("a"), None).is_ok());
-        let e = presented_credentials(None, None, None).unwrap_err();
+        assert!(presented_credentials(Some(&basic("a", "b")), Some("a"), None, None).is_ok());
+        let e = presented_credentials(None, None, None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
-        let e = presented_credentials(None, None, Some("s")).unwrap_err();
+        let e = presented_credentials(None, None, Some("s"), None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(matches!(
-            presented_credentials(None, Some("a"), Some("s")).unwrap(),
+            presented_credentials(None, Some("a"), Some("s"), None).unwrap(),
             PresentedCredentials::Post { .. }
         ));
     }
@@ -257,7 +297,8 @@ mod tests {
         let mut c = client();
         c.secret_hash = Some(crate::secret::hash_secret("right").unwrap());
         let cache = VerifiedSecretCache::new(16);
-        let good = presented_credentials(Some(&basic(&c.client_id, "right")), None, None).unwrap();
+        let good =
+            presented_credentials(Some(&basic(&c.client_id, "right")), None, None, None).unwrap();
         let AuthProgress::NeedsArgon2 { phc } = precheck("acme", &c, &good, &cache).unwrap() else {
             panic!("first use must verify")
         };
@@ -267,14 +308,15 @@ mod tests {
             AuthProgress::Authenticated
         );
 
-        let bad = presented_credentials(Some(&basic(&c.client_id, "wrong")), None, None).unwrap();
+        let bad =
+            presented_credentials(Some(&basic(&c.client_id, "wrong")), None, None, None).unwrap();
         let AuthProgress::NeedsArgon2 { phc } = precheck("acme", &c, &bad, &cache).unwrap() else {
             panic!("a wrong secret is never a cache hit")
         };
         let e = finish_secret_check("acme", &c.client_id, &phc, &bad, &cache).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
 
-        let post = presented_credentials(None, Some(&c.client_id), Some("right")).unwrap();
+        let post = presented_credentials(None, Some(&c.client_id), Some("right"), None).unwrap();
         let e = precheck("acme", &c, &post, &cache).unwrap_err();
         assert!(
             e.description.contains("client_secret_basic"),

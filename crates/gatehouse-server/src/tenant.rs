@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 /// Grants this server can carry out at its token endpoint. A tenant's metadata advertises the
 /// intersection with what the tenant enables.
-pub const IMPLEMENTED_GRANTS: [GrantType; 5] = [
+pub const IMPLEMENTED_GRANTS: [GrantType; 6] = [
+    GrantType::JwtBearer,
     GrantType::AuthorizationCode,
     GrantType::Implicit,
     GrantType::ClientCredentials,
@@ -96,6 +97,7 @@ fn metadata(config: &TenantConfig, issuer: &str) -> Value {
         ClientAuthMethod::ClientSecretPost.as_str(),
     ];
     let mut token_auth_methods = auth_methods.to_vec();
+    token_auth_methods.push(ClientAuthMethod::PrivateKeyJwt.as_str());
     token_auth_methods.push(ClientAuthMethod::None.as_str());
     let mut scopes: Vec<&str> = BUILT_IN_SCOPES.to_vec();
     scopes.extend(config.scopes.iter().map(|s| s.name.as_str()));
@@ -124,6 +126,7 @@ fn metadata(config: &TenantConfig, issuer: &str) -> Value {
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
                              "name", "preferred_username", "email", "email_verified", "groups"],
         "access_token_signing_alg_values_supported": [config.signing_algorithm.as_str()],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
     });
     if !response_types.is_empty() {
         doc["authorization_endpoint"] = json!(at(endpoints::AUTHORIZATION));

@@ -9,10 +9,13 @@ use crate::form::Form;
 use crate::tenant::TenantRuntime;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderMap, header};
+use gatehouse_core::assertion::{self, AssertionClaims};
 use gatehouse_core::client_auth::{
-    AuthProgress, finish_secret_check, precheck, presented_credentials,
+    AuthProgress, PresentedCredentials, finish_secret_check, precheck, presented_credentials,
 };
-use gatehouse_core::{ClientConfig, OAuthError};
+use gatehouse_core::token::opaque_token_id;
+use gatehouse_core::{ClientConfig, ErrorCode, OAuthError, endpoints};
+use gatehouse_store::RecordKind;
 use std::sync::Arc;
 
 async fn authenticate_client(
@@ -21,28 +24,51 @@ async fn authenticate_client(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<Arc<ClientConfig>, HttpError> {
-    if form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some() {
-        return Err(OAuthError::invalid_client(
-            "client assertions (private_key_jwt) are not accepted by this server yet",
-        )
-        .into());
-    }
     let authorization = match headers.get(header::AUTHORIZATION) {
         Some(v) => Some(v.to_str().map_err(|_| {
             OAuthError::invalid_client("malformed Basic authorization header: not ASCII")
         })?),
         None => None,
     };
+    let assertion = form
+        .get("client_assertion")
+        .map(|a| (form.get("client_assertion_type"), a));
+    if assertion.is_none() && form.get("client_assertion_type").is_some() {
+        return Err(
+            OAuthError::invalid_request("client_assertion_type without client_assertion").into(),
+        );
+    }
     let creds = presented_credentials(
         authorization,
         form.get("client_id"),
         form.get("client_secret"),
+        assertion,
     )?;
     let client = tenant.client(creds.client_id()).cloned().ok_or_else(|| {
         OAuthError::invalid_client(format!("unknown client {}", creds.client_id()))
     })?;
     match precheck(&tenant.config.name, &client, &creds, &state.secrets)? {
         AuthProgress::Authenticated => Ok(client),
+        AuthProgress::VerifyAssertion => {
+            let PresentedCredentials::Assertion { assertion, .. } = &creds else {
+                return Err(OAuthError::invalid_client("client assertion missing").into());
+            };
+            let claims = verify_assertion(state, tenant, &client, assertion)
+                .await
+                .map_err(|e| match e.error.code {
+                    ErrorCode::InvalidGrant => {
+                        OAuthError::invalid_client(e.error.description).into()
+                    }
+                    _ => e,
+                })?;
+            if claims.iss != client.client_id {
+                return Err(OAuthError::invalid_client(
+                    "the client assertion's iss must be the client id",
+                )
+                .into());
+            }
+            Ok(client)
+        }
         AuthProgress::NeedsArgon2 { phc } => {
             let _permit =
                 state.argon2_permits.acquire().await.map_err(|_| {
@@ -112,4 +138,41 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
                 .map(|c| c.0.ip()),
         ))
     }
+}
+
+/// Verifies an assertion signed by one of the client's registered keys, for this tenant
+/// (audience: its issuer or token endpoint), once: its `jti` is kept in the store until the
+/// assertion expires, so a replay on any replica is refused. Problems are `invalid_grant`;
+/// client authentication turns them into `invalid_client`.
+pub async fn verify_assertion(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    client: &ClientConfig,
+    token: &str,
+) -> Result<AssertionClaims, HttpError> {
+    let token_endpoint = format!("{}{}", tenant.issuer, endpoints::TOKEN);
+    let audiences = [tenant.issuer.as_str(), token_endpoint.as_str()];
+    let claims = assertion::verify(token, client.jwks.as_ref(), &audiences, state.now())
+        .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
+    let jti = claims
+        .jti
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_grant("the assertion has no jti"))?;
+    let id = opaque_token_id(&format!("{}\0{jti}", client.client_id));
+    let keep = claims.exp + assertion::CLOCK_SKEW_SECS;
+    let name = &tenant.config.name;
+    state
+        .store
+        .put_record(name, RecordKind::AssertionJti, &id, "1", keep)
+        .await?;
+    if !state
+        .store
+        .mark_used(name, RecordKind::AssertionJti, &id, keep)
+        .await?
+    {
+        return Err(
+            OAuthError::invalid_grant("the assertion was already used (jti replay)").into(),
+        );
+    }
+    Ok(claims)
 }

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::grant::authorization_code::{CodeRecord, exchange};
 use gatehouse_core::grant::client_credentials::{ClientCredentialsRequest, client_credentials};
+use gatehouse_core::grant::jwt_bearer::jwt_bearer_claims;
 use gatehouse_core::grant::password::{check_password_grant, password_claims};
 use gatehouse_core::grant::refresh_token::{
     RefreshTokenRecord, issues_refresh_token, new_family, refresh,
@@ -104,6 +105,19 @@ pub async fn token(
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
             rotate_refresh_token(&state, &tenant, &ctx, presented, form.get("scope"), jti).await?
+        }
+        GrantType::JwtBearer => {
+            let assertion = form.require("assertion")?;
+            let verified =
+                super::authenticate::verify_assertion(&state, &tenant, &client, assertion).await?;
+            let request_scope = form.get("scope");
+            Outcome::plain(jwt_bearer_claims(
+                &ctx,
+                &verified,
+                request_scope,
+                &resources,
+                jti,
+            )?)
         }
         GrantType::AuthorizationCode => {
             let code = form.require("code")?;

@@ -1,0 +1,264 @@
+//! JWT assertions (RFC 7523): verification of assertions signed by a key in a client's
+//! registered JWK Set, for the jwt-bearer grant (section 2.1) and `private_key_jwt` client
+//! authentication (section 2.2).
+//!
+//! The algorithm always comes from the registered key (its `alg`, or its type and curve),
+//! never from the token alone: `none`, HMAC with a public key as the secret, or any header
+//! algorithm that differs from the key's is refused.
+
+use crate::token::Audience;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `client_assertion_type` for `private_key_jwt` (RFC 7523 section 2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Leeway for clock differences on `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+/// Longest lifetime an assertion may claim; bounds how long its `jti` must be remembered.
+pub const MAX_LIFETIME_SECS: u64 = 3600;
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AssertionClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: u64,
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default)]
+    pub jti: Option<String>,
+}
+
+/// Why an assertion is refused (callers map it to `invalid_grant` or `invalid_client`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("the assertion is not a well-formed JWT")]
+    Malformed,
+    #[error("no registered key of the client matches the assertion")]
+    UnknownKey,
+    #[error("the assertion's algorithm {0} is not the registered key's")]
+    AlgorithmMismatch(String),
+    #[error("the assertion's signature does not verify")]
+    BadSignature,
+    #[error("the assertion has expired")]
+    Expired,
+    #[error("the assertion is not valid yet")]
+    NotYetValid,
+    #[error("the assertion claims a lifetime over {MAX_LIFETIME_SECS} seconds")]
+    TooLong,
+    #[error("the assertion's audience is not this server")]
+    WrongAudience,
+    #[error("the assertion's issuer is not the client")]
+    WrongIssuer,
+    #[error("the assertion has no jti")]
+    MissingJti,
+}
+
+/// The algorithm a registered JWK signs with: its `alg` member, or else what its type and
+/// curve imply.
+pub fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    match (&jwk.common.key_algorithm, &jwk.algorithm) {
+        (Some(KeyAlgorithm::ES256), _) => Some(Algorithm::ES256),
+        (Some(KeyAlgorithm::ES384), _) => Some(Algorithm::ES384),
+        (Some(KeyAlgorithm::EdDSA), _) => Some(Algorithm::EdDSA),
+        (Some(KeyAlgorithm::RS256), _) => Some(Algorithm::RS256),
+        (Some(KeyAlgorithm::PS256), _) => Some(Algorithm::PS256),
+        (Some(_), _) => None,
+        (None, AlgorithmParameters::EllipticCurve(ec)) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        (None, AlgorithmParameters::OctetKeyPair(okp)) if okp.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
+        (None, AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+        _ => None,
+    }
+}
+
+/// The `sub` of an assertion before verification: only to find whose keys verify it.
+pub fn unverified_subject(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("sub")?.as_str().map(str::to_string)
+}
+
+/// Verifies `token` against the keys of `jwks` (a JWK Set as registered), expecting one of
+/// `audiences`, at time `now`. The issuer check is the caller's (it differs per use).
+pub fn verify(
+    token: &str,
+    jwks: Option<&Value>,
+    audiences: &[&str],
+    now: u64,
+) -> Result<AssertionClaims, AssertionError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AssertionError::Malformed)?;
+    let keys: Vec<Jwk> = jwks
+        .and_then(|j| j.get("keys"))
+        .and_then(|k| serde_json::from_value::<Vec<Value>>(k.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| serde_json::from_value(k).ok())
+        .collect();
+    let candidates: Vec<&Jwk> = match &header.kid {
+        Some(kid) => keys
+            .iter()
+            .filter(|k| k.common.key_id.as_deref() == Some(kid))
+            .collect(),
+        None => keys.iter().collect(),
+    };
+    if candidates.is_empty() {
+        return Err(AssertionError::UnknownKey);
+    }
+    let mut last = AssertionError::AlgorithmMismatch(format!("{:?}", header.alg));
+    for jwk in candidates {
+        let Some(alg) = jwk_algorithm(jwk) else {
+            continue;
+        };
+        if alg != header.alg {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        match jsonwebtoken::decode::<AssertionClaims>(token, &key, &validation) {
+            Ok(data) => return check_claims(data.claims, audiences, now),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                last = AssertionError::BadSignature
+            }
+            Err(_) => last = AssertionError::Malformed,
+        }
+    }
+    Err(last)
+}
+
+fn check_claims(
+    c: AssertionClaims,
+    audiences: &[&str],
+    now: u64,
+) -> Result<AssertionClaims, AssertionError> {
+    if c.exp + CLOCK_SKEW_SECS <= now {
+        return Err(AssertionError::Expired);
+    }
+    if c.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS)
+        || c.iat.is_some_and(|iat| iat > now + CLOCK_SKEW_SECS)
+    {
+        return Err(AssertionError::NotYetValid);
+    }
+    if c.exp > now + MAX_LIFETIME_SECS + CLOCK_SKEW_SECS {
+        return Err(AssertionError::TooLong);
+    }
+    if !c.aud.0.iter().any(|a| audiences.contains(&a.as_str())) {
+        return Err(AssertionError::WrongAudience);
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    fn keypair() -> (Vec<u8>, Value) {
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
+        let p = pair.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1", "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65])});
+        (doc.as_ref().to_vec(), json!({"keys": [jwk]}))
+    }
+
+    fn sign(pkcs8: &[u8], alg: Algorithm, claims: Value) -> String {
+        let mut h = Header::new(alg);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
+    }
+
+    fn claims(now: u64) -> Value {
+        json!({"iss": "c", "sub": "c", "aud": "https://as/t/token", "exp": now + 60, "iat": now, "jti": "j1"})
+    }
+
+    #[test]
+    fn verifies_and_checks_claims() {
+        let (key, jwks) = keypair();
+        let token = sign(&key, Algorithm::ES256, claims(1000));
+        let c = verify(&token, Some(&jwks), &["https://as/t/token"], 1000).unwrap();
+        assert_eq!((c.sub.as_str(), c.jti.as_deref()), ("c", Some("j1")));
+        assert_eq!(
+            verify(&token, Some(&jwks), &["https://elsewhere"], 1000),
+            Err(AssertionError::WrongAudience)
+        );
+        assert_eq!(
+            verify(&token, Some(&jwks), &["https://as/t/token"], 1200),
+            Err(AssertionError::Expired)
+        );
+        let long = sign(
+            &key,
+            Algorithm::ES256,
+            json!({"iss": "c", "sub": "c", "aud": "https://as/t/token", "exp": 1000 + 7200}),
+        );
+        assert_eq!(
+            verify(&long, Some(&jwks), &["https://as/t/token"], 1000),
+            Err(AssertionError::TooLong)
+        );
+        let (other, _) = keypair();
+        let forged = sign(&other, Algorithm::ES256, claims(1000));
+        assert_eq!(
+            verify(&forged, Some(&jwks), &["https://as/t/token"], 1000),
+            Err(AssertionError::BadSignature)
+        );
+        assert_eq!(
+            verify(&token, None, &["https://as/t/token"], 1000),
+            Err(AssertionError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn refuses_none_and_hmac_with_the_public_key() {
+        let (_, jwks) = keypair();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"k1"}"#);
+        let body = URL_SAFE_NO_PAD.encode(claims(1000).to_string());
+        assert!(
+            verify(
+                &format!("{header}.{body}."),
+                Some(&jwks),
+                &["https://as/t/token"],
+                1000
+            )
+            .is_err()
+        );
+        // HS256 keyed with the public JWK's text: the classic confusion attack.
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let secret = jwks["keys"][0].to_string();
+        let hmac = jsonwebtoken::encode(
+            &h,
+            &claims(1000),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(&hmac, Some(&jwks), &["https://as/t/token"], 1000),
+            Err(AssertionError::AlgorithmMismatch(_))
+        ));
+    }
+}
