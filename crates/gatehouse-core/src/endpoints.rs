@@ -19,3 +19,6 @@ pub const LOGIN: &str = "/login";
 pub const CONSENT: &str = "/consent";
 pub const USERINFO: &str = "/userinfo";
 pub const END_SESSION: &str = "/oauth2/logout";
+pub const DEVICE_AUTHORIZATION: &str = "/oauth2/device_authorization";
+/// Where people enter a device's user code.
+pub const DEVICE: &str = "/device";

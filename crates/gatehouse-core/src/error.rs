@@ -31,6 +31,10 @@ pub enum ErrorCode {
     InvalidToken,
     /// RFC 6750: the token lacks a scope the resource needs.
     InsufficientScope,
+    /// RFC 8628 section 3.5.
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -53,6 +57,9 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

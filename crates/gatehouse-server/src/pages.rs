@@ -128,6 +128,8 @@ pub struct ConsentPage<'a> {
     pub csrf: &'a str,
     /// (scope, description)
     pub scopes: Vec<(String, String)>,
+    /// Extra hidden form fields (name, value).
+    pub hidden: Vec<(String, String)>,
 }
 
 pub fn consent(p: &ConsentPage<'_>) -> String {
@@ -151,7 +153,7 @@ pub fn consent(p: &ConsentPage<'_>) -> String {
         "<p><strong>{client}</strong> wants to access your account <strong>{user}</strong>:</p>{list}\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}\
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
         client = escape(p.client),
@@ -159,6 +161,15 @@ pub fn consent(p: &ConsentPage<'_>) -> String {
         action = escape(p.action),
         request = escape(p.request),
         csrf = escape(p.csrf),
+        hidden = p
+            .hidden
+            .iter()
+            .map(|(k, v)| format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            ))
+            .collect::<String>(),
     );
     layout(p.tenant, "Allow access?", &body)
 }
@@ -170,6 +181,44 @@ pub fn error(tenant: &str, title: &str, message: &str) -> String {
         escape(message)
     );
     layout(tenant, title, &body)
+}
+
+pub struct DeviceEntryPage<'a> {
+    pub tenant: &'a str,
+    pub username: &'a str,
+    pub action: &'a str,
+    pub request: &'a str,
+    pub csrf: &'a str,
+    pub user_code: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub fn device_entry(p: &DeviceEntryPage<'_>) -> String {
+    let error = p
+        .error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "{error}<p>Signed in as <strong>{user}</strong>. Enter the code your device shows.</p>\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"user_code\">Code</label>\
+         <input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{code}\" autocomplete=\"off\" \
+         autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
+         <button type=\"submit\">Continue</button></form>",
+        user = escape(p.username),
+        action = escape(p.action),
+        request = escape(p.request),
+        csrf = escape(p.csrf),
+        code = escape(p.user_code),
+    );
+    layout(p.tenant, "Connect a device", &body)
+}
+
+/// A final page with a message and nothing left to do here.
+pub fn notice(tenant: &str, title: &str, message: &str) -> String {
+    layout(tenant, title, &format!("<p>{}</p>", escape(message)))
 }
 
 pub fn signed_out(tenant: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod authenticate;
 mod authorize;
+mod device;
 mod discovery;
 mod introspect;
 mod login;
@@ -49,6 +50,14 @@ pub fn router(state: AppState) -> Router {
             get(login::show_login).post(login::submit_login),
         )
         .route(&at(endpoints::CONSENT), post(login::submit_consent))
+        .route(
+            &at(endpoints::DEVICE_AUTHORIZATION),
+            post(device::device_authorization),
+        )
+        .route(
+            &at(endpoints::DEVICE),
+            get(device::show).post(device::submit),
+        )
         .route(
             &at(endpoints::USERINFO),
             get(userinfo::userinfo).post(userinfo::userinfo),

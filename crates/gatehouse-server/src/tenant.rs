@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 /// Grants this server can carry out at its token endpoint. A tenant's metadata advertises the
 /// intersection with what the tenant enables.
-pub const IMPLEMENTED_GRANTS: [GrantType; 6] = [
+pub const IMPLEMENTED_GRANTS: [GrantType; 7] = [
+    GrantType::DeviceCode,
     GrantType::JwtBearer,
     GrantType::AuthorizationCode,
     GrantType::Implicit,
@@ -128,6 +129,9 @@ fn metadata(config: &TenantConfig, issuer: &str) -> Value {
         "access_token_signing_alg_values_supported": [config.signing_algorithm.as_str()],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
     });
+    if config.enables(GrantType::DeviceCode) {
+        doc["device_authorization_endpoint"] = json!(at(endpoints::DEVICE_AUTHORIZATION));
+    }
     if !response_types.is_empty() {
         doc["authorization_endpoint"] = json!(at(endpoints::AUTHORIZATION));
         doc["response_modes_supported"] = json!(["query", "fragment"]);

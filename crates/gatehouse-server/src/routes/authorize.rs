@@ -29,13 +29,21 @@ const PENDING_TTL_SECS: u64 = 600;
 /// How long a consent is remembered.
 const CONSENT_TTL_SECS: u64 = 365 * 86_400;
 
-/// An authorization request waiting for the user, bound to the browser that started it.
+/// A sign-in waiting for the user, bound to the browser that started it: an authorization
+/// request, or (without one) a device confirmation (RFC 8628).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pending {
-    pub request: AuthorizationRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<AuthorizationRequest>,
+    /// For device confirmations: the user code from the verification link, to prefill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
     pub browser: String,
     pub csrf: String,
 }
+
+/// How long a started sign-in may take.
+pub const PENDING_TTL: u64 = PENDING_TTL_SECS;
 
 /// Browser-facing failures are pages, not JSON.
 pub fn page_error(tenant: &str, status: StatusCode, title: &str, message: &str) -> Response {
@@ -188,7 +196,8 @@ async fn authorize(state: AppState, name: String, form: Form, headers: HeaderMap
             None => random_token().map_err(crate::issue::no_randomness)?,
         };
         let pending = Pending {
-            request,
+            request: Some(request),
+            user_code: None,
             browser: browser.clone(),
             csrf: random_token().map_err(crate::issue::no_randomness)?,
         };
@@ -236,9 +245,21 @@ pub async fn proceed(
     session: Option<Session>,
     fresh_login: bool,
 ) -> Result<Response, HttpError> {
-    let req = &pending.request;
     let now = state.now();
     let name = &tenant.config.name;
+    let Some(req) = &pending.request else {
+        // A device confirmation: signed in, the person enters or confirms the user code.
+        return Ok(
+            match session.filter(|s| tenant.config.user(&s.username).is_some()) {
+                Some(s) => super::device::entry_page(tenant, id, pending, &s, None),
+                None => see_other(&format!(
+                    "{}{}?request={id}",
+                    tenant.issuer,
+                    endpoints::LOGIN
+                )),
+            },
+        );
+    };
     let usable = session.filter(|s| {
         (!req.prompt_login || fresh_login)
             && req
@@ -286,28 +307,42 @@ pub async fn proceed(
                 &e,
             ));
         }
-        return Ok(consent_page(tenant, id, pending, &session));
+        let ask = Ask {
+            client_id: &req.client_id,
+            scopes: &req.scopes,
+            action: format!("{}{}", tenant.issuer, endpoints::CONSENT),
+            hidden: Vec::new(),
+        };
+        return Ok(consent_page(tenant, id, pending, &session, ask));
     }
     complete(state, tenant, id, pending, &session).await
 }
 
-fn consent_page(
+/// What a consent page asks: which client wants which scopes, and where the answer goes
+/// (with any extra hidden fields).
+pub struct Ask<'a> {
+    pub client_id: &'a str,
+    pub scopes: &'a [String],
+    pub action: String,
+    pub hidden: Vec<(String, String)>,
+}
+
+pub fn consent_page(
     tenant: &TenantRuntime,
     id: &str,
     pending: &Pending,
     session: &Session,
+    ask: Ask<'_>,
 ) -> Response {
-    let client = tenant.client(&pending.request.client_id);
-    let client_name = client
+    let client_name = tenant
+        .client(ask.client_id)
         .and_then(|c| c.client_name.clone())
-        .unwrap_or_else(|| pending.request.client_id.clone());
-    let scopes = pending
-        .request
+        .unwrap_or_else(|| ask.client_id.to_string());
+    let scopes = ask
         .scopes
         .iter()
         .map(|s| (s.clone(), scope_description(tenant, s)))
         .collect();
-    let action = format!("{}{}", tenant.issuer, endpoints::CONSENT);
     pages::html(
         StatusCode::OK,
         pages::consent(&ConsentPage {
@@ -318,10 +353,11 @@ fn consent_page(
                 .unwrap_or(&tenant.config.name),
             client: &client_name,
             username: &session.username,
-            action: &action,
+            action: &ask.action,
             request: id,
             csrf: &pending.csrf,
             scopes,
+            hidden: ask.hidden,
         }),
     )
 }
@@ -379,7 +415,11 @@ pub async fn complete(
     pending: &Pending,
     session: &Session,
 ) -> Result<Response, HttpError> {
-    let req = &pending.request;
+    let Some(req) = &pending.request else {
+        return Err(
+            OAuthError::invalid_request("this sign-in is not an authorization request").into(),
+        );
+    };
     let name = &tenant.config.name;
     let now = state.now();
     state

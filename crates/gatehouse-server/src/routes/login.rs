@@ -26,10 +26,13 @@ fn login_page(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let client = tenant.client(&pending.request.client_id);
-    let client_name = client
-        .and_then(|c| c.client_name.clone())
-        .unwrap_or_else(|| pending.request.client_id.clone());
+    let client_name = match &pending.request {
+        Some(req) => tenant
+            .client(&req.client_id)
+            .and_then(|c| c.client_name.clone())
+            .unwrap_or_else(|| req.client_id.clone()),
+        None => "device sign-in".to_string(),
+    };
     let action = format!("{}{}", tenant.issuer, endpoints::LOGIN);
     pages::html(
         StatusCode::OK,
@@ -188,7 +191,14 @@ pub async fn submit_consent(
                 endpoints::LOGIN
             )));
         };
-        let req = &pending.request;
+        let Some(req) = &pending.request else {
+            return Ok(page_error(
+                &name,
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "This sign-in has no consent to give.",
+            ));
+        };
         if form.get("decision") != Some("allow") {
             state
                 .store

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::grant::authorization_code::{CodeRecord, exchange};
 use gatehouse_core::grant::client_credentials::{ClientCredentialsRequest, client_credentials};
+use gatehouse_core::grant::device_code::{self, DeviceRecord, Poll};
 use gatehouse_core::grant::jwt_bearer::jwt_bearer_claims;
 use gatehouse_core::grant::password::{check_password_grant, password_claims};
 use gatehouse_core::grant::refresh_token::{
@@ -105,6 +106,10 @@ pub async fn token(
         GrantType::RefreshToken => {
             let presented = form.require("refresh_token")?;
             rotate_refresh_token(&state, &tenant, &ctx, presented, form.get("scope"), jti).await?
+        }
+        GrantType::DeviceCode => {
+            let device_code = form.require("device_code")?;
+            poll_device(&state, &tenant, &ctx, device_code, jti).await?
         }
         GrantType::JwtBearer => {
             let assertion = form.require("assertion")?;
@@ -254,6 +259,68 @@ async fn redeem_code(
         family: Some((record.family, until)),
         id_token,
     })
+}
+
+/// One poll of a device (RFC 8628 section 3.4): still waiting (`authorization_pending`, or
+/// `slow_down` when polled too often), refused, or approved and then usable exactly once.
+async fn poll_device(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    ctx: &GrantContext<'_>,
+    device_code: &str,
+    jti: String,
+) -> Result<Outcome, HttpError> {
+    let name = &tenant.config.name;
+    let id = opaque_token_id(device_code);
+    let (record, used): (DeviceRecord, bool) =
+        records::get(&*state.store, name, RecordKind::DeviceCode, &id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("unknown device code"))?;
+    if used {
+        return Err(OAuthError::invalid_grant("the device code was already used").into());
+    }
+    match device_code::poll(ctx, record, jti) {
+        Poll::Refuse(e) => Err(e.into()),
+        Poll::Wait(e, record) => {
+            let keep = record.expires_at + super::device::EXPIRED_GRACE_SECS;
+            records::put(
+                &*state.store,
+                name,
+                RecordKind::DeviceCode,
+                &id,
+                &record,
+                keep,
+            )
+            .await?;
+            Err(e.into())
+        }
+        Poll::Approved(claims, auth_time) => {
+            let keep = ctx.now + super::device::EXPIRED_GRACE_SECS;
+            if !state
+                .store
+                .mark_used(name, RecordKind::DeviceCode, &id, keep)
+                .await?
+            {
+                return Err(OAuthError::invalid_grant("the device code was already used").into());
+            }
+            let refresh = issues_refresh_token(ctx, claims.scope.as_deref())
+                .then(|| {
+                    random_id().map(|family| RefreshTokenRecord {
+                        auth_time,
+                        ..new_family(ctx, &claims, family)
+                    })
+                })
+                .transpose()
+                .map_err(no_randomness)?;
+            let family = refresh.as_ref().map(|r| (r.family.clone(), r.expires_at));
+            Ok(Outcome {
+                claims,
+                refresh,
+                family,
+                id_token: None,
+            })
+        }
+    }
 }
 
 /// Uses a refresh token: a used (or revoked) one revokes its whole family and everything the
