@@ -51,6 +51,11 @@ pub struct CommonArgs {
     /// File holding the key-encryption key: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`).
     #[arg(long, env = "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Take the client address for sign-in throttling from the last `X-Forwarded-For` entry.
+    /// Set it only behind a proxy that appends that header (an ingress controller); without it
+    /// every client behind the proxy shares one address.
+    #[arg(long, env = "GATEHOUSE_TRUST_X_FORWARDED_FOR")]
+    pub trust_x_forwarded_for: bool,
     /// Log format.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

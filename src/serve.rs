@@ -84,8 +84,9 @@ pub async fn serve(
     tokio::task::spawn_blocking(gatehouse_core::secret::decoy_hash)
         .await
         .context("preparing sign-in")?;
-    let app = router(AppState::new(directory.clone(), store, metrics))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let mut state = AppState::new(directory.clone(), store, metrics);
+    state.trust_forwarded_for = common.trust_x_forwarded_for;
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -328,3 +328,56 @@ async fn openid_requests_get_a_refresh_token_only_with_offline_access() {
     .await;
     assert!(r.body["refresh_token"].is_string());
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_addresses_come_from_x_forwarded_for() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("initech.yaml"), INITECH).unwrap();
+    let g = Gatehouse::start_with_env(
+        &redis.url(),
+        dir,
+        &[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")],
+    );
+    let url = format!("{}/initech/oauth2/token", g.base);
+    let attempt = |from: &'static str, user: &'static str, pass: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", pass),
+                ("scope", "reports"),
+            ]);
+            reqwest::Client::new()
+                .post(&url)
+                .header("authorization", basic(APP.0, APP.1))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-for", format!("198.51.100.7, {from}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..20 {
+        let user: &'static str = Box::leak(format!("nobody{i}").into_boxed_str());
+        attempt("203.0.113.9", user, "guess").await;
+    }
+    let locked = attempt("203.0.113.9", "bob", "builder").await;
+    assert!(
+        locked["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many"),
+        "{locked}"
+    );
+    let other = attempt("203.0.113.10", "bob", "builder").await;
+    assert!(
+        other["access_token"].is_string(),
+        "another client behind the same proxy is not locked: {other}"
+    );
+}

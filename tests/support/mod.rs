@@ -38,6 +38,15 @@ impl Gatehouse {
     }
 
     pub fn start_in(store: &str, manifests: tempfile::TempDir) -> Gatehouse {
+        Self::start_with_env(store, manifests, &[])
+    }
+
+    /// Starts with extra `GATEHOUSE_*` settings in the environment.
+    pub fn start_with_env(
+        store: &str,
+        manifests: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Gatehouse {
         let logs = tempfile::tempdir().unwrap();
         let (log, out) = (
             logs.path().join("stderr.log"),
@@ -56,6 +65,7 @@ impl Gatehouse {
                 &format!("127.0.0.1:{ops_port}"),
             ])
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()

@@ -35,6 +35,8 @@ pub struct AppState {
     /// flood of wrong secrets queues instead of exhausting memory through the blocking pool.
     pub argon2_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Take the client address from `X-Forwarded-For` (set by a trusted proxy in front).
+    pub trust_forwarded_for: bool,
     /// Current unix time in seconds; injectable so tests can move time.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -55,6 +57,7 @@ impl AppState {
                     .unwrap_or(2),
             )),
             metrics,
+            trust_forwarded_for: false,
             clock: Arc::new(gatehouse_store::unix_now),
         }
     }

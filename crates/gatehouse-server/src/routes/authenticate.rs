@@ -108,10 +108,7 @@ impl FromRequest<AppState> for ClientRequest {
         let tenant = tenant(state, &name)?;
         let form = Form::read(&parts.headers, body).await?;
         let client = authenticate_client(state, &tenant, &parts.headers, &form).await?;
-        let address = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let address = client_address(state, &parts);
         Ok(ClientRequest {
             tenant,
             client,
@@ -121,22 +118,39 @@ impl FromRequest<AppState> for ClientRequest {
     }
 }
 
-/// The peer's address, when the server knows it (brute-force counters are kept per address).
+/// The client's address, when the server knows it (brute-force counters are kept per
+/// address): the TCP peer, or, when the operator says a proxy in front sets it, the last entry
+/// of `X-Forwarded-For` (the one that proxy appended; earlier entries are the client's to forge).
 pub struct PeerAddress(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
+pub fn client_address(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Option<std::net::IpAddr> {
+    if state.trust_forwarded_for {
+        return parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .next_back();
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+impl FromRequestParts<AppState> for PeerAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddress(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        Ok(PeerAddress(client_address(state, parts)))
     }
 }
 
