@@ -34,3 +34,23 @@ fn quickstart_credentials_are_the_examples() {
     assert!(example.contains("clientId: acme-billing"));
     assert!(readme.contains("-u acme-billing:quickstart-secret-change-me"));
 }
+
+#[test]
+fn the_readme_pkce_challenge_is_that_of_its_verifier() {
+    let readme = read("README.md");
+    let pick = |key: &str| {
+        let start = readme
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} in README"))
+            + key.len();
+        readme[start..]
+            .split(|c: char| c == '&' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let challenge = pick("code_challenge=");
+    let verifier = pick("code_verifier=");
+    assert_eq!(gatehouse_core::pkce::s256(&verifier), challenge);
+    assert!(gatehouse_core::pkce::valid_verifier(&verifier));
+}
