@@ -539,3 +539,65 @@ async fn implicit_returns_a_token_in_the_fragment_and_logout_ends_the_session() 
         .await;
     assert_eq!((bad.status, bad.location.is_none()), (400, true));
 }
+
+#[tokio::test]
+async fn browser_apps_get_cors_for_their_registered_origins_and_max_age_forces_sign_in() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let token = format!("{}/umbrella/oauth2/token", g.base);
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, &token)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("http://127.0.0.1:9").await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "http://127.0.0.1:9"
+    );
+    assert!(
+        ok.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        other.headers().get("access-control-allow-origin").is_none(),
+        "unregistered origins get nothing"
+    );
+    let post = client
+        .post(&token)
+        .header("origin", "http://127.0.0.1:9")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&refresh_token=x&client_id=umbrella-spa")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        post.headers()["access-control-allow-origin"],
+        "http://127.0.0.1:9"
+    );
+
+    // max_age: a sign-in older than max_age seconds must be repeated.
+    let (_, challenge) = pkce_pair();
+    let mut b = Browser::new();
+    sign_in_and_consent(&mut b, &g, &authorize_url(&g, &[], &challenge)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let page = b
+        .get(&authorize_url(&g, &[("max_age", "0")], &challenge))
+        .await;
+    assert!(
+        page.location.unwrap().contains("/umbrella/login?request="),
+        "max_age=0 asks for a fresh sign-in"
+    );
+    let page = b
+        .get(&authorize_url(&g, &[("max_age", "3600")], &challenge))
+        .await;
+    assert!(page.param("code").is_some());
+}

@@ -5,6 +5,7 @@
 //! Tenant and client configuration comes from an in-process snapshot ([`directory`]), so the
 //! token endpoint's hot path makes no store round trip for it.
 
+mod cors;
 pub mod directory;
 mod error;
 mod form;

@@ -31,6 +31,8 @@ pub struct TenantRuntime {
     pub signing_key: Option<SigningKey>,
     pub verification_keys: Vec<VerificationKey>,
     pub jwks: String,
+    /// Origins of the clients' redirect URIs: the browser apps allowed cross-origin calls.
+    pub cors_origins: std::collections::HashSet<String>,
     pub oauth_metadata: String,
     pub openid_metadata: String,
 }
@@ -62,6 +64,13 @@ impl TenantRuntime {
         openid["subject_types_supported"] = json!(["public"]);
         openid["id_token_signing_alg_values_supported"] =
             json!([bundle.config.signing_algorithm.as_str()]);
+        let cors_origins = bundle
+            .clients
+            .iter()
+            .flat_map(|c| c.redirect_uris.iter())
+            .filter_map(|u| crate::cors::origin_of(u))
+            .map(str::to_string)
+            .collect();
         let clients = bundle
             .clients
             .into_iter()
@@ -74,6 +83,7 @@ impl TenantRuntime {
             signing_key,
             verification_keys,
             jwks,
+            cors_origins,
             oauth_metadata: oauth.to_string(),
             openid_metadata: openid.to_string(),
         }
