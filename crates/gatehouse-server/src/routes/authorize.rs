@@ -42,9 +42,6 @@ pub struct Pending {
     pub csrf: String,
 }
 
-/// How long a started sign-in may take.
-pub const PENDING_TTL: u64 = PENDING_TTL_SECS;
-
 /// Browser-facing failures are pages, not JSON.
 pub fn page_error(tenant: &str, status: StatusCode, title: &str, message: &str) -> Response {
     pages::html(status, pages::error(tenant, title, message))
@@ -189,47 +186,60 @@ async fn authorize(state: AppState, name: String, form: Form, headers: HeaderMap
             return redirect_error(&tenant, &redirect_uri, response_type, st.as_deref(), &error);
         }
     };
-    let result = async {
-        let existing_browser = session::cookie(&headers, BROWSER_COOKIE);
-        let browser = match &existing_browser {
-            Some(b) => b.clone(),
-            None => random_token().map_err(crate::issue::no_randomness)?,
-        };
-        let pending = Pending {
-            request: Some(request),
-            user_code: None,
-            browser: browser.clone(),
-            csrf: random_token().map_err(crate::issue::no_randomness)?,
-        };
-        let id = random_id().map_err(crate::issue::no_randomness)?;
-        records::put(
-            &*state.store,
-            &name,
-            RecordKind::AuthorizationRequest,
-            &id,
-            &pending,
-            state.now() + PENDING_TTL_SECS,
-        )
-        .await?;
-        let current = session::current(&state, &name, &headers).await?;
-        let mut response = proceed(&state, &tenant, &id, &pending, current, false).await?;
-        if existing_browser.is_none() {
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                session::set_cookie(&state, &name, BROWSER_COOKIE, &browser, Some(400 * 86_400)),
-            );
-        }
-        Ok::<_, HttpError>(response)
+    begin(&state, &tenant, Some(request), None, &headers)
+        .await
+        .unwrap_or_else(|e| failure_page(&name, e))
+}
+
+/// Starts a sign-in bound to this browser (setting its binding cookie if it has none) and
+/// moves it on: an authorization request, or a device confirmation when `request` is `None`.
+pub async fn begin(
+    state: &AppState,
+    tenant: &TenantRuntime,
+    request: Option<AuthorizationRequest>,
+    user_code: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    let name = &tenant.config.name;
+    let existing_browser = session::cookie(headers, BROWSER_COOKIE);
+    let browser = match &existing_browser {
+        Some(b) => b.clone(),
+        None => random_token().map_err(crate::issue::no_randomness)?,
+    };
+    let pending = Pending {
+        request,
+        user_code,
+        browser: browser.clone(),
+        csrf: random_token().map_err(crate::issue::no_randomness)?,
+    };
+    let id = random_id().map_err(crate::issue::no_randomness)?;
+    let until = state.now() + PENDING_TTL_SECS;
+    records::put(
+        &*state.store,
+        name,
+        RecordKind::AuthorizationRequest,
+        &id,
+        &pending,
+        until,
+    )
+    .await?;
+    let current = session::current(state, name, headers).await?;
+    let mut response = proceed(state, tenant, &id, &pending, current, false).await?;
+    if existing_browser.is_none() {
+        let cookie = session::set_cookie(state, name, BROWSER_COOKIE, &browser, Some(400 * 86_400));
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    .await;
-    result.unwrap_or_else(|e| {
-        page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        )
-    })
+    Ok(response)
+}
+
+/// A failure in a browser flow, as a page.
+pub fn failure_page(tenant: &str, e: HttpError) -> Response {
+    page_error(
+        tenant,
+        e.status,
+        "Something went wrong",
+        &e.error.description,
+    )
 }
 
 fn consent_id(username: &str, client_id: &str) -> String {
@@ -525,14 +535,7 @@ pub async fn load_pending(
         match records::get(&*state.store, tenant, RecordKind::AuthorizationRequest, &id).await {
             Ok(Some((p, _))) => p,
             Ok(None) => return Err(expired()),
-            Err(e) => {
-                return Err(page_error(
-                    tenant,
-                    e.status,
-                    "Something went wrong",
-                    &e.error.description,
-                ));
-            }
+            Err(e) => return Err(failure_page(tenant, e)),
         };
     let browser_ok = session::cookie(headers, BROWSER_COOKIE).is_some_and(|b| b == pending.browser);
     let csrf_ok = form.get("csrf").is_some_and(|c| c == pending.csrf);

@@ -3,7 +3,7 @@
 
 use super::authenticate::ClientRequest;
 use super::authorize::{
-    Ask, PENDING_TTL, Pending, consent_page, load_pending, page_error, proceed, see_other,
+    Ask, Pending, begin, consent_page, failure_page, load_pending, page_error, see_other,
     unknown_tenant,
 };
 use crate::AppState;
@@ -12,16 +12,16 @@ use crate::form::Form;
 use crate::issue::no_randomness;
 use crate::pages::{self, DeviceEntryPage};
 use crate::records;
-use crate::session::{self, BROWSER_COOKIE, Session};
+use crate::session::{self, Session};
 use crate::tenant::TenantRuntime;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::device_code::{self, DeviceRecord, DeviceState, normalize_user_code};
-use gatehouse_core::token::{opaque_token_id, random_id, random_token};
+use gatehouse_core::token::{opaque_token_id, random_token};
 use gatehouse_core::{endpoints, throttle};
 use gatehouse_store::RecordKind;
 use serde_json::json;
@@ -125,47 +125,9 @@ pub async fn show(
     let user_code = Form::parse(query.unwrap_or_default().as_bytes())
         .ok()
         .and_then(|f| f.get("user_code").map(str::to_string));
-    let result = async {
-        let existing = session::cookie(&headers, BROWSER_COOKIE);
-        let browser = match &existing {
-            Some(b) => b.clone(),
-            None => random_token().map_err(no_randomness)?,
-        };
-        let pending = Pending {
-            request: None,
-            user_code,
-            browser: browser.clone(),
-            csrf: random_token().map_err(no_randomness)?,
-        };
-        let id = random_id().map_err(no_randomness)?;
-        records::put(
-            &*state.store,
-            &name,
-            RecordKind::AuthorizationRequest,
-            &id,
-            &pending,
-            state.now() + PENDING_TTL,
-        )
-        .await?;
-        let current = session::current(&state, &name, &headers).await?;
-        let mut response = proceed(&state, &tenant, &id, &pending, current, false).await?;
-        if existing.is_none() {
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                session::set_cookie(&state, &name, BROWSER_COOKIE, &browser, Some(400 * 86_400)),
-            );
-        }
-        Ok::<_, HttpError>(response)
-    }
-    .await;
-    result.unwrap_or_else(|e| {
-        page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        )
-    })
+    begin(&state, &tenant, None, user_code, &headers)
+        .await
+        .unwrap_or_else(|e| failure_page(&name, e))
 }
 
 /// `POST /device`: look the code up, then allow or deny on a consent page.
@@ -307,12 +269,5 @@ pub async fn submit(
         }
     }
     .await;
-    result.unwrap_or_else(|e: HttpError| {
-        page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        )
-    })
+    result.unwrap_or_else(|e| failure_page(&name, e))
 }

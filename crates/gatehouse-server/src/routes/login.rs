@@ -2,8 +2,8 @@
 
 use super::authenticate::PeerAddress;
 use super::authorize::{
-    Pending, complete, load_pending, page_error, proceed, redirect_error, remember_consent,
-    see_other, unknown_tenant,
+    Pending, complete, failure_page, load_pending, page_error, proceed, redirect_error,
+    remember_consent, see_other, unknown_tenant,
 };
 use crate::AppState;
 use crate::form::Form;
@@ -75,12 +75,7 @@ pub async fn show_login(
             "Sign-in expired",
             "This sign-in request has expired or was already completed.",
         ),
-        Err(e) => page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        ),
+        Err(e) => failure_page(&name, e),
     }
 }
 
@@ -129,12 +124,7 @@ pub async fn submit_login(
             };
             login_page(&tenant, &id, &pending, username, Some(message))
         }
-        Err(e) => page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        ),
+        Err(e) => failure_page(&name, e),
         Ok(user) => {
             let result = async {
                 let (cookie, session) = session::start(&state, &name, &user.username).await?;
@@ -147,14 +137,7 @@ pub async fn submit_login(
                 Ok::<_, crate::error::HttpError>(response)
             }
             .await;
-            result.unwrap_or_else(|e| {
-                page_error(
-                    &name,
-                    e.status,
-                    "Something went wrong",
-                    &e.error.description,
-                )
-            })
+            result.unwrap_or_else(|e| failure_page(&name, e))
         }
     }
 }
@@ -217,12 +200,5 @@ pub async fn submit_consent(
         complete(&state, &tenant, &id, &pending, &session).await
     }
     .await;
-    result.unwrap_or_else(|e: crate::error::HttpError| {
-        page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        )
-    })
+    result.unwrap_or_else(|e| failure_page(&name, e))
 }

@@ -1,7 +1,7 @@
 //! The end-session endpoint (OpenID Connect RP-Initiated Logout 1.0): ends the browser's
 //! session and, when asked, returns to a post-logout URI registered for the client.
 
-use super::authorize::{page_error, see_other, unknown_tenant};
+use super::authorize::{failure_page, page_error, see_other, unknown_tenant};
 use crate::AppState;
 use crate::form::Form;
 use crate::pages;
@@ -92,12 +92,7 @@ pub async fn end_session(
         }
     };
     if let Err(e) = session::end(&state, &name, &headers).await {
-        return page_error(
-            &name,
-            e.status,
-            "Something went wrong",
-            &e.error.description,
-        );
+        return failure_page(&name, e);
     }
     let mut response = match redirect {
         Some(uri) => {
