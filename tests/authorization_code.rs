@@ -601,3 +601,59 @@ async fn browser_apps_get_cors_for_their_registered_origins_and_max_age_forces_s
         .await;
     assert!(page.param("code").is_some());
 }
+
+#[tokio::test]
+async fn the_memory_store_runs_the_browser_flow_refresh_reuse_and_code_replay_too() {
+    let g = Gatehouse::start("memory://", &[("umbrella.yaml", TENANT)]);
+    let (verifier, challenge) = pkce_pair();
+    let mut b = Browser::new();
+    let code = sign_in_and_consent(&mut b, &g, &authorize_url(&g, &[], &challenge))
+        .await
+        .param("code")
+        .unwrap();
+    let first = exchange(&g, &code, &verifier).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        exchange(&g, &code, &verifier).await.error(),
+        "invalid_grant"
+    );
+    let token = format!("{}/umbrella/oauth2/token", g.base);
+    let rt = first.body["refresh_token"].as_str().unwrap();
+    let refresh = |rt: String| {
+        let token = token.clone();
+        async move {
+            post_form(
+                &token,
+                None,
+                &form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &rt),
+                    ("client_id", SPA),
+                ]),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        refresh(rt.to_string()).await.error(),
+        "invalid_grant",
+        "the replayed code revoked its refresh token"
+    );
+    let code = b
+        .get(&authorize_url(&g, &[], &challenge))
+        .await
+        .param("code")
+        .unwrap();
+    let fresh = exchange(&g, &code, &verifier).await;
+    let rt1 = fresh.body["refresh_token"].as_str().unwrap().to_string();
+    let second = refresh(rt1.clone()).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(refresh(rt1).await.error(), "invalid_grant", "reuse");
+    assert_eq!(
+        refresh(second.body["refresh_token"].as_str().unwrap().to_string())
+            .await
+            .error(),
+        "invalid_grant",
+        "family revoked"
+    );
+}
