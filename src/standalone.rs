@@ -7,7 +7,6 @@ use crate::manifests::{self, GENERATED_DIR, Manifests};
 use crate::serve::{load_kek, open_store, serve};
 use anyhow::Context;
 use gatehouse_controller::publish::{PublishReport, Publisher};
-use gatehouse_controller::secrets::credentials_data;
 use gatehouse_controller::{Observed, Reconciled, SecretRequest, reconcile};
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState};
 use gatehouse_crd::condition::types;
@@ -360,27 +359,7 @@ fn write_generated_secret(
 ) -> anyhow::Result<(PathBuf, Secret)> {
     let value = gatehouse_controller::secrets::generate_client_secret()
         .map_err(|_| anyhow::anyhow!("no randomness available"))?;
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(request.name.clone());
-    secret.metadata.namespace = Some(request.namespace.clone());
-    secret.metadata.labels = Some(
-        [
-            (
-                "app.kubernetes.io/managed-by".to_string(),
-                "gatehouse".to_string(),
-            ),
-            (
-                "gatehouse.dev/client".to_string(),
-                request.owner_name.clone(),
-            ),
-        ]
-        .into(),
-    );
-    secret.string_data = Some(credentials_data(
-        &request.client_id,
-        &value,
-        &request.issuer,
-    ));
+    let secret = gatehouse_controller::secrets::generated_secret(request, &value);
     let mut doc = serde_json::to_value(&secret)?;
     doc["apiVersion"] = "v1".into();
     doc["kind"] = "Secret".into();

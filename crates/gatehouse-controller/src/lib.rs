@@ -5,6 +5,7 @@
 //! [`publish::Publisher`] then makes the store match, writing only what changed. Standalone
 //! feeds the core from files; the operator will feed it from watches.
 
+pub mod cluster;
 pub mod conditions;
 pub mod publish;
 pub mod reconcile;

@@ -1,7 +1,9 @@
 //! Reading Kubernetes Secrets the way the apiserver stores them (`data`, base64) and the way
 //! people write them in manifests (`stringData`), and the contents of generated ones.
 
+use crate::reconcile::SecretRequest;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -50,4 +52,39 @@ pub fn credentials_data(
             format!("{issuer}{}", gatehouse_core::endpoints::TOKEN),
         ),
     ])
+}
+
+/// Label on every Secret Gatehouse creates; Secrets without it are never written to.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gatehouse");
+/// Label naming the OAuthClient a generated Secret belongs to.
+pub const CLIENT_LABEL: &str = "gatehouse.dev/client";
+
+/// The credentials Secret generated for a client: `client_id`, a random `client_secret`,
+/// `issuer` and `token_endpoint`, labelled, and owned by the OAuthClient when its uid is known
+/// (so Kubernetes garbage-collects it with the client).
+pub fn generated_secret(request: &SecretRequest, client_secret: &str) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(request.name.clone());
+    secret.metadata.namespace = Some(request.namespace.clone());
+    secret.metadata.labels = Some(BTreeMap::from([
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (CLIENT_LABEL.to_string(), request.owner_name.clone()),
+    ]));
+    secret.metadata.owner_references = request.owner_uid.as_ref().map(|uid| {
+        vec![OwnerReference {
+            api_version: gatehouse_crd::API_VERSION.to_string(),
+            kind: "OAuthClient".to_string(),
+            name: request.owner_name.clone(),
+            uid: uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]
+    });
+    secret.type_ = Some("Opaque".to_string());
+    secret.string_data = Some(credentials_data(
+        &request.client_id,
+        client_secret,
+        &request.issuer,
+    ));
+    secret
 }
