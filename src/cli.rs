@@ -23,6 +23,8 @@ enum Command {
     Standalone(StandaloneArgs),
     /// Run a token service replica that serves what the operator published to the store.
     Server(ServerArgs),
+    /// Reconcile Tenant and OAuthClient resources of a Kubernetes cluster into the store.
+    Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (or write them to a directory).
     Crdgen(CrdgenArgs),
     /// Read a password from standard input and print its argon2id PHC string.
@@ -102,6 +104,23 @@ pub struct ServerArgs {
 }
 
 #[derive(Args)]
+pub struct OperatorArgs {
+    /// Store URL: `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    #[arg(long, env = "GATEHOUSE_STORE")]
+    pub store: String,
+    /// Base URL of the token service (the servers' --public-url), for the issuers in statuses
+    /// and generated Secrets.
+    #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
+    pub public_url: String,
+    /// File holding the key-encryption key (the same as the servers').
+    #[arg(long, env = "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args)]
 struct CrdgenArgs {
     /// Write one file per CRD into this directory instead of printing.
     #[arg(long)]
@@ -121,6 +140,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
             runtime()?.block_on(standalone::run(args))
+        }
+        Command::Operator(args) => {
+            crate::logging::init(args.log_format);
+            runtime()?.block_on(crate::serve::run_operator(args))
         }
         Command::Server(args) => {
             crate::logging::init(args.common.log_format);

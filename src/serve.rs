@@ -15,7 +15,11 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Reads the key-encryption key from its file.
 pub fn load_kek(args: &CommonArgs) -> anyhow::Result<Option<KeyEncryptionKey>> {
-    let Some(path) = &args.key_encryption_key_file else {
+    read_kek(args.key_encryption_key_file.as_deref())
+}
+
+fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncryptionKey>> {
+    let Some(path) = path else {
         return Ok(None);
     };
     let text = zeroize::Zeroizing::new(
@@ -114,4 +118,24 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "store not reachable at start; will keep trying");
     }
     serve(store, directory, &args.common).await
+}
+
+pub async fn run_operator(args: crate::cli::OperatorArgs) -> anyhow::Result<()> {
+    let kek = read_kek(args.key_encryption_key_file.as_deref())?.context(
+        "a key-encryption key is required: pass --key-encryption-key-file or set GATEHOUSE_KEY_ENCRYPTION_KEY_FILE",
+    )?;
+    let public_url = args.public_url.trim_end_matches('/').to_string();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        anyhow::bail!("--public-url must be an http(s) URL, got {public_url:?}");
+    }
+    if args.store.starts_with("memory:") {
+        anyhow::bail!("--store memory:// would be invisible to the servers; use redis://");
+    }
+    let store = open_store(&args.store).await?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster service account or kubeconfig)")?;
+    gatehouse_controller::operator::run(client, store, Arc::new(kek), public_url, shutdown_signal())
+        .await
+        .context("the resource caches stopped")
 }

@@ -6,11 +6,10 @@ use crate::cli::StandaloneArgs;
 use crate::manifests::{self, GENERATED_DIR, Manifests};
 use crate::serve::{load_kek, open_store, serve};
 use anyhow::Context;
-use gatehouse_controller::publish::{PublishReport, Publisher};
+use gatehouse_controller::publish::{PublishReport, Publisher, record_signing_keys};
 use gatehouse_controller::{Observed, Reconciled, SecretRequest, reconcile};
-use gatehouse_core::keys::{KeyEncryptionKey, KeyState};
+use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_crd::condition::types;
-use gatehouse_crd::tenant::SigningKeyStatus;
 use gatehouse_crd::{OAuthClientStatus, TenantStatus};
 use gatehouse_server::TenantDirectory;
 use k8s_openapi::api::core::v1::Secret;
@@ -183,30 +182,13 @@ impl Driver {
         })
     }
 
-    fn record(&mut self, reconciled: Reconciled, report: &PublishReport) {
-        self.tenant_status.clear();
-        for mut t in reconciled.tenants {
-            if let Some(keys) = report.signing_keys.get(&t.name) {
-                t.status.signing_keys = keys
-                    .iter()
-                    .map(|k| SigningKeyStatus {
-                        kid: k.kid.clone(),
-                        algorithm: k.algorithm,
-                        state: match k.state {
-                            KeyState::Active => "active",
-                            KeyState::Next => "next",
-                            KeyState::Retired => "retired",
-                        }
-                        .into(),
-                        created_at: Time(
-                            Timestamp::from_second(k.created_at as i64)
-                                .unwrap_or(Timestamp::UNIX_EPOCH),
-                        ),
-                    })
-                    .collect();
-            }
-            self.tenant_status.insert(t.name.clone(), t.status);
-        }
+    fn record(&mut self, mut reconciled: Reconciled, report: &PublishReport) {
+        record_signing_keys(&mut reconciled, report);
+        self.tenant_status = reconciled
+            .tenants
+            .into_iter()
+            .map(|t| (t.name, t.status))
+            .collect();
         self.client_status = reconciled
             .clients
             .into_iter()

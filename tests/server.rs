@@ -241,3 +241,39 @@ fn a_replica_refuses_to_start_without_what_it_needs() {
         "the store password is never printed"
     );
 }
+
+#[test]
+fn the_operator_says_what_it_is_missing() {
+    let keys = tempfile::tempdir().unwrap();
+    let kek = kek_file(keys.path());
+    let redis = RedisServer::start();
+    let out = Command::new(binary())
+        .args([
+            "operator",
+            "--store",
+            &redis.url(),
+            "--public-url",
+            "https://auth.example.com",
+        ])
+        .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", &kek)
+        .env("KUBECONFIG", keys.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", keys.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting to Kubernetes"), "{err}");
+    let out = Command::new(binary())
+        .args([
+            "operator",
+            "--store",
+            "memory://",
+            "--public-url",
+            "https://x",
+        ])
+        .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", &kek)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invisible to the servers"));
+}

@@ -57,6 +57,18 @@ pub fn to_conditions(
         .collect()
 }
 
+/// Sets one condition in place (keeping its transition time unless the status flips).
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    verdict: &Verdict,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let updated = to_conditions(std::slice::from_ref(verdict), conditions, generation, now);
+    conditions.retain(|c| c.type_ != verdict.type_);
+    conditions.extend(updated);
+}
+
 /// The condition of a type, if any.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod operator;
 pub mod publish;
 pub mod reconcile;
 pub mod secrets;

@@ -19,6 +19,34 @@ use std::sync::{Arc, Mutex};
 /// Retired keys kept published (newest first) so tokens they signed still verify.
 const RETIRED_KEYS_KEPT: usize = 3;
 
+/// Copies the published signing keys into the tenants' statuses (`status.signingKeys`).
+pub fn record_signing_keys(reconciled: &mut Reconciled, report: &PublishReport) {
+    use gatehouse_crd::tenant::SigningKeyStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    for tenant in &mut reconciled.tenants {
+        if let Some(keys) = report.signing_keys.get(&tenant.name) {
+            tenant.status.signing_keys = keys
+                .iter()
+                .map(|k| SigningKeyStatus {
+                    kid: k.kid.clone(),
+                    algorithm: k.algorithm,
+                    state: match k.state {
+                        KeyState::Active => "active",
+                        KeyState::Next => "next",
+                        KeyState::Retired => "retired",
+                    }
+                    .into(),
+                    created_at: Time(
+                        Timestamp::from_second(k.created_at as i64)
+                            .unwrap_or(Timestamp::UNIX_EPOCH),
+                    ),
+                })
+                .collect();
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
