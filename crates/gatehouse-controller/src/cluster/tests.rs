@@ -78,6 +78,28 @@ async fn expect(server: &mut Server, method: Method, path: &str, reply: (u16, Va
     json
 }
 
+/// Expects one Event (events.k8s.io/v1) in `namespace`; answers as created; returns it.
+async fn expect_event(server: &mut Server, namespace: &str) -> Value {
+    let path = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events");
+    let (request, send) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), server.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request arrived; expected an event in {namespace}"))
+            .expect("service dropped");
+    assert_eq!(
+        (request.method(), request.uri().path()),
+        (&Method::POST, path.as_str())
+    );
+    let body = request.into_body().collect_bytes().await.unwrap();
+    send.send_response(
+        Response::builder()
+            .status(201)
+            .body(Body::from(body.clone()))
+            .unwrap(),
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
 /// Fails if the writer makes any request it should not have.
 async fn expect_nothing(server: &mut Server) {
     let extra =
@@ -108,6 +130,18 @@ async fn a_new_client_gets_its_status_written_and_an_owned_secret_generated() {
     assert_eq!(body["status"]["issuer"], "https://auth.example.com/acme");
     assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
     assert_eq!(body["status"]["conditions"][0]["observedGeneration"], 1);
+    let event = expect_event(&mut server, "default").await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Reconciled"))
+    );
+    assert_eq!(
+        (
+            event["regarding"]["kind"].as_str(),
+            event["regarding"]["name"].as_str()
+        ),
+        (Some("Tenant"), Some("acme"))
+    );
 
     let body = expect(
         &mut server,
@@ -157,6 +191,20 @@ async fn a_new_client_gets_its_status_written_and_an_owned_secret_generated() {
         secret["stringData"]["client_secret"]
             .as_str()
             .is_some_and(|s| s.len() >= 43)
+    );
+    let event = expect_event(&mut server, "acme").await;
+    assert_eq!(
+        (
+            event["reason"].as_str(),
+            event["regarding"]["name"].as_str()
+        ),
+        (Some("SecretGenerated"), Some("billing"))
+    );
+    assert!(
+        !event
+            .to_string()
+            .contains(secret["stringData"]["client_secret"].as_str().unwrap()),
+        "no secret in events"
     );
 
     let report = task.await.unwrap().unwrap();
@@ -231,6 +279,7 @@ async fn a_user_supplied_secret_is_used_and_never_written() {
         (200, tenant_json()),
     )
     .await;
+    expect_event(&mut server, "default").await;
     let body = expect(
         &mut server,
         Method::PATCH,
@@ -239,6 +288,11 @@ async fn a_user_supplied_secret_is_used_and_never_written() {
     )
     .await;
     assert_eq!(body["status"]["conditions"][1]["reason"], "Reconciled");
+    let event = expect_event(&mut server, "acme").await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Reconciled"))
+    );
     let report = task.await.unwrap().unwrap();
     assert!(report.secrets_created.is_empty());
     expect_nothing(&mut server).await;
@@ -260,6 +314,17 @@ async fn a_missing_tenant_is_reported_and_no_secret_is_made_for_a_refused_client
     .await;
     assert_eq!(body["status"]["conditions"][0]["reason"], "TenantNotFound");
     assert_eq!(body["status"]["conditions"][1]["status"], "False");
+    let event = expect_event(&mut server, "acme").await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("TenantNotFound"))
+    );
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("tenant nope does not exist")
+    );
     task.await.unwrap().unwrap();
     expect_nothing(&mut server).await;
 }
@@ -308,4 +373,47 @@ async fn api_failures_surface_as_errors() {
     .await;
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("etcd is sad"), "{err}");
+}
+
+#[test]
+fn only_real_transitions_make_events() {
+    use crate::conditions::{Verdict, to_conditions};
+    let now = Time(Timestamp::from_second(1).unwrap());
+    let ready = to_conditions(
+        &[
+            Verdict::new("Accepted", true, "Accepted", "ok"),
+            Verdict::new("Ready", true, "Reconciled", "live"),
+        ],
+        &[],
+        Some(1),
+        &now,
+    );
+    assert_eq!(transition_events(&ready, &ready), vec![], "nothing changed");
+    let events = transition_events(&[], &ready);
+    assert_eq!(events.len(), 1, "accepted=True is no news; ready=True is");
+    let refused = to_conditions(
+        &[
+            Verdict::new("Accepted", false, "NamespaceNotAllowed", "no"),
+            Verdict::new("Ready", false, "NamespaceNotAllowed", "no"),
+        ],
+        &ready,
+        Some(2),
+        &now,
+    );
+    let events = transition_events(&ready, &refused);
+    assert_eq!(events.len(), 1, "one warning per refusal");
+    assert_eq!(events[0].1, "NamespaceNotAllowed");
+    let pending = to_conditions(
+        &[
+            Verdict::new("Accepted", true, "Accepted", "ok"),
+            Verdict::new("Ready", false, "SecretPending", "creating"),
+        ],
+        &[],
+        Some(1),
+        &now,
+    );
+    assert!(
+        transition_events(&[], &pending).is_empty(),
+        "a Secret being created is not a warning"
+    );
 }
