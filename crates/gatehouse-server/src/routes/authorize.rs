@@ -515,6 +515,51 @@ pub async fn complete(
     )))
 }
 
+/// A form posted from a page of a pending sign-in: the tenant, the form, and the pending
+/// request, already checked to belong to this browser and this form (CSRF).
+pub struct PendingForm {
+    pub tenant: std::sync::Arc<TenantRuntime>,
+    pub form: Form,
+    pub id: String,
+    pub pending: Pending,
+    pub headers: HeaderMap,
+}
+
+impl axum::extract::FromRequest<AppState> for PendingForm {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = request.into_parts();
+        let Path(name) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| unknown_tenant("this address"))?;
+        let tenant = state
+            .directory
+            .get(&name)
+            .ok_or_else(|| unknown_tenant(&name))?;
+        let form = Form::read(&parts.headers, body).await.map_err(|e| {
+            page_error(
+                &name,
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                &e.description,
+            )
+        })?;
+        let (id, pending) = load_pending(state, &name, &form, &parts.headers).await?;
+        Ok(PendingForm {
+            tenant,
+            form,
+            id,
+            pending,
+            headers: parts.headers,
+        })
+    }
+}
+
 /// Loads a pending request and checks it belongs to this browser and form.
 pub async fn load_pending(
     state: &AppState,

@@ -3,8 +3,7 @@
 
 use super::authenticate::ClientRequest;
 use super::authorize::{
-    Ask, Pending, begin, consent_page, failure_page, load_pending, page_error, see_other,
-    unknown_tenant,
+    Ask, Pending, PendingForm, begin, consent_page, failure_page, see_other, unknown_tenant,
 };
 use crate::AppState;
 use crate::error::{HttpError, no_store};
@@ -15,7 +14,6 @@ use crate::records;
 use crate::session::{self, Session};
 use crate::tenant::TenantRuntime;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -131,30 +129,15 @@ pub async fn show(
 }
 
 /// `POST /device`: look the code up, then allow or deny on a consent page.
-pub async fn submit(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let Some(tenant) = state.directory.get(&name) else {
-        return unknown_tenant(&name);
-    };
-    let form = match Form::read(&headers, body).await {
-        Ok(f) => f,
-        Err(e) => {
-            return page_error(
-                &name,
-                StatusCode::BAD_REQUEST,
-                "Invalid request",
-                &e.description,
-            );
-        }
-    };
-    let (id, mut pending) = match load_pending(&state, &name, &form, &headers).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+pub async fn submit(State(state): State<AppState>, posted: PendingForm) -> Response {
+    let PendingForm {
+        tenant,
+        form,
+        id,
+        mut pending,
+        headers,
+    } = posted;
+    let name = tenant.config.name.clone();
     let result = async {
         let Some(session) = session::current(&state, &name, &headers)
             .await?

@@ -2,7 +2,7 @@
 
 use super::authenticate::PeerAddress;
 use super::authorize::{
-    Pending, complete, failure_page, load_pending, page_error, proceed, redirect_error,
+    Pending, PendingForm, complete, failure_page, page_error, proceed, redirect_error,
     remember_consent, see_other, unknown_tenant,
 };
 use crate::AppState;
@@ -12,9 +12,8 @@ use crate::records;
 use crate::session::{self, SESSION_COOKIE};
 use crate::sign_in::verify_password;
 use crate::tenant::TenantRuntime;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use gatehouse_core::{ErrorCode, OAuthError, endpoints};
 use gatehouse_store::RecordKind;
@@ -81,29 +80,17 @@ pub async fn show_login(
 
 pub async fn submit_login(
     State(state): State<AppState>,
-    Path(name): Path<String>,
     PeerAddress(address): PeerAddress,
-    headers: HeaderMap,
-    body: Body,
+    posted: PendingForm,
 ) -> Response {
-    let Some(tenant) = state.directory.get(&name) else {
-        return unknown_tenant(&name);
-    };
-    let form = match Form::read(&headers, body).await {
-        Ok(f) => f,
-        Err(e) => {
-            return page_error(
-                &name,
-                StatusCode::BAD_REQUEST,
-                "Invalid request",
-                &e.description,
-            );
-        }
-    };
-    let (id, pending) = match load_pending(&state, &name, &form, &headers).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+    let PendingForm {
+        tenant,
+        form,
+        id,
+        pending,
+        ..
+    } = posted;
+    let name = tenant.config.name.clone();
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
     if username.is_empty() || password.is_empty() {
@@ -142,30 +129,15 @@ pub async fn submit_login(
     }
 }
 
-pub async fn submit_consent(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let Some(tenant) = state.directory.get(&name) else {
-        return unknown_tenant(&name);
-    };
-    let form = match Form::read(&headers, body).await {
-        Ok(f) => f,
-        Err(e) => {
-            return page_error(
-                &name,
-                StatusCode::BAD_REQUEST,
-                "Invalid request",
-                &e.description,
-            );
-        }
-    };
-    let (id, pending) = match load_pending(&state, &name, &form, &headers).await {
-        Ok(p) => p,
-        Err(page) => return page,
-    };
+pub async fn submit_consent(State(state): State<AppState>, posted: PendingForm) -> Response {
+    let PendingForm {
+        tenant,
+        form,
+        id,
+        pending,
+        headers,
+    } = posted;
+    let name = tenant.config.name.clone();
     let result = async {
         let Some(session) = session::current(&state, &name, &headers).await? else {
             return Ok(see_other(&format!(
