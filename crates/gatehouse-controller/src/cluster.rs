@@ -53,6 +53,8 @@ pub struct ClusterReport {
     pub statuses_written: Vec<String>,
     /// `namespace/name` of Secrets created.
     pub secrets_created: Vec<String>,
+    /// `namespace/name` of Secrets given a fresh client_secret.
+    pub secrets_rotated: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +175,36 @@ impl ClusterWriter {
                 // Someone (GitOps, external-secrets) created it in the meantime: theirs wins.
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(e) => return Err(e.into()),
+            }
+        }
+        for (request, wanted) in reconciled
+            .clients
+            .iter()
+            .filter_map(|c| c.secret_rotation.as_ref())
+        {
+            let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
+            let patch = json!({
+                "metadata": {"annotations": {crate::secrets::ROTATED_FOR_ANNOTATION: wanted}},
+                "stringData": {crate::secrets::CLIENT_SECRET_KEY: value.as_str()},
+            });
+            api.patch(&request.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+            report
+                .secrets_rotated
+                .push(format!("{}/{}", request.namespace, request.name));
+            if let Some(owner) = find_client(&request.namespace, &request.owner_name) {
+                let note = format!(
+                    "issued a new client_secret in Secret {} (rotation {wanted})",
+                    request.name
+                );
+                self.event(
+                    &owner.object_ref(&()),
+                    EventType::Normal,
+                    "SecretRotated",
+                    &note,
+                )
+                .await;
             }
         }
         Ok(report)

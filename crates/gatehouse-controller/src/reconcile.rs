@@ -42,6 +42,9 @@ pub struct ClientOutcome {
     pub status: OAuthClientStatus,
     /// A credentials Secret to create (its absence is what keeps the client from being Ready).
     pub secret_request: Option<SecretRequest>,
+    /// A fresh `client_secret` for the client's Secret (owned by Gatehouse), asked for with the
+    /// `gatehouse.dev/rotate-secret` annotation; the value is what the Secret records as done.
+    pub secret_rotation: Option<(SecretRequest, String)>,
 }
 
 /// A client registration and the plain secret the publisher hashes before storing it.

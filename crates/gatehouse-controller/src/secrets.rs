@@ -56,6 +56,10 @@ pub fn credentials_data(
 
 /// Label on every Secret Gatehouse creates; Secrets without it are never written to.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gatehouse");
+/// Annotation on an OAuthClient: a new value asks for a fresh secret in its (owned) Secret.
+pub const ROTATE_ANNOTATION: &str = "gatehouse.dev/rotate-secret";
+/// Annotation on a generated Secret: the rotation value it was last rotated for.
+pub const ROTATED_FOR_ANNOTATION: &str = "gatehouse.dev/rotated-for";
 /// Label naming the OAuthClient a generated Secret belongs to.
 pub const CLIENT_LABEL: &str = "gatehouse.dev/client";
 

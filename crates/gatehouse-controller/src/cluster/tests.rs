@@ -417,3 +417,40 @@ fn only_real_transitions_make_events() {
         "a Secret being created is not a warning"
     );
 }
+
+#[tokio::test]
+async fn the_rotation_annotation_patches_our_secret_and_records_it() {
+    let (client, mut server) = mock_client();
+    let t = tenant();
+    let mut c = oauth_client(json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}));
+    c.metadata.annotations =
+        Some([("gatehouse.dev/rotate-secret".to_string(), "r1".to_string())].into());
+    let mut ours = secret("billing-credentials", b"old-secret");
+    ours.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "gatehouse".to_string(),
+        )]
+        .into(),
+    );
+    let secrets = vec![ours];
+    let first = run(std::slice::from_ref(&t), std::slice::from_ref(&c), &secrets);
+    let (mut t2, mut c2) = (t.clone(), c.clone());
+    t2.status = Some(first.tenants[0].status.clone());
+    c2.status = Some(first.clients[0].status.clone());
+    let writer = ClusterWriter::new(client);
+    let task = tokio::spawn(async move { writer.write(&first, &[t2], &[c2], &secrets).await });
+    let body = expect(&mut server, Method::PATCH, "/api/v1/namespaces/acme/secrets/billing-credentials", (200, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "billing-credentials"}}))).await;
+    assert_eq!(
+        body["metadata"]["annotations"]["gatehouse.dev/rotated-for"],
+        "r1"
+    );
+    let fresh = body["stringData"]["client_secret"].as_str().unwrap();
+    assert!(fresh.len() >= 43 && fresh != "old-secret");
+    let event = expect_event(&mut server, "acme").await;
+    assert_eq!(event["reason"], "SecretRotated");
+    assert!(!event.to_string().contains(fresh), "no secret in events");
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.secrets_rotated, vec!["acme/billing-credentials"]);
+    expect_nothing(&mut server).await;
+}

@@ -76,6 +76,7 @@ fn reconcile_client(
         registration: None,
         status: OAuthClientStatus::default(),
         secret_request: None,
+        secret_rotation: None,
     };
 
     let admitted = admit(client, &namespace, &client_id, observed, tenants, taken);
@@ -109,7 +110,20 @@ fn reconcile_client(
         });
         match found {
             Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
-                Ok(Some(value)) if !value.is_empty() => secret = Some(value),
+                Ok(Some(value)) if !value.is_empty() => {
+                    secret = Some(value);
+                    outcome.secret_rotation = rotation_asked(client, s).map(|wanted| {
+                        let request = SecretRequest {
+                            namespace: namespace.clone(),
+                            name: secret_ref.name.clone(),
+                            client_id: client_id.clone(),
+                            issuer: issuer.clone(),
+                            owner_name: name.clone(),
+                            owner_uid: client.metadata.uid.clone(),
+                        };
+                        (request, wanted)
+                    });
+                }
                 Ok(_) => {
                     ready = Verdict::new(
                         types::READY,
@@ -284,4 +298,27 @@ fn list(grants: &[GrantType]) -> String {
         .map(|g| g.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The rotation a client asks for with the `gatehouse.dev/rotate-secret` annotation, if its
+/// Secret is Gatehouse's own and has not had that rotation yet. Secrets someone else manages
+/// are never rotated (their owner rotates them; a change takes effect by itself).
+fn rotation_asked(
+    client: &OAuthClient,
+    secret: &k8s_openapi::api::core::v1::Secret,
+) -> Option<String> {
+    use crate::secrets::{MANAGED_BY, ROTATE_ANNOTATION, ROTATED_FOR_ANNOTATION};
+    let wanted = client.annotations().get(ROTATE_ANNOTATION)?;
+    let ours = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1);
+    let done = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATED_FOR_ANNOTATION));
+    (ours && done != Some(wanted)).then(|| wanted.clone())
 }

@@ -402,3 +402,75 @@ fn users_come_from_the_users_secret_and_a_broken_one_degrades_only_sign_in() {
         loaded.message
     );
 }
+
+#[test]
+fn the_rotation_annotation_rotates_only_our_own_secret_once_per_value() {
+    let mut c = m2m("acme", "billing", 1);
+    c.metadata.annotations = Some(
+        [(
+            "gatehouse.dev/rotate-secret".to_string(),
+            "2026-11-22".to_string(),
+        )]
+        .into(),
+    );
+    let mut ours = secret("acme", "billing-credentials", Some(b"old"));
+    ours.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "gatehouse".to_string(),
+        )]
+        .into(),
+    );
+    let r = run(
+        &[acme()],
+        std::slice::from_ref(&c),
+        std::slice::from_ref(&ours),
+    );
+    let outcome = r.client("acme", "billing").unwrap();
+    let (request, wanted) = outcome.secret_rotation.as_ref().expect("rotation asked");
+    assert_eq!(
+        (request.name.as_str(), wanted.as_str()),
+        ("billing-credentials", "2026-11-22")
+    );
+    assert_eq!(
+        outcome
+            .registration
+            .as_ref()
+            .unwrap()
+            .secret
+            .as_deref()
+            .map(|s| s.as_str()),
+        Some("old"),
+        "serves on until replaced"
+    );
+
+    ours.metadata.annotations = Some(
+        [(
+            "gatehouse.dev/rotated-for".to_string(),
+            "2026-11-22".to_string(),
+        )]
+        .into(),
+    );
+    let r = run(
+        &[acme()],
+        std::slice::from_ref(&c),
+        std::slice::from_ref(&ours),
+    );
+    assert!(
+        r.client("acme", "billing")
+            .unwrap()
+            .secret_rotation
+            .is_none(),
+        "done once"
+    );
+
+    let theirs = secret("acme", "billing-credentials", Some(b"vault"));
+    let r = run(&[acme()], std::slice::from_ref(&c), &[theirs]);
+    assert!(
+        r.client("acme", "billing")
+            .unwrap()
+            .secret_rotation
+            .is_none(),
+        "never someone else's Secret"
+    );
+}
