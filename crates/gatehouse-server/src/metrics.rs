@@ -163,8 +163,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
             })
             .inc();
     }
-    m.tenants
-        .set(i64::try_from(state.directory.tenant_count()).unwrap_or(i64::MAX));
     // Successful requests at debug (a busy token endpoint would drown everything else), client
     // errors at info, server errors at warn.
     let tenant_label = tenant.as_deref().unwrap_or("-");

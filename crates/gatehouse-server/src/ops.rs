@@ -28,6 +28,9 @@ pub fn ops_router(state: OpsState) -> Router {
 }
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    // Derived when scraped rather than kept current on every request.
+    let tenants = i64::try_from(state.directory.tenant_count()).unwrap_or(i64::MAX);
+    state.metrics.tenants.set(tenants);
     (
         [(
             header::CONTENT_TYPE,

@@ -74,6 +74,15 @@ pub fn html(status: StatusCode, page: String) -> Response {
     r
 }
 
+/// The fields tying a form to its pending sign-in: the request id and its CSRF token.
+fn pending_fields(request: &str, csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"request\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(request),
+        escape(csrf)
+    )
+}
+
 pub struct LoginPage<'a> {
     pub tenant: &'a str,
     pub client: &'a str,
@@ -92,8 +101,7 @@ pub fn login(p: &LoginPage<'_>) -> String {
     let body = format!(
         "{error}<p class=\"muted\">to continue to <strong>{client}</strong></p>\
          <form method=\"post\" action=\"{action}\">\
-         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         {pending}\
          <label for=\"username\">Username</label>\
          <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" autocomplete=\"username\" required{focus_user}>\
          <label for=\"password\">Password</label>\
@@ -101,8 +109,7 @@ pub fn login(p: &LoginPage<'_>) -> String {
          <button type=\"submit\">Sign in</button></form>",
         client = escape(p.client),
         action = escape(p.action),
-        request = escape(p.request),
-        csrf = escape(p.csrf),
+        pending = pending_fields(p.request, p.csrf),
         username = escape(p.username),
         // Back after a wrong password, the cursor goes where the fix is.
         focus_user = if p.username.is_empty() {
@@ -152,15 +159,13 @@ pub fn consent(p: &ConsentPage<'_>) -> String {
     let body = format!(
         "<p><strong>{client}</strong> wants to access your account <strong>{user}</strong>:</p>{list}\
          <form method=\"post\" action=\"{action}\">\
-         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{hidden}\
+         {pending}{hidden}\
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
         client = escape(p.client),
         user = escape(p.username),
         action = escape(p.action),
-        request = escape(p.request),
-        csrf = escape(p.csrf),
+        pending = pending_fields(p.request, p.csrf),
         hidden = p
             .hidden
             .iter()
@@ -201,16 +206,14 @@ pub fn device_entry(p: &DeviceEntryPage<'_>) -> String {
     let body = format!(
         "{error}<p>Signed in as <strong>{user}</strong>. Enter the code your device shows.</p>\
          <form method=\"post\" action=\"{action}\">\
-         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         {pending}\
          <label for=\"user_code\">Code</label>\
          <input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{code}\" autocomplete=\"off\" \
          autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
          <button type=\"submit\">Continue</button></form>",
         user = escape(p.username),
         action = escape(p.action),
-        request = escape(p.request),
-        csrf = escape(p.csrf),
+        pending = pending_fields(p.request, p.csrf),
         code = escape(p.user_code),
     );
     layout(p.tenant, "Connect a device", &body)

@@ -97,6 +97,15 @@ fn reconcile_client(
     // Credentials.
     let issuer = endpoints::issuer(observed.public_url, &tenant.name_any());
     let mut secret = None;
+    // The Secret this client's credentials live in, for generation and rotation alike.
+    let secret_request = SecretRequest {
+        namespace: namespace.clone(),
+        name: secret_ref.name.clone(),
+        client_id: client_id.clone(),
+        issuer: issuer.clone(),
+        owner_name: name.clone(),
+        owner_uid: client.metadata.uid.clone(),
+    };
     let mut ready = Verdict::new(
         types::READY,
         true,
@@ -112,17 +121,8 @@ fn reconcile_client(
             Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
                 Ok(Some(value)) if !value.is_empty() => {
                     secret = Some(value);
-                    outcome.secret_rotation = rotation_asked(client, s).map(|wanted| {
-                        let request = SecretRequest {
-                            namespace: namespace.clone(),
-                            name: secret_ref.name.clone(),
-                            client_id: client_id.clone(),
-                            issuer: issuer.clone(),
-                            owner_name: name.clone(),
-                            owner_uid: client.metadata.uid.clone(),
-                        };
-                        (request, wanted)
-                    });
+                    outcome.secret_rotation =
+                        rotation_asked(client, s).map(|wanted| (secret_request.clone(), wanted));
                 }
                 Ok(_) => {
                     ready = Verdict::new(
@@ -148,14 +148,7 @@ fn reconcile_client(
                     reasons::SECRET_PENDING,
                     format!("creating Secret {}", secret_ref.name),
                 );
-                outcome.secret_request = Some(SecretRequest {
-                    namespace: namespace.clone(),
-                    name: secret_ref.name.clone(),
-                    client_id: client_id.clone(),
-                    issuer: issuer.clone(),
-                    owner_name: name.clone(),
-                    owner_uid: client.metadata.uid.clone(),
-                });
+                outcome.secret_request = Some(secret_request.clone());
             }
             None => {
                 ready = Verdict::new(
