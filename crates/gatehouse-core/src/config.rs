@@ -102,6 +102,11 @@ pub struct ClientConfig {
     /// The client's public JWK Set, as registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
+    /// Random, fixed when the registration is first written and new for every re-creation:
+    /// refresh tokens carry it, so deleting a client revokes them all, even if a client with
+    /// the same id is registered again later.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incarnation: String,
     /// Free-form annotations for later features; kept so records stay forward compatible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,

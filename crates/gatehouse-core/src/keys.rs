@@ -138,6 +138,12 @@ pub struct SigningKeyRecord {
     pub state: KeyState,
     /// Unix seconds.
     pub created_at: u64,
+    /// When it started signing (unix seconds); rotation is due an interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<u64>,
+    /// When it stopped signing (unix seconds); it leaves JWKS once its tokens have expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
     pub public_jwk: Value,
     /// base64url(nonce || AES-256-GCM(PKCS#8)).
     pub sealed_private_key: String,
@@ -226,6 +232,8 @@ pub fn generate_signing_key(
         algorithm: alg,
         state,
         created_at: now,
+        activated_at: (state == KeyState::Active).then_some(now),
+        retired_at: None,
         public_jwk: jwk,
         sealed_private_key,
     })

@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod error;
 pub mod grant;
 pub mod id_token;
+pub mod key_rotation;
 pub mod keys;
 pub mod model;
 pub mod pkce;

@@ -43,6 +43,7 @@ pub fn client() -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
         secret_hash: None,
         jwks: None,
+        incarnation: String::new(),
         extra: Default::default(),
     }
 }

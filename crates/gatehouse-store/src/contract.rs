@@ -39,6 +39,7 @@ fn client(id: &str) -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
         secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         jwks: None,
+        incarnation: String::new(),
         extra: Default::default(),
     }
 }
@@ -49,6 +50,8 @@ fn key(kid: &str) -> SigningKeyRecord {
         algorithm: SigningAlgorithm::ES256,
         state: KeyState::Active,
         created_at: 1,
+        activated_at: Some(1),
+        retired_at: None,
         public_jwk: serde_json::json!({"kty": "EC", "kid": kid}),
         sealed_private_key: "sealed".into(),
     }
@@ -74,6 +77,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     versions_move_on_every_write(store, &format!("{prefix}-ver")).await;
     tenants_are_isolated(store, &format!("{prefix}-iso")).await;
     deleted_tenant_comes_back_with_a_new_version(store, &format!("{prefix}-del")).await;
+    purge_removes_runtime_data_of_one_tenant_only(store, &format!("{prefix}-purge")).await;
     opaque_tokens_live_until_exp(store, &format!("{prefix}-tok")).await;
     revocations_expire(store, &format!("{prefix}-rev")).await;
     failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
@@ -178,6 +182,58 @@ async fn deleted_tenant_comes_back_with_a_new_version(store: &dyn Store, t: &str
             .is_empty(),
         "clients do not come back"
     );
+}
+
+async fn purge_removes_runtime_data_of_one_tenant_only(store: &dyn Store, t: &str) {
+    let other = format!("{t}-other");
+    let later = unix_now() + 600;
+    for name in [t, other.as_str()] {
+        store.put_tenant(&tenant(name)).await.unwrap();
+        store.put_client(name, &client("c")).await.unwrap();
+        store.put_opaque_token(name, "tok", &claims(later)).await.unwrap();
+        store.revoke_jti(name, "j", later).await.unwrap();
+        for i in 0..1500 {
+            store
+                .put_record(name, RecordKind::RefreshToken, &format!("r{i}"), "{}", later)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        store.get_client(t, "c").await.unwrap().map(|c| c.client_id),
+        Some("c".to_string())
+    );
+    assert_eq!(store.get_client(t, "nobody").await.unwrap(), None);
+
+    store.delete_tenant(t).await.unwrap();
+    assert!(
+        store.get_opaque_token(t, "tok").await.unwrap().is_some(),
+        "taking a tenant out of service keeps its runtime data"
+    );
+    assert_eq!(store.get_client(t, "c").await.unwrap(), None);
+    let removed = store.purge_tenant(t).await.unwrap();
+    assert!(removed >= 1502, "removed {removed}");
+    assert!(store.get_opaque_token(t, "tok").await.unwrap().is_none());
+    assert!(!store.is_revoked(t, "j").await.unwrap());
+    assert!(
+        store
+            .get_record(t, RecordKind::RefreshToken, "r1499")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.purge_tenant(t).await.unwrap(), 0, "idempotent");
+
+    assert!(store.get_opaque_token(&other, "tok").await.unwrap().is_some());
+    assert!(store.is_revoked(&other, "j").await.unwrap());
+    assert!(
+        store
+            .get_record(&other, RecordKind::RefreshToken, "r1499")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.load_tenant(&other).await.unwrap().unwrap().clients.len(), 1);
 }
 
 async fn opaque_tokens_live_until_exp(store: &dyn Store, t: &str) {

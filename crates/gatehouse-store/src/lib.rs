@@ -91,8 +91,19 @@ pub trait Store: Send + Sync + 'static {
     async fn put_client(&self, tenant: &str, client: &ClientConfig) -> Result<(), StoreError>;
     /// Removes a client; removing an absent one is not an error.
     async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<(), StoreError>;
-    /// Removes a tenant's configuration, clients and keys; its issuer stops serving.
+    /// Removes a tenant's configuration, clients and keys; its issuer stops serving. Runtime
+    /// data (tokens, sessions, codes) stays, so a tenant taken out of service by a bad edit
+    /// comes back with its sessions; [`Store::purge_tenant`] removes that too.
     async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError>;
+    /// Removes everything a tenant's server wrote (tokens, codes, sessions, revocations,
+    /// counters), in bounded batches; returns how many entries went. For a tenant that is gone.
+    async fn purge_tenant(&self, tenant: &str) -> Result<u64, StoreError>;
+    /// One client's stored registration.
+    async fn get_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientConfig>, StoreError>;
     /// Every tenant with its configuration version.
     async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError>;
     /// One tenant's full configuration, or `None` if it has none.

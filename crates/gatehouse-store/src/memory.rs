@@ -106,8 +106,41 @@ impl Store for MemoryStore {
     }
 
     async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError> {
-        self.with(|all| all.remove(tenant));
+        self.with(|all| {
+            if let Some(d) = all.get_mut(tenant) {
+                d.config = None;
+                d.keys.clear();
+                d.clients.clear();
+            }
+        });
         Ok(())
+    }
+
+    async fn purge_tenant(&self, tenant: &str) -> Result<u64, StoreError> {
+        Ok(self.with(|all| {
+            let Some(d) = all.get_mut(tenant) else {
+                return 0;
+            };
+            let n = d.opaque.len()
+                + d.revoked.len()
+                + d.failures.len()
+                + d.records.len()
+                + d.families.len();
+            d.opaque.clear();
+            d.revoked.clear();
+            d.failures.clear();
+            d.records.clear();
+            d.families.clear();
+            n as u64
+        }))
+    }
+
+    async fn get_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientConfig>, StoreError> {
+        Ok(self.with(|all| all.get(tenant)?.clients.get(client_id).cloned()))
     }
 
     async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError> {

@@ -59,6 +59,14 @@ fn family_revoked_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfr:{family}")
 }
 
+/// One step of a tenant purge: a SCAN batch over the tenant's keys (all in one slot, so the
+/// script runs on the node that holds them) and UNLINK of what it found. Returns the next
+/// cursor and the number removed; bounded work per call keeps Redis responsive.
+const PURGE_SCRIPT: &str = r"
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
+for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end
+return {r[1], #r[2]}";
+
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
 const FAILURE_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -103,6 +111,7 @@ impl ConnectionLike for Connection {
 pub struct RedisStore {
     conn: Connection,
     bump: redis::Script,
+    purge: redis::Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -166,6 +175,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             bump: redis::Script::new(BUMP_SCRIPT),
+            purge: redis::Script::new(PURGE_SCRIPT),
         })
     }
 
@@ -226,6 +236,41 @@ impl Store for RedisStore {
             self.bump_version(tenant).await?;
         }
         Ok(())
+    }
+
+    async fn purge_tenant(&self, tenant: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{{t:{tenant}}}:*");
+        let mut cursor = "0".to_string();
+        let mut removed = 0u64;
+        loop {
+            let (next, n): (String, u64) = self
+                .purge
+                .key(config_key(tenant))
+                .arg(&cursor)
+                .arg(&pattern)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            removed += n;
+            if next == "0" {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn get_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientConfig>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn
+            .hget(clients_key(tenant), client_id)
+            .await
+            .map_err(unavailable)?;
+        raw.map(|r| decode(&clients_key(tenant), &r)).transpose()
     }
 
     async fn delete_tenant(&self, tenant: &str) -> Result<(), StoreError> {

@@ -181,6 +181,8 @@ fn reconcile_client(
                     .jwks
                     .as_ref()
                     .map(|j| serde_json::json!({ "keys": j.keys })),
+                // The publisher keeps the stored one, or makes one for a new registration.
+                incarnation: String::new(),
                 extra: Default::default(),
             },
             secret,

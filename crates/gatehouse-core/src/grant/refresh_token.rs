@@ -15,6 +15,9 @@ pub struct RefreshTokenRecord {
     /// All tokens descended from one grant share a family.
     pub family: String,
     pub client_id: String,
+    /// The client registration it was issued to (see `ClientConfig::incarnation`).
+    #[serde(default)]
+    pub client_incarnation: String,
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -44,6 +47,7 @@ pub fn new_family(
     RefreshTokenRecord {
         family,
         client_id: claims.client_id.clone(),
+        client_incarnation: ctx.client.incarnation.clone(),
         sub: claims.sub.clone(),
         scope: claims.scope.clone(),
         aud: claims.aud.clone(),
@@ -64,6 +68,11 @@ pub fn refresh(
     if record.client_id != ctx.client.client_id {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
+        ));
+    }
+    if record.client_incarnation != ctx.client.incarnation {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was revoked when its client was deleted",
         ));
     }
     if record.expires_at <= ctx.now {
@@ -121,6 +130,7 @@ mod tests {
         RefreshTokenRecord {
             family: "f".into(),
             client_id: "acme-billing".into(),
+            client_incarnation: String::new(),
             sub: "alice".into(),
             scope: Some(scope.into()),
             aud: Audience(vec!["api".into()]),
@@ -181,6 +191,25 @@ mod tests {
             refresh(&ctx, &other, None, "j".into()).unwrap_err().code,
             ErrorCode::InvalidGrant
         );
+    }
+
+    #[test]
+    fn a_token_of_a_deleted_and_recreated_client_is_invalid_grant() {
+        let (t, mut c) = (tenant(), client());
+        c.grant_types.push(GrantType::RefreshToken);
+        c.incarnation = "second".into();
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 100,
+        };
+        let mut old = record("a");
+        old.client_incarnation = "first".into();
+        let err = refresh(&ctx, &old, None, "j".into()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+        old.client_incarnation = "second".into();
+        assert!(refresh(&ctx, &old, None, "j".into()).is_ok());
     }
 
     #[test]

@@ -228,13 +228,8 @@ async fn redeem_code(
         .map(|s| s.split(' ').collect())
         .unwrap_or_default();
     let refresh = issues_refresh_token(ctx, claims.scope.as_deref()).then(|| RefreshTokenRecord {
-        family: record.family.clone(),
-        client_id: claims.client_id.clone(),
-        sub: claims.sub.clone(),
-        scope: claims.scope.clone(),
-        aud: claims.aud.clone(),
         auth_time: record.auth_time,
-        expires_at: ctx.now + tenant.config.refresh_token_ttl_secs,
+        ..new_family(ctx, &claims, record.family.clone())
     });
     let id_token = scopes.contains(&"openid").then(|| IdTokenClaims {
         iss: tenant.issuer.clone(),
