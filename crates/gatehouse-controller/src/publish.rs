@@ -7,17 +7,15 @@
 
 use crate::reconcile::{ClientRegistration, Reconciled};
 use aws_lc_rs::digest;
+use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys};
 use gatehouse_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
 };
 use gatehouse_core::secret::{SecretError, hash_secret, verify_secret};
-use gatehouse_core::{ClientConfig, SigningAlgorithm, TenantConfig};
+use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-
-/// Retired keys kept published (newest first) so tokens they signed still verify.
-const RETIRED_KEYS_KEPT: usize = 3;
 
 /// Copies the published signing keys into the tenants' statuses (`status.signingKeys`).
 pub fn record_signing_keys(reconciled: &mut Reconciled, report: &PublishReport) {
@@ -55,6 +53,8 @@ pub enum PublishError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("no randomness available")]
+    Randomness,
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -83,6 +83,12 @@ pub struct Publisher {
     /// The store's tenant versions right after the last publish; anything else found there
     /// later means someone else changed (or flushed) the store.
     published_versions: Mutex<Option<BTreeMap<String, gatehouse_store::Version>>>,
+}
+
+fn new_incarnation() -> Result<String, PublishError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PublishError::Randomness)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn sha256(s: &str) -> SecretDigest {
@@ -120,6 +126,106 @@ impl Publisher {
             .unwrap_or(true))
     }
 
+    /// Moves a tenant's keys forward under its rotation policy (see
+    /// [`gatehouse_core::key_rotation`]); keys this process cannot open are replaced.
+    pub async fn plan_keys(
+        &self,
+        tenant: &str,
+        existing: Vec<SigningKeyRecord>,
+        policy: RotationPolicy,
+        now: u64,
+    ) -> Result<KeyPlan, PublishError> {
+        let kek = self.kek.clone();
+        let owner = tenant.to_string();
+        // Generating an RSA key takes long enough to keep it off the async workers.
+        blocking(move || {
+            plan_keys(
+                existing,
+                &policy,
+                now,
+                |k| SigningKey::open(&owner, k, &kek).is_ok(),
+                |state| generate_signing_key(&owner, policy.algorithm, state, &kek, now),
+            )
+        })
+        .await?
+        .map_err(PublishError::from)
+    }
+
+    /// Makes the store hold this tenant configuration and these keys (keys first: a server
+    /// must never see settings without a key to sign with). True if anything was written.
+    pub async fn publish_tenant(
+        &self,
+        config: &TenantConfig,
+        keys: &[SigningKeyRecord],
+    ) -> Result<bool, PublishError> {
+        let existing = self.store.load_tenant(&config.name).await?;
+        let mut wrote = false;
+        if existing.as_ref().map(|b| b.keys.as_slice()) != Some(keys) {
+            self.store.put_signing_keys(&config.name, keys).await?;
+            wrote = true;
+        }
+        if existing.as_ref().map(|b| &b.config) != Some(config) {
+            self.store.put_tenant(config).await?;
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+
+    /// Makes the store hold this client registration. True if it was written.
+    pub async fn publish_client(
+        &self,
+        tenant: &str,
+        registration: &ClientRegistration,
+    ) -> Result<bool, PublishError> {
+        let id = registration.config.client_id.as_str();
+        let stored = self.store.get_client(tenant, id).await?;
+        let config = self
+            .with_secret_hash(tenant, registration, stored.as_ref())
+            .await?;
+        if stored.as_ref() == Some(&config) {
+            return Ok(false);
+        }
+        self.store.put_client(tenant, &config).await?;
+        Ok(true)
+    }
+
+    /// Removes a client registration if it is there and came from `source` (`namespace/name`):
+    /// a client that lost a contested id must not take the winner's registration with it.
+    /// True if something was removed.
+    pub async fn unpublish_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        source: &str,
+    ) -> Result<bool, PublishError> {
+        let stored = self.store.get_client(tenant, client_id).await?;
+        if stored.is_none_or(|c| c.source != source) {
+            return Ok(false);
+        }
+        self.store.delete_client(tenant, client_id).await?;
+        if let Ok(mut m) = self.hashes.lock() {
+            m.remove(&(tenant.to_string(), client_id.to_string()));
+        }
+        Ok(true)
+    }
+
+    /// Takes a tenant out of service; with `purge`, also deletes everything its server wrote
+    /// (for a tenant that is gone, not one that is merely invalid for a while).
+    pub async fn unpublish_tenant(&self, tenant: &str, purge: bool) -> Result<u64, PublishError> {
+        self.store.delete_tenant(tenant).await?;
+        let removed = if purge {
+            self.store.purge_tenant(tenant).await?
+        } else {
+            0
+        };
+        if let Ok(mut m) = self.hashes.lock() {
+            m.retain(|(t, _), _| t != tenant);
+        }
+        Ok(removed)
+    }
+
+    /// Publishes a whole reconciled state (standalone, where the store holds the keys): every
+    /// served tenant with its clients, and removal of whatever the store holds beyond it.
     pub async fn publish(
         &self,
         reconciled: &Reconciled,
@@ -127,41 +233,25 @@ impl Publisher {
     ) -> Result<PublishReport, PublishError> {
         let mut report = PublishReport::default();
         let stored_tenants = self.store.tenant_versions().await?;
-        let desired: BTreeMap<&str, &TenantConfig> = reconciled
-            .tenants
-            .iter()
-            .filter_map(|t| t.registration.as_ref().map(|r| (t.name.as_str(), r)))
-            .collect();
-
-        for (&name, &config) in &desired {
+        for outcome in &reconciled.tenants {
+            let Some(config) = outcome.registration.as_ref() else {
+                continue;
+            };
+            let name = outcome.name.as_str();
             let existing = self.store.load_tenant(name).await?;
             let existing_keys = existing
                 .as_ref()
                 .map(|b| b.keys.clone())
                 .unwrap_or_default();
-            let (keys, generated) = self
-                .ensure_keys(name, config.signing_algorithm, existing_keys.clone(), now)
+            let plan = self
+                .plan_keys(name, existing_keys, outcome.key_policy, now)
                 .await?;
-            if keys != existing_keys {
-                self.store.put_signing_keys(name, &keys).await?;
-            }
-            if generated {
+            if plan.rotated {
                 report.keys_generated.push(name.to_string());
             }
-            report.signing_keys.insert(name.to_string(), keys);
-            if existing.as_ref().map(|b| &b.config) != Some(config) {
-                self.store.put_tenant(config).await?;
-            }
+            self.publish_tenant(config, &plan.keys).await?;
+            report.signing_keys.insert(name.to_string(), plan.keys);
 
-            let stored: HashMap<&str, &ClientConfig> = existing
-                .as_ref()
-                .map(|b| {
-                    b.clients
-                        .iter()
-                        .map(|c| (c.client_id.as_str(), c))
-                        .collect()
-                })
-                .unwrap_or_default();
             let wanted: Vec<&ClientRegistration> = reconciled
                 .clients
                 .iter()
@@ -169,69 +259,37 @@ impl Publisher {
                 .filter_map(|c| c.registration.as_ref())
                 .collect();
             for registration in &wanted {
-                let id = registration.config.client_id.as_str();
-                let config = self
-                    .with_secret_hash(name, registration, stored.get(id).copied())
-                    .await?;
-                if stored.get(id).copied() != Some(&config) {
-                    self.store.put_client(name, &config).await?;
+                if self.publish_client(name, registration).await? {
                     report
                         .clients_written
-                        .push((name.to_string(), id.to_string()));
+                        .push((name.to_string(), registration.config.client_id.clone()));
                 }
             }
-            for id in stored.keys() {
-                if !wanted.iter().any(|r| r.config.client_id == *id) {
-                    self.store.delete_client(name, id).await?;
-                    report
-                        .clients_removed
-                        .push((name.to_string(), id.to_string()));
-                }
+            let stored_clients = existing.map(|b| b.clients).unwrap_or_default();
+            for stale in stored_clients
+                .iter()
+                .filter(|c| !wanted.iter().any(|r| r.config.client_id == c.client_id))
+            {
+                self.store.delete_client(name, &stale.client_id).await?;
+                report
+                    .clients_removed
+                    .push((name.to_string(), stale.client_id.clone()));
             }
         }
-
         for name in stored_tenants.keys() {
-            if !desired.contains_key(name.as_str()) {
-                self.store.delete_tenant(name).await?;
-                report.tenants_removed.push(name.clone());
+            let observed = reconciled.tenant(name);
+            if observed.is_some_and(|t| t.registration.is_some()) {
+                continue;
             }
+            // Invalid for now: out of service, sessions kept. Gone: everything goes.
+            self.unpublish_tenant(name, observed.is_none()).await?;
+            report.tenants_removed.push(name.clone());
         }
         let versions = self.store.tenant_versions().await?;
         if let Ok(mut v) = self.published_versions.lock() {
             *v = Some(versions);
         }
         Ok(report)
-    }
-
-    /// Keeps an active key of the tenant's algorithm that this process can open; otherwise
-    /// makes one and retires the rest (their public halves keep verifying what they signed).
-    async fn ensure_keys(
-        &self,
-        tenant: &str,
-        algorithm: SigningAlgorithm,
-        mut keys: Vec<SigningKeyRecord>,
-        now: u64,
-    ) -> Result<(Vec<SigningKeyRecord>, bool), PublishError> {
-        let usable = keys.iter().any(|k| {
-            k.state == KeyState::Active
-                && k.algorithm == algorithm
-                && SigningKey::open(tenant, k, &self.kek).is_ok()
-        });
-        if usable {
-            return Ok((keys, false));
-        }
-        let kek = self.kek.clone();
-        let owner = tenant.to_string();
-        let fresh =
-            blocking(move || generate_signing_key(&owner, algorithm, KeyState::Active, &kek, now))
-                .await??;
-        for k in &mut keys {
-            k.state = KeyState::Retired;
-        }
-        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
-        keys.truncate(RETIRED_KEYS_KEPT);
-        keys.insert(0, fresh);
-        Ok((keys, true))
     }
 
     /// The registration as stored: with the argon2id hash of its secret, reusing the hash
@@ -243,6 +301,12 @@ impl Publisher {
         stored: Option<&ClientConfig>,
     ) -> Result<ClientConfig, PublishError> {
         let mut config = registration.config.clone();
+        // The same OAuthClient keeps its incarnation; a new one (or another object taking the
+        // id over) gets a fresh one, which voids refresh tokens issued before.
+        config.incarnation = match stored.filter(|c| c.source == config.source) {
+            Some(c) if !c.incarnation.is_empty() => c.incarnation.clone(),
+            _ => new_incarnation()?,
+        };
         let Some(secret) = registration.secret.as_ref() else {
             return Ok(config);
         };
@@ -284,6 +348,7 @@ mod tests {
     use super::*;
     use crate::reconcile::{Observed, reconcile};
     use gatehouse_crd::{OAuthClient, Tenant};
+    use gatehouse_core::SigningAlgorithm;
     use gatehouse_store::MemoryStore;
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
@@ -335,7 +400,11 @@ mod tests {
         let bundle = store.load_tenant("acme").await.unwrap().unwrap();
         let phc = bundle.clients[0].secret_hash.clone().unwrap();
         assert!(verify_secret("one", &phc));
-        assert_eq!(bundle.keys.len(), 1);
+        assert_eq!(
+            bundle.keys.iter().map(|k| k.state).collect::<Vec<_>>(),
+            [KeyState::Active, KeyState::Next]
+        );
+        assert!(!bundle.clients[0].incarnation.is_empty());
         let version = store.tenant_versions().await.unwrap()["acme"];
 
         assert!(!publisher.drifted().await.unwrap());
@@ -384,13 +453,13 @@ mod tests {
             .await
             .unwrap();
         let keys = &report.signing_keys["acme"];
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.len(), 3);
         assert_eq!(
             (keys[0].state, keys[0].algorithm),
             (KeyState::Active, SigningAlgorithm::EdDSA)
         );
         assert_eq!(
-            (keys[1].state, keys[1].algorithm),
+            (keys[2].state, keys[2].algorithm),
             (KeyState::Retired, SigningAlgorithm::ES256)
         );
 
@@ -426,6 +495,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.keys_generated, vec!["acme"]);
-        assert_eq!(report.signing_keys["acme"][1].state, KeyState::Retired);
+        let states: Vec<KeyState> = report.signing_keys["acme"]
+            .iter()
+            .map(|k| k.state)
+            .collect();
+        assert_eq!(
+            states,
+            [KeyState::Active, KeyState::Next, KeyState::Retired],
+            "the foreign active key retires (it still verifies), its next key never signed"
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod client;
 mod tenant;
 
+use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::Secret;
@@ -27,6 +28,8 @@ pub struct TenantOutcome {
     pub name: String,
     /// What the store should hold; `None` takes the tenant out of service.
     pub registration: Option<TenantConfig>,
+    /// How its signing keys rotate.
+    pub key_policy: RotationPolicy,
     pub status: TenantStatus,
 }
 

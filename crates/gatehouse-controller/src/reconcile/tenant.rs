@@ -6,11 +6,15 @@ use crate::secrets::string_value;
 use crate::users::{USERS_KEY, parse_users};
 use gatehouse_core::config::ScopeConfig;
 use gatehouse_core::duration::parse_duration;
+use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::{TenantConfig, endpoints};
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::validate::validate_tenant;
 use gatehouse_crd::{Tenant, TenantStatus};
 use kube::ResourceExt;
+
+/// For a spec that failed validation (it is not served, so the value only fills the field).
+const DEFAULT_ROTATION_SECS: u64 = 720 * 3600;
 
 fn secs(s: &str) -> u64 {
     // Validated before use; a parse failure cannot reach here.
@@ -117,9 +121,21 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
             None,
         )
     };
+    let key_policy = RotationPolicy::new(
+        spec.signing.algorithm,
+        parse_duration(&spec.signing.rotation_interval)
+            .map(|d| d.as_secs())
+            .unwrap_or(DEFAULT_ROTATION_SECS),
+        // Everything a key signs (access and ID tokens) lives at most an access-token TTL.
+        registration
+            .as_ref()
+            .map(|c| c.access_token_ttl_secs)
+            .unwrap_or(0),
+    );
     TenantOutcome {
         name,
         registration,
+        key_policy,
         status: TenantStatus {
             issuer,
             observed_generation: generation,
