@@ -29,6 +29,18 @@ enum Command {
     Crdgen(CrdgenArgs),
     /// Read a password from standard input and print its argon2id PHC string.
     HashPassword,
+    /// Print the operator's RBAC (a ClusterRole and a Role for its own namespace) as YAML.
+    Rbac(RbacArgs),
+}
+
+#[derive(Args)]
+pub struct RbacArgs {
+    /// Name of the roles.
+    #[arg(long, default_value = "gatehouse-operator")]
+    name: String,
+    /// The operator's namespace.
+    #[arg(long, default_value = "gatehouse")]
+    namespace: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -115,6 +127,17 @@ pub struct OperatorArgs {
     /// File holding the key-encryption key (the same as the servers').
     #[arg(long, env = "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
+    /// The operator's namespace (its leader Lease and the tenants' signing-key Secrets).
+    /// Defaults to the pod's namespace in a cluster, else the kubeconfig's namespace.
+    #[arg(long, env = "GATEHOUSE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's identity in the leader Lease; defaults to the pod name (POD_NAME) or
+    /// the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Address of the operations listener (`/metrics`, `/healthz`, `/readyz`); off when unset.
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -137,6 +160,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::HashPassword => hash_password(),
+        Command::Rbac(args) => {
+            let (cluster, role) = gatehouse_controller::rbac::roles(&args.name, &args.namespace);
+            for doc in [cluster, role] {
+                print!("---\n{}", serde_saphyr::to_string(&doc)?);
+            }
+            Ok(())
+        }
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
             runtime()?.block_on(standalone::run(args))

@@ -7,7 +7,10 @@ use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
 use gatehouse_server::{AppState, TenantDirectory, router};
 use gatehouse_store::Store;
+use gatehouse_controller::operator::OperatorConfig;
+use gatehouse_controller::operator::metrics::OperatorMetrics;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How often servers look for configuration changes in the store.
@@ -135,7 +138,84 @@ pub async fn run_operator(args: crate::cli::OperatorArgs) -> anyhow::Result<()> 
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster service account or kubeconfig)")?;
-    gatehouse_controller::operator::run(client, store, Arc::new(kek), public_url, shutdown_signal())
-        .await
-        .context("the resource caches stopped")
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = match args.identity.clone() {
+        Some(id) => id,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
+    };
+    let metrics = Arc::new(OperatorMetrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = args.metrics_listen {
+        let app = operator_ops_router(metrics.clone(), ready.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
+        tracing::info!(%addr, "operations listener: /metrics /healthz /readyz");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "operations listener failed");
+            }
+        });
+    }
+    tracing::info!(%namespace, %identity, store = %gatehouse_store::redact_url(&args.store), "operator starting");
+    let config = OperatorConfig {
+        public_url,
+        namespace,
+        identity,
+    };
+    gatehouse_controller::operator::run(
+        client,
+        store,
+        Arc::new(kek),
+        config,
+        metrics,
+        ready,
+        shutdown_signal(),
+    )
+    .await
+    .context("the operator stopped")
+}
+
+/// `/metrics` (the operator's), `/healthz` (the process runs) and `/readyz` (leading, with
+/// caches filled; a standby replica is alive but not ready).
+fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not leading, or caches not filled yet")
+                    }
+                }
+            }),
+        )
 }

@@ -1,19 +1,34 @@
-//! Writes what the reconcile core decided back to the Kubernetes API: status through the status
-//! subresource, and only when it changed (an unchanged reconcile writes nothing); generated
-//! credentials Secrets, created once and never written over (a Secret that already exists, or
-//! appears between the read and the write, is left exactly as it is).
+//! Writes to the Kubernetes API, one object at a time: status through the status subresource,
+//! and only when it changed (an unchanged reconcile writes nothing); Events on real
+//! transitions; generated credentials Secrets, created once and never written over; and the
+//! Secrets that hold tenants' signing keys.
 
-use crate::reconcile::Reconciled;
-use crate::secrets::{generate_client_secret, generated_secret};
+use crate::reconcile::SecretRequest;
+use crate::secrets::{
+    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret,
+    generated_secret,
+};
+use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::{OAuthClient, Tenant};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::object::HasStatus;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+
+/// Key of the keys Secret holding the sealed [`SigningKeyRecord`]s as JSON.
+pub const KEYS_SECRET_KEY: &str = "keys.json";
+/// Label naming the tenant whose keys a Secret holds.
+pub const TENANT_LABEL: &str = "gatehouse.dev/tenant";
+
+/// The Secret (in the operator's namespace) that holds a tenant's signing keys.
+pub fn keys_secret_name(tenant: &str) -> String {
+    format!("gatehouse-keys-{tenant}")
+}
 
 /// The events a status change deserves: a condition that flipped (or is new), or a refusal
 /// whose reason changed. A resync that changes nothing emits nothing.
@@ -46,44 +61,43 @@ pub fn transition_events(
     out
 }
 
-/// What one write pass did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ClusterReport {
-    /// `Tenant/name` or `OAuthClient/namespace/name` whose status was written.
-    pub statuses_written: Vec<String>,
-    /// `namespace/name` of Secrets created.
-    pub secrets_created: Vec<String>,
-    /// `namespace/name` of Secrets given a fresh client_secret.
-    pub secrets_rotated: Vec<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("kubernetes API: {0}")]
     Api(#[from] kube::Error),
-    #[error("no randomness available to generate a client secret")]
+    #[error("no randomness available to generate a secret")]
     Randomness,
+    #[error("cannot encode signing keys: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
-pub struct ClusterWriter {
-    client: Client,
+/// The operator's handle on the cluster.
+#[derive(Clone)]
+pub struct Kube {
+    pub client: Client,
     recorder: Recorder,
 }
 
-impl ClusterWriter {
+impl Kube {
     pub fn new(client: Client) -> Self {
         let reporter = Reporter {
             controller: "gatehouse-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        ClusterWriter {
+        Kube {
             recorder: Recorder::new(client.clone(), reporter),
             client,
         }
     }
 
     /// Publishes an event; a failure is logged, never fatal (events are best effort).
-    async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -96,127 +110,12 @@ impl ClusterWriter {
         }
     }
 
-    /// Applies `reconciled` given the objects it was computed from.
-    pub async fn write(
-        &self,
-        reconciled: &Reconciled,
-        tenants: &[Tenant],
-        clients: &[OAuthClient],
-        secrets: &[Secret],
-    ) -> Result<ClusterReport, ClusterError> {
-        let mut report = ClusterReport::default();
-        for outcome in &reconciled.tenants {
-            let object = tenants.iter().find(|t| t.name_any() == outcome.name);
-            let api: Api<Tenant> = Api::all(self.client.clone());
-            if self
-                .write_status(&api, &outcome.name, object, &outcome.status)
-                .await?
-            {
-                report
-                    .statuses_written
-                    .push(format!("Tenant/{}", outcome.name));
-            }
-        }
-        let find_client = |namespace: &str, name: &str| {
-            clients
-                .iter()
-                .find(|c| c.namespace().as_deref() == Some(namespace) && c.name_any() == name)
-        };
-        for outcome in &reconciled.clients {
-            let object = find_client(&outcome.namespace, &outcome.name);
-            let api: Api<OAuthClient> = Api::namespaced(self.client.clone(), &outcome.namespace);
-            if self
-                .write_status(&api, &outcome.name, object, &outcome.status)
-                .await?
-            {
-                report.statuses_written.push(format!(
-                    "OAuthClient/{}/{}",
-                    outcome.namespace, outcome.name
-                ));
-            }
-        }
-        for request in reconciled
-            .clients
-            .iter()
-            .filter_map(|c| c.secret_request.as_ref())
-        {
-            let exists = secrets.iter().any(|s| {
-                s.metadata.namespace.as_deref() == Some(request.namespace.as_str())
-                    && s.metadata.name.as_deref() == Some(request.name.as_str())
-            });
-            if exists || request.owner_uid.is_none() {
-                // Exists (never overwritten), or the client is not persisted yet (no uid to own it).
-                continue;
-            }
-            let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
-            match api
-                .create(&PostParams::default(), &generated_secret(request, &value))
-                .await
-            {
-                Ok(_) => {
-                    report
-                        .secrets_created
-                        .push(format!("{}/{}", request.namespace, request.name));
-                    if let Some(owner) = find_client(&request.namespace, &request.owner_name) {
-                        let note = format!(
-                            "created Secret {} with the client's credentials",
-                            request.name
-                        );
-                        self.event(
-                            &owner.object_ref(&()),
-                            EventType::Normal,
-                            "SecretGenerated",
-                            &note,
-                        )
-                        .await;
-                    }
-                }
-                // Someone (GitOps, external-secrets) created it in the meantime: theirs wins.
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        for (request, wanted) in reconciled
-            .clients
-            .iter()
-            .filter_map(|c| c.secret_rotation.as_ref())
-        {
-            let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
-            let patch = json!({
-                "metadata": {"annotations": {crate::secrets::ROTATED_FOR_ANNOTATION: wanted}},
-                "stringData": {crate::secrets::CLIENT_SECRET_KEY: value.as_str()},
-            });
-            api.patch(&request.name, &PatchParams::default(), &Patch::Merge(patch))
-                .await?;
-            report
-                .secrets_rotated
-                .push(format!("{}/{}", request.namespace, request.name));
-            if let Some(owner) = find_client(&request.namespace, &request.owner_name) {
-                let note = format!(
-                    "issued a new client_secret in Secret {} (rotation {wanted})",
-                    request.name
-                );
-                self.event(
-                    &owner.object_ref(&()),
-                    EventType::Normal,
-                    "SecretRotated",
-                    &note,
-                )
-                .await;
-            }
-        }
-        Ok(report)
-    }
-
     /// Writes `status` when it differs from the object's, then publishes the events its
     /// condition transitions deserve. True if it wrote.
-    async fn write_status<K, S>(
+    pub async fn write_status<K, S>(
         &self,
         api: &Api<K>,
-        name: &str,
-        object: Option<&K>,
+        object: &K,
         status: &S,
     ) -> Result<bool, ClusterError>
     where
@@ -227,24 +126,146 @@ impl ClusterWriter {
             + std::fmt::Debug,
         S: serde::Serialize + PartialEq + HasConditions,
     {
-        let current = object.and_then(|o| o.status());
+        let current = object.status();
         if current == Some(status) {
             return Ok(false);
         }
         api.patch_status(
-            name,
+            &object.name_any(),
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": status })),
         )
         .await?;
-        if let Some(object) = object {
-            let previous = current.map(|s| s.conditions()).unwrap_or_default();
-            for (type_, reason, note) in transition_events(previous, status.conditions()) {
-                self.event(&object.object_ref(&()), type_, &reason, &note)
-                    .await;
-            }
+        let previous = current.map(|s| s.conditions()).unwrap_or_default();
+        for (type_, reason, note) in transition_events(previous, status.conditions()) {
+            self.event(&object.object_ref(&()), type_, &reason, &note)
+                .await;
         }
         Ok(true)
+    }
+
+    /// Creates the client's credentials Secret with a fresh random secret. Someone else
+    /// creating it in the meantime (GitOps, external-secrets) wins: false, nothing written.
+    pub async fn create_credentials_secret(
+        &self,
+        request: &SecretRequest,
+        owner: &OAuthClient,
+    ) -> Result<bool, ClusterError> {
+        let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
+        match api
+            .create(&PostParams::default(), &generated_secret(request, &value))
+            .await
+        {
+            Ok(_) => {
+                let note = format!(
+                    "created Secret {} with the client's credentials",
+                    request.name
+                );
+                self.event(
+                    &owner.object_ref(&()),
+                    EventType::Normal,
+                    "SecretGenerated",
+                    &note,
+                )
+                .await;
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Puts a fresh `client_secret` into an owned credentials Secret and records which
+    /// rotation request it answers.
+    pub async fn rotate_credentials_secret(
+        &self,
+        request: &SecretRequest,
+        wanted: &str,
+        owner: &OAuthClient,
+    ) -> Result<(), ClusterError> {
+        let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
+        let patch = json!({
+            "metadata": {"annotations": {ROTATED_FOR_ANNOTATION: wanted}},
+            "stringData": {CLIENT_SECRET_KEY: value.as_str()},
+        });
+        api.patch(&request.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        let note = format!(
+            "issued a new client_secret in Secret {} (rotation {wanted})",
+            request.name
+        );
+        self.event(
+            &owner.object_ref(&()),
+            EventType::Normal,
+            "SecretRotated",
+            &note,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Stores a tenant's keys in its keys Secret: created if absent, otherwise patched with
+    /// the resourceVersion it was read at, so two writers can never both win.
+    pub async fn write_keys_secret(
+        &self,
+        namespace: &str,
+        tenant: &Tenant,
+        existing: Option<&Secret>,
+        keys: &[SigningKeyRecord],
+    ) -> Result<(), ClusterError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let name = keys_secret_name(&tenant.name_any());
+        let json = serde_json::to_vec(keys)?;
+        match existing {
+            None => {
+                let mut secret = Secret::default();
+                secret.metadata.name = Some(name);
+                secret.metadata.namespace = Some(namespace.to_string());
+                secret.metadata.labels = Some(
+                    [
+                        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                        (TENANT_LABEL.to_string(), tenant.name_any()),
+                    ]
+                    .into(),
+                );
+                // Garbage-collected with the Tenant should the finalizer ever be bypassed.
+                secret.metadata.owner_references = Some(vec![OwnerReference {
+                    api_version: "gatehouse.dev/v1alpha1".into(),
+                    kind: "Tenant".into(),
+                    name: tenant.name_any(),
+                    uid: tenant.metadata.uid.clone().unwrap_or_default(),
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }]);
+                secret.type_ = Some("Opaque".into());
+                secret.data = Some([(KEYS_SECRET_KEY.to_string(), ByteString(json))].into());
+                api.create(&PostParams::default(), &secret).await?;
+            }
+            Some(current) => {
+                let patch = json!({
+                    "metadata": {"resourceVersion": current.metadata.resource_version},
+                    "data": {KEYS_SECRET_KEY: ByteString(json)},
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a tenant's keys Secret; one already gone is fine.
+    pub async fn delete_keys_secret(&self, namespace: &str, tenant: &str) -> Result<(), ClusterError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match api
+            .delete(&keys_secret_name(tenant), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -266,4 +287,41 @@ impl HasConditions for gatehouse_crd::OAuthClientStatus {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: format!("{type_} {reason}"),
+            observed_generation: Some(1),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        }
+    }
+
+    #[test]
+    fn only_real_transitions_make_events() {
+        let ready = condition(types::READY, "True", reasons::RECONCILED);
+        let events = transition_events(&[], std::slice::from_ref(&ready));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, EventType::Normal);
+        assert!(transition_events(std::slice::from_ref(&ready), std::slice::from_ref(&ready)).is_empty());
+
+        let refused = [
+            condition(types::ACCEPTED, "False", reasons::TENANT_NOT_FOUND),
+            condition(types::READY, "False", reasons::TENANT_NOT_FOUND),
+        ];
+        let events = transition_events(std::slice::from_ref(&ready), &refused);
+        assert_eq!(events.len(), 1, "one warning per refusal: {events:?}");
+        assert_eq!(
+            (events[0].0.clone(), events[0].1.as_str()),
+            (EventType::Warning, reasons::TENANT_NOT_FOUND)
+        );
+        let pending = [condition(types::READY, "False", reasons::SECRET_PENDING)];
+        assert!(transition_events(&[], &pending).is_empty());
+    }
+}

@@ -3,12 +3,13 @@
 //! [`reconcile`] is pure: the observed Tenants, OAuthClients and Secrets (and the time) go in;
 //! the store registrations, each object's status and the Secrets to create come out.
 //! [`publish::Publisher`] then makes the store match, writing only what changed. Standalone
-//! feeds the core from files; the operator will feed it from watches.
+//! feeds the core from files; the operator ([`operator`]) from watches.
 
 pub mod cluster;
 pub mod conditions;
 pub mod operator;
 pub mod publish;
+pub mod rbac;
 pub mod reconcile;
 pub mod secrets;
 pub mod users;

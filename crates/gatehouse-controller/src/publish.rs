@@ -17,30 +17,34 @@ use gatehouse_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Copies the published signing keys into the tenants' statuses (`status.signingKeys`).
-pub fn record_signing_keys(reconciled: &mut Reconciled, report: &PublishReport) {
+/// The `status.signingKeys` entries of these keys.
+pub fn key_statuses(keys: &[SigningKeyRecord]) -> Vec<gatehouse_crd::tenant::SigningKeyStatus> {
     use gatehouse_crd::tenant::SigningKeyStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
+    keys.iter()
+        .map(|k| SigningKeyStatus {
+            kid: k.kid.clone(),
+            algorithm: k.algorithm,
+            state: match k.state {
+                KeyState::Active => "active",
+                KeyState::Next => "next",
+                KeyState::Retired => "retired",
+            }
+            .into(),
+            created_at: Time(
+                Timestamp::from_second(i64::try_from(k.created_at).unwrap_or(i64::MAX))
+                    .unwrap_or(Timestamp::UNIX_EPOCH),
+            ),
+        })
+        .collect()
+}
+
+/// Copies the published signing keys into the tenants' statuses (`status.signingKeys`).
+pub fn record_signing_keys(reconciled: &mut Reconciled, report: &PublishReport) {
     for tenant in &mut reconciled.tenants {
         if let Some(keys) = report.signing_keys.get(&tenant.name) {
-            tenant.status.signing_keys = keys
-                .iter()
-                .map(|k| SigningKeyStatus {
-                    kid: k.kid.clone(),
-                    algorithm: k.algorithm,
-                    state: match k.state {
-                        KeyState::Active => "active",
-                        KeyState::Next => "next",
-                        KeyState::Retired => "retired",
-                    }
-                    .into(),
-                    created_at: Time(
-                        Timestamp::from_second(k.created_at as i64)
-                            .unwrap_or(Timestamp::UNIX_EPOCH),
-                    ),
-                })
-                .collect();
+            tenant.status.signing_keys = key_statuses(keys);
         }
     }
 }

@@ -48,6 +48,8 @@ use serde::{Deserialize, Serialize};
      "message": "the jwt-bearer grant needs the assertion signers' public keys in jwks"},
     {"rule": "!has(oldSelf.clientId) || (has(self.clientId) && self.clientId == oldSelf.clientId)",
      "message": "clientId cannot change once set"},
+    {"rule": "self.tenantRef == oldSelf.tenantRef",
+     "message": "tenantRef cannot change; create a new OAuthClient to join another tenant"},
 ]))]
 pub struct OAuthClientSpec {
     /// Name of the Tenant this client joins.

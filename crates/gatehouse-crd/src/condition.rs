@@ -34,6 +34,8 @@ pub mod reasons {
     pub const SECRET_INVALID: &str = "SecretInvalid";
     /// The credentials Secret is being created.
     pub const SECRET_PENDING: &str = "SecretPending";
+    /// The Secret holding the tenant's signing keys cannot be read; fix or delete it.
+    pub const SIGNING_KEYS_INVALID: &str = "SigningKeysInvalid";
     /// Writing to the store failed; retried.
     pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";
     /// Client accepted but with fewer grant types than asked (see `status.grantTypes`).

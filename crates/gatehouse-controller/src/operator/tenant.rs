@@ -1,0 +1,144 @@
+//! Reconciling one Tenant: its settings and signing keys into the store (keys kept in a
+//! Secret in the operator's namespace, the source of truth), its status, and on deletion the
+//! removal of its issuer and everything its server wrote.
+
+use super::context::Context;
+use super::{FINALIZER, RESYNC, ReconcileError, observed_at};
+use crate::cluster::{KEYS_SECRET_KEY, keys_secret_name};
+use crate::conditions::{Verdict, set};
+use crate::publish::key_statuses;
+use crate::reconcile::reconcile;
+use gatehouse_core::keys::{KeyState, SigningKeyRecord};
+use gatehouse_crd::Tenant;
+use gatehouse_crd::condition::{reasons, types};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const KIND: &str = "Tenant";
+
+pub async fn reconcile_tenant(
+    tenant: Arc<Tenant>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let _timer = ctx.metrics.start(KIND);
+    let api: Api<Tenant> = Api::all(ctx.kube.client.clone());
+    let key = format!("{KIND}/{}", tenant.name_any());
+    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Event::Apply(t) => apply(&t, &ctx).await,
+            Event::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(ReconcileError::from);
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+fn read_keys(secret: &Secret) -> Result<Vec<SigningKeyRecord>, String> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(KEYS_SECRET_KEY))
+        .ok_or_else(|| format!("no key {KEYS_SECRET_KEY}"))?;
+    serde_json::from_slice(&bytes.0).map_err(|e| format!("{KEYS_SECRET_KEY}: {e}"))
+}
+
+async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = tenant.name_any();
+    let now = (ctx.clock)();
+    let mut scope = ctx.tenant_scope(&name);
+    scope.tenants = vec![tenant.clone()];
+    let reconciled = reconcile(&observed_at(&scope, &ctx.public_url, now));
+    let Some(outcome) = reconciled.tenant(&name) else {
+        return Ok(Action::await_change());
+    };
+    let mut status = outcome.status.clone();
+    let mut wait = RESYNC;
+    let keys_name = keys_secret_name(&name);
+    let result: Result<(), ReconcileError> = async {
+        let Some(config) = &outcome.registration else {
+            // Invalid for now: out of service, its sessions kept for when it is fixed.
+            ctx.publisher.unpublish_tenant(&name, false).await?;
+            return Ok(());
+        };
+        let keys_secret = ctx
+            .secrets
+            .get(&kube::runtime::reflector::ObjectRef::new(&keys_name).within(&ctx.namespace))
+            .map(|s| (*s).clone());
+        let existing = match &keys_secret {
+            None => Vec::new(),
+            Some(s) => read_keys(s).map_err(|why| ReconcileError::KeysSecret {
+                secret: format!("{}/{keys_name}", ctx.namespace),
+                why,
+            })?,
+        };
+        let plan = ctx
+            .publisher
+            .plan_keys(&name, existing.clone(), outcome.key_policy, now)
+            .await?;
+        if plan.keys != existing {
+            // The Secret first: the store is a copy of it, never the other way round.
+            ctx.kube
+                .write_keys_secret(&ctx.namespace, tenant, keys_secret.as_ref(), &plan.keys)
+                .await?;
+        }
+        ctx.publisher.publish_tenant(config, &plan.keys).await?;
+        if plan.rotated && !existing.is_empty() {
+            let active = plan.active().map(|k| k.kid.as_str()).unwrap_or_default();
+            let retired: Vec<&str> = existing
+                .iter()
+                .filter(|k| k.state == KeyState::Active && k.kid != active)
+                .map(|k| k.kid.as_str())
+                .collect();
+            let note = format!(
+                "key {active} now signs; retired {} (still published until its tokens expire)",
+                retired.join(", ")
+            );
+            ctx.kube
+                .event(&tenant.object_ref(&()), EventType::Normal, "KeyRotated", &note)
+                .await;
+        }
+        status.signing_keys = key_statuses(&plan.keys);
+        wait = wait.min(Duration::from_secs(plan.next_change_at.saturating_sub(now).max(1)));
+        Ok(())
+    }
+    .await;
+    if let Err(e) = &result {
+        let reason = match e {
+            ReconcileError::KeysSecret { .. } => Some(reasons::SIGNING_KEYS_INVALID),
+            ReconcileError::Publish(_) => Some(reasons::STORE_UNAVAILABLE),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            let verdict = Verdict::new(types::READY, false, reason, format!("{e}; retrying"));
+            let generation = status.observed_generation;
+            set(&mut status.conditions, &verdict, generation, &observed_at(&scope, "", now).now);
+        }
+    }
+    let api: Api<Tenant> = Api::all(ctx.kube.client.clone());
+    ctx.kube.write_status(&api, tenant, &status).await?;
+    result.map(|()| Action::requeue(wait))
+}
+
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError> {
+    let name = tenant.name_any();
+    let removed = ctx.publisher.unpublish_tenant(&name, true).await?;
+    ctx.kube.delete_keys_secret(&ctx.namespace, &name).await?;
+    let issuer = gatehouse_core::endpoints::issuer(&ctx.public_url, &name);
+    let note = format!(
+        "issuer {issuer} taken out of service with its clients; {removed} tokens, codes and sessions deleted"
+    );
+    ctx.kube
+        .event(&tenant.object_ref(&()), EventType::Normal, "TenantRemoved", &note)
+        .await;
+    Ok(Action::await_change())
+}
