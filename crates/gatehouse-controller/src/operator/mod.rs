@@ -258,19 +258,7 @@ pub async fn run(
                 let Ok(stored) = store.tenant_versions().await else {
                     continue; // unreachable: reconciles surface it
                 };
-                let lost: Vec<String> = tenants
-                    .state()
-                    .iter()
-                    .filter(|t| t.metadata.deletion_timestamp.is_none())
-                    .filter(|t| {
-                        t.status.as_ref().is_some_and(|s| {
-                            crate::conditions::find(&s.conditions, types::READY)
-                                .is_some_and(|c| c.status == "True")
-                        })
-                    })
-                    .map(|t| t.name_any())
-                    .filter(|n| !stored.contains_key(n))
-                    .collect();
+                let lost = lost_tenants(&tenants.state(), &stored);
                 if !lost.is_empty() {
                     tracing::warn!(tenants = ?lost, "the store lost published configuration; restoring everything");
                     let _ = drift_tenants_tx.unbounded_send(());
@@ -281,10 +269,8 @@ pub async fn run(
     };
 
     let tenant_controller = {
-        let clients_cache = clients.clone();
         let tenants_cache = tenants.clone();
         let namespace = config.namespace.clone();
-        let _ = clients_cache;
         Controller::for_shared_stream(tenants_for_tenants, tenants.clone())
             .watches_shared_stream(clients_for_tenants, |c: Arc<OAuthClient>| {
                 Some(ObjectRef::<Tenant>::new(&c.spec.tenant_ref))
@@ -355,6 +341,26 @@ pub async fn run(
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// Tenants that are Ready (so were published) but that the store no longer holds: the sign
+/// of a flushed or replaced Redis, answered by reconciling everything again.
+pub fn lost_tenants<V>(
+    tenants: &[Arc<Tenant>],
+    stored: &std::collections::BTreeMap<String, V>,
+) -> Vec<String> {
+    tenants
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+        .filter(|t| {
+            t.status.as_ref().is_some_and(|s| {
+                crate::conditions::find(&s.conditions, types::READY)
+                    .is_some_and(|c| c.status == "True")
+            })
+        })
+        .map(|t| t.name_any())
+        .filter(|n| !stored.contains_key(n))
+        .collect()
 }
 
 /// Watches `api` into a shared cache, logging (and riding out) watch failures.

@@ -1,0 +1,250 @@
+//! A mock Kubernetes API (kube's tower-test pattern) and a world of cached objects for
+//! driving the operator's reconcilers one call at a time. Every request the operator makes
+//! is also checked against its declared RBAC (`gatehouse_controller::rbac::CALLS`).
+#![allow(dead_code)]
+
+use gatehouse_controller::cluster::Kube;
+use gatehouse_controller::operator::Context;
+use gatehouse_controller::operator::metrics::OperatorMetrics;
+use gatehouse_controller::publish::Publisher;
+use gatehouse_controller::rbac;
+use gatehouse_core::keys::KeyEncryptionKey;
+use gatehouse_crd::{OAuthClient, Tenant};
+use gatehouse_store::Store;
+use http::{Method, Request, Response};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::reflector::{self, ObjectRef, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_test::mock::{self, Handle};
+
+pub const OPERATOR_NAMESPACE: &str = "gatehouse";
+pub const PUBLIC_URL: &str = "https://auth.example.com";
+/// The fixed "now" of every test (unix seconds).
+pub const NOW: u64 = 1_700_000_000;
+pub const NOW_RFC3339: &str = "2023-11-14T22:13:20Z";
+
+pub fn now() -> u64 {
+    NOW
+}
+
+pub struct ApiServer {
+    handle: Handle<Request<Body>, Response<Body>>,
+}
+
+/// One request the operator made.
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub body: Value,
+}
+
+impl ApiServer {
+    pub fn from_handle(handle: Handle<Request<Body>, Response<Body>>) -> Self {
+        ApiServer { handle }
+    }
+
+    /// Waits for the next request; asserts it is allowed by the declared RBAC.
+    pub async fn next(&mut self) -> (Seen, tower_test::mock::SendResponse<Response<Body>>) {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+            .await
+            .expect("the operator made no further request")
+            .expect("client dropped");
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let (group, resource, verb, namespace) =
+            rbac::classify(method.as_str(), &path, &query).expect("a Kubernetes API path");
+        assert!(
+            rbac::allows(&group, &resource, &verb, namespace.as_deref(), OPERATOR_NAMESPACE),
+            "{verb} {group}/{resource} in {namespace:?} is not in the operator's RBAC"
+        );
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (Seen { method, path, body }, send)
+    }
+
+    /// Expects `method path`; answers `status` with `reply` (or echoes the body when `None`).
+    pub async fn expect(&mut self, method: Method, path: &str, status: u16, reply: Option<Value>) -> Value {
+        let (seen, send) = self.next().await;
+        assert_eq!(
+            (&seen.method, seen.path.as_str()),
+            (&method, path),
+            "unexpected request (body {})",
+            seen.body
+        );
+        let reply = match reply {
+            Some(r) => r,
+            None => seen.body.clone(),
+        };
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        seen.body
+    }
+
+    /// Expects an Event (events.k8s.io/v1) in `namespace`; returns (type, reason, regarding kind/name).
+    /// A repeat of a recent event is a PATCH that bumps its series, which is accepted too.
+    pub async fn expect_event(&mut self, namespace: &str) -> (String, String, String, String) {
+        let path = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events");
+        let (seen, send) = self.next().await;
+        assert!(
+            (seen.method == Method::POST && seen.path == path)
+                || (seen.method == Method::PATCH && seen.path.starts_with(&format!("{path}/"))),
+            "expected an event, got {} {} ({})",
+            seen.method,
+            seen.path,
+            seen.body
+        );
+        send.send_response(
+            Response::builder()
+                .status(201)
+                .body(Body::from(serde_json::to_vec(&seen.body).unwrap()))
+                .unwrap(),
+        );
+        let body = seen.body;
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        (
+            s(&body["type"]),
+            s(&body["reason"]),
+            format!("{}/{}", s(&body["regarding"]["kind"]), s(&body["regarding"]["name"])),
+            s(&body["note"]),
+        )
+    }
+
+    /// Fails on any further request.
+    pub async fn expect_nothing(&mut self) {
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(Duration::from_millis(300), self.handle.next_request()).await
+        {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+pub struct World {
+    pub tenants: Writer<Tenant>,
+    pub clients: Writer<OAuthClient>,
+    pub secrets: Writer<Secret>,
+    pub ctx: Arc<Context>,
+    pub api: ApiServer,
+    pub store: Arc<dyn Store>,
+    pub requeued: futures::channel::mpsc::UnboundedReceiver<ObjectRef<OAuthClient>>,
+}
+
+impl World {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_kek(store, Arc::new(KeyEncryptionKey::generate().unwrap().0))
+    }
+
+    pub fn with_kek(store: Arc<dyn Store>, kek: Arc<KeyEncryptionKey>) -> Self {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (tenant_cache, tenants) = reflector::store();
+        let (client_cache, clients) = reflector::store();
+        let (secret_cache, secrets) = reflector::store();
+        let (tx, requeued) = futures::channel::mpsc::unbounded();
+        let mut ctx = Context::new(
+            Kube::new(client),
+            tenant_cache,
+            client_cache,
+            secret_cache,
+            Publisher::new(store.clone(), kek),
+            PUBLIC_URL.into(),
+            OPERATOR_NAMESPACE.into(),
+            Arc::new(OperatorMetrics::new()),
+            tx,
+        );
+        ctx.clock = now;
+        World {
+            tenants,
+            clients,
+            secrets,
+            ctx: Arc::new(ctx),
+            api: ApiServer { handle },
+            store,
+            requeued,
+        }
+    }
+
+    pub fn put_tenant(&mut self, t: &Tenant) {
+        self.tenants.apply_watcher_event(&watcher::Event::Apply(t.clone()));
+    }
+    pub fn put_client(&mut self, c: &OAuthClient) {
+        self.clients.apply_watcher_event(&watcher::Event::Apply(c.clone()));
+    }
+    pub fn put_secret(&mut self, s: &Secret) {
+        self.secrets.apply_watcher_event(&watcher::Event::Apply(s.clone()));
+    }
+    pub fn remove_secret(&mut self, s: &Secret) {
+        self.secrets.apply_watcher_event(&watcher::Event::Delete(s.clone()));
+    }
+}
+
+pub fn tenant(spec: Value) -> Tenant {
+    serde_json::from_value(json!({
+        "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "acme", "generation": 1, "uid": "tenant-uid",
+                     "finalizers": ["gatehouse.dev/cleanup"]},
+        "spec": spec
+    }))
+    .unwrap()
+}
+
+pub fn oauth_client(name: &str, spec: Value) -> OAuthClient {
+    serde_json::from_value(json!({
+        "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OAuthClient",
+        "metadata": {"name": name, "namespace": "acme", "generation": 2, "uid": format!("{name}-uid"),
+                     "finalizers": ["gatehouse.dev/cleanup"],
+                     "creationTimestamp": "2023-11-01T00:00:00Z"},
+        "spec": spec
+    }))
+    .unwrap()
+}
+
+pub fn secret(namespace: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.namespace = Some(namespace.into());
+    s.metadata.name = Some(name.into());
+    s.metadata.resource_version = Some("100".into());
+    s.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect(),
+    );
+    s
+}
+
+/// The condition of `type_` in a status body: (status, reason).
+pub fn condition(status: &Value, type_: &str) -> (String, String) {
+    let c = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Decodes a Secret body's data or stringData value.
+pub fn secret_value(body: &Value, key: &str) -> String {
+    if let Some(v) = body["stringData"][key].as_str() {
+        return v.to_string();
+    }
+    use base64::Engine;
+    let raw = body["data"][key].as_str().unwrap_or_else(|| panic!("no {key} in {body}"));
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).unwrap()).unwrap()
+}
