@@ -2,13 +2,13 @@
 
 use crate::cli::{CommonArgs, ServerArgs};
 use anyhow::Context;
+use gatehouse_controller::operator::OperatorConfig;
+use gatehouse_controller::operator::metrics::OperatorMetrics;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
 use gatehouse_server::{AppState, TenantDirectory, router};
 use gatehouse_store::Store;
-use gatehouse_controller::operator::OperatorConfig;
-use gatehouse_controller::operator::metrics::OperatorMetrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -198,7 +198,10 @@ fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) ->
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         metrics.encode(),
                     )
                 }
@@ -213,7 +216,10 @@ fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) ->
                     if ready {
                         (StatusCode::OK, "ready")
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not leading, or caches not filled yet")
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not leading, or caches not filled yet",
+                        )
                     }
                 }
             }),

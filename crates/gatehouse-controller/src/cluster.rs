@@ -5,8 +5,7 @@
 
 use crate::reconcile::SecretRequest;
 use crate::secrets::{
-    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret,
-    generated_secret,
+    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret, generated_secret,
 };
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_crd::condition::{reasons, types};
@@ -256,7 +255,11 @@ impl Kube {
     }
 
     /// Deletes a tenant's keys Secret; one already gone is fine.
-    pub async fn delete_keys_secret(&self, namespace: &str, tenant: &str) -> Result<(), ClusterError> {
+    pub async fn delete_keys_secret(
+        &self,
+        namespace: &str,
+        tenant: &str,
+    ) -> Result<(), ClusterError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         match api
             .delete(&keys_secret_name(tenant), &DeleteParams::default())
@@ -309,7 +312,10 @@ mod tests {
         let events = transition_events(&[], std::slice::from_ref(&ready));
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].0, EventType::Normal);
-        assert!(transition_events(std::slice::from_ref(&ready), std::slice::from_ref(&ready)).is_empty());
+        assert!(
+            transition_events(std::slice::from_ref(&ready), std::slice::from_ref(&ready))
+                .is_empty()
+        );
 
         let refused = [
             condition(types::ACCEPTED, "False", reasons::TENANT_NOT_FOUND),
@@ -318,7 +324,7 @@ mod tests {
         let events = transition_events(std::slice::from_ref(&ready), &refused);
         assert_eq!(events.len(), 1, "one warning per refusal: {events:?}");
         assert_eq!(
-            (events[0].0.clone(), events[0].1.as_str()),
+            (events[0].0, events[0].1.as_str()),
             (EventType::Warning, reasons::TENANT_NOT_FOUND)
         );
         let pending = [condition(types::READY, "False", reasons::SECRET_PENDING)];

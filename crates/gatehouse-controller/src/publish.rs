@@ -351,8 +351,8 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::reconcile::{Observed, reconcile};
-    use gatehouse_crd::{OAuthClient, Tenant};
     use gatehouse_core::SigningAlgorithm;
+    use gatehouse_crd::{OAuthClient, Tenant};
     use gatehouse_store::MemoryStore;
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;

@@ -41,24 +41,132 @@ use Reach::{Cluster, OwnNamespace};
 
 /// Every request the operator makes.
 pub const CALLS: &[Call] = &[
-    call("gatehouse.dev", "tenants", "list", Cluster, "cache of Tenants"),
-    call("gatehouse.dev", "tenants", "watch", Cluster, "cache of Tenants"),
-    call("gatehouse.dev", "tenants", "patch", Cluster, "add and remove the finalizer"),
-    call("gatehouse.dev", "tenants/status", "patch", Cluster, "status"),
-    call("gatehouse.dev", "oauthclients", "list", Cluster, "cache of OAuthClients"),
-    call("gatehouse.dev", "oauthclients", "watch", Cluster, "cache of OAuthClients"),
-    call("gatehouse.dev", "oauthclients", "patch", Cluster, "add and remove the finalizer"),
-    call("gatehouse.dev", "oauthclients/status", "patch", Cluster, "status"),
-    call("", "secrets", "list", Cluster, "credentials and users Secrets of every namespace"),
-    call("", "secrets", "watch", Cluster, "a changed Secret takes effect"),
-    call("", "secrets", "create", Cluster, "generated credentials Secrets in clients' namespaces"),
-    call("", "secrets", "patch", Cluster, "rotate-secret annotation on owned Secrets"),
-    call("", "secrets", "delete", OwnNamespace, "keys Secret of a deleted tenant"),
-    call("events.k8s.io", "events", "create", Cluster, "events on Tenants and OAuthClients"),
-    call("events.k8s.io", "events", "patch", Cluster, "repeated events become a series"),
-    call("coordination.k8s.io", "leases", "get", OwnNamespace, "leader election"),
-    call("coordination.k8s.io", "leases", "create", OwnNamespace, "leader election"),
-    call("coordination.k8s.io", "leases", "update", OwnNamespace, "leader election"),
+    call(
+        "gatehouse.dev",
+        "tenants",
+        "list",
+        Cluster,
+        "cache of Tenants",
+    ),
+    call(
+        "gatehouse.dev",
+        "tenants",
+        "watch",
+        Cluster,
+        "cache of Tenants",
+    ),
+    call(
+        "gatehouse.dev",
+        "tenants",
+        "patch",
+        Cluster,
+        "add and remove the finalizer",
+    ),
+    call(
+        "gatehouse.dev",
+        "tenants/status",
+        "patch",
+        Cluster,
+        "status",
+    ),
+    call(
+        "gatehouse.dev",
+        "oauthclients",
+        "list",
+        Cluster,
+        "cache of OAuthClients",
+    ),
+    call(
+        "gatehouse.dev",
+        "oauthclients",
+        "watch",
+        Cluster,
+        "cache of OAuthClients",
+    ),
+    call(
+        "gatehouse.dev",
+        "oauthclients",
+        "patch",
+        Cluster,
+        "add and remove the finalizer",
+    ),
+    call(
+        "gatehouse.dev",
+        "oauthclients/status",
+        "patch",
+        Cluster,
+        "status",
+    ),
+    call(
+        "",
+        "secrets",
+        "list",
+        Cluster,
+        "credentials and users Secrets of every namespace",
+    ),
+    call(
+        "",
+        "secrets",
+        "watch",
+        Cluster,
+        "a changed Secret takes effect",
+    ),
+    call(
+        "",
+        "secrets",
+        "create",
+        Cluster,
+        "generated credentials Secrets in clients' namespaces",
+    ),
+    call(
+        "",
+        "secrets",
+        "patch",
+        Cluster,
+        "rotate-secret annotation on owned Secrets",
+    ),
+    call(
+        "",
+        "secrets",
+        "delete",
+        OwnNamespace,
+        "keys Secret of a deleted tenant",
+    ),
+    call(
+        "events.k8s.io",
+        "events",
+        "create",
+        Cluster,
+        "events on Tenants and OAuthClients",
+    ),
+    call(
+        "events.k8s.io",
+        "events",
+        "patch",
+        Cluster,
+        "repeated events become a series",
+    ),
+    call(
+        "coordination.k8s.io",
+        "leases",
+        "get",
+        OwnNamespace,
+        "leader election",
+    ),
+    call(
+        "coordination.k8s.io",
+        "leases",
+        "create",
+        OwnNamespace,
+        "leader election",
+    ),
+    call(
+        "coordination.k8s.io",
+        "leases",
+        "update",
+        OwnNamespace,
+        "leader election",
+    ),
 ];
 
 /// Whether a request (group, resource, verb, namespace or none) is declared in [`CALLS`].
@@ -112,7 +220,11 @@ pub fn roles(name: &str, namespace: &str) -> (Value, Value) {
 
 /// Maps a request path and method to (group, resource, verb, namespace) the way the
 /// apiserver's authorizer does, for checking requests against [`CALLS`].
-pub fn classify(method: &str, path: &str, query: &str) -> Option<(String, String, String, Option<String>)> {
+pub fn classify(
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<(String, String, String, Option<String>)> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match parts.as_slice() {
         ["api", "v1", rest @ ..] => (String::new(), rest),
@@ -129,7 +241,9 @@ pub fn classify(method: &str, path: &str, query: &str) -> Option<(String, String
         [resource, _name, sub] => (format!("{resource}/{sub}"), true),
         _ => return None,
     };
-    let watching = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let watching = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     let verb = match (method, named) {
         ("GET", false) if watching => "watch",
         ("GET", false) => "list",
@@ -150,28 +264,55 @@ mod tests {
     #[test]
     fn requests_classify_like_the_apiserver_authorizer() {
         assert_eq!(
-            classify("PATCH", "/apis/gatehouse.dev/v1alpha1/namespaces/acme/oauthclients/b/status", ""),
-            Some(("gatehouse.dev".into(), "oauthclients/status".into(), "patch".into(), Some("acme".into())))
+            classify(
+                "PATCH",
+                "/apis/gatehouse.dev/v1alpha1/namespaces/acme/oauthclients/b/status",
+                ""
+            ),
+            Some((
+                "gatehouse.dev".into(),
+                "oauthclients/status".into(),
+                "patch".into(),
+                Some("acme".into())
+            ))
         );
         assert_eq!(
             classify("GET", "/api/v1/secrets", "watch=true&resourceVersion=1"),
             Some((String::new(), "secrets".into(), "watch".into(), None))
         );
         assert_eq!(
-            classify("GET", "/apis/coordination.k8s.io/v1/namespaces/gh/leases/gatehouse-operator", ""),
-            Some(("coordination.k8s.io".into(), "leases".into(), "get".into(), Some("gh".into())))
+            classify(
+                "GET",
+                "/apis/coordination.k8s.io/v1/namespaces/gh/leases/gatehouse-operator",
+                ""
+            ),
+            Some((
+                "coordination.k8s.io".into(),
+                "leases".into(),
+                "get".into(),
+                Some("gh".into())
+            ))
         );
     }
 
     #[test]
     fn secrets_may_be_deleted_only_in_the_operator_namespace() {
-        assert!(allows("", "secrets", "delete", Some("gatehouse"), "gatehouse"));
+        assert!(allows(
+            "",
+            "secrets",
+            "delete",
+            Some("gatehouse"),
+            "gatehouse"
+        ));
         assert!(!allows("", "secrets", "delete", Some("acme"), "gatehouse"));
         assert!(!allows("", "secrets", "update", Some("acme"), "gatehouse"));
         let (cluster, role) = roles("gatehouse-operator", "gatehouse");
         let text = cluster.to_string();
         assert!(!text.contains("\"*\""), "no wildcards: {text}");
-        assert!(!text.contains("delete"), "nothing is deleted cluster-wide: {text}");
+        assert!(
+            !text.contains("delete"),
+            "nothing is deleted cluster-wide: {text}"
+        );
         assert_eq!(role["rules"].as_array().unwrap().len(), 2);
     }
 }

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tower_test::mock;
 
-const LEASE_PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/gatehouse/leases/gatehouse-operator";
+const LEASE_PATH: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/gatehouse/leases/gatehouse-operator";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/gatehouse/leases";
 
 fn lease(holder: Option<&str>, renewed: Timestamp) -> Value {
@@ -55,7 +56,10 @@ async fn elect(
 #[tokio::test]
 async fn the_first_replica_creates_the_lease() {
     let (won, bodies) = elect(
-        vec![(Method::GET, LEASE_PATH, 404, Some(not_found())), (Method::POST, LEASES, 201, None)],
+        vec![
+            (Method::GET, LEASE_PATH, 404, Some(not_found())),
+            (Method::POST, LEASES, 201, None),
+        ],
         |e| tokio::spawn(async move { e.try_acquire().await }),
     )
     .await;
@@ -67,7 +71,12 @@ async fn the_first_replica_creates_the_lease() {
 #[tokio::test]
 async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
     let (won, _) = elect(
-        vec![(Method::GET, LEASE_PATH, 200, Some(lease(Some("other"), Timestamp::now())))],
+        vec![(
+            Method::GET,
+            LEASE_PATH,
+            200,
+            Some(lease(Some("other"), Timestamp::now())),
+        )],
         |e| tokio::spawn(async move { e.try_acquire().await }),
     )
     .await;
@@ -79,7 +88,12 @@ async fn an_expired_lease_is_taken_over_with_optimistic_concurrency() {
     let stale = Timestamp::now() - SignedDuration::from_secs(60);
     let (won, bodies) = elect(
         vec![
-            (Method::GET, LEASE_PATH, 200, Some(lease(Some("other"), stale))),
+            (
+                Method::GET,
+                LEASE_PATH,
+                200,
+                Some(lease(Some("other"), stale)),
+            ),
             (Method::PUT, LEASE_PATH, 200, None),
         ],
         |e| tokio::spawn(async move { e.try_acquire().await }),
@@ -87,7 +101,10 @@ async fn an_expired_lease_is_taken_over_with_optimistic_concurrency() {
     .await;
     assert!(won);
     let put = &bodies[1];
-    assert_eq!(put["metadata"]["resourceVersion"], "7", "a concurrent winner makes this a 409");
+    assert_eq!(
+        put["metadata"]["resourceVersion"], "7",
+        "a concurrent winner makes this a 409"
+    );
     assert_eq!(put["spec"]["holderIdentity"], "me");
     assert_eq!(put["spec"]["leaseTransitions"], 4);
 
@@ -106,13 +123,22 @@ async fn an_expired_lease_is_taken_over_with_optimistic_concurrency() {
 async fn release_gives_the_lease_up_for_the_next_replica() {
     let (_, bodies) = elect(
         vec![
-            (Method::GET, LEASE_PATH, 200, Some(lease(Some("me"), Timestamp::now()))),
+            (
+                Method::GET,
+                LEASE_PATH,
+                200,
+                Some(lease(Some("me"), Timestamp::now())),
+            ),
             (Method::PUT, LEASE_PATH, 200, None),
         ],
         |e| tokio::spawn(async move { e.release().await.map(|()| true) }),
     )
     .await;
-    assert!(bodies[1]["spec"].get("holderIdentity").is_none_or(Value::is_null));
+    assert!(
+        bodies[1]["spec"]
+            .get("holderIdentity")
+            .is_none_or(Value::is_null)
+    );
 }
 
 /// The operator end to end: it waits for the lease, lists and watches Tenants, OAuthClients
@@ -147,20 +173,30 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let next = tokio::time::timeout_at(deadline, handle.next_request()).await;
-        let Ok(Some((request, send))) = next else { break };
+        let Ok(Some((request, send))) = next else {
+            break;
+        };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
-        let (group, resource, verb, namespace) = rbac::classify(method.as_str(), &path, &query).unwrap();
+        let (group, resource, verb, namespace) =
+            rbac::classify(method.as_str(), &path, &query).unwrap();
         assert!(
             rbac::allows(&group, &resource, &verb, namespace.as_deref(), "gatehouse"),
             "{verb} {group}/{resource} in {namespace:?} is not in the RBAC"
         );
         seen.push(format!("{verb} {resource}"));
         let body = request.into_body().collect_bytes().await.unwrap();
-        let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
         let reply = |status: u16, v: &Value| {
-            Response::builder().status(status).body(Body::from(serde_json::to_vec(v).unwrap())).unwrap()
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(v).unwrap()))
+                .unwrap()
         };
         match (verb.as_str(), resource.as_str()) {
             ("get", "leases") => match &lease_body {
@@ -182,7 +218,11 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
                     "oauthclients" => "OAuthClientList",
                     _ => "SecretList",
                 };
-                let api_version = if kind == "secrets" { "v1" } else { "gatehouse.dev/v1alpha1" };
+                let api_version = if kind == "secrets" {
+                    "v1"
+                } else {
+                    "gatehouse.dev/v1alpha1"
+                };
                 send.send_response(reply(200, &json!({"apiVersion": api_version, "kind": list_kind, "metadata": {"resourceVersion": "1"}, "items": []})));
             }
             ("watch", _) => held_watches.push(send),
@@ -192,20 +232,38 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
             && let Some(stop) = stop.take()
         {
             assert_eq!(
-                metrics.encode().lines().find(|l| l.starts_with("gatehouse_operator_leader ")),
+                metrics
+                    .encode()
+                    .lines()
+                    .find(|l| l.starts_with("gatehouse_operator_leader ")),
                 Some("gatehouse_operator_leader 1")
             );
             let _ = stop.send(());
         }
     }
-    assert!(stop.is_none(), "the operator never became ready; saw {seen:?}");
+    assert!(
+        stop.is_none(),
+        "the operator never became ready; saw {seen:?}"
+    );
     tokio::time::timeout(Duration::from_secs(5), operator)
         .await
         .expect("the operator stops on shutdown")
         .unwrap()
         .unwrap();
-    for call in ["create leases", "list tenants", "list oauthclients", "list secrets", "watch tenants", "watch oauthclients", "watch secrets", "update leases"] {
-        assert!(seen.iter().any(|s| s == call), "{call} missing from {seen:?}");
+    for call in [
+        "create leases",
+        "list tenants",
+        "list oauthclients",
+        "list secrets",
+        "watch tenants",
+        "watch oauthclients",
+        "watch secrets",
+        "update leases",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == call),
+            "{call} missing from {seen:?}"
+        );
     }
     assert!(!ready.load(Ordering::Relaxed));
 }

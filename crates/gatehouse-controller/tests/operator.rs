@@ -60,7 +60,10 @@ fn json_of<K: serde::Serialize>(object: &K) -> Value {
 async fn settle_tenant(world: &mut World, t: &Tenant) -> Tenant {
     world.put_tenant(t);
     let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
-    let keys = world.api.expect(Method::POST, KEYS_SECRETS, 201, None).await;
+    let keys = world
+        .api
+        .expect(Method::POST, KEYS_SECRETS, 201, None)
+        .await;
     let status = world
         .api
         .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(t)))
@@ -113,10 +116,16 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     world.put_tenant(&t);
     let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
 
-    let keys = world.api.expect(Method::POST, KEYS_SECRETS, 201, None).await;
+    let keys = world
+        .api
+        .expect(Method::POST, KEYS_SECRETS, 201, None)
+        .await;
     assert_eq!(keys["metadata"]["name"], "gatehouse-keys-acme");
     assert_eq!(keys["metadata"]["labels"]["gatehouse.dev/tenant"], "acme");
-    assert_eq!(keys["metadata"]["labels"]["app.kubernetes.io/managed-by"], "gatehouse");
+    assert_eq!(
+        keys["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "gatehouse"
+    );
     assert_eq!(
         keys["metadata"]["ownerReferences"][0],
         json!({"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant", "name": "acme",
@@ -138,7 +147,10 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     assert_eq!(status["issuer"], "https://auth.example.com/acme");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["clients"], 0);
-    assert_eq!(condition(status, "Ready"), ("True".into(), "Reconciled".into()));
+    assert_eq!(
+        condition(status, "Ready"),
+        ("True".into(), "Reconciled".into())
+    );
     assert_eq!(status["conditions"][0]["lastTransitionTime"], NOW_RFC3339);
     assert_eq!(status["conditions"][0]["observedGeneration"], 1);
     assert_eq!(status["signingKeys"][0]["state"], "active");
@@ -153,7 +165,10 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 
     let stored = world.store.load_tenant("acme").await.unwrap().unwrap();
-    assert_eq!(stored.keys, records, "the store holds a copy of the Secret's keys");
+    assert_eq!(
+        stored.keys, records,
+        "the store holds a copy of the Secret's keys"
+    );
     assert_eq!(
         stored.config.grant_types,
         [GrantType::ClientCredentials, GrantType::RefreshToken]
@@ -166,9 +181,14 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     world.put_secret(&keys);
     let t = with_status(&t, status);
     world.put_tenant(&t);
-    reconcile_tenant(Arc::new(t), world.ctx.clone()).await.unwrap();
+    reconcile_tenant(Arc::new(t), world.ctx.clone())
+        .await
+        .unwrap();
     world.api.expect_nothing().await;
-    assert_eq!(world.store.tenant_versions().await.unwrap()["acme"], version);
+    assert_eq!(
+        world.store.tenant_versions().await.unwrap()["acme"],
+        version
+    );
     let metrics = world.ctx.metrics.encode();
     assert!(
         metrics.contains("gatehouse_operator_reconciliations_total{kind=\"Tenant\"} 2"),
@@ -184,16 +204,28 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     world.put_client(&c);
 
     let task = spawn_client(&world, &c);
-    let created = world.api.expect(Method::POST, ACME_SECRETS, 201, None).await;
+    let created = world
+        .api
+        .expect(Method::POST, ACME_SECRETS, 201, None)
+        .await;
     assert_eq!(created["metadata"]["name"], "billing-credentials");
     assert_eq!(
         created["metadata"]["ownerReferences"][0]["uid"], "billing-uid",
         "garbage-collected with its client"
     );
-    assert_eq!(created["metadata"]["ownerReferences"][0]["kind"], "OAuthClient");
-    assert_eq!(created["metadata"]["labels"]["app.kubernetes.io/managed-by"], "gatehouse");
+    assert_eq!(
+        created["metadata"]["ownerReferences"][0]["kind"],
+        "OAuthClient"
+    );
+    assert_eq!(
+        created["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "gatehouse"
+    );
     assert_eq!(secret_value(&created, "client_id"), "acme-billing");
-    assert_eq!(secret_value(&created, "issuer"), "https://auth.example.com/acme");
+    assert_eq!(
+        secret_value(&created, "issuer"),
+        "https://auth.example.com/acme"
+    );
     assert_eq!(
         secret_value(&created, "token_endpoint"),
         "https://auth.example.com/acme/oauth2/token"
@@ -207,44 +239,90 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     );
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
     let status = &status["status"];
     assert_eq!(status["clientId"], "acme-billing");
     assert_eq!(status["secretName"], "billing-credentials");
     assert_eq!(status["grantTypes"], json!(["client_credentials"]));
     assert_eq!(status["observedGeneration"], 2);
-    assert_eq!(condition(status, "Accepted"), ("True".into(), "Accepted".into()));
-    assert_eq!(condition(status, "Ready"), ("False".into(), "SecretPending".into()));
+    assert_eq!(
+        condition(status, "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        condition(status, "Ready"),
+        ("False".into(), "SecretPending".into())
+    );
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
-    assert!(world.store.get_client("acme", "acme-billing").await.unwrap().is_none());
+    assert!(
+        world
+            .store
+            .get_client("acme", "acme-billing")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The Secret arrives through the watch: the client goes live.
-    let s = secret("acme", "billing-credentials", &[("client_secret", generated.as_bytes())]);
+    let s = secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", generated.as_bytes())],
+    );
     world.put_secret(&s);
     let c = with_status(&c, status);
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
-    assert_eq!(condition(&status["status"], "Ready"), ("True".into(), "Reconciled".into()));
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("True".into(), "Reconciled".into())
+    );
     let event = world.api.expect_event("acme").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Normal", "Reconciled"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "Reconciled")
+    );
     task.await.unwrap().unwrap();
-    let stored = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap();
-    assert!(verify_secret(&generated, stored.secret_hash.as_deref().unwrap()));
+    let stored = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(verify_secret(
+        &generated,
+        stored.secret_hash.as_deref().unwrap()
+    ));
     assert_eq!(stored.source, "acme/billing");
 
     // No-op resync.
     let c = with_status(&c, &status["status"]);
     world.put_client(&c);
     let version = world.store.tenant_versions().await.unwrap()["acme"];
-    reconcile_client(Arc::new(c.clone()), world.ctx.clone()).await.unwrap();
+    reconcile_client(Arc::new(c.clone()), world.ctx.clone())
+        .await
+        .unwrap();
     world.api.expect_nothing().await;
-    assert_eq!(world.store.tenant_versions().await.unwrap()["acme"], version);
+    assert_eq!(
+        world.store.tenant_versions().await.unwrap()["acme"],
+        version
+    );
 
     // Spec change: a new generation with another grant.
     let mut changed = c.clone();
@@ -254,7 +332,12 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     let task = spawn_client(&world, &changed);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&changed)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&changed)),
+        )
         .await;
     assert_eq!(status["status"]["observedGeneration"], 3);
     assert_eq!(
@@ -268,8 +351,16 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     );
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
-    let stored = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap();
-    assert_eq!(stored.grant_types, [GrantType::ClientCredentials, GrantType::RefreshToken]);
+    let stored = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.grant_types,
+        [GrantType::ClientCredentials, GrantType::RefreshToken]
+    );
 }
 
 /// A refused client: its status, one warning event, no Secret and nothing in the store.
@@ -278,18 +369,33 @@ async fn refused(world: &mut World, c: OAuthClient, reason: &str) -> Value {
     let task = spawn_client(world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path(&c.metadata.name.clone().unwrap())), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path(&c.metadata.name.clone().unwrap())),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
     let status = status["status"].clone();
-    assert_eq!(condition(&status, "Accepted"), ("False".into(), reason.into()));
+    assert_eq!(
+        condition(&status, "Accepted"),
+        ("False".into(), reason.into())
+    );
     assert_eq!(condition(&status, "Ready"), ("False".into(), reason.into()));
     let event = world.api.expect_event("acme").await;
     assert_eq!((event.0.as_str(), event.1.as_str()), ("Warning", reason));
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
     let source = format!("acme/{}", c.metadata.name.as_deref().unwrap());
-    let registered = world.store.get_client(&c.spec.tenant_ref, "acme-billing").await.unwrap();
-    assert!(registered.is_none_or(|r| r.source != source), "refused clients get no token");
+    let registered = world
+        .store
+        .get_client(&c.spec.tenant_ref, "acme-billing")
+        .await
+        .unwrap();
+    assert!(
+        registered.is_none_or(|r| r.source != source),
+        "refused clients get no token"
+    );
     status
 }
 
@@ -302,7 +408,10 @@ async fn a_client_of_a_missing_tenant_is_refused() {
         "TenantNotFound",
     )
     .await;
-    assert_eq!(status["conditions"][0]["message"], "tenant nope does not exist");
+    assert_eq!(
+        status["conditions"][0]["message"],
+        "tenant nope does not exist"
+    );
 }
 
 #[tokio::test]
@@ -326,25 +435,55 @@ async fn a_client_from_a_namespace_the_tenant_does_not_allow_is_refused() {
 async fn a_client_asking_for_grants_the_tenant_does_not_enable_keeps_the_others() {
     let mut world = World::new(memory());
     settle_tenant(&mut world, &cc_tenant()).await;
-    world.put_secret(&secret("acme", "billing-credentials", &[("client_secret", b"s3cret-value")]));
+    world.put_secret(&secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", b"s3cret-value")],
+    ));
     let c = billing(json!({"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}));
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
     let status = &status["status"];
-    assert_eq!(condition(status, "Accepted"), ("False".into(), "GrantTypeNotEnabled".into()));
-    assert_eq!(condition(status, "Ready"), ("True".into(), "Reconciled".into()));
+    assert_eq!(
+        condition(status, "Accepted"),
+        ("False".into(), "GrantTypeNotEnabled".into())
+    );
+    assert_eq!(
+        condition(status, "Ready"),
+        ("True".into(), "Reconciled".into())
+    );
     assert_eq!(status["grantTypes"], json!(["client_credentials"]));
     let warning = world.api.expect_event("acme").await;
-    assert_eq!((warning.0.as_str(), warning.1.as_str()), ("Warning", "GrantTypeNotEnabled"));
-    assert!(warning.3.contains("does not enable password"), "{}", warning.3);
+    assert_eq!(
+        (warning.0.as_str(), warning.1.as_str()),
+        ("Warning", "GrantTypeNotEnabled")
+    );
+    assert!(
+        warning.3.contains("does not enable password"),
+        "{}",
+        warning.3
+    );
     let ready = world.api.expect_event("acme").await;
-    assert_eq!((ready.0.as_str(), ready.1.as_str()), ("Normal", "Reconciled"));
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("Normal", "Reconciled")
+    );
     task.await.unwrap().unwrap();
-    let stored = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap();
+    let stored = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.grant_types, [GrantType::ClientCredentials]);
 }
 
@@ -359,11 +498,22 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
-    assert_eq!(condition(&status["status"], "Ready"), ("False".into(), "SecretNotFound".into()));
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("False".into(), "SecretNotFound".into())
+    );
     let event = world.api.expect_event("acme").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Warning", "SecretNotFound"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "SecretNotFound")
+    );
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await; // no Secret is created
 
@@ -375,23 +525,52 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
-    assert_eq!(condition(&status["status"], "Ready"), ("True".into(), "Reconciled".into()));
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("True".into(), "Reconciled".into())
+    );
     world.api.expect_event("acme").await;
     task.await.unwrap().unwrap();
-    let hash = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap().secret_hash.unwrap();
+    let hash = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .unwrap();
     assert!(verify_secret("first-secret", &hash));
 
     // They rotate it: the change takes effect without touching the OAuthClient, and a rotate
     // annotation never makes the operator write a Secret it does not own.
     let mut c = with_status(&c, &status["status"]);
-    c.metadata.annotations = Some([("gatehouse.dev/rotate-secret".to_string(), "now".to_string())].into());
+    c.metadata.annotations =
+        Some([("gatehouse.dev/rotate-secret".to_string(), "now".to_string())].into());
     world.put_client(&c);
-    world.put_secret(&secret("acme", "from-vault", &[("client_secret", b"second-secret")]));
-    reconcile_client(Arc::new(c), world.ctx.clone()).await.unwrap();
+    world.put_secret(&secret(
+        "acme",
+        "from-vault",
+        &[("client_secret", b"second-secret")],
+    ));
+    reconcile_client(Arc::new(c), world.ctx.clone())
+        .await
+        .unwrap();
     world.api.expect_nothing().await;
-    let hash = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap().secret_hash.unwrap();
+    let hash = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .unwrap();
     assert!(verify_secret("second-secret", &hash) && !verify_secret("first-secret", &hash));
 }
 
@@ -399,45 +578,99 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
 async fn the_rotation_annotation_puts_a_fresh_secret_into_an_owned_secret_once() {
     let mut world = World::new(memory());
     settle_tenant(&mut world, &cc_tenant()).await;
-    let mut owned = secret("acme", "billing-credentials", &[("client_secret", b"old-secret")]);
-    owned.metadata.labels = Some([("app.kubernetes.io/managed-by".to_string(), "gatehouse".to_string())].into());
+    let mut owned = secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", b"old-secret")],
+    );
+    owned.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "gatehouse".to_string(),
+        )]
+        .into(),
+    );
     world.put_secret(&owned);
     let mut c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
     world.api.expect_event("acme").await;
     task.await.unwrap().unwrap();
     c = with_status(&c, &status["status"]);
 
-    c.metadata.annotations = Some([("gatehouse.dev/rotate-secret".to_string(), "2026-11".to_string())].into());
+    c.metadata.annotations = Some(
+        [(
+            "gatehouse.dev/rotate-secret".to_string(),
+            "2026-11".to_string(),
+        )]
+        .into(),
+    );
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let patch = world
         .api
-        .expect(Method::PATCH, &format!("{ACME_SECRETS}/billing-credentials"), 200, None)
+        .expect(
+            Method::PATCH,
+            &format!("{ACME_SECRETS}/billing-credentials"),
+            200,
+            None,
+        )
         .await;
-    assert_eq!(patch["metadata"]["annotations"]["gatehouse.dev/rotated-for"], "2026-11");
-    let fresh = patch["stringData"]["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        patch["metadata"]["annotations"]["gatehouse.dev/rotated-for"],
+        "2026-11"
+    );
+    let fresh = patch["stringData"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(fresh.len(), 43);
     assert_ne!(fresh, "old-secret");
     let event = world.api.expect_event("acme").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Normal", "SecretRotated"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "SecretRotated")
+    );
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
 
     // The watch brings the rotated Secret back: the new secret is live and no second
     // rotation happens for the same annotation value.
-    let mut rotated = secret("acme", "billing-credentials", &[("client_secret", fresh.as_bytes())]);
+    let mut rotated = secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", fresh.as_bytes())],
+    );
     rotated.metadata.labels = owned.metadata.labels.clone();
-    rotated.metadata.annotations = Some([("gatehouse.dev/rotated-for".to_string(), "2026-11".to_string())].into());
+    rotated.metadata.annotations = Some(
+        [(
+            "gatehouse.dev/rotated-for".to_string(),
+            "2026-11".to_string(),
+        )]
+        .into(),
+    );
     world.put_secret(&rotated);
-    reconcile_client(Arc::new(c), world.ctx.clone()).await.unwrap();
+    reconcile_client(Arc::new(c), world.ctx.clone())
+        .await
+        .unwrap();
     world.api.expect_nothing().await;
-    let hash = world.store.get_client("acme", "acme-billing").await.unwrap().unwrap().secret_hash.unwrap();
+    let hash = world
+        .store
+        .get_client("acme", "acme-billing")
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .unwrap();
     assert!(verify_secret(&fresh, &hash));
 }
 
@@ -445,29 +678,57 @@ async fn the_rotation_annotation_puts_a_fresh_secret_into_an_owned_secret_once()
 async fn deleting_a_client_deregisters_it_once_even_across_a_failed_finalizer_removal() {
     let mut world = World::new(memory());
     settle_tenant(&mut world, &cc_tenant()).await;
-    world.put_secret(&secret("acme", "billing-credentials", &[("client_secret", b"s3cret-value")]));
+    world.put_secret(&secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", b"s3cret-value")],
+    ));
     let c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
     world.api.expect_event("acme").await;
     task.await.unwrap().unwrap();
     let c = with_status(&c, &status["status"]);
     // A younger rival claims the same client id and loses it.
-    let mut rival = oauth_client("billing-copy", json!({"tenantRef": "acme", "clientId": "acme-billing", "grantTypes": ["client_credentials"]}));
-    rival.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2023-11-10T00:00:00Z".parse().unwrap()));
+    let mut rival = oauth_client(
+        "billing-copy",
+        json!({"tenantRef": "acme", "clientId": "acme-billing", "grantTypes": ["client_credentials"]}),
+    );
+    rival.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2023-11-10T00:00:00Z".parse().unwrap(),
+    ));
     refused(&mut world, rival.clone(), "ClientIdConflict").await;
-    assert!(world.store.get_client("acme", "acme-billing").await.unwrap().is_some(), "the loser leaves the winner alone");
+    assert!(
+        world
+            .store
+            .get_client("acme", "acme-billing")
+            .await
+            .unwrap()
+            .is_some(),
+        "the loser leaves the winner alone"
+    );
 
     let mut deleting = c.clone();
-    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2023-11-14T22:13:20Z".parse().unwrap()));
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2023-11-14T22:13:20Z".parse().unwrap(),
+        ));
     world.put_client(&deleting);
     let task = spawn_client(&world, &deleting);
     let event = world.api.expect_event("acme").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Normal", "Deregistered"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "Deregistered")
+    );
     let patch = world
         .api
         .expect(Method::PATCH, &client_path("billing"), 500, Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500})))
@@ -480,13 +741,25 @@ async fn deleting_a_client_deregisters_it_once_even_across_a_failed_finalizer_re
         ])
     );
     assert!(task.await.unwrap().is_err(), "the finalizer stays; retried");
-    assert!(world.store.get_client("acme", "acme-billing").await.unwrap().is_none());
+    assert!(
+        world
+            .store
+            .get_client("acme", "acme-billing")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The retry (or a restarted operator) finds it already deregistered: no second event.
     let task = spawn_client(&world, &deleting);
     world
         .api
-        .expect(Method::PATCH, &client_path("billing"), 200, Some(json_of(&deleting)))
+        .expect(
+            Method::PATCH,
+            &client_path("billing"),
+            200,
+            Some(json_of(&deleting)),
+        )
         .await;
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
@@ -494,41 +767,79 @@ async fn deleting_a_client_deregisters_it_once_even_across_a_failed_finalizer_re
     while let Ok(r) = world.requeued.try_recv() {
         requeued.push(r.name);
     }
-    assert!(requeued.contains(&"billing-copy".to_string()), "the rival is looked at again: {requeued:?}");
+    assert!(
+        requeued.contains(&"billing-copy".to_string()),
+        "the rival is looked at again: {requeued:?}"
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_tenant_takes_its_issuer_out_and_purges_its_runtime_data() {
     let mut world = World::new(memory());
     let t = settle_tenant(&mut world, &cc_tenant()).await;
-    world.store.put_record("acme", RecordKind::RefreshToken, "r1", "{}", NOW + 600).await.unwrap();
+    world
+        .store
+        .put_record("acme", RecordKind::RefreshToken, "r1", "{}", NOW + 600)
+        .await
+        .unwrap();
     let mut deleting = t.clone();
-    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2023-11-14T22:13:20Z".parse().unwrap()));
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2023-11-14T22:13:20Z".parse().unwrap(),
+        ));
     world.put_tenant(&deleting);
-    let task = tokio::spawn(reconcile_tenant(Arc::new(deleting.clone()), world.ctx.clone()));
+    let task = tokio::spawn(reconcile_tenant(
+        Arc::new(deleting.clone()),
+        world.ctx.clone(),
+    ));
     world
         .api
-        .expect(Method::DELETE, &format!("{KEYS_SECRETS}/{}", keys_secret_name("acme")), 200, Some(json!({})))
+        .expect(
+            Method::DELETE,
+            &format!("{KEYS_SECRETS}/{}", keys_secret_name("acme")),
+            200,
+            Some(json!({})),
+        )
         .await;
     let event = world.api.expect_event("default").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Normal", "TenantRemoved"));
-    assert!(event.3.contains("https://auth.example.com/acme"), "{}", event.3);
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "TenantRemoved")
+    );
+    assert!(
+        event.3.contains("https://auth.example.com/acme"),
+        "{}",
+        event.3
+    );
     world
         .api
         .expect(Method::PATCH, TENANT_PATH, 200, Some(json_of(&deleting)))
         .await;
     task.await.unwrap().unwrap();
     assert!(world.store.load_tenant("acme").await.unwrap().is_none());
-    assert!(world.store.get_record("acme", RecordKind::RefreshToken, "r1").await.unwrap().is_none());
+    assert!(
+        world
+            .store
+            .get_record("acme", RecordKind::RefreshToken, "r1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Again (a restart midway): the keys Secret is already gone (404) and that is fine.
-    let task = tokio::spawn(reconcile_tenant(Arc::new(deleting.clone()), world.ctx.clone()));
+    let task = tokio::spawn(reconcile_tenant(
+        Arc::new(deleting.clone()),
+        world.ctx.clone(),
+    ));
     world
         .api
         .expect(Method::DELETE, &format!("{KEYS_SECRETS}/{}", keys_secret_name("acme")), 404, Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})))
         .await;
     world.api.expect_event("default").await;
-    world.api.expect(Method::PATCH, TENANT_PATH, 200, Some(json_of(&deleting))).await;
+    world
+        .api
+        .expect(Method::PATCH, TENANT_PATH, 200, Some(json_of(&deleting)))
+        .await;
     task.await.unwrap().unwrap();
 }
 
@@ -538,33 +849,60 @@ async fn a_store_outage_shows_in_status_and_is_retried_with_backoff() {
     let store = gatehouse_store::open(&redis.url()).await.unwrap();
     let mut world = World::new(store);
     settle_tenant(&mut world, &cc_tenant()).await;
-    world.put_secret(&secret("acme", "billing-credentials", &[("client_secret", b"s3cret-value")]));
+    world.put_secret(&secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", b"s3cret-value")],
+    ));
     drop(redis);
     let c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
     let status = world
         .api
-        .expect(Method::PATCH, &format!("{}/status", client_path("billing")), 200, Some(json_of(&c)))
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
         .await;
-    assert_eq!(condition(&status["status"], "Accepted"), ("True".into(), "Accepted".into()));
-    assert_eq!(condition(&status["status"], "Ready"), ("False".into(), "StoreUnavailable".into()));
+    assert_eq!(
+        condition(&status["status"], "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("False".into(), "StoreUnavailable".into())
+    );
     let event = world.api.expect_event("acme").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Warning", "StoreUnavailable"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "StoreUnavailable")
+    );
     let error = task.await.unwrap().unwrap_err();
     let object = Arc::new(c);
     let first = error_policy(object.clone(), &error, world.ctx.clone(), "OAuthClient");
     let second = error_policy(object, &error, world.ctx.clone(), "OAuthClient");
     assert_eq!(first, Action::requeue(Duration::from_secs(1)));
     assert_eq!(second, Action::requeue(Duration::from_secs(2)));
-    assert!(world.ctx.metrics.encode().contains("reconcile_errors_total{kind=\"OAuthClient\",error=\"store\"} 2"));
+    assert!(
+        world
+            .ctx
+            .metrics
+            .encode()
+            .contains("reconcile_errors_total{kind=\"OAuthClient\",error=\"store\"} 2")
+    );
 }
 
 fn keys_secret(records: &[SigningKeyRecord]) -> k8s_openapi::api::core::v1::Secret {
     let mut s = secret(
         OPERATOR_NAMESPACE,
         &keys_secret_name("acme"),
-        &[(KEYS_SECRET_KEY, serde_json::to_vec(records).unwrap().as_slice())],
+        &[(
+            KEYS_SECRET_KEY,
+            serde_json::to_vec(records).unwrap().as_slice(),
+        )],
     );
     s.metadata.labels = Some([("gatehouse.dev/tenant".to_string(), "acme".to_string())].into());
     s
@@ -576,30 +914,73 @@ async fn keys_rotate_on_the_interval_with_the_next_key_already_published() {
     let mut world = World::with_kek(memory(), kek.clone());
     let day = 24 * 3600;
     let created = NOW - 31 * day;
-    let old = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, created).unwrap();
-    let next = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Next, &kek, created).unwrap();
+    let old = generate_signing_key(
+        "acme",
+        SigningAlgorithm::ES256,
+        KeyState::Active,
+        &kek,
+        created,
+    )
+    .unwrap();
+    let next = generate_signing_key(
+        "acme",
+        SigningAlgorithm::ES256,
+        KeyState::Next,
+        &kek,
+        created,
+    )
+    .unwrap();
     world.put_secret(&keys_secret(&[old.clone(), next.clone()]));
     let t = cc_tenant();
     world.put_tenant(&t);
     let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
     let patch = world
         .api
-        .expect(Method::PATCH, &format!("{KEYS_SECRETS}/{}", keys_secret_name("acme")), 200, None)
+        .expect(
+            Method::PATCH,
+            &format!("{KEYS_SECRETS}/{}", keys_secret_name("acme")),
+            200,
+            None,
+        )
         .await;
-    assert_eq!(patch["metadata"]["resourceVersion"], "100", "optimistic concurrency");
+    assert_eq!(
+        patch["metadata"]["resourceVersion"], "100",
+        "optimistic concurrency"
+    );
     let records: Vec<SigningKeyRecord> =
         serde_json::from_str(&secret_value(&patch, KEYS_SECRET_KEY)).unwrap();
-    assert_eq!(records[0].kid, next.kid, "the key published for a whole interval now signs");
+    assert_eq!(
+        records[0].kid, next.kid,
+        "the key published for a whole interval now signs"
+    );
     assert_eq!(records[0].state, KeyState::Active);
     assert_eq!(records[1].state, KeyState::Next);
-    assert_eq!((records[2].kid.as_str(), records[2].state), (old.kid.as_str(), KeyState::Retired));
+    assert_eq!(
+        (records[2].kid.as_str(), records[2].state),
+        (old.kid.as_str(), KeyState::Retired)
+    );
     assert_eq!(records[2].retired_at, Some(NOW));
     let rotated = world.api.expect_event("default").await;
-    assert_eq!((rotated.0.as_str(), rotated.1.as_str()), ("Normal", "KeyRotated"));
-    assert!(rotated.3.contains(&next.kid) && rotated.3.contains(&old.kid), "{}", rotated.3);
-    let status = world.api.expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t))).await;
     assert_eq!(
-        status["status"]["signingKeys"].as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect::<Vec<_>>(),
+        (rotated.0.as_str(), rotated.1.as_str()),
+        ("Normal", "KeyRotated")
+    );
+    assert!(
+        rotated.3.contains(&next.kid) && rotated.3.contains(&old.kid),
+        "{}",
+        rotated.3
+    );
+    let status = world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
+        .await;
+    assert_eq!(
+        status["status"]["signingKeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["state"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["active", "next", "retired"]
     );
     assert_eq!(world.api.expect_event("default").await.1, "Reconciled");
@@ -615,15 +996,30 @@ async fn keys_rotate_on_the_interval_with_the_next_key_already_published() {
 async fn an_unreadable_keys_secret_is_reported_not_replaced() {
     let mut world = World::new(memory());
     let mut broken = keys_secret(&[]);
-    broken.data = Some([(KEYS_SECRET_KEY.to_string(), k8s_openapi::ByteString(b"{not json".to_vec()))].into());
+    broken.data = Some(
+        [(
+            KEYS_SECRET_KEY.to_string(),
+            k8s_openapi::ByteString(b"{not json".to_vec()),
+        )]
+        .into(),
+    );
     world.put_secret(&broken);
     let t = cc_tenant();
     world.put_tenant(&t);
     let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
-    let status = world.api.expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t))).await;
-    assert_eq!(condition(&status["status"], "Ready"), ("False".into(), "SigningKeysInvalid".into()));
+    let status = world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
+        .await;
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("False".into(), "SigningKeysInvalid".into())
+    );
     let event = world.api.expect_event("default").await;
-    assert_eq!((event.0.as_str(), event.1.as_str()), ("Warning", "SigningKeysInvalid"));
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "SigningKeysInvalid")
+    );
     assert!(task.await.unwrap().is_err());
     world.api.expect_nothing().await;
     assert!(world.store.load_tenant("acme").await.unwrap().is_none());
@@ -632,29 +1028,61 @@ async fn an_unreadable_keys_secret_is_reported_not_replaced() {
 #[tokio::test]
 async fn mappers_find_what_depends_on_a_changed_object() {
     let mut world = World::new(memory());
-    let t = tenant(json!({"grantTypes": ["password"], "users": {"secretRef": {"name": "acme-users", "namespace": "acme"}}}));
+    let t = tenant(
+        json!({"grantTypes": ["password"], "users": {"secretRef": {"name": "acme-users", "namespace": "acme"}}}),
+    );
     world.put_tenant(&t);
     let c = billing(cc_spec());
     world.put_client(&c);
-    let names = |refs: Vec<kube::runtime::reflector::ObjectRef<OAuthClient>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
-    assert_eq!(names(clients_of_tenant("acme", &world.ctx.clients)), ["billing"]);
+    let names = |refs: Vec<kube::runtime::reflector::ObjectRef<OAuthClient>>| {
+        refs.into_iter().map(|r| r.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(clients_of_tenant("acme", &world.ctx.clients)),
+        ["billing"]
+    );
     assert!(clients_of_tenant("other", &world.ctx.clients).is_empty());
     let creds = secret("acme", "billing-credentials", &[]);
-    assert_eq!(names(clients_of_secret(&creds, &world.ctx.clients)), ["billing"]);
-    assert!(clients_of_secret(&secret("elsewhere", "billing-credentials", &[]), &world.ctx.clients).is_empty());
+    assert_eq!(
+        names(clients_of_secret(&creds, &world.ctx.clients)),
+        ["billing"]
+    );
+    assert!(
+        clients_of_secret(
+            &secret("elsewhere", "billing-credentials", &[]),
+            &world.ctx.clients
+        )
+        .is_empty()
+    );
     let users = secret("acme", "acme-users", &[]);
-    let tenants: Vec<String> = tenants_of_secret(&users, &world.ctx.tenants, OPERATOR_NAMESPACE).into_iter().map(|r| r.name).collect();
+    let tenants: Vec<String> = tenants_of_secret(&users, &world.ctx.tenants, OPERATOR_NAMESPACE)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(tenants, ["acme"]);
-    let keys: Vec<String> = tenants_of_secret(&keys_secret(&[]), &world.ctx.tenants, OPERATOR_NAMESPACE).into_iter().map(|r| r.name).collect();
+    let keys: Vec<String> =
+        tenants_of_secret(&keys_secret(&[]), &world.ctx.tenants, OPERATOR_NAMESPACE)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
     assert_eq!(keys, ["acme"]);
 }
 
 #[test]
 fn a_ready_tenant_missing_from_the_store_means_the_store_lost_data() {
-    let ready = with_status(&cc_tenant(), &json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "", "lastTransitionTime": NOW_RFC3339}]}));
-    let invalid = with_status(&tenant(json!({"grantTypes": ["password"]})), &json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "", "lastTransitionTime": NOW_RFC3339}]}));
+    let ready = with_status(
+        &cc_tenant(),
+        &json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "", "lastTransitionTime": NOW_RFC3339}]}),
+    );
+    let invalid = with_status(
+        &tenant(json!({"grantTypes": ["password"]})),
+        &json!({"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "", "lastTransitionTime": NOW_RFC3339}]}),
+    );
     let mut stored = std::collections::BTreeMap::new();
-    assert_eq!(lost_tenants(&[Arc::new(ready.clone()), Arc::new(invalid)], &stored), ["acme"]);
+    assert_eq!(
+        lost_tenants(&[Arc::new(ready.clone()), Arc::new(invalid)], &stored),
+        ["acme"]
+    );
     stored.insert("acme".to_string(), 1u64);
     assert!(lost_tenants(&[Arc::new(ready)], &stored).is_empty());
 }

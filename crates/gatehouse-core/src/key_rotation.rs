@@ -186,7 +186,10 @@ mod tests {
             states(&rotated),
             [KeyState::Active, KeyState::Next, KeyState::Retired]
         );
-        assert_eq!(rotated.keys[0].kid, next_kid, "the published next key signs now");
+        assert_eq!(
+            rotated.keys[0].kid, next_kid,
+            "the published next key signs now"
+        );
         assert_eq!(rotated.keys[2].kid, first.keys[0].kid);
         let retired_at = 1000 + 24 * HOUR;
         assert_eq!(rotated.keys[2].retired_at, Some(retired_at));

@@ -190,11 +190,20 @@ async fn purge_removes_runtime_data_of_one_tenant_only(store: &dyn Store, t: &st
     for name in [t, other.as_str()] {
         store.put_tenant(&tenant(name)).await.unwrap();
         store.put_client(name, &client("c")).await.unwrap();
-        store.put_opaque_token(name, "tok", &claims(later)).await.unwrap();
+        store
+            .put_opaque_token(name, "tok", &claims(later))
+            .await
+            .unwrap();
         store.revoke_jti(name, "j", later).await.unwrap();
         for i in 0..1500 {
             store
-                .put_record(name, RecordKind::RefreshToken, &format!("r{i}"), "{}", later)
+                .put_record(
+                    name,
+                    RecordKind::RefreshToken,
+                    &format!("r{i}"),
+                    "{}",
+                    later,
+                )
                 .await
                 .unwrap();
         }
@@ -224,7 +233,13 @@ async fn purge_removes_runtime_data_of_one_tenant_only(store: &dyn Store, t: &st
     );
     assert_eq!(store.purge_tenant(t).await.unwrap(), 0, "idempotent");
 
-    assert!(store.get_opaque_token(&other, "tok").await.unwrap().is_some());
+    assert!(
+        store
+            .get_opaque_token(&other, "tok")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(store.is_revoked(&other, "j").await.unwrap());
     assert!(
         store
@@ -233,7 +248,16 @@ async fn purge_removes_runtime_data_of_one_tenant_only(store: &dyn Store, t: &st
             .unwrap()
             .is_some()
     );
-    assert_eq!(store.load_tenant(&other).await.unwrap().unwrap().clients.len(), 1);
+    assert_eq!(
+        store
+            .load_tenant(&other)
+            .await
+            .unwrap()
+            .unwrap()
+            .clients
+            .len(),
+        1
+    );
 }
 
 async fn opaque_tokens_live_until_exp(store: &dyn Store, t: &str) {

@@ -100,7 +100,10 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
             .rotate_credentials_secret(request, wanted, client)
             .await?;
     }
-    let before = client.status.as_ref().map(|s| s.client_id.is_some() && is_live(s));
+    let before = client
+        .status
+        .as_ref()
+        .map(|s| s.client_id.is_some() && is_live(s));
     let api: Api<OAuthClient> = Api::namespaced(ctx.kube.client.clone(), &namespace);
     if ctx.kube.write_status(&api, client, &status).await? && before != Some(is_live(&status)) {
         requeue_rivals(client, &scope.clients, ctx);
@@ -118,11 +121,15 @@ async fn cleanup(client: &OAuthClient, ctx: &Context) -> Result<Action, Reconcil
     let tenant = &client.spec.tenant_ref;
     let source = format!("{namespace}/{name}");
     if ctx.publisher.unpublish_client(tenant, &id, &source).await? {
-        let note = format!(
-            "client {id} removed from tenant {tenant}; its refresh tokens no longer work"
-        );
+        let note =
+            format!("client {id} removed from tenant {tenant}; its refresh tokens no longer work");
         ctx.kube
-            .event(&client.object_ref(&()), EventType::Normal, "Deregistered", &note)
+            .event(
+                &client.object_ref(&()),
+                EventType::Normal,
+                "Deregistered",
+                &note,
+            )
             .await;
     }
     let rivals = ctx.client_scope(client).clients;

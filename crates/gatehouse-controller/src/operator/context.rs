@@ -114,7 +114,10 @@ impl Context {
     }
 
     fn scope(&self, tenant: &str, clients: Vec<OAuthClient>) -> Scope {
-        let tenant = self.tenants.get(&ObjectRef::new(tenant)).map(|t| (*t).clone());
+        let tenant = self
+            .tenants
+            .get(&ObjectRef::new(tenant))
+            .map(|t| (*t).clone());
         let mut secrets = Vec::new();
         if let Some(users) = tenant.as_ref().and_then(|t| t.spec.users.as_ref()) {
             let r = &users.secret_ref;

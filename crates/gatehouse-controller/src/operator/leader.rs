@@ -99,8 +99,8 @@ impl LeaderElector {
     }
 
     fn spec(&self, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
-        let renewing = previous
-            .is_some_and(|p| p.holder_identity.as_deref() == Some(self.identity.as_str()));
+        let renewing =
+            previous.is_some_and(|p| p.holder_identity.as_deref() == Some(self.identity.as_str()));
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),

@@ -74,7 +74,9 @@ impl OperatorMetrics {
 
     /// Counts one reconciliation of `kind`; its duration is recorded when the guard drops.
     pub fn start(&self, kind: &'static str) -> Timer<'_> {
-        self.reconciliations.get_or_create(&KindLabel { kind }).inc();
+        self.reconciliations
+            .get_or_create(&KindLabel { kind })
+            .inc();
         Timer {
             metrics: self,
             kind,
@@ -83,7 +85,9 @@ impl OperatorMetrics {
     }
 
     pub fn error(&self, kind: &'static str, error: &'static str) {
-        self.errors.get_or_create(&ErrorLabels { kind, error }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels { kind, error })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

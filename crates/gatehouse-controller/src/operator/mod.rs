@@ -107,7 +107,12 @@ pub fn error_policy<K: kube::Resource>(
 ) -> Action {
     let key = format!(
         "{kind}/{}{}",
-        object.meta().namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+        object
+            .meta()
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default(),
         object.meta().name.as_deref().unwrap_or_default()
     );
     ctx.metrics.error(kind, error.label());
@@ -120,7 +125,9 @@ pub fn error_policy<K: kube::Resource>(
 pub enum OperatorError {
     #[error("kubernetes API: {0}")]
     Api(#[from] kube::Error),
-    #[error("lost the leader lease (not renewed for {0:?}); stopping so another replica takes over")]
+    #[error(
+        "lost the leader lease (not renewed for {0:?}); stopping so another replica takes over"
+    )]
     LostLease(Duration),
 }
 
@@ -156,7 +163,10 @@ pub async fn run(
     };
 
     let elector = LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
-    tracing::info!(identity = elector.identity(), "waiting for the leader lease");
+    tracing::info!(
+        identity = elector.identity(),
+        "waiting for the leader lease"
+    );
     loop {
         match elector.try_acquire().await {
             Ok(true) => break,
@@ -168,13 +178,17 @@ pub async fn run(
             _ = stopped() => return Ok(()),
         }
     }
-    tracing::info!(identity = elector.identity(), "leading; starting controllers");
+    tracing::info!(
+        identity = elector.identity(),
+        "leading; starting controllers"
+    );
     metrics.leader.set(1);
 
     // Renew the lease; losing it stops the controllers and ends the process with an error.
     let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
     let renewer = {
-        let elector = LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
+        let elector =
+            LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
         let mut stop = stopped().boxed();
         tokio::spawn(async move {
             let mut last = Instant::now();
@@ -366,7 +380,13 @@ pub fn lost_tenants<V>(
 /// Watches `api` into a shared cache, logging (and riding out) watch failures.
 async fn watch<K>(api: Api<K>, writer: reflector::store::Writer<K>)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     watcher(api, watcher::Config::default())
@@ -431,7 +451,9 @@ pub fn clients_of_secret(
     clients
         .state()
         .iter()
-        .filter(|c| c.namespace() == namespace && c.spec.effective_secret_ref(&c.name_any()).name == name)
+        .filter(|c| {
+            c.namespace() == namespace && c.spec.effective_secret_ref(&c.name_any()).name == name
+        })
         .map(|c| ObjectRef::from_obj(&**c))
         .collect()
 }

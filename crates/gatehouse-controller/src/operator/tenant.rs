@@ -104,11 +104,18 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
                 retired.join(", ")
             );
             ctx.kube
-                .event(&tenant.object_ref(&()), EventType::Normal, "KeyRotated", &note)
+                .event(
+                    &tenant.object_ref(&()),
+                    EventType::Normal,
+                    "KeyRotated",
+                    &note,
+                )
                 .await;
         }
         status.signing_keys = key_statuses(&plan.keys);
-        wait = wait.min(Duration::from_secs(plan.next_change_at.saturating_sub(now).max(1)));
+        wait = wait.min(Duration::from_secs(
+            plan.next_change_at.saturating_sub(now).max(1),
+        ));
         Ok(())
     }
     .await;
@@ -121,7 +128,12 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
         if let Some(reason) = reason {
             let verdict = Verdict::new(types::READY, false, reason, format!("{e}; retrying"));
             let generation = status.observed_generation;
-            set(&mut status.conditions, &verdict, generation, &observed_at(&scope, "", now).now);
+            set(
+                &mut status.conditions,
+                &verdict,
+                generation,
+                &observed_at(&scope, "", now).now,
+            );
         }
     }
     let api: Api<Tenant> = Api::all(ctx.kube.client.clone());
@@ -138,7 +150,12 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileErro
         "issuer {issuer} taken out of service with its clients; {removed} tokens, codes and sessions deleted"
     );
     ctx.kube
-        .event(&tenant.object_ref(&()), EventType::Normal, "TenantRemoved", &note)
+        .event(
+            &tenant.object_ref(&()),
+            EventType::Normal,
+            "TenantRemoved",
+            &note,
+        )
         .await;
     Ok(Action::await_change())
 }

@@ -49,19 +49,88 @@ impl ApiServer {
         ApiServer { handle }
     }
 
+    /// Answers every request in the background as an apiserver would (echoing what was
+    /// written) and records it, for tests about what the token service serves rather than
+    /// which calls were made. Requests are still checked against the RBAC.
+    pub fn autopilot(mut self) -> Arc<std::sync::Mutex<Vec<Seen>>> {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = log.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = self.handle.next_request().await;
+                let Some((request, send)) = next else { return };
+                let method = request.method().clone();
+                let path = request.uri().path().to_string();
+                let query = request.uri().query().unwrap_or_default().to_string();
+                let (group, resource, verb, namespace) =
+                    rbac::classify(method.as_str(), &path, &query).expect("a Kubernetes API path");
+                assert!(
+                    rbac::allows(
+                        &group,
+                        &resource,
+                        &verb,
+                        namespace.as_deref(),
+                        OPERATOR_NAMESPACE
+                    ),
+                    "{verb} {group}/{resource} in {namespace:?} is not in the operator's RBAC"
+                );
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let reply = match resource.split('/').next().unwrap_or_default() {
+                    "tenants" => json!({"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+                        "metadata": {"name": "x"}, "spec": {"grantTypes": ["client_credentials"]}}),
+                    "oauthclients" => {
+                        json!({"apiVersion": "gatehouse.dev/v1alpha1", "kind": "OAuthClient",
+                        "metadata": {"name": "x", "namespace": "x"},
+                        "spec": {"tenantRef": "x", "grantTypes": ["client_credentials"]}})
+                    }
+                    _ if body.is_object() => body.clone(),
+                    _ => json!({}),
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+                if let Ok(mut log) = record.lock() {
+                    log.push(Seen { method, path, body });
+                }
+            }
+        });
+        log
+    }
+
+    /// A server nobody talks to, to stand in for one handed to [`ApiServer::autopilot`].
+    pub fn detached() -> Self {
+        let (_service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        ApiServer { handle }
+    }
+
     /// Waits for the next request; asserts it is allowed by the declared RBAC.
     pub async fn next(&mut self) -> (Seen, tower_test::mock::SendResponse<Response<Body>>) {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
-            .await
-            .expect("the operator made no further request")
-            .expect("client dropped");
+        let (request, send) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .expect("the operator made no further request")
+                .expect("client dropped");
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
         let (group, resource, verb, namespace) =
             rbac::classify(method.as_str(), &path, &query).expect("a Kubernetes API path");
         assert!(
-            rbac::allows(&group, &resource, &verb, namespace.as_deref(), OPERATOR_NAMESPACE),
+            rbac::allows(
+                &group,
+                &resource,
+                &verb,
+                namespace.as_deref(),
+                OPERATOR_NAMESPACE
+            ),
             "{verb} {group}/{resource} in {namespace:?} is not in the operator's RBAC"
         );
         let bytes = request.into_body().collect_bytes().await.unwrap();
@@ -74,7 +143,13 @@ impl ApiServer {
     }
 
     /// Expects `method path`; answers `status` with `reply` (or echoes the body when `None`).
-    pub async fn expect(&mut self, method: Method, path: &str, status: u16, reply: Option<Value>) -> Value {
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: u16,
+        reply: Option<Value>,
+    ) -> Value {
         let (seen, send) = self.next().await;
         assert_eq!(
             (&seen.method, seen.path.as_str()),
@@ -119,7 +194,11 @@ impl ApiServer {
         (
             s(&body["type"]),
             s(&body["reason"]),
-            format!("{}/{}", s(&body["regarding"]["kind"]), s(&body["regarding"]["name"])),
+            format!(
+                "{}/{}",
+                s(&body["regarding"]["kind"]),
+                s(&body["regarding"]["name"])
+            ),
             s(&body["note"]),
         )
     }
@@ -180,16 +259,20 @@ impl World {
     }
 
     pub fn put_tenant(&mut self, t: &Tenant) {
-        self.tenants.apply_watcher_event(&watcher::Event::Apply(t.clone()));
+        self.tenants
+            .apply_watcher_event(&watcher::Event::Apply(t.clone()));
     }
     pub fn put_client(&mut self, c: &OAuthClient) {
-        self.clients.apply_watcher_event(&watcher::Event::Apply(c.clone()));
+        self.clients
+            .apply_watcher_event(&watcher::Event::Apply(c.clone()));
     }
     pub fn put_secret(&mut self, s: &Secret) {
-        self.secrets.apply_watcher_event(&watcher::Event::Apply(s.clone()));
+        self.secrets
+            .apply_watcher_event(&watcher::Event::Apply(s.clone()));
     }
     pub fn remove_secret(&mut self, s: &Secret) {
-        self.secrets.apply_watcher_event(&watcher::Event::Delete(s.clone()));
+        self.secrets
+            .apply_watcher_event(&watcher::Event::Delete(s.clone()));
     }
 }
 
@@ -245,6 +328,13 @@ pub fn secret_value(body: &Value, key: &str) -> String {
         return v.to_string();
     }
     use base64::Engine;
-    let raw = body["data"][key].as_str().unwrap_or_else(|| panic!("no {key} in {body}"));
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).unwrap()).unwrap()
+    let raw = body["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {body}"));
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap(),
+    )
+    .unwrap()
 }

@@ -1,0 +1,375 @@
+//! The operator's paths with a real Redis store, checked by what the real token service (the
+//! server router, reading the same Redis) then serves: a client the operator registers gets
+//! tokens; a refused, deleted or out-of-tenant one does not; a flushed Redis is restored.
+
+mod support;
+
+use gatehouse_controller::operator::{reconcile_client, reconcile_tenant};
+use gatehouse_core::keys::KeyEncryptionKey;
+use gatehouse_crd::{OAuthClient, Tenant};
+use gatehouse_server::{AppState, TenantDirectory, router};
+use gatehouse_testkit::{RedisServer, redis_command};
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use support::*;
+
+struct Setup {
+    world: World,
+    log: Arc<Mutex<Vec<Seen>>>,
+    directory: Arc<TenantDirectory>,
+    base: String,
+    http: reqwest::Client,
+    redis: RedisServer,
+}
+
+async fn setup() -> Setup {
+    let redis = RedisServer::start();
+    let store = gatehouse_store::open(&redis.url()).await.unwrap();
+    let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
+    let mut world = World::with_kek(store.clone(), kek.clone());
+    let log = std::mem::replace(&mut world.api, ApiServer::detached()).autopilot();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let directory = Arc::new(TenantDirectory::new(store.clone(), kek, &base));
+    let state = AppState::new(
+        directory.clone(),
+        store,
+        Arc::new(gatehouse_server::metrics::Metrics::new()),
+    );
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Setup {
+        world,
+        log,
+        directory,
+        base,
+        http: reqwest::Client::new(),
+        redis,
+    }
+}
+
+impl Setup {
+    /// Reconciles the tenant, then the clients, twice over (the second pass sees the first
+    /// pass's statuses and Secrets, as the watches would deliver them), and lets the token
+    /// service pick the result up.
+    async fn converge(&mut self, tenant: Option<&Tenant>, clients: &[OAuthClient]) {
+        for _ in 0..2 {
+            if let Some(t) = tenant {
+                self.world.put_tenant(t);
+                let _ = reconcile_tenant(Arc::new(t.clone()), self.world.ctx.clone()).await;
+            }
+            for c in clients {
+                self.world.put_client(c);
+                let _ = reconcile_client(Arc::new(c.clone()), self.world.ctx.clone()).await;
+            }
+            self.absorb_created_secrets();
+        }
+        self.directory.refresh().await.unwrap();
+    }
+
+    /// Secrets the operator created (or patched) go into the cache, as the watch would.
+    fn absorb_created_secrets(&mut self) {
+        let created: Vec<Value> = self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path.ends_with("/secrets") && s.method == Method::POST)
+            .map(|s| s.body.clone())
+            .collect();
+        for body in created {
+            let mut secret: k8s_openapi::api::core::v1::Secret =
+                serde_json::from_value(body).unwrap();
+            secret.metadata.resource_version = Some("1".into());
+            self.world.put_secret(&secret);
+        }
+    }
+
+    fn generated_secret(&self, name: &str) -> String {
+        let log = self.log.lock().unwrap();
+        let body = log
+            .iter()
+            .find(|s| s.method == Method::POST && s.body["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Secret {name} was generated"));
+        secret_value(&body.body, "client_secret")
+    }
+
+    async fn token(&self, client_id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/acme/oauth2/token", self.base))
+            .basic_auth(client_id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn acme() -> Tenant {
+    tenant(json!({
+        "grantTypes": ["client_credentials", "password", "refresh_token"],
+        "users": {"secretRef": {"name": "acme-users", "namespace": "acme"}}
+    }))
+}
+
+fn users_secret() -> k8s_openapi::api::core::v1::Secret {
+    let hash = gatehouse_core::secret::hash_secret("wonderland").unwrap();
+    let users = format!("- username: alice\n  passwordHash: {hash}\n");
+    secret("acme", "acme-users", &[("users.yaml", users.as_bytes())])
+}
+
+fn deleting<K: Clone + kube::Resource>(object: &K) -> K {
+    let mut k = object.clone();
+    k.meta_mut().deletion_timestamp = Some(Time("2023-11-14T22:13:20Z".parse().unwrap()));
+    k
+}
+
+#[tokio::test]
+async fn registered_clients_get_tokens_and_deleted_ones_lose_them_with_their_refresh_tokens() {
+    let mut s = setup().await;
+    s.world.put_secret(&users_secret());
+    let billing = oauth_client(
+        "billing",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}),
+    );
+    let app = oauth_client(
+        "app",
+        json!({"tenantRef": "acme", "grantTypes": ["password", "refresh_token"], "clientId": "acme-app"}),
+    );
+    let t = acme();
+    s.converge(Some(&t), &[billing.clone(), app.clone()]).await;
+
+    let billing_secret = s.generated_secret("billing-credentials");
+    let (status, body) = s
+        .token(
+            "acme-billing",
+            &billing_secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let app_secret = s.generated_secret("app-credentials");
+    let (status, body) = s
+        .token(
+            "acme-app",
+            &app_secret,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "wonderland"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+
+    // Deleting the app client: it gets nothing any more.
+    let gone = deleting(&app);
+    s.converge(None, std::slice::from_ref(&gone)).await;
+    let (status, body) = s
+        .token(
+            "acme-app",
+            &app_secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    // Re-created under the same client id and Secret: its old refresh tokens stay revoked.
+    let mut again = app.clone();
+    again.metadata.uid = Some("app-uid-2".into());
+    s.world
+        .clients
+        .apply_watcher_event(&kube::runtime::watcher::Event::Delete(gone));
+    s.converge(None, std::slice::from_ref(&again)).await;
+    let (status, body) = s
+        .token(
+            "acme-app",
+            &app_secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, _) = s
+        .token(
+            "acme-app",
+            &app_secret,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "wonderland"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "the new registration itself works");
+
+    // The billing client was never touched.
+    let (status, _) = s
+        .token(
+            "acme-billing",
+            &billing_secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn refused_clients_get_no_token_and_restricted_ones_only_what_the_tenant_enables() {
+    let mut s = setup().await;
+    let t = tenant(json!({"grantTypes": ["client_credentials"], "clientNamespaces": ["acme"]}));
+    let mut outsider = oauth_client(
+        "outsider",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}),
+    );
+    outsider.metadata.namespace = Some("elsewhere".into());
+    let orphan = oauth_client(
+        "orphan",
+        json!({"tenantRef": "nope", "grantTypes": ["client_credentials"]}),
+    );
+    let greedy = oauth_client(
+        "greedy",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}),
+    );
+    s.world.put_secret(&secret(
+        "elsewhere",
+        "outsider-credentials",
+        &[("client_secret", b"outsider-secret")],
+    ));
+    s.world.put_secret(&secret(
+        "acme",
+        "orphan-credentials",
+        &[("client_secret", b"orphan-secret")],
+    ));
+    s.converge(Some(&t), &[outsider, orphan, greedy]).await;
+
+    let (status, body) = s
+        .token(
+            "elsewhere-outsider",
+            "outsider-secret",
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "namespace not allowed"
+    );
+    let (status, _) = s
+        .token(
+            "acme-orphan",
+            "orphan-secret",
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 401, "its tenant does not exist");
+
+    let greedy_secret = s.generated_secret("greedy-credentials");
+    let (status, _) = s
+        .token(
+            "acme-greedy",
+            &greedy_secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200, "keeps the grant the tenant enables");
+    let (status, body) = s
+        .token(
+            "acme-greedy",
+            &greedy_secret,
+            &[
+                ("grant_type", "password"),
+                ("username", "a"),
+                ("password", "b"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+}
+
+#[tokio::test]
+async fn a_flushed_redis_is_restored_and_a_deleted_tenant_stops_serving() {
+    let mut s = setup().await;
+    let billing = oauth_client(
+        "billing",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}),
+    );
+    let t = tenant(json!({"grantTypes": ["client_credentials"]}));
+    s.converge(Some(&t), std::slice::from_ref(&billing)).await;
+    let secret = s.generated_secret("billing-credentials");
+    let (status, body) = s
+        .token(
+            "acme-billing",
+            &secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let kid_before = jwt_kid(body["access_token"].as_str().unwrap());
+
+    redis_command(s.redis.port, &["FLUSHALL"]).unwrap();
+    s.directory.refresh().await.unwrap();
+    let (status, _) = s
+        .token(
+            "acme-billing",
+            &secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 404, "the issuer is gone with the data");
+
+    // What the drift check triggers: every object reconciled again. The keys come back from
+    // their Secret, so tokens signed before the flush still verify.
+    s.converge(Some(&t), std::slice::from_ref(&billing)).await;
+    let (status, body) = s
+        .token(
+            "acme-billing",
+            &secret,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(jwt_kid(body["access_token"].as_str().unwrap()), kid_before);
+
+    s.converge(Some(&deleting(&t)), &[]).await;
+    let discovery = s
+        .http
+        .get(format!("{}/acme/.well-known/openid-configuration", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovery.status(), 404);
+    assert!(s.world.store.tenant_versions().await.unwrap().is_empty());
+}
+
+fn jwt_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
