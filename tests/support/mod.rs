@@ -513,3 +513,4 @@ pub fn pkce_pair() -> (String, String) {
     let verifier = format!("verifier-{}-{}", std::process::id(), "x".repeat(40));
     (verifier.clone(), gatehouse_core::pkce::s256(&verifier))
 }
+pub mod apiserver;

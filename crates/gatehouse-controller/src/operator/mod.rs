@@ -60,12 +60,22 @@ pub enum ReconcileError {
     KeysSecret { secret: String, why: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The cached object was older than the cluster's (an optimistic-concurrency miss); the
+    /// watch is about to deliver the new one.
+    #[error("the object changed meanwhile: {0}")]
+    Conflict(String),
 }
 
 impl From<finalizer::Error<ReconcileError>> for ReconcileError {
     fn from(e: finalizer::Error<ReconcileError>) -> Self {
         match e {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(kube::Error::Api(s))
+            | finalizer::Error::RemoveFinalizer(kube::Error::Api(s))
+                if s.code == 409 || s.code == 422 =>
+            {
+                ReconcileError::Conflict(s.message)
+            }
             other => ReconcileError::Finalizer(other.to_string()),
         }
     }
@@ -79,6 +89,7 @@ impl ReconcileError {
             ReconcileError::Publish(_) => "store",
             ReconcileError::KeysSecret { .. } => "keys_secret",
             ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Conflict(_) => "conflict",
         }
     }
 }
@@ -116,6 +127,10 @@ pub fn error_policy<K: kube::Resource>(
         object.meta().name.as_deref().unwrap_or_default()
     );
     ctx.metrics.error(kind, error.label());
+    if let ReconcileError::Conflict(_) = error {
+        tracing::debug!(object = %key, error = %error, "stale cache; retrying");
+        return Action::requeue(Duration::from_secs(1));
+    }
     let wait = ctx.failed(&key);
     tracing::warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
@@ -224,30 +239,20 @@ pub async fn run(
         .shared()
     };
 
-    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
-    let (clients, client_writer) = reflector::store_shared::<OAuthClient>(1024);
-    let (secrets, secret_writer) = reflector::store_shared::<Secret>(1024);
-    let subscribe = |w: &reflector::store::Writer<_>| w.subscribe();
-    let (Some(tenants_for_tenants), Some(tenants_for_clients)) =
-        (subscribe(&tenant_writer), subscribe(&tenant_writer))
-    else {
-        unreachable!("a shared writer always subscribes")
-    };
-    let (Some(clients_for_tenants), Some(clients_for_clients)) =
-        (client_writer.subscribe(), client_writer.subscribe())
-    else {
-        unreachable!("a shared writer always subscribes")
-    };
-    let (Some(secrets_for_tenants), Some(secrets_for_clients)) =
-        (secret_writer.subscribe(), secret_writer.subscribe())
-    else {
-        unreachable!("a shared writer always subscribes")
-    };
-    let reflectors = futures::future::join3(
-        watch(Api::<Tenant>::all(client.clone()), tenant_writer),
-        watch(Api::<OAuthClient>::all(client.clone()), client_writer),
-        watch(Api::<Secret>::all(client.clone()), secret_writer),
-    );
+    // One watch per kind, each feeding a cache and, through a fan-out, both controllers.
+    // Deletions are passed on too (a deleted Secret must reach the client that used it).
+    let (tenants, tenant_writer) = reflector::store::<Tenant>();
+    let (clients, client_writer) = reflector::store::<OAuthClient>();
+    let (secrets, secret_writer) = reflector::store::<Secret>();
+    let (tenant_feed, [tenants_for_tenants, tenants_for_clients]) =
+        fan_out(watch(Api::<Tenant>::all(client.clone()), tenant_writer));
+    let (client_feed, [clients_for_clients, clients_for_tenants]) = fan_out(watch(
+        Api::<OAuthClient>::all(client.clone()),
+        client_writer,
+    ));
+    let (secret_feed, [secrets_for_tenants, secrets_for_clients]) =
+        fan_out(watch(Api::<Secret>::all(client.clone()), secret_writer));
+    let reflectors = futures::future::join3(tenant_feed, client_feed, secret_feed);
 
     let (requeue_tx, requeue_rx) = futures::channel::mpsc::unbounded();
     let ctx = Arc::new(Context::new(
@@ -285,11 +290,11 @@ pub async fn run(
     let tenant_controller = {
         let tenants_cache = tenants.clone();
         let namespace = config.namespace.clone();
-        Controller::for_shared_stream(tenants_for_tenants, tenants.clone())
-            .watches_shared_stream(clients_for_tenants, |c: Arc<OAuthClient>| {
+        Controller::for_stream(tenants_for_tenants, tenants.clone())
+            .watches_stream(clients_for_tenants, |c: OAuthClient| {
                 Some(ObjectRef::<Tenant>::new(&c.spec.tenant_ref))
             })
-            .watches_shared_stream(secrets_for_tenants, move |s: Arc<Secret>| {
+            .watches_stream(secrets_for_tenants, move |s: Secret| {
                 tenants_of_secret(&s, &tenants_cache, &namespace)
             })
             .reconcile_all_on(drift_tenants_rx)
@@ -304,11 +309,11 @@ pub async fn run(
     let client_controller = {
         let by_tenant = clients.clone();
         let by_secret = clients.clone();
-        Controller::for_shared_stream(clients_for_clients, clients.clone())
-            .watches_shared_stream(tenants_for_clients, move |t: Arc<Tenant>| {
+        Controller::for_stream(clients_for_clients, clients.clone())
+            .watches_stream(tenants_for_clients, move |t: Tenant| {
                 clients_of_tenant(&t.name_any(), &by_tenant)
             })
-            .watches_shared_stream(secrets_for_clients, move |s: Arc<Secret>| {
+            .watches_stream(secrets_for_clients, move |s: Secret| {
                 clients_of_secret(&s, &by_secret)
             })
             .reconcile_on(requeue_rx)
@@ -377,8 +382,12 @@ pub fn lost_tenants<V>(
         .collect()
 }
 
-/// Watches `api` into a shared cache, logging (and riding out) watch failures.
-async fn watch<K>(api: Api<K>, writer: reflector::store::Writer<K>)
+/// Watches `api` into a cache; yields every object applied or deleted. Watch failures are
+/// logged and ridden out with backoff.
+fn watch<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = K> + Send
 where
     K: kube::Resource
         + Clone
@@ -389,15 +398,48 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect_shared(writer)
-        .for_each(|event| async move {
-            if let Err(e) = event {
+    reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects()
+    .filter_map(|event| async move {
+        match event {
+            Ok(object) => Some(object),
+            Err(e) => {
                 tracing::warn!(error = %e, "watch failed; retrying");
+                None
             }
-        })
-        .await
+        }
+    })
+}
+
+/// Copies a stream to `N` bounded channels (a slow consumer slows the watch, never loses an
+/// event). The returned future drives it.
+#[allow(clippy::type_complexity)]
+fn fan_out<K: Clone + Send + 'static, const N: usize>(
+    stream: impl futures::Stream<Item = K> + Send + 'static,
+) -> (
+    impl Future<Output = ()> + Send,
+    [futures::channel::mpsc::Receiver<Result<K, watcher::Error>>; N],
+) {
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..N).map(|_| futures::channel::mpsc::channel(256)).unzip();
+    let drive = async move {
+        futures::pin_mut!(stream);
+        let mut senders = senders;
+        while let Some(object) = stream.next().await {
+            for tx in &mut senders {
+                use futures::SinkExt;
+                let _ = tx.send(Ok(object.clone())).await;
+            }
+        }
+    };
+    let receivers: [_; N] = match receivers.try_into() {
+        Ok(r) => r,
+        Err(_) => unreachable!("exactly N channels were made"),
+    };
+    (drive, receivers)
 }
 
 /// Tenants to reconcile when `secret` changes: those whose users it holds, and the one whose

@@ -1,0 +1,411 @@
+//! `gatehouse operator`, the real binary, against a Kubernetes API server it reaches through a
+//! kubeconfig (an in-memory one: no real apiserver can run on this machine) and a real
+//! redis-server, with a real `gatehouse server` serving what it publishes.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::apiserver::FakeApiServer;
+use support::*;
+
+struct Process {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    Process { child, log }
+}
+
+fn ready(status: &Value) -> Option<(String, String)> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApiServer::default();
+    let base = api.start().await;
+    let kubeconfig = FakeApiServer::kubeconfig(&base, dir.path());
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let (port, ops) = (
+        gatehouse_testkit::free_port(),
+        gatehouse_testkit::free_port(),
+    );
+    let public = format!("http://127.0.0.1:{port}");
+
+    api.apply(
+        "tenants",
+        json!({"metadata": {"name": "acme"}, "spec": {"grantTypes": ["client_credentials"]}}),
+    );
+    api.apply(
+        "oauthclients",
+        json!({"metadata": {"name": "billing", "namespace": "acme"},
+        "spec": {"tenantRef": "acme", "grantTypes": ["client_credentials"], "scopes": []}}),
+    );
+    api.apply(
+        "oauthclients",
+        json!({"metadata": {"name": "payroll", "namespace": "acme"},
+        "spec": {"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}}),
+    );
+    api.apply(
+        "oauthclients",
+        json!({"metadata": {"name": "stray", "namespace": "acme"},
+        "spec": {"tenantRef": "globex", "grantTypes": ["client_credentials"]}}),
+    );
+
+    let env = [
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap()),
+        ("POD_NAME", "gatehouse-operator-0"),
+    ];
+    let ops_addr = format!("127.0.0.1:{ops}");
+    let mut operator = spawn(
+        dir.path(),
+        "operator",
+        &[
+            "operator",
+            "--store",
+            &redis.url(),
+            "--public-url",
+            &public,
+            "--metrics-listen",
+            &ops_addr,
+        ],
+        &env,
+    );
+    let server_addr = format!("127.0.0.1:{port}");
+    let _server = spawn(
+        dir.path(),
+        "server",
+        &[
+            "server",
+            "--store",
+            &redis.url(),
+            "--listen",
+            &server_addr,
+            "--public-url",
+            &public,
+        ],
+        &env,
+    );
+
+    eventually(60, "billing is Ready", || async {
+        api.get("oauthclients", Some("acme"), "billing")
+            .and_then(|c| ready(&c["status"]))
+            .is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        http_status(&format!("http://{ops_addr}/readyz")).unwrap(),
+        200,
+        "{}",
+        operator.log()
+    );
+
+    // What `kubectl get` columns read: statuses as the operator wrote them.
+    let tenant = api.get("tenants", None, "acme").unwrap();
+    assert_eq!(tenant["status"]["issuer"], format!("{public}/acme"));
+    assert_eq!(
+        tenant["metadata"]["finalizers"],
+        json!(["gatehouse.dev/cleanup"])
+    );
+    let keys = api
+        .get("secrets", Some("gatehouse"), "gatehouse-keys-acme")
+        .expect("keys Secret");
+    assert_eq!(
+        keys["metadata"]["ownerReferences"][0]["uid"],
+        tenant["metadata"]["uid"]
+    );
+    eventually(30, "the tenant counts both live clients", || async {
+        api.get("tenants", None, "acme").unwrap()["status"]["clients"] == 2
+    })
+    .await;
+    let payroll = api.get("oauthclients", Some("acme"), "payroll").unwrap();
+    assert_eq!(
+        payroll["status"]["grantTypes"],
+        json!(["client_credentials"])
+    );
+    let stray = api.get("oauthclients", Some("acme"), "stray").unwrap();
+    assert_eq!(
+        ready(&stray["status"]),
+        Some(("False".into(), "TenantNotFound".into()))
+    );
+    assert!(
+        api.get("secrets", Some("acme"), "stray-credentials")
+            .is_none(),
+        "no Secret for a refused client"
+    );
+    let events: Vec<String> = api
+        .list("events")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["regarding"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for wanted in [
+        "SecretGenerated billing",
+        "Reconciled billing",
+        "TenantNotFound stray",
+        "GrantTypeNotEnabled payroll",
+        "Reconciled acme",
+    ] {
+        assert!(
+            events.iter().any(|e| e == wanted),
+            "{wanted} missing from {events:?}"
+        );
+    }
+
+    // The generated Secret works at the token service.
+    let creds = api
+        .get("secrets", Some("acme"), "billing-credentials")
+        .unwrap();
+    let decode = |k: &str| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(creds["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        decode("token_endpoint"),
+        format!("{public}/acme/oauth2/token")
+    );
+    let secret = decode("client_secret");
+    let token_url = format!("{public}/acme/oauth2/token");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = post_form(
+            &token_url,
+            Some(&basic("acme-billing", &secret)),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+
+    // Redis loses everything once the operator is idle: its drift check notices and restores
+    // it, with nobody touching a resource.
+    let reconciliations = || async {
+        let text = reqwest::get(format!("http://{ops_addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("gatehouse_operator_reconciliations_total"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let mut last = reconciliations().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = reconciliations().await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    gatehouse_testkit::redis_command(redis.port, &["FLUSHALL"]).unwrap();
+    let mut lost = 0;
+    for _ in 0..50 {
+        lost = post_form(
+            &token_url,
+            Some(&basic("acme-billing", &secret)),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status;
+        if lost == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lost, 404, "the token service saw the flush");
+    let mut restored = 0;
+    for _ in 0..400 {
+        restored = post_form(
+            &token_url,
+            Some(&basic("acme-billing", &secret)),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status;
+        if restored == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        restored,
+        200,
+        "not restored after a flush:\n{}",
+        operator.log()
+    );
+    assert!(
+        operator
+            .log()
+            .contains("the store lost published configuration"),
+        "{}",
+        operator.log()
+    );
+
+    // Deleting the client: the finalizer deregisters it, then lets it go.
+    api.delete("oauthclients", Some("acme"), "billing");
+    eventually(30, "billing is gone", || async {
+        api.get("oauthclients", Some("acme"), "billing").is_none()
+    })
+    .await;
+    let mut refused = 0;
+    for _ in 0..50 {
+        refused = post_form(
+            &token_url,
+            Some(&basic("acme-billing", &secret)),
+            "grant_type=client_credentials",
+        )
+        .await
+        .status;
+        if refused == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 401);
+
+    // Deleting the tenant: its issuer goes, its keys Secret goes, then the Tenant itself.
+    api.delete("tenants", None, "acme");
+    eventually(30, "acme is gone", || async {
+        api.get("tenants", None, "acme").is_none()
+    })
+    .await;
+    assert!(
+        api.get("secrets", Some("gatehouse"), "gatehouse-keys-acme")
+            .is_none()
+    );
+    let discovery = format!("{public}/acme/.well-known/openid-configuration");
+    let mut gone = 0;
+    for _ in 0..50 {
+        gone = http_status(&discovery).unwrap();
+        if gone == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gone, 404);
+    assert!(
+        api.list("events")
+            .iter()
+            .any(|e| e["reason"] == "TenantRemoved")
+    );
+    eventually(30, "payroll reports its tenant gone", || async {
+        api.get("oauthclients", Some("acme"), "payroll")
+            .and_then(|c| ready(&c["status"]))
+            .is_some_and(|r| r.1 == "TenantNotFound")
+    })
+    .await;
+
+    // Metrics, then a graceful stop that hands the lease on.
+    let metrics = reqwest::get(format!("http://{ops_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_operator_reconciliations_total{kind=\"OAuthClient\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gatehouse_operator_leader 1"), "{metrics}");
+    let exit = operator.terminate();
+    assert!(exit.success(), "exit {exit}:\n{}", operator.log());
+    let lease = api
+        .get("leases", Some("gatehouse"), "gatehouse-operator")
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "released: {lease}"
+    );
+
+    for (method, path, query) in api.requests() {
+        let (group, resource, verb, namespace) =
+            gatehouse_controller::rbac::classify(&method, &path, &query).unwrap();
+        assert!(
+            gatehouse_controller::rbac::allows(
+                &group,
+                &resource,
+                &verb,
+                namespace.as_deref(),
+                "gatehouse"
+            ),
+            "{method} {path} ({verb} {group}/{resource}) is not in the generated RBAC"
+        );
+    }
+}
