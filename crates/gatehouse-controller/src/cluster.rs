@@ -66,7 +66,7 @@ pub enum ClusterError {
     Api(#[from] kube::Error),
     #[error("no randomness available to generate a secret")]
     Randomness,
-    #[error("cannot encode signing keys: {0}")]
+    #[error("cannot encode JSON: {0}")]
     Encode(#[from] serde_json::Error),
 }
 
@@ -129,10 +129,19 @@ impl Kube {
         if current == Some(status) {
             return Ok(false);
         }
+        // A merge patch leaves out what the status no longer has; null removes it.
+        let mut body = serde_json::to_value(status)?;
+        if let (Some(serde_json::Value::Object(before)), serde_json::Value::Object(after)) =
+            (current.map(serde_json::to_value).transpose()?, &mut body)
+        {
+            for key in before.keys() {
+                after.entry(key.clone()).or_insert(serde_json::Value::Null);
+            }
+        }
         api.patch_status(
             &object.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
+            &Patch::Merge(json!({ "status": body })),
         )
         .await?;
         let previous = current.map(|s| s.conditions()).unwrap_or_default();

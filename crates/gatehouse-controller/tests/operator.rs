@@ -779,9 +779,23 @@ async fn deleting_a_tenant_takes_its_issuer_out_and_purges_its_runtime_data() {
     let t = settle_tenant(&mut world, &cc_tenant()).await;
     world
         .store
-        .put_record("acme", RecordKind::RefreshToken, "r1", "{}", NOW + 600)
+        .put_record(
+            "acme",
+            RecordKind::RefreshToken,
+            "r1",
+            "{}",
+            gatehouse_store::unix_now() + 600,
+        )
         .await
         .unwrap();
+    assert!(
+        world
+            .store
+            .get_record("acme", RecordKind::RefreshToken, "r1")
+            .await
+            .unwrap()
+            .is_some()
+    );
     let mut deleting = t.clone();
     deleting.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -990,6 +1004,67 @@ async fn keys_rotate_on_the_interval_with_the_next_key_already_published() {
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let stored = world.store.load_tenant("acme").await.unwrap().unwrap();
     assert_eq!(stored.keys, records);
+}
+
+#[tokio::test]
+async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_issuer() {
+    let mut world = World::new(memory());
+    let t = settle_tenant(&mut world, &cc_tenant()).await;
+    world
+        .store
+        .put_record(
+            "acme",
+            RecordKind::Session,
+            "s1",
+            "{}",
+            gatehouse_store::unix_now() + 600,
+        )
+        .await
+        .unwrap();
+    let mut broken = t.clone();
+    broken.metadata.generation = Some(2);
+    broken.spec.access_token.ttl = "forever".into();
+    world.put_tenant(&broken);
+    let task = tokio::spawn(reconcile_tenant(
+        Arc::new(broken.clone()),
+        world.ctx.clone(),
+    ));
+    let status = world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&broken)))
+        .await;
+    let status = &status["status"];
+    assert_eq!(
+        condition(status, "Ready"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    assert!(
+        status["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.accessToken.ttl")
+    );
+    assert_eq!(
+        status["issuer"],
+        Value::Null,
+        "a merge patch must remove it explicitly: {status}"
+    );
+    assert_eq!(status["clients"], Value::Null);
+    assert_eq!(world.api.expect_event("default").await.1, "InvalidSpec");
+    task.await.unwrap().unwrap();
+    assert!(
+        world.store.load_tenant("acme").await.unwrap().is_none(),
+        "out of service"
+    );
+    assert!(
+        world
+            .store
+            .get_record("acme", RecordKind::Session, "s1")
+            .await
+            .unwrap()
+            .is_some(),
+        "its sessions wait for the fix"
+    );
 }
 
 #[tokio::test]
