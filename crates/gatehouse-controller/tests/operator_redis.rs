@@ -80,6 +80,14 @@ impl Setup {
             .map(|s| s.body.clone())
             .collect();
         for body in created {
+            let (namespace, name) = (
+                body["metadata"]["namespace"].as_str().unwrap_or_default(),
+                body["metadata"]["name"].as_str().unwrap_or_default(),
+            );
+            let reference = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+            if self.world.ctx.secrets.get(&reference).is_some() {
+                continue; // already delivered (and perhaps changed since)
+            }
             let mut secret: k8s_openapi::api::core::v1::Secret =
                 serde_json::from_value(body).unwrap();
             secret.metadata.resource_version = Some("1".into());
@@ -372,4 +380,79 @@ fn jwt_kid(token: &str) -> String {
     )
     .unwrap();
     header["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn secret_changes_and_rotations_take_effect_at_the_token_service() {
+    let mut s = setup().await;
+    let t = tenant(json!({"grantTypes": ["client_credentials"]}));
+    let theirs = oauth_client(
+        "vaulted",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"],
+               "secretRef": {"name": "from-vault", "generate": false}}),
+    );
+    let ours = oauth_client(
+        "billing",
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}),
+    );
+    s.converge(Some(&t), &[theirs.clone(), ours.clone()]).await;
+    let cc = [("grant_type", "client_credentials")];
+    let (status, _) = s.token("acme-vaulted", "anything", &cc).await;
+    assert_eq!(status, 401, "no Secret yet: not registered");
+
+    // GitOps delivers the Secret, later rotates it.
+    s.world.put_secret(&secret(
+        "acme",
+        "from-vault",
+        &[("client_secret", b"first")],
+    ));
+    s.converge(None, std::slice::from_ref(&theirs)).await;
+    assert_eq!(s.token("acme-vaulted", "first", &cc).await.0, 200);
+    s.world.put_secret(&secret(
+        "acme",
+        "from-vault",
+        &[("client_secret", b"second")],
+    ));
+    s.converge(None, std::slice::from_ref(&theirs)).await;
+    assert_eq!(s.token("acme-vaulted", "second", &cc).await.0, 200);
+    assert_eq!(s.token("acme-vaulted", "first", &cc).await.0, 401);
+
+    // The rotation annotation on a client whose Secret Gatehouse generated.
+    let generated = s.generated_secret("billing-credentials");
+    assert_eq!(s.token("acme-billing", &generated, &cc).await.0, 200);
+    let mut rotate = ours.clone();
+    rotate.metadata.annotations =
+        Some([("gatehouse.dev/rotate-secret".to_string(), "1".to_string())].into());
+    s.converge(None, std::slice::from_ref(&rotate)).await;
+    let patched = s
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r.method == Method::PATCH && r.path.ends_with("/secrets/billing-credentials"))
+        .map(|r| r.body.clone())
+        .expect("the owned Secret was patched");
+    let fresh = patched["stringData"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut rotated = secret(
+        "acme",
+        "billing-credentials",
+        &[("client_secret", fresh.as_bytes())],
+    );
+    rotated.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "gatehouse".to_string(),
+        )]
+        .into(),
+    );
+    rotated.metadata.annotations =
+        Some([("gatehouse.dev/rotated-for".to_string(), "1".to_string())].into());
+    s.world.put_secret(&rotated);
+    s.converge(None, std::slice::from_ref(&rotate)).await;
+    assert_eq!(s.token("acme-billing", &fresh, &cc).await.0, 200);
+    assert_eq!(s.token("acme-billing", &generated, &cc).await.0, 401);
 }
