@@ -218,6 +218,33 @@ pub fn roles(name: &str, namespace: &str) -> (Value, Value) {
     )
 }
 
+/// A request as the authorizer sees it: (group, resource, verb, namespace).
+pub type Attributes = (String, String, String, Option<String>);
+
+/// Classifies a request and checks it against [`CALLS`]; the error says what is missing.
+pub fn check(
+    method: &str,
+    path: &str,
+    query: &str,
+    operator_namespace: &str,
+) -> Result<Attributes, String> {
+    let (group, resource, verb, namespace) = classify(method, path, query)
+        .ok_or_else(|| format!("{method} {path} is not a Kubernetes API request"))?;
+    if allows(
+        &group,
+        &resource,
+        &verb,
+        namespace.as_deref(),
+        operator_namespace,
+    ) {
+        Ok((group, resource, verb, namespace))
+    } else {
+        Err(format!(
+            "{method} {path}: {verb} {group}/{resource} in {namespace:?} is not in the operator's RBAC (rbac::CALLS)"
+        ))
+    }
+}
+
 /// Maps a request path and method to (group, resource, verb, namespace) the way the
 /// apiserver's authorizer does, for checking requests against [`CALLS`].
 pub fn classify(

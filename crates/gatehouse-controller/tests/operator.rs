@@ -78,6 +78,18 @@ async fn settle_tenant(world: &mut World, t: &Tenant) -> Tenant {
     t
 }
 
+/// Expects the status patch of client `c`; answers with `c`; returns the patch body.
+async fn expect_client_status(world: &mut World, c: &OAuthClient) -> Value {
+    let path = format!(
+        "{}/status",
+        client_path(c.metadata.name.as_deref().unwrap())
+    );
+    world
+        .api
+        .expect(Method::PATCH, &path, 200, Some(json_of(c)))
+        .await
+}
+
 /// Runs one client reconcile in the background.
 fn spawn_client(
     world: &World,
@@ -237,15 +249,7 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
         (event.0.as_str(), event.1.as_str(), event.2.as_str()),
         ("Normal", "SecretGenerated", "OAuthClient/billing")
     );
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     let status = &status["status"];
     assert_eq!(status["clientId"], "acme-billing");
     assert_eq!(status["secretName"], "billing-credentials");
@@ -280,15 +284,7 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     let c = with_status(&c, status);
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     assert_eq!(
         condition(&status["status"], "Ready"),
         ("True".into(), "Reconciled".into())
@@ -330,15 +326,7 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     changed.spec.grant_types.push(GrantType::RefreshToken);
     world.put_client(&changed);
     let task = spawn_client(&world, &changed);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&changed)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &changed).await;
     assert_eq!(status["status"]["observedGeneration"], 3);
     assert_eq!(
         status["status"]["grantTypes"],
@@ -443,15 +431,7 @@ async fn a_client_asking_for_grants_the_tenant_does_not_enable_keeps_the_others(
     let c = billing(json!({"tenantRef": "acme", "grantTypes": ["client_credentials", "password"]}));
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     let status = &status["status"];
     assert_eq!(
         condition(status, "Accepted"),
@@ -496,15 +476,7 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     let c = billing(spec);
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     assert_eq!(
         condition(&status["status"], "Ready"),
         ("False".into(), "SecretNotFound".into())
@@ -523,15 +495,7 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     let c = with_status(&c, &status["status"]);
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     assert_eq!(
         condition(&status["status"], "Ready"),
         ("True".into(), "Reconciled".into())
@@ -594,15 +558,7 @@ async fn the_rotation_annotation_puts_a_fresh_secret_into_an_owned_secret_once()
     let mut c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     world.api.expect_event("acme").await;
     task.await.unwrap().unwrap();
     c = with_status(&c, &status["status"]);
@@ -686,15 +642,7 @@ async fn deleting_a_client_deregisters_it_once_even_across_a_failed_finalizer_re
     let c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     world.api.expect_event("acme").await;
     task.await.unwrap().unwrap();
     let c = with_status(&c, &status["status"]);
@@ -872,15 +820,7 @@ async fn a_store_outage_shows_in_status_and_is_retried_with_backoff() {
     let c = billing(cc_spec());
     world.put_client(&c);
     let task = spawn_client(&world, &c);
-    let status = world
-        .api
-        .expect(
-            Method::PATCH,
-            &format!("{}/status", client_path("billing")),
-            200,
-            Some(json_of(&c)),
-        )
-        .await;
+    let status = expect_client_status(&mut world, &c).await;
     assert_eq!(
         condition(&status["status"], "Accepted"),
         ("True".into(), "Accepted".into())
