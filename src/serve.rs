@@ -34,8 +34,11 @@ fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncrypti
     Ok(Some(kek))
 }
 
+/// Opens the store; a Redis password in `GATEHOUSE_STORE_PASSWORD` (environment only, so it
+/// stays out of process listings and URLs) is added to the URL's nodes.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    gatehouse_store::open(url)
+    let password = std::env::var("GATEHOUSE_STORE_PASSWORD").ok();
+    gatehouse_store::open_with_password(url, password.as_deref())
         .await
         .with_context(|| format!("opening the store {}", gatehouse_store::redact_url(url)))
 }
@@ -186,8 +189,8 @@ pub async fn run_operator(args: crate::cli::OperatorArgs) -> anyhow::Result<()> 
     .context("the operator stopped")
 }
 
-/// `/metrics` (the operator's), `/healthz` (the process runs) and `/readyz` (leading, with
-/// caches filled; a standby replica is alive but not ready).
+/// `/metrics` (the operator's), `/healthz` (the process runs) and `/readyz` (standing by, or
+/// leading with caches filled).
 fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
@@ -216,10 +219,7 @@ fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) ->
                     if ready {
                         (StatusCode::OK, "ready")
                     } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "not leading, or caches not filled yet",
-                        )
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not filled yet")
                     }
                 }
             }),

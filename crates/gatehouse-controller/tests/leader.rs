@@ -225,7 +225,9 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
             ("watch", _) => held_watches.push(send),
             other => panic!("unexpected {other:?}"),
         }
-        if ready.load(Ordering::Relaxed)
+        let watching = seen.iter().filter(|s| s.starts_with("watch ")).count() == 3;
+        if watching
+            && ready.load(Ordering::Relaxed)
             && let Some(stop) = stop.take()
         {
             assert_eq!(

@@ -197,6 +197,23 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`, or
 /// `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` with TLS).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_password(url, None).await
+}
+
+/// [`open`], with the Redis password given apart from the URL (from a Kubernetes Secret, say)
+/// so it never has to be written into one. A password already in the URL is an error.
+pub async fn open_with_password(
+    url: &str,
+    password: Option<&str>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let with_password;
+    let url = match password.filter(|p| !p.is_empty()) {
+        None => url,
+        Some(password) => {
+            with_password = add_password(url, password)?;
+            with_password.as_str()
+        }
+    };
     if url == "memory://" || url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
     }
@@ -212,6 +229,35 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         reason: "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://"
             .into(),
     })
+}
+
+/// `scheme://host...` → `scheme://:<percent-encoded password>@host...` (every node of a
+/// cluster URL).
+fn add_password(url: &str, password: &str) -> Result<String, StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: reason.into(),
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("no scheme"))?;
+    if scheme == "memory" {
+        return Err(invalid("memory:// has no password"));
+    }
+    if rest.contains('@') {
+        return Err(invalid(
+            "the URL already holds credentials; give the password in one place only",
+        ));
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let nodes: Vec<String> = rest.split(',').map(|n| format!(":{encoded}@{n}")).collect();
+    Ok(format!("{scheme}://{}", nodes.join(",")))
 }
 
 /// The URL with any password replaced, for messages and logs.
@@ -236,6 +282,23 @@ pub fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_separate_password_is_encoded_into_every_node() {
+        assert_eq!(
+            add_password("redis://r:6379/0", "p@ss w/rd").unwrap(),
+            "redis://:p%40ss%20w%2Frd@r:6379/0"
+        );
+        assert_eq!(
+            add_password("rediss+cluster://a:1,b:2", "x").unwrap(),
+            "rediss+cluster://:x@a:1,:x@b:2"
+        );
+        assert!(add_password("redis://:old@r:6379", "new").is_err());
+        let refused = add_password("redis://:hunter2@r", "new").unwrap_err();
+        assert!(!format!("{refused:?}").contains("hunter2"), "{refused:?}");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

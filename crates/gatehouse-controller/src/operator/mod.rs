@@ -154,8 +154,9 @@ pub struct OperatorConfig {
     pub identity: String,
 }
 
-/// Runs until `shutdown` resolves (Ok) or the lease is lost (Err). `ready` turns true once
-/// this replica leads and its caches are filled.
+/// Runs until `shutdown` resolves (Ok) or the lease is lost (Err). `ready` is true while
+/// standing by for the lease and once leading with filled caches; false in between and after
+/// stopping. (A standby replica is ready, so rolling updates of several replicas progress.)
 pub async fn run(
     client: Client,
     store: Arc<dyn Store>,
@@ -182,6 +183,7 @@ pub async fn run(
         identity = elector.identity(),
         "waiting for the leader lease"
     );
+    ready.store(true, Ordering::Relaxed);
     loop {
         match elector.try_acquire().await {
             Ok(true) => break,
@@ -198,6 +200,8 @@ pub async fn run(
         "leading; starting controllers"
     );
     metrics.leader.set(1);
+    // Not ready from taking the lead until the caches are filled.
+    ready.store(false, Ordering::Relaxed);
 
     // Renew the lease; losing it stops the controllers and ends the process with an error.
     let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
