@@ -1,0 +1,468 @@
+//! The Helm chart: `helm lint --strict` and `helm template` over every value set in
+//! `charts/gatehouse/ci/`, assertions on the rendered objects, offline validation of every
+//! rendered manifest against the Kubernetes 1.32 schemas (`kubernetes-validate --strict`), the
+//! chart's CRDs identical to `crds/`, its RBAC identical to what the operator declares, and
+//! the examples' custom resources valid against the CRDs. `.ci/install-test-tools` installs
+//! helm and kubernetes-validate.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/gatehouse")
+}
+
+fn helm() -> PathBuf {
+    let local = root().join("target/tools/helm");
+    if local.exists() {
+        return local;
+    }
+    let on_path = Command::new("helm").arg("version").output();
+    assert!(
+        on_path.is_ok_and(|o| o.status.success()),
+        "helm not found: run `bash .ci/install-test-tools` (it puts helm in target/tools)"
+    );
+    PathBuf::from("helm")
+}
+
+fn value_sets() -> Vec<PathBuf> {
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    sets.sort();
+    assert!(sets.len() >= 4, "value sets: {sets:?}");
+    sets
+}
+
+/// Runs helm; returns (success, stdout, stderr).
+fn run_helm(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(helm()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn template(extra: &[&str]) -> Result<String, String> {
+    let chart = chart();
+    let mut args = vec!["template", "gh", chart.to_str().unwrap(), "-n", "gatehouse"];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = run_helm(&args);
+    if ok { Ok(out) } else { Err(err) }
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(yaml)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn render(values: &Path) -> Vec<Value> {
+    let rendered = template(&["-f", values.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{}: {e}", values.display()));
+    documents(&rendered)
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| {
+        d["kind"] == kind
+            && d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(name_suffix))
+    })
+}
+
+fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+#[test]
+fn every_value_set_lints_strictly_and_renders() {
+    let chart = chart();
+    for values in value_sets() {
+        let (ok, out, err) = run_helm(&[
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "-f",
+            values.to_str().unwrap(),
+        ]);
+        assert!(
+            ok,
+            "helm lint --strict -f {}:\n{out}\n{err}",
+            values.display()
+        );
+        assert!(!render(&values).is_empty());
+    }
+}
+
+#[test]
+fn missing_settings_and_typos_fail_at_install_with_a_clear_message() {
+    let err = template(&[]).unwrap_err();
+    assert!(
+        err.contains("is required"),
+        "default values alone name what is missing: {err}"
+    );
+    let err = template(&["--set", "redis.url=redis://r:6379"]).unwrap_err();
+    assert!(err.contains("publicUrl is required"), "{err}");
+    let err = template(&["--set", "publicUrl=https://a.example"]).unwrap_err();
+    assert!(err.contains("redis.url is required"), "{err}");
+    let base = [
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis://r:6379",
+    ];
+    let typo = template(&[&base[..], &["--set", "server.replica=3"]].concat()).unwrap_err();
+    assert!(typo.contains("replica"), "{typo}");
+    let bad_url = template(&[
+        "--set",
+        "publicUrl=auth.example.com",
+        "--set",
+        "redis.url=redis://r:6379",
+    ])
+    .unwrap_err();
+    assert!(bad_url.contains("publicUrl"), "{bad_url}");
+    let credentials_in_url = template(&[
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis://:pw@r:6379",
+    ])
+    .unwrap_err();
+    assert!(credentials_in_url.contains("redis"), "{credentials_in_url}");
+}
+
+#[test]
+fn every_pod_is_locked_down_probed_and_scrapable() {
+    for values in value_sets() {
+        let docs = render(&values);
+        for workload in docs
+            .iter()
+            .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        {
+            let name = workload["metadata"]["name"].as_str().unwrap();
+            let pod = &workload["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{name}"
+            );
+            for c in pod["containers"].as_array().unwrap() {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+                assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+                assert!(
+                    c["resources"]["requests"]["cpu"].is_string(),
+                    "{name} has requests"
+                );
+                assert!(
+                    c["livenessProbe"].is_object() && c["readinessProbe"].is_object(),
+                    "{name}"
+                );
+            }
+            if name.ends_with("-server") || name.ends_with("-operator") {
+                let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
+                assert_eq!(annotations["prometheus.io/scrape"], "true", "{name}");
+                let c = &pod["containers"][0];
+                assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
+                assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics", "{name}");
+                assert_eq!(
+                    env(c, "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE").unwrap()["value"],
+                    "/etc/gatehouse/kek/kek"
+                );
+            }
+        }
+        let server = find(&docs, "Deployment", "-server").unwrap();
+        assert_eq!(
+            server["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            false
+        );
+        let server_sa = find(&docs, "ServiceAccount", "-server").unwrap();
+        assert_eq!(server_sa["automountServiceAccountToken"], false);
+        let bound: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding")
+            .flat_map(|b| b["subjects"].as_array().unwrap())
+            .collect();
+        assert!(
+            bound
+                .iter()
+                .all(|s| s["name"].as_str().unwrap().ends_with("-operator")),
+            "the server has no API access"
+        );
+    }
+}
+
+/// The rules of a rendered role, as (apiGroup, resource, sorted verbs).
+fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<_> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let verbs: Vec<String> = {
+                let mut v: Vec<String> = r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                v.sort();
+                v
+            };
+            let groups = r["apiGroups"].as_array().unwrap().clone();
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(move |res| {
+                    let verbs = verbs.clone();
+                    groups.clone().into_iter().map(move |g| {
+                        (
+                            g.as_str().unwrap().to_string(),
+                            res.as_str().unwrap().to_string(),
+                            verbs.clone(),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_chart_rbac_is_exactly_what_the_operator_calls() {
+    let docs = render(&chart().join("ci/minimal-values.yaml"));
+    let (cluster, role) = gatehouse_controller::rbac::roles("x", "gatehouse");
+    let rendered_cluster = find(&docs, "ClusterRole", "-operator").unwrap();
+    let rendered_role = find(&docs, "Role", "-operator").unwrap();
+    assert_eq!(
+        rules(rendered_cluster),
+        rules(&cluster),
+        "ClusterRole differs from rbac::CALLS"
+    );
+    assert_eq!(
+        rules(rendered_role),
+        rules(&role),
+        "Role differs from rbac::CALLS"
+    );
+    assert_eq!(rendered_role["metadata"]["namespace"], "gatehouse");
+    let text = serde_json::to_string(rendered_cluster).unwrap();
+    assert!(!text.contains("\"*\""), "no wildcards");
+}
+
+#[test]
+fn the_key_encryption_key_is_generated_once_and_kept_or_taken_from_a_secret() {
+    use base64::Engine;
+    let docs = render(&chart().join("ci/minimal-values.yaml"));
+    let kek = find(&docs, "Secret", "-kek").expect("a generated KEK Secret");
+    assert_eq!(
+        kek["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(kek["data"]["kek"].as_str().unwrap())
+        .unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(file)
+        .unwrap();
+    assert_eq!(key.len(), 32, "the file holds 32 random bytes, base64");
+    let template = std::fs::read_to_string(chart().join("templates/kek-secret.yaml")).unwrap();
+    assert!(
+        template.contains("lookup \"v1\" \"Secret\""),
+        "reused on upgrade"
+    );
+
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    assert!(
+        find(&docs, "Secret", "-kek").is_none(),
+        "an existing Secret is used as is"
+    );
+    let server = find(&docs, "Deployment", "-server").unwrap();
+    let volumes = &server["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(
+        volumes[0]["secret"]["secretName"],
+        "gatehouse-kek-from-vault"
+    );
+}
+
+#[test]
+fn redis_settings_reach_both_components() {
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    for name in ["-server", "-operator"] {
+        let c =
+            &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE").unwrap()["value"],
+            "rediss+cluster://redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379",
+            "tls: true turns the scheme into rediss"
+        );
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+            json!({"name": "gatehouse-redis", "key": "redis-password"})
+        );
+        assert_eq!(
+            env(c, "GATEHOUSE_PUBLIC_URL").unwrap()["value"],
+            "https://login.example.com"
+        );
+    }
+    let server = find(&docs, "Deployment", "-server").unwrap();
+    assert!(
+        server["spec"]["replicas"].is_null(),
+        "the HPA owns the replica count"
+    );
+    assert_eq!(
+        find(&docs, "HorizontalPodAutoscaler", "-server").unwrap()["spec"]["minReplicas"],
+        3
+    );
+    let ingress = find(&docs, "Ingress", "-server").unwrap();
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "login.example.com");
+    assert_eq!(
+        ingress["spec"]["tls"][0]["secretName"],
+        "login-example-com-tls"
+    );
+    assert!(find(&docs, "ServiceMonitor", "").is_some());
+    assert!(find(&docs, "StatefulSet", "").is_none());
+
+    let docs = render(&chart().join("ci/evaluation-values.yaml"));
+    let redis = find(&docs, "StatefulSet", "-redis").expect("embedded Redis");
+    assert_eq!(
+        redis["metadata"]["annotations"]["gatehouse.dev/evaluation-only"],
+        "true"
+    );
+    let c = &find(&docs, "Deployment", "-operator").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert_eq!(
+        env(c, "GATEHOUSE_STORE").unwrap()["value"],
+        "redis://gh-gatehouse-redis:6379/0"
+    );
+    assert!(find(&docs, "NetworkPolicy", "-redis").is_some());
+    let ingress = find(&docs, "Ingress", "-server").unwrap();
+    assert_eq!(
+        ingress["spec"]["rules"][0]["host"], "auth.example.test",
+        "from publicUrl"
+    );
+}
+
+#[test]
+fn the_chart_crds_are_the_generated_ones_byte_for_byte() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root().join("crds")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        let chart_copy = chart().join("crds").join(&name);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&chart_copy).unwrap_or_default(),
+            "charts/gatehouse/crds/{} differs from crds/; copy it: cp crds/*.yaml charts/gatehouse/crds/",
+            name.to_string_lossy()
+        );
+        names.push(name);
+    }
+    assert_eq!(
+        std::fs::read_dir(chart().join("crds")).unwrap().count(),
+        names.len(),
+        "no extra CRDs in the chart"
+    );
+}
+
+fn kubernetes_validate(file: &Path) -> (bool, String) {
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "-k",
+            "1.32.0",
+            "--strict",
+            "--quiet",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("No module named"),
+        "kubernetes-validate missing: run `bash .ci/install-test-tools`"
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn every_rendered_manifest_is_valid_kubernetes_1_32() {
+    let dir = tempfile::tempdir().unwrap();
+    for values in value_sets() {
+        let rendered = template(&["-f", values.to_str().unwrap(), "--include-crds"]).unwrap();
+        // ServiceMonitor is not a built-in kind; its fields are checked above.
+        let builtin: Vec<String> = documents(&rendered)
+            .into_iter()
+            .filter(|d| d["kind"] != "ServiceMonitor")
+            .map(|d| serde_saphyr::to_string(&d).unwrap())
+            .collect();
+        let file = dir.path().join(values.file_name().unwrap());
+        std::fs::write(&file, builtin.join("---\n")).unwrap();
+        let (ok, text) = kubernetes_validate(&file);
+        assert!(ok, "{}:\n{text}", values.display());
+    }
+    // And the checker is not a rubber stamp.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: web}], typo: 1}\n").unwrap();
+    assert!(!kubernetes_validate(&broken).0);
+}
+
+fn validate_custom_resources(files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(root().join("tests/support/validate_custom_resources.py"))
+        .arg(root().join("crds"))
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_example_custom_resource_is_valid_against_its_crd() {
+    let examples: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    let (ok, text) = validate_custom_resources(&examples);
+    assert!(ok, "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: b, namespace: acme}\nspec: {tenantRef: acme, grantTypes: [telepathy]}\n",
+    )
+    .unwrap();
+    let (ok, text) = validate_custom_resources(&[broken]);
+    assert!(!ok && text.contains("spec.grantTypes.0"), "{text}");
+}
