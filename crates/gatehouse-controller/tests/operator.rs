@@ -90,6 +90,16 @@ async fn expect_client_status(world: &mut World, c: &OAuthClient) -> Value {
         .await
 }
 
+/// A runtime record of tenant acme that lives ten more minutes.
+async fn put_live_record(world: &World, kind: RecordKind, id: &str) {
+    let until = gatehouse_store::unix_now() + 600;
+    world
+        .store
+        .put_record("acme", kind, id, "{}", until)
+        .await
+        .unwrap();
+}
+
 /// Runs one client reconcile in the background.
 fn spawn_client(
     world: &World,
@@ -725,17 +735,7 @@ async fn deleting_a_client_deregisters_it_once_even_across_a_failed_finalizer_re
 async fn deleting_a_tenant_takes_its_issuer_out_and_purges_its_runtime_data() {
     let mut world = World::new(memory());
     let t = settle_tenant(&mut world, &cc_tenant()).await;
-    world
-        .store
-        .put_record(
-            "acme",
-            RecordKind::RefreshToken,
-            "r1",
-            "{}",
-            gatehouse_store::unix_now() + 600,
-        )
-        .await
-        .unwrap();
+    put_live_record(&world, RecordKind::RefreshToken, "r1").await;
     assert!(
         world
             .store
@@ -950,17 +950,7 @@ async fn keys_rotate_on_the_interval_with_the_next_key_already_published() {
 async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_issuer() {
     let mut world = World::new(memory());
     let t = settle_tenant(&mut world, &cc_tenant()).await;
-    world
-        .store
-        .put_record(
-            "acme",
-            RecordKind::Session,
-            "s1",
-            "{}",
-            gatehouse_store::unix_now() + 600,
-        )
-        .await
-        .unwrap();
+    put_live_record(&world, RecordKind::Session, "s1").await;
     let mut broken = t.clone();
     broken.metadata.generation = Some(2);
     broken.spec.access_token.ttl = "forever".into();

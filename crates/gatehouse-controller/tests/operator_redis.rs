@@ -123,6 +123,13 @@ impl Setup {
     }
 }
 
+/// The password grant for alice.
+const ALICE_SIGNS_IN: [(&str, &str); 3] = [
+    ("grant_type", "password"),
+    ("username", "alice"),
+    ("password", "wonderland"),
+];
+
 fn acme() -> Tenant {
     tenant(json!({
         "grantTypes": ["client_credentials", "password", "refresh_token"],
@@ -167,17 +174,7 @@ async fn registered_clients_get_tokens_and_deleted_ones_lose_them_with_their_ref
         .await;
     assert_eq!(status, 200, "{body}");
     let app_secret = s.generated_secret("app-credentials");
-    let (status, body) = s
-        .token(
-            "acme-app",
-            &app_secret,
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", "wonderland"),
-            ],
-        )
-        .await;
+    let (status, body) = s.token("acme-app", &app_secret, &ALICE_SIGNS_IN).await;
     assert_eq!(status, 200, "{body}");
     let refresh = body["refresh_token"].as_str().unwrap().to_string();
 
@@ -215,17 +212,7 @@ async fn registered_clients_get_tokens_and_deleted_ones_lose_them_with_their_ref
         (400, Some("invalid_grant")),
         "{body}"
     );
-    let (status, _) = s
-        .token(
-            "acme-app",
-            &app_secret,
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", "wonderland"),
-            ],
-        )
-        .await;
+    let (status, _) = s.token("acme-app", &app_secret, &ALICE_SIGNS_IN).await;
     assert_eq!(status, 200, "the new registration itself works");
 
     // The billing client was never touched.
