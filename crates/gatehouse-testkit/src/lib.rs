@@ -73,6 +73,11 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// The server's process id (to pin it to a core, or read its statistics).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a server on a given port (to simulate a Redis that comes back empty).
     pub fn start_on(port: u16) -> Self {
         Self::spawn(&[], Some(port))

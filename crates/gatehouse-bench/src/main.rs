@@ -1,0 +1,391 @@
+//! `gatehouse-bench`: Gatehouse under load on this machine, next to the signing limit.
+//!
+//! Starts a real redis-server and `gatehouse standalone` (release build) on a generated
+//! manifest set, pins the server to one core and this load generator (and Redis) to the
+//! other, drives every scenario at each connection count for a fixed time, checks every
+//! answer, and prints a table (and writes JSON) with requests/s, p50, p99, server CPU per
+//! request, server RSS, and the ratio to the raw signing rate measured in the same run.
+
+mod http;
+mod load;
+mod peer;
+mod procfs;
+mod scenarios;
+mod setup;
+mod signing;
+
+use anyhow::Context;
+use clap::Parser;
+use gatehouse_core::SigningAlgorithm;
+use scenarios::Target;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Gatehouse under load, beside the signing limit")]
+struct Args {
+    /// Seconds each scenario runs at each connection count.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Connection counts to run every scenario at.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    connections: Vec<usize>,
+    /// Only these scenarios (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The gatehouse binary (default: next to this one, i.e. the same cargo profile).
+    #[arg(long)]
+    gatehouse: Option<PathBuf>,
+    /// Extra tenants and clients registered beside the benchmark's own.
+    #[arg(long, default_value_t = 0)]
+    extra_tenants: usize,
+    #[arg(long, default_value_t = 0)]
+    extra_clients: usize,
+    /// Distinct live tokens introspection cycles through.
+    #[arg(long, default_value_t = 10_000)]
+    introspection_pool: usize,
+    /// Skip the node-oidc-provider peer even if node and npm are there.
+    #[arg(long)]
+    no_peer: bool,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    json: PathBuf,
+}
+
+const SCENARIOS: &[&str] = &[
+    "client_credentials_es256",
+    "client_credentials_eddsa",
+    "client_credentials_opaque",
+    "introspect_jwt",
+    "introspect_opaque",
+    "refresh_token",
+    "authorization_code",
+];
+
+struct Row {
+    scenario: String,
+    connections: usize,
+    outcome: load::Outcome,
+    cpu_per_request_us: f64,
+    rss: (u64, u64),
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let pinning = setup::Pinning::decide();
+    pinning.pin_self()?;
+    // One thread: the load generator stays on its core and leaves the other to the server.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args, pinning))
+}
+
+async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
+    let binary = match &args.gatehouse {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("gatehouse"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found: build it first (cargo build --release)",
+        binary.display()
+    );
+    let duration = Duration::from_secs(args.seconds);
+    let selected: Vec<&str> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+        .collect();
+
+    match &pinning.why_not {
+        None => println!(
+            "pinning: gatehouse on core {}, load generator and redis-server on core {}",
+            pinning.server.unwrap_or(0),
+            pinning.load.unwrap_or(1)
+        ),
+        Some(why) => println!("pinning: {why}"),
+    }
+    println!("raw signing, one core, cached key (gatehouse-core's signer):");
+    let raw_es256 = signing::raw_signing_rate(SigningAlgorithm::ES256, Duration::from_secs(3))?;
+    let raw_eddsa = signing::raw_signing_rate(SigningAlgorithm::EdDSA, Duration::from_secs(3))?;
+    println!("  ES256 {raw_es256:>9.0} signatures/s\n  EdDSA {raw_eddsa:>9.0} signatures/s");
+
+    let redis = gatehouse_testkit::RedisServer::start();
+    pinning.pin_to_load_core(redis.pid())?;
+    let server = setup::Server::start(
+        &binary,
+        &redis,
+        &pinning,
+        args.extra_tenants,
+        args.extra_clients,
+    )?;
+    println!(
+        "gatehouse {} ready in {:.2} s ({} extra tenants, {} extra clients), RSS {:.1} MiB",
+        binary.display(),
+        server.startup.as_secs_f64(),
+        args.extra_tenants,
+        args.extra_clients,
+        procfs::rss(server.pid)
+            .map(|r| r.0 as f64 / 1048576.0)
+            .unwrap_or(0.0)
+    );
+    let addr = server.addr;
+
+    // Warm every client's secret verification (argon2 once per client, then cached).
+    for tenant in ["es256", "eddsa", "opaque"] {
+        let o = load::drive(
+            addr,
+            scenarios::client_credentials(&Target::tenant(tenant), 1),
+            Duration::from_millis(200),
+        )
+        .await;
+        anyhow::ensure!(
+            o.errors == 0,
+            "warming {tenant}: {:?}\n{}",
+            o.first_error,
+            server.log()
+        );
+    }
+
+    let mut rows = Vec::new();
+    let mut pools = std::collections::BTreeMap::new();
+    let mut session: Option<String> = None;
+    for scenario in &selected {
+        for &connections in &args.connections {
+            let conversations = match *scenario {
+                "client_credentials_es256" => {
+                    scenarios::client_credentials(&Target::tenant("es256"), connections)
+                }
+                "client_credentials_eddsa" => {
+                    scenarios::client_credentials(&Target::tenant("eddsa"), connections)
+                }
+                "client_credentials_opaque" => {
+                    scenarios::client_credentials(&Target::tenant("opaque"), connections)
+                }
+                "introspect_jwt" | "introspect_opaque" => {
+                    let tenant = if *scenario == "introspect_jwt" {
+                        "es256"
+                    } else {
+                        "opaque"
+                    };
+                    let target = Target::tenant(tenant);
+                    if !pools.contains_key(tenant) {
+                        let pool =
+                            scenarios::token_pool(addr, &target, args.introspection_pool).await?;
+                        pools.insert(tenant, pool);
+                    }
+                    scenarios::introspection(&target, &pools[tenant], connections)
+                }
+                "refresh_token" => scenarios::refresh_chains(addr, connections).await?,
+                "authorization_code" => {
+                    if session.is_none() {
+                        session = Some(scenarios::sign_in(addr).await.context("signing alice in")?);
+                    }
+                    let cookie = session.clone().unwrap_or_default();
+                    // Enough codes for the run at a generous rate; the run ends early if they
+                    // run out (the rate is over the time actually spent).
+                    let count = (connections.min(8) as u64 * 4_000 * args.seconds) as usize;
+                    let codes = scenarios::mint_codes(addr, &cookie, count.max(1_000), 16).await?;
+                    scenarios::code_exchange(&codes, connections)
+                }
+                other => anyhow::bail!("unknown scenario {other}"),
+            };
+            let row = measure(
+                addr,
+                server.pid,
+                scenario,
+                connections,
+                conversations,
+                duration,
+            )
+            .await;
+            print_row(&row, rows.is_empty());
+            rows.push(row);
+        }
+    }
+
+    let startup = server.startup;
+    drop(server);
+
+    // The peer, on the core Gatehouse had.
+    let mut peer_version = String::new();
+    let peer_note = match (args.no_peer, peer::available()) {
+        (true, _) => "skipped (--no-peer)".to_string(),
+        (false, Err(why)) => why,
+        (false, Ok(())) => match peer::install() {
+            Err(e) => format!("could not install oidc-provider: {e:#}"),
+            Ok(installed) => {
+                for format in ["jwt", "opaque"] {
+                    let p = peer::Peer::start(&pinning, format, &installed)?;
+                    peer_version = p.version.clone();
+                    let target = Target {
+                        token: "/token".into(),
+                        introspect: "/token/introspection".into(),
+                        auth: http::basic("bench", setup::SECRET),
+                    };
+                    let warm = load::drive(
+                        p.addr,
+                        scenarios::client_credentials(&target, 1),
+                        Duration::from_millis(300),
+                    )
+                    .await;
+                    anyhow::ensure!(warm.errors == 0, "peer ({format}): {:?}", warm.first_error);
+                    let pool =
+                        scenarios::token_pool(p.addr, &target, args.introspection_pool).await?;
+                    for &connections in &args.connections {
+                        let name = format!("peer_client_credentials_{format}");
+                        let row = measure(
+                            p.addr,
+                            p.pid,
+                            &name,
+                            connections,
+                            scenarios::client_credentials(&target, connections),
+                            duration,
+                        )
+                        .await;
+                        print_row(&row, false);
+                        rows.push(row);
+                        let name = format!("peer_introspect_{format}");
+                        let row = measure(
+                            p.addr,
+                            p.pid,
+                            &name,
+                            connections,
+                            scenarios::introspection(&target, &pool, connections),
+                            duration,
+                        )
+                        .await;
+                        print_row(&row, false);
+                        rows.push(row);
+                    }
+                }
+                format!("oidc-provider {peer_version} on node")
+            }
+        },
+    };
+    println!("peer: {peer_note}");
+    let best = |scenario: &str| {
+        rows.iter()
+            .filter(|r| r.scenario == scenario)
+            .map(|r| r.outcome.rate())
+            .fold(0.0_f64, f64::max)
+    };
+    let mut versus_peer = serde_json::Map::new();
+    for (ours, theirs) in [
+        ("client_credentials_es256", "peer_client_credentials_jwt"),
+        (
+            "client_credentials_opaque",
+            "peer_client_credentials_opaque",
+        ),
+        ("introspect_jwt", "peer_introspect_jwt"),
+        ("introspect_opaque", "peer_introspect_opaque"),
+    ] {
+        let (a, b) = (best(ours), best(theirs));
+        if a > 0.0 && b > 0.0 {
+            println!("gatehouse ÷ peer, {ours}: {:.1}×", a / b);
+            versus_peer.insert(ours.to_string(), json!(a / b));
+        }
+    }
+
+    let ratio = |scenario: &str, raw: f64| {
+        rows.iter()
+            .filter(|r| r.scenario == scenario)
+            .map(|r| r.outcome.rate() / raw)
+            .fold(0.0_f64, f64::max)
+    };
+    let es = ratio("client_credentials_es256", raw_es256);
+    let ed = ratio("client_credentials_eddsa", raw_eddsa);
+    println!(
+        "\nserver tokens/s ÷ raw signatures/s (best connection count): ES256 {:.0} %, EdDSA {:.0} %",
+        es * 100.0,
+        ed * 100.0
+    );
+    let errors: u64 = rows.iter().map(|r| r.outcome.errors).sum();
+    println!("errors: {errors}");
+
+    let results = json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "pinning": pinning.why_not.clone().unwrap_or_else(|| "server core 0, load and redis core 1".into())},
+        "seconds_per_run": args.seconds,
+        "extra_tenants": args.extra_tenants,
+        "extra_clients": args.extra_clients,
+        "startup_seconds": startup.as_secs_f64(),
+        "raw_signatures_per_second": {"ES256": raw_es256, "EdDSA": raw_eddsa},
+        "ratio_to_raw_signing": {"ES256": es, "EdDSA": ed},
+        "peer": peer_note,
+        "gatehouse_over_peer": versus_peer,
+        "runs": rows.iter().map(|r| json!({
+            "scenario": r.scenario,
+            "connections": r.connections,
+            "requests_per_second": r.outcome.rate(),
+            "ok": r.outcome.ok,
+            "errors": r.outcome.errors,
+            "first_error": r.outcome.first_error,
+            "p50_ms": r.outcome.percentile_ms(0.50),
+            "p99_ms": r.outcome.percentile_ms(0.99),
+            "server_cpu_us_per_request": r.cpu_per_request_us,
+            "server_rss_bytes": r.rss.0,
+            "server_peak_rss_bytes": r.rss.1,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&results)?)?;
+    println!("JSON: {}", args.json.display());
+    anyhow::ensure!(
+        errors == 0,
+        "{errors} answers were wrong; see first_error in the JSON"
+    );
+    Ok(())
+}
+
+/// Runs one scenario and reads the server's CPU time and memory around it.
+async fn measure(
+    addr: std::net::SocketAddr,
+    pid: u32,
+    scenario: &str,
+    connections: usize,
+    conversations: Vec<Box<dyn load::Conversation>>,
+    duration: Duration,
+) -> Row {
+    let cpu_before = procfs::cpu_time(pid).unwrap_or_default();
+    let outcome = load::drive(addr, conversations, duration).await;
+    let cpu = procfs::cpu_time(pid)
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
+    let rss = procfs::rss(pid).unwrap_or((0, 0));
+    let requests = (outcome.ok + outcome.errors).max(1) as f64;
+    Row {
+        scenario: scenario.to_string(),
+        connections,
+        cpu_per_request_us: cpu.as_secs_f64() * 1e6 / requests,
+        rss,
+        outcome,
+    }
+}
+
+fn print_row(row: &Row, header: bool) {
+    if header {
+        println!(
+            "\n{:<28} {:>5} {:>10} {:>8} {:>8} {:>10} {:>9} {:>7}",
+            "scenario", "conns", "req/s", "p50 ms", "p99 ms", "cpu µs/req", "RSS MiB", "errors"
+        );
+    }
+    let o = &row.outcome;
+    println!(
+        "{:<28} {:>5} {:>10.0} {:>8.3} {:>8.3} {:>10.1} {:>9.1} {:>7}",
+        row.scenario,
+        row.connections,
+        o.rate(),
+        o.percentile_ms(0.50),
+        o.percentile_ms(0.99),
+        row.cpu_per_request_us,
+        row.rss.0 as f64 / 1048576.0,
+        o.errors
+    );
+    if let Some(e) = &o.first_error {
+        println!("    first error: {e}");
+    }
+}

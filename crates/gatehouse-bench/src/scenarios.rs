@@ -1,0 +1,391 @@
+//! What is measured: each scenario makes one conversation per connection. Token pools,
+//! refresh chains and authorization codes are made beforehand through the real endpoints.
+
+use crate::http::{self, Browser, basic, form, json_str};
+use crate::load::{Conversation, drive};
+use crate::setup::{SECRET, WEB_REDIRECT};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const VERIFIER: &str = "bench-verifier-0123456789-0123456789-0123456789";
+
+/// The same request every time; the answer must be 200 and hold `expect`.
+struct Repeat {
+    path: String,
+    body: Bytes,
+    auth: String,
+    expect: &'static [u8],
+}
+
+impl Conversation for Repeat {
+    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+        Some(http::post(&self.path, self.body.clone(), Some(&self.auth)))
+    }
+    fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
+        check_ok(status, body, self.expect)
+    }
+}
+
+fn check_ok(status: u16, body: &[u8], expect: &[u8]) -> Result<(), String> {
+    if status != 200 {
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(body)
+        ));
+    }
+    if !body.windows(expect.len()).any(|w| w == expect) {
+        return Err(format!(
+            "no {} in {}",
+            String::from_utf8_lossy(expect),
+            String::from_utf8_lossy(body)
+        ));
+    }
+    Ok(())
+}
+
+/// Where a token service takes client_credentials and introspection, and how to log in.
+#[derive(Clone)]
+pub struct Target {
+    pub token: String,
+    pub introspect: String,
+    pub auth: String,
+}
+
+impl Target {
+    /// One of the benchmark's Gatehouse tenants (`es256`, `eddsa`, `opaque`).
+    pub fn tenant(tenant: &str) -> Target {
+        Target {
+            token: format!("/{tenant}/oauth2/token"),
+            introspect: format!("/{tenant}/oauth2/introspect"),
+            auth: basic(&format!("cc-{tenant}"), SECRET),
+        }
+    }
+}
+
+fn cc_request(target: &Target) -> Repeat {
+    Repeat {
+        path: target.token.clone(),
+        body: Bytes::from_static(b"grant_type=client_credentials&scope=bench.read"),
+        auth: target.auth.clone(),
+        expect: b"\"access_token\"",
+    }
+}
+
+/// client_credentials, the same request on every connection.
+pub fn client_credentials(target: &Target, connections: usize) -> Vec<Box<dyn Conversation>> {
+    (0..connections)
+        .map(|_| Box::new(cc_request(target)) as Box<dyn Conversation>)
+        .collect()
+}
+
+/// Collects `target` access tokens of a tenant into `sink`.
+struct Mint {
+    inner: Repeat,
+    sink: Arc<Mutex<Vec<String>>>,
+    target: usize,
+}
+
+impl Conversation for Mint {
+    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+        let have = self.sink.lock().map(|s| s.len()).unwrap_or(usize::MAX);
+        (have < self.target).then(|| self.inner.next()).flatten()
+    }
+    fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
+        self.inner.check(status, body)?;
+        let token = json_str(body, "access_token").ok_or("no access_token")?;
+        if let Ok(mut s) = self.sink.lock() {
+            s.push(token);
+        }
+        Ok(())
+    }
+}
+
+/// `count` live access tokens, minted through the token endpoint.
+pub async fn token_pool(
+    addr: SocketAddr,
+    target: &Target,
+    count: usize,
+) -> anyhow::Result<Arc<Vec<String>>> {
+    let sink = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let minters = (0..16)
+        .map(|_| {
+            Box::new(Mint {
+                inner: cc_request(target),
+                sink: sink.clone(),
+                target: count,
+            }) as Box<dyn Conversation>
+        })
+        .collect();
+    let outcome = drive(addr, minters, Duration::from_secs(600)).await;
+    if outcome.errors > 0 {
+        anyhow::bail!("minting tokens: {:?}", outcome.first_error);
+    }
+    let tokens = sink.lock().map(|s| s.clone()).unwrap_or_default();
+    anyhow::ensure!(
+        tokens.len() >= count,
+        "minted {} of {count} tokens",
+        tokens.len()
+    );
+    Ok(Arc::new(tokens))
+}
+
+/// Introspection of the pool's tokens, round robin, each connection from its own offset.
+struct Introspect {
+    path: String,
+    auth: String,
+    pool: Arc<Vec<String>>,
+    at: usize,
+}
+
+impl Conversation for Introspect {
+    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+        let token = &self.pool[self.at % self.pool.len()];
+        self.at += 1;
+        Some(http::post(
+            &self.path,
+            Bytes::from(format!("token={token}")),
+            Some(&self.auth),
+        ))
+    }
+    fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
+        check_ok(status, body, b"\"active\":true")
+    }
+}
+
+pub fn introspection(
+    target: &Target,
+    pool: &Arc<Vec<String>>,
+    connections: usize,
+) -> Vec<Box<dyn Conversation>> {
+    (0..connections)
+        .map(|i| {
+            Box::new(Introspect {
+                path: target.introspect.clone(),
+                auth: target.auth.clone(),
+                pool: pool.clone(),
+                at: i * pool.len() / connections.max(1),
+            }) as Box<dyn Conversation>
+        })
+        .collect()
+}
+
+/// A refresh-token chain: each answer's refresh token is the next request's.
+struct RefreshChain {
+    auth: String,
+    token: String,
+}
+
+impl Conversation for RefreshChain {
+    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+        let body = form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &self.token),
+        ]);
+        Some(http::post(
+            "/es256/oauth2/token",
+            Bytes::from(body),
+            Some(&self.auth),
+        ))
+    }
+    fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
+        check_ok(status, body, b"\"refresh_token\"")?;
+        self.token = json_str(body, "refresh_token").ok_or("no refresh_token")?;
+        Ok(())
+    }
+}
+
+/// One refresh chain per connection, each started by alice's password grant.
+pub async fn refresh_chains(
+    addr: SocketAddr,
+    connections: usize,
+) -> anyhow::Result<Vec<Box<dyn Conversation>>> {
+    let auth = basic("app", SECRET);
+    let mut browser = Browser::connect(addr).await?;
+    let mut out: Vec<Box<dyn Conversation>> = Vec::new();
+    for _ in 0..connections {
+        let body = form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "bench-password"),
+            ("scope", "bench.read offline_access"),
+        ]);
+        let answer = browser
+            .send(http::post(
+                "/es256/oauth2/token",
+                Bytes::from(body),
+                Some(&auth),
+            ))
+            .await?;
+        anyhow::ensure!(answer.status == 200, "password grant: {}", answer.body);
+        let token = json_str(answer.body.as_bytes(), "refresh_token")
+            .ok_or_else(|| anyhow::anyhow!("no refresh token: {}", answer.body))?;
+        out.push(Box::new(RefreshChain {
+            auth: auth.clone(),
+            token,
+        }));
+    }
+    Ok(out)
+}
+
+fn authorize_path() -> String {
+    format!(
+        "/es256/oauth2/authorize?{}",
+        form(&[
+            ("client_id", "web"),
+            ("redirect_uri", WEB_REDIRECT),
+            ("response_type", "code"),
+            ("scope", "bench.read"),
+            ("state", "s"),
+            ("code_challenge", &gatehouse_core::pkce::s256(VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ])
+    )
+}
+
+/// Signs alice in and consents once; returns the session cookie header.
+pub async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut b = Browser::connect(addr).await?;
+    let start = b.send(http::get(&authorize_path(), "")).await?;
+    let login_url = start
+        .location
+        .ok_or_else(|| anyhow::anyhow!("authorize did not redirect: {}", start.body))?;
+    let login_path = login_url
+        .split_once("127.0.0.1")
+        .map(|(_, r)| {
+            r.split_once('/')
+                .map(|(_, p)| format!("/{p}"))
+                .unwrap_or_default()
+        })
+        .unwrap_or(login_url.clone());
+    let login = b.send(http::get(&login_path, "")).await?;
+    anyhow::ensure!(
+        login.status == 200,
+        "login page: {} {}",
+        login.status,
+        login.body
+    );
+    let f = |page: &str, name: &str| {
+        http::field(page, name).ok_or_else(|| anyhow::anyhow!("no {name} in {page}"))
+    };
+    let consent = b
+        .send(http::post(
+            "/es256/login",
+            Bytes::from(form(&[
+                ("request", &f(&login.body, "request")?),
+                ("csrf", &f(&login.body, "csrf")?),
+                ("username", "alice"),
+                ("password", "bench-password"),
+            ])),
+            None,
+        ))
+        .await?;
+    let done = b
+        .send(http::post(
+            "/es256/consent",
+            Bytes::from(form(&[
+                ("request", &f(&consent.body, "request")?),
+                ("csrf", &f(&consent.body, "csrf")?),
+                ("decision", "allow"),
+            ])),
+            None,
+        ))
+        .await?;
+    anyhow::ensure!(
+        done.location
+            .as_deref()
+            .is_some_and(|l| l.starts_with(WEB_REDIRECT)),
+        "consent did not return to the client: {} {:?}",
+        done.status,
+        done.location
+    );
+    Ok(b.cookie_header())
+}
+
+/// Mints `count` authorization codes through the authorize endpoint with alice's session
+/// (the codes come back in Location headers, read with the small setup client).
+pub async fn mint_codes(
+    addr: SocketAddr,
+    cookie: &str,
+    count: usize,
+    connections: usize,
+) -> anyhow::Result<Arc<Mutex<Vec<String>>>> {
+    let sink = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let path = authorize_path();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (sink, cookie, path) = (sink.clone(), cookie.to_string(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut b = Browser::connect(addr).await?;
+            loop {
+                if sink
+                    .lock()
+                    .map(|s: std::sync::MutexGuard<'_, Vec<String>>| s.len() >= count)
+                    .unwrap_or(true)
+                {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let a = b.send(http::get(&path, &cookie)).await?;
+                let code = a.location.as_deref().and_then(|l| http::param(l, "code"));
+                let Some(code) = code else {
+                    anyhow::bail!(
+                        "authorize gave no code: {} {:?} {}",
+                        a.status,
+                        a.location,
+                        a.body
+                    );
+                };
+                if let Ok(mut s) = sink.lock() {
+                    s.push(code);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(sink)
+}
+
+/// Exchanges pre-minted codes; ends when they run out.
+struct Exchange {
+    auth: String,
+    codes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Conversation for Exchange {
+    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+        let code = self.codes.lock().ok()?.pop()?;
+        let body = form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", WEB_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]);
+        Some(http::post(
+            "/es256/oauth2/token",
+            Bytes::from(body),
+            Some(&self.auth),
+        ))
+    }
+    fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
+        check_ok(status, body, b"\"access_token\"")
+    }
+}
+
+pub fn code_exchange(
+    codes: &Arc<Mutex<Vec<String>>>,
+    connections: usize,
+) -> Vec<Box<dyn Conversation>> {
+    (0..connections)
+        .map(|_| {
+            Box::new(Exchange {
+                auth: basic("web", SECRET),
+                codes: codes.clone(),
+            }) as Box<dyn Conversation>
+        })
+        .collect()
+}

@@ -1,0 +1,245 @@
+//! The system under test: a real redis-server, `gatehouse standalone` on a generated manifest
+//! set, each pinned to its core when `taskset` is there.
+
+use anyhow::{Context, bail};
+use gatehouse_testkit::{RedisServer, free_port};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopqrstuv";
+pub const WEB_REDIRECT: &str = "http://127.0.0.1:9/cb";
+
+/// Which cores things run on, if they can be pinned.
+#[derive(Clone, Debug)]
+pub struct Pinning {
+    pub server: Option<usize>,
+    pub load: Option<usize>,
+    pub why_not: Option<String>,
+}
+
+impl Pinning {
+    /// Server on core 0, the load generator (this process) and Redis on core 1.
+    pub fn decide() -> Pinning {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let taskset = Command::new("taskset").arg("--version").output().is_ok();
+        match (taskset, cores) {
+            (true, n) if n >= 2 => Pinning {
+                server: Some(0),
+                load: Some(1),
+                why_not: None,
+            },
+            (false, _) => Pinning {
+                server: None,
+                load: None,
+                why_not: Some("taskset not found: nothing is pinned".into()),
+            },
+            (true, n) => Pinning {
+                server: None,
+                load: None,
+                why_not: Some(format!("{n} core: nothing is pinned")),
+            },
+        }
+    }
+
+    /// Pins a running process to the load core (Redis shares it with the load generator).
+    pub fn pin_to_load_core(&self, pid: u32) -> anyhow::Result<()> {
+        if let Some(core) = self.load {
+            Command::new("taskset")
+                .args(["-cp", &core.to_string(), &pid.to_string()])
+                .stdout(Stdio::null())
+                .status()?;
+        }
+        Ok(())
+    }
+
+    /// Pins this process (and the threads it starts afterwards) to the load core.
+    pub fn pin_self(&self) -> anyhow::Result<()> {
+        if let Some(core) = self.load {
+            let status = Command::new("taskset")
+                .args(["-cp", &core.to_string(), &std::process::id().to_string()])
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("taskset -cp {core} failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&self, core: Option<usize>, program: &Path) -> Command {
+        match core {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", &c.to_string()]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+/// The manifest set: three tenants (ES256 JWT, EdDSA JWT, opaque) with the clients the
+/// scenarios use, plus `extra_tenants` tenants and `extra_clients` clients for scale runs.
+pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyhow::Result<()> {
+    let users_hash = gatehouse_core::secret::hash_secret("bench-password")?;
+    let mut y = String::new();
+    let tenant = |y: &mut String, name: &str, alg: &str, format: &str, grants: &str| {
+        let _ = write!(
+            y,
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  grantTypes: [{grants}]\n  clientNamespaces: [bench]\n  accessToken: {{format: {format}, ttl: 1h}}\n  authorizationCode: {{ttl: 10m}}\n  signing: {{algorithm: {alg}}}\n  scopes: [{{name: bench.read}}]\n  users: {{secretRef: {{name: bench-users, namespace: bench}}}}\n---\n"
+        );
+    };
+    let client = |y: &mut String, name: &str, tenant: &str, grants: &str, extra: &str| {
+        let _ = write!(
+            y,
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: {name}, namespace: bench}}\nspec:\n  tenantRef: {tenant}\n  clientId: {name}\n  grantTypes: [{grants}]\n  scopes: [openid, offline_access, bench.read]\n  secretRef: {{name: {name}-credentials, generate: false}}\n{extra}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-credentials, namespace: bench}}\nstringData: {{client_secret: {SECRET}}}\n---\n"
+        );
+    };
+    let all = "client_credentials, refresh_token, password, authorization_code";
+    tenant(&mut y, "es256", "ES256", "jwt", all);
+    tenant(&mut y, "eddsa", "EdDSA", "jwt", "client_credentials");
+    tenant(
+        &mut y,
+        "opaque",
+        "ES256",
+        "opaque",
+        "client_credentials, refresh_token",
+    );
+    client(&mut y, "cc-es256", "es256", "client_credentials", "");
+    client(&mut y, "cc-eddsa", "eddsa", "client_credentials", "");
+    client(&mut y, "cc-opaque", "opaque", "client_credentials", "");
+    client(&mut y, "app", "es256", "password, refresh_token", "");
+    client(
+        &mut y,
+        "web",
+        "es256",
+        "authorization_code",
+        &format!("  redirectUris: [\"{WEB_REDIRECT}\"]\n"),
+    );
+    let _ = write!(
+        y,
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-users, namespace: bench}}\nstringData:\n  users.yaml: |\n    - username: alice\n      passwordHash: \"{users_hash}\"\n"
+    );
+    std::fs::write(dir.join("bench.yaml"), y)?;
+
+    let mut filler = String::new();
+    for t in 0..extra_tenants {
+        tenant(
+            &mut filler,
+            &format!("filler-{t}"),
+            "ES256",
+            "jwt",
+            "client_credentials",
+        );
+    }
+    for c in 0..extra_clients {
+        let t = if extra_tenants > 0 {
+            format!("filler-{}", c % extra_tenants)
+        } else {
+            "es256".into()
+        };
+        client(
+            &mut filler,
+            &format!("filler-{c}"),
+            &t,
+            "client_credentials",
+            "",
+        );
+    }
+    if !filler.is_empty() {
+        std::fs::write(dir.join("filler.yaml"), filler)?;
+    }
+    Ok(())
+}
+
+pub struct Server {
+    child: Child,
+    pub pid: u32,
+    pub addr: std::net::SocketAddr,
+    pub ops: String,
+    /// Time from start to ready.
+    pub startup: Duration,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(
+        binary: &Path,
+        redis: &RedisServer,
+        pinning: &Pinning,
+        extra_tenants: usize,
+        extra_clients: usize,
+    ) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        manifests(dir.path(), extra_tenants, extra_clients)?;
+        let (port, ops) = (free_port(), free_port());
+        let log = dir.path().join("gatehouse.log");
+        let started = Instant::now();
+        let child = pinning
+            .command(pinning.server, binary)
+            .arg("standalone")
+            .arg("--manifests")
+            .arg(dir.path())
+            .args(["--store", &redis.url()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{ops}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log)?))
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id();
+        let mut server = Server {
+            child,
+            pid,
+            addr: format!("127.0.0.1:{port}").parse()?,
+            ops: format!("127.0.0.1:{ops}"),
+            startup: Duration::ZERO,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("gatehouse exited with {status}:\n{}", server.log());
+            }
+            if http_status(&server.ops, "/readyz") == Some(200) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("gatehouse not ready after 10 minutes:\n{}", server.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.startup = started.elapsed();
+        // With `taskset`, the child is taskset until it execs; the pid stays the same.
+        Ok(server)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a plain HTTP GET (no client library: used before anything else runs).
+pub fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
