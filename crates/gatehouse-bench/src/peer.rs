@@ -18,6 +18,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   clients: [{
     client_id: 'bench', client_secret: secret, grant_types: ['client_credentials'],
     redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'ES256',
   }],
   jwks: { keys: [jwk] },
   scopes: ['bench.read'],
