@@ -90,11 +90,15 @@ pub async fn serve(
             }
         });
     }
+    let mut state = AppState::new(directory.clone(), store, metrics);
     // Computed once before serving so the first unknown-user sign-in is not slower than the rest.
-    tokio::task::spawn_blocking(gatehouse_core::secret::decoy_hash)
+    state
+        .argon2
+        .run(|| {
+            gatehouse_core::secret::decoy_hash();
+        })
         .await
         .context("preparing sign-in")?;
-    let mut state = AppState::new(directory.clone(), store, metrics);
     state.trust_forwarded_for = common.trust_x_forwarded_for;
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");

@@ -7,6 +7,7 @@
 
 use crate::reconcile::{ClientRegistration, Reconciled};
 use aws_lc_rs::digest;
+use gatehouse_core::argon2_workers::Argon2Workers;
 use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys};
 use gatehouse_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
@@ -330,13 +331,15 @@ impl Publisher {
             None => {
                 let stored_phc = stored.and_then(|c| c.secret_hash.clone());
                 let plain = secret.clone();
-                blocking(move || -> Result<String, SecretError> {
-                    match stored_phc {
-                        Some(phc) if verify_secret(&plain, &phc) => Ok(phc),
-                        _ => hash_secret(&plain),
-                    }
-                })
-                .await??
+                Argon2Workers::shared()
+                    .run(move || -> Result<String, SecretError> {
+                        match stored_phc {
+                            Some(phc) if verify_secret(&plain, &phc) => Ok(phc),
+                            _ => hash_secret(&plain),
+                        }
+                    })
+                    .await
+                    .map_err(|e| PublishError::Task(e.to_string()))??
             }
         };
         if let Ok(mut m) = self.hashes.lock() {

@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod argon2_workers;
 pub mod assertion;
 pub mod client_auth;
 pub mod config;

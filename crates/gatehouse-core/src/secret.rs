@@ -7,9 +7,12 @@
 //! MAC key is random per process and never leaves memory, so the cache holds nothing from which
 //! the secret could be recovered offline, and a secret change (a new stored hash) misses it.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::{constant_time, hmac, rand};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
@@ -21,15 +24,56 @@ pub enum SecretError {
     NotArgon2id,
 }
 
+thread_local! {
+    /// Argon2's working memory (~19 MiB with the default parameters), kept by the thread
+    /// between uses. Allocated afresh for every check, it ends up held by the allocator of
+    /// every thread that ever ran one anyway; kept and reused, it is bounded by the number of
+    /// threads that run argon2 (see [`crate::argon2_workers`]) and costs no page faults.
+    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Argon2id over `secret` and `salt` into `out`, in this thread's reusable working memory.
+fn argon2id_into(
+    params: Params,
+    version: Version,
+    secret: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), SecretError> {
+    let blocks = params.block_count();
+    let argon = Argon2::new(Algorithm::Argon2id, version, params);
+    WORKING_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(secret, salt, out, &mut memory[..blocks])
+            .map_err(|e| SecretError::Hash(e.to_string()))
+    })
+}
+
 /// Hashes `secret` as an argon2id PHC string with the crate's default (OWASP) parameters.
 pub fn hash_secret(secret: &str) -> Result<String, SecretError> {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt).map_err(|_| SecretError::Hash("no randomness".into()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| SecretError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| SecretError::Hash(e.to_string()))
+    let params = Params::default();
+    let mut out = [0u8; 32];
+    argon2id_into(
+        params.clone(),
+        Version::V0x13,
+        secret.as_bytes(),
+        &salt,
+        &mut out,
+    )?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    ))
 }
 
 /// Checks that `phc` is an argon2id PHC string (the only form DESIGN.md accepts for stored
@@ -44,12 +88,38 @@ pub fn validate_phc(phc: &str) -> Result<(), SecretError> {
 
 /// Full argon2 verification (slow by design). A malformed stored hash verifies nothing.
 pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    if parsed.algorithm.as_str() != "argon2id" {
+        return false;
     }
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let expected = expected.as_bytes();
+    let Ok(stated) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let Ok(params) = Params::new(
+        stated.m_cost(),
+        stated.t_cost(),
+        stated.p_cost(),
+        Some(expected.len()),
+    ) else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let mut out = vec![0u8; expected.len()];
+    argon2id_into(params, version, secret.as_bytes(), salt, &mut out).is_ok()
+        && constant_time::verify_slices_are_equal(&out, expected).is_ok()
 }
 
 /// A hash of nothing anyone knows, verified against when a username does not exist, so an
@@ -136,6 +206,37 @@ impl VerifiedSecretCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_interoperate_with_the_phc_standard_in_both_directions() {
+        // Made by the argon2 crate's own PHC API (the examples' alice / wonderland).
+        let theirs = "$argon2id$v=19$m=19456,t=2,p=1$yxZgyeenk6eyB64gIdCApQ$jkr4ytvV4HHADYPN5XK51q7e8fubRml7/6Zo0FGD0WM";
+        assert!(verify_secret("wonderland", theirs));
+        assert!(!verify_secret("wonderlanD", theirs));
+        // Ours, checked by the crate's verifier.
+        use argon2::password_hash::PasswordVerifier;
+        let ours = hash_secret("s3cret").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"other", &parsed)
+                .is_err()
+        );
+        // Other argon2 variants and malformed strings verify nothing.
+        assert!(!verify_secret(
+            "wonderland",
+            &theirs.replace("argon2id", "argon2i")
+        ));
+        assert!(!verify_secret(
+            "x",
+            "$argon2id$v=19$m=19456,t=2,p=1$bm9zYWx0$"
+        ));
+    }
 
     #[test]
     fn hashes_verify_and_are_argon2id() {

@@ -69,6 +69,13 @@ pub fn random_token() -> Result<String, KeyError> {
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
+/// SHA-256 of a token, for in-memory lookups that must not keep the token itself.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+    out
+}
+
 /// The store key of an opaque token: its SHA-256, so a store dump holds no usable token.
 pub fn opaque_token_id(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())

@@ -18,10 +18,12 @@ mod routes;
 mod session;
 mod sign_in;
 mod tenant;
+mod verified;
 
 pub use directory::TenantDirectory;
 pub use routes::router;
 
+use gatehouse_core::argon2_workers::Argon2Workers;
 use gatehouse_core::secret::VerifiedSecretCache;
 use gatehouse_store::Store;
 use std::sync::Arc;
@@ -32,9 +34,8 @@ pub struct AppState {
     pub directory: Arc<TenantDirectory>,
     pub store: Arc<dyn Store>,
     pub secrets: Arc<VerifiedSecretCache>,
-    /// Bounds concurrent argon2 verifications (each holds ~19 MiB and ~20 ms of a core), so a
-    /// flood of wrong secrets queues instead of exhausting memory through the blocking pool.
-    pub argon2_permits: Arc<tokio::sync::Semaphore>,
+    /// Where argon2id verifications run (see [`Argon2Workers`]).
+    pub argon2: Arc<Argon2Workers>,
     pub metrics: Arc<metrics::Metrics>,
     /// Take the client address from `X-Forwarded-For` (set by a trusted proxy in front).
     pub trust_forwarded_for: bool,
@@ -52,11 +53,7 @@ impl AppState {
             directory,
             store,
             secrets: Arc::new(VerifiedSecretCache::new(100_000)),
-            argon2_permits: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            )),
+            argon2: Argon2Workers::shared(),
             metrics,
             trust_forwarded_for: false,
             clock: Arc::new(gatehouse_store::unix_now),

@@ -40,15 +40,12 @@ pub async fn verify_password(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| decoy_hash().to_string());
-    let _permit = state
-        .argon2_permits
-        .acquire()
+    let presented = Zeroizing::new(password.to_string());
+    let matches = state
+        .argon2
+        .run(move || verify_secret(&presented, &hash))
         .await
         .map_err(|_| OAuthError::temporarily_unavailable("the server is shutting down"))?;
-    let presented = Zeroizing::new(password.to_string());
-    let matches = tokio::task::spawn_blocking(move || verify_secret(&presented, &hash))
-        .await
-        .map_err(|_| OAuthError::server_error("password check was interrupted"))?;
     match user {
         Some(user) if matches => {
             if user_failures > 0 {

@@ -35,6 +35,8 @@ pub struct TenantRuntime {
     pub cors_origins: std::collections::HashSet<String>,
     pub oauth_metadata: String,
     pub openid_metadata: String,
+    /// JWTs already verified here (introspection, userinfo).
+    pub verified_tokens: crate::verified::VerifiedTokens,
 }
 
 impl TenantRuntime {
@@ -86,6 +88,7 @@ impl TenantRuntime {
             cors_origins,
             oauth_metadata: oauth.to_string(),
             openid_metadata: openid.to_string(),
+            verified_tokens: Default::default(),
         }
     }
 

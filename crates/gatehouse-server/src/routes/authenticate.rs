@@ -70,18 +70,16 @@ async fn authenticate_client(
             Ok(client)
         }
         AuthProgress::NeedsArgon2 { phc } => {
-            let _permit =
-                state.argon2_permits.acquire().await.map_err(|_| {
-                    OAuthError::temporarily_unavailable("the server is shutting down")
-                })?;
             let cache = state.secrets.clone();
             let tenant_name = tenant.config.name.clone();
             let client_id = client.client_id.clone();
-            tokio::task::spawn_blocking(move || {
-                finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache)
-            })
-            .await
-            .map_err(|_| OAuthError::server_error("client authentication was interrupted"))??;
+            state
+                .argon2
+                .run(move || finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache))
+                .await
+                .map_err(|_| {
+                    OAuthError::temporarily_unavailable("the server is shutting down")
+                })??;
             Ok(client)
         }
     }

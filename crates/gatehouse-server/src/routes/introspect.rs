@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::token::{
-    AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, verify_access_token,
+    AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, token_digest, verify_access_token,
 };
 use serde::Serialize;
 
@@ -37,21 +37,31 @@ pub(super) async fn active_claims(
 ) -> Result<Option<AccessTokenClaims>, HttpError> {
     let now = state.now();
     if looks_like_jwt(token) {
-        match verify_access_token(token, &tenant.issuer, &tenant.verification_keys, now) {
-            Ok(claims)
-                if !state
-                    .store
-                    .is_revoked(&tenant.config.name, &claims.jti)
-                    .await? =>
-            {
-                Ok(Some(claims))
+        let digest = token_digest(token);
+        let claims = match tenant.verified_tokens.get(&digest, now) {
+            Some(claims) => claims,
+            None => {
+                match verify_access_token(token, &tenant.issuer, &tenant.verification_keys, now) {
+                    Ok(claims) => {
+                        let claims = std::sync::Arc::new(claims);
+                        tenant.verified_tokens.insert(digest, claims.clone());
+                        claims
+                    }
+                    Err(reason) => {
+                        tracing::debug!(tenant = %tenant.config.name, %reason, "inactive JWT");
+                        return Ok(None);
+                    }
+                }
             }
-            Ok(_) => Ok(None),
-            Err(reason) => {
-                tracing::debug!(tenant = %tenant.config.name, %reason, "inactive JWT");
-                Ok(None)
-            }
+        };
+        if state
+            .store
+            .is_revoked(&tenant.config.name, &claims.jti)
+            .await?
+        {
+            return Ok(None);
         }
+        Ok(Some(std::sync::Arc::unwrap_or_clone(claims)))
     } else {
         let claims = state
             .store
