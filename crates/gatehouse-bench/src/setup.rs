@@ -126,21 +126,26 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
     );
     std::fs::write(dir.join("bench.yaml"), y)?;
 
+    // Files of at most 250 objects (the manifest reader bounds documents per file).
     let mut filler = String::new();
+    let mut files = 0;
+    let mut flush = |text: &mut String, force: bool| -> std::io::Result<()> {
+        if !text.is_empty() && (force || text.matches("\n---\n").count() >= 250) {
+            std::fs::write(dir.join(format!("filler-{files}.yaml")), &*text)?;
+            files += 1;
+            text.clear();
+        }
+        Ok(())
+    };
     for t in 0..extra_tenants {
-        tenant(
-            &mut filler,
-            &format!("filler-{t}"),
-            "ES256",
-            "jwt",
-            "client_credentials",
-        );
+        let name = format!("filler-{t}");
+        tenant(&mut filler, &name, "ES256", "jwt", "client_credentials");
+        flush(&mut filler, false)?;
     }
     for c in 0..extra_clients {
-        let t = if extra_tenants > 0 {
-            format!("filler-{}", c % extra_tenants)
-        } else {
-            "es256".into()
+        let t = match extra_tenants {
+            0 => "es256".to_string(),
+            n => format!("filler-{}", c % n),
         };
         client(
             &mut filler,
@@ -149,10 +154,9 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
             "client_credentials",
             "",
         );
+        flush(&mut filler, false)?;
     }
-    if !filler.is_empty() {
-        std::fs::write(dir.join("filler.yaml"), filler)?;
-    }
+    flush(&mut filler, true)?;
     Ok(())
 }
 
