@@ -263,17 +263,30 @@ impl Publisher {
                 .filter(|c| c.tenant == name)
                 .filter_map(|c| c.registration.as_ref())
                 .collect();
-            for registration in &wanted {
-                if self.publish_client(name, registration).await? {
+            let stored_clients = existing.map(|b| b.clients).unwrap_or_default();
+            let stored: HashMap<&str, &ClientConfig> = stored_clients
+                .iter()
+                .map(|c| (c.client_id.as_str(), c))
+                .collect();
+            // All at once: the secrets that need argon2 queue on its workers (one per core).
+            let configs = futures::future::try_join_all(wanted.iter().map(|r| {
+                let current = stored.get(r.config.client_id.as_str()).copied();
+                self.with_secret_hash(name, r, current)
+            }))
+            .await?;
+            for config in &configs {
+                if stored.get(config.client_id.as_str()).copied() != Some(config) {
+                    self.store.put_client(name, config).await?;
                     report
                         .clients_written
-                        .push((name.to_string(), registration.config.client_id.clone()));
+                        .push((name.to_string(), config.client_id.clone()));
                 }
             }
-            let stored_clients = existing.map(|b| b.clients).unwrap_or_default();
+            let wanted_ids: std::collections::HashSet<&str> =
+                wanted.iter().map(|r| r.config.client_id.as_str()).collect();
             for stale in stored_clients
                 .iter()
-                .filter(|c| !wanted.iter().any(|r| r.config.client_id == c.client_id))
+                .filter(|c| !wanted_ids.contains(c.client_id.as_str()))
             {
                 self.store.delete_client(name, &stale.client_id).await?;
                 report
