@@ -138,8 +138,6 @@ pub fn error_policy<K: kube::Resource>(
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error("kubernetes API: {0}")]
-    Api(#[from] kube::Error),
     #[error(
         "lost the leader lease (not renewed for {0:?}); stopping so another replica takes over"
     )]
@@ -427,8 +425,12 @@ fn fan_out<K: Clone + Send + 'static, const N: usize>(
     impl Future<Output = ()> + Send,
     [futures::channel::mpsc::Receiver<Result<K, watcher::Error>>; N],
 ) {
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..N).map(|_| futures::channel::mpsc::channel(256)).unzip();
+    let mut senders = Vec::with_capacity(N);
+    let receivers = std::array::from_fn(|_| {
+        let (tx, rx) = futures::channel::mpsc::channel(256);
+        senders.push(tx);
+        rx
+    });
     let drive = async move {
         futures::pin_mut!(stream);
         let mut senders = senders;
@@ -438,10 +440,6 @@ fn fan_out<K: Clone + Send + 'static, const N: usize>(
                 let _ = tx.send(Ok(object.clone())).await;
             }
         }
-    };
-    let receivers: [_; N] = match receivers.try_into() {
-        Ok(r) => r,
-        Err(_) => unreachable!("exactly N channels were made"),
     };
     (drive, receivers)
 }
