@@ -12,7 +12,7 @@ use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys};
 use gatehouse_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
 };
-use gatehouse_core::secret::{SecretError, hash_secret, verify_secret};
+use gatehouse_core::secret::{SecretError, hash_secret_with, verify_secret};
 use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
@@ -238,6 +238,12 @@ impl Publisher {
     ) -> Result<PublishReport, PublishError> {
         let mut report = PublishReport::default();
         let stored_tenants = self.store.tenant_versions().await?;
+        let mut registrations: HashMap<&str, Vec<&ClientRegistration>> = HashMap::new();
+        for c in &reconciled.clients {
+            if let Some(r) = &c.registration {
+                registrations.entry(c.tenant.as_str()).or_default().push(r);
+            }
+        }
         for outcome in &reconciled.tenants {
             let Some(config) = outcome.registration.as_ref() else {
                 continue;
@@ -257,12 +263,7 @@ impl Publisher {
             self.publish_tenant(config, &plan.keys).await?;
             report.signing_keys.insert(name.to_string(), plan.keys);
 
-            let wanted: Vec<&ClientRegistration> = reconciled
-                .clients
-                .iter()
-                .filter(|c| c.tenant == name)
-                .filter_map(|c| c.registration.as_ref())
-                .collect();
+            let wanted = registrations.remove(name).unwrap_or_default();
             let stored_clients = existing.map(|b| b.clients).unwrap_or_default();
             let stored: HashMap<&str, &ClientConfig> = stored_clients
                 .iter()
@@ -330,25 +331,28 @@ impl Publisher {
         };
         let key = (tenant.to_string(), config.client_id.clone());
         let digest = sha256(secret);
+        let cost = registration.secret_cost;
         let remembered = self
             .hashes
             .lock()
             .map(|m| {
                 m.get(&key)
-                    .filter(|(d, _)| *d == digest)
+                    .filter(|(d, phc)| *d == digest && cost.made(phc))
                     .map(|(_, phc)| phc.clone())
             })
             .unwrap_or(None);
         let phc = match remembered {
             Some(phc) => phc,
             None => {
-                let stored_phc = stored.and_then(|c| c.secret_hash.clone());
+                let stored_phc = stored
+                    .and_then(|c| c.secret_hash.clone())
+                    .filter(|phc| cost.made(phc));
                 let plain = secret.clone();
                 Argon2Workers::shared()
                     .run(move || -> Result<String, SecretError> {
                         match stored_phc {
                             Some(phc) if verify_secret(&plain, &phc) => Ok(phc),
-                            _ => hash_secret(&plain),
+                            _ => hash_secret_with(&plain, cost),
                         }
                     })
                     .await
@@ -457,6 +461,52 @@ mod tests {
             .clone()
             .unwrap();
         assert!(verify_secret("two", &phc2) && !verify_secret("one", &phc2));
+    }
+
+    #[tokio::test]
+    async fn generated_secrets_get_a_cheap_hash_and_chosen_ones_the_full_cost() {
+        use crate::secrets::{MANAGED_BY, generate_client_secret};
+        use gatehouse_core::secret::HashCost;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
+        let publisher = Publisher::new(store.clone(), kek);
+        let stored_hash = || async {
+            store.load_tenant("acme").await.unwrap().unwrap().clients[0]
+                .secret_hash
+                .clone()
+                .unwrap()
+        };
+        let value = generate_client_secret().unwrap();
+        let publish = |labelled: bool, at: u64| {
+            let (t, c, mut s) = objects(value.as_bytes(), "ES256");
+            if labelled {
+                s[0].metadata.labels =
+                    Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into());
+            }
+            let publisher = &publisher;
+            async move {
+                let reconciled = reconcile(&Observed {
+                    tenants: &t,
+                    clients: &c,
+                    secrets: &s,
+                    public_url: "http://x",
+                    now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                });
+                publisher.publish(&reconciled, at).await.unwrap()
+            }
+        };
+
+        publish(true, 10).await;
+        let cheap = stored_hash().await;
+        assert!(HashCost::RandomKey.made(&cheap) && verify_secret(&value, &cheap));
+
+        // The same value in a Secret that is no longer Gatehouse's: someone may have chosen
+        // it, so it is hashed again at the full cost.
+        let report = publish(false, 20).await;
+        assert_eq!(report.clients_written.len(), 1);
+        let full = stored_hash().await;
+        assert!(HashCost::Guessable.made(&full) && verify_secret(&value, &full));
+        assert!(publish(false, 30).await.clients_written.is_empty());
     }
 
     #[tokio::test]

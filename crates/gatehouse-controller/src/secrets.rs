@@ -37,6 +37,27 @@ pub fn generate_client_secret() -> Result<Zeroizing<String>, aws_lc_rs::error::U
     ))
 }
 
+/// Whether `value`, read from `secret`, is one Gatehouse generated: the Secret carries
+/// Gatehouse's managed-by label (which the operator treats as "ours to rewrite") and the value
+/// has exactly the shape [`generate_client_secret`] gives. Such a value is 256 random bits, so
+/// its hash need not be slow ([`HashCost::RandomKey`]); anything else might have been chosen
+/// by a person and gets the full cost.
+///
+/// [`HashCost::RandomKey`]: gatehouse_core::secret::HashCost::RandomKey
+pub fn is_generated(secret: &Secret, value: &str) -> bool {
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1);
+    let shaped = value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    labelled && shaped
+}
+
 /// The `stringData` of a generated credentials Secret.
 pub fn credentials_data(
     client_id: &str,
@@ -91,4 +112,34 @@ pub fn generated_secret(request: &SecretRequest, client_secret: &str) -> Secret 
         &request.issuer,
     ));
     secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> SecretRequest {
+        SecretRequest {
+            namespace: "acme".into(),
+            name: "billing-credentials".into(),
+            client_id: "acme-billing".into(),
+            issuer: "https://auth.example.com/acme".into(),
+            owner_name: "billing".into(),
+            owner_uid: None,
+        }
+    }
+
+    #[test]
+    fn only_gatehouse_shaped_values_in_gatehouse_labelled_secrets_count_as_generated() {
+        let value = generate_client_secret().unwrap();
+        let ours = generated_secret(&request(), &value);
+        assert!(is_generated(&ours, &value));
+        // A person's choice in our Secret (edited by hand), or ours copied elsewhere.
+        assert!(!is_generated(&ours, "correct horse battery staple"));
+        assert!(!is_generated(&ours, &value[..42]));
+        assert!(!is_generated(&ours, &format!("{}!", &value[..42])));
+        let mut theirs = ours.clone();
+        theirs.metadata.labels = None;
+        assert!(!is_generated(&theirs, &value));
+    }
 }

@@ -53,11 +53,57 @@ fn argon2id_into(
     })
 }
 
+/// How much work an argon2id hash asks of whoever computes it.
+///
+/// Slow hashing protects guessable secrets: a password, or a client secret a person chose.
+/// A 256-bit random value cannot be guessed however cheap each guess is, so stretching it only
+/// costs the server (20 ms per client; minutes to register 10,000). Both kinds stay argon2id
+/// PHC strings, verified by the same code, which reads the parameters from the string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashCost {
+    /// OWASP's argon2id parameters (m=19456 KiB, t=2, p=1): ~20 ms of a core.
+    Guessable,
+    /// Minimal argon2id (m=64 KiB, t=1, p=1): for secrets Gatehouse drew itself from 256
+    /// random bits.
+    RandomKey,
+}
+
+impl HashCost {
+    /// Whether `phc` was made at this cost (a hash at another cost is made again, so a secret
+    /// that stops being Gatehouse's own gets the full cost).
+    pub fn made(self, phc: &str) -> bool {
+        let Ok(params) = self.params() else {
+            return false;
+        };
+        let prefix = format!(
+            "$argon2id$v=19$m={},t={},p={}$",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        );
+        phc.starts_with(&prefix)
+    }
+
+    fn params(self) -> Result<Params, SecretError> {
+        match self {
+            HashCost::Guessable => Ok(Params::default()),
+            HashCost::RandomKey => {
+                Params::new(64, 1, 1, None).map_err(|e| SecretError::Hash(e.to_string()))
+            }
+        }
+    }
+}
+
 /// Hashes `secret` as an argon2id PHC string with the crate's default (OWASP) parameters.
 pub fn hash_secret(secret: &str) -> Result<String, SecretError> {
+    hash_secret_with(secret, HashCost::Guessable)
+}
+
+/// Hashes `secret` as an argon2id PHC string at the given cost.
+pub fn hash_secret_with(secret: &str, cost: HashCost) -> Result<String, SecretError> {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt).map_err(|_| SecretError::Hash("no randomness".into()))?;
-    let params = Params::default();
+    let params = cost.params()?;
     let mut out = [0u8; 32];
     argon2id_into(
         params.clone(),
@@ -247,6 +293,24 @@ mod tests {
         assert!(!verify_secret("s3cret ", &phc));
         assert!(!verify_secret("s3cret", "not a hash"));
         assert!(validate_phc("$2b$12$abcdefghijklmnopqrstuv").is_err());
+    }
+
+    #[test]
+    fn random_keys_get_cheap_argon2id_that_standard_verifiers_accept() {
+        let phc = hash_secret_with("k3y", HashCost::RandomKey).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert!(verify_secret("k3y", &phc));
+        assert!(!verify_secret("k3Y", &phc));
+        use argon2::password_hash::PasswordVerifier;
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(Argon2::default().verify_password(b"k3y", &parsed).is_ok());
+        let guessable = hash_secret("k3y").unwrap();
+        assert!(
+            guessable.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{guessable}"
+        );
+        assert!(HashCost::RandomKey.made(&phc) && !HashCost::Guessable.made(&phc));
+        assert!(HashCost::Guessable.made(&guessable) && !HashCost::RandomKey.made(&guessable));
     }
 
     #[test]

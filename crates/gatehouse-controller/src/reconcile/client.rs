@@ -1,8 +1,9 @@
 //! OAuthClients: admission by their tenant, client-id uniqueness, effective grants, secrets.
 
-use super::{ClientOutcome, ClientRegistration, Observed, SecretRequest};
+use super::{ClientOutcome, ClientRegistration, Index, Observed, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
-use crate::secrets::{CLIENT_SECRET_KEY, string_value};
+use crate::secrets::{CLIENT_SECRET_KEY, is_generated, string_value};
+use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, GrantType, TenantConfig, endpoints};
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::validate::validate_client;
@@ -15,26 +16,26 @@ struct Refusal(&'static str, String);
 
 pub(super) fn reconcile_clients(
     observed: &Observed<'_>,
+    index: &Index<'_>,
     tenants: &BTreeMap<&str, (&Tenant, &TenantConfig)>,
 ) -> Vec<ClientOutcome> {
     // Oldest first, so an established client keeps its id when a newcomer collides with it.
     let mut order: Vec<&OAuthClient> = observed.clients.iter().collect();
-    order.sort_by(|a, b| {
-        let key = |c: &OAuthClient| {
-            (
-                c.metadata.creation_timestamp.clone().map(|t| t.0),
-                c.namespace().unwrap_or_default(),
-                c.name_any(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    fn age_key(c: &OAuthClient) -> (Option<k8s_openapi::jiff::Timestamp>, &str, &str) {
+        (
+            c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            c.metadata.namespace.as_deref().unwrap_or_default(),
+            c.metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+    order.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
     let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
     let mut out: Vec<ClientOutcome> = order
         .into_iter()
-        .map(|c| reconcile_client(c, observed, tenants, &mut taken))
+        .map(|c| reconcile_client(c, observed, index, tenants, &mut taken))
         .collect();
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    // Unstable: (namespace, name) is unique, and a stable sort would copy every outcome.
+    out.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     out
 }
 
@@ -48,6 +49,7 @@ fn tenant_admits(tenant: &Tenant, namespace: &str) -> bool {
 fn reconcile_client(
     client: &OAuthClient,
     observed: &Observed<'_>,
+    index: &Index<'_>,
     tenants: &BTreeMap<&str, (&Tenant, &TenantConfig)>,
     taken: &mut BTreeSet<(String, String)>,
 ) -> ClientOutcome {
@@ -97,6 +99,7 @@ fn reconcile_client(
     // Credentials.
     let issuer = endpoints::issuer(observed.public_url, &tenant.name_any());
     let mut secret = None;
+    let mut secret_cost = HashCost::Guessable;
     // The Secret this client's credentials live in, for generation and rotation alike.
     let secret_request = SecretRequest {
         namespace: namespace.clone(),
@@ -113,13 +116,13 @@ fn reconcile_client(
         format!("client {client_id} is live at {issuer}"),
     );
     if spec.needs_secret() {
-        let found = observed.secrets.iter().find(|s| {
-            s.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && s.metadata.name.as_deref() == Some(secret_ref.name.as_str())
-        });
+        let found = index.secret(&namespace, &secret_ref.name);
         match found {
             Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
                 Ok(Some(value)) if !value.is_empty() => {
+                    if is_generated(s, &value) {
+                        secret_cost = HashCost::RandomKey;
+                    }
                     secret = Some(value);
                     outcome.secret_rotation =
                         rotation_asked(client, s).map(|wanted| (secret_request.clone(), wanted));
@@ -186,6 +189,7 @@ fn reconcile_client(
                 extra: Default::default(),
             },
             secret,
+            secret_cost,
         });
     }
     status.conditions = to_conditions(&[accepted, ready], previous, generation, &observed.now);

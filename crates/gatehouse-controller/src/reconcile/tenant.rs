@@ -1,6 +1,6 @@
 //! A Tenant's registration and status.
 
-use super::{Observed, TenantOutcome};
+use super::{Index, Observed, TenantOutcome};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::string_value;
 use crate::users::{USERS_KEY, parse_users};
@@ -21,7 +21,11 @@ fn secs(s: &str) -> u64 {
     parse_duration(s).map(|d| d.as_secs().max(1)).unwrap_or(1)
 }
 
-pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> TenantOutcome {
+pub(super) fn reconcile_tenant(
+    tenant: &Tenant,
+    observed: &Observed<'_>,
+    index: &Index<'_>,
+) -> TenantOutcome {
     let name = tenant.name_any();
     let previous = tenant
         .status
@@ -37,13 +41,8 @@ pub(super) fn reconcile_tenant(tenant: &Tenant, observed: &Observed<'_>) -> Tena
             None => Vec::new(),
             Some(u) => {
                 let r = &u.secret_ref;
-                let loaded = observed
-                    .secrets
-                    .iter()
-                    .find(|s| {
-                        s.metadata.namespace.as_deref() == Some(r.namespace.as_str())
-                            && s.metadata.name.as_deref() == Some(r.name.as_str())
-                    })
+                let loaded = index
+                    .secret(&r.namespace, &r.name)
                     .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))
                     .and_then(|s| {
                         string_value(s, USERS_KEY)
