@@ -10,6 +10,7 @@ mod http;
 mod load;
 mod peer;
 mod procfs;
+mod scale;
 mod scenarios;
 mod setup;
 mod signing;
@@ -19,7 +20,7 @@ use clap::Parser;
 use gatehouse_core::SigningAlgorithm;
 use scenarios::Target;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -49,9 +50,16 @@ struct Args {
     #[arg(long)]
     no_peer: bool,
     /// Where to write the results as JSON.
-    #[arg(long, default_value = "target/bench/results.json")]
+    #[arg(long, default_value = DEFAULT_JSON)]
     json: PathBuf,
+    /// Instead of the scenarios: the scale curves (token rate and memory with up to 100,000
+    /// clients and 1,000 tenants, and the time to reconcile them), at the largest of
+    /// --connections; JSON to target/bench/scale.json.
+    #[arg(long)]
+    scale: bool,
 }
+
+const DEFAULT_JSON: &str = "target/bench/results.json";
 
 /// Tokens in the peer's introspection pool (its default store keeps 1,000 entries).
 const PEER_POOL: usize = 500;
@@ -110,6 +118,15 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         ),
         Some(why) => println!("pinning: {why}"),
     }
+    if args.scale {
+        let connections = args.connections.iter().copied().max().unwrap_or(64);
+        let json = if args.json == Path::new(DEFAULT_JSON) {
+            PathBuf::from("target/bench/scale.json")
+        } else {
+            args.json.clone()
+        };
+        return scale::run(&binary, &pinning, args.seconds, connections, &json).await;
+    }
     println!("raw signing, one core, cached key (gatehouse-core's signer):");
     let raw_es256 = signing::raw_signing_rate(SigningAlgorithm::ES256, Duration::from_secs(3))?;
     let raw_eddsa = signing::raw_signing_rate(SigningAlgorithm::EdDSA, Duration::from_secs(3))?;
@@ -117,13 +134,14 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
 
     let redis = gatehouse_testkit::RedisServer::start();
     pinning.pin_to_load_core(redis.pid())?;
-    let server = setup::Server::start(
+    let standalone = setup::Server::start(
         &binary,
         &redis,
         &pinning,
         args.extra_tenants,
         args.extra_clients,
     )?;
+    let server = &standalone.server;
     println!(
         "gatehouse {} ready in {:.2} s ({} extra tenants, {} extra clients), RSS {:.1} MiB",
         binary.display(),
@@ -210,7 +228,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     }
 
     let startup = server.startup;
-    drop(server);
+    drop(standalone);
 
     // The peer, on the core Gatehouse had.
     let mut peer_version = String::new();

@@ -147,12 +147,10 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
             0 => "es256".to_string(),
             n => format!("filler-{}", c % n),
         };
-        client(
-            &mut filler,
-            &format!("filler-{c}"),
-            &t,
-            "client_credentials",
-            "",
+        // Like most clients: no Secret given, so Gatehouse generates one.
+        let _ = write!(
+            filler,
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: filler-{c}, namespace: bench}}\nspec:\n  tenantRef: {t}\n  grantTypes: [client_credentials]\n  scopes: [bench.read]\n---\n"
         );
         flush(&mut filler, false)?;
     }
@@ -168,35 +166,86 @@ pub struct Server {
     /// Time from start to ready.
     pub startup: Duration,
     log: PathBuf,
+}
+
+/// A started `gatehouse standalone` and what a `gatehouse server` replica needs to join it.
+pub struct Standalone {
+    pub server: Server,
+    pub kek: PathBuf,
+    pub public_url: String,
+    /// The manifests, the key-encryption key and the logs (of replicas too); dropped last.
     _dir: tempfile::TempDir,
 }
 
 impl Server {
+    /// `gatehouse standalone` on a generated manifest set, with the Redis store.
     pub fn start(
         binary: &Path,
         redis: &RedisServer,
         pinning: &Pinning,
         extra_tenants: usize,
         extra_clients: usize,
-    ) -> anyhow::Result<Server> {
+    ) -> anyhow::Result<Standalone> {
         let dir = tempfile::tempdir()?;
-        manifests(dir.path(), extra_tenants, extra_clients)?;
-        let (port, ops) = (free_port(), free_port());
-        let log = dir.path().join("gatehouse.log");
-        let started = Instant::now();
-        let child = pinning
-            .command(pinning.server, binary)
+        let manifests_dir = dir.path().join("manifests");
+        std::fs::create_dir(&manifests_dir)?;
+        manifests(&manifests_dir, extra_tenants, extra_clients)?;
+        let kek = dir.path().join("kek");
+        std::fs::write(
+            &kek,
+            gatehouse_core::keys::KeyEncryptionKey::generate()?
+                .1
+                .as_bytes(),
+        )?;
+        let port = free_port();
+        let public_url = format!("http://127.0.0.1:{port}");
+        let mut command = pinning.command(pinning.server, binary);
+        command
             .arg("standalone")
             .arg("--manifests")
-            .arg(dir.path())
+            .arg(&manifests_dir)
             .args(["--store", &redis.url()])
+            .arg("--key-encryption-key-file")
+            .arg(&kek);
+        let server = Server::spawn(command, port, dir.path().join("standalone.log"))?;
+        Ok(Standalone {
+            server,
+            kek,
+            public_url,
+            _dir: dir,
+        })
+    }
+
+    /// A `gatehouse server` replica serving what `standalone` published, as in a cluster
+    /// (where the operator publishes and replicas serve).
+    pub fn replica(
+        binary: &Path,
+        redis: &RedisServer,
+        pinning: &Pinning,
+        standalone: &Standalone,
+    ) -> anyhow::Result<Server> {
+        let mut command = pinning.command(pinning.server, binary);
+        command
+            .arg("server")
+            .args(["--store", &redis.url()])
+            .args(["--public-url", &standalone.public_url])
+            .arg("--key-encryption-key-file")
+            .arg(&standalone.kek);
+        let log = standalone.kek.with_file_name("server.log");
+        Server::spawn(command, free_port(), log)
+    }
+
+    fn spawn(mut command: Command, port: u16, log: PathBuf) -> anyhow::Result<Server> {
+        let ops = free_port();
+        let started = Instant::now();
+        let child = command
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{ops}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log)?))
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {command:?}"))?;
         let pid = child.id();
         let mut server = Server {
             child,
@@ -205,7 +254,6 @@ impl Server {
             ops: format!("127.0.0.1:{ops}"),
             startup: Duration::ZERO,
             log,
-            _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
@@ -225,6 +273,12 @@ impl Server {
         Ok(server)
     }
 
+    /// Stops the process (and waits for it), leaving its log readable.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -232,8 +286,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
