@@ -7,7 +7,7 @@ use gatehouse_controller::operator::metrics::OperatorMetrics;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
-use gatehouse_server::{AppState, TenantDirectory, router};
+use gatehouse_server::{AppState, Shared, TenantDirectory, router};
 use gatehouse_store::Store;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,7 +90,7 @@ pub async fn serve(
             }
         });
     }
-    let mut state = AppState::new(directory.clone(), store, metrics);
+    let mut state = Shared::new(directory.clone(), store, metrics);
     // Computed once before serving so the first unknown-user sign-in is not slower than the rest.
     state
         .argon2
@@ -100,7 +100,8 @@ pub async fn serve(
         .await
         .context("preparing sign-in")?;
     state.trust_forwarded_for = common.trust_x_forwarded_for;
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        router(AppState::from(state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

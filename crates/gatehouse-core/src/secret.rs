@@ -28,8 +28,14 @@ thread_local! {
     /// Argon2's working memory (~19 MiB with the default parameters), kept by the thread
     /// between uses. Allocated afresh for every check, it ends up held by the allocator of
     /// every thread that ever ran one anyway; kept and reused, it is bounded by the number of
-    /// threads that run argon2 (see [`crate::argon2_workers`]) and costs no page faults.
+    /// threads that run argon2 (see [`crate::argon2_workers`]) and costs no page faults
+    /// during a burst. The workers release it when they run out of work.
     static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frees this thread's argon2 working memory (the next hash allocates it again).
+pub fn release_working_memory() {
+    WORKING_MEMORY.with(|memory| *memory.borrow_mut() = Vec::new());
 }
 
 /// Argon2id over `secret` and `salt` into `out`, in this thread's reusable working memory.

@@ -28,9 +28,36 @@ use gatehouse_core::secret::VerifiedSecretCache;
 use gatehouse_store::Store;
 use std::sync::Arc;
 
-/// Shared state of the OAuth router.
+/// Shared state of the OAuth router: one `Arc`, because axum clones the state for every
+/// extractor and middleware of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl From<Shared> for AppState {
+    fn from(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl AppState {
+    pub fn new(
+        directory: Arc<TenantDirectory>,
+        store: Arc<dyn Store>,
+        metrics: Arc<metrics::Metrics>,
+    ) -> Self {
+        Shared::new(directory, store, metrics).into()
+    }
+}
+
+/// What [`AppState`] holds; settable until it becomes one.
+pub struct Shared {
     pub directory: Arc<TenantDirectory>,
     pub store: Arc<dyn Store>,
     pub secrets: Arc<VerifiedSecretCache>,
@@ -43,13 +70,13 @@ pub struct AppState {
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
-impl AppState {
+impl Shared {
     pub fn new(
         directory: Arc<TenantDirectory>,
         store: Arc<dyn Store>,
         metrics: Arc<metrics::Metrics>,
     ) -> Self {
-        AppState {
+        Shared {
             directory,
             store,
             secrets: Arc::new(VerifiedSecretCache::new(100_000)),

@@ -15,28 +15,66 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Instant;
 
+// Label values that come from a fixed set are `&'static str`: the labels of every request
+// are built on the hot path, and borrowed values cost no allocation.
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     tenant: String,
-    grant_type: String,
+    grant_type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     tenant: String,
-    error: String,
+    error: &'static str,
+}
+
+/// A route template as a `&'static str`. Templates are the router's own (a fixed, small set:
+/// requests cannot add to it), so each is leaked once and reused.
+fn route_label(template: &str) -> &'static str {
+    static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    if let Ok(known) = ROUTES.read()
+        && let Some(found) = known.iter().find(|r| **r == template)
+    {
+        return found;
+    }
+    let mut known = match ROUTES.write() {
+        Ok(k) => k,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = known.iter().find(|r| **r == template) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(template.to_string().into_boxed_str());
+    known.push(leaked);
+    leaked
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
@@ -103,7 +141,7 @@ impl Metrics {
         self.tokens
             .get_or_create(&TokenLabels {
                 tenant: tenant.to_string(),
-                grant_type: grant.as_str().to_string(),
+                grant_type: grant.as_str(),
             })
             .inc();
     }
@@ -131,35 +169,40 @@ fn tenant_of(state: &AppState, template: &str, path: &str) -> Option<String> {
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let path = request.uri().path().to_string();
+        .map(|m| route_label(m.as_str()))
+        .unwrap_or("unmatched");
+    // A `Uri` clone shares its bytes; the path is only read when the tenant is needed below.
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let tenant = tenant_of(&state, &route, &path);
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {
-            route: route.clone(),
-            method: method.clone(),
+            route,
+            method,
             status,
         })
         .inc();
     m.latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
+        .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
-    if let Some(code) = response.extensions().get::<ErrorCode>() {
+    let error = response.extensions().get::<ErrorCode>();
+    let logged =
+        status >= 400 || tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG);
+    if error.is_none() && !logged {
+        return response;
+    }
+    let tenant = tenant_of(&state, route, uri.path());
+    if let Some(code) = error {
         m.errors
             .get_or_create(&ErrorLabels {
                 tenant: tenant.clone().unwrap_or_else(|| "unknown".into()),
-                error: code.as_str().into(),
+                error: code.as_str(),
             })
             .inc();
     }
