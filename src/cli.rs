@@ -182,8 +182,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The async runtime: multi-threaded, or a single-threaded one when the process may use only
+/// one core (a CPU-limited pod, `taskset`), where work stealing has nothing to steal from and
+/// only costs.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tracing::info!("one core available: running on a single-threaded async runtime");
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
         .enable_all()
         .build()
         .context("starting the async runtime")
