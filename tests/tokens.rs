@@ -290,3 +290,41 @@ async fn the_memory_store_serves_the_same_flow() {
         true
     );
 }
+
+/// With one core (a pod limited to one CPU), the server runs a single-threaded runtime, and
+/// the token endpoint takes turns signing (it yields around each signature): a burst of
+/// concurrent requests must still all get valid tokens.
+#[tokio::test]
+async fn one_core_serves_a_burst_of_concurrent_token_requests() {
+    let redis = RedisServer::start();
+    let g = Gatehouse::start_on_one_core(&redis.url(), &fixtures());
+    assert!(
+        g.stderr().contains("single-threaded async runtime"),
+        "{}",
+        g.stderr()
+    );
+    let set = jwks(&g, "acme").await;
+    let replies = futures::future::join_all((0..64).map(|_| {
+        client_credentials(
+            &g,
+            "acme",
+            "acme-billing",
+            BILLING_SECRET,
+            &[("resource", "https://ledger.example.com")],
+        )
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for r in replies {
+        assert_eq!(r.status, 200, "{}", r.body);
+        let claims = verify(
+            r.body["access_token"].as_str().unwrap(),
+            &set,
+            &g.issuer("acme"),
+            "https://ledger.example.com",
+        )
+        .expect("verifies against JWKS");
+        ids.insert(claims["jti"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 64, "every token is distinct");
+}

@@ -47,13 +47,33 @@ impl Gatehouse {
         manifests: tempfile::TempDir,
         env: &[(&str, &str)],
     ) -> Gatehouse {
+        Self::spawn(Command::new(binary()), store, manifests, env)
+    }
+
+    /// Starts pinned to one core (`taskset -c 0`), as in a pod limited to one CPU.
+    pub fn start_on_one_core(store: &str, files: &[(&str, &str)]) -> Gatehouse {
+        let manifests = tempfile::tempdir().unwrap();
+        for (name, yaml) in files {
+            std::fs::write(manifests.path().join(name), yaml).unwrap();
+        }
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(binary());
+        Self::spawn(command, store, manifests, &[])
+    }
+
+    fn spawn(
+        mut command: Command,
+        store: &str,
+        manifests: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Gatehouse {
         let logs = tempfile::tempdir().unwrap();
         let (log, out) = (
             logs.path().join("stderr.log"),
             logs.path().join("stdout.log"),
         );
         let (port, ops_port) = (free_port(), free_port());
-        let child = Command::new(binary())
+        let child = command
             .args(["standalone", "--manifests"])
             .arg(manifests.path())
             .args([

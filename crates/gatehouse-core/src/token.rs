@@ -93,27 +93,46 @@ pub fn encode_jwt<T: Serialize>(
     typ: &str,
     claims: &T,
 ) -> Result<String, KeyError> {
-    #[derive(Serialize)]
-    struct Header<'a> {
-        alg: &'a str,
-        typ: &'a str,
-        kid: &'a str,
+    UnsignedJwt::new(key, typ, claims)?.sign(key)
+}
+
+/// A JWT's signing input (`header.payload`), serialised and waiting for its signature: the
+/// two steps apart, so a server can sign several tokens back to back (see the server's
+/// `issue` module).
+pub struct UnsignedJwt {
+    text: String,
+}
+
+impl UnsignedJwt {
+    /// The signing input for `claims` under `key`'s algorithm and id.
+    pub fn new<T: Serialize>(key: &SigningKey, typ: &str, claims: &T) -> Result<Self, KeyError> {
+        #[derive(Serialize)]
+        struct Header<'a> {
+            alg: &'a str,
+            typ: &'a str,
+            kid: &'a str,
+        }
+        let header = serde_json::to_vec(&Header {
+            alg: key.algorithm.as_str(),
+            typ,
+            kid: &key.kid,
+        })
+        .map_err(|_| KeyError::Sign)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        let mut text = String::with_capacity(64 + payload.len() * 4 / 3 + 128);
+        URL_SAFE_NO_PAD.encode_string(&header, &mut text);
+        text.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut text);
+        Ok(UnsignedJwt { text })
     }
-    let header = serde_json::to_vec(&Header {
-        alg: key.algorithm.as_str(),
-        typ,
-        kid: &key.kid,
-    })
-    .map_err(|_| KeyError::Sign)?;
-    let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
-    let mut out = String::with_capacity(64 + payload.len() * 4 / 3 + 128);
-    URL_SAFE_NO_PAD.encode_string(&header, &mut out);
-    out.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
-    let signature = key.sign(out.as_bytes())?;
-    out.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut out);
-    Ok(out)
+
+    /// Signs with `key` (the key the input was made for) and returns the compact JWT.
+    pub fn sign(mut self, key: &SigningKey) -> Result<String, KeyError> {
+        let signature = key.sign(self.text.as_bytes())?;
+        self.text.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut self.text);
+        Ok(self.text)
+    }
 }
 
 /// A public key a tenant's tokens may verify against.
