@@ -156,18 +156,9 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
 
     // Warm every client's secret verification (argon2 once per client, then cached).
     for tenant in ["es256", "eddsa", "opaque"] {
-        let o = load::drive(
-            addr,
-            scenarios::client_credentials(&Target::tenant(tenant), 1),
-            Duration::from_millis(200),
-        )
-        .await;
-        anyhow::ensure!(
-            o.errors == 0,
-            "warming {tenant}: {:?}\n{}",
-            o.first_error,
-            server.log()
-        );
+        if let Err(e) = scenarios::warm(addr, tenant).await {
+            anyhow::bail!("{e}\n{}", server.log());
+        }
     }
 
     let mut rows = Vec::new();

@@ -83,19 +83,10 @@ pub async fn run(
         standalone.server.stop();
         let rss_ready = procfs::rss(server.pid).map(|r| r.0).unwrap_or(0);
 
+        if let Err(e) = scenarios::warm(server.addr, "es256").await {
+            anyhow::bail!("{e}\n{}", server.log());
+        }
         let target = scenarios::Target::tenant("es256");
-        let warm = load::drive(
-            server.addr,
-            scenarios::client_credentials(&target, 1),
-            Duration::from_millis(200),
-        )
-        .await;
-        anyhow::ensure!(
-            warm.errors == 0,
-            "warming: {:?}\n{}",
-            warm.first_error,
-            server.log()
-        );
         let outcome = load::drive(
             server.addr,
             scenarios::client_credentials(&target, connections),

@@ -37,6 +37,16 @@ pub fn generate_client_secret() -> Result<Zeroizing<String>, aws_lc_rs::error::U
     ))
 }
 
+/// Whether `secret` carries Gatehouse's managed-by label: it is Gatehouse's to rewrite.
+pub fn is_managed(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
+}
+
 /// Whether `value`, read from `secret`, is one Gatehouse generated: the Secret carries
 /// Gatehouse's managed-by label (which the operator treats as "ours to rewrite") and the value
 /// has exactly the shape [`generate_client_secret`] gives. Such a value is 256 random bits, so
@@ -45,12 +55,7 @@ pub fn generate_client_secret() -> Result<Zeroizing<String>, aws_lc_rs::error::U
 ///
 /// [`HashCost::RandomKey`]: gatehouse_core::secret::HashCost::RandomKey
 pub fn is_generated(secret: &Secret, value: &str) -> bool {
-    let labelled = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY.0))
-        .is_some_and(|v| v == MANAGED_BY.1);
+    let labelled = is_managed(secret);
     let shaped = value.len() == 43
         && value
             .bytes()

@@ -306,14 +306,9 @@ fn rotation_asked(
     client: &OAuthClient,
     secret: &k8s_openapi::api::core::v1::Secret,
 ) -> Option<String> {
-    use crate::secrets::{MANAGED_BY, ROTATE_ANNOTATION, ROTATED_FOR_ANNOTATION};
+    use crate::secrets::{ROTATE_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed};
     let wanted = client.annotations().get(ROTATE_ANNOTATION)?;
-    let ours = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY.0))
-        .is_some_and(|v| v == MANAGED_BY.1);
+    let ours = is_managed(secret);
     let done = secret
         .metadata
         .annotations
