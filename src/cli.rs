@@ -152,13 +152,14 @@ struct CrdgenArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Crdgen(args) => match args.output_dir {
-            Some(dir) => crdgen::write(&dir),
-            None => {
+        Command::Crdgen(args) => {
+            if let Some(dir) = args.output_dir {
+                crdgen::write(&dir)
+            } else {
                 print!("{}", crdgen::render()?);
                 Ok(())
             }
-        },
+        }
         Command::HashPassword => hash_password(),
         Command::Rbac(args) => {
             let (cluster, role) = gatehouse_controller::rbac::roles(&args.name, &args.namespace);
@@ -173,7 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Operator(args) => {
             crate::logging::init(args.log_format);
-            runtime()?.block_on(crate::serve::run_operator(args))
+            runtime()?.block_on(crate::operator::run(args))
         }
         Command::Server(args) => {
             crate::logging::init(args.common.log_format);
@@ -186,7 +187,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// one core (a CPU-limited pod, `taskset`), where work stealing has nothing to steal from and
 /// only costs.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut builder = if cores == 1 {
         tracing::info!("one core available: running on a single-threaded async runtime");
         tokio::runtime::Builder::new_current_thread()
@@ -207,8 +208,7 @@ fn hash_password() -> anyhow::Result<()> {
         .context("reading the password from standard input")?;
     let password = input
         .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&input);
+        .map_or(input.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
     if password.is_empty() {
         anyhow::bail!("empty password on standard input");
     }

@@ -3,7 +3,7 @@
 mod cli;
 mod crdgen;
 mod logging;
-mod manifests;
+mod operator;
 mod serve;
 mod standalone;
 

@@ -2,15 +2,13 @@
 
 use crate::cli::{CommonArgs, ServerArgs};
 use anyhow::Context;
-use gatehouse_controller::operator::OperatorConfig;
-use gatehouse_controller::operator::metrics::OperatorMetrics;
 use gatehouse_core::keys::KeyEncryptionKey;
+use gatehouse_core::{clock, random};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
-use gatehouse_server::{AppState, Shared, TenantDirectory, router};
+use gatehouse_server::{AppState, Services, Shared, TenantDirectory, router};
 use gatehouse_store::Store;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How often servers look for configuration changes in the store.
@@ -21,7 +19,7 @@ pub fn load_kek(args: &CommonArgs) -> anyhow::Result<Option<KeyEncryptionKey>> {
     read_kek(args.key_encryption_key_file.as_deref())
 }
 
-fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncryptionKey>> {
+pub fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncryptionKey>> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -59,16 +57,17 @@ pub async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down");
 }
 
 /// Serves the OAuth router (and the operations listener, if asked) until a shutdown signal.
 pub async fn serve(
-    store: Arc<dyn Store>,
+    services: Services,
     directory: Arc<TenantDirectory>,
     common: &CommonArgs,
 ) -> anyhow::Result<()> {
+    let store = services.store.clone();
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(directory.clone().run(REFRESH_INTERVAL));
     let listener = tokio::net::TcpListener::bind(common.listen)
@@ -90,9 +89,10 @@ pub async fn serve(
             }
         });
     }
-    let mut state = Shared::new(directory.clone(), store, metrics);
+    let mut state = Shared::new(directory.clone(), services, metrics);
     // Computed once before serving so the first unknown-user sign-in is not slower than the rest.
     state
+        .services
         .argon2
         .run(|| {
             gatehouse_core::secret::decoy_hash();
@@ -128,105 +128,6 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if let Err(e) = directory.refresh().await {
         tracing::warn!(error = %e, "store not reachable at start; will keep trying");
     }
-    serve(store, directory, &args.common).await
-}
-
-pub async fn run_operator(args: crate::cli::OperatorArgs) -> anyhow::Result<()> {
-    let kek = read_kek(args.key_encryption_key_file.as_deref())?.context(
-        "a key-encryption key is required: pass --key-encryption-key-file or set GATEHOUSE_KEY_ENCRYPTION_KEY_FILE",
-    )?;
-    let public_url = args.public_url.trim_end_matches('/').to_string();
-    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-        anyhow::bail!("--public-url must be an http(s) URL, got {public_url:?}");
-    }
-    if args.store.starts_with("memory:") {
-        anyhow::bail!("--store memory:// would be invisible to the servers; use redis://");
-    }
-    let store = open_store(&args.store).await?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (in-cluster service account or kubeconfig)")?;
-    let namespace = args
-        .namespace
-        .clone()
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| client.default_namespace().to_string());
-    let identity = match args.identity.clone() {
-        Some(id) => id,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| format!("gatehouse-operator-{}", std::process::id())),
-    };
-    let metrics = Arc::new(OperatorMetrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = args.metrics_listen {
-        let app = operator_ops_router(metrics.clone(), ready.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
-        tracing::info!(%addr, "operations listener: /metrics /healthz /readyz");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "operations listener failed");
-            }
-        });
-    }
-    tracing::info!(%namespace, %identity, store = %gatehouse_store::redact_url(&args.store), "operator starting");
-    let config = OperatorConfig {
-        public_url,
-        namespace,
-        identity,
-    };
-    gatehouse_controller::operator::run(
-        client,
-        store,
-        Arc::new(kek),
-        config,
-        metrics,
-        ready,
-        shutdown_signal(),
-    )
-    .await
-    .context("the operator stopped")
-}
-
-/// `/metrics` (the operator's), `/healthz` (the process runs) and `/readyz` (standing by, or
-/// leading with caches filled).
-fn operator_ops_router(metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) -> axum::Router {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-    axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "caches not filled yet")
-                    }
-                }
-            }),
-        )
+    let services = Services::new(store, clock::system(), random::system());
+    serve(services, directory, &args.common).await
 }

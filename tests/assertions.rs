@@ -35,7 +35,7 @@ fn sign(key: &Key, claims: &Value) -> String {
 }
 
 fn now() -> u64 {
-    gatehouse_store::unix_now()
+    gatehouse_core::clock::Clock::now(&gatehouse_core::clock::SystemClock)
 }
 
 fn manifests(jwk: &Value) -> String {
@@ -84,14 +84,17 @@ async fn fixture() -> Fixture {
 fn client_assertion(f: &Fixture, key: &Key, overrides: Value) -> String {
     let mut claims = json!({"iss": "hooli-svc", "sub": "hooli-svc", "aud": f.token_endpoint, "exp": now() + 60, "iat": now(),
                             "jti": format!("ca-{}", rand_id())});
-    for (k, v) in overrides.as_object().unwrap() {
-        claims[k] = v.clone();
+    let Value::Object(overrides) = overrides else {
+        panic!("overrides are an object")
+    };
+    for (k, v) in overrides {
+        claims[k] = v;
     }
     sign(key, &claims)
 }
 
 fn rand_id() -> String {
-    gatehouse_core::token::random_id().unwrap()
+    gatehouse_core::random::system().id().unwrap()
 }
 
 async fn with_client_assertion(f: &Fixture, assertion: &str, extra: &[(&str, &str)]) -> Reply {

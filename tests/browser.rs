@@ -282,5 +282,5 @@ spec:
     }
     .await;
     let _ = c.close().await;
-    outcome
+    let () = outcome;
 }

@@ -221,6 +221,7 @@ async fn the_device_example_is_approved_from_another_device() {
 /// the example registers, both to authenticate and to ask for alice's token.
 #[tokio::test]
 async fn the_jwt_bearer_service_example_uses_its_own_key() {
+    use base64::Engine;
     let g = Gatehouse::start_in("memory://", examples());
     let token = g.endpoint("acme", "token_endpoint").await;
     let pem = std::fs::read_to_string(
@@ -228,7 +229,6 @@ async fn the_jwt_bearer_service_example_uses_its_own_key() {
     )
     .unwrap();
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    use base64::Engine;
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap();

@@ -281,8 +281,8 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
         last = now;
     }
     gatehouse_testkit::redis_command(redis.port, &["FLUSHALL"]).unwrap();
-    let lost = token_status_becomes(&token_url, &secret, 404, 2).await;
-    assert_eq!(lost, 404, "the token service saw the flush");
+    let after_flush = token_status_becomes(&token_url, &secret, 404, 2).await;
+    assert_eq!(after_flush, 404, "the token service saw the flush");
     let restored = token_status_becomes(&token_url, &secret, 200, 40).await;
     assert_eq!(
         restored,

@@ -6,7 +6,7 @@ mod support;
 
 use support::*;
 
-const REJECTED: &str = r#"
+const REJECTED: &str = r"
 apiVersion: gatehouse.dev/v1alpha1
 kind: OAuthClient
 metadata: {name: orphan, namespace: acme}
@@ -56,7 +56,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: empty, namespace: acme}
 stringData: {other: x}
-"#;
+";
 
 #[tokio::test]
 async fn each_rejection_reason_is_reported_and_gets_no_token() {
@@ -357,8 +357,7 @@ async fn operations_endpoints_and_redis_outages() {
     eventually(30, "ready again", || async {
         reqwest::get(format!("{ops}/readyz"))
             .await
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
+            .is_ok_and(|r| r.status() == 200)
     })
     .await;
     let token_url = format!("{}/globex/oauth2/token", g.base);
@@ -411,7 +410,7 @@ async fn no_secret_or_token_reaches_the_logs() {
         "a-wrong-password-123",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .chain(tokens)
     {
         assert!(!logs.contains(&needle), "{needle:?} leaked into the logs");

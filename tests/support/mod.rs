@@ -305,7 +305,7 @@ pub fn http_status(url: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other("bad response"))
 }
 
-pub const ACME: &str = r#"
+pub const ACME: &str = r"
 apiVersion: gatehouse.dev/v1alpha1
 kind: Tenant
 metadata: {name: acme}
@@ -315,9 +315,9 @@ spec:
   scopes:
     - {name: billing.read, description: Read invoices}
     - {name: billing.write}
-"#;
+";
 
-pub const GLOBEX: &str = r#"
+pub const GLOBEX: &str = r"
 apiVersion: gatehouse.dev/v1alpha1
 kind: Tenant
 metadata: {name: globex}
@@ -326,7 +326,7 @@ spec:
   accessToken: {format: opaque, ttl: 5m}
   signing: {algorithm: EdDSA}
   scopes: [{name: ops}]
-"#;
+";
 
 /// The secret of acme's `billing` client: characters that must be form-encoded in Basic auth.
 pub const BILLING_SECRET: &str = "s3cret:with/special+chars&=%";
@@ -377,7 +377,7 @@ metadata: {name: limited-credentials, namespace: acme}
 stringData: {client_secret: limited-secret}
 "#;
 
-pub const GLOBEX_CLIENTS: &str = r#"
+pub const GLOBEX_CLIENTS: &str = r"
 apiVersion: gatehouse.dev/v1alpha1
 kind: OAuthClient
 metadata: {name: ops, namespace: globex}
@@ -391,7 +391,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: ops-credentials, namespace: globex}
 stringData: {client_secret: globex-secret}
-"#;
+";
 
 /// The standard fixture set: acme (JWT, ES256) and globex (opaque, EdDSA) with their clients.
 pub fn fixtures() -> Vec<(&'static str, &'static str)> {
@@ -468,7 +468,7 @@ impl Browser {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookies: Default::default(),
+            cookies: std::collections::BTreeMap::default(),
         }
     }
 
@@ -533,4 +533,4 @@ pub fn pkce_pair() -> (String, String) {
     let verifier = format!("verifier-{}-{}", std::process::id(), "x".repeat(40));
     (verifier.clone(), gatehouse_core::pkce::s256(&verifier))
 }
-pub mod apiserver;
+pub use gatehouse_testkit::apiserver;

@@ -6,6 +6,14 @@
 //! answer, and prints a table (and writes JSON) with requests/s, p50, p99, server CPU per
 //! request, server RSS, and the ratio to the raw signing rate measured in the same run.
 
+// Report arithmetic: request counts, byte sizes and durations are far below 2^52, and rates
+// are rounded for printing.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 mod http;
 mod load;
 mod peer;
@@ -149,8 +157,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         args.extra_tenants,
         args.extra_clients,
         procfs::rss(server.pid)
-            .map(|r| r.0 as f64 / 1048576.0)
-            .unwrap_or(0.0)
+            .map_or(0.0, |r| r.0 as f64 / 1_048_576.0)
     );
     let addr = server.addr;
 
@@ -323,7 +330,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     println!("errors: {errors}");
 
     let results = json!({
-        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "pinning": pinning.why_not.clone().unwrap_or_else(|| "server core 0, load and redis core 1".into())},
+        "machine": {"cores": std::thread::available_parallelism().map_or(1, std::num::NonZero::get), "pinning": pinning.why_not.clone().unwrap_or_else(|| "server core 0, load and redis core 1".into())},
         "seconds_per_run": args.seconds,
         "extra_tenants": args.extra_tenants,
         "extra_clients": args.extra_clients,
@@ -399,7 +406,7 @@ fn print_row(row: &Row, header: bool) {
         o.percentile_ms(0.50),
         o.percentile_ms(0.99),
         row.cpu_per_request_us,
-        row.rss.0 as f64 / 1048576.0,
+        row.rss.0 as f64 / 1_048_576.0,
         o.errors
     );
     if let Some(e) = &o.first_error {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PROVIDER: &str = r#"
+const PROVIDER: &str = r"
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK } from 'jose';
 const [port, format, secret] = process.argv.slice(2);
@@ -38,7 +38,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   },
 });
 provider.listen(Number(port), '127.0.0.1');
-"#;
+";
 
 /// Why there is no peer, if there is none.
 pub fn available() -> Result<(), String> {

@@ -78,10 +78,10 @@ pub async fn run(
         let mut standalone = Server::start(binary, &redis, pinning, extra_tenants, extra_clients)?;
         let reconcile = standalone.server.startup;
         let reconcile_cpu = procfs::cpu_time(standalone.server.pid).unwrap_or_default();
-        let reconcile_peak_rss = procfs::rss(standalone.server.pid).map(|r| r.1).unwrap_or(0);
+        let reconcile_peak_rss = procfs::rss(standalone.server.pid).map_or(0, |r| r.1);
         let server = Server::replica(binary, &redis, pinning, &standalone)?;
         standalone.server.stop();
-        let rss_ready = procfs::rss(server.pid).map(|r| r.0).unwrap_or(0);
+        let rss_ready = procfs::rss(server.pid).map_or(0, |r| r.0);
 
         if let Err(e) = scenarios::warm(server.addr, "es256").await {
             anyhow::bail!("{e}\n{}", server.log());
@@ -105,7 +105,7 @@ pub async fn run(
             rss_loaded,
             rss_peak,
         };
-        let mib = |b: u64| b as f64 / 1048576.0;
+        let mib = |b: u64| b as f64 / 1_048_576.0;
         println!(
             "{:>8} {:>8} | {:>11.2} {:>8.2} {:>9.1} | {:>9.1} {:>9.0} {:>7.3} {:>9.1} {:>9.1} {:>6}",
             p.tenants,

@@ -91,7 +91,7 @@ struct Mint {
 
 impl Conversation for Mint {
     fn next(&mut self) -> Option<Request<Full<Bytes>>> {
-        let have = self.sink.lock().map(|s| s.len()).unwrap_or(usize::MAX);
+        let have = self.sink.lock().map_or(usize::MAX, |s| s.len());
         (have < self.target).then(|| self.inner.next()).flatten()
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
@@ -338,8 +338,7 @@ pub async fn mint_codes(
             loop {
                 if sink
                     .lock()
-                    .map(|s: std::sync::MutexGuard<'_, Vec<String>>| s.len() >= count)
-                    .unwrap_or(true)
+                    .map_or(true, |s: std::sync::MutexGuard<'_, Vec<String>>| s.len() >= count)
                 {
                     return Ok::<_, anyhow::Error>(());
                 }

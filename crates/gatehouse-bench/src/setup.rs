@@ -23,8 +23,7 @@ impl Pinning {
     /// Server on core 0, the load generator (this process) and Redis on core 1.
     pub fn decide() -> Pinning {
         let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+            .map_or(1, std::num::NonZero::get);
         let taskset = Command::new("taskset").arg("--version").output().is_ok();
         match (taskset, cores) {
             (true, n) if n >= 2 => Pinning {
@@ -70,7 +69,7 @@ impl Pinning {
         Ok(())
     }
 
-    fn command(&self, core: Option<usize>, program: &Path) -> Command {
+    fn command(core: Option<usize>, program: &Path) -> Command {
         match core {
             Some(c) => {
                 let mut cmd = Command::new("taskset");
@@ -199,7 +198,7 @@ impl Server {
         )?;
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
-        let mut command = pinning.command(pinning.server, binary);
+        let mut command = Pinning::command(pinning.server, binary);
         command
             .arg("standalone")
             .arg("--manifests")
@@ -224,7 +223,7 @@ impl Server {
         pinning: &Pinning,
         standalone: &Standalone,
     ) -> anyhow::Result<Server> {
-        let mut command = pinning.command(pinning.server, binary);
+        let mut command = Pinning::command(pinning.server, binary);
         command
             .arg("server")
             .args(["--store", &redis.url()])

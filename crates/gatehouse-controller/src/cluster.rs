@@ -8,7 +8,7 @@ use crate::secrets::{
     CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret, generated_secret,
 };
 use gatehouse_core::keys::SigningKeyRecord;
-use gatehouse_crd::condition::{reasons, types};
+use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
@@ -17,7 +17,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::object::HasStatus;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
+use gatehouse_core::random::Randomness;
 use serde_json::json;
+use std::sync::Arc;
+
+/// The field manager of the operator's server-side applies.
+pub const FIELD_MANAGER: &str = "gatehouse-operator";
 
 /// Key of the keys Secret holding the sealed [`SigningKeyRecord`]s as JSON.
 pub const KEYS_SECRET_KEY: &str = "keys.json";
@@ -36,24 +41,24 @@ pub fn transition_events(
     next: &[Condition],
 ) -> Vec<(EventType, String, String)> {
     let mut out = Vec::new();
-    let refused = next
-        .iter()
-        .any(|c| c.type_ == types::ACCEPTED && c.status == "False");
+    let refused = ConditionStatus::of(next, types::ACCEPTED) == ConditionStatus::False;
     for c in next {
         let before = previous.iter().find(|p| p.type_ == c.type_);
         let changed = before.is_none_or(|p| p.status != c.status || p.reason != c.reason);
         if !changed {
             continue;
         }
-        match (c.type_.as_str(), c.status.as_str()) {
-            (types::READY, "True") => {
-                out.push((EventType::Normal, c.reason.clone(), c.message.clone()))
+        match (c.type_.as_str(), ConditionStatus::parse(&c.status)) {
+            (types::READY, ConditionStatus::True) => {
+                out.push((EventType::Normal, c.reason.clone(), c.message.clone()));
             }
             // One warning per refusal: Ready=False repeats Accepted=False's reason.
-            (types::READY, "False") if refused => {}
+            (types::READY, ConditionStatus::False) if refused => {}
             // Waiting for a Secret being generated is not worth a warning.
-            (types::READY, "False") if c.reason == reasons::SECRET_PENDING => {}
-            (_, "False") => out.push((EventType::Warning, c.reason.clone(), c.message.clone())),
+            (types::READY, ConditionStatus::False) if c.reason == reasons::SECRET_PENDING => {}
+            (_, ConditionStatus::False) => {
+                out.push((EventType::Warning, c.reason.clone(), c.message.clone()));
+            }
             _ => {}
         }
     }
@@ -64,8 +69,8 @@ pub fn transition_events(
 pub enum ClusterError {
     #[error("kubernetes API: {0}")]
     Api(#[from] kube::Error),
-    #[error("no randomness available to generate a secret")]
-    Randomness,
+    #[error(transparent)]
+    NoRandomness(#[from] gatehouse_core::random::NoRandomness),
     #[error("cannot encode JSON: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -75,10 +80,12 @@ pub enum ClusterError {
 pub struct Kube {
     pub client: Client,
     recorder: Recorder,
+    /// Where generated client secrets come from.
+    random: Arc<dyn Randomness>,
 }
 
 impl Kube {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, random: Arc<dyn Randomness>) -> Self {
         let reporter = Reporter {
             controller: "gatehouse-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -86,6 +93,7 @@ impl Kube {
         Kube {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            random,
         }
     }
 
@@ -109,8 +117,9 @@ impl Kube {
         }
     }
 
-    /// Writes `status` when it differs from the object's, then publishes the events its
-    /// condition transitions deserve. True if it wrote.
+    /// Writes `status` when it differs from the object's, by server-side apply under the
+    /// operator's field manager (forced: the status is the operator's alone), then publishes
+    /// the events its condition transitions deserve. True if it wrote.
     pub async fn write_status<K, S>(
         &self,
         api: &Api<K>,
@@ -129,22 +138,19 @@ impl Kube {
         if current == Some(status) {
             return Ok(false);
         }
-        // A merge patch leaves out what the status no longer has; null removes it.
-        let mut body = serde_json::to_value(status)?;
-        if let (Some(serde_json::Value::Object(before)), serde_json::Value::Object(after)) =
-            (current.map(serde_json::to_value).transpose()?, &mut body)
-        {
-            for key in before.keys() {
-                after.entry(key.clone()).or_insert(serde_json::Value::Null);
-            }
-        }
+        // Applied whole: what the status no longer has is dropped with it.
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
         api.patch_status(
             &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": body })),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
         )
         .await?;
-        let previous = current.map(|s| s.conditions()).unwrap_or_default();
+        let previous = current.map(HasConditions::conditions).unwrap_or_default();
         for (type_, reason, note) in transition_events(previous, status.conditions()) {
             self.event(&object.object_ref(&()), type_, &reason, &note)
                 .await;
@@ -159,7 +165,7 @@ impl Kube {
         request: &SecretRequest,
         owner: &OAuthClient,
     ) -> Result<bool, ClusterError> {
-        let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
+        let value = generate_client_secret(&*self.random)?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
         match api
             .create(&PostParams::default(), &generated_secret(request, &value))
@@ -192,7 +198,7 @@ impl Kube {
         wanted: &str,
         owner: &OAuthClient,
     ) -> Result<(), ClusterError> {
-        let value = generate_client_secret().map_err(|_| ClusterError::Randomness)?;
+        let value = generate_client_secret(&*self.random)?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &request.namespace);
         let patch = json!({
             "metadata": {"annotations": {ROTATED_FOR_ANNOTATION: wanted}},

@@ -1,6 +1,7 @@
 //! Building `metav1.Condition`s the way API conventions ask: `observedGeneration` on each, and
 //! a `lastTransitionTime` that moves only when the status really flips.
 
+use gatehouse_crd::condition::ConditionStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// A condition as the reconcile core decides it, before timestamps.
@@ -39,12 +40,10 @@ pub fn to_conditions(
     verdicts
         .iter()
         .map(|v| {
-            let status = if v.ok { "True" } else { "False" };
+            let status = ConditionStatus::from_bool(v.ok).as_str();
             let last_transition_time = previous
                 .iter()
-                .find(|c| c.type_ == v.type_ && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
+                .find(|c| c.type_ == v.type_ && c.status == status).map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
             Condition {
                 type_: v.type_.to_string(),
                 status: status.to_string(),

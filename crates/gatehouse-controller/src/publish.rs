@@ -12,6 +12,7 @@ use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys};
 use gatehouse_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
 };
+use gatehouse_core::random::{NoRandomness, Randomness};
 use gatehouse_core::secret::{SecretError, hash_secret_with, verify_secret};
 use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_store::{Store, StoreError};
@@ -58,8 +59,8 @@ pub enum PublishError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("no randomness available")]
-    Randomness,
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
     #[error("background task failed: {0}")]
     Task(String),
 }
@@ -82,6 +83,7 @@ type SecretDigest = [u8; 32];
 pub struct Publisher {
     store: Arc<dyn Store>,
     kek: Arc<KeyEncryptionKey>,
+    random: Arc<dyn Randomness>,
     /// `(tenant, client_id)` → (SHA-256 of the plain secret, its argon2id hash). In memory only:
     /// the operator holds the plain secrets anyway, having read the Secrets.
     hashes: Mutex<HashMap<(String, String), (SecretDigest, String)>>,
@@ -90,10 +92,9 @@ pub struct Publisher {
     published_versions: Mutex<Option<BTreeMap<String, gatehouse_store::Version>>>,
 }
 
-fn new_incarnation() -> Result<String, PublishError> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PublishError::Randomness)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+fn new_incarnation(random: &dyn Randomness) -> Result<String, PublishError> {
+    let bytes: [u8; 16] = random.bytes()?;
+    Ok(gatehouse_core::hex::encode(&bytes))
 }
 
 fn sha256(s: &str) -> SecretDigest {
@@ -111,13 +112,24 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Publisher {
-    pub fn new(store: Arc<dyn Store>, kek: Arc<KeyEncryptionKey>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        kek: Arc<KeyEncryptionKey>,
+        random: Arc<dyn Randomness>,
+    ) -> Self {
         Publisher {
             store,
             kek,
+            random,
             hashes: Mutex::new(HashMap::new()),
             published_versions: Mutex::new(None),
         }
+    }
+
+    /// The store it writes to.
+    #[must_use]
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// Whether the store no longer holds what the last publish left there (a flushed or
@@ -127,8 +139,7 @@ impl Publisher {
         Ok(self
             .published_versions
             .lock()
-            .map(|v| v.as_ref() != Some(&now))
-            .unwrap_or(true))
+            .map_or(true, |v| v.as_ref() != Some(&now)))
     }
 
     /// Moves a tenant's keys forward under its rotation policy (see
@@ -158,18 +169,19 @@ impl Publisher {
 
     /// Makes the store hold this tenant configuration and these keys (keys first: a server
     /// must never see settings without a key to sign with). True if anything was written.
+    /// One read, however many clients the tenant has.
     pub async fn publish_tenant(
         &self,
         config: &TenantConfig,
         keys: &[SigningKeyRecord],
     ) -> Result<bool, PublishError> {
-        let existing = self.store.load_tenant(&config.name).await?;
+        let existing = self.store.tenant_settings(&config.name).await?;
         let mut wrote = false;
-        if existing.as_ref().map(|b| b.keys.as_slice()) != Some(keys) {
+        if existing.keys != keys {
             self.store.put_signing_keys(&config.name, keys).await?;
             wrote = true;
         }
-        if existing.as_ref().map(|b| &b.config) != Some(config) {
+        if existing.config.as_ref() != Some(config) {
             self.store.put_tenant(config).await?;
             wrote = true;
         }
@@ -324,7 +336,7 @@ impl Publisher {
         // id over) gets a fresh one, which voids refresh tokens issued before.
         config.incarnation = match stored.filter(|c| c.source == config.source) {
             Some(c) if !c.incarnation.is_empty() => c.incarnation.clone(),
-            _ => new_incarnation()?,
+            _ => new_incarnation(&*self.random)?,
         };
         let Some(secret) = registration.secret.as_ref() else {
             return Ok(config);
@@ -335,29 +347,25 @@ impl Publisher {
         let remembered = self
             .hashes
             .lock()
-            .map(|m| {
+            .map_or(None, |m| {
                 m.get(&key)
                     .filter(|(d, phc)| *d == digest && cost.made(phc))
                     .map(|(_, phc)| phc.clone())
-            })
-            .unwrap_or(None);
-        let phc = match remembered {
-            Some(phc) => phc,
-            None => {
-                let stored_phc = stored
-                    .and_then(|c| c.secret_hash.clone())
-                    .filter(|phc| cost.made(phc));
-                let plain = secret.clone();
-                Argon2Workers::shared()
-                    .run(move || -> Result<String, SecretError> {
-                        match stored_phc {
-                            Some(phc) if verify_secret(&plain, &phc) => Ok(phc),
-                            _ => hash_secret_with(&plain, cost),
-                        }
-                    })
-                    .await
-                    .map_err(|e| PublishError::Task(e.to_string()))??
-            }
+            });
+        let phc = if let Some(phc) = remembered { phc } else {
+            let stored_phc = stored
+                .and_then(|c| c.secret_hash.clone())
+                .filter(|phc| cost.made(phc));
+            let plain = secret.clone();
+            Argon2Workers::shared()
+                .run(move || -> Result<String, SecretError> {
+                    match stored_phc {
+                        Some(phc) if verify_secret(&plain, &phc) => Ok(phc),
+                        _ => hash_secret_with(&plain, cost),
+                    }
+                })
+                .await
+                .map_err(|e| PublishError::Task(e.to_string()))??
         };
         if let Ok(mut m) = self.hashes.lock() {
             m.insert(key, (digest, phc.clone()));
@@ -413,7 +421,7 @@ mod tests {
     async fn publishes_once_then_writes_nothing_until_something_changes() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
-        let publisher = Publisher::new(store.clone(), kek.clone());
+        let publisher = Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
 
         let first = publisher
             .publish(&reconciled(b"one", "ES256"), 10)
@@ -444,7 +452,7 @@ mod tests {
         );
 
         // A fresh publisher (a restarted process) reuses the stored hash after one verification.
-        let restarted = Publisher::new(store.clone(), kek.clone());
+        let restarted = Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
         let after_restart = restarted
             .publish(&reconciled(b"one", "ES256"), 30)
             .await
@@ -469,14 +477,14 @@ mod tests {
         use gatehouse_core::secret::HashCost;
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
-        let publisher = Publisher::new(store.clone(), kek);
+        let publisher = Publisher::new(store.clone(), kek, gatehouse_core::random::system());
         let stored_hash = || async {
             store.load_tenant("acme").await.unwrap().unwrap().clients[0]
                 .secret_hash
                 .clone()
                 .unwrap()
         };
-        let value = generate_client_secret().unwrap();
+        let value = generate_client_secret(&gatehouse_core::random::SystemRandom).unwrap();
         let publish = |labelled: bool, at: u64| {
             let (t, c, mut s) = objects(value.as_bytes(), "ES256");
             if labelled {
@@ -513,7 +521,7 @@ mod tests {
     async fn an_algorithm_change_retires_the_old_key_and_removal_clears_the_tenant() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
-        let publisher = Publisher::new(store.clone(), kek);
+        let publisher = Publisher::new(store.clone(), kek, gatehouse_core::random::system());
         publisher
             .publish(&reconciled(b"s", "ES256"), 10)
             .await
@@ -554,11 +562,13 @@ mod tests {
         let first = Publisher::new(
             store.clone(),
             Arc::new(KeyEncryptionKey::generate().unwrap().0),
+            gatehouse_core::random::system(),
         );
         first.publish(&reconciled(b"s", "ES256"), 10).await.unwrap();
         let other_kek = Publisher::new(
             store.clone(),
             Arc::new(KeyEncryptionKey::generate().unwrap().0),
+            gatehouse_core::random::system(),
         );
         let report = other_kek
             .publish(&reconciled(b"s", "ES256"), 20)

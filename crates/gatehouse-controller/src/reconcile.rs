@@ -1,7 +1,16 @@
-//! The pure reconcile function: observed objects in, registrations and statuses out.
+//! The pure reconcile core: observed objects in, registrations and statuses out, one object
+//! at a time. [`reconcile_tenant`] looks at a Tenant and its users Secret;
+//! [`reconcile_client`] at an OAuthClient, a view of its tenant, whether it holds its client
+//! id ([`ClientIds`]) and its Secret. The operator calls them per object from its caches;
+//! standalone calls [`reconcile`], a loop over them for a whole directory of manifests.
 
+mod claims;
 mod client;
 mod tenant;
+
+pub use claims::{Claimant, ClientIds};
+pub use client::{ClientInputs, TenantView, may_claim_id, reconcile_client};
+pub use tenant::reconcile_tenant;
 
 use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::secret::HashCost;
@@ -9,7 +18,8 @@ use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::{BTreeMap, HashMap};
+use kube::ResourceExt;
+use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 /// What the reconcile core looks at. Secrets are those of the clients' namespaces (and the
@@ -23,24 +33,24 @@ pub struct Observed<'a> {
     pub now: Time,
 }
 
-/// Lookups made once per object, built once per pass so that a pass stays linear in the
+/// Secrets by (namespace, name), built once per pass so that a pass stays linear in the
 /// number of objects (100,000 clients each looking through 100,000 Secrets would not be).
-struct Index<'a> {
+struct SecretIndex<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
 }
 
-impl<'a> Index<'a> {
-    fn new(observed: &Observed<'a>) -> Self {
-        let mut secrets = HashMap::with_capacity(observed.secrets.len());
-        for s in observed.secrets {
+impl<'a> SecretIndex<'a> {
+    fn new(secrets: &'a [Secret]) -> Self {
+        let mut by_name = HashMap::with_capacity(secrets.len());
+        for s in secrets {
             if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
-                secrets.entry((ns.as_str(), name.as_str())).or_insert(s);
+                by_name.entry((ns.as_str(), name.as_str())).or_insert(s);
             }
         }
-        Index { secrets }
+        SecretIndex { secrets: by_name }
     }
 
-    fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
+    fn get(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
         self.secrets.get(&(namespace, name)).copied()
     }
 }
@@ -121,29 +131,61 @@ impl Reconciled {
     }
 }
 
-/// Reconciles everything observed at once. Clients compete for client ids, so a client's
-/// outcome depends on the others: the oldest (then alphabetically first) keeps a contested id.
+/// Reconciles everything observed: each tenant, then each client against its tenant, the
+/// claims of every client on client ids, and its Secret. `status.clients` counts the clients
+/// each tenant serves.
+#[must_use]
 pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
-    let index = Index::new(observed);
+    let secrets = SecretIndex::new(observed.secrets);
     let tenants: Vec<TenantOutcome> = observed
         .tenants
         .iter()
-        .map(|t| tenant::reconcile_tenant(t, observed, &index))
+        .map(|t| {
+            let users = t.spec.users.as_ref().and_then(|u| {
+                secrets.get(&u.secret_ref.namespace, &u.secret_ref.name)
+            });
+            reconcile_tenant(t, users, observed.public_url, &observed.now)
+        })
         .collect();
-    let registered: BTreeMap<&str, (&Tenant, &TenantConfig)> = tenants
+    let tenant_objects: HashMap<String, &Tenant> = observed
+        .tenants
         .iter()
-        .zip(observed.tenants)
-        .filter_map(|(o, t)| o.registration.as_ref().map(|r| (o.name.as_str(), (t, r))))
+        .map(|t| (t.name_any(), t))
         .collect();
-    let clients = client::reconcile_clients(observed, &index, &registered);
-    let mut registered_clients: HashMap<&str, usize> = HashMap::new();
-    for c in clients.iter().filter(|c| c.registration.is_some()) {
-        *registered_clients.entry(c.tenant.as_str()).or_default() += 1;
+    let mut ids = ClientIds::default();
+    let mut by_name: HashMap<(String, String), &OAuthClient> =
+        HashMap::with_capacity(observed.clients.len());
+    for c in observed.clients {
+        ids.insert(c);
+        by_name.insert((c.namespace().unwrap_or_default(), c.name_any()), c);
     }
-    let counts: HashMap<String, usize> = registered_clients
-        .into_iter()
-        .map(|(t, n)| (t.to_string(), n))
+    let mut clients: Vec<ClientOutcome> = observed
+        .clients
+        .iter()
+        .map(|c| {
+            let tenant = tenant_objects.get(&c.spec.tenant_ref).copied();
+            let view = TenantView::of(tenant);
+            let holds_id = holds_id(&ids, c, tenant, |namespace, name| {
+                by_name.get(&(namespace.to_string(), name.to_string())).copied()
+            });
+            let secret_name = c.spec.effective_secret_ref(&c.name_any()).name;
+            let inputs = ClientInputs {
+                tenant: view,
+                holds_id,
+                secret: secrets.get(&c.namespace().unwrap_or_default(), &secret_name),
+                public_url: observed.public_url,
+                now: &observed.now,
+            };
+            reconcile_client(c, &inputs)
+        })
         .collect();
+    // Unstable: (namespace, name) is unique, and a stable sort would copy every outcome.
+    clients.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let mut live: HashMap<&str, usize> = HashMap::new();
+    for c in clients.iter().filter(|c| c.registration.is_some()) {
+        *live.entry(c.tenant.as_str()).or_default() += 1;
+    }
+    let counts: HashMap<String, usize> = live.into_iter().map(|(t, n)| (t.to_string(), n)).collect();
     let mut out = Reconciled { tenants, clients };
     for t in &mut out.tenants {
         if t.registration.is_some() {
@@ -152,6 +194,26 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
         }
     }
     out
+}
+
+/// Whether `client` holds its client id in `tenant`: it is the oldest claimant that may claim
+/// it. `lookup` finds a claimant's object.
+pub fn holds_id<'a>(
+    ids: &ClientIds,
+    client: &OAuthClient,
+    tenant: Option<&Tenant>,
+    lookup: impl Fn(&str, &str) -> Option<&'a OAuthClient>,
+) -> bool {
+    let Some(tenant) = tenant else {
+        return false;
+    };
+    let (tenant_name, id) = ClientIds::claim_of(client);
+    let holder = ids.holder(&tenant_name, &id, |c| {
+        lookup(&c.namespace, &c.name).is_some_and(|rival| may_claim_id(rival, tenant))
+    });
+    holder.is_some_and(|h| {
+        h.namespace == client.namespace().unwrap_or_default() && h.name == client.name_any()
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! people write them in manifests (`stringData`), and the contents of generated ones.
 
 use crate::reconcile::SecretRequest;
+use gatehouse_core::random::{NoRandomness, Randomness};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use std::collections::BTreeMap;
@@ -28,10 +29,10 @@ pub fn string_value(secret: &Secret, key: &str) -> Result<Option<Zeroizing<Strin
 }
 
 /// A random client secret: 256 bits, base64url (43 characters, safe in Basic auth unencoded).
-pub fn generate_client_secret() -> Result<Zeroizing<String>, aws_lc_rs::error::Unspecified> {
+pub fn generate_client_secret(random: &dyn Randomness) -> Result<Zeroizing<String>, NoRandomness> {
     use base64::Engine;
     let mut bytes = Zeroizing::new([0u8; 32]);
-    aws_lc_rs::rand::fill(&mut bytes[..])?;
+    random.fill(&mut bytes[..])?;
     Ok(Zeroizing::new(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..]),
     ))
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn only_gatehouse_shaped_values_in_gatehouse_labelled_secrets_count_as_generated() {
-        let value = generate_client_secret().unwrap();
+        let value = generate_client_secret(&gatehouse_core::random::SystemRandom).unwrap();
         let ours = generated_secret(&request(), &value);
         assert!(is_generated(&ours, &value));
         // A person's choice in our Secret (edited by hand), or ours copied elsewhere.

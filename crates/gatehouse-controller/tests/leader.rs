@@ -159,6 +159,8 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
             public_url: "https://auth.example.com".into(),
             namespace: "gatehouse".into(),
             identity: "me".into(),
+            clock: gatehouse_core::clock::system(),
+            random: gatehouse_core::random::system(),
         },
         metrics.clone(),
         ready.clone(),

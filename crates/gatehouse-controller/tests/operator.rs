@@ -5,8 +5,7 @@ mod support;
 
 use gatehouse_controller::cluster::{KEYS_SECRET_KEY, keys_secret_name};
 use gatehouse_controller::operator::{
-    clients_of_secret, clients_of_tenant, error_policy, lost_tenants, reconcile_client,
-    reconcile_tenant, tenants_of_secret,
+    error_policy, lost_tenants, reconcile_client, reconcile_tenant,
 };
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState, SigningKeyRecord, generate_signing_key};
 use gatehouse_core::secret::verify_secret;
@@ -92,7 +91,7 @@ async fn expect_client_status(world: &mut World, c: &OAuthClient) -> Value {
 
 /// A runtime record of tenant acme that lives ten more minutes.
 async fn put_live_record(world: &World, kind: RecordKind, id: &str) {
-    let until = gatehouse_store::unix_now() + 600;
+    let until = gatehouse_core::clock::Clock::now(&gatehouse_core::clock::SystemClock) + 600;
     world
         .store
         .put_record("acme", kind, id, "{}", until)
@@ -161,11 +160,13 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     );
     assert!(!secret_value(&keys, KEYS_SECRET_KEY).contains("PRIVATE KEY"));
 
-    let status = world
-        .api
-        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
-        .await;
-    let status = &status["status"];
+    let applied = world.api.expect_apply(TENANT_STATUS, json_of(&t)).await;
+    assert_eq!(
+        (&applied["apiVersion"], &applied["kind"]),
+        (&json!("gatehouse.dev/v1alpha1"), &json!("Tenant")),
+        "status by server-side apply"
+    );
+    let status = &applied["status"];
     assert_eq!(status["issuer"], "https://auth.example.com/acme");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["clients"], 0);
@@ -977,7 +978,7 @@ async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_iss
     assert_eq!(
         status["issuer"],
         Value::Null,
-        "a merge patch must remove it explicitly: {status}"
+        "the applied status leaves it out, so it goes: {status}"
     );
     assert_eq!(status["clients"], Value::Null);
     assert_eq!(world.api.expect_event("default").await.1, "InvalidSpec");
@@ -1042,35 +1043,34 @@ async fn mappers_find_what_depends_on_a_changed_object() {
     let names = |refs: Vec<kube::runtime::reflector::ObjectRef<OAuthClient>>| {
         refs.into_iter().map(|r| r.name).collect::<Vec<_>>()
     };
-    assert_eq!(
-        names(clients_of_tenant("acme", &world.ctx.clients)),
-        ["billing"]
-    );
-    assert!(clients_of_tenant("other", &world.ctx.clients).is_empty());
+    let index = world.index.clone();
+    assert_eq!(names(index.clients_of_tenant("acme")), ["billing"]);
+    assert!(index.clients_of_tenant("other").is_empty());
     let creds = secret("acme", "billing-credentials", &[]);
-    assert_eq!(
-        names(clients_of_secret(&creds, &world.ctx.clients)),
-        ["billing"]
-    );
+    assert_eq!(names(index.clients_of_secret(&creds)), ["billing"]);
     assert!(
-        clients_of_secret(
-            &secret("elsewhere", "billing-credentials", &[]),
-            &world.ctx.clients
-        )
-        .is_empty()
+        index
+            .clients_of_secret(&secret("elsewhere", "billing-credentials", &[]))
+            .is_empty()
     );
     let users = secret("acme", "acme-users", &[]);
-    let tenants: Vec<String> = tenants_of_secret(&users, &world.ctx.tenants, OPERATOR_NAMESPACE)
+    let tenants: Vec<String> = index
+        .tenants_of_secret(&users, OPERATOR_NAMESPACE)
         .into_iter()
         .map(|r| r.name)
         .collect();
     assert_eq!(tenants, ["acme"]);
-    let keys: Vec<String> =
-        tenants_of_secret(&keys_secret(&[]), &world.ctx.tenants, OPERATOR_NAMESPACE)
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
+    let keys: Vec<String> = index
+        .tenants_of_secret(&keys_secret(&[]), OPERATOR_NAMESPACE)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(keys, ["acme"]);
+    // Deletions come back as the objects they matter to (shared streams do not pass them on).
+    assert_eq!(names(world.remove_secret(&creds).clients), ["billing"]);
+    let gone = world.remove_client(&c);
+    assert_eq!(gone.tenants.into_iter().map(|t| t.name).collect::<Vec<_>>(), ["acme"]);
+    assert!(index.clients_of_tenant("acme").is_empty());
 }
 
 #[test]

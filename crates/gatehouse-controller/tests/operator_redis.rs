@@ -33,9 +33,14 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let directory = Arc::new(TenantDirectory::new(store.clone(), kek, &base));
+    let services = gatehouse_server::Services::new(
+        store,
+        gatehouse_core::clock::system(),
+        gatehouse_core::random::system(),
+    );
     let state = AppState::new(
         directory.clone(),
-        store,
+        services,
         Arc::new(gatehouse_server::metrics::Metrics::new()),
     );
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -85,7 +90,7 @@ impl Setup {
                 body["metadata"]["name"].as_str().unwrap_or_default(),
             );
             let reference = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
-            if self.world.ctx.secrets.get(&reference).is_some() {
+            if self.world.ctx.caches.secrets.get(&reference).is_some() {
                 continue; // already delivered (and perhaps changed since)
             }
             let mut secret: k8s_openapi::api::core::v1::Secret =

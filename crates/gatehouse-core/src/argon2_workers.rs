@@ -40,14 +40,11 @@ impl Argon2Workers {
                     loop {
                         // Working memory is kept through a burst and given back once the
                         // queue is empty: an idle server does not hold ~19 MiB per worker.
-                        let job = match next(false) {
-                            Some(job) => job,
-                            None => {
-                                crate::secret::release_working_memory();
-                                match next(true) {
-                                    Some(job) => job,
-                                    None => return,
-                                }
+                        let job = if let Some(job) = next(false) { job } else {
+                            crate::secret::release_working_memory();
+                            match next(true) {
+                                Some(job) => job,
+                                None => return,
                             }
                         };
                         job();
@@ -70,8 +67,7 @@ impl Argon2Workers {
             .get_or_init(|| {
                 Self::new(
                     std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2),
+                        .map_or(2, std::num::NonZero::get),
                 )
             })
             .clone()

@@ -65,9 +65,10 @@ pub fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
         (Some(KeyAlgorithm::ES256), _) => Some(Algorithm::ES256),
         (Some(KeyAlgorithm::ES384), _) => Some(Algorithm::ES384),
         (Some(KeyAlgorithm::EdDSA), _) => Some(Algorithm::EdDSA),
-        (Some(KeyAlgorithm::RS256), _) => Some(Algorithm::RS256),
+        (Some(KeyAlgorithm::RS256), _) | (None, AlgorithmParameters::RSA(_)) => {
+            Some(Algorithm::RS256)
+        }
         (Some(KeyAlgorithm::PS256), _) => Some(Algorithm::PS256),
-        (Some(_), _) => None,
         (None, AlgorithmParameters::EllipticCurve(ec)) => match ec.curve {
             EllipticCurve::P256 => Some(Algorithm::ES256),
             EllipticCurve::P384 => Some(Algorithm::ES384),
@@ -76,7 +77,6 @@ pub fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
         (None, AlgorithmParameters::OctetKeyPair(okp)) if okp.curve == EllipticCurve::Ed25519 => {
             Some(Algorithm::EdDSA)
         }
-        (None, AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
         _ => None,
     }
 }
@@ -136,7 +136,7 @@ pub fn verify(
         match jsonwebtoken::decode::<AssertionClaims>(token, &key, &validation) {
             Ok(data) => return check_claims(data.claims, audiences, now),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
-                last = AssertionError::BadSignature
+                last = AssertionError::BadSignature;
             }
             Err(_) => last = AssertionError::Malformed,
         }
@@ -187,10 +187,10 @@ mod tests {
         (doc.as_ref().to_vec(), json!({"keys": [jwk]}))
     }
 
-    fn sign(pkcs8: &[u8], alg: Algorithm, claims: Value) -> String {
+    fn sign(pkcs8: &[u8], alg: Algorithm, claims: &Value) -> String {
         let mut h = Header::new(alg);
         h.kid = Some("k1".into());
-        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
+        jsonwebtoken::encode(&h, claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
     }
 
     fn claims(now: u64) -> Value {
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn verifies_and_checks_claims() {
         let (key, jwks) = keypair();
-        let token = sign(&key, Algorithm::ES256, claims(1000));
+        let token = sign(&key, Algorithm::ES256, &claims(1000));
         let c = verify(&token, Some(&jwks), &["https://as/t/token"], 1000).unwrap();
         assert_eq!((c.sub.as_str(), c.jti.as_deref()), ("c", Some("j1")));
         assert_eq!(
@@ -214,14 +214,14 @@ mod tests {
         let long = sign(
             &key,
             Algorithm::ES256,
-            json!({"iss": "c", "sub": "c", "aud": "https://as/t/token", "exp": 1000 + 7200}),
+            &json!({"iss": "c", "sub": "c", "aud": "https://as/t/token", "exp": 1000 + 7200}),
         );
         assert_eq!(
             verify(&long, Some(&jwks), &["https://as/t/token"], 1000),
             Err(AssertionError::TooLong)
         );
         let (other, _) = keypair();
-        let forged = sign(&other, Algorithm::ES256, claims(1000));
+        let forged = sign(&other, Algorithm::ES256, &claims(1000));
         assert_eq!(
             verify(&forged, Some(&jwks), &["https://as/t/token"], 1000),
             Err(AssertionError::BadSignature)

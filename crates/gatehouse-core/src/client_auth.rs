@@ -51,10 +51,6 @@ impl PresentedCredentials {
             PresentedCredentials::Assertion { .. } => ClientAuthMethod::PrivateKeyJwt,
         }
     }
-
-    pub fn used_basic(&self) -> bool {
-        matches!(self, PresentedCredentials::Basic { .. })
-    }
 }
 
 /// `application/x-www-form-urlencoded` decoding of one Basic credential half (RFC 6749 2.3.1).
@@ -62,7 +58,7 @@ fn form_decode(part: &str) -> Result<String, OAuthError> {
     let spaced = part.replace('+', " ");
     percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(std::borrow::Cow::into_owned)
         .map_err(|_| {
             OAuthError::invalid_client("Basic credentials are not valid UTF-8 after form-decoding")
         })

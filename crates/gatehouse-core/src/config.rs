@@ -58,7 +58,7 @@ impl std::fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("username", &self.username)
             .field("password_hash", &"<redacted>")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -49,6 +49,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if !total_ms.is_finite() || total_ms > 10.0 * 365.0 * 86_400_000.0 {
         return Err(err("too long"));
     }
+    // Finite, non-negative and below ten years (checked above), so it fits.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok(Duration::from_millis(total_ms as u64))
 }
 
@@ -60,14 +62,11 @@ pub fn format_duration(d: Duration) -> String {
     }
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 {
-        out.push_str(&format!("{s}s"));
+    for (value, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+        if value > 0 {
+            out.push_str(&value.to_string());
+            out.push(unit);
+        }
     }
     out
 }

@@ -15,7 +15,9 @@ use crate::model::GrantType;
 use crate::token::{AccessTokenClaims, Audience};
 use serde::Serialize;
 
-/// Everything a grant needs to know about where it runs.
+/// Everything a grant needs to know about where it runs. The client is authenticated and
+/// [`check_grant_allowed`] has passed for the grant before any grant function is called: the
+/// token endpoint checks once, before it dispatches.
 pub struct GrantContext<'a> {
     pub tenant: &'a TenantConfig,
     pub issuer: &'a str,
@@ -24,8 +26,37 @@ pub struct GrantContext<'a> {
     pub now: u64,
 }
 
+impl GrantContext<'_> {
+    /// The claims of an access token issued now to the authenticated client: valid from now
+    /// for the tenant's access-token lifetime (RFC 9068 section 2.2). Every grant, implicit
+    /// included, builds its token here.
+    #[must_use]
+    pub fn access_token_claims(
+        &self,
+        sub: String,
+        aud: Audience,
+        scope: Option<String>,
+        jti: String,
+    ) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: self.issuer.to_string(),
+            sub,
+            aud,
+            exp: self.now + self.tenant.access_token_ttl_secs,
+            iat: self.now,
+            nbf: self.now,
+            jti,
+            client_id: self.client.client_id.clone(),
+            scope,
+        }
+    }
+}
+
 /// A grant the tenant does not list is `unsupported_grant_type`; one the client may not use is
 /// `unauthorized_client` (DESIGN.md, "HTTP surface").
+///
+/// # Errors
+/// The refusal, as above.
 pub fn check_grant_allowed(
     tenant: &TenantConfig,
     client: &ClientConfig,
@@ -49,6 +80,9 @@ pub fn check_grant_allowed(
 /// The `aud` of a token (RFC 8707): every requested `resource` must be one of the client's
 /// registered audiences; with none requested, the token is for all of them, and a client with
 /// no registered audience gets its own client id (RFC 9068 requires some `aud`).
+///
+/// # Errors
+/// `invalid_target` for a resource the client may not name.
 pub fn resolve_audience(
     client: &ClientConfig,
     resources: &[String],

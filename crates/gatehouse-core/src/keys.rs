@@ -8,7 +8,8 @@
 use crate::model::SigningAlgorithm;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::{self, SystemRandom};
+use crate::random::{NoRandomness, Randomness};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
@@ -37,6 +38,8 @@ pub enum KeyError {
     },
     #[error("signing failed")]
     Sign,
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
 }
 
 /// The key-encryption key that seals signing keys at rest.
@@ -78,14 +81,14 @@ impl KeyEncryptionKey {
     /// A fresh random key and its base64 form (for `standalone` and tests).
     pub fn generate() -> Result<(Self, Zeroizing<String>), KeyError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::fill(&mut bytes[..]).map_err(|_| KeyError::KekEncoding)?;
+        crate::random::SystemRandom.fill(&mut bytes[..])?;
         let encoded = Zeroizing::new(STANDARD.encode(&bytes[..]));
         Ok((Self::from_bytes(&bytes[..])?, encoded))
     }
 
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<String, KeyError> {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::fill(&mut nonce).map_err(|_| KeyError::Sign)?;
+        crate::random::SystemRandom.fill(&mut nonce)?;
         let mut buf = Zeroizing::new(plaintext.to_vec());
         self.key
             .seal_in_place_append_tag(

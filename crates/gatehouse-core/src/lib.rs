@@ -4,6 +4,7 @@
 //! signing keys and the error vocabulary of RFC 6749. Nothing here knows about HTTP, Redis or
 //! Kubernetes; callers pass parsed requests and the current time in, and get typed results or
 //! one [`OAuthError`] back.
+#![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -12,16 +13,19 @@
 pub mod argon2_workers;
 pub mod assertion;
 pub mod client_auth;
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod endpoints;
 pub mod error;
 pub mod grant;
+pub mod hex;
 pub mod id_token;
 pub mod key_rotation;
 pub mod keys;
 pub mod model;
 pub mod pkce;
+pub mod random;
 pub mod scope;
 pub mod secret;
 pub mod throttle;

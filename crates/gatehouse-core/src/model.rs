@@ -65,11 +65,6 @@ impl GrantType {
             .into_iter()
             .find(|g| *g != GrantType::Implicit && g.as_str() == value)
     }
-
-    // Grants that are presented at the token endpoint (all but implicit).
-    pub fn uses_token_endpoint(self) -> bool {
-        self != GrantType::Implicit
-    }
 }
 
 impl fmt::Display for GrantType {

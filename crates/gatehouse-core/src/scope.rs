@@ -26,6 +26,24 @@ pub fn parse_scope(raw: &str) -> Result<Vec<String>, OAuthError> {
     Ok(out)
 }
 
+/// The `scope` value of granted scopes: space-delimited, absent when there are none.
+#[must_use]
+pub fn scope_string(scopes: &[String]) -> Option<String> {
+    if scopes.is_empty() {
+        None
+    } else {
+        Some(scopes.join(" "))
+    }
+}
+
+/// The scopes of a `scope` value that was issued (so already valid): split on spaces.
+#[must_use]
+pub fn issued_scopes(scope: Option<&str>) -> Vec<&str> {
+    scope
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 /// The scopes granted for a request: the requested ones if each is allowed for the client and
 /// known to the tenant, or all of the client's scopes when none were requested.
 pub fn granted_scopes(

@@ -9,7 +9,8 @@
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use aws_lc_rs::{constant_time, hmac, rand};
+use crate::random::{NoRandomness, Randomness, SystemRandom};
+use aws_lc_rs::{constant_time, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use std::cell::RefCell;
@@ -22,6 +23,8 @@ pub enum SecretError {
     Hash(String),
     #[error("stored hash is not an argon2id PHC string")]
     NotArgon2id,
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
 }
 
 thread_local! {
@@ -108,7 +111,7 @@ pub fn hash_secret(secret: &str) -> Result<String, SecretError> {
 /// Hashes `secret` as an argon2id PHC string at the given cost.
 pub fn hash_secret_with(secret: &str, cost: HashCost) -> Result<String, SecretError> {
     let mut salt = [0u8; 16];
-    rand::fill(&mut salt).map_err(|_| SecretError::Hash("no randomness".into()))?;
+    SystemRandom.fill(&mut salt)?;
     let params = cost.params()?;
     let mut out = [0u8; 32];
     argon2id_into(
@@ -180,8 +183,8 @@ pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let mut random = [0u8; 32];
-        let _ = rand::fill(&mut random);
-        let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = SystemRandom.fill(&mut random);
+        let text = crate::hex::encode(&random);
         hash_secret(&text).unwrap_or_else(|_| "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3lkZWNveQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into())
     })
 }
@@ -199,7 +202,7 @@ impl VerifiedSecretCache {
         // Without randomness the cache would be predictable; a fixed fallback is never used
         // because aws-lc's system RNG does not fail on supported platforms, but if it did the
         // cache simply stays empty (see `enabled`).
-        let ok = rand::fill(&mut k).is_ok();
+        let ok = SystemRandom.fill(&mut k).is_ok();
         VerifiedSecretCache {
             key: hmac::Key::new(hmac::HMAC_SHA256, &k),
             verified: RwLock::new(HashSet::new()),
@@ -261,12 +264,12 @@ mod tests {
 
     #[test]
     fn hashes_interoperate_with_the_phc_standard_in_both_directions() {
+        use argon2::password_hash::PasswordVerifier;
         // Made by the argon2 crate's own PHC API (the examples' alice / wonderland).
         let theirs = "$argon2id$v=19$m=19456,t=2,p=1$yxZgyeenk6eyB64gIdCApQ$jkr4ytvV4HHADYPN5XK51q7e8fubRml7/6Zo0FGD0WM";
         assert!(verify_secret("wonderland", theirs));
         assert!(!verify_secret("wonderlanD", theirs));
         // Ours, checked by the crate's verifier.
-        use argon2::password_hash::PasswordVerifier;
         let ours = hash_secret("s3cret").unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(
@@ -303,11 +306,11 @@ mod tests {
 
     #[test]
     fn random_keys_get_cheap_argon2id_that_standard_verifiers_accept() {
+        use argon2::password_hash::PasswordVerifier;
         let phc = hash_secret_with("k3y", HashCost::RandomKey).unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert!(verify_secret("k3y", &phc));
         assert!(!verify_secret("k3Y", &phc));
-        use argon2::password_hash::PasswordVerifier;
         let parsed = PasswordHash::new(&phc).unwrap();
         assert!(Argon2::default().verify_password(b"k3y", &parsed).is_ok());
         let guessable = hash_secret("k3y").unwrap();

@@ -44,6 +44,6 @@ pub fn client() -> ClientConfig {
         secret_hash: None,
         jwks: None,
         incarnation: String::new(),
-        extra: Default::default(),
+        extra: std::collections::BTreeMap::default(),
     }
 }

@@ -12,8 +12,7 @@ pub const WINDOW_SECS: u64 = 15 * 60;
 /// Store key of a username's failure counter (the name is hex-encoded: usernames may hold
 /// anything, keys should not).
 pub fn user_key(username: &str) -> String {
-    let hex: String = username.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("user:{hex}")
+    format!("user:{}", crate::hex::encode(username.as_bytes()))
 }
 
 pub fn address_key(address: &str) -> String {

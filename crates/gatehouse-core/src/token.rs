@@ -2,7 +2,7 @@
 
 use crate::keys::{KeyError, SigningKey, SigningKeyRecord};
 use crate::model::SigningAlgorithm;
-use aws_lc_rs::{digest, rand};
+use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
@@ -53,20 +53,6 @@ pub struct AccessTokenClaims {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-}
-
-/// A random identifier with 128 bits of entropy (for `jti`).
-pub fn random_id() -> Result<String, KeyError> {
-    let mut b = [0u8; 16];
-    rand::fill(&mut b).map_err(|_| KeyError::Sign)?;
-    Ok(URL_SAFE_NO_PAD.encode(b))
-}
-
-/// A fresh opaque token: 256 random bits, base64url.
-pub fn random_token() -> Result<String, KeyError> {
-    let mut b = [0u8; 32];
-    rand::fill(&mut b).map_err(|_| KeyError::Sign)?;
-    Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
 /// SHA-256 of a token, for in-memory lookups that must not keep the token itself.
@@ -269,7 +255,7 @@ mod tests {
             exp: now + 60,
             iat: now,
             nbf: now,
-            jti: random_id().unwrap(),
+            jti: crate::random::system().id().unwrap(),
             client_id: "c".into(),
             scope: Some("a b".into()),
         }
@@ -357,7 +343,8 @@ mod tests {
 
     #[test]
     fn opaque_tokens_are_random_and_stored_by_digest() {
-        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        let random = crate::random::system();
+        let (a, b) = (random.token().unwrap(), random.token().unwrap());
         assert_ne!(a, b);
         assert!(!looks_like_jwt(&a));
         assert_ne!(opaque_token_id(&a), a);

@@ -2,6 +2,61 @@
 //! core, standalone's table and the operator's events. `kubectl describe` shows these words to
 //! users, so each says what is wrong, not how the code got there.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// A condition's `status`, typed (API conventions: `True`, `False`, `Unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    #[must_use]
+    pub fn from_bool(ok: bool) -> Self {
+        if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// The status as written in a condition (anything unexpected is `Unknown`).
+    #[must_use]
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+
+    /// The status of the condition `type_` among `conditions` (`Unknown` when absent).
+    #[must_use]
+    pub fn of(conditions: &[Condition], type_: &str) -> Self {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map_or(ConditionStatus::Unknown, |c| ConditionStatus::parse(&c.status))
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub mod types {
     pub const READY: &str = "Ready";
     pub const ACCEPTED: &str = "Accepted";
@@ -38,10 +93,6 @@ pub mod reasons {
     pub const SIGNING_KEYS_INVALID: &str = "SigningKeysInvalid";
     /// Writing to the store failed; retried.
     pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";
-    /// Client accepted but with fewer grant types than asked (see `status.grantTypes`).
-    pub const ACCEPTED_WITH_RESTRICTIONS: &str = "AcceptedWithRestrictions";
     /// Client accepted as asked.
     pub const ACCEPTED: &str = "Accepted";
-    /// The client is not accepted, so it is not live either.
-    pub const NOT_ACCEPTED: &str = "NotAccepted";
 }

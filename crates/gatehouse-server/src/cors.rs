@@ -9,16 +9,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// `scheme://host[:port]` of a URL.
-pub fn origin_of(url: &str) -> Option<&str> {
-    let scheme_end = url.find("://")? + 3;
-    let end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map(|i| scheme_end + i)
-        .unwrap_or(url.len());
-    Some(&url[..end])
-}
-
 fn tenant_segment<'a>(state: &AppState, path: &'a str) -> Option<&'a str> {
     let prefix = crate::routes::url_path(state.directory.public_url());
     path.strip_prefix(prefix.as_str())?
@@ -70,20 +60,4 @@ pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -
         }
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn origins() {
-        assert_eq!(
-            super::origin_of("https://app.example.com:8443/cb?x=1"),
-            Some("https://app.example.com:8443")
-        );
-        assert_eq!(
-            super::origin_of("http://127.0.0.1:9999"),
-            Some("http://127.0.0.1:9999")
-        );
-        assert_eq!(super::origin_of("com.example.app:/callback"), None);
-    }
 }

@@ -1,12 +1,15 @@
-//! Prometheus metrics of the token service and the middleware that records them (and writes
-//! the one access-log line per request: method, route template, tenant, status, latency — never
-//! a query string, header or body, so no secret or token can reach the log).
+//! Prometheus metrics of the token service and the middleware that records them, and writes
+//! the one log line per request: method, route template, tenant, status, latency and, for a
+//! failure, the client, the RFC error code and the internal detail — never a query string,
+//! header or body, so no secret or token can reach the log. Failures at info (client errors)
+//! or warn (5xx); successes at debug.
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatehouse_core::{ErrorCode, GrantType};
+use crate::error::Failure;
+use gatehouse_core::GrantType;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -173,8 +176,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| route_label(m.as_str()))
-        .unwrap_or("unmatched");
+        .map_or("unmatched", |m| route_label(m.as_str()));
     // A `Uri` clone shares its bytes; the path is only read when the tenant is needed below.
     let uri = request.uri().clone();
     let response = next.run(request).await;
@@ -191,35 +193,34 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     m.latency
         .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
-    let error = response.extensions().get::<ErrorCode>();
+    let failure = response.extensions().get::<Failure>();
     let logged =
         status >= 400 || tracing::enabled!(target: "gatehouse::access", tracing::Level::DEBUG);
-    if error.is_none() && !logged {
+    if failure.is_none() && !logged {
         return response;
     }
     let tenant = tenant_of(&state, route, uri.path());
-    if let Some(code) = error {
-        m.errors
-            .get_or_create(&ErrorLabels {
-                tenant: tenant.clone().unwrap_or_else(|| "unknown".into()),
-                error: code.as_str(),
-            })
-            .inc();
-    }
-    // Successful requests at debug (a busy token endpoint would drown everything else), client
-    // errors at info, server errors at warn.
     let tenant_label = tenant.as_deref().unwrap_or("-");
-    let micros = elapsed.as_micros() as u64;
-    match status {
-        500.. => {
-            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
-        }
-        400..=499 => {
-            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
-        }
-        _ => {
-            tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros)
-        }
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let Some(failure) = failure else {
+        tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros);
+        return response;
+    };
+    m.errors
+        .get_or_create(&ErrorLabels {
+            tenant: tenant.clone().unwrap_or_else(|| "unknown".into()),
+            error: failure.code.as_str(),
+        })
+        .inc();
+    // The one line a failed request gets: client errors (and errors sent back to a client's
+    // redirect URI) at info, server errors and an unavailable store at warn.
+    let error = failure.code.as_str();
+    let client = failure.client.as_deref().unwrap_or("-");
+    let detail = failure.detail.as_deref().unwrap_or("");
+    if status >= 500 {
+        tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+    } else {
+        tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
     }
     response
 }

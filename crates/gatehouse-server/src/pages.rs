@@ -2,6 +2,7 @@
 //! JavaScript, every value HTML-escaped, and each page says where to go next.
 
 use axum::http::{HeaderValue, StatusCode, header};
+use std::fmt::Write;
 use axum::response::{IntoResponse, Response};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -140,17 +141,15 @@ pub struct ConsentPage<'a> {
 }
 
 pub fn consent(p: &ConsentPage<'_>) -> String {
-    let items: String = p
-        .scopes
-        .iter()
-        .map(|(name, description)| {
-            format!(
-                "<li><strong>{}</strong> — {}</li>",
-                escape(name),
-                escape(description)
-            )
-        })
-        .collect();
+    let items = p.scopes.iter().fold(String::new(), |mut out, (name, description)| {
+        let _ = write!(
+            out,
+            "<li><strong>{}</strong> — {}</li>",
+            escape(name),
+            escape(description)
+        );
+        out
+    });
     let list = if items.is_empty() {
         "<p>No particular access: only that you signed in.</p>".to_string()
     } else {
@@ -166,15 +165,15 @@ pub fn consent(p: &ConsentPage<'_>) -> String {
         user = escape(p.username),
         action = escape(p.action),
         pending = pending_fields(p.request, p.csrf),
-        hidden = p
-            .hidden
-            .iter()
-            .map(|(k, v)| format!(
+        hidden = p.hidden.iter().fold(String::new(), |mut out, (k, v)| {
+            let _ = write!(
+                out,
                 "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
                 escape(k),
                 escape(v)
-            ))
-            .collect::<String>(),
+            );
+            out
+        }),
     );
     layout(p.tenant, "Allow access?", &body)
 }

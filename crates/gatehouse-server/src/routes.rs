@@ -1,8 +1,9 @@
 //! The OAuth router: every tenant's endpoints under `/{tenant}`, plus RFC 8414's
-//! path-inserted metadata URL at the root.
+//! path-inserted metadata URL at the root. One module per endpoint; `browser` renders the
+//! steps of the browser flow that the authorization, sign-in, consent and device pages share.
 
-mod authenticate;
 mod authorize;
+mod browser;
 mod device;
 mod discovery;
 mod introspect;
@@ -14,15 +15,14 @@ mod userinfo;
 
 use crate::AppState;
 use crate::error::HttpError;
-use crate::tenant::TenantRuntime;
 use axum::Router;
 use axum::routing::{get, post};
 use gatehouse_core::endpoints;
-use std::sync::Arc;
 
 /// The OAuth router for `state`. If the public URL has a path (`https://host/auth`), routes are
 /// nested under it so the issuer URLs resolve as published.
 pub fn router(state: AppState) -> Router {
+    let prefix = url_path(state.directory.public_url());
     let at = |path: &str| format!("/{{tenant}}{path}");
     let per_tenant = Router::new()
         .route(&at(endpoints::TOKEN), post(token::token))
@@ -75,8 +75,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
-        .with_state(state.clone());
-    let prefix = url_path(state.directory.public_url());
+        .with_state(state);
     if prefix.is_empty() {
         per_tenant
     } else {
@@ -86,7 +85,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The path of a URL without its trailing slash (`""` for none).
 pub(crate) fn url_path(url: &str) -> String {
-    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
     match after_scheme.find('/') {
         Some(i) => after_scheme[i..].trim_end_matches('/').to_string(),
         None => String::new(),
@@ -97,20 +96,5 @@ async fn not_found() -> HttpError {
     HttpError::not_found("no such endpoint; discover endpoints from the tenant's metadata")
 }
 
-/// The tenant a request names, or a 404.
-fn tenant(state: &AppState, name: &str) -> Result<Arc<TenantRuntime>, HttpError> {
-    state
-        .directory
-        .get(name)
-        .ok_or_else(|| HttpError::not_found(format!("no tenant named {name}")))
-}
-
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn url_paths() {
-        assert_eq!(super::url_path("http://127.0.0.1:8080"), "");
-        assert_eq!(super::url_path("https://h/"), "");
-        assert_eq!(super::url_path("https://h/auth/"), "/auth");
-    }
-}
+mod tests;

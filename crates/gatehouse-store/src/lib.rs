@@ -7,9 +7,10 @@
 //!
 //! Keys are laid out for Redis Cluster: everything of one tenant shares the hash tag
 //! `{t:<tenant>}`, so every multi-key operation stays in one slot.
+#![warn(missing_docs)]
 
-pub mod contract;
 mod memory;
+pub mod records;
 mod redis_store;
 
 pub use memory::MemoryStore;
@@ -32,6 +33,9 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A record could not be encoded for storage; a bug, never the caller's input.
+    #[error("cannot encode a {kind:?} record: {reason}")]
+    Encode { kind: RecordKind, reason: String },
 }
 
 /// Everything a server needs to serve one tenant.
@@ -40,6 +44,14 @@ pub struct TenantBundle {
     pub config: TenantConfig,
     pub keys: Vec<SigningKeyRecord>,
     pub clients: Vec<ClientConfig>,
+}
+
+/// A tenant's settings and keys without its clients: what publishing the tenant compares
+/// against (its clients are published one by one).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TenantSettings {
+    pub config: Option<TenantConfig>,
+    pub keys: Vec<SigningKeyRecord>,
 }
 
 /// Kinds of short-lived runtime records. Each kind has its own key space; ids are digests or
@@ -108,6 +120,8 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant_versions(&self) -> Result<BTreeMap<String, Version>, StoreError>;
     /// One tenant's full configuration, or `None` if it has none.
     async fn load_tenant(&self, tenant: &str) -> Result<Option<TenantBundle>, StoreError>;
+    /// One tenant's settings and keys, however many clients it has (one round trip).
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings, StoreError>;
 
     // Runtime state, written by servers.
 
@@ -270,14 +284,6 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
-use crate::{RecordKind, Store, StoreError, TenantBundle, Version, unix_now};
+use crate::{RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
+use gatehouse_core::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A refresh-token family: the access tokens it issued (`jti`, `exp`) and, once revoked, until
 /// when.
@@ -39,14 +40,35 @@ struct State {
     sequence: Version,
 }
 
-#[derive(Default)]
+/// Expiry follows the store's clock: the system's, or a test's (so expiry is tested by moving
+/// the clock, not by sleeping).
 pub struct MemoryStore {
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
+    #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    #[must_use]
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            clock,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -163,13 +185,24 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings, StoreError> {
+        Ok(self.with(|all| {
+            all.get(tenant)
+                .map(|d| TenantSettings {
+                    config: d.config.clone(),
+                    keys: d.keys.clone(),
+                })
+                .unwrap_or_default()
+        }))
+    }
+
     async fn put_opaque_token(
         &self,
         tenant: &str,
         id: &str,
         claims: &AccessTokenClaims,
     ) -> Result<(), StoreError> {
-        let now = unix_now();
+        let now = self.now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             // Expired entries are dropped as new ones arrive, so the map cannot grow without
@@ -187,7 +220,7 @@ impl Store for MemoryStore {
         tenant: &str,
         id: &str,
     ) -> Result<Option<AccessTokenClaims>, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)?
                 .opaque
@@ -205,7 +238,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError> {
-        let now = unix_now();
+        let now = self.now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             if d.revoked.len() % 1024 == 1023 {
@@ -217,7 +250,7 @@ impl Store for MemoryStore {
     }
 
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)
                 .and_then(|d| d.revoked.get(jti))
@@ -231,7 +264,7 @@ impl Store for MemoryStore {
         key: &str,
         window_secs: u64,
     ) -> Result<u64, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             let entry = d
@@ -247,13 +280,12 @@ impl Store for MemoryStore {
     }
 
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)
                 .and_then(|d| d.failures.get(key))
                 .filter(|(_, end)| *end > now)
-                .map(|(n, _)| *n)
-                .unwrap_or(0)
+                .map_or(0, |(n, _)| *n)
         }))
     }
 
@@ -270,16 +302,20 @@ impl Store for MemoryStore {
         json: &str,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        let now = unix_now();
+        let now = self.now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             if d.records.len() % 1024 == 1023 {
                 d.records.retain(|_, (_, exp, _)| *exp > now);
             }
-            d.records.insert(
-                (kind, id.to_string()),
-                (json.to_string(), expires_at, false),
-            );
+            // A record written again keeps its used mark (as Redis keeps the separate marker):
+            // an assertion's jti, spent once, stays spent.
+            let key = (kind, id.to_string());
+            let used = d
+                .records
+                .get(&key)
+                .is_some_and(|(_, exp, used)| *used && *exp > now);
+            d.records.insert(key, (json.to_string(), expires_at, used));
         });
         Ok(())
     }
@@ -290,7 +326,7 @@ impl Store for MemoryStore {
         kind: RecordKind,
         id: &str,
     ) -> Result<Option<(String, bool)>, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)?
                 .records
@@ -368,7 +404,7 @@ impl Store for MemoryStore {
     }
 
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
-        let now = unix_now();
+        let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)
                 .and_then(|d| d.families.get(family))

@@ -2,7 +2,7 @@
 //! (`redis+cluster://`), multiplexed connections that reconnect on their own, and short
 //! timeouts so an unreachable Redis fails requests fast instead of queueing them.
 
-use crate::{RecordKind, Store, StoreError, TenantBundle, Version, redact_url};
+use crate::{RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url};
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
@@ -114,6 +114,7 @@ pub struct RedisStore {
     purge: redis::Script,
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `.map_err(unavailable)`
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -321,6 +322,25 @@ impl Store for RedisStore {
         }))
     }
 
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings, StoreError> {
+        let mut conn = self.conn.clone();
+        let (config, keys): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(config_key(tenant))
+            .arg(keys_key(tenant))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(TenantSettings {
+            config: config
+                .map(|raw| decode(&config_key(tenant), &raw))
+                .transpose()?,
+            keys: match keys {
+                Some(raw) => decode(&keys_key(tenant), &raw)?,
+                None => Vec::new(),
+            },
+        })
+    }
+
     async fn put_opaque_token(
         &self,
         tenant: &str,
@@ -512,7 +532,7 @@ impl Store for RedisStore {
         until: u64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut conn = self.conn.clone();
-        let (_, members): ((), Vec<String>) = redis::pipe()
+        let ((), members): ((), Vec<String>) = redis::pipe()
             .cmd("SET")
             .arg(family_revoked_key(tenant, family))
             .arg(1)

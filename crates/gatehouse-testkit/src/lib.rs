@@ -1,7 +1,11 @@
-//! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports.
+//! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports,
+//! and an in-memory Kubernetes API server ([`apiserver`]) for the operator's end-to-end tests
+//! and scale runs.
 //!
-//! Nothing here is mocked. The servers run with persistence off in temporary directories and
-//! are killed when their handle drops.
+//! The Redis servers run with persistence off in temporary directories and are killed when
+//! their handle drops.
+
+pub mod apiserver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -42,20 +46,24 @@ pub fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
-        req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+        req.push('$');
+        req.push_str(&a.len().to_string());
+        req.push_str("\r\n");
+        req.push_str(a);
+        req.push_str("\r\n");
     }
     stream.write_all(req.as_bytes())?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     if let Some(len) = line.strip_prefix('$') {
-        let len: i64 = len.trim().parse().unwrap_or(-1);
-        if len < 0 {
+        // `$-1` is a null reply.
+        let Ok(len) = len.trim().parse::<usize>() else {
             return Ok(String::new());
-        }
-        let mut buf = vec![0u8; len as usize + 2];
+        };
+        let mut buf = vec![0u8; len + 2];
         reader.read_exact(&mut buf)?;
-        buf.truncate(len as usize);
+        buf.truncate(len);
         return Ok(String::from_utf8_lossy(&buf).into_owned());
     }
     Ok(line.trim_end().to_string())

@@ -1,12 +1,13 @@
 //! Reconciling one OAuthClient: its registration in the store, its credentials Secret, its
-//! status, and on deletion its removal (which revokes its refresh tokens).
+//! status, and on deletion its removal (which revokes its refresh tokens). It looks only at
+//! what it depends on: its tenant, the claims on its client id, and its Secret.
 
 use super::context::Context;
-use super::{FINALIZER, RESYNC, ReconcileError, observed_at};
+use super::{FINALIZER, RESYNC, ReconcileError};
 use crate::conditions::{Verdict, set};
-use crate::reconcile::reconcile;
-use gatehouse_crd::OAuthClient;
-use gatehouse_crd::condition::{reasons, types};
+use crate::reconcile::{ClientInputs, TenantView, reconcile_client as decide};
+use gatehouse_crd::condition::{ConditionStatus, reasons, types};
+use gatehouse_crd::{OAuthClient, OAuthClientStatus};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -48,9 +49,13 @@ fn identity(client: &OAuthClient) -> (String, String, String) {
 
 /// Asks the controller to look again at the other clients claiming the same id: one of them
 /// may now win it, or lose it.
-fn requeue_rivals(client: &OAuthClient, rivals: &[OAuthClient], ctx: &Context) {
-    for rival in rivals.iter().filter(|r| r.uid() != client.uid()) {
-        let reference = ObjectRef::from_obj(rival);
+fn requeue_rivals(client: &OAuthClient, ctx: &Context) {
+    let (namespace, name, _) = identity(client);
+    for rival in ctx.caches.index.rivals(client) {
+        if rival.namespace == namespace && rival.name == name {
+            continue;
+        }
+        let reference = ObjectRef::new(&rival.name).within(&rival.namespace);
         if ctx.requeue_clients.unbounded_send(reference).is_err() {
             tracing::debug!("client controller stopped; not requeueing rivals");
         }
@@ -59,26 +64,25 @@ fn requeue_rivals(client: &OAuthClient, rivals: &[OAuthClient], ctx: &Context) {
 
 async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileError> {
     let (namespace, name, id) = identity(client);
-    let now = (ctx.clock)();
-    let mut scope = ctx.client_scope(client);
-    for c in &mut scope.clients {
-        if c.uid() == client.uid() {
-            *c = client.clone();
-        }
-    }
-    let observed = observed_at(&scope, &ctx.public_url, now);
-    let reconciled = reconcile(&observed);
-    let Some(outcome) = reconciled.client(&namespace, &name) else {
-        return Ok(Action::await_change());
+    let now = ctx.now_time();
+    let tenant = ctx.tenant(&client.spec.tenant_ref);
+    let secret = ctx.secret(&namespace, &client.spec.effective_secret_ref(&name).name);
+    let inputs = ClientInputs {
+        tenant: TenantView::of(tenant.as_deref()),
+        holds_id: ctx
+            .caches
+            .index
+            .holds_id(client, tenant.as_deref(), &ctx.caches.clients),
+        secret: secret.as_deref(),
+        public_url: &ctx.public_url,
+        now: &now,
     };
+    let outcome = decide(client, &inputs);
     let mut status = outcome.status.clone();
-    let tenant = &client.spec.tenant_ref;
-    let published = match &outcome.registration {
-        Some(registration) => ctx.publisher.publish_client(tenant, registration).await,
-        None => {
-            let source = format!("{namespace}/{name}");
-            ctx.publisher.unpublish_client(tenant, &id, &source).await
-        }
+    let tenant_name = &client.spec.tenant_ref;
+    let published = if let Some(registration) = &outcome.registration { ctx.publisher.publish_client(tenant_name, registration).await } else {
+        let source = format!("{namespace}/{name}");
+        ctx.publisher.unpublish_client(tenant_name, &id, &source).await
     };
     if let Err(e) = &published {
         let verdict = Verdict::new(
@@ -88,7 +92,7 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
             format!("cannot write to the store: {e}; retrying"),
         );
         let generation = status.observed_generation;
-        set(&mut status.conditions, &verdict, generation, &observed.now);
+        set(&mut status.conditions, &verdict, generation, &now);
     }
     if let Some(request) = &outcome.secret_request
         && request.owner_uid.is_some()
@@ -106,14 +110,14 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         .map(|s| s.client_id.is_some() && is_live(s));
     let api: Api<OAuthClient> = Api::namespaced(ctx.kube.client.clone(), &namespace);
     if ctx.kube.write_status(&api, client, &status).await? && before != Some(is_live(&status)) {
-        requeue_rivals(client, &scope.clients, ctx);
+        requeue_rivals(client, ctx);
     }
     published?;
     Ok(Action::requeue(RESYNC))
 }
 
-fn is_live(status: &gatehouse_crd::OAuthClientStatus) -> bool {
-    crate::conditions::find(&status.conditions, types::READY).is_some_and(|c| c.status == "True")
+fn is_live(status: &OAuthClientStatus) -> bool {
+    ConditionStatus::of(&status.conditions, types::READY) == ConditionStatus::True
 }
 
 async fn cleanup(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -132,7 +136,7 @@ async fn cleanup(client: &OAuthClient, ctx: &Context) -> Result<Action, Reconcil
             )
             .await;
     }
-    let rivals = ctx.client_scope(client).clients;
-    requeue_rivals(client, &rivals, ctx);
+    // A client being deleted claims its id no more.
+    requeue_rivals(client, ctx);
     Ok(Action::await_change())
 }

@@ -1,30 +1,32 @@
-//! What every reconcile of the operator shares: the caches the watches fill, the store
-//! publisher, the cluster handle, and how to cut the cached state down to one tenant.
+//! What every reconcile of the operator shares: the caches the watches fill, the index of
+//! relations between objects, the store publisher, the cluster handle, and the clock.
 
+use super::index::Index;
 use super::metrics::OperatorMetrics;
 use crate::cluster::Kube;
 use crate::publish::Publisher;
+use gatehouse_core::clock::Clock;
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store as Cache};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The Kubernetes objects one reconcile looks at.
-#[derive(Default)]
-pub struct Scope {
-    pub tenants: Vec<Tenant>,
-    pub clients: Vec<OAuthClient>,
-    pub secrets: Vec<Secret>,
+/// The caches of the three watched kinds and the index built alongside them.
+#[derive(Clone)]
+pub struct Caches {
+    pub tenants: Cache<Tenant>,
+    pub clients: Cache<OAuthClient>,
+    pub secrets: Cache<Secret>,
+    pub index: Index,
 }
 
 pub struct Context {
     pub kube: Kube,
-    pub tenants: Cache<Tenant>,
-    pub clients: Cache<OAuthClient>,
-    pub secrets: Cache<Secret>,
+    pub caches: Caches,
     pub publisher: Publisher,
     pub public_url: String,
     /// The operator's own namespace, where tenants' keys Secrets live.
@@ -33,8 +35,8 @@ pub struct Context {
     /// Clients whose outcome may have changed because another one did (a contested client id
     /// freed or taken): the client controller reconciles them next.
     pub requeue_clients: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
-    /// Unix seconds now (a parameter so tests can move time).
-    pub clock: fn() -> u64,
+    /// The process's one clock.
+    pub clock: Arc<dyn Clock>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -42,97 +44,55 @@ pub struct Context {
 /// Longest wait between retries of a failing object.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Where the operator publishes and what it reports as.
+pub struct Setting {
+    pub public_url: String,
+    pub namespace: String,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Context {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kube: Kube,
-        tenants: Cache<Tenant>,
-        clients: Cache<OAuthClient>,
-        secrets: Cache<Secret>,
+        caches: Caches,
         publisher: Publisher,
-        public_url: String,
-        namespace: String,
+        setting: Setting,
         metrics: Arc<OperatorMetrics>,
         requeue_clients: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
     ) -> Self {
         Context {
             kube,
-            tenants,
-            clients,
-            secrets,
+            caches,
             publisher,
-            public_url,
-            namespace,
+            public_url: setting.public_url,
+            namespace: setting.namespace,
             metrics,
             requeue_clients,
-            clock: gatehouse_store::unix_now,
+            clock: setting.clock,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        self.secrets
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Now, as the time of a condition.
+    pub fn now_time(&self) -> Time {
+        time_of(self.now())
+    }
+
+    /// A cached Secret.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.caches
+            .secrets
             .get(&ObjectRef::new(name).within(namespace))
-            .map(|s| (*s).clone())
     }
 
-    /// The clients of tenant `tenant` (by `tenantRef`), optionally only those claiming `id`.
-    fn clients_of(&self, tenant: &str, id: Option<&str>) -> Vec<OAuthClient> {
-        self.clients
-            .state()
-            .iter()
-            .filter(|c| c.spec.tenant_ref == tenant)
-            .filter(|c| {
-                id.is_none_or(|id| {
-                    c.spec
-                        .effective_client_id(&c.namespace().unwrap_or_default(), &c.name_any())
-                        == id
-                })
-            })
-            .map(|c| (**c).clone())
-            .collect()
-    }
-
-    /// Everything a tenant's outcome depends on: itself, its users Secret, its clients and
-    /// their credentials Secrets (the client count counts clients that are live).
-    pub fn tenant_scope(&self, tenant: &str) -> Scope {
-        let clients = self.clients_of(tenant, None);
-        self.scope(tenant, clients)
-    }
-
-    /// Everything one client's outcome depends on: its tenant and the clients of that tenant
-    /// claiming the same client id (the oldest keeps it), with their Secrets.
-    pub fn client_scope(&self, client: &OAuthClient) -> Scope {
-        let id = client
-            .spec
-            .effective_client_id(&client.namespace().unwrap_or_default(), &client.name_any());
-        let mut clients = self.clients_of(&client.spec.tenant_ref, Some(&id));
-        if !clients.iter().any(|c| c.uid() == client.uid()) {
-            clients.push(client.clone());
-        }
-        self.scope(&client.spec.tenant_ref, clients)
-    }
-
-    fn scope(&self, tenant: &str, clients: Vec<OAuthClient>) -> Scope {
-        let tenant = self
-            .tenants
-            .get(&ObjectRef::new(tenant))
-            .map(|t| (*t).clone());
-        let mut secrets = Vec::new();
-        if let Some(users) = tenant.as_ref().and_then(|t| t.spec.users.as_ref()) {
-            let r = &users.secret_ref;
-            secrets.extend(self.secret(&r.namespace, &r.name));
-        }
-        for c in &clients {
-            let namespace = c.namespace().unwrap_or_default();
-            let name = c.spec.effective_secret_ref(&c.name_any()).name;
-            secrets.extend(self.secret(&namespace, &name));
-        }
-        Scope {
-            tenants: tenant.into_iter().collect(),
-            clients,
-            secrets,
-        }
+    /// A cached Tenant.
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.caches.tenants.get(&ObjectRef::new(name))
     }
 
     /// The wait before retrying `key` after its `n`th consecutive failure: 1 s, doubling, up
@@ -141,12 +101,11 @@ impl Context {
         let n = self
             .failures
             .lock()
-            .map(|mut f| {
+            .map_or(1, |mut f| {
                 let n = f.entry(key.to_string()).or_insert(0);
                 *n = n.saturating_add(1);
                 *n
-            })
-            .unwrap_or(1);
+            });
         Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(MAX_BACKOFF)
     }
 
@@ -155,4 +114,12 @@ impl Context {
             f.remove(key);
         }
     }
+}
+
+/// Unix seconds as a Kubernetes timestamp.
+pub fn time_of(unix: u64) -> Time {
+    Time(
+        Timestamp::from_second(i64::try_from(unix).unwrap_or(i64::MAX))
+            .unwrap_or(Timestamp::UNIX_EPOCH),
+    )
 }

@@ -104,7 +104,7 @@ impl LeaderElector {
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
+            lease_duration_seconds: Some(i32::try_from(LEASE_DURATION.as_secs()).unwrap_or(i32::MAX)),
             acquire_time: if renewing {
                 previous.and_then(|p| p.acquire_time.clone())
             } else {
@@ -117,6 +117,44 @@ impl LeaderElector {
                 transitions + 1
             }),
             ..LeaseSpec::default()
+        }
+    }
+}
+
+/// Waits until this replica holds the lease, trying every [`RENEW_INTERVAL`]. False if
+/// `stopped` resolves first.
+pub async fn acquire(elector: &LeaderElector, stopped: impl std::future::Future<Output = ()>) -> bool {
+    futures::pin_mut!(stopped);
+    loop {
+        match elector.try_acquire().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the leader lease; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RENEW_INTERVAL) => {}
+            () = &mut stopped => return false,
+        }
+    }
+}
+
+/// Renews the lease every [`RENEW_INTERVAL`] until `stopped` resolves (false) or the lease is
+/// lost: taken by another replica, or not renewed for [`LEASE_DURATION`] (true).
+pub async fn hold(elector: LeaderElector, stopped: impl std::future::Future<Output = ()>) -> bool {
+    futures::pin_mut!(stopped);
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RENEW_INTERVAL) => {}
+            () = &mut stopped => return false,
+        }
+        match elector.try_acquire().await {
+            Ok(true) => renewed = std::time::Instant::now(),
+            Ok(false) => return true,
+            Err(e) => tracing::warn!(error = %e, "cannot renew the leader lease"),
+        }
+        if renewed.elapsed() >= LEASE_DURATION {
+            return true;
         }
     }
 }

@@ -3,11 +3,11 @@
 //! removal of its issuer and everything its server wrote.
 
 use super::context::Context;
-use super::{FINALIZER, RESYNC, ReconcileError, observed_at};
+use super::{FINALIZER, RESYNC, ReconcileError};
 use crate::cluster::{KEYS_SECRET_KEY, keys_secret_name};
 use crate::conditions::{Verdict, set};
 use crate::publish::key_statuses;
-use crate::reconcile::reconcile;
+use crate::reconcile::reconcile_tenant as decide;
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_crd::Tenant;
 use gatehouse_crd::condition::{reasons, types};
@@ -54,14 +54,20 @@ fn read_keys(secret: &Secret) -> Result<Vec<SigningKeyRecord>, String> {
 
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError> {
     let name = tenant.name_any();
-    let now = (ctx.clock)();
-    let mut scope = ctx.tenant_scope(&name);
-    scope.tenants = vec![tenant.clone()];
-    let reconciled = reconcile(&observed_at(&scope, &ctx.public_url, now));
-    let Some(outcome) = reconciled.tenant(&name) else {
-        return Ok(Action::await_change());
-    };
+    let now = ctx.now();
+    let now_time = ctx.now_time();
+    let users = tenant
+        .spec
+        .users
+        .as_ref()
+        .and_then(|u| ctx.secret(&u.secret_ref.namespace, &u.secret_ref.name));
+    let outcome = decide(tenant, users.as_deref(), &ctx.public_url, &now_time);
     let mut status = outcome.status.clone();
+    if outcome.registration.is_some() {
+        // Counted by the index from the clients' own statuses, not by looking at each client.
+        let live = ctx.caches.index.live_clients(&name);
+        status.clients = Some(i32::try_from(live).unwrap_or(i32::MAX));
+    }
     let mut wait = RESYNC;
     let keys_name = keys_secret_name(&name);
     let result: Result<(), ReconcileError> = async {
@@ -70,10 +76,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
             ctx.publisher.unpublish_tenant(&name, false).await?;
             return Ok(());
         };
-        let keys_secret = ctx
-            .secrets
-            .get(&kube::runtime::reflector::ObjectRef::new(&keys_name).within(&ctx.namespace))
-            .map(|s| (*s).clone());
+        let keys_secret = ctx.secret(&ctx.namespace, &keys_name).map(|s| (*s).clone());
         let existing = match &keys_secret {
             None => Vec::new(),
             Some(s) => read_keys(s).map_err(|why| ReconcileError::KeysSecret {
@@ -128,12 +131,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
         if let Some(reason) = reason {
             let verdict = Verdict::new(types::READY, false, reason, format!("{e}; retrying"));
             let generation = status.observed_generation;
-            set(
-                &mut status.conditions,
-                &verdict,
-                generation,
-                &observed_at(&scope, "", now).now,
-            );
+            set(&mut status.conditions, &verdict, generation, &now_time);
         }
     }
     let api: Api<Tenant> = Api::all(ctx.kube.client.clone());

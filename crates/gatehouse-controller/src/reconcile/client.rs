@@ -1,58 +1,77 @@
 //! OAuthClients: admission by their tenant, client-id uniqueness, effective grants, secrets.
+//! One client at a time, against a view of what it depends on ([`ClientInputs`]).
 
-use super::{ClientOutcome, ClientRegistration, Index, Observed, SecretRequest};
+use super::{ClientOutcome, ClientRegistration, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::{CLIENT_SECRET_KEY, is_generated, string_value};
 use gatehouse_core::secret::HashCost;
-use gatehouse_core::{ClientConfig, GrantType, TenantConfig, endpoints};
+use gatehouse_core::{ClientConfig, GrantType, endpoints};
 use gatehouse_crd::condition::{reasons, types};
-use gatehouse_crd::validate::validate_client;
+use gatehouse_crd::validate::{validate_client, validate_tenant};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a client gets no token, as (reason, message) for both conditions.
 struct Refusal(&'static str, String);
 
-pub(super) fn reconcile_clients(
-    observed: &Observed<'_>,
-    index: &Index<'_>,
-    tenants: &BTreeMap<&str, (&Tenant, &TenantConfig)>,
-) -> Vec<ClientOutcome> {
-    // Oldest first, so an established client keeps its id when a newcomer collides with it.
-    let mut order: Vec<&OAuthClient> = observed.clients.iter().collect();
-    fn age_key(c: &OAuthClient) -> (Option<k8s_openapi::jiff::Timestamp>, &str, &str) {
-        (
-            c.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            c.metadata.namespace.as_deref().unwrap_or_default(),
-            c.metadata.name.as_deref().unwrap_or_default(),
-        )
-    }
-    order.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
-    let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut out: Vec<ClientOutcome> = order
-        .into_iter()
-        .map(|c| reconcile_client(c, observed, index, tenants, &mut taken))
-        .collect();
-    // Unstable: (namespace, name) is unique, and a stable sort would copy every outcome.
-    out.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    out
+/// A client's tenant as the client sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum TenantView<'a> {
+    /// No Tenant by that name.
+    Missing,
+    /// The Tenant exists but its spec is invalid, so it is not served.
+    Invalid,
+    /// A valid Tenant.
+    Valid(&'a Tenant),
 }
 
-fn tenant_admits(tenant: &Tenant, namespace: &str) -> bool {
+impl<'a> TenantView<'a> {
+    #[must_use]
+    pub fn of(tenant: Option<&'a Tenant>) -> Self {
+        match tenant {
+            None => TenantView::Missing,
+            Some(t) if validate_tenant(&t.name_any(), &t.spec).is_empty() => TenantView::Valid(t),
+            Some(_) => TenantView::Invalid,
+        }
+    }
+}
+
+/// What one client's outcome depends on besides itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInputs<'a> {
+    pub tenant: TenantView<'a>,
+    /// Whether the client holds its client id (see [`super::ClientIds`]). Only asked of a
+    /// client that may claim one ([`may_claim_id`]); others are refused before it matters.
+    pub holds_id: bool,
+    /// The client's credentials Secret, if it exists.
+    pub secret: Option<&'a Secret>,
+    /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
+    pub public_url: &'a str,
+    pub now: &'a Time,
+}
+
+pub(super) fn tenant_admits(tenant: &Tenant, namespace: &str) -> bool {
     match &tenant.spec.client_namespaces {
         Some(list) => list.iter().any(|n| n == "*" || n == namespace),
         None => tenant.name_any() == namespace,
     }
 }
 
-fn reconcile_client(
-    client: &OAuthClient,
-    observed: &Observed<'_>,
-    index: &Index<'_>,
-    tenants: &BTreeMap<&str, (&Tenant, &TenantConfig)>,
-    taken: &mut BTreeSet<(String, String)>,
-) -> ClientOutcome {
+/// Whether `client` takes part in the contest for its client id in `tenant`: a valid spec in
+/// a namespace the tenant admits, and not being deleted (a client on its way out frees its id
+/// for the next claimant).
+#[must_use]
+pub fn may_claim_id(client: &OAuthClient, tenant: &Tenant) -> bool {
+    client.metadata.deletion_timestamp.is_none()
+        && validate_client(&client.spec).is_empty()
+        && tenant_admits(tenant, &client.namespace().unwrap_or_default())
+}
+
+/// A client's registration, status and Secret requests.
+#[must_use]
+pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> ClientOutcome {
     let namespace = client.namespace().unwrap_or_default();
     let name = client.name_any();
     let spec = &client.spec;
@@ -81,23 +100,23 @@ fn reconcile_client(
         secret_rotation: None,
     };
 
-    let admitted = admit(client, &namespace, &client_id, observed, tenants, taken);
+    let admitted = admit(client, &namespace, &client_id, inputs);
     let (tenant, effective, accepted) = match admitted {
         Err(Refusal(reason, message)) => {
             let verdicts = [
                 Verdict::new(types::ACCEPTED, false, reason, message.clone()),
                 Verdict::new(types::READY, false, reason, message),
             ];
-            status.conditions = to_conditions(&verdicts, previous, generation, &observed.now);
+            status.conditions = to_conditions(&verdicts, previous, generation, inputs.now);
             outcome.status = status;
             return outcome;
         }
         Ok(a) => a,
     };
-    status.grant_types = effective.clone();
+    status.grant_types.clone_from(&effective);
 
     // Credentials.
-    let issuer = endpoints::issuer(observed.public_url, &tenant.name_any());
+    let issuer = endpoints::issuer(inputs.public_url, &tenant.name_any());
     let mut secret = None;
     let mut secret_cost = HashCost::Guessable;
     // The Secret this client's credentials live in, for generation and rotation alike.
@@ -116,8 +135,7 @@ fn reconcile_client(
         format!("client {client_id} is live at {issuer}"),
     );
     if spec.needs_secret() {
-        let found = index.secret(&namespace, &secret_ref.name);
-        match found {
+        match inputs.secret {
             Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
                 Ok(Some(value)) if !value.is_empty() => {
                     if is_generated(s, &value) {
@@ -186,13 +204,13 @@ fn reconcile_client(
                     .map(|j| serde_json::json!({ "keys": j.keys })),
                 // The publisher keeps the stored one, or makes one for a new registration.
                 incarnation: String::new(),
-                extra: Default::default(),
+                extra: std::collections::BTreeMap::default(),
             },
             secret,
             secret_cost,
         });
     }
-    status.conditions = to_conditions(&[accepted, ready], previous, generation, &observed.now);
+    status.conditions = to_conditions(&[accepted, ready], previous, generation, inputs.now);
     outcome.status = status;
     outcome
 }
@@ -204,26 +222,21 @@ fn admit<'a>(
     client: &OAuthClient,
     namespace: &str,
     client_id: &str,
-    observed: &Observed<'_>,
-    tenants: &BTreeMap<&str, (&'a Tenant, &'a TenantConfig)>,
-    taken: &mut BTreeSet<(String, String)>,
+    inputs: &ClientInputs<'a>,
 ) -> Result<Admitted<'a>, Refusal> {
     let spec = &client.spec;
     let problems = validate_client(spec);
     if !problems.is_empty() {
         let message = problems
             .iter()
-            .map(|p| p.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
         return Err(Refusal(reasons::INVALID_SPEC, message));
     }
-    let Some(&(tenant, config)) = tenants.get(spec.tenant_ref.as_str()) else {
-        if observed
-            .tenants
-            .iter()
-            .any(|t| t.name_any() == spec.tenant_ref)
-        {
+    let tenant = match inputs.tenant {
+        TenantView::Valid(t) => t,
+        TenantView::Invalid => {
             return Err(Refusal(
                 reasons::TENANT_NOT_READY,
                 format!(
@@ -232,10 +245,12 @@ fn admit<'a>(
                 ),
             ));
         }
-        return Err(Refusal(
-            reasons::TENANT_NOT_FOUND,
-            format!("tenant {} does not exist", spec.tenant_ref),
-        ));
+        TenantView::Missing => {
+            return Err(Refusal(
+                reasons::TENANT_NOT_FOUND,
+                format!("tenant {} does not exist", spec.tenant_ref),
+            ));
+        }
     };
     if !tenant_admits(tenant, namespace) {
         return Err(Refusal(
@@ -246,7 +261,7 @@ fn admit<'a>(
             ),
         ));
     }
-    if !taken.insert((spec.tenant_ref.clone(), client_id.to_string())) {
+    if !inputs.holds_id {
         return Err(Refusal(
             reasons::CLIENT_ID_CONFLICT,
             format!(
@@ -255,8 +270,10 @@ fn admit<'a>(
             ),
         ));
     }
-    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) =
-        spec.grant_types.iter().partition(|g| config.enables(**g));
+    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) = spec
+        .grant_types
+        .iter()
+        .partition(|g| tenant.spec.grant_types.contains(g));
     if effective.is_empty() {
         // The id stays reserved: a client that is fixed later must not find it stolen.
         return Err(Refusal(

@@ -1,6 +1,6 @@
 //! A Tenant's registration and status.
 
-use super::{Index, Observed, TenantOutcome};
+use super::TenantOutcome;
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::string_value;
 use crate::users::{USERS_KEY, parse_users};
@@ -11,6 +11,8 @@ use gatehouse_core::{TenantConfig, endpoints};
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::validate::validate_tenant;
 use gatehouse_crd::{Tenant, TenantStatus};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 /// For a spec that failed validation (it is not served, so the value only fills the field).
@@ -18,13 +20,18 @@ const DEFAULT_ROTATION_SECS: u64 = 720 * 3600;
 
 fn secs(s: &str) -> u64 {
     // Validated before use; a parse failure cannot reach here.
-    parse_duration(s).map(|d| d.as_secs().max(1)).unwrap_or(1)
+    parse_duration(s).map_or(1, |d| d.as_secs().max(1))
 }
 
-pub(super) fn reconcile_tenant(
+/// A Tenant's registration and status from the Tenant and the users Secret its
+/// `spec.users.secretRef` names (`None` when that Secret does not exist). `status.clients` is
+/// left for the caller, who knows how many clients are live.
+#[must_use]
+pub fn reconcile_tenant(
     tenant: &Tenant,
-    observed: &Observed<'_>,
-    index: &Index<'_>,
+    users_secret: Option<&Secret>,
+    public_url: &str,
+    now: &Time,
 ) -> TenantOutcome {
     let name = tenant.name_any();
     let previous = tenant
@@ -41,8 +48,7 @@ pub(super) fn reconcile_tenant(
             None => Vec::new(),
             Some(u) => {
                 let r = &u.secret_ref;
-                let loaded = index
-                    .secret(&r.namespace, &r.name)
+                let loaded = users_secret
                     .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))
                     .and_then(|s| {
                         string_value(s, USERS_KEY)
@@ -100,7 +106,7 @@ pub(super) fn reconcile_tenant(
                 .collect(),
             users,
         };
-        let issuer = endpoints::issuer(observed.public_url, &name);
+        let issuer = endpoints::issuer(public_url, &name);
         let verdict = Verdict::new(
             types::READY,
             true,
@@ -111,7 +117,7 @@ pub(super) fn reconcile_tenant(
     } else {
         let message = problems
             .iter()
-            .map(|p| p.to_string())
+            .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
         (
@@ -123,13 +129,11 @@ pub(super) fn reconcile_tenant(
     let key_policy = RotationPolicy::new(
         spec.signing.algorithm,
         parse_duration(&spec.signing.rotation_interval)
-            .map(|d| d.as_secs())
-            .unwrap_or(DEFAULT_ROTATION_SECS),
+            .map_or(DEFAULT_ROTATION_SECS, |d| d.as_secs()),
         // Everything a key signs (access and ID tokens) lives at most an access-token TTL.
         registration
             .as_ref()
-            .map(|c| c.access_token_ttl_secs)
-            .unwrap_or(0),
+            .map_or(0, |c| c.access_token_ttl_secs),
     );
     TenantOutcome {
         name,
@@ -142,7 +146,7 @@ pub(super) fn reconcile_tenant(
                 &[&[verdict][..], &verdicts].concat(),
                 previous,
                 generation,
-                &observed.now,
+                now,
             ),
             clients: None,
             signing_keys: tenant

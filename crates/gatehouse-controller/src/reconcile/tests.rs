@@ -10,21 +10,22 @@ fn at(s: i64) -> Time {
 }
 
 fn tenant(name: &str, spec: serde_json::Value) -> Tenant {
-    serde_json::from_value(json!({
+    let mut t = json!({
         "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": name, "generation": 1}, "spec": spec
-    }))
-    .unwrap()
+        "metadata": {"name": name, "generation": 1}
+    });
+    t["spec"] = spec;
+    serde_json::from_value(t).unwrap()
 }
 
 fn client(ns: &str, name: &str, created: i64, spec: serde_json::Value) -> OAuthClient {
-    serde_json::from_value(json!({
+    let mut c = json!({
         "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OAuthClient",
         "metadata": {"name": name, "namespace": ns, "generation": 2,
-                     "creationTimestamp": at(created).0.to_string()},
-        "spec": spec
-    }))
-    .unwrap()
+                     "creationTimestamp": at(created).0.to_string()}
+    });
+    c["spec"] = spec;
+    serde_json::from_value(c).unwrap()
 }
 
 fn secret(ns: &str, name: &str, value: Option<&[u8]>) -> Secret {
@@ -87,7 +88,7 @@ fn a_valid_client_with_its_secret_is_registered_and_ready() {
     let c = r.client("acme", "billing").unwrap();
     let reg = c.registration.as_ref().expect("registered");
     assert_eq!(reg.config.client_id, "acme-billing");
-    assert_eq!(reg.secret.as_deref().map(|s| s.as_str()), Some("s3cret"));
+    assert_eq!(reg.secret.as_deref().map(std::string::String::as_str), Some("s3cret"));
     assert_eq!(condition(c, types::ACCEPTED).status, "True");
     assert_eq!(condition(c, types::READY).status, "True");
     assert_eq!(condition(c, types::READY).observed_generation, Some(2));
@@ -439,7 +440,7 @@ fn the_rotation_annotation_rotates_only_our_own_secret_once_per_value() {
             .unwrap()
             .secret
             .as_deref()
-            .map(|s| s.as_str()),
+            .map(std::string::String::as_str),
         Some("old"),
         "serves on until replaced"
     );

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use gatehouse_controller::cluster::Kube;
-use gatehouse_controller::operator::Context;
+use gatehouse_controller::operator::index::{Index, Triggers};
+use gatehouse_controller::operator::{Caches, Context, Setting};
 use gatehouse_controller::operator::metrics::OperatorMetrics;
 use gatehouse_controller::publish::Publisher;
 use gatehouse_controller::rbac;
@@ -41,6 +42,8 @@ pub struct ApiServer {
 pub struct Seen {
     pub method: Method,
     pub path: String,
+    pub query: String,
+    pub content_type: String,
     pub body: Value,
 }
 
@@ -89,7 +92,13 @@ impl ApiServer {
                         .unwrap(),
                 );
                 if let Ok(mut log) = record.lock() {
-                    log.push(Seen { method, path, body });
+                    log.push(Seen {
+                        method,
+                        path,
+                        query,
+                        content_type: String::new(),
+                        body,
+                    });
                 }
             }
         });
@@ -112,6 +121,11 @@ impl ApiServer {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
+        let content_type = request
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         rbac::check(method.as_str(), &path, &query, OPERATOR_NAMESPACE)
             .unwrap_or_else(|e| panic!("{e}"));
         let bytes = request.into_body().collect_bytes().await.unwrap();
@@ -120,7 +134,16 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&bytes).unwrap()
         };
-        (Seen { method, path, body }, send)
+        (
+            Seen {
+                method,
+                path,
+                query,
+                content_type,
+                body,
+            },
+            send,
+        )
     }
 
     /// Expects `method path`; answers `status` with `reply` (or echoes the body when `None`).
@@ -145,6 +168,27 @@ impl ApiServer {
         send.send_response(
             Response::builder()
                 .status(status)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        seen.body
+    }
+
+    /// Expects a server-side apply of `path` under the operator's field manager, forced;
+    /// answers `reply`; returns the applied body.
+    pub async fn expect_apply(&mut self, path: &str, reply: Value) -> Value {
+        let (seen, send) = self.next().await;
+        assert_eq!((&seen.method, seen.path.as_str()), (&Method::PATCH, path));
+        assert_eq!(seen.content_type, "application/apply-patch+yaml");
+        let params: Vec<&str> = seen.query.split('&').collect();
+        assert!(
+            params.contains(&"fieldManager=gatehouse-operator") && params.contains(&"force=true"),
+            "{}",
+            seen.query
+        );
+        send.send_response(
+            Response::builder()
+                .status(200)
                 .body(Body::from(serde_json::to_vec(&reply).unwrap()))
                 .unwrap(),
         );
@@ -198,6 +242,8 @@ pub struct World {
     pub tenants: Writer<Tenant>,
     pub clients: Writer<OAuthClient>,
     pub secrets: Writer<Secret>,
+    /// The index, fed with every object put into the caches, as the watches feed it.
+    pub index: Index,
     pub ctx: Arc<Context>,
     pub api: ApiServer,
     pub store: Arc<dyn Store>,
@@ -216,22 +262,31 @@ impl World {
         let (client_cache, clients) = reflector::store();
         let (secret_cache, secrets) = reflector::store();
         let (tx, requeued) = futures::channel::mpsc::unbounded();
-        let mut ctx = Context::new(
-            Kube::new(client),
-            tenant_cache,
-            client_cache,
-            secret_cache,
-            Publisher::new(store.clone(), kek),
-            PUBLIC_URL.into(),
-            OPERATOR_NAMESPACE.into(),
+        let index = Index::default();
+        let caches = Caches {
+            tenants: tenant_cache,
+            clients: client_cache,
+            secrets: secret_cache,
+            index: index.clone(),
+        };
+        let setting = Setting {
+            public_url: PUBLIC_URL.into(),
+            namespace: OPERATOR_NAMESPACE.into(),
+            clock: gatehouse_core::clock::ManualClock::at(NOW),
+        };
+        let ctx = Context::new(
+            Kube::new(client, gatehouse_core::random::system()),
+            caches,
+            Publisher::new(store.clone(), kek, gatehouse_core::random::system()),
+            setting,
             Arc::new(OperatorMetrics::new()),
             tx,
         );
-        ctx.clock = now;
         World {
             tenants,
             clients,
             secrets,
+            index,
             ctx: Arc::new(ctx),
             api: ApiServer { handle },
             store,
@@ -240,42 +295,53 @@ impl World {
     }
 
     pub fn put_tenant(&mut self, t: &Tenant) {
-        self.tenants
-            .apply_watcher_event(&watcher::Event::Apply(t.clone()));
+        let event = watcher::Event::Apply(t.clone());
+        self.index.tenant_event(&event);
+        self.tenants.apply_watcher_event(&event);
     }
     pub fn put_client(&mut self, c: &OAuthClient) {
-        self.clients
-            .apply_watcher_event(&watcher::Event::Apply(c.clone()));
+        let event = watcher::Event::Apply(c.clone());
+        self.index.client_event(&event);
+        self.clients.apply_watcher_event(&event);
+    }
+    pub fn remove_client(&mut self, c: &OAuthClient) -> Triggers {
+        let event = watcher::Event::Delete(c.clone());
+        let triggers = self.index.client_event(&event);
+        self.clients.apply_watcher_event(&event);
+        triggers
     }
     pub fn put_secret(&mut self, s: &Secret) {
-        self.secrets
-            .apply_watcher_event(&watcher::Event::Apply(s.clone()));
+        let event = watcher::Event::Apply(s.clone());
+        self.index.secret_event(&event, OPERATOR_NAMESPACE);
+        self.secrets.apply_watcher_event(&event);
     }
-    pub fn remove_secret(&mut self, s: &Secret) {
-        self.secrets
-            .apply_watcher_event(&watcher::Event::Delete(s.clone()));
+    pub fn remove_secret(&mut self, s: &Secret) -> Triggers {
+        let event = watcher::Event::Delete(s.clone());
+        let triggers = self.index.secret_event(&event, OPERATOR_NAMESPACE);
+        self.secrets.apply_watcher_event(&event);
+        triggers
     }
 }
 
 pub fn tenant(spec: Value) -> Tenant {
-    serde_json::from_value(json!({
+    let mut t = json!({
         "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
         "metadata": {"name": "acme", "generation": 1, "uid": "tenant-uid",
-                     "finalizers": ["gatehouse.dev/cleanup"]},
-        "spec": spec
-    }))
-    .unwrap()
+                     "finalizers": ["gatehouse.dev/cleanup"]}
+    });
+    t["spec"] = spec;
+    serde_json::from_value(t).unwrap()
 }
 
 pub fn oauth_client(name: &str, spec: Value) -> OAuthClient {
-    serde_json::from_value(json!({
+    let mut c = json!({
         "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OAuthClient",
         "metadata": {"name": name, "namespace": "acme", "generation": 2, "uid": format!("{name}-uid"),
                      "finalizers": ["gatehouse.dev/cleanup"],
-                     "creationTimestamp": "2023-11-01T00:00:00Z"},
-        "spec": spec
-    }))
-    .unwrap()
+                     "creationTimestamp": "2023-11-01T00:00:00Z"}
+    });
+    c["spec"] = spec;
+    serde_json::from_value(c).unwrap()
 }
 
 pub fn secret(namespace: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
@@ -305,10 +371,10 @@ pub fn condition(status: &Value, type_: &str) -> (String, String) {
 
 /// Decodes a Secret body's data or stringData value.
 pub fn secret_value(body: &Value, key: &str) -> String {
+    use base64::Engine;
     if let Some(v) = body["stringData"][key].as_str() {
         return v.to_string();
     }
-    use base64::Engine;
     let raw = body["data"][key]
         .as_str()
         .unwrap_or_else(|| panic!("no {key} in {body}"));

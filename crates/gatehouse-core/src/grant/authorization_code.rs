@@ -5,13 +5,13 @@
 //! are shown to the user (never redirected, so Gatehouse is no open redirector); everything
 //! else is sent back to the registered redirect URI.
 
-use super::{GrantContext, check_grant_allowed};
+use super::{GrantContext, check_grant_allowed, resolve_audience};
 use crate::config::{ClientConfig, TenantConfig};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::GrantType;
 use crate::pkce;
-use crate::scope::granted_scopes;
-use crate::token::{AccessTokenClaims, Audience};
+use crate::scope::{granted_scopes, scope_string};
+use crate::token::AccessTokenClaims;
 use serde::{Deserialize, Serialize};
 
 /// `response_type` values served.
@@ -67,11 +67,7 @@ pub struct AuthorizationRequest {
 
 impl AuthorizationRequest {
     pub fn scope_string(&self) -> Option<String> {
-        if self.scopes.is_empty() {
-            None
-        } else {
-            Some(self.scopes.join(" "))
-        }
+        scope_string(&self.scopes)
     }
 }
 
@@ -126,10 +122,12 @@ pub fn validate_request(
         },
     };
     let state = field(p.state);
-    let response_type = match p.response_type {
-        Some("code") => ResponseType::Code,
-        Some("token") => ResponseType::Token,
-        _ => ResponseType::Code,
+    // Where an error goes depends on the response type; an unknown one is refused below,
+    // in the query.
+    let response_type = if p.response_type == Some("token") {
+        ResponseType::Token
+    } else {
+        ResponseType::Code
     };
     let redirect = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
@@ -174,9 +172,8 @@ pub fn validate_request(
         }
     })?;
     match p.response_mode {
-        None => {}
+        None | Some("fragment") => {}
         Some("query") if response_type == ResponseType::Code => {}
-        Some("fragment") => {}
         Some(other) => {
             return Err(redirect(OAuthError::invalid_request(format!(
                 "response_mode {other} is not supported"
@@ -292,7 +289,6 @@ pub fn exchange(
     code_verifier: Option<&str>,
     jti: String,
 ) -> Result<AccessTokenClaims, OAuthError> {
-    check_grant_allowed(ctx.tenant, ctx.client, GrantType::AuthorizationCode)?;
     if code.client_id != ctx.client.client_id {
         return Err(OAuthError::invalid_grant(
             "the code was issued to another client",
@@ -323,22 +319,8 @@ pub fn exchange(
         }
         (None, None) => {}
     }
-    let aud = if ctx.client.audiences.is_empty() {
-        Audience(vec![ctx.client.client_id.clone()])
-    } else {
-        Audience(ctx.client.audiences.clone())
-    };
-    Ok(AccessTokenClaims {
-        iss: ctx.issuer.to_string(),
-        sub: code.sub.clone(),
-        aud,
-        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-        iat: ctx.now,
-        nbf: ctx.now,
-        jti,
-        client_id: code.client_id.clone(),
-        scope: code.scope.clone(),
-    })
+    let aud = resolve_audience(ctx.client, &[])?;
+    Ok(ctx.access_token_claims(code.sub.clone(), aud, code.scope.clone(), jti))
 }
 
 #[cfg(test)]
@@ -426,8 +408,8 @@ mod tests {
         );
     }
 
-    fn redirected(t: &TenantConfig, c: &ClientConfig, p: AuthorizeParams<'_>) -> ErrorCode {
-        match validate_request(t, Some(c), &p, 0) {
+    fn redirected(t: &TenantConfig, c: &ClientConfig, p: &AuthorizeParams<'_>) -> ErrorCode {
+        match validate_request(t, Some(c), p, 0) {
             Err(AuthorizeError::Redirect { error, state, .. }) => {
                 assert_eq!(state.as_deref(), Some("xyz"));
                 error.code
@@ -443,7 +425,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     code_challenge_method: Some("plain"),
                     ..params()
                 }
@@ -454,7 +436,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     code_challenge: None,
                     code_challenge_method: None,
                     ..params()
@@ -466,7 +448,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     response_type: Some("id_token"),
                     ..params()
                 }
@@ -477,7 +459,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     response_type: Some("token"),
                     ..params()
                 }
@@ -488,7 +470,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     scope: Some("admin"),
                     ..params()
                 }
@@ -499,7 +481,7 @@ mod tests {
             redirected(
                 &t,
                 &c,
-                AuthorizeParams {
+                &AuthorizeParams {
                     prompt: Some("none login"),
                     ..params()
                 }

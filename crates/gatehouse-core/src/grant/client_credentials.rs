@@ -1,9 +1,8 @@
 //! The client credentials grant (RFC 6749 section 4.4).
 
-use super::{GrantContext, check_grant_allowed, resolve_audience};
+use super::{GrantContext, resolve_audience};
 use crate::error::OAuthError;
-use crate::model::GrantType;
-use crate::scope::granted_scopes;
+use crate::scope::{granted_scopes, scope_string};
 use crate::token::AccessTokenClaims;
 
 /// Parameters of a client credentials request (the client is already authenticated).
@@ -19,7 +18,6 @@ pub fn client_credentials(
     req: &ClientCredentialsRequest<'_>,
     jti: String,
 ) -> Result<AccessTokenClaims, OAuthError> {
-    check_grant_allowed(ctx.tenant, ctx.client, GrantType::ClientCredentials)?;
     if ctx.client.public {
         return Err(OAuthError::unauthorized_client(
             "public clients cannot use client_credentials (RFC 6749 section 4.4)",
@@ -27,21 +25,12 @@ pub fn client_credentials(
     }
     let scopes = granted_scopes(req.scope, ctx.client, ctx.tenant)?;
     let aud = resolve_audience(ctx.client, req.resources)?;
-    Ok(AccessTokenClaims {
-        iss: ctx.issuer.to_string(),
-        sub: ctx.client.client_id.clone(),
+    Ok(ctx.access_token_claims(
+        ctx.client.client_id.clone(),
         aud,
-        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-        iat: ctx.now,
-        nbf: ctx.now,
+        scope_string(&scopes),
         jti,
-        client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() {
-            None
-        } else {
-            Some(scopes.join(" "))
-        },
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! person types on another device, and the polling rules (`authorization_pending`,
 //! `slow_down`, `expired_token`, `access_denied`).
 
-use super::{GrantContext, check_grant_allowed};
+use super::{GrantContext, check_grant_allowed, resolve_audience};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::GrantType;
-use crate::scope::granted_scopes;
-use crate::token::{AccessTokenClaims, Audience};
+use crate::random::{NoRandomness, Randomness};
+use crate::scope::{granted_scopes, scope_string};
+use crate::token::AccessTokenClaims;
 use serde::{Deserialize, Serialize};
 
 /// How long a device code lives.
@@ -19,10 +20,8 @@ const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
 /// A fresh user code, `XXXX-XXXX` (20^8 ≈ 2^34.6 combinations; guessing is throttled by
 /// expiry and the store's attempt limits).
-pub fn new_user_code() -> Result<String, OAuthError> {
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| OAuthError::server_error("no randomness available"))?;
+pub fn new_user_code(random: &dyn Randomness) -> Result<String, NoRandomness> {
+    let bytes: [u8; 8] = random.bytes()?;
     let chars: String = bytes
         .iter()
         .map(|b| USER_CODE_ALPHABET[*b as usize % USER_CODE_ALPHABET.len()] as char)
@@ -34,7 +33,7 @@ pub fn new_user_code() -> Result<String, OAuthError> {
 pub fn normalize_user_code(input: &str) -> String {
     input
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
+        .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_uppercase())
         .collect()
 }
@@ -72,11 +71,7 @@ pub fn start(
     let scopes = granted_scopes(scope, ctx.client, ctx.tenant)?;
     Ok(DeviceRecord {
         client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() {
-            None
-        } else {
-            Some(scopes.join(" "))
-        },
+        scope: scope_string(&scopes),
         user_code,
         state: DeviceState::Pending,
         expires_at: ctx.now + DEVICE_CODE_TTL_SECS,
@@ -95,9 +90,6 @@ pub enum Poll {
 }
 
 pub fn poll(ctx: &GrantContext<'_>, mut record: DeviceRecord, jti: String) -> Poll {
-    if let Err(e) = check_grant_allowed(ctx.tenant, ctx.client, GrantType::DeviceCode) {
-        return Poll::Refuse(e);
-    }
     if record.client_id != ctx.client.client_id {
         return Poll::Refuse(OAuthError::invalid_grant(
             "the device code was issued to another client",
@@ -131,27 +123,13 @@ pub fn poll(ctx: &GrantContext<'_>, mut record: DeviceRecord, jti: String) -> Po
             ),
             record,
         ),
-        DeviceState::Approved { sub, auth_time } => {
-            let aud = if ctx.client.audiences.is_empty() {
-                Audience(vec![ctx.client.client_id.clone()])
-            } else {
-                Audience(ctx.client.audiences.clone())
-            };
-            Poll::Approved(
-                AccessTokenClaims {
-                    iss: ctx.issuer.to_string(),
-                    sub: sub.clone(),
-                    aud,
-                    exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-                    iat: ctx.now,
-                    nbf: ctx.now,
-                    jti,
-                    client_id: record.client_id.clone(),
-                    scope: record.scope.clone(),
-                },
+        DeviceState::Approved { sub, auth_time } => match resolve_audience(ctx.client, &[]) {
+            Ok(aud) => Poll::Approved(
+                ctx.access_token_claims(sub.clone(), aud, record.scope.clone(), jti),
                 *auth_time,
-            )
-        }
+            ),
+            Err(e) => Poll::Refuse(e),
+        },
     }
 }
 
@@ -169,7 +147,7 @@ mod tests {
 
     #[test]
     fn user_codes_are_readable_and_normalised() {
-        let code = new_user_code().unwrap();
+        let code = new_user_code(&crate::random::SystemRandom).unwrap();
         assert_eq!(code.len(), 9);
         assert!(
             code.chars()

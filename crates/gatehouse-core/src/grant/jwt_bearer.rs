@@ -1,11 +1,10 @@
 //! The JWT bearer grant (RFC 7523 section 2.1): the client presents an assertion it signed
 //! with a key registered in its `jwks`, naming the subject the token is for.
 
-use super::{GrantContext, check_grant_allowed, resolve_audience};
+use super::{GrantContext, resolve_audience};
 use crate::assertion::AssertionClaims;
 use crate::error::OAuthError;
-use crate::model::GrantType;
-use crate::scope::granted_scopes;
+use crate::scope::{granted_scopes, scope_string};
 use crate::token::AccessTokenClaims;
 
 /// Claims of the access token for a verified assertion. The assertion's issuer must be the
@@ -17,7 +16,6 @@ pub fn jwt_bearer_claims(
     resources: &[String],
     jti: String,
 ) -> Result<AccessTokenClaims, OAuthError> {
-    check_grant_allowed(ctx.tenant, ctx.client, GrantType::JwtBearer)?;
     if assertion.iss != ctx.client.client_id {
         return Err(OAuthError::invalid_grant(
             "the assertion's issuer is not the authenticated client",
@@ -27,19 +25,6 @@ pub fn jwt_bearer_claims(
         return Err(OAuthError::invalid_grant("the assertion has no subject"));
     }
     let scopes = granted_scopes(scope, ctx.client, ctx.tenant)?;
-    Ok(AccessTokenClaims {
-        iss: ctx.issuer.to_string(),
-        sub: assertion.sub.clone(),
-        aud: resolve_audience(ctx.client, resources)?,
-        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-        iat: ctx.now,
-        nbf: ctx.now,
-        jti,
-        client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() {
-            None
-        } else {
-            Some(scopes.join(" "))
-        },
-    })
+    let aud = resolve_audience(ctx.client, resources)?;
+    Ok(ctx.access_token_claims(assertion.sub.clone(), aud, scope_string(&scopes), jti))
 }

@@ -2,16 +2,15 @@
 //! static users. The password check itself (argon2) and the brute-force counters live with the
 //! caller; this decides what a verified user gets.
 
-use super::{GrantContext, check_grant_allowed, resolve_audience};
+use super::{GrantContext, resolve_audience};
 use crate::config::UserConfig;
 use crate::error::OAuthError;
-use crate::model::GrantType;
-use crate::scope::granted_scopes;
+use crate::scope::{granted_scopes, scope_string};
 use crate::token::AccessTokenClaims;
 
-/// Checks that the client may use the grant at all (before any password is looked at).
+/// Checks that the client may use the grant at all (before any password is looked at): public
+/// clients may not, whatever they are registered for.
 pub fn check_password_grant(ctx: &GrantContext<'_>) -> Result<(), OAuthError> {
-    check_grant_allowed(ctx.tenant, ctx.client, GrantType::Password)?;
     if ctx.client.public {
         return Err(OAuthError::unauthorized_client(
             "public clients cannot use the password grant",
@@ -30,19 +29,5 @@ pub fn password_claims(
 ) -> Result<AccessTokenClaims, OAuthError> {
     let scopes = granted_scopes(scope, ctx.client, ctx.tenant)?;
     let aud = resolve_audience(ctx.client, resources)?;
-    Ok(AccessTokenClaims {
-        iss: ctx.issuer.to_string(),
-        sub: user.username.clone(),
-        aud,
-        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-        iat: ctx.now,
-        nbf: ctx.now,
-        jti,
-        client_id: ctx.client.client_id.clone(),
-        scope: if scopes.is_empty() {
-            None
-        } else {
-            Some(scopes.join(" "))
-        },
-    })
+    Ok(ctx.access_token_claims(user.username.clone(), aud, scope_string(&scopes), jti))
 }

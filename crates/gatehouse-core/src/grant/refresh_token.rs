@@ -5,7 +5,7 @@
 use super::{GrantContext, check_grant_allowed};
 use crate::error::OAuthError;
 use crate::model::GrantType;
-use crate::scope::parse_scope;
+use crate::scope::{issued_scopes, parse_scope, scope_string};
 use crate::token::{AccessTokenClaims, Audience};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ pub fn issues_refresh_token(ctx: &GrantContext<'_>, scope: Option<&str>) -> bool
     if check_grant_allowed(ctx.tenant, ctx.client, GrantType::RefreshToken).is_err() {
         return false;
     }
-    let scopes: Vec<&str> = scope.map(|s| s.split(' ').collect()).unwrap_or_default();
+    let scopes = issued_scopes(scope);
     !scopes.contains(&"openid") || scopes.contains(&"offline_access")
 }
 
@@ -64,7 +64,6 @@ pub fn refresh(
     requested_scope: Option<&str>,
     jti: String,
 ) -> Result<(AccessTokenClaims, RefreshTokenRecord), OAuthError> {
-    check_grant_allowed(ctx.tenant, ctx.client, GrantType::RefreshToken)?;
     if record.client_id != ctx.client.client_id {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
@@ -96,21 +95,11 @@ pub fn refresh(
             if asked.is_empty() {
                 record.scope.clone()
             } else {
-                Some(asked.join(" "))
+                scope_string(&asked)
             }
         }
     };
-    let claims = AccessTokenClaims {
-        iss: ctx.issuer.to_string(),
-        sub: record.sub.clone(),
-        aud: record.aud.clone(),
-        exp: ctx.now + ctx.tenant.access_token_ttl_secs,
-        iat: ctx.now,
-        nbf: ctx.now,
-        jti,
-        client_id: record.client_id.clone(),
-        scope: scope.clone(),
-    };
+    let claims = ctx.access_token_claims(record.sub.clone(), record.aud.clone(), scope.clone(), jti);
     let successor = RefreshTokenRecord {
         scope,
         // Rotation keeps the family's lifetime: a stolen chain cannot be extended forever.

@@ -1,9 +1,6 @@
 //! RFC 8414 / OpenID Connect discovery documents and the JWKS, pre-rendered per tenant.
 
-use super::tenant;
-use crate::AppState;
-use crate::error::HttpError;
-use axum::extract::{Path, State};
+use crate::extract::{Api, Served};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -26,36 +23,20 @@ fn public_json(body: String, max_age: &'static str) -> Response {
     r
 }
 
-pub async fn oauth_metadata(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, HttpError> {
-    Ok(public_json(
-        tenant(&state, &name)?.oauth_metadata.clone(),
-        "public, max-age=300",
-    ))
+pub async fn oauth_metadata(Served(tenant, _): Served<Api>) -> Response {
+    public_json(tenant.oauth_metadata.clone(), "public, max-age=300")
 }
 
-pub async fn openid_configuration(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, HttpError> {
-    Ok(public_json(
-        tenant(&state, &name)?.openid_metadata.clone(),
-        "public, max-age=300",
-    ))
+pub async fn openid_configuration(Served(tenant, _): Served<Api>) -> Response {
+    public_json(tenant.openid_metadata.clone(), "public, max-age=300")
 }
 
 /// Short cache lifetime: a key published ahead of rotation must reach verifiers in time.
-pub async fn jwks(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Response, HttpError> {
-    let t = tenant(&state, &name)?;
-    let mut r = public_json(t.jwks.clone(), "public, max-age=60");
+pub async fn jwks(Served(tenant, _): Served<Api>) -> Response {
+    let mut r = public_json(tenant.jwks.clone(), "public, max-age=60");
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/jwk-set+json"),
     );
-    Ok(r)
+    r
 }

@@ -167,14 +167,14 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             (API_VERSION, "OAuthClient") => match typed::<OAuthClient>(doc) {
                 Ok(mut c) => {
                     c.metadata.namespace.get_or_insert_with(|| "default".into());
-                    out.clients.push(c)
+                    out.clients.push(c);
                 }
                 Err((field, message)) => errors.push(err(label, field, message)),
             },
             ("v1", "Secret") => match typed::<Secret>(doc) {
                 Ok(mut s) => {
                     s.metadata.namespace.get_or_insert_with(|| "default".into());
-                    out.secrets.push(s)
+                    out.secrets.push(s);
                 }
                 Err((field, message)) => errors.push(err(label, field, message)),
             },
@@ -184,7 +184,7 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
                 format!("expected {API_VERSION}, got {api_version:?}"),
             )),
             _ => {
-                tracing::warn!(file = %path.display(), document, %kind, "ignoring a manifest standalone does not use")
+                tracing::warn!(file = %path.display(), document, %kind, "ignoring a manifest standalone does not use");
             }
         }
     }

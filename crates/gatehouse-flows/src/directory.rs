@@ -3,7 +3,7 @@
 //! reloading only the tenants whose version moved. Requests read the snapshot without touching
 //! the store; if the store is unreachable the last snapshot keeps serving.
 
-use crate::tenant::TenantRuntime;
+use crate::tenant::ServedTenant;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_store::{Store, StoreError, Version};
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-type Snapshot = HashMap<String, (Version, Arc<TenantRuntime>)>;
+type Snapshot = HashMap<String, (Version, Arc<ServedTenant>)>;
 
 pub struct TenantDirectory {
     store: Arc<dyn Store>,
@@ -45,8 +45,8 @@ impl TenantDirectory {
         }
     }
 
-    /// The tenant's runtime, if the tenant is served.
-    pub fn get(&self, name: &str) -> Option<Arc<TenantRuntime>> {
+    /// The tenant as served, if it is.
+    pub fn get(&self, name: &str) -> Option<Arc<ServedTenant>> {
         self.snapshot().get(name).map(|(_, t)| t.clone())
     }
 
@@ -73,7 +73,7 @@ impl TenantDirectory {
                 _ => {
                     changed = true;
                     if let Some(bundle) = self.store.load_tenant(&name).await? {
-                        let runtime = TenantRuntime::build(bundle, &self.public_url, &self.kek);
+                        let runtime = ServedTenant::build(bundle, &self.public_url, &self.kek);
                         tracing::info!(tenant = %name, clients = runtime.clients.len(), version, "tenant configuration loaded");
                         next.insert(name, (version, Arc::new(runtime)));
                     }

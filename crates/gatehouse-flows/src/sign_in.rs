@@ -2,9 +2,7 @@
 //! and per client address live in the store (shared by every replica); an unknown username
 //! costs the same argon2 verification as a wrong password, so timing tells nothing.
 
-use crate::AppState;
-use crate::error::HttpError;
-use crate::tenant::TenantRuntime;
+use crate::{Error, ServedTenant, Services};
 use gatehouse_core::OAuthError;
 use gatehouse_core::config::UserConfig;
 use gatehouse_core::secret::{decoy_hash, verify_secret};
@@ -16,19 +14,24 @@ use zeroize::Zeroizing;
 pub const WRONG_CREDENTIALS: &str = "wrong username or password";
 pub const LOCKED: &str = "too many failed sign-in attempts; try again later";
 
+/// The user whose password this is, or `invalid_grant` ([`WRONG_CREDENTIALS`] or [`LOCKED`]).
+///
+/// # Errors
+/// As above, the store failing, or the process shutting down.
 pub async fn verify_password(
-    state: &AppState,
-    tenant: &TenantRuntime,
+    services: &Services,
+    tenant: &ServedTenant,
     username: &str,
     password: &str,
     address: Option<IpAddr>,
-) -> Result<UserConfig, HttpError> {
-    let name = &tenant.config.name;
+) -> Result<UserConfig, Error> {
+    let name = tenant.name();
+    let store = services.store();
     let user_key = throttle::user_key(username);
     let address_key = address.map(|a| throttle::address_key(&a.to_string()));
-    let user_failures = state.store.failure_count(name, &user_key).await?;
+    let user_failures = store.failure_count(name, &user_key).await?;
     let address_failures = match &address_key {
-        Some(k) => state.store.failure_count(name, k).await?,
+        Some(k) => store.failure_count(name, k).await?,
         None => 0,
     };
     if throttle::locked(user_failures, address_failures) {
@@ -38,31 +41,26 @@ pub async fn verify_password(
     let user = tenant.config.user(username).cloned();
     let hash = user
         .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| decoy_hash().to_string());
+        .map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
     let presented = Zeroizing::new(password.to_string());
-    let matches = state
+    let matches = services
         .argon2
         .run(move || verify_secret(&presented, &hash))
         .await
-        .map_err(|_| OAuthError::temporarily_unavailable("the server is shutting down"))?;
+        .map_err(|_| Error::ShuttingDown)?;
     match user {
         Some(user) if matches => {
             if user_failures > 0 {
-                state.store.clear_failures(name, &user_key).await?;
+                store.clear_failures(name, &user_key).await?;
             }
             Ok(user)
         }
         _ => {
-            state
-                .store
+            store
                 .record_failure(name, &user_key, throttle::WINDOW_SECS)
                 .await?;
             if let Some(k) = &address_key {
-                state
-                    .store
-                    .record_failure(name, k, throttle::WINDOW_SECS)
-                    .await?;
+                store.record_failure(name, k, throttle::WINDOW_SECS).await?;
             }
             Err(OAuthError::invalid_grant(WRONG_CREDENTIALS).into())
         }

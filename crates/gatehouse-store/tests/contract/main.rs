@@ -1,6 +1,9 @@
 //! The store contract suite against every backend, each started for real by the harness.
 
-use gatehouse_store::{MemoryStore, RedisStore, contract};
+mod suite;
+
+use gatehouse_store::{MemoryStore, RedisStore, Store};
+use suite as contract;
 use gatehouse_testkit::{RedisCluster, RedisServer};
 
 #[tokio::test]
@@ -45,7 +48,6 @@ async fn unreachable_redis_fails_fast_as_unavailable() {
 async fn a_stopped_redis_turns_into_unavailable_errors() {
     let redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url()).await.expect("connect");
-    use gatehouse_store::Store;
     store.ping().await.unwrap();
     drop(redis);
     let err = store.ping().await.unwrap_err();

@@ -2,8 +2,9 @@
 //! real binary connects to it through a kubeconfig. It keeps objects, resourceVersions,
 //! finalizer-aware deletion, the status subresource, JSON and merge patches, `stringData`,
 //! and watch streams (replayed from the requested resourceVersion). Every request is
-//! recorded so tests can check it against the operator's RBAC.
-#![allow(dead_code)]
+//! recorded so tests can check it against the operator's RBAC. Status writes by server-side
+//! apply replace the status (the operator is its only writer). Big enough for scale runs:
+//! watches find their next event by binary search, not by scanning the whole history.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -249,10 +250,10 @@ impl FakeApiServer {
                     let notified = server.changed.notified();
                     let next = {
                         let inner = server.inner.lock().unwrap();
-                        inner
-                            .log
+                        let start = inner.log.partition_point(|(rv, _, _)| *rv <= cursor);
+                        inner.log[start..]
                             .iter()
-                            .find(|(rv, r, _)| *rv > cursor && *r == resource)
+                            .find(|(_, r, _)| *r == resource)
                             .cloned()
                     };
                     if let Some((rv, _, event)) = next {
@@ -272,13 +273,17 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
+    let applied = request
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
     server
         .inner
         .lock()
         .unwrap()
         .requests
         .push((method.to_string(), path.clone(), query.clone()));
-    let bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+    let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
         .unwrap();
     let body: Value = if bytes.is_empty() {
@@ -289,8 +294,7 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
 
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let rest: &[&str] = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => rest,
-        ["apis", _, _, rest @ ..] => rest,
+        ["api", "v1", rest @ ..] | ["apis", _, _, rest @ ..] => rest,
         _ => return error(404, "NotFound", "no such API"),
     };
     let (namespace, rest) = match rest {
@@ -379,8 +383,8 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
                 if current["metadata"].get("finalizers").is_none() {
                     current["metadata"]["finalizers"] = Value::Null;
                 }
-                let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
-                if json_patch::patch(&mut current, &patch).is_err() {
+                let operations: json_patch::Patch = serde_json::from_value(body).unwrap();
+                if json_patch::patch(&mut current, &operations).is_err() {
                     return error(422, "Invalid", "json patch test failed");
                 }
             } else {
@@ -389,6 +393,7 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
                     return error(409, "Conflict", "the object has been modified");
                 }
                 match sub {
+                    Some("status") if applied => current["status"] = body["status"].clone(),
                     Some("status") => merge(&mut current["status"], &body["status"]),
                     _ => merge(&mut current, &body),
                 }

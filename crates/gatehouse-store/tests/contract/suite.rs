@@ -1,7 +1,12 @@
-//! The behaviour every [`Store`] implementation must show, as one suite the tests of each
+//! The behaviour every `Store` implementation must show, as one suite the tests of each
 //! backend run (memory, a single Redis, a Redis Cluster).
 
-use crate::{RecordKind, Store, unix_now};
+use gatehouse_core::clock::{Clock, SystemClock};
+use gatehouse_store::{RecordKind, Store};
+
+fn unix_now() -> u64 {
+    SystemClock.now()
+}
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_core::token::{AccessTokenClaims, Audience};
 use gatehouse_core::{
@@ -40,7 +45,7 @@ fn client(id: &str) -> ClientConfig {
         secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         jwks: None,
         incarnation: String::new(),
-        extra: Default::default(),
+        extra: std::collections::BTreeMap::default(),
     }
 }
 
@@ -101,10 +106,20 @@ async fn configuration_round_trips(store: &dyn Store, t: &str) {
     let b = store.load_tenant(t).await.unwrap().expect("tenant");
     assert_eq!(b.config, tenant(t));
     let mut ids: Vec<_> = b.clients.iter().map(|c| c.client_id.as_str()).collect();
-    ids.sort();
+    ids.sort_unstable();
     assert_eq!(ids, ["c1", "c2"]);
     assert_eq!(b.clients[0], client(&b.clients[0].client_id));
     assert_eq!(b.keys, vec![key("k1"), key("k2")]);
+    let settings = store.tenant_settings(t).await.unwrap();
+    assert_eq!(
+        (settings.config, settings.keys),
+        (Some(tenant(t)), vec![key("k1"), key("k2")]),
+        "settings and keys without the clients"
+    );
+    assert_eq!(
+        store.tenant_settings(&format!("{t}-none")).await.unwrap(),
+        gatehouse_store::TenantSettings::default()
+    );
 
     let mut changed = client("c1");
     changed.scopes = vec!["b".into()];
@@ -342,6 +357,17 @@ async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
         store.get_record(t, kind, "r1").await.unwrap(),
         Some((r#"{"a":1}"#.to_string(), true))
     );
+    // Written again (an assertion's jti is stored, then spent): still spent.
+    store
+        .put_record(t, kind, "r1", r#"{"a":2}"#, now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_record(t, kind, "r1").await.unwrap(),
+        Some((r#"{"a":2}"#.to_string(), true)),
+        "a put after mark_used stays used"
+    );
+    assert!(!store.mark_used(t, kind, "r1", now + 60).await.unwrap());
     store.delete_record(t, kind, "r1").await.unwrap();
     assert_eq!(store.get_record(t, kind, "r1").await.unwrap(), None);
     store

@@ -2,7 +2,7 @@
 //! not pay for a signature check (an ES256 verification costs more than the rest of the
 //! request). Keyed by the token's SHA-256; an entry is used only until the token's `exp`,
 //! revocation is still checked on every request, and the whole cache belongs to one
-//! [`crate::tenant::TenantRuntime`], so any change of the tenant's keys or settings starts
+//! [`crate::ServedTenant`], so any change of the tenant's keys or settings starts
 //! an empty one. Bounded: when full it is emptied (a cheap, predictable bound on memory).
 
 use gatehouse_core::token::AccessTokenClaims;

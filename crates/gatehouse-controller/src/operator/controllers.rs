@@ -1,0 +1,109 @@
+//! The two controllers, Tenants and OAuthClients, over the shared watches. A client is
+//! reconciled again when its Tenant or credentials Secret changes (or is deleted), and when a
+//! rival for its client id changes; a tenant when its clients (their number live) or its users
+//! or keys Secret change. Every object is also looked at again when the store lost what was
+//! published (a flushed or replaced Redis).
+
+use super::context::Context;
+use super::watches::Watches;
+use super::{DRIFT_CHECK, client, error_policy, tenant};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{Future, StreamExt};
+use gatehouse_crd::condition::{ConditionStatus, types};
+use gatehouse_crd::{OAuthClient, Tenant};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::Controller;
+use kube::runtime::reflector::ObjectRef;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Runs both controllers until `end` resolves.
+pub async fn run(
+    watches: Watches,
+    ctx: Arc<Context>,
+    requeued: UnboundedReceiver<ObjectRef<OAuthClient>>,
+    end: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let (drift_tenants_tx, drift_tenants) = futures::channel::mpsc::unbounded::<()>();
+    let (drift_clients_tx, drift_clients) = futures::channel::mpsc::unbounded::<()>();
+    let store = ctx.publisher.store();
+    let drift = {
+        let tenants = watches.caches.tenants.clone();
+        async move {
+            loop {
+                tokio::time::sleep(DRIFT_CHECK).await;
+                let Ok(stored) = store.tenant_versions().await else {
+                    continue; // unreachable: reconciles surface it
+                };
+                let lost = lost_tenants(&tenants.state(), &stored);
+                if !lost.is_empty() {
+                    tracing::warn!(tenants = ?lost, "the store lost published configuration; restoring everything");
+                    let _ = drift_tenants_tx.unbounded_send(());
+                    let _ = drift_clients_tx.unbounded_send(());
+                }
+            }
+        }
+    };
+    let index = watches.caches.index.clone();
+    let namespace = ctx.namespace.clone();
+    let tenant_controller = {
+        let index = index.clone();
+        Controller::for_shared_stream(watches.tenants_for_tenants, watches.caches.tenants.clone())
+            .watches_shared_stream(watches.clients_for_tenants, |c: Arc<OAuthClient>| {
+                Some(ObjectRef::<Tenant>::new(&c.spec.tenant_ref))
+            })
+            .watches_shared_stream(watches.secrets_for_tenants, move |s: Arc<Secret>| {
+                index.tenants_of_secret(&s, &namespace)
+            })
+            .reconcile_on(watches.tenants_to_revisit)
+            .reconcile_all_on(drift_tenants)
+            .graceful_shutdown_on(end.clone())
+            .run(
+                tenant::reconcile_tenant,
+                |t, e, ctx| error_policy(t, e, ctx, tenant::KIND),
+                ctx.clone(),
+            )
+            .for_each(|_| async {})
+    };
+    let client_controller = {
+        let (by_tenant, by_secret) = (index.clone(), index);
+        Controller::for_shared_stream(watches.clients_for_clients, watches.caches.clients.clone())
+            .watches_shared_stream(watches.tenants_for_clients, move |t: Arc<Tenant>| {
+                by_tenant.clients_of_tenant(&t.name_any())
+            })
+            .watches_shared_stream(watches.secrets_for_clients, move |s: Arc<Secret>| {
+                by_secret.clients_of_secret(&s)
+            })
+            .reconcile_on(requeued)
+            .reconcile_on(watches.clients_to_revisit)
+            .reconcile_all_on(drift_clients)
+            .graceful_shutdown_on(end)
+            .run(
+                client::reconcile_client,
+                |c, e, ctx| error_policy(c, e, ctx, client::KIND),
+                ctx,
+            )
+            .for_each(|_| async {})
+    };
+    tokio::select! {
+        _ = futures::future::join(tenant_controller, client_controller) => {}
+        () = drift => {}
+    }
+}
+
+/// Tenants that are Ready (so were published) but that the store no longer holds: the sign
+/// of a flushed or replaced Redis, answered by reconciling everything again.
+pub fn lost_tenants<V>(tenants: &[Arc<Tenant>], stored: &BTreeMap<String, V>) -> Vec<String> {
+    tenants
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+        .filter(|t| {
+            t.status.as_ref().is_some_and(|s| {
+                ConditionStatus::of(&s.conditions, types::READY) == ConditionStatus::True
+            })
+        })
+        .map(|t| t.name_any())
+        .filter(|n| !stored.contains_key(n))
+        .collect()
+}

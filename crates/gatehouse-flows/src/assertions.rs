@@ -1,0 +1,44 @@
+//! Signed assertions a client presents (RFC 7523): as its credentials (`private_key_jwt`) or as
+//! the grant itself (the jwt-bearer grant). Each is verified against the client's registered
+//! keys for this tenant (audience: its issuer or token endpoint) and works once: its `jti` is
+//! kept in the store until the assertion expires, so a replay on any replica is refused.
+
+use crate::{Error, ServedTenant, Services};
+use gatehouse_core::assertion::{self, AssertionClaims};
+use gatehouse_core::token::opaque_token_id;
+use gatehouse_core::{ClientConfig, OAuthError, endpoints};
+use gatehouse_store::RecordKind;
+
+/// Verifies an assertion and spends its `jti`. Problems are `invalid_grant`; client
+/// authentication turns them into `invalid_client`.
+///
+/// # Errors
+/// As above, or the store failing.
+pub async fn verify_once(
+    services: &Services,
+    tenant: &ServedTenant,
+    client: &ClientConfig,
+    token: &str,
+) -> Result<AssertionClaims, Error> {
+    let token_endpoint = tenant.endpoint(endpoints::TOKEN);
+    let audiences = [tenant.issuer.as_str(), token_endpoint.as_str()];
+    let claims = assertion::verify(token, client.jwks.as_ref(), &audiences, services.now())
+        .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
+    let jti = claims
+        .jti
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_grant("the assertion has no jti"))?;
+    let id = opaque_token_id(&format!("{}\0{jti}", client.client_id));
+    let keep = claims.exp + assertion::CLOCK_SKEW_SECS;
+    let store = services.store();
+    store
+        .put_record(tenant.name(), RecordKind::AssertionJti, &id, "1", keep)
+        .await?;
+    if !store
+        .mark_used(tenant.name(), RecordKind::AssertionJti, &id, keep)
+        .await?
+    {
+        return Err(OAuthError::invalid_grant("the assertion was already used (jti replay)").into());
+    }
+    Ok(claims)
+}

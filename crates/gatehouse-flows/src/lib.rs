@@ -1,0 +1,91 @@
+//! What each endpoint of a tenant does, without HTTP: the half of every grant and browser flow
+//! that touches the store. Functions take the [`Services`] (store, clock, randomness, argon2
+//! workers), the tenant as served, and parsed input; they return typed results or one
+//! [`Error`]. The HTTP layer extracts, calls one flow, and renders what it returns; the
+//! protocol rules themselves (claims, PKCE, scopes, polling intervals) stay in
+//! `gatehouse-core`, which knows neither HTTP nor the store.
+//!
+//! A newcomer finds a behaviour by its endpoint: [`token`] (one module per grant under it),
+//! [`introspection`], [`revocation`], [`userinfo`], [`device_authorization`], and the browser
+//! flow ([`browser`]: authorization, sign-in, consent, device confirmation, sign-out).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod assertions;
+pub mod browser;
+pub mod client_auth;
+pub mod device_authorization;
+pub mod directory;
+pub mod error;
+pub mod family;
+pub mod introspection;
+pub mod metadata;
+pub mod mint;
+pub mod params;
+pub mod redirect;
+pub mod revocation;
+pub mod sign_in;
+pub mod tenant;
+pub mod token;
+pub mod userinfo;
+pub mod verified_tokens;
+
+#[cfg(test)]
+mod testing;
+
+pub use directory::TenantDirectory;
+pub use error::Error;
+pub use params::Params;
+pub use tenant::ServedTenant;
+
+use gatehouse_core::argon2_workers::Argon2Workers;
+use gatehouse_core::clock::Clock;
+use gatehouse_core::random::Randomness;
+use gatehouse_core::secret::VerifiedSecretCache;
+use gatehouse_store::Store;
+use std::sync::Arc;
+
+/// Client secrets remembered as verified (see [`VerifiedSecretCache`]): enough for every client
+/// of a large installation, about 3 MiB when full.
+const VERIFIED_SECRETS: usize = 100_000;
+
+/// What every flow works with: the store, the clock, the randomness, and where argon2 runs.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Randomness>,
+    /// Where argon2id verifications run (see [`Argon2Workers`]).
+    pub argon2: Arc<Argon2Workers>,
+    /// Client secrets already verified, so the token endpoint does not pay argon2 per request.
+    pub secrets: Arc<VerifiedSecretCache>,
+}
+
+impl Services {
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Randomness>,
+    ) -> Self {
+        Services {
+            store,
+            clock,
+            random,
+            argon2: Argon2Workers::shared(),
+            secrets: Arc::new(VerifiedSecretCache::new(VERIFIED_SECRETS)),
+        }
+    }
+
+    /// Unix seconds, from the one clock.
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+}

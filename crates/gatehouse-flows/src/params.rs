@@ -1,0 +1,88 @@
+//! The parameters of a request (query or form body) under RFC 6749's rules: empty parameters
+//! are treated as absent (section 3.1) and a repeated parameter is refused (section 3.2),
+//! except those an extension allows to repeat.
+
+use gatehouse_core::OAuthError;
+
+/// Parameters that may appear more than once (RFC 8707 `resource`).
+const REPEATABLE: [&str; 1] = ["resource"];
+
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` text.
+    ///
+    /// # Errors
+    /// `invalid_request` naming a repeated parameter.
+    pub fn parse(bytes: &[u8]) -> Result<Params, OAuthError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(bytes) {
+            if v.is_empty() {
+                continue;
+            }
+            if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(name, _)| name == k.as_ref())
+            {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k} is repeated"
+                )));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Params { pairs })
+    }
+
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// # Errors
+    /// `invalid_request` naming the missing parameter.
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
+    }
+
+    /// Every value of a repeatable parameter.
+    #[must_use]
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// An owned copy of a parameter.
+    #[must_use]
+    pub fn owned(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_and_empties() {
+        let f = Params::parse(b"a=1&b=&resource=x&resource=y&c=%20z+").unwrap();
+        assert_eq!(f.get("a"), Some("1"));
+        assert_eq!(f.get("b"), None, "empty values count as omitted");
+        assert_eq!(f.all("resource"), vec!["x", "y"]);
+        assert_eq!(f.get("c"), Some(" z "));
+        let e = Params::parse(b"scope=a&scope=b").err().unwrap();
+        assert_eq!(e.description, "parameter scope is repeated");
+        assert!(Params::parse(b"b=&b=1").is_ok());
+        assert_eq!(
+            f.require("missing").unwrap_err().description,
+            "missing parameter missing"
+        );
+    }
+}

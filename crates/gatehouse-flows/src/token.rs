@@ -1,0 +1,283 @@
+//! The token endpoint (RFC 6749 section 3.2): the request is parsed once into a
+//! [`TokenRequest`], the grant is checked once against the tenant and the client, and one
+//! module per grant decides the claims; minting, refresh tokens, ID tokens and grant-family
+//! membership are shared here.
+
+mod authorization_code;
+mod client_credentials;
+mod device_code;
+mod jwt_bearer;
+mod password;
+mod refresh_token;
+
+use crate::{Error, Params, ServedTenant, Services, mint};
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
+use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
+use gatehouse_core::id_token::{IdTokenClaims, at_hash};
+use gatehouse_core::token::{AccessTokenClaims, opaque_token_id};
+use gatehouse_core::{ClientConfig, GrantType, OAuthError};
+use gatehouse_store::records;
+use std::net::IpAddr;
+use zeroize::Zeroizing;
+
+/// A token request, one variant per grant with the parameters that grant reads.
+#[derive(Debug)]
+pub enum TokenRequest {
+    AuthorizationCode {
+        code: String,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+    },
+    ClientCredentials {
+        scope: Option<String>,
+        resources: Vec<String>,
+    },
+    Password {
+        username: String,
+        password: Zeroizing<String>,
+        scope: Option<String>,
+        resources: Vec<String>,
+    },
+    RefreshToken {
+        refresh_token: String,
+        scope: Option<String>,
+    },
+    DeviceCode {
+        device_code: String,
+    },
+    JwtBearer {
+        assertion: String,
+        scope: Option<String>,
+        resources: Vec<String>,
+    },
+}
+
+impl TokenRequest {
+    /// The grant a request names (`implicit` has no `grant_type` value, so it never parses).
+    ///
+    /// # Errors
+    /// `invalid_request` without `grant_type`; `unsupported_grant_type` for an unknown one.
+    pub fn grant_type(params: &Params) -> Result<GrantType, OAuthError> {
+        let name = params.require("grant_type")?;
+        GrantType::from_token_request(name)
+            .ok_or_else(|| OAuthError::unsupported_grant_type(format!("unknown grant type {name}")))
+    }
+
+    /// The parameters of `grant`, each required one present.
+    ///
+    /// # Errors
+    /// `invalid_request` naming a missing parameter; `unsupported_grant_type` for implicit.
+    pub fn parse(grant: GrantType, params: &Params) -> Result<TokenRequest, OAuthError> {
+        let required = |name: &str| params.require(name).map(str::to_string);
+        Ok(match grant {
+            GrantType::AuthorizationCode => TokenRequest::AuthorizationCode {
+                code: required("code")?,
+                redirect_uri: params.owned("redirect_uri"),
+                code_verifier: params.owned("code_verifier"),
+            },
+            GrantType::ClientCredentials => TokenRequest::ClientCredentials {
+                scope: params.owned("scope"),
+                resources: params.all("resource"),
+            },
+            GrantType::Password => TokenRequest::Password {
+                username: required("username")?,
+                password: Zeroizing::new(required("password")?),
+                scope: params.owned("scope"),
+                resources: params.all("resource"),
+            },
+            GrantType::RefreshToken => TokenRequest::RefreshToken {
+                refresh_token: required("refresh_token")?,
+                scope: params.owned("scope"),
+            },
+            GrantType::DeviceCode => TokenRequest::DeviceCode {
+                device_code: required("device_code")?,
+            },
+            GrantType::JwtBearer => TokenRequest::JwtBearer {
+                assertion: required("assertion")?,
+                scope: params.owned("scope"),
+                resources: params.all("resource"),
+            },
+            GrantType::Implicit => {
+                return Err(OAuthError::unsupported_grant_type(
+                    "implicit is not a grant of the token endpoint",
+                ));
+            }
+        })
+    }
+
+    #[must_use]
+    pub fn grant(&self) -> GrantType {
+        match self {
+            TokenRequest::AuthorizationCode { .. } => GrantType::AuthorizationCode,
+            TokenRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
+            TokenRequest::Password { .. } => GrantType::Password,
+            TokenRequest::RefreshToken { .. } => GrantType::RefreshToken,
+            TokenRequest::DeviceCode { .. } => GrantType::DeviceCode,
+            TokenRequest::JwtBearer { .. } => GrantType::JwtBearer,
+        }
+    }
+}
+
+/// What the token endpoint answers, and the grant that issued it (for metrics).
+#[derive(Debug)]
+pub struct Issued {
+    pub response: TokenResponse,
+    pub grant: GrantType,
+}
+
+/// Who is asking: the tenant, the authenticated client, and the client's address (sign-in
+/// throttling counts per address).
+pub struct Caller<'a> {
+    pub tenant: &'a ServedTenant,
+    pub client: &'a ClientConfig,
+    pub address: Option<IpAddr>,
+}
+
+/// The token endpoint: parses, checks the grant once, runs it, and mints what it decided.
+///
+/// # Errors
+/// The RFC 6749 section 5.2 error, or trouble with the store, signing or randomness.
+pub async fn token(services: &Services, caller: &Caller<'_>, params: &Params) -> Result<Issued, Error> {
+    let grant = TokenRequest::grant_type(params)?;
+    check_grant_allowed(&caller.tenant.config, caller.client, grant)?;
+    let request = TokenRequest::parse(grant, params)?;
+    issue(services, caller, request).await
+}
+
+/// Runs a parsed request whose grant was checked.
+async fn issue(services: &Services, caller: &Caller<'_>, request: TokenRequest) -> Result<Issued, Error> {
+    let tenant = caller.tenant;
+    let ctx = GrantContext {
+        tenant: &tenant.config,
+        issuer: &tenant.issuer,
+        client: caller.client,
+        now: services.now(),
+    };
+    let jti = services.random.id()?;
+    let grant = request.grant();
+    let outcome = match request {
+        TokenRequest::ClientCredentials { scope, resources } => {
+            client_credentials::decide(&ctx, scope.as_deref(), &resources, jti)?
+        }
+        TokenRequest::Password {
+            username,
+            password,
+            scope,
+            resources,
+        } => {
+            let asked = password::Asked {
+                username: &username,
+                password: &password,
+                scope: scope.as_deref(),
+                resources: &resources,
+            };
+            password::decide(services, &ctx, tenant, asked, caller.address, jti).await?
+        }
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh_token::rotate(services, &ctx, &refresh_token, scope.as_deref(), jti).await?,
+        TokenRequest::DeviceCode { device_code } => {
+            device_code::poll(services, &ctx, &device_code, jti).await?
+        }
+        TokenRequest::JwtBearer {
+            assertion,
+            scope,
+            resources,
+        } => {
+            let asked = jwt_bearer::Asked {
+                assertion: &assertion,
+                scope: scope.as_deref(),
+                resources: &resources,
+            };
+            jwt_bearer::decide(services, &ctx, tenant, asked, jti).await?
+        }
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            let presented = authorization_code::Presented {
+                code: &code,
+                redirect_uri: redirect_uri.as_deref(),
+                code_verifier: code_verifier.as_deref(),
+            };
+            authorization_code::redeem(services, &ctx, presented, jti).await?
+        }
+    };
+    let response = mint_outcome(services, tenant, outcome).await?;
+    Ok(Issued { response, grant })
+}
+
+/// What a grant decided, before anything is minted.
+struct Outcome {
+    claims: AccessTokenClaims,
+    /// A refresh token to issue with the access token.
+    refresh: Option<RefreshTokenRecord>,
+    /// The grant family the access token joins, and until when that matters.
+    family: Option<(String, u64)>,
+    /// For OpenID Connect code flows: what the ID token needs besides the access token.
+    id_token: Option<IdTokenClaims>,
+}
+
+impl Outcome {
+    fn plain(claims: AccessTokenClaims) -> Self {
+        Outcome {
+            claims,
+            refresh: None,
+            family: None,
+            id_token: None,
+        }
+    }
+
+    /// An outcome that starts a new grant family when it issues a refresh token.
+    fn with_new_family(
+        ctx: &GrantContext<'_>,
+        services: &Services,
+        claims: AccessTokenClaims,
+        auth_time: u64,
+    ) -> Result<Self, Error> {
+        use gatehouse_core::grant::refresh_token::{issues_refresh_token, new_family};
+        let refresh = if issues_refresh_token(ctx, claims.scope.as_deref()) {
+            let family = services.random.id()?;
+            Some(RefreshTokenRecord {
+                auth_time,
+                ..new_family(ctx, &claims, family)
+            })
+        } else {
+            None
+        };
+        let family = refresh.as_ref().map(|r| (r.family.clone(), r.expires_at));
+        Ok(Outcome {
+            claims,
+            refresh,
+            family,
+            id_token: None,
+        })
+    }
+}
+
+async fn mint_outcome(services: &Services, tenant: &ServedTenant, outcome: Outcome) -> Result<TokenResponse, Error> {
+    let name = tenant.name();
+    let store = services.store();
+    let access_token = mint::access_token(services, tenant, &outcome.claims).await?;
+    let mut body = TokenResponse::bearer(access_token.clone(), &outcome.claims);
+    if let Some((family, until)) = &outcome.family {
+        store
+            .add_family_access_token(name, family, &outcome.claims.jti, outcome.claims.exp, *until)
+            .await?;
+    }
+    if let Some(record) = outcome.refresh {
+        let token = services.random.token()?;
+        records::put(store, name, &opaque_token_id(&token), &record, record.expires_at).await?;
+        body.refresh_token = Some(token);
+    }
+    if let Some(mut id) = outcome.id_token {
+        id.at_hash = Some(at_hash(&access_token, tenant.config.signing_algorithm));
+        body.id_token = Some(mint::id_token(tenant, &id)?);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! Redeeming an authorization code (RFC 6749 section 4.1.3) once. A code presented again
+//! revokes every token it issued (section 4.1.2): the code's grant family.
+
+use super::Outcome;
+use crate::{Error, Services, family};
+use gatehouse_core::OAuthError;
+use gatehouse_core::grant::GrantContext;
+use gatehouse_core::grant::authorization_code::{CodeRecord, exchange};
+use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, issues_refresh_token, new_family};
+use gatehouse_core::id_token::{IdTokenClaims, user_claims};
+use gatehouse_core::scope::issued_scopes;
+use gatehouse_core::token::opaque_token_id;
+use gatehouse_store::records::{self, Stored};
+
+pub(super) struct Presented<'a> {
+    pub code: &'a str,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+}
+
+/// How long a code's family must be remembered: as long as anything it issued may live.
+pub fn family_lifetime(ctx: &GrantContext<'_>) -> u64 {
+    ctx.tenant
+        .access_token_ttl_secs
+        .max(ctx.tenant.refresh_token_ttl_secs)
+}
+
+pub(super) async fn redeem(
+    services: &Services,
+    ctx: &GrantContext<'_>,
+    presented: Presented<'_>,
+    jti: String,
+) -> Result<Outcome, Error> {
+    let store = services.store();
+    let name = &ctx.tenant.name;
+    let id = opaque_token_id(presented.code);
+    let Stored {
+        value: record,
+        used,
+    } = records::get::<CodeRecord>(store, name, &id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("unknown or expired authorization code"))?;
+    if record.client_id != ctx.client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+    }
+    let until = ctx.now + family_lifetime(ctx);
+    if used || !records::mark_used::<CodeRecord>(store, name, &id, until).await? {
+        family::revoke(store, name, &record.family, until).await?;
+        tracing::warn!(tenant = %name, client = %record.client_id, "authorization code replayed; its tokens are revoked");
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used; the tokens it issued are revoked",
+        )
+        .into());
+    }
+    let claims = exchange(
+        ctx,
+        &record,
+        presented.redirect_uri,
+        presented.code_verifier,
+        jti,
+    )?;
+    let scopes = issued_scopes(claims.scope.as_deref());
+    let refresh = issues_refresh_token(ctx, claims.scope.as_deref()).then(|| RefreshTokenRecord {
+        auth_time: record.auth_time,
+        ..new_family(ctx, &claims, record.family.clone())
+    });
+    let id_token = scopes.contains(&"openid").then(|| IdTokenClaims {
+        iss: ctx.issuer.to_string(),
+        sub: claims.sub.clone(),
+        aud: claims.client_id.clone(),
+        azp: claims.client_id.clone(),
+        exp: claims.exp,
+        iat: ctx.now,
+        auth_time: record.auth_time,
+        nonce: record.nonce.clone(),
+        at_hash: None,
+        sid: Some(record.sid.clone()),
+        user_claims: ctx
+            .tenant
+            .user(&claims.sub)
+            .map(|u| user_claims(u, &scopes))
+            .unwrap_or_default(),
+    });
+    Ok(Outcome {
+        claims,
+        refresh,
+        family: Some((record.family, until)),
+        id_token,
+    })
+}

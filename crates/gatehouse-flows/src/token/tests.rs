@@ -1,0 +1,437 @@
+//! The token endpoint's rules at the flow level, with a clock the tests move: grant checks,
+//! code replay, refresh rotation and reuse, device polling, assertion replay. The replay and
+//! rotation rules run on the memory store and on a real Redis.
+
+use super::*;
+use crate::introspection::active_claims;
+use crate::testing::{
+    ALICE_PASSWORD, PORTAL_SECRET, REDIRECT, World, memory_world, params, redis_world,
+    reporter_assertion,
+};
+use gatehouse_core::ErrorCode;
+use gatehouse_core::grant::authorization_code::CodeRecord;
+use gatehouse_core::grant::device_code::{DeviceRecord, DeviceState};
+use gatehouse_core::pkce;
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+async fn ask(world: &World, client: &str, pairs: &[(&str, &str)]) -> Result<Issued, Error> {
+    let client = world.client(client);
+    let caller = Caller {
+        tenant: &world.tenant,
+        client: &client,
+        address: None,
+    };
+    token(&world.services, &caller, &params(pairs)).await
+}
+
+fn code_of(e: &Error) -> ErrorCode {
+    e.code()
+}
+
+async fn is_active(world: &World, access_token: &str) -> bool {
+    active_claims(&world.services, &world.tenant, access_token)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Stores a code as the browser flow would, for alice with `scope`.
+async fn code_for(world: &World, scope: &str) -> String {
+    let code = world.services.random.token().unwrap();
+    let record = CodeRecord {
+        client_id: "portal".into(),
+        redirect_uri: REDIRECT.into(),
+        scope: Some(scope.into()),
+        sub: "alice".into(),
+        auth_time: world.now(),
+        nonce: Some("n-1".into()),
+        code_challenge: Some(pkce::s256(VERIFIER)),
+        sid: "sid-1".into(),
+        family: world.services.random.id().unwrap(),
+        expires_at: world.now() + 60,
+    };
+    records::put(
+        &*world.services.store,
+        "acme",
+        &opaque_token_id(&code),
+        &record,
+        world.now() + 90_000,
+    )
+    .await
+    .unwrap();
+    code
+}
+
+async fn redeem(world: &World, code: &str) -> Result<Issued, Error> {
+    ask(
+        world,
+        "portal",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+async fn refresh_with(world: &World, refresh_token: &str) -> Result<Issued, Error> {
+    ask(
+        world,
+        "portal",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_grant_is_checked_once_before_anything_else() {
+    let world = memory_world();
+    let e = ask(&world, "billing", &[("scope", "billing.read")]).await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (ErrorCode::InvalidRequest, "missing parameter grant_type")
+    );
+    let e = ask(&world, "billing", &[("grant_type", "implicit")]).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::UnsupportedGrantType);
+    let e = ask(&world, "billing", &[("grant_type", "password")]).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::UnauthorizedClient, "before any missing parameter");
+    let e = ask(&world, "portal", &[("grant_type", "authorization_code")]).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "missing parameter code",
+        "an allowed grant then names what it lacks"
+    );
+    let issued = ask(&world, "billing", &[("grant_type", "client_credentials")]).await.unwrap();
+    assert_eq!(issued.grant, GrantType::ClientCredentials);
+    assert_eq!(issued.response.expires_in, 900);
+    assert!(is_active(&world, &issued.response.access_token).await);
+}
+
+async fn a_replayed_code_revokes_what_it_issued(world: World) {
+    let code = code_for(&world, "openid offline_access billing.read").await;
+    let first = redeem(&world, &code).await.unwrap().response;
+    assert!(first.id_token.is_some(), "openid gets an ID token");
+    let refresh_token = first.refresh_token.clone().unwrap();
+    assert!(is_active(&world, &first.access_token).await);
+
+    let replay = redeem(&world, &code).await.unwrap_err();
+    assert_eq!(
+        replay.to_oauth().description,
+        "the authorization code was already used; the tokens it issued are revoked"
+    );
+    assert!(!is_active(&world, &first.access_token).await, "its access token is revoked");
+    let e = refresh_with(&world, &refresh_token).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "and its refresh token");
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_what_it_issued_in_memory() {
+    a_replayed_code_revokes_what_it_issued(memory_world()).await;
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_what_it_issued_on_redis() {
+    a_replayed_code_revokes_what_it_issued(redis_world().await).await;
+}
+
+#[tokio::test]
+async fn a_code_expires_with_the_clock_and_must_match_its_request() {
+    let world = memory_world();
+    let code = code_for(&world, "billing.read").await;
+    world.clock.advance(61);
+    let e = redeem(&world, &code).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the authorization code has expired"
+    );
+
+    let code = code_for(&world, "billing.read").await;
+    let wrong_verifier = ask(
+        &world,
+        "portal",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &"x".repeat(43)),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        wrong_verifier.to_oauth().description,
+        "code_verifier does not match the code_challenge"
+    );
+}
+
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family(world: World) {
+    let code = code_for(&world, "billing.read").await;
+    let first = redeem(&world, &code).await.unwrap().response;
+    let rt1 = first.refresh_token.unwrap();
+
+    world.clock.advance(10);
+    let second = refresh_with(&world, &rt1).await.unwrap().response;
+    let rt2 = second.refresh_token.clone().unwrap();
+    assert_ne!(rt1, rt2, "rotation hands out a successor");
+    assert!(is_active(&world, &second.access_token).await);
+
+    let third = refresh_with(&world, &rt2).await.unwrap().response;
+    let rt3 = third.refresh_token.unwrap();
+
+    // rt1 again: reuse. Everything of the grant goes, the newest tokens included.
+    let e = refresh_with(&world, &rt1).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the refresh token was already used; every token of its grant is now revoked"
+    );
+    assert!(!is_active(&world, &first.access_token).await);
+    assert!(!is_active(&world, &second.access_token).await);
+    assert!(!is_active(&world, &third.access_token).await);
+    assert_eq!(code_of(&refresh_with(&world, &rt3).await.unwrap_err()), ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family_in_memory() {
+    refresh_tokens_rotate_and_a_reused_one_revokes_the_family(memory_world()).await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family_on_redis() {
+    refresh_tokens_rotate_and_a_reused_one_revokes_the_family(redis_world().await).await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_the_client_incarnations_and_expires_with_its_family() {
+    let world = memory_world();
+    let issued = ask(
+        &world,
+        "portal",
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", ALICE_PASSWORD),
+            ("scope", "billing.read"),
+        ],
+    )
+    .await
+    .unwrap();
+    let rt = issued.response.refresh_token.unwrap();
+    let e = ask(
+        &world,
+        "tv",
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the refresh token was issued to another client"
+    );
+    assert!(refresh_with(&world, &rt).await.is_ok(), "and the other client did not spend it");
+
+    world.clock.advance(86_400);
+    let issued = ask(
+        &world,
+        "portal",
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", ALICE_PASSWORD),
+        ],
+    )
+    .await
+    .unwrap();
+    let rt = issued.response.refresh_token.unwrap();
+    world.clock.advance(86_400);
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "expired with its family");
+}
+
+async fn start_device(world: &World) -> (String, String) {
+    let tv = world.client("tv");
+    let started =
+        crate::device_authorization::start(&world.services, &world.tenant, &tv, Some("billing.read"))
+            .await
+            .unwrap();
+    assert_eq!(started.interval, 5);
+    (started.device_code, started.user_code)
+}
+
+async fn poll_once(world: &World, device_code: &str) -> Result<Issued, Error> {
+    ask(
+        world,
+        "tv",
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn device_polling_waits_slows_down_expires_and_redeems_once() {
+    let world = memory_world();
+    let (device_code, _) = start_device(&world).await;
+    let e = poll_once(&world, &device_code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::AuthorizationPending);
+    world.clock.advance(2);
+    let e = poll_once(&world, &device_code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::SlowDown, "polled within the interval");
+    assert!(e.to_oauth().description.contains("wait 10 seconds"), "the interval grew");
+    world.clock.advance(10);
+    let e = poll_once(&world, &device_code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::AuthorizationPending, "at the new interval");
+
+    // Expiry without waiting ten minutes.
+    world.clock.advance(600);
+    let e = poll_once(&world, &device_code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::ExpiredToken);
+
+    // Approved: tokens once, then the code is spent.
+    let (device_code, _) = start_device(&world).await;
+    let id = opaque_token_id(&device_code);
+    let mut record = records::get::<DeviceRecord>(&*world.services.store, "acme", &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    record.state = DeviceState::Approved {
+        sub: "alice".into(),
+        auth_time: world.now(),
+    };
+    records::put(&*world.services.store, "acme", &id, &record, world.now() + 900)
+        .await
+        .unwrap();
+    let issued = poll_once(&world, &device_code).await.unwrap();
+    assert!(issued.response.refresh_token.is_some());
+    assert_eq!(issued.response.scope.as_deref(), Some("billing.read"));
+    world.clock.advance(5);
+    let e = poll_once(&world, &device_code).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the device code was already used"
+    );
+
+    // Denied.
+    let (device_code, _) = start_device(&world).await;
+    let id = opaque_token_id(&device_code);
+    let mut record = records::get::<DeviceRecord>(&*world.services.store, "acme", &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    record.state = DeviceState::Denied;
+    records::put(&*world.services.store, "acme", &id, &record, world.now() + 900)
+        .await
+        .unwrap();
+    assert_eq!(code_of(&poll_once(&world, &device_code).await.unwrap_err()), ErrorCode::AccessDenied);
+}
+
+async fn an_assertion_works_once(world: World) {
+    let token_endpoint = format!("{}/oauth2/token", world.tenant.issuer);
+    let client_assertion = reporter_assertion("reporter", &token_endpoint, world.now(), "c-1");
+    let grant = reporter_assertion("alice", &token_endpoint, world.now(), "g-1");
+    let reporter = world.client("reporter");
+    let credentials = params(&[
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &client_assertion),
+    ]);
+    let authenticate = || {
+        crate::client_auth::authenticate(
+            &world.services,
+            &world.tenant,
+            crate::client_auth::Credentials {
+                authorization: None,
+                params: &credentials,
+            },
+        )
+    };
+    assert_eq!(authenticate().await.unwrap().client_id, "reporter");
+    let e = authenticate().await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (
+            ErrorCode::InvalidClient,
+            "the assertion was already used (jti replay)"
+        )
+    );
+
+    let jwt_bearer = |assertion: String| {
+        let world = &world;
+        let reporter = reporter.clone();
+        async move {
+            let caller = Caller {
+                tenant: &world.tenant,
+                client: &reporter,
+                address: None,
+            };
+            token(
+                &world.services,
+                &caller,
+                &params(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &assertion),
+                ]),
+            )
+            .await
+        }
+    };
+    let issued = jwt_bearer(grant.clone()).await.unwrap();
+    assert!(is_active(&world, &issued.response.access_token).await);
+    let e = jwt_bearer(grant).await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (
+            ErrorCode::InvalidGrant,
+            "the assertion was already used (jti replay)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_assertion_works_once_in_memory() {
+    an_assertion_works_once(memory_world()).await;
+}
+
+#[tokio::test]
+async fn an_assertion_works_once_on_redis() {
+    an_assertion_works_once(redis_world().await).await;
+}
+
+#[tokio::test]
+async fn a_client_secret_is_verified_once_then_remembered() {
+    let world = memory_world();
+    let with = |secret: &str| {
+        params(&[("client_id", "portal"), ("client_secret", secret)])
+    };
+    for secret in [PORTAL_SECRET, PORTAL_SECRET] {
+        let p = with(secret);
+        let credentials = crate::client_auth::Credentials {
+            authorization: None,
+            params: &p,
+        };
+        let client = crate::client_auth::authenticate(&world.services, &world.tenant, credentials)
+            .await
+            .unwrap();
+        assert_eq!(client.client_id, "portal");
+    }
+    let p = with("wrong");
+    let credentials = crate::client_auth::Credentials {
+        authorization: None,
+        params: &p,
+    };
+    let e = crate::client_auth::authenticate(&world.services, &world.tenant, credentials)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidClient);
+}
