@@ -325,7 +325,6 @@ async fn codes_are_single_use_and_checked_to_the_letter() {
     ]);
     let r = post_form(&format!("{}/umbrella/oauth2/token", g.base), None, &body).await;
     assert_eq!(r.error(), "invalid_grant");
-
 }
 
 #[tokio::test]

@@ -23,6 +23,14 @@ fn ci_runs_exactly_the_readme_test_command() {
     let ci = read(".ci/run");
     let ci_command = ci.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
     assert_eq!(ci_command, test_command);
+    // The gates that keep the code clean are part of that one command.
+    for gate in [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+        "cargo test --workspace --locked",
+    ] {
+        assert!(test_command.contains(gate), "{gate} in {test_command}");
+    }
 }
 
 /// What `cargo run` would run for `args` (the words after `cargo run`), decided the way cargo
@@ -63,10 +71,21 @@ fn binary_cargo_run_picks(metadata: &serde_json::Value, args: &[&str]) -> Result
     let binaries: Vec<(&str, &str)> = selected
         .iter()
         .flat_map(|p| {
-            p["targets"].as_array().into_iter().flatten().filter_map(move |t| {
-                let is_bin = t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"));
-                is_bin.then(|| (p["name"].as_str().unwrap_or(""), t["name"].as_str().unwrap_or("")))
-            })
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |t| {
+                    let is_bin = t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "bin"));
+                    is_bin.then(|| {
+                        (
+                            p["name"].as_str().unwrap_or(""),
+                            t["name"].as_str().unwrap_or(""),
+                        )
+                    })
+                })
         })
         .collect();
     let default_runs: Vec<&str> = selected
@@ -121,12 +140,20 @@ fn every_cargo_run_in_the_documents_runs_the_gatehouse_binary() {
     );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let lines = cargo_run_lines();
-    assert!(lines.len() >= 2, "README and guide name cargo run: {lines:?}");
+    assert!(
+        lines.len() >= 2,
+        "README and guide name cargo run: {lines:?}"
+    );
     for (file, words) in &lines {
         let args: Vec<&str> = words.iter().map(String::as_str).collect();
         let picked = binary_cargo_run_picks(&metadata, &args)
             .unwrap_or_else(|why| panic!("{file}: `cargo run {}`: {why}", words.join(" ")));
-        assert_eq!(picked, "gatehouse", "{file}: `cargo run {}`", words.join(" "));
+        assert_eq!(
+            picked,
+            "gatehouse",
+            "{file}: `cargo run {}`",
+            words.join(" ")
+        );
         // The subcommand after `--` exists in the binary that was picked.
         if let Some(separator) = args.iter().position(|w| *w == "--") {
             let rest = &args[separator + 1..];
@@ -151,7 +178,10 @@ fn the_first_command_runs_standalone_with_the_examples() {
     let first = command_after(&readme, "**Run Gatehouse**");
     let words: Vec<&str> = first.split_whitespace().collect();
     assert_eq!(words.get(..2), Some(&["cargo", "run"][..]), "{first}");
-    let separator = words.iter().position(|w| *w == "--").expect("-- in {first}");
+    let separator = words
+        .iter()
+        .position(|w| *w == "--")
+        .expect("-- in {first}");
     assert_eq!(words.get(separator + 1), Some(&"standalone"), "{first}");
     // Its defaults are what the README promises: the examples, in memory, port 8080.
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -160,7 +190,10 @@ fn the_first_command_runs_standalone_with_the_examples() {
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     for default in ["examples", "memory://", "127.0.0.1:8080"] {
-        assert!(help.contains(default), "standalone --help lacks {default}: {help}");
+        assert!(
+            help.contains(default),
+            "standalone --help lacks {default}: {help}"
+        );
     }
 }
 

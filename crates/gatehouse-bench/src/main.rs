@@ -156,8 +156,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         server.startup.as_secs_f64(),
         args.extra_tenants,
         args.extra_clients,
-        procfs::rss(server.pid)
-            .map_or(0.0, |r| r.0 as f64 / 1_048_576.0)
+        procfs::rss(server.pid).map_or(0.0, |r| r.0 as f64 / 1_048_576.0)
     );
     let addr = server.addr;
 

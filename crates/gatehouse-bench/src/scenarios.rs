@@ -338,7 +338,9 @@ pub async fn mint_codes(
             loop {
                 if sink
                     .lock()
-                    .map_or(true, |s: std::sync::MutexGuard<'_, Vec<String>>| s.len() >= count)
+                    .map_or(true, |s: std::sync::MutexGuard<'_, Vec<String>>| {
+                        s.len() >= count
+                    })
                 {
                     return Ok::<_, anyhow::Error>(());
                 }

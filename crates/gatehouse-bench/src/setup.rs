@@ -22,8 +22,7 @@ pub struct Pinning {
 impl Pinning {
     /// Server on core 0, the load generator (this process) and Redis on core 1.
     pub fn decide() -> Pinning {
-        let cores = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let taskset = Command::new("taskset").arg("--version").output().is_ok();
         match (taskset, cores) {
             (true, n) if n >= 2 => Pinning {

@@ -82,9 +82,10 @@ impl Monitor {
 
 fn ready(status: &Value, generation: i64) -> bool {
     status["observedGeneration"] == json!(generation)
-        && status["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && status["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 struct Point {
@@ -131,7 +132,10 @@ async fn point(clients: usize) -> Point {
         if tenant["status"]["clients"] == json!(clients) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(3600), "no convergence");
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "no convergence"
+        );
     }
     let converged = started.elapsed();
     // Let the last status writes echo through the watches.
@@ -144,16 +148,22 @@ async fn point(clients: usize) -> Point {
     let name = format!("app-{edited:06}");
     let edit_started = Instant::now();
     api.apply("oauthclients", client(edited, "App, renamed"));
-    let generation = api.get("oauthclients", Some(NAMESPACE), &name).expect("client")["metadata"]
-        ["generation"]
+    let generation = api
+        .get("oauthclients", Some(NAMESPACE), &name)
+        .expect("client")["metadata"]["generation"]
         .as_i64()
         .expect("generation");
     let edit_to_status = loop {
-        let object = api.get("oauthclients", Some(NAMESPACE), &name).expect("client");
+        let object = api
+            .get("oauthclients", Some(NAMESPACE), &name)
+            .expect("client");
         if ready(&object["status"], generation) {
             break edit_started.elapsed();
         }
-        assert!(edit_started.elapsed() < Duration::from_secs(60), "the edit was never reconciled");
+        assert!(
+            edit_started.elapsed() < Duration::from_secs(60),
+            "the edit was never reconciled"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     // Whatever follows from the edit (the status write's own echo, the tenant's recount).
@@ -179,7 +189,11 @@ fn sizes() -> Vec<usize> {
         .and_then(|i| args.get(i + 1))
         .map_or_else(
             || vec![1_000, 10_000, 100_000],
-            |list| list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+            |list| {
+                list.split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            },
         )
 }
 
@@ -189,7 +203,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("| clients in the tenant | operator start to all Ready | edit → status written | store commands after the edit |");
+    println!(
+        "| clients in the tenant | operator start to all Ready | edit → status written | store commands after the edit |"
+    );
     println!("| --- | --- | --- | --- |");
     for clients in sizes() {
         let p = runtime.block_on(point(clients));

@@ -8,6 +8,7 @@ use crate::secrets::{
     CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret, generated_secret,
 };
 use gatehouse_core::keys::SigningKeyRecord;
+use gatehouse_core::random::Randomness;
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::ByteString;
@@ -17,7 +18,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::object::HasStatus;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use gatehouse_core::random::Randomness;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -43,7 +43,8 @@ pub fn to_conditions(
             let status = ConditionStatus::from_bool(v.ok).as_str();
             let last_transition_time = previous
                 .iter()
-                .find(|c| c.type_ == v.type_ && c.status == status).map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+                .find(|c| c.type_ == v.type_ && c.status == status)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
             Condition {
                 type_: v.type_.to_string(),
                 status: status.to_string(),

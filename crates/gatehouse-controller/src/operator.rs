@@ -171,12 +171,18 @@ pub async fn run(
 ) -> Result<(), OperatorError> {
     let stopped = stop_signal(shutdown);
     let elector = LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
-    tracing::info!(identity = elector.identity(), "waiting for the leader lease");
+    tracing::info!(
+        identity = elector.identity(),
+        "waiting for the leader lease"
+    );
     ready.store(true, Ordering::Relaxed);
     if !leader::acquire(&elector, stopped()).await {
         return Ok(());
     }
-    tracing::info!(identity = elector.identity(), "leading; starting controllers");
+    tracing::info!(
+        identity = elector.identity(),
+        "leading; starting controllers"
+    );
     metrics.leader.set(1);
     // Not ready from taking the lead until the caches are filled.
     ready.store(false, Ordering::Relaxed);

@@ -344,15 +344,14 @@ impl Publisher {
         let key = (tenant.to_string(), config.client_id.clone());
         let digest = sha256(secret);
         let cost = registration.secret_cost;
-        let remembered = self
-            .hashes
-            .lock()
-            .map_or(None, |m| {
-                m.get(&key)
-                    .filter(|(d, phc)| *d == digest && cost.made(phc))
-                    .map(|(_, phc)| phc.clone())
-            });
-        let phc = if let Some(phc) = remembered { phc } else {
+        let remembered = self.hashes.lock().map_or(None, |m| {
+            m.get(&key)
+                .filter(|(d, phc)| *d == digest && cost.made(phc))
+                .map(|(_, phc)| phc.clone())
+        });
+        let phc = if let Some(phc) = remembered {
+            phc
+        } else {
             let stored_phc = stored
                 .and_then(|c| c.secret_hash.clone())
                 .filter(|phc| cost.made(phc));
@@ -421,7 +420,8 @@ mod tests {
     async fn publishes_once_then_writes_nothing_until_something_changes() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
-        let publisher = Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
+        let publisher =
+            Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
 
         let first = publisher
             .publish(&reconciled(b"one", "ES256"), 10)
@@ -452,7 +452,8 @@ mod tests {
         );
 
         // A fresh publisher (a restarted process) reuses the stored hash after one verification.
-        let restarted = Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
+        let restarted =
+            Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
         let after_restart = restarted
             .publish(&reconciled(b"one", "ES256"), 30)
             .await

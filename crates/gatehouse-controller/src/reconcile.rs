@@ -141,17 +141,16 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
         .tenants
         .iter()
         .map(|t| {
-            let users = t.spec.users.as_ref().and_then(|u| {
-                secrets.get(&u.secret_ref.namespace, &u.secret_ref.name)
-            });
+            let users = t
+                .spec
+                .users
+                .as_ref()
+                .and_then(|u| secrets.get(&u.secret_ref.namespace, &u.secret_ref.name));
             reconcile_tenant(t, users, observed.public_url, &observed.now)
         })
         .collect();
-    let tenant_objects: HashMap<String, &Tenant> = observed
-        .tenants
-        .iter()
-        .map(|t| (t.name_any(), t))
-        .collect();
+    let tenant_objects: HashMap<String, &Tenant> =
+        observed.tenants.iter().map(|t| (t.name_any(), t)).collect();
     let mut ids = ClientIds::default();
     let mut by_name: HashMap<(String, String), &OAuthClient> =
         HashMap::with_capacity(observed.clients.len());
@@ -166,7 +165,9 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
             let tenant = tenant_objects.get(&c.spec.tenant_ref).copied();
             let view = TenantView::of(tenant);
             let holds_id = holds_id(&ids, c, tenant, |namespace, name| {
-                by_name.get(&(namespace.to_string(), name.to_string())).copied()
+                by_name
+                    .get(&(namespace.to_string(), name.to_string()))
+                    .copied()
             });
             let secret_name = c.spec.effective_secret_ref(&c.name_any()).name;
             let inputs = ClientInputs {
@@ -185,7 +186,8 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
     for c in clients.iter().filter(|c| c.registration.is_some()) {
         *live.entry(c.tenant.as_str()).or_default() += 1;
     }
-    let counts: HashMap<String, usize> = live.into_iter().map(|(t, n)| (t.to_string(), n)).collect();
+    let counts: HashMap<String, usize> =
+        live.into_iter().map(|(t, n)| (t.to_string(), n)).collect();
     let mut out = Reconciled { tenants, clients };
     for t in &mut out.tenants {
         if t.registration.is_some() {

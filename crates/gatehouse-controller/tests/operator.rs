@@ -1069,7 +1069,10 @@ async fn mappers_find_what_depends_on_a_changed_object() {
     // Deletions come back as the objects they matter to (shared streams do not pass them on).
     assert_eq!(names(world.remove_secret(&creds).clients), ["billing"]);
     let gone = world.remove_client(&c);
-    assert_eq!(gone.tenants.into_iter().map(|t| t.name).collect::<Vec<_>>(), ["acme"]);
+    assert_eq!(
+        gone.tenants.into_iter().map(|t| t.name).collect::<Vec<_>>(),
+        ["acme"]
+    );
     assert!(index.clients_of_tenant("acme").is_empty());
 }
 

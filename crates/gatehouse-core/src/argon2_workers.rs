@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// A fixed set of threads that run argon2 verifications, one per core, so a burst of them
+/// queues instead of stalling the async workers or starving the rest of the process.
 pub struct Argon2Workers {
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
+/// The workers were shut down (the process is stopping); the job did not run.
 #[derive(Debug, thiserror::Error)]
 #[error("the argon2 workers have stopped")]
 pub struct Stopped;
@@ -40,7 +43,9 @@ impl Argon2Workers {
                     loop {
                         // Working memory is kept through a burst and given back once the
                         // queue is empty: an idle server does not hold ~19 MiB per worker.
-                        let job = if let Some(job) = next(false) { job } else {
+                        let job = if let Some(job) = next(false) {
+                            job
+                        } else {
                             crate::secret::release_working_memory();
                             match next(true) {
                                 Some(job) => job,
@@ -65,10 +70,7 @@ impl Argon2Workers {
         static SHARED: std::sync::OnceLock<Arc<Argon2Workers>> = std::sync::OnceLock::new();
         SHARED
             .get_or_init(|| {
-                Self::new(
-                    std::thread::available_parallelism()
-                        .map_or(2, std::num::NonZero::get),
-                )
+                Self::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
             })
             .clone()
     }

@@ -19,16 +19,24 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 /// Longest lifetime an assertion may claim; bounds how long its `jti` must be remembered.
 pub const MAX_LIFETIME_SECS: u64 = 3600;
 
+/// The claims Gatehouse reads from a signed assertion (RFC 7523 section 3).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct AssertionClaims {
+    /// Who signed it: a client id.
     pub iss: String,
+    /// Who it is about.
     pub sub: String,
+    /// Who it is for: the tenant's issuer or token endpoint.
     pub aud: Audience,
+    /// Unix seconds; required.
     pub exp: u64,
+    /// Unix seconds, if given.
     #[serde(default)]
     pub nbf: Option<u64>,
+    /// Unix seconds, if given.
     #[serde(default)]
     pub iat: Option<u64>,
+    /// The assertion's id, which makes it usable once.
     #[serde(default)]
     pub jti: Option<String>,
 }
@@ -36,24 +44,34 @@ pub struct AssertionClaims {
 /// Why an assertion is refused (callers map it to `invalid_grant` or `invalid_client`).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AssertionError {
+    /// Not a JWS compact serialisation with a JSON payload.
     #[error("the assertion is not a well-formed JWT")]
     Malformed,
+    /// The `kid` names no registered key (or no key has the right type).
     #[error("no registered key of the client matches the assertion")]
     UnknownKey,
+    /// The header's `alg` is not the registered key's algorithm.
     #[error("the assertion's algorithm {0} is not the registered key's")]
     AlgorithmMismatch(String),
+    /// The signature does not verify.
     #[error("the assertion's signature does not verify")]
     BadSignature,
+    /// `exp` has passed (beyond the clock skew allowed).
     #[error("the assertion has expired")]
     Expired,
+    /// `nbf` or `iat` lies in the future.
     #[error("the assertion is not valid yet")]
     NotYetValid,
+    /// Valid for longer than an assertion may be.
     #[error("the assertion claims a lifetime over {MAX_LIFETIME_SECS} seconds")]
     TooLong,
+    /// `aud` names neither the issuer nor the token endpoint.
     #[error("the assertion's audience is not this server")]
     WrongAudience,
+    /// `iss` is not the expected signer.
     #[error("the assertion's issuer is not the client")]
     WrongIssuer,
+    /// No `jti`, so a replay could not be told apart.
     #[error("the assertion has no jti")]
     MissingJti,
 }

@@ -16,24 +16,34 @@ use zeroize::Zeroizing;
 pub enum PresentedCredentials {
     /// HTTP Basic (`client_secret_basic`).
     Basic {
+        /// The client id of the header.
         client_id: String,
+        /// The secret of the header, form-decoded.
         secret: Zeroizing<String>,
     },
     /// `client_id` and `client_secret` in the body (`client_secret_post`).
     Post {
+        /// The `client_id` parameter.
         client_id: String,
+        /// The `client_secret` parameter.
         secret: Zeroizing<String>,
     },
     /// `client_id` alone: a public client (`none`).
-    ClientIdOnly { client_id: String },
+    ClientIdOnly {
+        /// The `client_id` parameter.
+        client_id: String,
+    },
     /// A signed JWT (`private_key_jwt`, RFC 7523 section 2.2).
     Assertion {
+        /// The assertion's `sub`: the client it claims to be.
         client_id: String,
+        /// The signed JWT itself.
         assertion: String,
     },
 }
 
 impl PresentedCredentials {
+    /// The client the credentials name.
     pub fn client_id(&self) -> &str {
         match self {
             PresentedCredentials::Basic { client_id, .. }
@@ -43,6 +53,7 @@ impl PresentedCredentials {
         }
     }
 
+    /// The RFC 7591 name of the method the credentials use.
     pub fn method(&self) -> ClientAuthMethod {
         match self {
             PresentedCredentials::Basic { .. } => ClientAuthMethod::ClientSecretBasic,
@@ -165,6 +176,7 @@ pub fn presented_credentials(
 /// What remains to be done after the cheap checks.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthProgress {
+    /// Nothing more to check (a public client, or a secret the cache vouches for).
     Authenticated,
     /// The client assertion must be verified against the client's keys (and its `jti`
     /// checked against replays, which needs the store).
@@ -172,6 +184,7 @@ pub enum AuthProgress {
     /// The secret must be checked against this argon2id hash (slow; run it off the async
     /// executor) and then [`finish_secret_check`] called.
     NeedsArgon2 {
+        /// The registered argon2id hash.
         phc: String,
     },
 }

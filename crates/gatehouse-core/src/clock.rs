@@ -37,6 +37,7 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at `now`.
     #[must_use]
     pub fn at(now: u64) -> Arc<Self> {
         Arc::new(ManualClock {
@@ -44,10 +45,12 @@ impl ManualClock {
         })
     }
 
+    /// Moves the clock to `now` (backwards too).
     pub fn set(&self, now: u64) {
         self.now.store(now, Ordering::SeqCst);
     }
 
+    /// Moves the clock forward.
     pub fn advance(&self, seconds: u64) {
         self.now.fetch_add(seconds, Ordering::SeqCst);
     }

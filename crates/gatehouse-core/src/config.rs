@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 /// A scope of the tenant's vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeConfig {
+    /// The scope value clients ask for.
     pub name: String,
+    /// What the consent page says the scope allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -23,15 +25,24 @@ pub const BUILT_IN_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_a
 pub struct TenantConfig {
     /// The tenant's name: the issuer's path segment and the store's partition.
     pub name: String,
+    /// Shown on the sign-in and consent pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The grants the tenant's server enables.
     pub grant_types: Vec<GrantType>,
+    /// JWT (RFC 9068) or opaque.
     pub access_token_format: TokenFormat,
+    /// How long access tokens (and ID tokens) live.
     pub access_token_ttl_secs: u64,
+    /// How long a grant can be refreshed: a family's lifetime, not extended by rotation.
     pub refresh_token_ttl_secs: u64,
+    /// Whether each refresh hands out a successor and spends the presented token.
     pub refresh_token_rotation: bool,
+    /// How long an authorization code may wait to be redeemed.
     pub authorization_code_ttl_secs: u64,
+    /// Whether every authorization-code request must carry a PKCE S256 challenge.
     pub pkce_required: bool,
+    /// What the tenant's keys sign with.
     pub signing_algorithm: SigningAlgorithm,
     /// Declared scopes (the built-in ones are implied, see [`BUILT_IN_SCOPES`]).
     pub scopes: Vec<ScopeConfig>,
@@ -43,12 +54,17 @@ pub struct TenantConfig {
 /// A user of a tenant. Only an argon2id hash of the password is ever held.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserConfig {
+    /// What the person types to sign in.
     pub username: String,
+    /// argon2id PHC string of the password.
     pub password_hash: String,
+    /// Released with the `email` scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Released with the `profile` scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Released with `profile` or `email`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
 }
@@ -63,6 +79,7 @@ impl std::fmt::Debug for UserConfig {
 }
 
 impl TenantConfig {
+    /// Whether the tenant's server serves `grant`.
     pub fn enables(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }
@@ -72,6 +89,7 @@ impl TenantConfig {
         BUILT_IN_SCOPES.contains(&scope) || self.scopes.iter().any(|s| s.name == scope)
     }
 
+    /// The static user with this username.
     pub fn user(&self, username: &str) -> Option<&UserConfig> {
         self.users.iter().find(|u| u.username == username)
     }
@@ -80,21 +98,29 @@ impl TenantConfig {
 /// A client as the token service sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientConfig {
+    /// Unique within the tenant; what clients authenticate as.
     pub client_id: String,
     /// `namespace/name` of the `OAuthClient` this came from, for logs and metrics.
     pub source: String,
+    /// Shown on the consent page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
+    /// A public client has no secret: it authenticates with `none` and must use PKCE.
     pub public: bool,
     /// The effective grant types: requested by the client and enabled by the tenant.
     pub grant_types: Vec<GrantType>,
+    /// Exact-match redirect URIs (authorization code, implicit).
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Where the end-session endpoint may send the browser afterwards.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Scopes the client may ask for.
     pub scopes: Vec<String>,
+    /// `resource` values (RFC 8707) the client may ask tokens for; its tokens' `aud`.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// How the client authenticates at the token endpoint.
     pub token_endpoint_auth_method: ClientAuthMethod,
     /// argon2id PHC string of the client secret; `None` for public and `private_key_jwt` clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +139,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Whether the client may use `grant` (its effective grant types).
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
     }

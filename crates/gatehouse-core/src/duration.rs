@@ -5,10 +5,13 @@ use std::time::Duration;
 /// The regular expression the CRD schema enforces, kept next to the parser it mirrors.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
+/// A duration string that is not Kubernetes-style (`90s`, `15m`, `720h`, `1h30m`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid duration {input:?}: {reason} (expected e.g. 90s, 15m, 720h, 1h30m)")]
 pub struct DurationError {
+    /// What was given.
     pub input: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 

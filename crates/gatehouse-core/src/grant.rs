@@ -19,8 +19,11 @@ use serde::Serialize;
 /// [`check_grant_allowed`] has passed for the grant before any grant function is called: the
 /// token endpoint checks once, before it dispatches.
 pub struct GrantContext<'a> {
+    /// The tenant's settings.
     pub tenant: &'a TenantConfig,
+    /// The tenant's issuer (`{public-url}/{tenant}`).
     pub issuer: &'a str,
+    /// The authenticated client.
     pub client: &'a ClientConfig,
     /// Unix seconds.
     pub now: u64,
@@ -117,18 +120,25 @@ pub fn resolve_audience(
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
+    /// The access token (a JWT, or an opaque handle).
     pub access_token: String,
+    /// Always `Bearer`.
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// The granted scope, space-delimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A refresh token, when the grant issues one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// An ID token, for OpenID Connect code flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
 }
 
 impl TokenResponse {
+    /// A response for this access token, expiring when its claims do.
     pub fn bearer(access_token: String, claims: &AccessTokenClaims) -> Self {
         TokenResponse {
             access_token,

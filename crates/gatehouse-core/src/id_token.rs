@@ -12,19 +12,30 @@ use crate::model::SigningAlgorithm;
 /// The JOSE `typ` of ID tokens (distinct from access tokens' `at+jwt`).
 pub const ID_TOKEN_TYP: &str = "JWT";
 
+/// The claims of an ID token (OpenID Connect Core 2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdTokenClaims {
+    /// The tenant's issuer.
     pub iss: String,
+    /// The user.
     pub sub: String,
+    /// The client it is for.
     pub aud: String,
+    /// The client it was issued to (the same as `aud`).
     pub azp: String,
+    /// Unix seconds.
     pub exp: u64,
+    /// Unix seconds.
     pub iat: u64,
+    /// When the user signed in (unix seconds).
     pub auth_time: u64,
+    /// The authorization request's `nonce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Binds the ID token to its access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
+    /// The sign-in session, for logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     /// Profile and email claims the scopes release.

@@ -13,8 +13,10 @@ use crate::model::SigningAlgorithm;
 /// that disagree and verifiers that cache.
 pub const RETIREMENT_SLACK_SECS: u64 = 300;
 
+/// How a tenant's keys rotate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RotationPolicy {
+    /// What new keys sign with.
     pub algorithm: SigningAlgorithm,
     /// How long a key signs before its successor takes over.
     pub interval_secs: u64,
@@ -24,6 +26,8 @@ pub struct RotationPolicy {
 }
 
 impl RotationPolicy {
+    /// A policy rotating every `interval_secs`, keeping retired keys published for
+    /// `longest_token_secs` (plus some slack) so every token they signed still verifies.
     pub fn new(algorithm: SigningAlgorithm, interval_secs: u64, longest_token_secs: u64) -> Self {
         RotationPolicy {
             algorithm,
@@ -47,6 +51,7 @@ pub struct KeyPlan {
 }
 
 impl KeyPlan {
+    /// The key that signs now.
     pub fn active(&self) -> Option<&SigningKeyRecord> {
         self.keys.iter().find(|k| k.state == KeyState::Active)
     }

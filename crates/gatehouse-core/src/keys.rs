@@ -6,9 +6,9 @@
 //! (not per token): parsing a PKCS#8 document costs more than an ES256 signature.
 
 use crate::model::SigningAlgorithm;
+use crate::random::{NoRandomness, Randomness};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::encoding::AsDer;
-use crate::random::{NoRandomness, Randomness};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
@@ -21,23 +21,36 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+/// Why a key could not be made, read, opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key-encryption key has the wrong length.
     #[error("key-encryption key must be 32 bytes, base64-encoded (got {0} bytes)")]
     KekLength(usize),
+    /// The key-encryption key is not base64.
     #[error("key-encryption key is not valid base64")]
     KekEncoding,
+    /// The crypto library could not make a key.
     #[error("could not generate a {0} key")]
     Generate(SigningAlgorithm),
+    /// A sealed key does not open: another key-encryption key sealed it, or it was altered.
     #[error("sealed private key of {kid} does not open with this key-encryption key")]
-    Unseal { kid: String },
+    Unseal {
+        /// The key's id.
+        kid: String,
+    },
+    /// An opened key is not what its record says.
     #[error("private key of {kid} is not a valid {algorithm} key")]
     BadPrivateKey {
+        /// The key's id.
         kid: String,
+        /// What it claims to be.
         algorithm: SigningAlgorithm,
     },
+    /// The crypto library could not sign.
     #[error("signing failed")]
     Sign,
+    /// No randomness for a nonce or a key.
     #[error(transparent)]
     NoRandomness(#[from] NoRandomness),
 }
@@ -54,6 +67,7 @@ impl std::fmt::Debug for KeyEncryptionKey {
 }
 
 impl KeyEncryptionKey {
+    /// The key from its 32 raw bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() != 32 {
             return Err(KeyError::KekLength(bytes.len()));
@@ -128,16 +142,22 @@ impl KeyEncryptionKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
+    /// Signs now.
     Active,
+    /// Published in JWKS, signs after the next rotation (so verifiers know it in time).
     Next,
+    /// Signs no more; published until every token it signed has expired.
     Retired,
 }
 
 /// A signing key as stored: public JWK in the clear, private key sealed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKeyRecord {
+    /// The key's id, in JWKS and in every JWT header it signs.
     pub kid: String,
+    /// What it signs with.
     pub algorithm: SigningAlgorithm,
+    /// Where it is in its life.
     pub state: KeyState,
     /// Unix seconds.
     pub created_at: u64,
@@ -147,6 +167,7 @@ pub struct SigningKeyRecord {
     /// When it stopped signing (unix seconds); it leaves JWKS once its tokens have expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<u64>,
+    /// The public half, as published in JWKS.
     pub public_jwk: Value,
     /// base64url(nonce || AES-256-GCM(PKCS#8)).
     pub sealed_private_key: String,
@@ -250,7 +271,9 @@ enum PairKind {
 
 /// A parsed, ready-to-sign private key.
 pub struct SigningKey {
+    /// The key's id, for the JWT header.
     pub kid: String,
+    /// What it signs with.
     pub algorithm: SigningAlgorithm,
     pair: PairKind,
     rng: SystemRandom,

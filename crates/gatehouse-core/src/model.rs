@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An OAuth 2.0 grant type, spelled as on the wire (`grant_type` parameter, RFC 8414 metadata).
+// The variants carry plain comments: doc comments would become descriptions in the CRD
+// schema, turning its `enum` into a `oneOf`.
+#[allow(missing_docs)]
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -36,6 +39,7 @@ pub enum GrantType {
 }
 
 impl GrantType {
+    /// Every grant, in the order the CRD documents them.
     pub const ALL: [GrantType; 7] = [
         GrantType::AuthorizationCode,
         GrantType::Implicit,
@@ -46,6 +50,7 @@ impl GrantType {
         GrantType::DeviceCode,
     ];
 
+    /// The `grant_type` value (and the CRD's spelling).
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::AuthorizationCode => "authorization_code",
@@ -60,6 +65,8 @@ impl GrantType {
 
     // Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant
     // (it has no `grant_type` value in RFC 6749), so it never parses here.
+    /// Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant (it has
+    /// no `grant_type` value in RFC 6749), so it never parses here.
     pub fn from_token_request(value: &str) -> Option<GrantType> {
         GrantType::ALL
             .into_iter()
@@ -74,6 +81,9 @@ impl fmt::Display for GrantType {
 }
 
 /// JWS algorithms a tenant may sign with.
+// The variants carry plain comments: doc comments would become descriptions in the CRD
+// schema, turning its `enum` into a `oneOf`.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SigningAlgorithm {
     // ECDSA with P-256 and SHA-256: small keys, fast signatures; the default.
@@ -86,6 +96,7 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
+    /// The JWS `alg` value.
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlgorithm::ES256 => "ES256",
@@ -102,6 +113,9 @@ impl fmt::Display for SigningAlgorithm {
 }
 
 /// How access tokens are represented.
+// The variants carry plain comments: doc comments would become descriptions in the CRD
+// schema, turning its `enum` into a `oneOf`.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenFormat {
@@ -114,6 +128,9 @@ pub enum TokenFormat {
 
 /// Client authentication methods at the token, introspection and revocation endpoints
 /// (names from the IANA "OAuth Token Endpoint Authentication Methods" registry).
+// The variants carry plain comments: doc comments would become descriptions in the CRD
+// schema, turning its `enum` into a `oneOf`.
+#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
@@ -129,6 +146,7 @@ pub enum ClientAuthMethod {
 }
 
 impl ClientAuthMethod {
+    /// The name as registered with IANA and written in the CRDs.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientAuthMethod::ClientSecretBasic => "client_secret_basic",

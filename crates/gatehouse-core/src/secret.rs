@@ -7,9 +7,9 @@
 //! MAC key is random per process and never leaves memory, so the cache holds nothing from which
 //! the secret could be recovered offline, and a secret change (a new stored hash) misses it.
 
+use crate::random::{NoRandomness, Randomness, SystemRandom};
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use crate::random::{NoRandomness, Randomness, SystemRandom};
 use aws_lc_rs::{constant_time, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -17,12 +17,16 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
+/// Why a secret could not be hashed or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The argon2 library refused (bad parameters).
     #[error("could not hash secret: {0}")]
     Hash(String),
+    /// The stored hash is of another kind: only argon2id is accepted.
     #[error("stored hash is not an argon2id PHC string")]
     NotArgon2id,
+    /// No randomness for the salt.
     #[error(transparent)]
     NoRandomness(#[from] NoRandomness),
 }
@@ -197,6 +201,7 @@ pub struct VerifiedSecretCache {
 }
 
 impl VerifiedSecretCache {
+    /// A cache remembering at most `capacity` verified secrets (emptied when full).
     pub fn new(capacity: usize) -> Self {
         let mut k = [0u8; 32];
         // Without randomness the cache would be predictable; a fixed fallback is never used

@@ -15,6 +15,7 @@ pub fn user_key(username: &str) -> String {
     format!("user:{}", crate::hex::encode(username.as_bytes()))
 }
 
+/// Store key of a client address's failure counter.
 pub fn address_key(address: &str) -> String {
     format!("addr:{address}")
 }

@@ -43,14 +43,23 @@ impl<'de> Deserialize<'de> for Audience {
 /// Claims of an access token (RFC 9068 section 2.2), the same for JWT and opaque tokens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenClaims {
+    /// The tenant's issuer.
     pub iss: String,
+    /// Who the token is about: a user, or the client itself.
     pub sub: String,
+    /// The resource servers it is for.
     pub aud: Audience,
+    /// Unix seconds.
     pub exp: u64,
+    /// Unix seconds.
     pub iat: u64,
+    /// Unix seconds.
     pub nbf: u64,
+    /// The token's id: what revocation is keyed by.
     pub jti: String,
+    /// The client it was issued to.
     pub client_id: String,
+    /// The granted scope, space-delimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
@@ -123,6 +132,7 @@ impl UnsignedJwt {
 
 /// A public key a tenant's tokens may verify against.
 pub struct VerificationKey {
+    /// The key's id, matched against a JWT's `kid`.
     pub kid: String,
     algorithm: jsonwebtoken::Algorithm,
     key: DecodingKey,
@@ -141,6 +151,7 @@ impl VerificationKey {
     }
 }
 
+/// The JWS algorithm a tenant's signing algorithm is.
 pub fn jose_algorithm(alg: SigningAlgorithm) -> jsonwebtoken::Algorithm {
     match alg {
         SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
@@ -153,18 +164,25 @@ pub fn jose_algorithm(alg: SigningAlgorithm) -> jsonwebtoken::Algorithm {
 /// `active: false`; the reason is for logs and tests.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {
+    /// Not a JWS compact serialisation.
     #[error("not a JWT")]
     Malformed,
+    /// Another kind of JWT (an ID token, say): `typ` is not `at+jwt`.
     #[error("not an access token (typ)")]
     WrongType,
+    /// Signed by no key of this tenant.
     #[error("unknown signing key")]
     UnknownKey,
+    /// The signature, algorithm or claims are wrong.
     #[error("bad signature or claims")]
     Invalid,
+    /// `exp` has passed.
     #[error("expired")]
     Expired,
+    /// `nbf` lies in the future.
     #[error("not yet valid")]
     NotYetValid,
+    /// Issued by another tenant.
     #[error("issued by another issuer")]
     WrongIssuer,
 }

@@ -47,7 +47,9 @@ impl ConditionStatus {
         conditions
             .iter()
             .find(|c| c.type_ == type_)
-            .map_or(ConditionStatus::Unknown, |c| ConditionStatus::parse(&c.status))
+            .map_or(ConditionStatus::Unknown, |c| {
+                ConditionStatus::parse(&c.status)
+            })
     }
 }
 

@@ -38,7 +38,9 @@ pub async fn verify_once(
         .mark_used(tenant.name(), RecordKind::AssertionJti, &id, keep)
         .await?
     {
-        return Err(OAuthError::invalid_grant("the assertion was already used (jti replay)").into());
+        return Err(
+            OAuthError::invalid_grant("the assertion was already used (jti replay)").into(),
+        );
     }
     Ok(claims)
 }

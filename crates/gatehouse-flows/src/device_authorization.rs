@@ -6,8 +6,8 @@ use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::device_code::{self, normalize_user_code};
 use gatehouse_core::token::opaque_token_id;
 use gatehouse_core::{ClientConfig, endpoints};
-use gatehouse_store::records::{self, Record};
 use gatehouse_store::RecordKind;
+use gatehouse_store::records::{self, Record};
 use serde::{Deserialize, Serialize};
 
 /// How long a device record is kept after it expires, so a late poll learns `expired_token`.
@@ -55,7 +55,14 @@ pub async fn start(
     let device_id = opaque_token_id(&device_code);
     let store = services.store();
     let name = tenant.name();
-    records::put(store, name, &device_id, &record, record.expires_at + EXPIRED_GRACE_SECS).await?;
+    records::put(
+        store,
+        name,
+        &device_id,
+        &record,
+        record.expires_at + EXPIRED_GRACE_SECS,
+    )
+    .await?;
     records::put(
         store,
         name,

@@ -61,7 +61,9 @@ impl Error {
             Error::Store(_) => OAuthError::server_error("internal storage error"),
             Error::NoRandomness(e) => (*e).into(),
             Error::Signing(_) => OAuthError::server_error("could not sign the token"),
-            Error::ShuttingDown => OAuthError::temporarily_unavailable("the server is shutting down"),
+            Error::ShuttingDown => {
+                OAuthError::temporarily_unavailable("the server is shutting down")
+            }
         }
     }
 
@@ -91,7 +93,10 @@ mod tests {
         let e: Error = StoreError::Unavailable("connection refused".into()).into();
         assert_eq!(e.code(), ErrorCode::TemporarilyUnavailable);
         assert!(!e.to_oauth().description.contains("refused"));
-        assert_eq!(e.detail().as_deref(), Some("store unavailable: connection refused"));
+        assert_eq!(
+            e.detail().as_deref(),
+            Some("store unavailable: connection refused")
+        );
         let e = Error::Signing(KeyError::Sign);
         assert_eq!(e.code(), ErrorCode::ServerError);
         let e: Error = OAuthError::invalid_grant("no").into();

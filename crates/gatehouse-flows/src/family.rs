@@ -10,7 +10,12 @@ use gatehouse_store::Store;
 ///
 /// # Errors
 /// The store failing.
-pub async fn revoke(store: &dyn Store, tenant: &str, family: &str, until: u64) -> Result<(), Error> {
+pub async fn revoke(
+    store: &dyn Store,
+    tenant: &str,
+    family: &str,
+    until: u64,
+) -> Result<(), Error> {
     for (jti, exp) in store.revoke_family(tenant, family, until).await? {
         store.revoke_jti(tenant, &jti, exp).await?;
     }

@@ -65,11 +65,7 @@ pub struct Services {
 
 impl Services {
     #[must_use]
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        random: Arc<dyn Randomness>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Self {
         Services {
             store,
             clock,

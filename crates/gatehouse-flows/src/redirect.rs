@@ -57,9 +57,18 @@ mod tests {
 
     #[test]
     fn parameters_go_in_the_query_or_the_fragment() {
-        assert_eq!(with_params("https://a/cb", &[("code", "x y")], false), "https://a/cb?code=x+y");
-        assert_eq!(with_params("https://a/cb?k=1", &[("code", "x")], false), "https://a/cb?k=1&code=x");
-        assert_eq!(with_params("https://a/cb", &[("access_token", "t")], true), "https://a/cb#access_token=t");
+        assert_eq!(
+            with_params("https://a/cb", &[("code", "x y")], false),
+            "https://a/cb?code=x+y"
+        );
+        assert_eq!(
+            with_params("https://a/cb?k=1", &[("code", "x")], false),
+            "https://a/cb?k=1&code=x"
+        );
+        assert_eq!(
+            with_params("https://a/cb", &[("access_token", "t")], true),
+            "https://a/cb#access_token=t"
+        );
         let e = RedirectError {
             redirect_uri: "https://a/cb".into(),
             response_type: ResponseType::Code,

@@ -20,8 +20,11 @@ pub async fn revoke(
 ) -> Result<(), Error> {
     let store = services.store();
     let name = tenant.name();
-    let not_yours =
-        || Error::from(OAuthError::unauthorized_client("the token was not issued to this client"));
+    let not_yours = || {
+        Error::from(OAuthError::unauthorized_client(
+            "the token was not issued to this client",
+        ))
+    };
     if let Some(claims) = active_claims(services, tenant, token).await? {
         if claims.client_id != client.client_id {
             return Err(not_yours());
@@ -29,7 +32,9 @@ pub async fn revoke(
         if looks_like_jwt(token) {
             store.revoke_jti(name, &claims.jti, claims.exp).await?;
         } else {
-            store.delete_opaque_token(name, &opaque_token_id(token)).await?;
+            store
+                .delete_opaque_token(name, &opaque_token_id(token))
+                .await?;
         }
         tracing::info!(tenant = %name, client = %client.client_id, jti = %claims.jti, "access token revoked");
     } else if let Some(stored) =

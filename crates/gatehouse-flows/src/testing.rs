@@ -116,7 +116,11 @@ pub fn bundle() -> (TenantBundle, KeyEncryptionKey) {
     (bundle, kek)
 }
 
-fn world_on(store: Arc<dyn Store>, clock: Arc<ManualClock>, redis: Option<gatehouse_testkit::RedisServer>) -> World {
+fn world_on(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    redis: Option<gatehouse_testkit::RedisServer>,
+) -> World {
     let (bundle, kek) = bundle();
     let tenant = ServedTenant::build(bundle, ISSUER_BASE, &kek);
     let services = Services::new(store, clock.clone(), gatehouse_core::random::system());
@@ -169,7 +173,9 @@ pub fn reporter_assertion(sub: &str, aud: &str, now: u64, jti: &str) -> String {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
-    let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_der(&der);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("reporter-2026".into());

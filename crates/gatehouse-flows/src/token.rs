@@ -137,7 +137,11 @@ pub struct Caller<'a> {
 ///
 /// # Errors
 /// The RFC 6749 section 5.2 error, or trouble with the store, signing or randomness.
-pub async fn token(services: &Services, caller: &Caller<'_>, params: &Params) -> Result<Issued, Error> {
+pub async fn token(
+    services: &Services,
+    caller: &Caller<'_>,
+    params: &Params,
+) -> Result<Issued, Error> {
     let grant = TokenRequest::grant_type(params)?;
     check_grant_allowed(&caller.tenant.config, caller.client, grant)?;
     let request = TokenRequest::parse(grant, params)?;
@@ -145,7 +149,11 @@ pub async fn token(services: &Services, caller: &Caller<'_>, params: &Params) ->
 }
 
 /// Runs a parsed request whose grant was checked.
-async fn issue(services: &Services, caller: &Caller<'_>, request: TokenRequest) -> Result<Issued, Error> {
+async fn issue(
+    services: &Services,
+    caller: &Caller<'_>,
+    request: TokenRequest,
+) -> Result<Issued, Error> {
     let tenant = caller.tenant;
     let ctx = GrantContext {
         tenant: &tenant.config,
@@ -257,19 +265,36 @@ impl Outcome {
     }
 }
 
-async fn mint_outcome(services: &Services, tenant: &ServedTenant, outcome: Outcome) -> Result<TokenResponse, Error> {
+async fn mint_outcome(
+    services: &Services,
+    tenant: &ServedTenant,
+    outcome: Outcome,
+) -> Result<TokenResponse, Error> {
     let name = tenant.name();
     let store = services.store();
     let access_token = mint::access_token(services, tenant, &outcome.claims).await?;
     let mut body = TokenResponse::bearer(access_token.clone(), &outcome.claims);
     if let Some((family, until)) = &outcome.family {
         store
-            .add_family_access_token(name, family, &outcome.claims.jti, outcome.claims.exp, *until)
+            .add_family_access_token(
+                name,
+                family,
+                &outcome.claims.jti,
+                outcome.claims.exp,
+                *until,
+            )
             .await?;
     }
     if let Some(record) = outcome.refresh {
         let token = services.random.token()?;
-        records::put(store, name, &opaque_token_id(&token), &record, record.expires_at).await?;
+        records::put(
+            store,
+            name,
+            &opaque_token_id(&token),
+            &record,
+            record.expires_at,
+        )
+        .await?;
         body.refresh_token = Some(token);
     }
     if let Some(mut id) = outcome.id_token {

@@ -23,7 +23,13 @@ pub fn get(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` header for the tenant's path.
-pub fn set(state: &AppState, tenant: &str, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+pub fn set(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+) -> HeaderValue {
     let public_url = state.directory.public_url();
     let secure = if public_url.starts_with("https://") {
         "; Secure"

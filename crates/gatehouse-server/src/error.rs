@@ -142,7 +142,8 @@ impl HttpError {
                 HttpError::new(error, StatusCode::NOT_FOUND, shape, None)
             }
             Kind::Page => {
-                let error = OAuthError::invalid_request(format!("There is no tenant named {name}."));
+                let error =
+                    OAuthError::invalid_request(format!("There is no tenant named {name}."));
                 let shape = Shape::Page {
                     tenant: name.to_string(),
                     title: "Unknown tenant",
@@ -268,7 +269,9 @@ mod tests {
     #[test]
     fn every_shape_carries_its_code_for_the_log_and_the_metric() {
         let unavailable = Error::from(StoreError::Unavailable("refused".into()));
-        let r = HttpError::json(&unavailable).for_client("c1").into_response();
+        let r = HttpError::json(&unavailable)
+            .for_client("c1")
+            .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         let f = failure(&r);
@@ -283,7 +286,12 @@ mod tests {
 
         let r = HttpError::json(&OAuthError::invalid_client("no").into()).into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert!(r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic"));
+        assert!(
+            r.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
 
         let invalid_token = Error::from(OAuthError::new(ErrorCode::InvalidToken, "gone"));
         let r = HttpError::bearer(&invalid_token).into_response();
@@ -307,7 +315,12 @@ mod tests {
         };
         let r = HttpError::redirect("https://i/acme", &refused).into_response();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert!(r.headers()[header::LOCATION].to_str().unwrap().starts_with("https://app/cb?error=login_required"));
+        assert!(
+            r.headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .starts_with("https://app/cb?error=login_required")
+        );
         assert_eq!(failure(&r).code, ErrorCode::LoginRequired);
     }
 }

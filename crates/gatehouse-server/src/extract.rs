@@ -86,7 +86,10 @@ impl FromRequest<AppState> for ClientRequest {
         };
         let authorization = match parts.headers.get(header::AUTHORIZATION) {
             Some(v) => Some(v.to_str().map_err(|_| {
-                failed(&OAuthError::invalid_client("malformed Basic authorization header: not ASCII").into())
+                failed(
+                    &OAuthError::invalid_client("malformed Basic authorization header: not ASCII")
+                        .into(),
+                )
             })?),
             None => None,
         };
@@ -132,7 +135,10 @@ fn client_address(state: &AppState, parts: &Parts) -> Option<IpAddr> {
 impl FromRequestParts<AppState> for PeerAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(PeerAddress(client_address(state, parts)))
     }
 }

@@ -5,10 +5,10 @@
 //! or warn (5xx); successes at debug.
 
 use crate::AppState;
+use crate::error::Failure;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use crate::error::Failure;
 use gatehouse_core::GrantType;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -2,8 +2,8 @@
 //! JavaScript, every value HTML-escaped, and each page says where to go next.
 
 use axum::http::{HeaderValue, StatusCode, header};
-use std::fmt::Write;
 use axum::response::{IntoResponse, Response};
+use std::fmt::Write;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -141,15 +141,18 @@ pub struct ConsentPage<'a> {
 }
 
 pub fn consent(p: &ConsentPage<'_>) -> String {
-    let items = p.scopes.iter().fold(String::new(), |mut out, (name, description)| {
-        let _ = write!(
-            out,
-            "<li><strong>{}</strong> — {}</li>",
-            escape(name),
-            escape(description)
-        );
-        out
-    });
+    let items = p
+        .scopes
+        .iter()
+        .fold(String::new(), |mut out, (name, description)| {
+            let _ = write!(
+                out,
+                "<li><strong>{}</strong> — {}</li>",
+                escape(name),
+                escape(description)
+            );
+            out
+        });
     let list = if items.is_empty() {
         "<p>No particular access: only that you signed in.</p>".to_string()
     } else {

@@ -23,6 +23,7 @@ use gatehouse_core::{ClientConfig, TenantConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend could not be reached or did not answer in time. Callers answer 503.
@@ -30,19 +31,38 @@ pub enum StoreError {
     Unavailable(String),
     /// Stored data did not decode; a bug or a foreign writer, never the caller's input.
     #[error("corrupt record at {key}: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// Where it was read.
+        key: String,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// The store URL cannot be used.
     #[error("invalid store URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL, its password replaced.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record could not be encoded for storage; a bug, never the caller's input.
     #[error("cannot encode a {kind:?} record: {reason}")]
-    Encode { kind: RecordKind, reason: String },
+    Encode {
+        /// The kind of record.
+        kind: RecordKind,
+        /// What the encoder said.
+        reason: String,
+    },
 }
 
 /// Everything a server needs to serve one tenant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TenantBundle {
+    /// The tenant's settings.
     pub config: TenantConfig,
+    /// Its signing keys (sealed).
     pub keys: Vec<SigningKeyRecord>,
+    /// Its clients.
     pub clients: Vec<ClientConfig>,
 }
 
@@ -50,7 +70,9 @@ pub struct TenantBundle {
 /// against (its clients are published one by one).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TenantSettings {
+    /// The tenant's settings, if it has any.
     pub config: Option<TenantConfig>,
+    /// Its signing keys (sealed).
     pub keys: Vec<SigningKeyRecord>,
 }
 
@@ -58,13 +80,21 @@ pub struct TenantSettings {
 /// random values, never the secrets themselves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// A refresh token's record (under the token's digest).
     RefreshToken,
+    /// An authorization code's record (under the code's digest).
     AuthorizationCode,
+    /// A sign-in waiting for the person.
     AuthorizationRequest,
+    /// A signed-in browser (under the cookie's digest).
     Session,
+    /// What a person allowed a client.
     Consent,
+    /// A device authorization (under the device code's digest).
     DeviceCode,
+    /// A user code, pointing at its device authorization.
     UserCode,
+    /// A spent assertion `jti`.
     AssertionJti,
 }
 
@@ -87,6 +117,9 @@ impl RecordKind {
 /// A tenant's configuration version; bumped on every configuration write of the tenant.
 pub type Version = u64;
 
+/// Where tenants, clients, keys and runtime state are kept. Implementations keep one contract
+/// (`tests/contract/suite.rs`): every method is atomic on its own, and `mark_used` is true for
+/// exactly one caller however many race.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Configuration, written by the reconcile core's publisher.
@@ -142,6 +175,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_opaque_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
     /// Marks a JWT's `jti` revoked until `until` (unix seconds, its `exp`).
     async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError>;
+    /// Whether a JWT's `jti` is revoked now.
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError>;
 
     /// Counts a failed sign-in under `key`, in a window of `window_secs` that starts with the
@@ -154,6 +188,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Failures counted under `key` in its current window.
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError>;
+    /// Forgets the failures counted under `key` (after a successful sign-in).
     async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
     /// Stores a short-lived record (JSON) of `kind` under `id` until `expires_at`.
@@ -180,6 +215,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         until: u64,
     ) -> Result<bool, StoreError>;
+    /// Deletes a record; deleting an absent one is not an error.
     async fn delete_record(
         &self,
         tenant: &str,
@@ -202,6 +238,7 @@ pub trait Store: Send + Sync + 'static {
         family: &str,
         until: u64,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Whether a family is revoked now.
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
 
     /// Cheap liveness probe for `/readyz`.

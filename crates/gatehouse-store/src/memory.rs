@@ -1,8 +1,8 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
 use crate::{RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
-use gatehouse_core::clock::{Clock, SystemClock};
 use async_trait::async_trait;
+use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -54,11 +54,13 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store on the system clock.
     #[must_use]
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
     }
 
+    /// An empty store whose records expire by `clock`.
     #[must_use]
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryStore {

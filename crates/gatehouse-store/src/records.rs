@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 /// A value kept as a record of one kind.
 pub trait Record: Serialize + DeserializeOwned {
+    /// The key space it lives in.
     const KIND: RecordKind;
 }
 
@@ -30,7 +31,9 @@ impl Record for DeviceRecord {
 /// A record as read back: its value, and whether it was marked used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored<R> {
+    /// The record.
     pub value: R,
+    /// Whether it was marked used.
     pub used: bool,
 }
 
@@ -79,7 +82,11 @@ pub async fn get<R: Record>(
 ///
 /// # Errors
 /// The store's.
-pub async fn delete<R: Record>(store: &dyn Store, tenant: &str, id: &str) -> Result<(), StoreError> {
+pub async fn delete<R: Record>(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+) -> Result<(), StoreError> {
     store.delete_record(tenant, R::KIND, id).await
 }
 
@@ -123,17 +130,39 @@ mod tests {
         let store = MemoryStore::with_clock(clock.clone());
         put(&store, "acme", "d1", &device(), 200).await.unwrap();
         let got = get::<DeviceRecord>(&store, "acme", "d1").await.unwrap();
-        assert_eq!(got, Some(Stored { value: device(), used: false }));
-        assert!(mark_used::<DeviceRecord>(&store, "acme", "d1", 300).await.unwrap());
-        assert!(get::<DeviceRecord>(&store, "acme", "d1").await.unwrap().unwrap().used);
+        assert_eq!(
+            got,
+            Some(Stored {
+                value: device(),
+                used: false
+            })
+        );
+        assert!(
+            mark_used::<DeviceRecord>(&store, "acme", "d1", 300)
+                .await
+                .unwrap()
+        );
+        assert!(
+            get::<DeviceRecord>(&store, "acme", "d1")
+                .await
+                .unwrap()
+                .unwrap()
+                .used
+        );
         clock.set(200);
-        assert_eq!(get::<DeviceRecord>(&store, "acme", "d1").await.unwrap(), None);
+        assert_eq!(
+            get::<DeviceRecord>(&store, "acme", "d1").await.unwrap(),
+            None
+        );
 
         store
             .put_record("acme", RecordKind::DeviceCode, "bad", "{not json", 500)
             .await
             .unwrap();
-        assert_eq!(get::<DeviceRecord>(&store, "acme", "bad").await.unwrap(), None);
+        assert_eq!(
+            get::<DeviceRecord>(&store, "acme", "bad").await.unwrap(),
+            None
+        );
         let _: Arc<dyn Store> = Arc::new(store);
     }
 }

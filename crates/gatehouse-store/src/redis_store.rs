@@ -108,6 +108,7 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// A Redis (or Redis Cluster) store.
 pub struct RedisStore {
     conn: Connection,
     bump: redis::Script,
@@ -134,6 +135,8 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 impl RedisStore {
+    /// Connects to a `redis://`, `rediss://`, `redis+cluster://` or `rediss+cluster://` URL,
+    /// failing fast when nothing answers.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl {
             url: redact_url(url),

@@ -80,9 +80,15 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
     let outcome = decide(client, &inputs);
     let mut status = outcome.status.clone();
     let tenant_name = &client.spec.tenant_ref;
-    let published = if let Some(registration) = &outcome.registration { ctx.publisher.publish_client(tenant_name, registration).await } else {
+    let published = if let Some(registration) = &outcome.registration {
+        ctx.publisher
+            .publish_client(tenant_name, registration)
+            .await
+    } else {
         let source = format!("{namespace}/{name}");
-        ctx.publisher.unpublish_client(tenant_name, &id, &source).await
+        ctx.publisher
+            .unpublish_client(tenant_name, &id, &source)
+            .await
     };
     if let Err(e) = &published {
         let verdict = Verdict::new(

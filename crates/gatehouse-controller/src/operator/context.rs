@@ -98,14 +98,11 @@ impl Context {
     /// The wait before retrying `key` after its `n`th consecutive failure: 1 s, doubling, up
     /// to five minutes.
     pub fn failed(&self, key: &str) -> Duration {
-        let n = self
-            .failures
-            .lock()
-            .map_or(1, |mut f| {
-                let n = f.entry(key.to_string()).or_insert(0);
-                *n = n.saturating_add(1);
-                *n
-            });
+        let n = self.failures.lock().map_or(1, |mut f| {
+            let n = f.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        });
         Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(MAX_BACKOFF)
     }
 

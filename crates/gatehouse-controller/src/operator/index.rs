@@ -42,10 +42,7 @@ impl Clients {
         let key = (client.namespace().unwrap_or_default(), client.name_any());
         let entry = ClientEntry {
             tenant: client.spec.tenant_ref.clone(),
-            secret: (
-                key.0.clone(),
-                client.spec.effective_secret_ref(&key.1).name,
-            ),
+            secret: (key.0.clone(), client.spec.effective_secret_ref(&key.1).name),
             live: client.status.as_ref().is_some_and(|s| {
                 ConditionStatus::of(&s.conditions, types::READY) == ConditionStatus::True
             }),
@@ -165,11 +162,15 @@ fn client_refs(keys: Option<&HashSet<Key>>) -> Vec<ObjectRef<OAuthClient>> {
 
 impl Index {
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes in an event of the OAuthClient watch.
@@ -240,7 +241,11 @@ impl Index {
 
     /// Takes in an event of the Secret watch (Secrets are only looked up, never indexed; a
     /// deleted one matters to whoever used it).
-    pub fn secret_event(&self, event: &watcher::Event<Secret>, operator_namespace: &str) -> Triggers {
+    pub fn secret_event(
+        &self,
+        event: &watcher::Event<Secret>,
+        operator_namespace: &str,
+    ) -> Triggers {
         match event {
             watcher::Event::Delete(s) => Triggers {
                 tenants: self.tenants_of_secret(s, operator_namespace),
@@ -266,7 +271,11 @@ impl Index {
     /// The tenants `secret` matters to: those whose users it holds, and the one whose signing
     /// keys it holds (in the operator's namespace, labelled with the tenant).
     #[must_use]
-    pub fn tenants_of_secret(&self, secret: &Secret, operator_namespace: &str) -> Vec<ObjectRef<Tenant>> {
+    pub fn tenants_of_secret(
+        &self,
+        secret: &Secret,
+        operator_namespace: &str,
+    ) -> Vec<ObjectRef<Tenant>> {
         let namespace = secret.namespace().unwrap_or_default();
         let key = (namespace.clone(), secret.name_any());
         let mut out: Vec<ObjectRef<Tenant>> = self
@@ -297,13 +306,23 @@ impl Index {
     #[must_use]
     pub fn rivals(&self, client: &OAuthClient) -> Vec<Claimant> {
         let (tenant, id) = ClientIds::claim_of(client);
-        self.read().clients.ids.claimants(&tenant, &id).cloned().collect()
+        self.read()
+            .clients
+            .ids
+            .claimants(&tenant, &id)
+            .cloned()
+            .collect()
     }
 
     /// Whether `client` holds its client id in `tenant`: the oldest claimant that may claim it,
     /// each claimant as `clients` has it now.
     #[must_use]
-    pub fn holds_id(&self, client: &OAuthClient, tenant: Option<&Tenant>, clients: &Store<OAuthClient>) -> bool {
+    pub fn holds_id(
+        &self,
+        client: &OAuthClient,
+        tenant: Option<&Tenant>,
+        clients: &Store<OAuthClient>,
+    ) -> bool {
         let Some(tenant) = tenant else {
             return false;
         };
@@ -338,9 +357,12 @@ mod tests {
         }))
         .unwrap();
         if let Some(status) = ready {
-            c.status = Some(serde_json::from_value(json!({"conditions": [{
+            c.status = Some(
+                serde_json::from_value(json!({"conditions": [{
                 "type": "Ready", "status": status, "reason": "R", "message": "",
-                "lastTransitionTime": "2026-01-01T00:00:00Z"}]})).unwrap());
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}))
+                .unwrap(),
+            );
         }
         c
     }
@@ -357,31 +379,63 @@ mod tests {
         let mut secret = Secret::default();
         secret.metadata.namespace = Some("acme".into());
         secret.metadata.name = Some("shared-secret".into());
-        assert_eq!(index.clients_of_secret(&secret), vec![ObjectRef::new("a").within("acme")]);
+        assert_eq!(
+            index.clients_of_secret(&secret),
+            vec![ObjectRef::new("a").within("acme")]
+        );
 
         // b goes live, then a moves to another Secret and stops being live.
-        index.client_event(&watcher::Event::Apply(client("b", 20, "b-secret", Some("True"))));
-        index.client_event(&watcher::Event::Apply(client("a", 10, "other", Some("False"))));
+        index.client_event(&watcher::Event::Apply(client(
+            "b",
+            20,
+            "b-secret",
+            Some("True"),
+        )));
+        index.client_event(&watcher::Event::Apply(client(
+            "a",
+            10,
+            "other",
+            Some("False"),
+        )));
         assert_eq!(index.live_clients("acme"), 1);
         assert!(index.clients_of_secret(&secret).is_empty());
         assert_eq!(index.rivals(&a).len(), 2);
 
         let triggers = index.client_event(&watcher::Event::Delete(a.clone()));
         assert_eq!(triggers.tenants, vec![ObjectRef::new("acme")]);
-        assert_eq!(triggers.clients, vec![ObjectRef::new("b").within("acme")], "b may now hold the id");
-        let triggers = index.secret_event(&watcher::Event::Delete({
-            let mut s = secret.clone();
-            s.metadata.name = Some("b-secret".into());
-            s
-        }), "gatehouse");
+        assert_eq!(
+            triggers.clients,
+            vec![ObjectRef::new("b").within("acme")],
+            "b may now hold the id"
+        );
+        let triggers = index.secret_event(
+            &watcher::Event::Delete({
+                let mut s = secret.clone();
+                s.metadata.name = Some("b-secret".into());
+                s
+            }),
+            "gatehouse",
+        );
         assert_eq!(triggers.clients, vec![ObjectRef::new("b").within("acme")]);
 
         // A relist replaces everything at once.
         index.client_event(&watcher::Event::Init);
-        index.client_event(&watcher::Event::InitApply(client("c", 30, "c-secret", Some("True"))));
-        assert_eq!(index.clients_of_tenant("acme").len(), 1, "the old view serves until the relist is done");
+        index.client_event(&watcher::Event::InitApply(client(
+            "c",
+            30,
+            "c-secret",
+            Some("True"),
+        )));
+        assert_eq!(
+            index.clients_of_tenant("acme").len(),
+            1,
+            "the old view serves until the relist is done"
+        );
         index.client_event(&watcher::Event::InitDone);
-        assert_eq!(index.clients_of_tenant("acme"), vec![ObjectRef::new("c").within("acme")]);
+        assert_eq!(
+            index.clients_of_tenant("acme"),
+            vec![ObjectRef::new("c").within("acme")]
+        );
         assert_eq!(index.live_clients("acme"), 1);
     }
 }

@@ -104,7 +104,9 @@ impl LeaderElector {
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(LEASE_DURATION.as_secs()).unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                i32::try_from(LEASE_DURATION.as_secs()).unwrap_or(i32::MAX),
+            ),
             acquire_time: if renewing {
                 previous.and_then(|p| p.acquire_time.clone())
             } else {
@@ -123,7 +125,10 @@ impl LeaderElector {
 
 /// Waits until this replica holds the lease, trying every [`RENEW_INTERVAL`]. False if
 /// `stopped` resolves first.
-pub async fn acquire(elector: &LeaderElector, stopped: impl std::future::Future<Output = ()>) -> bool {
+pub async fn acquire(
+    elector: &LeaderElector,
+    stopped: impl std::future::Future<Output = ()>,
+) -> bool {
     futures::pin_mut!(stopped);
     loop {
         match elector.try_acquire().await {

@@ -96,21 +96,33 @@ pub fn watch_all(
     };
     let tenant_feed = {
         let (index, triggered) = (index.clone(), triggered.clone());
-        watch(Api::<Tenant>::all(client.clone()), tenant_writer, move |e| {
-            triggered.send(index.tenant_event(e));
-        })
+        watch(
+            Api::<Tenant>::all(client.clone()),
+            tenant_writer,
+            move |e| {
+                triggered.send(index.tenant_event(e));
+            },
+        )
     };
     let client_feed = {
         let (index, triggered) = (index.clone(), triggered.clone());
-        watch(Api::<OAuthClient>::all(client.clone()), client_writer, move |e| {
-            triggered.send(index.client_event(e));
-        })
+        watch(
+            Api::<OAuthClient>::all(client.clone()),
+            client_writer,
+            move |e| {
+                triggered.send(index.client_event(e));
+            },
+        )
     };
     let secret_feed = {
         let namespace = operator_namespace.to_string();
-        watch(Api::<Secret>::all(client.clone()), secret_writer, move |e| {
-            triggered.send(index.secret_event(e, &namespace));
-        })
+        watch(
+            Api::<Secret>::all(client.clone()),
+            secret_writer,
+            move |e| {
+                triggered.send(index.secret_event(e, &namespace));
+            },
+        )
     };
     let drive = async move {
         futures::future::join3(tenant_feed, client_feed, secret_feed).await;

@@ -49,7 +49,9 @@ impl ClientIds {
     #[must_use]
     pub fn claim_of(client: &OAuthClient) -> Claim {
         let namespace = client.namespace().unwrap_or_default();
-        let id = client.spec.effective_client_id(&namespace, &client.name_any());
+        let id = client
+            .spec
+            .effective_client_id(&namespace, &client.name_any());
         (client.spec.tenant_ref.clone(), id)
     }
 
@@ -137,9 +139,14 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(&ids), ["older", "newer"]);
-        assert_eq!(ids.holder("acme", "shared", |_| true).unwrap().name, "older");
         assert_eq!(
-            ids.holder("acme", "shared", |c| c.name != "older").unwrap().name,
+            ids.holder("acme", "shared", |_| true).unwrap().name,
+            "older"
+        );
+        assert_eq!(
+            ids.holder("acme", "shared", |c| c.name != "older")
+                .unwrap()
+                .name,
             "newer",
             "an ineligible claimant holds nothing"
         );

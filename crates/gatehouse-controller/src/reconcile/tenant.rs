@@ -131,9 +131,7 @@ pub fn reconcile_tenant(
         parse_duration(&spec.signing.rotation_interval)
             .map_or(DEFAULT_ROTATION_SECS, |d| d.as_secs()),
         // Everything a key signs (access and ID tokens) lives at most an access-token TTL.
-        registration
-            .as_ref()
-            .map_or(0, |c| c.access_token_ttl_secs),
+        registration.as_ref().map_or(0, |c| c.access_token_ttl_secs),
     );
     TenantOutcome {
         name,

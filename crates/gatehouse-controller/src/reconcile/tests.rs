@@ -88,7 +88,10 @@ fn a_valid_client_with_its_secret_is_registered_and_ready() {
     let c = r.client("acme", "billing").unwrap();
     let reg = c.registration.as_ref().expect("registered");
     assert_eq!(reg.config.client_id, "acme-billing");
-    assert_eq!(reg.secret.as_deref().map(std::string::String::as_str), Some("s3cret"));
+    assert_eq!(
+        reg.secret.as_deref().map(std::string::String::as_str),
+        Some("s3cret")
+    );
     assert_eq!(condition(c, types::ACCEPTED).status, "True");
     assert_eq!(condition(c, types::READY).status, "True");
     assert_eq!(condition(c, types::READY).observed_generation, Some(2));

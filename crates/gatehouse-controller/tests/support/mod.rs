@@ -5,8 +5,8 @@
 
 use gatehouse_controller::cluster::Kube;
 use gatehouse_controller::operator::index::{Index, Triggers};
-use gatehouse_controller::operator::{Caches, Context, Setting};
 use gatehouse_controller::operator::metrics::OperatorMetrics;
+use gatehouse_controller::operator::{Caches, Context, Setting};
 use gatehouse_controller::publish::Publisher;
 use gatehouse_controller::rbac;
 use gatehouse_core::keys::KeyEncryptionKey;

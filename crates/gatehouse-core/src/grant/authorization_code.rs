@@ -27,16 +27,27 @@ pub enum ResponseType {
 /// The raw parameters of an authorization request.
 #[derive(Debug, Default)]
 pub struct AuthorizeParams<'a> {
+    /// The `client_id` parameter.
     pub client_id: Option<&'a str>,
+    /// The `redirect_uri` parameter.
     pub redirect_uri: Option<&'a str>,
+    /// The `response_type` parameter.
     pub response_type: Option<&'a str>,
+    /// The `scope` parameter.
     pub scope: Option<&'a str>,
+    /// The `state` parameter.
     pub state: Option<&'a str>,
+    /// The `nonce` parameter.
     pub nonce: Option<&'a str>,
+    /// The `code_challenge` parameter.
     pub code_challenge: Option<&'a str>,
+    /// The `code_challenge_method` parameter.
     pub code_challenge_method: Option<&'a str>,
+    /// The `prompt` parameter.
     pub prompt: Option<&'a str>,
+    /// The `max_age` parameter.
     pub max_age: Option<&'a str>,
+    /// The `response_mode` parameter.
     pub response_mode: Option<&'a str>,
     /// Parameters RFC 6749 says the server must refuse (`request`, `request_uri` are not
     /// supported: JAR is not implemented).
@@ -46,19 +57,30 @@ pub struct AuthorizeParams<'a> {
 /// An authorization request that passed validation, kept while the user signs in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
+    /// The requesting client.
     pub client_id: String,
+    /// Where the answer goes: registered for the client.
     pub redirect_uri: String,
+    /// A code, or (implicit) a token.
     pub response_type: ResponseType,
+    /// The scopes asked for (all allowed for the client).
     pub scopes: Vec<String>,
+    /// Echoed back to the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Echoed in the ID token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The PKCE S256 challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
+    /// `prompt=none`: answer without showing any page, or fail.
     pub prompt_none: bool,
+    /// `prompt=login`: the person must sign in again.
     pub prompt_login: bool,
+    /// `prompt=consent`: the person must be asked again.
     pub prompt_consent: bool,
+    /// `max_age`: the sign-in may be at most this many seconds old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<u64>,
     /// Unix seconds.
@@ -66,6 +88,7 @@ pub struct AuthorizationRequest {
 }
 
 impl AuthorizationRequest {
+    /// The scopes as a `scope` value (absent when empty).
     pub fn scope_string(&self) -> Option<String> {
         scope_string(&self.scopes)
     }
@@ -78,9 +101,13 @@ pub enum AuthorizeError {
     Page(OAuthError),
     /// Sent to the (registered) redirect URI.
     Redirect {
+        /// The registered redirect URI.
         redirect_uri: String,
+        /// Decides query or fragment.
         response_type: ResponseType,
+        /// The request's `state`, echoed.
         state: Option<String>,
+        /// What went wrong.
         error: OAuthError,
     },
 }
@@ -265,19 +292,28 @@ pub fn validate_request(
 /// What the store keeps for an authorization code (under the code's digest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
+    /// The client the code was issued to.
     pub client_id: String,
+    /// The redirect URI of the request (the token request must name it again).
     pub redirect_uri: String,
+    /// The scope the person consented to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The person who signed in.
     pub sub: String,
+    /// When they signed in (unix seconds), for the ID token.
     pub auth_time: u64,
+    /// The request's `nonce`, echoed in the ID token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The PKCE S256 challenge the verifier must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
+    /// The sign-in session, the ID token's `sid`.
     pub sid: String,
     /// Tokens issued for this code join this family, so a replayed code revokes them.
     pub family: String,
+    /// Unix seconds after which the code is refused.
     pub expires_at: u64,
 }
 

@@ -7,7 +7,9 @@ use crate::token::AccessTokenClaims;
 
 /// Parameters of a client credentials request (the client is already authenticated).
 pub struct ClientCredentialsRequest<'a> {
+    /// The `scope` parameter.
     pub scope: Option<&'a str>,
+    /// The `resource` parameters (RFC 8707).
     pub resources: &'a [String],
 }
 

@@ -38,23 +38,38 @@ pub fn normalize_user_code(input: &str) -> String {
         .collect()
 }
 
+/// Where a device authorization stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum DeviceState {
+    /// Waiting for a person to enter the code.
     Pending,
-    Approved { sub: String, auth_time: u64 },
+    /// Allowed: the next poll gets tokens for `sub`.
+    Approved {
+        /// The person who allowed it.
+        sub: String,
+        /// When they signed in (unix seconds).
+        auth_time: u64,
+    },
+    /// Denied: the next poll gets `access_denied`.
     Denied,
 }
 
 /// What the store keeps for a device code (under its digest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
+    /// The device's client.
     pub client_id: String,
+    /// The scope the device asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// What the person types (`XXXX-XXXX`).
     pub user_code: String,
+    /// Waiting, allowed or denied.
     pub state: DeviceState,
+    /// Unix seconds after which polls get `expired_token`.
     pub expires_at: u64,
+    /// Seconds the device must wait between polls (grows with each `slow_down`).
     pub interval: u64,
     /// Unix seconds of the last poll, for `slow_down`.
     #[serde(default)]
@@ -85,10 +100,13 @@ pub fn start(
 pub enum Poll {
     /// Answer with this error; store `record` back (it carries the new `last_poll`/interval).
     Wait(OAuthError, DeviceRecord),
+    /// Answer with this error; nothing to store.
     Refuse(OAuthError),
+    /// The claims of the access token, and when the person signed in.
     Approved(AccessTokenClaims, u64),
 }
 
+/// Decides one poll of a device code (already checked unused) at `ctx.now`.
 pub fn poll(ctx: &GrantContext<'_>, mut record: DeviceRecord, jti: String) -> Poll {
     if record.client_id != ctx.client.client_id {
         return Poll::Refuse(OAuthError::invalid_grant(

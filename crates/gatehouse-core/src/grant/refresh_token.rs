@@ -14,13 +14,17 @@ use serde::{Deserialize, Serialize};
 pub struct RefreshTokenRecord {
     /// All tokens descended from one grant share a family.
     pub family: String,
+    /// The client it was issued to.
     pub client_id: String,
     /// The client registration it was issued to (see `ClientConfig::incarnation`).
     #[serde(default)]
     pub client_incarnation: String,
+    /// Who the grant is about.
     pub sub: String,
+    /// The scope granted; a refresh may only narrow it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The audience of the access tokens it refreshes.
     pub aud: Audience,
     /// When the user authenticated (unix seconds), carried through rotations.
     pub auth_time: u64,
@@ -99,7 +103,8 @@ pub fn refresh(
             }
         }
     };
-    let claims = ctx.access_token_claims(record.sub.clone(), record.aud.clone(), scope.clone(), jti);
+    let claims =
+        ctx.access_token_claims(record.sub.clone(), record.aud.clone(), scope.clone(), jti);
     let successor = RefreshTokenRecord {
         scope,
         // Rotation keeps the family's lifetime: a stolen chain cannot be extended forever.

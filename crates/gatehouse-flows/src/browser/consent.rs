@@ -99,6 +99,13 @@ pub async fn answer(
             error: OAuthError::new(ErrorCode::AccessDenied, "the user denied access"),
         }));
     }
-    remember(services, tenant, &session.username, &req.client_id, &req.scopes).await?;
+    remember(
+        services,
+        tenant,
+        &session.username,
+        &req.client_id,
+        &req.scopes,
+    )
+    .await?;
     authorize::complete(services, tenant, id, pending, &session).await
 }

@@ -99,7 +99,14 @@ pub async fn confirm(
     } else {
         DeviceState::Denied
     };
-    records::put(store, name, &device_id, &record, record.expires_at + EXPIRED_GRACE_SECS).await?;
+    records::put(
+        store,
+        name,
+        &device_id,
+        &record,
+        record.expires_at + EXPIRED_GRACE_SECS,
+    )
+    .await?;
     records::delete::<UserCode>(store, name, &code).await?;
     pending::finish(services, tenant, id).await?;
     Ok(Step::DeviceDone { allowed })

@@ -50,8 +50,10 @@ pub async fn sign_in(
         }),
         Err(e) => Err(e),
         Ok(user) => {
-            let (session_cookie, session) = session::start(services, tenant, &user.username).await?;
-            let step = authorize::proceed(services, tenant, id, pending, Some(session), true).await?;
+            let (session_cookie, session) =
+                session::start(services, tenant, &user.username).await?;
+            let step =
+                authorize::proceed(services, tenant, id, pending, Some(session), true).await?;
             Ok(SignIn::SignedIn {
                 session_cookie,
                 step,

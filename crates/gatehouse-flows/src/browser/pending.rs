@@ -109,7 +109,11 @@ pub async fn load(
 ///
 /// # Errors
 /// [`Error::SignInExpired`] when it is gone, or the store failing.
-pub async fn find(services: &Services, tenant: &ServedTenant, id: Option<&str>) -> Result<Pending, Error> {
+pub async fn find(
+    services: &Services,
+    tenant: &ServedTenant,
+    id: Option<&str>,
+) -> Result<Pending, Error> {
     let id = id.ok_or(Error::SignInExpired)?;
     Ok(records::get::<Pending>(services.store(), tenant.name(), id)
         .await?

@@ -59,7 +59,14 @@ pub async fn start(
         sid: services.random.id()?,
     };
     let id = opaque_token_id(&value);
-    records::put(services.store(), tenant.name(), &id, &session, now + SESSION_TTL_SECS).await?;
+    records::put(
+        services.store(),
+        tenant.name(),
+        &id,
+        &session,
+        now + SESSION_TTL_SECS,
+    )
+    .await?;
     Ok((value, session))
 }
 
@@ -67,9 +74,14 @@ pub async fn start(
 ///
 /// # Errors
 /// The store failing.
-pub async fn end(services: &Services, tenant: &ServedTenant, cookie: Option<&str>) -> Result<(), Error> {
+pub async fn end(
+    services: &Services,
+    tenant: &ServedTenant,
+    cookie: Option<&str>,
+) -> Result<(), Error> {
     if let Some(value) = cookie {
-        records::delete::<Session>(services.store(), tenant.name(), &opaque_token_id(value)).await?;
+        records::delete::<Session>(services.store(), tenant.name(), &opaque_token_id(value))
+            .await?;
     }
     Ok(())
 }

@@ -45,16 +45,27 @@ fn request(extra: &[(&str, &str)]) -> Params {
 }
 
 /// Starts an authorization request in `cookies`' browser; returns its step and pending id.
-async fn start(world: &World, cookies: &mut Cookies, extra: &[(&str, &str)]) -> (Step, Option<(String, Pending)>) {
-    let begun = authorize(&world.services, &world.tenant, &request(extra), cookies.browser())
-        .await
-        .unwrap();
+async fn start(
+    world: &World,
+    cookies: &mut Cookies,
+    extra: &[(&str, &str)],
+) -> (Step, Option<(String, Pending)>) {
+    let begun = authorize(
+        &world.services,
+        &world.tenant,
+        &request(extra),
+        cookies.browser(),
+    )
+    .await
+    .unwrap();
     if let Some(b) = begun.new_browser {
         cookies.binding = Some(b);
     }
     let pending = match &begun.step {
         Step::SignIn { request } | Step::Consent(super::Ask { request, .. }) => {
-            let p = pending::find(&world.services, &world.tenant, Some(request)).await.unwrap();
+            let p = pending::find(&world.services, &world.tenant, Some(request))
+                .await
+                .unwrap();
             Some((request.clone(), p))
         }
         _ => None,
@@ -62,7 +73,13 @@ async fn start(world: &World, cookies: &mut Cookies, extra: &[(&str, &str)]) -> 
     (begun.step, pending)
 }
 
-async fn sign_in(world: &World, cookies: &mut Cookies, id: &str, pending: &Pending, password: &str) -> login::SignIn {
+async fn sign_in(
+    world: &World,
+    cookies: &mut Cookies,
+    id: &str,
+    pending: &Pending,
+    password: &str,
+) -> login::SignIn {
     let form = login::Form {
         username: "alice",
         password,
@@ -96,17 +113,29 @@ async fn sign_in_and_allow(world: &World, cookies: &mut Cookies) -> String {
     let (step, pending) = start(world, cookies, &[]).await;
     assert!(matches!(step, Step::SignIn { .. }), "{step:?}");
     let (id, pending) = pending.unwrap();
-    let login::SignIn::SignedIn { step, .. } = sign_in(world, cookies, &id, &pending, ALICE_PASSWORD).await else {
+    let login::SignIn::SignedIn { step, .. } =
+        sign_in(world, cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
         panic!("the right password signs in");
     };
     let Step::Consent(ask) = step else {
         panic!("a first request asks for consent, got {step:?}");
     };
     assert_eq!(ask.scopes, ["openid", "billing.read"]);
-    assert_eq!((ask.username.as_str(), ask.client_id.as_str()), ("alice", "portal"));
-    let step = consent::answer(&world.services, &world.tenant, &id, &pending, cookies.session.as_deref(), true)
-        .await
-        .unwrap();
+    assert_eq!(
+        (ask.username.as_str(), ask.client_id.as_str()),
+        ("alice", "portal")
+    );
+    let step = consent::answer(
+        &world.services,
+        &world.tenant,
+        &id,
+        &pending,
+        cookies.session.as_deref(),
+        true,
+    )
+    .await
+    .unwrap();
     location(&step).to_string()
 }
 
@@ -116,7 +145,10 @@ async fn sign_in_then_consent_then_a_code_and_the_consent_is_remembered() {
     let mut cookies = Cookies::default();
     let back = sign_in_and_allow(&world, &mut cookies).await;
     assert!(back.starts_with(&format!("{REDIRECT}?code=")), "{back}");
-    assert!(back.contains("&state=xyz&iss=https%3A%2F%2Fauth.example.com%2Facme"), "{back}");
+    assert!(
+        back.contains("&state=xyz&iss=https%3A%2F%2Fauth.example.com%2Facme"),
+        "{back}"
+    );
 
     // The same browser again: straight back, no sign-in, no consent.
     let (step, _) = start(&world, &mut cookies, &[]).await;
@@ -134,17 +166,36 @@ async fn a_wrong_password_is_retried_and_a_finished_request_is_gone() {
     let (id, pending) = pending.unwrap();
     let outcome = sign_in(&world, &mut cookies, &id, &pending, "wrong").await;
     assert!(
-        matches!(outcome, login::SignIn::Retry { message: "Wrong username or password." }),
+        matches!(
+            outcome,
+            login::SignIn::Retry {
+                message: "Wrong username or password."
+            }
+        ),
         "{outcome:?}"
     );
     let outcome = sign_in(&world, &mut cookies, &id, &pending, "").await;
-    assert!(matches!(outcome, login::SignIn::Retry { message: "Enter your username and password." }));
-    let login::SignIn::SignedIn { .. } = sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await else {
+    assert!(matches!(
+        outcome,
+        login::SignIn::Retry {
+            message: "Enter your username and password."
+        }
+    ));
+    let login::SignIn::SignedIn { .. } =
+        sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
         panic!("signs in");
     };
-    consent::answer(&world.services, &world.tenant, &id, &pending, cookies.session.as_deref(), true)
-        .await
-        .unwrap();
+    consent::answer(
+        &world.services,
+        &world.tenant,
+        &id,
+        &pending,
+        cookies.session.as_deref(),
+        true,
+    )
+    .await
+    .unwrap();
     let e = pending::load(
         &world.services,
         &world.tenant,
@@ -164,16 +215,26 @@ async fn a_form_from_another_browser_or_without_its_csrf_token_is_refused() {
     let (_, pending) = start(&world, &mut cookies, &[]).await;
     let (id, pending) = pending.unwrap();
     let binding = cookies.binding.as_deref();
-    let load = |binding, csrf| pending::load(&world.services, &world.tenant, Some(&id), binding, csrf);
-    assert!(matches!(load(Some("other"), Some(&pending.csrf)).await, Err(Error::ForeignForm)));
-    assert!(matches!(load(binding, Some("forged")).await, Err(Error::ForeignForm)));
+    let load =
+        |binding, csrf| pending::load(&world.services, &world.tenant, Some(&id), binding, csrf);
+    assert!(matches!(
+        load(Some("other"), Some(&pending.csrf)).await,
+        Err(Error::ForeignForm)
+    ));
+    assert!(matches!(
+        load(binding, Some("forged")).await,
+        Err(Error::ForeignForm)
+    ));
     assert!(matches!(load(binding, None).await, Err(Error::ForeignForm)));
     assert!(load(binding, Some(&pending.csrf)).await.is_ok());
     let gone = pending::load(&world.services, &world.tenant, Some("nope"), None, None).await;
     assert!(matches!(gone, Err(Error::SignInExpired)));
     // A pending sign-in lasts ten minutes.
     world.clock.advance(pending::PENDING_TTL_SECS);
-    assert!(matches!(load(binding, Some(&pending.csrf)).await, Err(Error::SignInExpired)));
+    assert!(matches!(
+        load(binding, Some(&pending.csrf)).await,
+        Err(Error::SignInExpired)
+    ));
 }
 
 #[tokio::test]
@@ -186,7 +247,12 @@ async fn prompt_values_decide_between_sign_in_consent_and_errors() {
     sign_in_and_allow(&world, &mut cookies).await;
     let (step, _) = start(&world, &mut cookies, &[("prompt", "none")]).await;
     assert!(location(&step).contains("code="), "signed in and consented");
-    let (step, _) = start(&world, &mut cookies, &[("prompt", "none"), ("scope", "openid profile")]).await;
+    let (step, _) = start(
+        &world,
+        &mut cookies,
+        &[("prompt", "none"), ("scope", "openid profile")],
+    )
+    .await;
     assert_eq!(refused(&step), ErrorCode::ConsentRequired);
 
     // prompt=consent asks again although consent is remembered.
@@ -197,7 +263,9 @@ async fn prompt_values_decide_between_sign_in_consent_and_errors() {
     let (step, pending) = start(&world, &mut cookies, &[("prompt", "login")]).await;
     assert!(matches!(step, Step::SignIn { .. }), "{step:?}");
     let (id, pending) = pending.unwrap();
-    let login::SignIn::SignedIn { step, .. } = sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await else {
+    let login::SignIn::SignedIn { step, .. } =
+        sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
         panic!("signs in");
     };
     assert!(location(&step).contains("code="), "consent was remembered");
@@ -209,10 +277,16 @@ async fn max_age_asks_for_a_fresh_sign_in_when_the_last_is_older() {
     let mut cookies = Cookies::default();
     sign_in_and_allow(&world, &mut cookies).await;
     let (step, _) = start(&world, &mut cookies, &[("max_age", "0")]).await;
-    assert!(location(&step).contains("code="), "signed in this very second");
+    assert!(
+        location(&step).contains("code="),
+        "signed in this very second"
+    );
     world.clock.advance(2);
     let (step, _) = start(&world, &mut cookies, &[("max_age", "1")]).await;
-    assert!(matches!(step, Step::SignIn { .. }), "older than max_age: {step:?}");
+    assert!(
+        matches!(step, Step::SignIn { .. }),
+        "older than max_age: {step:?}"
+    );
     let (step, _) = start(&world, &mut cookies, &[("max_age", "3600")]).await;
     assert!(location(&step).contains("code="));
     // The session itself ends after eight hours.
@@ -228,11 +302,20 @@ async fn denying_consent_goes_back_with_access_denied() {
     let (_, pending) = start(&world, &mut cookies, &[]).await;
     let (id, pending) = pending.unwrap();
     sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await;
-    let step = consent::answer(&world.services, &world.tenant, &id, &pending, cookies.session.as_deref(), false)
-        .await
-        .unwrap();
+    let step = consent::answer(
+        &world.services,
+        &world.tenant,
+        &id,
+        &pending,
+        cookies.session.as_deref(),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(refused(&step), ErrorCode::AccessDenied);
-    let Step::Refused(r) = step else { unreachable!() };
+    let Step::Refused(r) = step else {
+        unreachable!()
+    };
     assert!(r.location(&world.tenant.issuer).contains("state=xyz"));
     // Consent without a session goes to sign-in.
     let (_, pending) = start(&world, &mut Cookies::default(), &[]).await;
@@ -248,47 +331,105 @@ async fn an_implicit_request_gets_a_token_in_the_fragment() {
     let world = memory_world();
     let mut cookies = Cookies::default();
     sign_in_and_allow(&world, &mut cookies).await;
-    let (step, _) = start(&world, &mut cookies, &[("response_type", "token"), ("nonce", "n")]).await;
-    assert_eq!(refused(&step), ErrorCode::UnauthorizedClient, "portal may not use implicit");
-    let Step::Refused(r) = step else { unreachable!() };
-    assert!(r.location(&world.tenant.issuer).starts_with(&format!("{REDIRECT}#error=")), "in the fragment");
+    let (step, _) = start(
+        &world,
+        &mut cookies,
+        &[("response_type", "token"), ("nonce", "n")],
+    )
+    .await;
+    assert_eq!(
+        refused(&step),
+        ErrorCode::UnauthorizedClient,
+        "portal may not use implicit"
+    );
+    let Step::Refused(r) = step else {
+        unreachable!()
+    };
+    assert!(
+        r.location(&world.tenant.issuer)
+            .starts_with(&format!("{REDIRECT}#error=")),
+        "in the fragment"
+    );
 
-    let legacy = [("client_id", "legacy"), ("response_type", "token"), ("nonce", "n")];
+    let legacy = [
+        ("client_id", "legacy"),
+        ("response_type", "token"),
+        ("nonce", "n"),
+    ];
     let (step, pending) = start(&world, &mut cookies, &legacy).await;
-    let Step::Consent(_) = step else { panic!("a new client asks for consent: {step:?}") };
+    let Step::Consent(_) = step else {
+        panic!("a new client asks for consent: {step:?}")
+    };
     let (id, pending) = pending.unwrap();
-    let step = consent::answer(&world.services, &world.tenant, &id, &pending, cookies.session.as_deref(), true)
-        .await
-        .unwrap();
-    let Step::Done { location, issued_token } = step else { panic!("{step:?}") };
+    let step = consent::answer(
+        &world.services,
+        &world.tenant,
+        &id,
+        &pending,
+        cookies.session.as_deref(),
+        true,
+    )
+    .await
+    .unwrap();
+    let Step::Done {
+        location,
+        issued_token,
+    } = step
+    else {
+        panic!("{step:?}")
+    };
     assert!(issued_token);
-    assert!(location.starts_with(&format!("{REDIRECT}#access_token=")), "{location}");
-    assert!(location.contains("&token_type=Bearer&expires_in=900&scope=openid+billing.read&state=xyz&iss="));
+    assert!(
+        location.starts_with(&format!("{REDIRECT}#access_token=")),
+        "{location}"
+    );
+    assert!(
+        location
+            .contains("&token_type=Bearer&expires_in=900&scope=openid+billing.read&state=xyz&iss=")
+    );
 }
 
 #[tokio::test]
 async fn a_device_is_confirmed_by_a_signed_in_person_and_wrong_codes_are_counted() {
     let world = memory_world();
     let tv = world.client("tv");
-    let started = crate::device_authorization::start(&world.services, &world.tenant, &tv, Some("billing.read"))
-        .await
-        .unwrap();
+    let started = crate::device_authorization::start(
+        &world.services,
+        &world.tenant,
+        &tv,
+        Some("billing.read"),
+    )
+    .await
+    .unwrap();
     let mut cookies = Cookies::default();
-    let begun = pending::begin(&world.services, &world.tenant, None, Some(started.user_code.clone()), cookies.browser())
-        .await
-        .unwrap();
+    let begun = pending::begin(
+        &world.services,
+        &world.tenant,
+        None,
+        Some(started.user_code.clone()),
+        cookies.browser(),
+    )
+    .await
+    .unwrap();
     cookies.binding = begun.new_browser;
     let Step::SignIn { request: id } = begun.step else {
         panic!("signs in first");
     };
-    let pending = pending::find(&world.services, &world.tenant, Some(&id)).await.unwrap();
-    let login::SignIn::SignedIn { step, .. } = sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await else {
+    let pending = pending::find(&world.services, &world.tenant, Some(&id))
+        .await
+        .unwrap();
+    let login::SignIn::SignedIn { step, .. } =
+        sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
         panic!("signs in");
     };
     let Step::DeviceEntry(entry) = step else {
         panic!("then the code page, got {step:?}");
     };
-    assert_eq!(entry.user_code, started.user_code, "prefilled from the link");
+    assert_eq!(
+        entry.user_code, started.user_code,
+        "prefilled from the link"
+    );
 
     let confirm = |code: &str, allow: Option<bool>| {
         let pending = pending.clone();
@@ -314,34 +455,61 @@ async fn a_device_is_confirmed_by_a_signed_in_person_and_wrong_codes_are_counted
     let Step::Consent(ask) = confirm(&lowercase, None).await else {
         panic!("the code, however typed, finds its device")
     };
-    assert_eq!(ask.user_code.as_deref(), Some(lowercase.as_str()), "the answer carries the code");
-    assert_eq!((ask.client_id.as_str(), ask.scopes.as_slice()), ("tv", &["billing.read".to_string()][..]));
+    assert_eq!(
+        ask.user_code.as_deref(),
+        Some(lowercase.as_str()),
+        "the answer carries the code"
+    );
+    assert_eq!(
+        (ask.client_id.as_str(), ask.scopes.as_slice()),
+        ("tv", &["billing.read".to_string()][..])
+    );
     let Step::DeviceDone { allowed: true } = confirm(&lowercase, Some(true)).await else {
         panic!("allowed")
     };
-    let caller = crate::token::Caller { tenant: &world.tenant, client: &tv, address: None };
+    let caller = crate::token::Caller {
+        tenant: &world.tenant,
+        client: &tv,
+        address: None,
+    };
     let poll = params(&[
         ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
         ("device_code", &started.device_code),
     ]);
-    let issued = crate::token::token(&world.services, &caller, &poll).await.unwrap();
+    let issued = crate::token::token(&world.services, &caller, &poll)
+        .await
+        .unwrap();
     assert_eq!(issued.response.scope.as_deref(), Some("billing.read"));
-    let Step::DeviceEntry(entry) = confirm(&started.user_code, None).await else { panic!() };
-    assert!(entry.error.unwrap().contains("not valid"), "a confirmed code is used up");
+    let Step::DeviceEntry(entry) = confirm(&started.user_code, None).await else {
+        panic!()
+    };
+    assert!(
+        entry.error.unwrap().contains("not valid"),
+        "a confirmed code is used up"
+    );
 
     // Wrong codes are counted per person: after the limit even a right code is refused.
     let second = crate::device_authorization::start(&world.services, &world.tenant, &tv, None)
         .await
         .unwrap();
     for _ in 1..device::MAX_WRONG_CODES {
-        let Step::DeviceEntry(entry) = confirm("BCDF-GHJK", None).await else { panic!() };
+        let Step::DeviceEntry(entry) = confirm("BCDF-GHJK", None).await else {
+            panic!()
+        };
         assert!(entry.error.unwrap().contains("not valid"));
     }
-    let Step::DeviceEntry(entry) = confirm(&second.user_code, None).await else { panic!() };
-    assert!(entry.error.unwrap().contains("Too many wrong codes"), "locked even for the right code");
+    let Step::DeviceEntry(entry) = confirm(&second.user_code, None).await else {
+        panic!()
+    };
+    assert!(
+        entry.error.unwrap().contains("Too many wrong codes"),
+        "locked even for the right code"
+    );
     // The lock lasts its window; by then this code has expired too.
     world.clock.advance(gatehouse_core::throttle::WINDOW_SECS);
-    let Step::DeviceEntry(entry) = confirm(&second.user_code, None).await else { panic!() };
+    let Step::DeviceEntry(entry) = confirm(&second.user_code, None).await else {
+        panic!()
+    };
     assert!(entry.error.unwrap().contains("expired"));
 }
 
@@ -355,12 +523,23 @@ async fn sign_out_checks_where_it_returns_to_before_ending_the_session() {
         let (world, cookie) = (&world, cookies.session.clone());
         async move { logout::end_session(&world.services, &world.tenant, &p, cookie.as_deref()).await }
     };
-    let e = end(&[("post_logout_redirect_uri", "https://evil.example.com/")]).await.unwrap_err();
-    assert_eq!(e.to_oauth().description, "post_logout_redirect_uri needs id_token_hint or client_id.");
-    let e = end(&[("client_id", "portal"), ("post_logout_redirect_uri", "https://evil.example.com/")])
+    let e = end(&[("post_logout_redirect_uri", "https://evil.example.com/")])
         .await
         .unwrap_err();
-    assert_eq!(e.to_oauth().description, "post_logout_redirect_uri is not registered for this client.");
+    assert_eq!(
+        e.to_oauth().description,
+        "post_logout_redirect_uri needs id_token_hint or client_id."
+    );
+    let e = end(&[
+        ("client_id", "portal"),
+        ("post_logout_redirect_uri", "https://evil.example.com/"),
+    ])
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "post_logout_redirect_uri is not registered for this client."
+    );
     assert!(
         session::current(&world.services, &world.tenant, cookies.session.as_deref())
             .await

@@ -92,22 +92,36 @@ async fn refresh_with(world: &World, refresh_token: &str) -> Result<Issued, Erro
 #[tokio::test]
 async fn the_grant_is_checked_once_before_anything_else() {
     let world = memory_world();
-    let e = ask(&world, "billing", &[("scope", "billing.read")]).await.unwrap_err();
+    let e = ask(&world, "billing", &[("scope", "billing.read")])
+        .await
+        .unwrap_err();
     assert_eq!(
         (code_of(&e), e.to_oauth().description.as_str()),
         (ErrorCode::InvalidRequest, "missing parameter grant_type")
     );
-    let e = ask(&world, "billing", &[("grant_type", "implicit")]).await.unwrap_err();
+    let e = ask(&world, "billing", &[("grant_type", "implicit")])
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), ErrorCode::UnsupportedGrantType);
-    let e = ask(&world, "billing", &[("grant_type", "password")]).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::UnauthorizedClient, "before any missing parameter");
-    let e = ask(&world, "portal", &[("grant_type", "authorization_code")]).await.unwrap_err();
+    let e = ask(&world, "billing", &[("grant_type", "password")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_of(&e),
+        ErrorCode::UnauthorizedClient,
+        "before any missing parameter"
+    );
+    let e = ask(&world, "portal", &[("grant_type", "authorization_code")])
+        .await
+        .unwrap_err();
     assert_eq!(
         e.to_oauth().description,
         "missing parameter code",
         "an allowed grant then names what it lacks"
     );
-    let issued = ask(&world, "billing", &[("grant_type", "client_credentials")]).await.unwrap();
+    let issued = ask(&world, "billing", &[("grant_type", "client_credentials")])
+        .await
+        .unwrap();
     assert_eq!(issued.grant, GrantType::ClientCredentials);
     assert_eq!(issued.response.expires_in, 900);
     assert!(is_active(&world, &issued.response.access_token).await);
@@ -125,9 +139,16 @@ async fn a_replayed_code_revokes_what_it_issued(world: World) {
         replay.to_oauth().description,
         "the authorization code was already used; the tokens it issued are revoked"
     );
-    assert!(!is_active(&world, &first.access_token).await, "its access token is revoked");
+    assert!(
+        !is_active(&world, &first.access_token).await,
+        "its access token is revoked"
+    );
     let e = refresh_with(&world, &refresh_token).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "and its refresh token");
+    assert_eq!(
+        code_of(&e),
+        ErrorCode::InvalidGrant,
+        "and its refresh token"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +214,10 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family(world: World)
     assert!(!is_active(&world, &first.access_token).await);
     assert!(!is_active(&world, &second.access_token).await);
     assert!(!is_active(&world, &third.access_token).await);
-    assert_eq!(code_of(&refresh_with(&world, &rt3).await.unwrap_err()), ErrorCode::InvalidGrant);
+    assert_eq!(
+        code_of(&refresh_with(&world, &rt3).await.unwrap_err()),
+        ErrorCode::InvalidGrant
+    );
 }
 
 #[tokio::test]
@@ -233,7 +257,10 @@ async fn a_refresh_token_is_the_client_incarnations_and_expires_with_its_family(
         e.to_oauth().description,
         "the refresh token was issued to another client"
     );
-    assert!(refresh_with(&world, &rt).await.is_ok(), "and the other client did not spend it");
+    assert!(
+        refresh_with(&world, &rt).await.is_ok(),
+        "and the other client did not spend it"
+    );
 
     world.clock.advance(86_400);
     let issued = ask(
@@ -250,15 +277,23 @@ async fn a_refresh_token_is_the_client_incarnations_and_expires_with_its_family(
     let rt = issued.response.refresh_token.unwrap();
     world.clock.advance(86_400);
     let e = refresh_with(&world, &rt).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "expired with its family");
+    assert_eq!(
+        code_of(&e),
+        ErrorCode::InvalidGrant,
+        "expired with its family"
+    );
 }
 
 async fn start_device(world: &World) -> (String, String) {
     let tv = world.client("tv");
-    let started =
-        crate::device_authorization::start(&world.services, &world.tenant, &tv, Some("billing.read"))
-            .await
-            .unwrap();
+    let started = crate::device_authorization::start(
+        &world.services,
+        &world.tenant,
+        &tv,
+        Some("billing.read"),
+    )
+    .await
+    .unwrap();
     assert_eq!(started.interval, 5);
     (started.device_code, started.user_code)
 }
@@ -283,11 +318,22 @@ async fn device_polling_waits_slows_down_expires_and_redeems_once() {
     assert_eq!(code_of(&e), ErrorCode::AuthorizationPending);
     world.clock.advance(2);
     let e = poll_once(&world, &device_code).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::SlowDown, "polled within the interval");
-    assert!(e.to_oauth().description.contains("wait 10 seconds"), "the interval grew");
+    assert_eq!(
+        code_of(&e),
+        ErrorCode::SlowDown,
+        "polled within the interval"
+    );
+    assert!(
+        e.to_oauth().description.contains("wait 10 seconds"),
+        "the interval grew"
+    );
     world.clock.advance(10);
     let e = poll_once(&world, &device_code).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::AuthorizationPending, "at the new interval");
+    assert_eq!(
+        code_of(&e),
+        ErrorCode::AuthorizationPending,
+        "at the new interval"
+    );
 
     // Expiry without waiting ten minutes.
     world.clock.advance(600);
@@ -306,18 +352,21 @@ async fn device_polling_waits_slows_down_expires_and_redeems_once() {
         sub: "alice".into(),
         auth_time: world.now(),
     };
-    records::put(&*world.services.store, "acme", &id, &record, world.now() + 900)
-        .await
-        .unwrap();
+    records::put(
+        &*world.services.store,
+        "acme",
+        &id,
+        &record,
+        world.now() + 900,
+    )
+    .await
+    .unwrap();
     let issued = poll_once(&world, &device_code).await.unwrap();
     assert!(issued.response.refresh_token.is_some());
     assert_eq!(issued.response.scope.as_deref(), Some("billing.read"));
     world.clock.advance(5);
     let e = poll_once(&world, &device_code).await.unwrap_err();
-    assert_eq!(
-        e.to_oauth().description,
-        "the device code was already used"
-    );
+    assert_eq!(e.to_oauth().description, "the device code was already used");
 
     // Denied.
     let (device_code, _) = start_device(&world).await;
@@ -328,10 +377,19 @@ async fn device_polling_waits_slows_down_expires_and_redeems_once() {
         .unwrap()
         .value;
     record.state = DeviceState::Denied;
-    records::put(&*world.services.store, "acme", &id, &record, world.now() + 900)
-        .await
-        .unwrap();
-    assert_eq!(code_of(&poll_once(&world, &device_code).await.unwrap_err()), ErrorCode::AccessDenied);
+    records::put(
+        &*world.services.store,
+        "acme",
+        &id,
+        &record,
+        world.now() + 900,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(&poll_once(&world, &device_code).await.unwrap_err()),
+        ErrorCode::AccessDenied
+    );
 }
 
 async fn an_assertion_works_once(world: World) {
@@ -411,9 +469,7 @@ async fn an_assertion_works_once_on_redis() {
 #[tokio::test]
 async fn a_client_secret_is_verified_once_then_remembered() {
     let world = memory_world();
-    let with = |secret: &str| {
-        params(&[("client_id", "portal"), ("client_secret", secret)])
-    };
+    let with = |secret: &str| params(&[("client_id", "portal"), ("client_secret", secret)]);
     for secret in [PORTAL_SECRET, PORTAL_SECRET] {
         let p = with(secret);
         let credentials = crate::client_auth::Credentials {

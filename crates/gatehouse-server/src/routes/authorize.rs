@@ -22,7 +22,8 @@ pub async fn authorize_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let params = form::query(query.as_deref()).map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
+    let params =
+        form::query(query.as_deref()).map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
     authorize(&state, &tenant, &params, &headers).await
 }
 

@@ -26,7 +26,9 @@ pub fn render(state: &AppState, tenant: &ServedTenant, step: Step) -> Response {
             issued_token,
         } => {
             if issued_token {
-                state.metrics.token_issued(tenant.name(), GrantType::Implicit);
+                state
+                    .metrics
+                    .token_issued(tenant.name(), GrantType::Implicit);
             }
             see_other(&location)
         }

@@ -51,7 +51,10 @@ pub async fn show(
 }
 
 /// `POST /device`: look the code up, then allow or deny on a consent page.
-pub async fn submit(State(state): State<AppState>, posted: PendingForm) -> Result<Response, HttpError> {
+pub async fn submit(
+    State(state): State<AppState>,
+    posted: PendingForm,
+) -> Result<Response, HttpError> {
     let PendingForm {
         tenant,
         params,

@@ -12,8 +12,12 @@ pub async fn introspect(
     State(state): State<AppState>,
     request: ClientRequest,
 ) -> Result<Response, HttpError> {
-    let failed = |e: &gatehouse_flows::Error| HttpError::json(e).for_client(&request.client.client_id);
-    let token = request.params.require("token").map_err(|e| failed(&e.into()))?;
+    let failed =
+        |e: &gatehouse_flows::Error| HttpError::json(e).for_client(&request.client.client_id);
+    let token = request
+        .params
+        .require("token")
+        .map_err(|e| failed(&e.into()))?;
     let answer = introspection::introspect(&state.services, &request.tenant, token)
         .await
         .map_err(|e| failed(&e))?;

@@ -55,7 +55,13 @@ pub async fn submit_login(
             let mut response = browser::render(&state, &tenant, step);
             response.headers_mut().append(
                 header::SET_COOKIE,
-                cookies::set(&state, tenant.name(), cookies::SESSION, &session_cookie, None),
+                cookies::set(
+                    &state,
+                    tenant.name(),
+                    cookies::SESSION,
+                    &session_cookie,
+                    None,
+                ),
             );
             response
         }

@@ -8,9 +8,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_flows::revocation;
 
-pub async fn revoke(State(state): State<AppState>, request: ClientRequest) -> Result<Response, HttpError> {
-    let failed = |e: &gatehouse_flows::Error| HttpError::json(e).for_client(&request.client.client_id);
-    let token = request.params.require("token").map_err(|e| failed(&e.into()))?;
+pub async fn revoke(
+    State(state): State<AppState>,
+    request: ClientRequest,
+) -> Result<Response, HttpError> {
+    let failed =
+        |e: &gatehouse_flows::Error| HttpError::json(e).for_client(&request.client.client_id);
+    let token = request
+        .params
+        .require("token")
+        .map_err(|e| failed(&e.into()))?;
     revocation::revoke(&state.services, &request.tenant, &request.client, token)
         .await
         .map_err(|e| failed(&e))?;

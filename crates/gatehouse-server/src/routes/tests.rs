@@ -59,15 +59,23 @@ async fn app() -> (axum::Router, Arc<Metrics>) {
     let clock = ManualClock::at(1_700_000_000);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::with_clock(clock.clone()));
     let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
-    let key = generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, 1).unwrap();
+    let key =
+        generate_signing_key("acme", SigningAlgorithm::ES256, KeyState::Active, &kek, 1).unwrap();
     store.put_signing_keys("acme", &[key]).await.unwrap();
     store.put_tenant(&tenant()).await.unwrap();
     store.put_client("acme", &client()).await.unwrap();
-    let directory = Arc::new(TenantDirectory::new(store.clone(), kek, "https://auth.example.com"));
+    let directory = Arc::new(TenantDirectory::new(
+        store.clone(),
+        kek,
+        "https://auth.example.com",
+    ));
     directory.refresh().await.unwrap();
     let metrics = Arc::new(Metrics::new());
     let services = Services::new(store, clock, gatehouse_core::random::system());
-    (router(AppState::new(directory, services, metrics.clone())), metrics)
+    (
+        router(AppState::new(directory, services, metrics.clone())),
+        metrics,
+    )
 }
 
 fn post(uri: &str, body: &str) -> Request<Body> {
@@ -86,12 +94,16 @@ async fn send(app: &axum::Router, request: Request<Body>) -> Response {
 }
 
 async fn json(response: Response) -> serde_json::Value {
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
 async fn text(response: Response) -> String {
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
@@ -102,31 +114,64 @@ fn header(r: &Response, name: header::HeaderName) -> &str {
 #[tokio::test]
 async fn a_token_is_json_that_is_never_cached() {
     let (app, metrics) = app().await;
-    let r = send(&app, post("/acme/oauth2/token", &format!("grant_type=client_credentials&client_id=app&client_secret={SECRET}"))).await;
+    let r = send(
+        &app,
+        post(
+            "/acme/oauth2/token",
+            &format!("grant_type=client_credentials&client_id=app&client_secret={SECRET}"),
+        ),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
     assert_eq!(header(&r, header::PRAGMA), "no-cache");
     let body = json(r).await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    assert!(metrics.render().contains(r#"gatehouse_tokens_issued_total{tenant="acme",grant_type="client_credentials"} 1"#));
+    assert!(metrics.render().contains(
+        r#"gatehouse_tokens_issued_total{tenant="acme",grant_type="client_credentials"} 1"#
+    ));
 }
 
 #[tokio::test]
 async fn token_errors_are_rfc_6749_json_with_the_right_status_and_are_counted() {
     let (app, metrics) = app().await;
-    let r = send(&app, post("/acme/oauth2/token", "grant_type=client_credentials&client_id=app&client_secret=wrong")).await;
+    let r = send(
+        &app,
+        post(
+            "/acme/oauth2/token",
+            "grant_type=client_credentials&client_id=app&client_secret=wrong",
+        ),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, header::WWW_AUTHENTICATE).starts_with("Basic realm="));
     assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
     assert_eq!(json(r).await["error"], "invalid_client");
 
-    let r = send(&app, post("/acme/oauth2/token", &format!("grant_type=password&client_id=app&client_secret={SECRET}"))).await;
+    let r = send(
+        &app,
+        post(
+            "/acme/oauth2/token",
+            &format!("grant_type=password&client_id=app&client_secret={SECRET}"),
+        ),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json(r).await["error"], "unsupported_grant_type");
 
-    let r = send(&app, post("/acme/oauth2/token", "grant_type=client_credentials&scope=a&scope=b")).await;
-    assert_eq!(json(r).await["error_description"], "parameter scope is repeated");
+    let r = send(
+        &app,
+        post(
+            "/acme/oauth2/token",
+            "grant_type=client_credentials&scope=a&scope=b",
+        ),
+    )
+    .await;
+    assert_eq!(
+        json(r).await["error_description"],
+        "parameter scope is repeated"
+    );
 
     let r = send(
         &app,
@@ -152,7 +197,11 @@ async fn token_errors_are_rfc_6749_json_with_the_right_status_and_are_counted() 
 #[tokio::test]
 async fn an_unknown_tenant_is_a_404_in_the_shape_of_the_endpoint() {
     let (app, _) = app().await;
-    let r = send(&app, post("/nope/oauth2/token", "grant_type=client_credentials")).await;
+    let r = send(
+        &app,
+        post("/nope/oauth2/token", "grant_type=client_credentials"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(json(r).await["error_description"], "no tenant named nope");
 
@@ -201,7 +250,11 @@ async fn userinfo_answers_bearer_challenges() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "openid, but no user behind the token");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "openid, but no user behind the token"
+    );
     assert!(header(&r, header::WWW_AUTHENTICATE).contains("no longer exists"));
 }
 
@@ -215,7 +268,9 @@ async fn browser_errors_are_pages_or_redirects_to_registered_uris_only() {
     assert_eq!(header(&r, header::X_FRAME_OPTIONS), "DENY");
     assert!(text(r).await.contains("redirect_uri is not registered"));
 
-    let uri = format!("/acme/oauth2/authorize?client_id=app&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=s&prompt=none&code_challenge={challenge}&code_challenge_method=S256");
+    let uri = format!(
+        "/acme/oauth2/authorize?client_id=app&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=s&prompt=none&code_challenge={challenge}&code_challenge_method=S256"
+    );
     let r = send(&app, get(&uri)).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -227,29 +282,57 @@ async fn browser_errors_are_pages_or_redirects_to_registered_uris_only() {
     let uri = uri.replace("&prompt=none", "");
     let r = send(&app, get(&uri)).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(header(&r, header::LOCATION).starts_with("https://auth.example.com/acme/login?request="));
+    assert!(
+        header(&r, header::LOCATION).starts_with("https://auth.example.com/acme/login?request=")
+    );
     let cookie = header(&r, header::SET_COOKIE);
-    assert!(cookie.starts_with("gatehouse_browser=") && cookie.contains("Path=/acme; HttpOnly; SameSite=Lax; Secure"), "{cookie}");
+    assert!(
+        cookie.starts_with("gatehouse_browser=")
+            && cookie.contains("Path=/acme; HttpOnly; SameSite=Lax; Secure"),
+        "{cookie}"
+    );
 
     // A sign-in form posted without its binding: refused, as a page.
-    let r = send(&app, post("/acme/login", "request=x&csrf=y&username=a&password=b")).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unknown request has expired");
+    let r = send(
+        &app,
+        post("/acme/login", "request=x&csrf=y&username=a&password=b"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an unknown request has expired"
+    );
     let rendered = metrics.render();
-    assert!(rendered.contains(r#"gatehouse_oauth_errors_total{tenant="acme",error="login_required"} 1"#), "{rendered}");
+    assert!(
+        rendered
+            .contains(r#"gatehouse_oauth_errors_total{tenant="acme",error="login_required"} 1"#),
+        "{rendered}"
+    );
 }
 
 #[tokio::test]
 async fn discovery_names_the_endpoints_and_may_be_cached_briefly() {
     let (app, _) = app().await;
-    for path in ["/.well-known/oauth-authorization-server/acme", "/acme/.well-known/oauth-authorization-server", "/acme/.well-known/openid-configuration"] {
+    for path in [
+        "/.well-known/oauth-authorization-server/acme",
+        "/acme/.well-known/oauth-authorization-server",
+        "/acme/.well-known/openid-configuration",
+    ] {
         let r = send(&app, get(path)).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(header(&r, header::CACHE_CONTROL), "public, max-age=300");
         assert_eq!(header(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
         let doc = json(r).await;
         assert_eq!(doc["issuer"], "https://auth.example.com/acme");
-        assert_eq!(doc["token_endpoint"], "https://auth.example.com/acme/oauth2/token");
-        assert_eq!(doc["grant_types_supported"], serde_json::json!(["client_credentials", "authorization_code"]));
+        assert_eq!(
+            doc["token_endpoint"],
+            "https://auth.example.com/acme/oauth2/token"
+        );
+        assert_eq!(
+            doc["grant_types_supported"],
+            serde_json::json!(["client_credentials", "authorization_code"])
+        );
     }
     let r = send(&app, get("/acme/jwks.json")).await;
     assert_eq!(header(&r, header::CONTENT_TYPE), "application/jwk-set+json");

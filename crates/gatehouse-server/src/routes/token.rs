@@ -8,7 +8,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use gatehouse_flows::token::{self, Caller};
 
-pub async fn token(State(state): State<AppState>, request: ClientRequest) -> Result<Response, HttpError> {
+pub async fn token(
+    State(state): State<AppState>,
+    request: ClientRequest,
+) -> Result<Response, HttpError> {
     let caller = Caller {
         tenant: &request.tenant,
         client: &request.client,
@@ -17,7 +20,9 @@ pub async fn token(State(state): State<AppState>, request: ClientRequest) -> Res
     let issued = token::token(&state.services, &caller, &request.params)
         .await
         .map_err(|e| HttpError::json(&e).for_client(&request.client.client_id))?;
-    state.metrics.token_issued(request.tenant.name(), issued.grant);
+    state
+        .metrics
+        .token_issued(request.tenant.name(), issued.grant);
     let mut response = Json(issued.response).into_response();
     no_store(&mut response);
     Ok(response)

@@ -3,8 +3,8 @@
 mod suite;
 
 use gatehouse_store::{MemoryStore, RedisStore, Store};
-use suite as contract;
 use gatehouse_testkit::{RedisCluster, RedisServer};
+use suite as contract;
 
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
