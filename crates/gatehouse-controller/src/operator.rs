@@ -170,7 +170,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
     let stopped = stop_signal(shutdown);
-    let elector = LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
+    let elector = LeaderElector::new(
+        client.clone(),
+        &config.namespace,
+        config.identity.clone(),
+        config.clock.clone(),
+    );
     tracing::info!(
         identity = elector.identity(),
         "waiting for the leader lease"
@@ -186,7 +191,12 @@ pub async fn run(
     metrics.leader.set(1);
     // Not ready from taking the lead until the caches are filled.
     ready.store(false, Ordering::Relaxed);
-    let renewing = LeaderElector::new(client.clone(), &config.namespace, config.identity.clone());
+    let renewing = LeaderElector::new(
+        client.clone(),
+        &config.namespace,
+        config.identity.clone(),
+        config.clock.clone(),
+    );
     let lost = tokio::spawn(leader::hold(renewing, stopped()));
     let lost_signal = {
         let (tx, rx) = tokio::sync::watch::channel(false);

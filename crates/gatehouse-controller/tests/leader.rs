@@ -43,7 +43,12 @@ async fn elect(
 ) -> (bool, Vec<Value>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let mut api = support::ApiServer::from_handle(handle);
-    let elector = LeaderElector::new(Client::new(service, "default"), "gatehouse", "me".into());
+    let elector = LeaderElector::new(
+        Client::new(service, "default"),
+        "gatehouse",
+        "me".into(),
+        gatehouse_core::clock::system(),
+    );
     let task = act(elector);
     let mut bodies = Vec::new();
     for (method, path, status, reply) in replies {

@@ -3,11 +3,13 @@
 //! it over only once it has expired. Every write carries the resourceVersion it read, so two
 //! candidates racing for an expired lease cannot both win.
 
+use gatehouse_core::clock::Clock;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::{Client, Error};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const LEASE_NAME: &str = "gatehouse-operator";
@@ -19,6 +21,8 @@ pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
 pub struct LeaderElector {
     api: Api<Lease>,
     identity: String,
+    /// The process's clock: lease times are wall-clock times other replicas compare.
+    clock: Arc<dyn Clock>,
 }
 
 fn conflict(e: &Error) -> bool {
@@ -26,10 +30,11 @@ fn conflict(e: &Error) -> bool {
 }
 
 impl LeaderElector {
-    pub fn new(client: Client, namespace: &str, identity: String) -> Self {
+    pub fn new(client: Client, namespace: &str, identity: String, clock: Arc<dyn Clock>) -> Self {
         LeaderElector {
             api: Api::namespaced(client, namespace),
             identity,
+            clock,
         }
     }
 
@@ -39,7 +44,8 @@ impl LeaderElector {
 
     /// Takes or renews the lease. True if this replica holds it afterwards.
     pub async fn try_acquire(&self) -> Result<bool, Error> {
-        let now = Timestamp::now();
+        let now = Timestamp::from_second(i64::try_from(self.clock.now()).unwrap_or(i64::MAX))
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
             let mut lease = Lease::default();
             lease.metadata.name = Some(LEASE_NAME.into());
