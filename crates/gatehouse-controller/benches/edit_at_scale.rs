@@ -43,10 +43,11 @@ fn client(i: usize, client_name: &str) -> Value {
     })
 }
 
-/// Commands Redis received, by name, from connections other than scripts.
+/// Commands Redis received from connections other than scripts (the name and its first
+/// arguments, enough to tell whose key it touched).
 #[derive(Default)]
 struct Monitor {
-    commands: Arc<Mutex<Vec<String>>>,
+    commands: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Monitor {
@@ -62,17 +63,24 @@ impl Monitor {
                 if line.contains(" lua]") || !line.starts_with('+') {
                     continue;
                 }
-                if let Some(command) = line.split('"').nth(1)
+                let words: Vec<String> = line
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .take(3)
+                    .map(str::to_string)
+                    .collect();
+                if !words.is_empty()
                     && let Ok(mut all) = seen.lock()
                 {
-                    all.push(command.to_ascii_uppercase());
+                    all.push(words);
                 }
             }
         });
         Monitor { commands }
     }
 
-    fn take(&self) -> Vec<String> {
+    fn take(&self) -> Vec<Vec<String>> {
         self.commands
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
@@ -92,7 +100,12 @@ struct Point {
     clients: usize,
     converged: Duration,
     edit_to_status: Duration,
+    /// Commands on the edited client's keys or its tenant's, by name.
     commands: BTreeMap<String, usize>,
+    /// Commands for other clients in the same window (their periodic resync), a count.
+    background: usize,
+    /// Failed reconciles until everything was Ready (retried), by error.
+    errors: BTreeMap<String, u64>,
 }
 
 async fn point(clients: usize) -> Point {
@@ -107,6 +120,7 @@ async fn point(clients: usize) -> Point {
     let kube_client = kube::Client::try_from(config).expect("client");
     let store = gatehouse_store::open(&redis.url()).await.expect("store");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(OperatorMetrics::new());
     let started = Instant::now();
     let operator = tokio::spawn(run(
         kube_client,
@@ -119,7 +133,7 @@ async fn point(clients: usize) -> Point {
             clock: gatehouse_core::clock::system(),
             random: gatehouse_core::random::system(),
         },
-        Arc::new(OperatorMetrics::new()),
+        metrics.clone(),
         Arc::new(AtomicBool::new(false)),
         async move {
             let _ = stop_rx.await;
@@ -168,9 +182,37 @@ async fn point(clients: usize) -> Point {
     };
     // Whatever follows from the edit (the status write's own echo, the tenant's recount).
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A command on a client's key names the client id (HGET/HSET of the tenant's clients
+    // hash); one for another client is that client's periodic resync, not the edit.
+    let edited_id = format!("{NAMESPACE}-app-{edited:06}");
     let mut commands = BTreeMap::new();
-    for c in monitor.take() {
-        *commands.entry(c).or_default() += 1;
+    let mut background = 0;
+    for words in monitor.take() {
+        let on_clients = words.get(1).is_some_and(|key| key.ends_with(":clients"));
+        if on_clients && words.get(2) != Some(&edited_id) {
+            background += 1;
+            continue;
+        }
+        *commands.entry(words[0].to_ascii_uppercase()).or_default() += 1;
+    }
+    let mut errors = BTreeMap::new();
+    for line in metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_operator_reconcile_errors_total"))
+    {
+        let label = line
+            .split("error=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("?")
+            .to_string();
+        let n: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        *errors.entry(label).or_default() += n;
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
@@ -179,6 +221,8 @@ async fn point(clients: usize) -> Point {
         converged,
         edit_to_status,
         commands,
+        background,
+        errors,
     }
 }
 
@@ -204,19 +248,26 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "| clients in the tenant | operator start to all Ready | edit → status written | store commands after the edit |"
+        "| clients in the tenant | operator start to all Ready (failed reconciles) | edit → status written | store commands the edit caused | other clients' resync meanwhile |"
     );
-    println!("| --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- |");
     for clients in sizes() {
         let p = runtime.block_on(point(clients));
         let total: usize = p.commands.values().sum();
         let detail: Vec<String> = p.commands.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        let failed: Vec<String> = p.errors.iter().map(|(e, n)| format!("{n} {e}")).collect();
         println!(
-            "| {} | {:.1} s | {:.0} ms | {total} ({}) |",
+            "| {} | {:.1} s ({}) | {:.0} ms | {total} ({}) | {} |",
             p.clients,
             p.converged.as_secs_f64(),
+            if failed.is_empty() {
+                "none".to_string()
+            } else {
+                failed.join(", ")
+            },
             p.edit_to_status.as_secs_f64() * 1000.0,
-            detail.join(", ")
+            detail.join(", "),
+            p.background
         );
     }
 }

@@ -3,10 +3,12 @@
 //! transitions; generated credentials Secrets, created once and never written over; and the
 //! Secrets that hold tenants' signing keys.
 
+use crate::events::{EventType, Note, Recorder};
 use crate::reconcile::SecretRequest;
 use crate::secrets::{
     CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret, generated_secret,
 };
+use gatehouse_core::clock::Clock;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::random::Randomness;
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
@@ -16,7 +18,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::object::HasStatus;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -73,25 +74,31 @@ pub enum ClusterError {
     NoRandomness(#[from] gatehouse_core::random::NoRandomness),
     #[error("cannot encode JSON: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The cluster is ahead of the cache (an object the watch has not delivered yet).
+    #[error("the cache is behind: {0}")]
+    Stale(String),
 }
 
 /// The operator's handle on the cluster.
 #[derive(Clone)]
 pub struct Kube {
     pub client: Client,
-    recorder: Recorder,
+    recorder: Arc<Recorder>,
     /// Where generated client secrets come from.
     random: Arc<dyn Randomness>,
 }
 
 impl Kube {
-    pub fn new(client: Client, random: Arc<dyn Randomness>) -> Self {
-        let reporter = Reporter {
-            controller: "gatehouse-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+    pub fn new(client: Client, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            std::env::var("POD_NAME").ok(),
+            clock,
+            random.clone(),
+        );
         Kube {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Arc::new(recorder),
             client,
             random,
         }
@@ -105,14 +112,12 @@ impl Kube {
         reason: &str,
         note: &str,
     ) {
-        let event = Event {
+        let event = Note {
             type_,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1024).collect()),
-            action: "Reconcile".to_string(),
-            secondary: None,
+            reason,
+            note,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        if let Err(e) = self.recorder.publish(reference, &event).await {
             tracing::warn!(error = %e, reason, "could not publish an event");
         }
     }
@@ -255,7 +260,17 @@ impl Kube {
                 }]);
                 secret.type_ = Some("Opaque".into());
                 secret.data = Some([(KEYS_SECRET_KEY.to_string(), ByteString(json))].into());
-                api.create(&PostParams::default(), &secret).await?;
+                match api.create(&PostParams::default(), &secret).await {
+                    Ok(_) => {}
+                    // Created by an earlier reconcile the cache has not caught up with.
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        return Err(ClusterError::Stale(format!(
+                            "Secret {namespace}/{} exists already",
+                            secret.metadata.name.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Some(current) => {
                 let patch = json!({

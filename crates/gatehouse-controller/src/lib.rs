@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod events;
 pub mod operator;
 pub mod publish;
 pub mod rbac;

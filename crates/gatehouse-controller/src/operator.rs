@@ -48,7 +48,7 @@ const DRIFT_CHECK: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    Cluster(ClusterError),
     #[error("store: {0}")]
     Publish(#[from] PublishError),
     #[error("signing keys Secret {secret} cannot be read ({why})")]
@@ -59,6 +59,15 @@ pub enum ReconcileError {
     /// watch is about to deliver the new one.
     #[error("the object changed meanwhile: {0}")]
     Conflict(String),
+}
+
+impl From<ClusterError> for ReconcileError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Stale(why) => ReconcileError::Conflict(why),
+            other => ReconcileError::Cluster(other),
+        }
+    }
 }
 
 impl From<finalizer::Error<ReconcileError>> for ReconcileError {
@@ -228,7 +237,7 @@ pub async fn run(
         clock: config.clock.clone(),
     };
     let ctx = Arc::new(Context::new(
-        Kube::new(client.clone(), config.random.clone()),
+        Kube::new(client.clone(), config.clock.clone(), config.random.clone()),
         caches.clone(),
         Publisher::new(store, kek, config.random.clone()),
         setting,

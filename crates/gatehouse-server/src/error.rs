@@ -166,6 +166,15 @@ impl HttpError {
         self.failure.client = Some(client_id.to_string());
         self
     }
+
+    /// Names the client, when there is one.
+    #[must_use]
+    pub fn for_client_if(self, client_id: Option<&str>) -> Self {
+        match client_id {
+            Some(id) => self.for_client(id),
+            None => self,
+        }
+    }
 }
 
 /// Which shape an endpoint's errors take.

@@ -31,8 +31,9 @@ type Key = (String, Option<String>, String); // resource, namespace, name
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<Key, Value>,
-    /// (resourceVersion, resource, watch event)
-    log: Vec<(u64, String, Value)>,
+    /// Per resource: (resourceVersion, watch event), in order. One history per resource, so a
+    /// watch of a quiet resource does not look through every other resource's events.
+    log: std::collections::HashMap<String, Vec<(u64, Value)>>,
     rv: u64,
     requests: Vec<(String, String, String)>,
 }
@@ -213,11 +214,11 @@ impl FakeApiServer {
         inner
             .objects
             .insert((resource.to_string(), namespace, name), object.clone());
-        inner.log.push((
-            rv,
-            resource.to_string(),
-            json!({"type": event, "object": object}),
-        ));
+        inner
+            .log
+            .entry(resource.to_string())
+            .or_default()
+            .push((rv, json!({"type": event, "object": object})));
         drop(inner);
         self.changed.notify_waiters();
         object
@@ -231,11 +232,11 @@ impl FakeApiServer {
         inner
             .objects
             .remove(&(resource.to_string(), namespace, name));
-        inner.log.push((
-            rv,
-            resource.to_string(),
-            json!({"type": "DELETED", "object": object}),
-        ));
+        inner
+            .log
+            .entry(resource.to_string())
+            .or_default()
+            .push((rv, json!({"type": "DELETED", "object": object})));
         drop(inner);
         self.changed.notify_waiters();
     }
@@ -250,13 +251,12 @@ impl FakeApiServer {
                     let notified = server.changed.notified();
                     let next = {
                         let inner = server.inner.lock().unwrap();
-                        let start = inner.log.partition_point(|(rv, _, _)| *rv <= cursor);
-                        inner.log[start..]
-                            .iter()
-                            .find(|(_, r, _)| *r == resource)
-                            .cloned()
+                        inner.log.get(&resource).and_then(|events| {
+                            let start = events.partition_point(|(rv, _)| *rv <= cursor);
+                            events.get(start).cloned()
+                        })
                     };
-                    if let Some((rv, _, event)) = next {
+                    if let Some((rv, event)) = next {
                         let mut line = serde_json::to_vec(&event).unwrap();
                         line.push(b'\n');
                         return Some((Ok::<_, std::io::Error>(line), rv));

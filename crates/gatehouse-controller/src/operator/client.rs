@@ -5,12 +5,12 @@
 use super::context::Context;
 use super::{FINALIZER, RESYNC, ReconcileError};
 use crate::conditions::{Verdict, set};
+use crate::events::EventType;
 use crate::reconcile::{ClientInputs, TenantView, reconcile_client as decide};
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus};
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};

@@ -5,7 +5,7 @@
 //! published (a flushed or replaced Redis).
 
 use super::context::Context;
-use super::watches::Watches;
+use super::watches::{Watches, spec_changes};
 use super::{DRIFT_CHECK, client, error_policy, tenant};
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{Future, StreamExt};
@@ -14,9 +14,17 @@ use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::Controller;
+use kube::runtime::controller::Config;
 use kube::runtime::reflector::ObjectRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Reconciles of different clients that may run at once. Unbounded, a cold start with 100,000
+/// clients opens as many requests to the API server at once, runs out of connections and backs
+/// off; a few dozen keep the API server and Redis busy without queueing at either.
+const CLIENT_CONCURRENCY: u16 = 32;
+/// Tenants are few; their reconciles are cheap but write Secrets and keys.
+const TENANT_CONCURRENCY: u16 = 4;
 
 /// Runs both controllers until `end` resolves.
 pub async fn run(
@@ -56,6 +64,7 @@ pub async fn run(
             .watches_shared_stream(watches.secrets_for_tenants, move |s: Arc<Secret>| {
                 index.tenants_of_secret(&s, &namespace)
             })
+            .with_config(Config::default().concurrency(TENANT_CONCURRENCY))
             .reconcile_on(watches.tenants_to_revisit)
             .reconcile_all_on(drift_tenants)
             .graceful_shutdown_on(end.clone())
@@ -69,12 +78,14 @@ pub async fn run(
     let client_controller = {
         let (by_tenant, by_secret) = (index.clone(), index);
         Controller::for_shared_stream(watches.clients_for_clients, watches.caches.clients.clone())
-            .watches_shared_stream(watches.tenants_for_clients, move |t: Arc<Tenant>| {
-                by_tenant.clients_of_tenant(&t.name_any())
-            })
+            .watches_shared_stream(
+                spec_changes(watches.tenants_for_clients),
+                move |t: Arc<Tenant>| by_tenant.clients_of_tenant(&t.name_any()),
+            )
             .watches_shared_stream(watches.secrets_for_clients, move |s: Arc<Secret>| {
                 by_secret.clients_of_secret(&s)
             })
+            .with_config(Config::default().concurrency(CLIENT_CONCURRENCY))
             .reconcile_on(requeued)
             .reconcile_on(watches.clients_to_revisit)
             .reconcile_all_on(drift_clients)

@@ -9,12 +9,14 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt, TryStreamExt};
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 /// How many events a slow subscriber may lag behind before the watch waits for it.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -156,11 +158,72 @@ where
     drain(events.reflect_shared(writer))
 }
 
+/// Only the Tenant changes its clients depend on: a new spec (its generation), deletion, or a
+/// new object under the same name. A tenant's status changes each time its client count
+/// does; passing those on would reconcile every client of the tenant again and again.
+pub fn spec_changes(
+    tenants: impl Stream<Item = Arc<Tenant>> + Send + 'static,
+) -> impl Stream<Item = Arc<Tenant>> + Send + 'static {
+    let mut seen: HashMap<String, (Option<i64>, bool, Option<String>)> = HashMap::new();
+    tenants.filter(move |t| {
+        let now = (
+            t.metadata.generation,
+            t.metadata.deletion_timestamp.is_some(),
+            t.metadata.uid.clone(),
+        );
+        let changed = seen.insert(t.name_any(), now.clone()) != Some(now);
+        futures::future::ready(changed)
+    })
+}
+
 async fn drain<T>(stream: impl Stream<Item = Result<T, watcher::Error>> + Send) {
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         if let Err(e) = event {
             tracing::warn!(error = %e, "watch failed; retrying");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant(generation: i64, clients: i64, deleting: bool) -> Arc<Tenant> {
+        let mut t = json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme", "uid": "u1", "generation": generation},
+            "spec": {"grantTypes": ["client_credentials"]},
+            "status": {"clients": clients}
+        });
+        if deleting {
+            t["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        Arc::new(serde_json::from_value(t).unwrap())
+    }
+
+    #[tokio::test]
+    async fn clients_hear_of_a_new_spec_or_a_deletion_not_of_a_new_count() {
+        let events = futures::stream::iter(vec![
+            tenant(1, 0, false),
+            tenant(1, 1, false),
+            tenant(1, 2, false),
+            tenant(2, 2, false),
+            tenant(2, 2, true),
+        ]);
+        let passed: Vec<(Option<i64>, bool)> = spec_changes(events)
+            .map(|t| {
+                (
+                    t.metadata.generation,
+                    t.metadata.deletion_timestamp.is_some(),
+                )
+            })
+            .collect()
+            .await;
+        assert_eq!(
+            passed,
+            [(Some(1), false), (Some(2), false), (Some(2), true)]
+        );
     }
 }

@@ -269,13 +269,14 @@ impl World {
             secrets: secret_cache,
             index: index.clone(),
         };
+        let clock = gatehouse_core::clock::ManualClock::at(NOW);
         let setting = Setting {
             public_url: PUBLIC_URL.into(),
             namespace: OPERATOR_NAMESPACE.into(),
-            clock: gatehouse_core::clock::ManualClock::at(NOW),
+            clock: clock.clone(),
         };
         let ctx = Context::new(
-            Kube::new(client, gatehouse_core::random::system()),
+            Kube::new(client, clock, gatehouse_core::random::system()),
             caches,
             Publisher::new(store.clone(), kek, gatehouse_core::random::system()),
             setting,

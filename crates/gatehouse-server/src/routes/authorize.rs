@@ -48,7 +48,7 @@ async fn authorize(
     let jar = Jar::of(headers);
     let begun = authorize::authorize(&state.services, tenant, params, jar.browser())
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e))?;
+        .map_err(|e| HttpError::page(tenant.name(), &e).for_client_if(params.get("client_id")))?;
     Ok(begun_response(state, tenant, begun))
 }
 

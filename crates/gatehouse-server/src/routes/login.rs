@@ -43,9 +43,10 @@ pub async fn submit_login(
         password: params.get("password").unwrap_or_default(),
         address,
     };
+    let client = pending.request.as_ref().map(|r| r.client_id.as_str());
     let outcome = login::sign_in(&state.services, &tenant, &id, &pending, form)
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e))?;
+        .map_err(|e| HttpError::page(tenant.name(), &e).for_client_if(client))?;
     Ok(match outcome {
         SignIn::Retry { message } => login_page(&tenant, &id, &pending, username, Some(message)),
         SignIn::SignedIn {
@@ -89,6 +90,9 @@ pub async fn submit_consent(
         allow,
     )
     .await
-    .map_err(|e| HttpError::page(tenant.name(), &e))?;
+    .map_err(|e| {
+        let client = pending.request.as_ref().map(|r| r.client_id.as_str());
+        HttpError::page(tenant.name(), &e).for_client_if(client)
+    })?;
     Ok(browser::render(&state, &tenant, step))
 }
