@@ -9,6 +9,7 @@ use crate::form;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use gatehouse_core::client_auth::parse_basic;
 use gatehouse_core::{ClientConfig, OAuthError};
 use gatehouse_flows::browser::pending::{self, Pending};
 use gatehouse_flows::client_auth::{self, Credentials};
@@ -76,7 +77,11 @@ impl FromRequest<AppState> for ClientRequest {
         let params = form::read(&parts.headers, body)
             .await
             .map_err(|e| HttpError::json(&e.into()))?;
-        let presented = params.owned("client_id");
+        // For the log line of a failure: the client the request names (never its secret).
+        let presented = params.owned("client_id").or_else(|| {
+            let header = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            parse_basic(header).ok().map(|(id, _)| id)
+        });
         let failed = |e: &Error| {
             let error = HttpError::json(e);
             match &presented {

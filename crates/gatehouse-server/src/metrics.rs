@@ -216,11 +216,19 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     // redirect URI) at info, server errors and an unavailable store at warn.
     let error = failure.code.as_str();
     let client = failure.client.as_deref().unwrap_or("-");
-    let detail = failure.detail.as_deref().unwrap_or("");
-    if status >= 500 {
-        tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
-    } else {
-        tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+    match (status >= 500, failure.detail.as_deref()) {
+        (true, Some(detail)) => {
+            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+        }
+        (true, None) => {
+            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, micros);
+        }
+        (false, Some(detail)) => {
+            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+        }
+        (false, None) => {
+            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, micros);
+        }
     }
     response
 }

@@ -149,6 +149,19 @@ async fn token_errors_are_rfc_6749_json_with_the_right_status_and_are_counted() 
     assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
     assert_eq!(json(r).await["error"], "invalid_client");
 
+    // The log line names the client the credentials claim, from the form or the Basic header.
+    let basic = Request::post("/acme/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::AUTHORIZATION, "Basic YXBwOndyb25n") // app:wrong
+        .body(Body::from("grant_type=client_credentials"))
+        .unwrap();
+    let r = send(&app, basic).await;
+    let failure = r.extensions().get::<crate::error::Failure>().unwrap();
+    assert_eq!(
+        (failure.client.as_deref(), failure.detail.as_deref()),
+        (Some("app"), None)
+    );
+
     let r = send(
         &app,
         post(
@@ -186,7 +199,7 @@ async fn token_errors_are_rfc_6749_json_with_the_right_status_and_are_counted() 
 
     let rendered = metrics.render();
     for needle in [
-        r#"gatehouse_oauth_errors_total{tenant="acme",error="invalid_client"} 1"#,
+        r#"gatehouse_oauth_errors_total{tenant="acme",error="invalid_client"} 2"#,
         r#"gatehouse_oauth_errors_total{tenant="acme",error="unsupported_grant_type"} 1"#,
         r#"gatehouse_oauth_errors_total{tenant="acme",error="invalid_request"} 2"#,
     ] {
