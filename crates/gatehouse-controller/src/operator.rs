@@ -23,7 +23,6 @@ pub use tenant::reconcile_tenant;
 
 use crate::cluster::{ClusterError, Kube};
 use crate::publish::{PublishError, Publisher};
-use futures::FutureExt;
 use gatehouse_core::clock::Clock;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_core::random::Randomness;
@@ -159,10 +158,9 @@ fn stop_signal(
     });
     move || {
         let mut rx = rx.clone();
-        async move {
+        futures::FutureExt::boxed(async move {
             let _ = rx.wait_for(|s| *s).await;
-        }
-        .boxed()
+        })
     }
 }
 
@@ -206,27 +204,7 @@ pub async fn run(
         config.identity.clone(),
         config.clock.clone(),
     );
-    let lost = tokio::spawn(leader::hold(renewing, stopped()));
-    let lost_signal = {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let lost = lost;
-        tokio::spawn(async move {
-            if lost.await.unwrap_or(false) {
-                let _ = tx.send(true);
-            }
-        });
-        rx
-    };
-    let end = {
-        let (stop, mut lost) = (stopped(), lost_signal.clone());
-        async move {
-            tokio::select! {
-                () = stop => {}
-                _ = lost.wait_for(|l| *l) => {}
-            }
-        }
-        .shared()
-    };
+    let leadership = leader::Leadership::keep(renewing, stopped());
 
     let (watches, watching) = watches::watch_all(&client, &config.namespace)?;
     let caches = watches.caches.clone();
@@ -247,13 +225,7 @@ pub async fn run(
     let readiness = {
         let ready = ready.clone();
         async move {
-            let synced = futures::future::join3(
-                caches.tenants.wait_until_ready(),
-                caches.clients.wait_until_ready(),
-                caches.secrets.wait_until_ready(),
-            )
-            .await;
-            if let (Ok(()), Ok(()), Ok(())) = synced {
+            if caches.filled().await {
                 tracing::info!("caches filled; reconciling");
                 ready.store(true, Ordering::Relaxed);
             }
@@ -261,13 +233,13 @@ pub async fn run(
         }
     };
     tokio::select! {
-        () = controllers::run(watches, ctx, requeued, end) => {}
+        () = controllers::run(watches, ctx, requeued, leadership.end()) => {}
         () = watching => {}
         () = readiness => {}
     }
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(0);
-    if *lost_signal.borrow() {
+    if leadership.lost() {
         return Err(OperatorError::LostLease(LEASE_DURATION));
     }
     if let Err(e) = elector.release().await {

@@ -24,6 +24,19 @@ pub struct Caches {
     pub index: Index,
 }
 
+impl Caches {
+    /// Waits until the three caches hold their first full list; false if a watch ended first.
+    pub async fn filled(&self) -> bool {
+        let synced = futures::future::join3(
+            self.tenants.wait_until_ready(),
+            self.clients.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        )
+        .await;
+        matches!(synced, (Ok(()), Ok(()), Ok(())))
+    }
+}
+
 pub struct Context {
     pub kube: Kube,
     pub caches: Caches,

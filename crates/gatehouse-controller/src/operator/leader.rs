@@ -169,3 +169,48 @@ pub async fn hold(elector: LeaderElector, stopped: impl std::future::Future<Outp
         }
     }
 }
+
+/// The lease, held: renewed in the background until the process stops or the lease is lost.
+pub struct Leadership {
+    end: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Leadership {
+    /// Starts renewing with `elector` until `stopped` resolves or the lease is lost.
+    pub fn keep(
+        elector: LeaderElector,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        use futures::FutureExt;
+        let (tx, lost) = tokio::sync::watch::channel(false);
+        let stopped = stopped.shared();
+        let renewer = tokio::spawn(hold(elector, stopped.clone()));
+        tokio::spawn(async move {
+            if renewer.await.unwrap_or(false) {
+                let _ = tx.send(true);
+            }
+        });
+        let mut lost_now = lost.clone();
+        let end = async move {
+            tokio::select! {
+                () = stopped => {}
+                _ = lost_now.wait_for(|l| *l) => {}
+            }
+        }
+        .boxed()
+        .shared();
+        Leadership { end, lost }
+    }
+
+    /// Resolves when leading must end: the process stops, or the lease was lost.
+    pub fn end(&self) -> impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static {
+        self.end.clone()
+    }
+
+    /// Whether the lease was lost (rather than given up).
+    #[must_use]
+    pub fn lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+}
