@@ -30,12 +30,9 @@ pub async fn verify_once(
         .ok_or_else(|| OAuthError::invalid_grant("the assertion has no jti"))?;
     let id = opaque_token_id(&format!("{}\0{jti}", client.client_id));
     let keep = claims.exp + assertion::CLOCK_SKEW_SECS;
-    let store = services.store();
-    store
-        .put_record(tenant.name(), RecordKind::AssertionJti, &id, "1", keep)
-        .await?;
-    if !store
-        .mark_used(tenant.name(), RecordKind::AssertionJti, &id, keep)
+    if !services
+        .store
+        .claim_once(tenant.name(), RecordKind::AssertionJti, &id, keep)
         .await?
     {
         return Err(

@@ -6,7 +6,7 @@
 use crate::Error;
 use gatehouse_store::Store;
 
-/// Revokes a family until `until`, and every access token it issued.
+/// Revokes a family until `until`, and every access token it issued, in one step.
 ///
 /// # Errors
 /// The store failing.
@@ -16,8 +16,6 @@ pub async fn revoke(
     family: &str,
     until: u64,
 ) -> Result<(), Error> {
-    for (jti, exp) in store.revoke_family(tenant, family, until).await? {
-        store.revoke_jti(tenant, &jti, exp).await?;
-    }
+    store.revoke_family(tenant, family, until).await?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use gatehouse_core::id_token::{ID_TOKEN_TYP, IdTokenClaims};
 use gatehouse_core::token::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, UnsignedJwt, encode_jwt, opaque_token_id,
 };
+use gatehouse_store::Issue;
 
 /// Signs like [`id_token`], but lets the other requests that are ready sign first and signs
 /// before them again: under load, signatures run back to back.
@@ -26,26 +27,57 @@ async fn sign_in_turn(tenant: &ServedTenant, claims: &AccessTokenClaims) -> Resu
     jwt
 }
 
+/// An access token, minted; an opaque one still has to be stored (with whatever else its
+/// grant writes, in one step: see [`gatehouse_store::Store::issue`]).
+#[derive(Debug)]
+pub struct Minted {
+    /// What the client gets.
+    pub token: String,
+    /// The store id of an opaque token.
+    pub opaque_id: Option<String>,
+}
+
 /// Turns claims into the access token the tenant's format asks for.
 ///
 /// # Errors
-/// No signing key yet, signing or the store failing, no randomness.
+/// No signing key yet, signing failing, no randomness.
 pub async fn access_token(
     services: &Services,
     tenant: &ServedTenant,
     claims: &AccessTokenClaims,
-) -> Result<String, Error> {
+) -> Result<Minted, Error> {
     match tenant.config.access_token_format {
-        TokenFormat::Jwt => sign_in_turn(tenant, claims).await,
+        TokenFormat::Jwt => Ok(Minted {
+            token: sign_in_turn(tenant, claims).await?,
+            opaque_id: None,
+        }),
         TokenFormat::Opaque => {
             let token = services.random.token()?;
-            services
-                .store
-                .put_opaque_token(tenant.name(), &opaque_token_id(&token), claims)
-                .await?;
-            Ok(token)
+            let opaque_id = Some(opaque_token_id(&token));
+            Ok(Minted { token, opaque_id })
         }
     }
+}
+
+/// Stores a minted token that belongs to no grant family (client credentials, the jwt-bearer
+/// grant, implicit): nothing for a JWT, one write for an opaque token.
+///
+/// # Errors
+/// The store failing.
+pub async fn store_alone(
+    services: &Services,
+    tenant: &ServedTenant,
+    minted: &Minted,
+    claims: &AccessTokenClaims,
+) -> Result<(), Error> {
+    if let Some(id) = &minted.opaque_id {
+        let issue = Issue {
+            opaque: Some((id, claims)),
+            ..Issue::default()
+        };
+        services.store.issue(tenant.name(), &issue).await?;
+    }
+    Ok(())
 }
 
 /// Signs an ID token with the tenant's active key.

@@ -41,7 +41,7 @@ pub async fn revoke(
         records::get::<RefreshTokenRecord>(store, name, &opaque_token_id(token)).await?
     {
         // RFC 7009 section 2.1: revoking a refresh token revokes what its grant issued.
-        let record = stored.value;
+        let record = stored;
         if record.client_id != client.client_id {
             return Err(not_yours());
         }

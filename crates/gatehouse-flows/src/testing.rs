@@ -148,6 +148,15 @@ pub async fn redis_world() -> World {
     world_on(store, clock, Some(redis))
 }
 
+/// On a real `redis-server` behind a proxy that can cut the connection at a chosen command.
+pub async fn proxied_redis_world() -> (World, gatehouse_testkit::CuttingProxy) {
+    let redis = gatehouse_testkit::RedisServer::start();
+    let proxy = gatehouse_testkit::CuttingProxy::start(redis.port);
+    let store = Arc::new(RedisStore::connect(&proxy.url()).await.unwrap());
+    let clock = ManualClock::at(SystemClock.now());
+    (world_on(store, clock, Some(redis)), proxy)
+}
+
 impl World {
     pub fn client(&self, id: &str) -> Arc<ClientConfig> {
         self.tenant.client(id).unwrap().clone()

@@ -10,13 +10,13 @@ mod jwt_bearer;
 mod password;
 mod refresh_token;
 
-use crate::{Error, Params, ServedTenant, Services, mint};
+use crate::{Error, Params, ServedTenant, Services, family, mint};
 use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
 use gatehouse_core::id_token::{IdTokenClaims, at_hash};
 use gatehouse_core::token::{AccessTokenClaims, opaque_token_id};
 use gatehouse_core::{ClientConfig, GrantType, OAuthError};
-use gatehouse_store::records;
+use gatehouse_store::{FamilyMember, Issue, RecordKind, Spend, StoreError};
 use std::net::IpAddr;
 use zeroize::Zeroizing;
 
@@ -217,9 +217,19 @@ async fn issue(
     Ok(Issued { response, grant })
 }
 
+/// The code, refresh token or device code a grant spends when it issues.
+struct Spending {
+    kind: RecordKind,
+    id: String,
+    /// How long the mark is kept, so that a replay is recognised.
+    until: u64,
+}
+
 /// What a grant decided, before anything is minted.
 struct Outcome {
     claims: AccessTokenClaims,
+    /// What was presented and is spent by issuing (written with the rest, or not at all).
+    spend: Option<Spending>,
     /// A refresh token to issue with the access token.
     refresh: Option<RefreshTokenRecord>,
     /// The grant family the access token joins, and until when that matters.
@@ -232,6 +242,7 @@ impl Outcome {
     fn plain(claims: AccessTokenClaims) -> Self {
         Outcome {
             claims,
+            spend: None,
             refresh: None,
             family: None,
             id_token: None,
@@ -258,6 +269,7 @@ impl Outcome {
         let family = refresh.as_ref().map(|r| (r.family.clone(), r.expires_at));
         Ok(Outcome {
             claims,
+            spend: None,
             refresh,
             family,
             id_token: None,
@@ -265,6 +277,10 @@ impl Outcome {
     }
 }
 
+/// Mints the access token (and refresh and ID tokens) and writes everything the grant writes
+/// in one atomic step: spending what was presented, joining the family, storing the refresh
+/// token and an opaque access token. A store failure leaves no trace; a code or token spent
+/// meanwhile, or a family revoked meanwhile, gets nothing.
 async fn mint_outcome(
     services: &Services,
     tenant: &ServedTenant,
@@ -272,36 +288,93 @@ async fn mint_outcome(
 ) -> Result<TokenResponse, Error> {
     let name = tenant.name();
     let store = services.store();
-    let access_token = mint::access_token(services, tenant, &outcome.claims).await?;
-    let mut body = TokenResponse::bearer(access_token.clone(), &outcome.claims);
-    if let Some((family, until)) = &outcome.family {
-        store
-            .add_family_access_token(
-                name,
-                family,
-                &outcome.claims.jti,
-                outcome.claims.exp,
-                *until,
-            )
-            .await?;
+    let minted = mint::access_token(services, tenant, &outcome.claims).await?;
+    let mut body = TokenResponse::bearer(minted.token.clone(), &outcome.claims);
+    let refresh = match &outcome.refresh {
+        Some(record) => {
+            let token = services.random.token()?;
+            let json = serde_json::to_string(record).map_err(|e| StoreError::Encode {
+                kind: RecordKind::RefreshToken,
+                reason: e.to_string(),
+            })?;
+            Some((token, json, record.expires_at))
+        }
+        None => None,
+    };
+    let refresh_id = refresh.as_ref().map(|(token, _, _)| opaque_token_id(token));
+    let issue = Issue {
+        spend: outcome.spend.as_ref().map(|s| Spend {
+            kind: s.kind,
+            id: &s.id,
+            until: s.until,
+        }),
+        family: outcome.family.as_ref().map(|(family, until)| FamilyMember {
+            family,
+            jti: &outcome.claims.jti,
+            exp: outcome.claims.exp,
+            until: *until,
+        }),
+        refresh: refresh
+            .as_ref()
+            .zip(refresh_id.as_deref())
+            .map(|((_, json, expires_at), id)| (id, json.as_str(), *expires_at)),
+        opaque: minted.opaque_id.as_deref().map(|id| (id, &outcome.claims)),
+    };
+    let nothing_to_write = issue.spend.is_none()
+        && issue.family.is_none()
+        && issue.refresh.is_none()
+        && issue.opaque.is_none();
+    if !nothing_to_write {
+        match store.issue(name, &issue).await? {
+            gatehouse_store::Issued::Done => {}
+            gatehouse_store::Issued::Spent => {
+                return Err(spent_again(services, name, &outcome).await);
+            }
+            gatehouse_store::Issued::Revoked => return Err(revoked(&outcome)),
+        }
     }
-    if let Some(record) = outcome.refresh {
-        let token = services.random.token()?;
-        records::put(
-            store,
-            name,
-            &opaque_token_id(&token),
-            &record,
-            record.expires_at,
-        )
-        .await?;
-        body.refresh_token = Some(token);
-    }
+    body.refresh_token = refresh.map(|(token, _, _)| token);
     if let Some(mut id) = outcome.id_token {
-        id.at_hash = Some(at_hash(&access_token, tenant.config.signing_algorithm));
+        id.at_hash = Some(at_hash(&minted.token, tenant.config.signing_algorithm));
         body.id_token = Some(mint::id_token(tenant, &id)?);
     }
     Ok(body)
+}
+
+/// A code or refresh token presented again revokes everything its grant issued (RFC 6749
+/// sections 4.1.2 and 10.4); a device code presented again is simply refused.
+async fn spent_again(services: &Services, tenant: &str, outcome: &Outcome) -> Error {
+    let kind = outcome.spend.as_ref().map(|s| s.kind);
+    let client = &outcome.claims.client_id;
+    let message = match kind {
+        Some(RecordKind::AuthorizationCode) => {
+            tracing::warn!(
+                tenant,
+                client,
+                "authorization code replayed; its tokens are revoked"
+            );
+            "the authorization code was already used; the tokens it issued are revoked"
+        }
+        Some(RecordKind::RefreshToken) => {
+            tracing::warn!(tenant, client, "refresh token reused; its grant is revoked");
+            "the refresh token was already used; every token of its grant is now revoked"
+        }
+        _ => return OAuthError::invalid_grant("the device code was already used").into(),
+    };
+    if let Some((family, until)) = &outcome.family
+        && let Err(e) = family::revoke(services.store(), tenant, family, *until).await
+    {
+        return e;
+    }
+    OAuthError::invalid_grant(message).into()
+}
+
+fn revoked(outcome: &Outcome) -> Error {
+    let what = match outcome.spend.as_ref().map(|s| s.kind) {
+        Some(RecordKind::AuthorizationCode) => "the authorization code",
+        _ => "the refresh token",
+    };
+    OAuthError::invalid_grant(format!("{what} was revoked")).into()
 }
 
 #[cfg(test)]

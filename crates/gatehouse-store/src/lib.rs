@@ -114,6 +114,55 @@ impl RecordKind {
     }
 }
 
+/// A code, refresh token or device code presented to the token endpoint, spent by
+/// [`Store::issue`]: marked used until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spend<'a> {
+    /// What was presented.
+    pub kind: RecordKind,
+    /// Its record's id (the digest of the presented value).
+    pub id: &'a str,
+    /// How long the mark is kept (so a replay is recognised until then).
+    pub until: u64,
+}
+
+/// An access token joining its grant family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FamilyMember<'a> {
+    /// The family (all tokens of one authorization).
+    pub family: &'a str,
+    /// The access token's `jti` and `exp`.
+    pub jti: &'a str,
+    /// The access token's `exp` (its revocation is kept until then).
+    pub exp: u64,
+    /// How long the family must be remembered.
+    pub until: u64,
+}
+
+/// What issuing tokens writes (see [`Store::issue`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Issue<'a> {
+    /// The presented code, refresh token or device code to spend.
+    pub spend: Option<Spend<'a>>,
+    /// The family the access token joins; a revoked family refuses it.
+    pub family: Option<FamilyMember<'a>>,
+    /// A refresh token record: (id, JSON, expires at).
+    pub refresh: Option<(&'a str, &'a str, u64)>,
+    /// An opaque access token: (id, claims).
+    pub opaque: Option<(&'a str, &'a AccessTokenClaims)>,
+}
+
+/// How [`Store::issue`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Issued {
+    /// Everything was written.
+    Done,
+    /// The presented code or token was spent already: nothing was written.
+    Spent,
+    /// The family is revoked: nothing was written.
+    Revoked,
+}
+
 /// A tenant's configuration version; bumped on every configuration write of the tenant.
 pub type Version = u64;
 
@@ -200,15 +249,25 @@ pub trait Store: Send + Sync + 'static {
         json: &str,
         expires_at: u64,
     ) -> Result<(), StoreError>;
-    /// A live record and whether it was marked used.
+    /// A live record (one round trip; whether it was used is the business of [`Store::issue`]
+    /// and [`Store::mark_used`], which decide atomically).
     async fn get_record(
         &self,
         tenant: &str,
         kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(String, bool)>, StoreError>;
-    /// Marks a record used; true for exactly one caller, however many race.
+    ) -> Result<Option<String>, StoreError>;
+    /// Marks a record used until `until`; true for exactly one caller, however many race.
     async fn mark_used(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<bool, StoreError>;
+    /// Claims `id` of `kind` until `until` without a record (an assertion's `jti`); true for
+    /// exactly one caller, however many race.
+    async fn claim_once(
         &self,
         tenant: &str,
         kind: RecordKind,
@@ -222,24 +281,20 @@ pub trait Store: Send + Sync + 'static {
         kind: RecordKind,
         id: &str,
     ) -> Result<(), StoreError>;
-    /// Remembers that a family issued an access token, so revoking the family revokes it.
-    async fn add_family_access_token(
-        &self,
-        tenant: &str,
-        family: &str,
-        jti: &str,
-        exp: u64,
-        until: u64,
-    ) -> Result<(), StoreError>;
-    /// Revokes a family until `until`; returns the access tokens (`jti`, `exp`) it issued.
+    /// Writes what issuing tokens writes, atomically: spends what was presented, adds the
+    /// access token to its grant family, stores the new refresh token and the opaque access
+    /// token — all of it, or (when the presented code or token was spent already, or the family
+    /// is revoked, or the store fails) none of it. Revocation ([`Store::revoke_family`]) and
+    /// issuing never interleave: a token is either in the family when it is revoked, or refused.
+    async fn issue(&self, tenant: &str, issue: &Issue<'_>) -> Result<Issued, StoreError>;
+    /// Revokes a family until `until` and, atomically with it, every access token it issued
+    /// (until each one's `exp`). Returns how many access tokens were revoked.
     async fn revoke_family(
         &self,
         tenant: &str,
         family: &str,
         until: u64,
-    ) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Whether a family is revoked now.
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
+    ) -> Result<usize, StoreError>;
 
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

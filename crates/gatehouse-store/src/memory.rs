@@ -1,6 +1,6 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
-use crate::{RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
+use crate::{Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
 use async_trait::async_trait;
 use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::keys::SigningKeyRecord;
@@ -27,9 +27,26 @@ struct TenantData {
     revoked: HashMap<String, u64>,
     /// key → (count, window end)
     failures: HashMap<String, (u64, u64)>,
-    /// (kind, id) → (json, expires at, used)
-    records: HashMap<(RecordKind, String), (String, u64, bool)>,
+    /// (kind, id) → (json, expires at)
+    records: HashMap<(RecordKind, String), (String, u64)>,
+    /// (kind, id) → until when it counts as used (kept apart from the record, as in Redis).
+    used: HashMap<(RecordKind, String), u64>,
     families: HashMap<String, Family>,
+}
+
+impl TenantData {
+    /// Marks `(kind, id)` used until `until`; false if it already is.
+    fn spend(&mut self, kind: RecordKind, id: &str, until: u64, now: u64) -> bool {
+        let key = (kind, id.to_string());
+        if self.used.get(&key).is_some_and(|u| *u > now) {
+            return false;
+        }
+        if self.used.len() % 1024 == 1023 {
+            self.used.retain(|_, u| *u > now);
+        }
+        self.used.insert(key, until);
+        true
+    }
 }
 
 /// Versions come from one counter for all tenants, so a tenant deleted and created again never
@@ -149,11 +166,13 @@ impl Store for MemoryStore {
                 + d.revoked.len()
                 + d.failures.len()
                 + d.records.len()
+                + d.used.len()
                 + d.families.len();
             d.opaque.clear();
             d.revoked.clear();
             d.failures.clear();
             d.records.clear();
+            d.used.clear();
             d.families.clear();
             n as u64
         }))
@@ -308,16 +327,11 @@ impl Store for MemoryStore {
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             if d.records.len() % 1024 == 1023 {
-                d.records.retain(|_, (_, exp, _)| *exp > now);
+                d.records.retain(|_, (_, exp)| *exp > now);
             }
-            // A record written again keeps its used mark (as Redis keeps the separate marker):
-            // an assertion's jti, spent once, stays spent.
-            let key = (kind, id.to_string());
-            let used = d
-                .records
-                .get(&key)
-                .is_some_and(|(_, exp, used)| *used && *exp > now);
-            d.records.insert(key, (json.to_string(), expires_at, used));
+            // The used mark lives apart (as in Redis): a record written again stays used.
+            d.records
+                .insert((kind, id.to_string()), (json.to_string(), expires_at));
         });
         Ok(())
     }
@@ -327,14 +341,14 @@ impl Store for MemoryStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(String, bool)>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)?
                 .records
                 .get(&(kind, id.to_string()))
-                .filter(|(_, exp, _)| *exp > now)
-                .map(|(json, _, used)| (json.clone(), *used))
+                .filter(|(_, exp)| *exp > now)
+                .map(|(json, _)| json.clone())
         }))
     }
 
@@ -343,19 +357,31 @@ impl Store for MemoryStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
-        _until: u64,
+        until: u64,
     ) -> Result<bool, StoreError> {
+        let now = self.now();
         Ok(self.with(|all| {
-            match all
-                .get_mut(tenant)
-                .and_then(|d| d.records.get_mut(&(kind, id.to_string())))
-            {
-                Some((_, _, used)) if !*used => {
-                    *used = true;
-                    true
-                }
-                _ => false,
+            let d = all.entry(tenant.to_string()).or_default();
+            d.spend(kind, id, until, now)
+        }))
+    }
+
+    async fn claim_once(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        Ok(self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            let key = (kind, id.to_string());
+            if d.used.get(&key).is_some_and(|u| *u > now) {
+                return false;
             }
+            d.used.insert(key, until);
+            true
         }))
     }
 
@@ -366,29 +392,50 @@ impl Store for MemoryStore {
         id: &str,
     ) -> Result<(), StoreError> {
         self.with(|all| {
-            all.get_mut(tenant)
-                .map(|d| d.records.remove(&(kind, id.to_string())))
+            if let Some(d) = all.get_mut(tenant) {
+                let key = (kind, id.to_string());
+                d.records.remove(&key);
+                d.used.remove(&key);
+            }
         });
         Ok(())
     }
 
-    async fn add_family_access_token(
-        &self,
-        tenant: &str,
-        family: &str,
-        jti: &str,
-        exp: u64,
-        _until: u64,
-    ) -> Result<(), StoreError> {
-        self.with(|all| {
+    async fn issue(&self, tenant: &str, issue: &Issue<'_>) -> Result<Issued, StoreError> {
+        let now = self.now();
+        Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
-            d.families
-                .entry(family.to_string())
-                .or_default()
-                .issued
-                .push((jti.to_string(), exp));
-        });
-        Ok(())
+            if let Some(member) = &issue.family
+                && d.families
+                    .get(member.family)
+                    .and_then(|f| f.revoked_until)
+                    .is_some_and(|u| u > now)
+            {
+                return Issued::Revoked;
+            }
+            if let Some(spend) = &issue.spend
+                && !d.spend(spend.kind, spend.id, spend.until, now)
+            {
+                return Issued::Spent;
+            }
+            if let Some(member) = &issue.family {
+                d.families
+                    .entry(member.family.to_string())
+                    .or_default()
+                    .issued
+                    .push((member.jti.to_string(), member.exp));
+            }
+            if let Some((id, json, expires_at)) = issue.refresh {
+                d.records.insert(
+                    (RecordKind::RefreshToken, id.to_string()),
+                    (json.to_string(), expires_at),
+                );
+            }
+            if let Some((id, claims)) = issue.opaque {
+                d.opaque.insert(id.to_string(), claims.clone());
+            }
+            Issued::Done
+        }))
     }
 
     async fn revoke_family(
@@ -396,22 +443,16 @@ impl Store for MemoryStore {
         tenant: &str,
         family: &str,
         until: u64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<usize, StoreError> {
         Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
             let f = d.families.entry(family.to_string()).or_default();
             f.revoked_until = Some(until);
-            f.issued.clone()
-        }))
-    }
-
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
-        let now = self.now();
-        Ok(self.with(|all| {
-            all.get(tenant)
-                .and_then(|d| d.families.get(family))
-                .and_then(|f| f.revoked_until)
-                .is_some_and(|u| u > now)
+            let issued = f.issued.clone();
+            for (jti, exp) in &issued {
+                d.revoked.insert(jti.clone(), *exp);
+            }
+            issued.len()
         }))
     }
 

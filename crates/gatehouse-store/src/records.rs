@@ -28,15 +28,6 @@ impl Record for DeviceRecord {
     const KIND: RecordKind = RecordKind::DeviceCode;
 }
 
-/// A record as read back: its value, and whether it was marked used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored<R> {
-    /// The record.
-    pub value: R,
-    /// Whether it was marked used.
-    pub used: bool,
-}
-
 /// Stores `record` under `id` until `expires_at` (unix seconds).
 ///
 /// # Errors
@@ -65,12 +56,12 @@ pub async fn get<R: Record>(
     store: &dyn Store,
     tenant: &str,
     id: &str,
-) -> Result<Option<Stored<R>>, StoreError> {
-    let Some((json, used)) = store.get_record(tenant, R::KIND, id).await? else {
+) -> Result<Option<R>, StoreError> {
+    let Some(json) = store.get_record(tenant, R::KIND, id).await? else {
         return Ok(None);
     };
     match serde_json::from_str(&json) {
-        Ok(value) => Ok(Some(Stored { value, used })),
+        Ok(value) => Ok(Some(value)),
         Err(e) => {
             tracing::warn!(tenant, kind = ?R::KIND, error = %e, "ignoring a record that does not decode");
             Ok(None)
@@ -130,24 +121,17 @@ mod tests {
         let store = MemoryStore::with_clock(clock.clone());
         put(&store, "acme", "d1", &device(), 200).await.unwrap();
         let got = get::<DeviceRecord>(&store, "acme", "d1").await.unwrap();
-        assert_eq!(
-            got,
-            Some(Stored {
-                value: device(),
-                used: false
-            })
-        );
+        assert_eq!(got, Some(device()));
         assert!(
             mark_used::<DeviceRecord>(&store, "acme", "d1", 300)
                 .await
                 .unwrap()
         );
         assert!(
-            get::<DeviceRecord>(&store, "acme", "d1")
+            !mark_used::<DeviceRecord>(&store, "acme", "d1", 300)
                 .await
-                .unwrap()
-                .unwrap()
-                .used
+                .unwrap(),
+            "once"
         );
         clock.set(200);
         assert_eq!(

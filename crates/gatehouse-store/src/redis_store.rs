@@ -2,7 +2,9 @@
 //! (`redis+cluster://`), multiplexed connections that reconnect on their own, and short
 //! timeouts so an unreachable Redis fails requests fast instead of queueing them.
 
-use crate::{RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url};
+use crate::{
+    Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url,
+};
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
 use gatehouse_core::token::AccessTokenClaims;
@@ -67,6 +69,36 @@ local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end
 return {r[1], #r[2]}";
 
+/// Issuing tokens, atomically (see `Store::issue`). Keys: the used mark of what is spent, the
+/// family's revoked mark and token set, the new refresh record, the opaque token. Flags in
+/// ARGV say which parts apply; absent parts get placeholder keys in the tenant's slot.
+const ISSUE_SCRIPT: &str = r"
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
+if ARGV[1] == '1' and not redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[2]) then
+  return 'spent'
+end
+if ARGV[3] == '1' then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('EXPIREAT', KEYS[3], ARGV[5], 'NX')
+  redis.call('EXPIREAT', KEYS[3], ARGV[5], 'GT')
+end
+if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[10], 'EXAT', ARGV[11]) end
+return 'done'";
+
+/// Revoking a family and, in the same step, every access token it issued (members are
+/// `exp:jti`; each revocation mark lives until that token's `exp`).
+const REVOKE_SCRIPT: &str = r"
+redis.call('SET', KEYS[1], '1', 'EXAT', ARGV[1])
+local members = redis.call('SMEMBERS', KEYS[2])
+for _, m in ipairs(members) do
+  local sep = string.find(m, ':', 1, true)
+  if sep then
+    redis.call('SET', ARGV[2] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
+  end
+end
+return #members";
+
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
 const FAILURE_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -113,6 +145,8 @@ pub struct RedisStore {
     conn: Connection,
     bump: redis::Script,
     purge: redis::Script,
+    issue: redis::Script,
+    revoke: redis::Script,
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `.map_err(unavailable)`
@@ -180,7 +214,24 @@ impl RedisStore {
             conn,
             bump: redis::Script::new(BUMP_SCRIPT),
             purge: redis::Script::new(PURGE_SCRIPT),
+            issue: redis::Script::new(ISSUE_SCRIPT),
+            revoke: redis::Script::new(REVOKE_SCRIPT),
         })
+    }
+
+    /// `SET key 1 NX EXAT until`: true for the one caller that set it.
+    async fn set_once(&self, key: String, until: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(until.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
     }
 
     async fn bump_version(&self, tenant: &str) -> Result<(), StoreError> {
@@ -460,15 +511,11 @@ impl Store for RedisStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
-    ) -> Result<Option<(String, bool)>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let (raw, used): (Option<String>, bool) = redis::pipe()
-            .get(record_key(tenant, kind, id))
-            .exists(used_key(tenant, kind, id))
-            .query_async(&mut conn)
+        conn.get(record_key(tenant, kind, id))
             .await
-            .map_err(unavailable)?;
-        Ok(raw.map(|r| (r, used)))
+            .map_err(unavailable)
     }
 
     async fn mark_used(
@@ -478,17 +525,17 @@ impl Store for RedisStore {
         id: &str,
         until: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(used_key(tenant, kind, id))
-            .arg(1)
-            .arg("NX")
-            .arg("EXAT")
-            .arg(until.max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(set.is_some())
+        self.set_once(used_key(tenant, kind, id), until).await
+    }
+
+    async fn claim_once(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<bool, StoreError> {
+        self.set_once(used_key(tenant, kind, id), until).await
     }
 
     async fn delete_record(
@@ -505,27 +552,51 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn add_family_access_token(
-        &self,
-        tenant: &str,
-        family: &str,
-        jti: &str,
-        exp: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
+    async fn issue(&self, tenant: &str, issue: &Issue<'_>) -> Result<Issued, StoreError> {
+        let flag = |on: bool| if on { "1" } else { "0" };
+        let spend = issue.spend;
+        let family = issue.family;
+        let mut invocation = self.issue.prepare_invoke();
+        invocation
+            .key(spend.map_or_else(
+                || used_key(tenant, RecordKind::RefreshToken, "-"),
+                |s| used_key(tenant, s.kind, s.id),
+            ))
+            .key(family_revoked_key(tenant, family.map_or("-", |f| f.family)))
+            .key(family_tokens_key(tenant, family.map_or("-", |f| f.family)))
+            .key(record_key(
+                tenant,
+                RecordKind::RefreshToken,
+                issue.refresh.map_or("-", |r| r.0),
+            ))
+            .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
+            .arg(flag(spend.is_some()))
+            .arg(spend.map_or(1, |s| s.until.max(1)))
+            .arg(flag(family.is_some()))
+            .arg(family.map_or_else(String::new, |f| format!("{}:{}", f.exp, f.jti)))
+            .arg(family.map_or(1, |f| f.until.max(1)))
+            .arg(flag(issue.refresh.is_some()))
+            .arg(issue.refresh.map_or("", |r| r.1))
+            .arg(issue.refresh.map_or(1, |r| r.2.max(1)))
+            .arg(flag(issue.opaque.is_some()))
+            .arg(
+                issue
+                    .opaque
+                    .map(|o| encode(o.1))
+                    .transpose()?
+                    .unwrap_or_default(),
+            )
+            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)));
         let mut conn = self.conn.clone();
-        let key = family_tokens_key(tenant, family);
-        let _: () = redis::pipe()
-            .sadd(&key, format!("{exp}:{jti}"))
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&key)
-            .arg(until.max(1))
-            .ignore()
-            .query_async(&mut conn)
+        let outcome: String = invocation
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(match outcome.as_str() {
+            "spent" => Issued::Spent,
+            "revoked" => Issued::Revoked,
+            _ => Issued::Done,
+        })
     }
 
     async fn revoke_family(
@@ -533,30 +604,14 @@ impl Store for RedisStore {
         tenant: &str,
         family: &str,
         until: u64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
-        let ((), members): ((), Vec<String>) = redis::pipe()
-            .cmd("SET")
-            .arg(family_revoked_key(tenant, family))
-            .arg(1)
-            .arg("EXAT")
+        self.revoke
+            .key(family_revoked_key(tenant, family))
+            .key(family_tokens_key(tenant, family))
             .arg(until.max(1))
-            .smembers(family_tokens_key(tenant, family))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(members
-            .into_iter()
-            .filter_map(|m| {
-                m.split_once(':')
-                    .and_then(|(exp, jti)| exp.parse().ok().map(|e| (jti.to_string(), e)))
-            })
-            .collect())
-    }
-
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        conn.exists(family_revoked_key(tenant, family))
+            .arg(revoked_key(tenant, ""))
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)
     }

@@ -1,11 +1,14 @@
 //! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports,
 //! and an in-memory Kubernetes API server ([`apiserver`]) for the operator's end-to-end tests
-//! and scale runs.
+//! and scale runs, and a proxy that cuts Redis connections at a chosen command ([`proxy`]).
 //!
 //! The Redis servers run with persistence off in temporary directories and are killed when
 //! their handle drops.
 
 pub mod apiserver;
+pub mod proxy;
+
+pub use proxy::CuttingProxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -245,6 +245,7 @@ async fn implicit_token(
         req.scope_string(),
         services.random.id()?,
     );
-    let token = mint::access_token(services, tenant, &claims).await?;
-    Ok((token, claims.scope))
+    let minted = mint::access_token(services, tenant, &claims).await?;
+    mint::store_alone(services, tenant, &minted, &claims).await?;
+    Ok((minted.token, claims.scope))
 }

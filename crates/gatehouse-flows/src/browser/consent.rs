@@ -40,7 +40,7 @@ pub async fn covers(
 ) -> Result<bool, Error> {
     let id = consent_id(username, &req.client_id);
     let remembered = records::get::<Consent>(services.store(), tenant.name(), &id).await?;
-    Ok(remembered.is_some_and(|c| req.scopes.iter().all(|s| c.value.0.contains(s))))
+    Ok(remembered.is_some_and(|c| req.scopes.iter().all(|s| c.0.contains(s))))
 }
 
 /// Remembers that `username` allowed `scopes` to `client_id` (adding to what was allowed).
@@ -58,7 +58,6 @@ pub async fn remember(
     let id = consent_id(username, client_id);
     let mut consent = records::get::<Consent>(store, tenant.name(), &id)
         .await?
-        .map(|c| c.value)
         .unwrap_or_default();
     for s in scopes {
         if !consent.0.contains(s) {

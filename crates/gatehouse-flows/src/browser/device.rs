@@ -62,11 +62,11 @@ pub async fn confirm(
     let code = normalize_user_code(typed);
     let device_id = records::get::<UserCode>(store, name, &code)
         .await?
-        .map(|u| u.value.0);
+        .map(|u| u.0);
     let found = match device_id {
         Some(device_id) => records::get::<DeviceRecord>(store, name, &device_id)
             .await?
-            .map(|r| (device_id, r.value))
+            .map(|r| (device_id, r))
             .filter(|(_, r)| r.state == DeviceState::Pending && r.expires_at > services.now()),
         None => None,
     };

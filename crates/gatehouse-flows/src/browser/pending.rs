@@ -95,8 +95,7 @@ pub async fn load(
     let id = id.ok_or(Error::SignInExpired)?;
     let pending = records::get::<Pending>(services.store(), tenant.name(), id)
         .await?
-        .ok_or(Error::SignInExpired)?
-        .value;
+        .ok_or(Error::SignInExpired)?;
     let browser_ok = binding.is_some_and(|b| b == pending.browser);
     let csrf_ok = csrf.is_some_and(|c| c == pending.csrf);
     if !browser_ok || !csrf_ok {
@@ -115,10 +114,9 @@ pub async fn find(
     id: Option<&str>,
 ) -> Result<Pending, Error> {
     let id = id.ok_or(Error::SignInExpired)?;
-    Ok(records::get::<Pending>(services.store(), tenant.name(), id)
+    records::get::<Pending>(services.store(), tenant.name(), id)
         .await?
-        .ok_or(Error::SignInExpired)?
-        .value)
+        .ok_or(Error::SignInExpired)
 }
 
 /// Ends a pending sign-in (completed, denied, or confirmed).

@@ -35,11 +35,7 @@ pub async fn current(
     let Some(value) = cookie else {
         return Ok(None);
     };
-    Ok(
-        records::get::<Session>(services.store(), tenant.name(), &opaque_token_id(value))
-            .await?
-            .map(|s| s.value),
-    )
+    Ok(records::get::<Session>(services.store(), tenant.name(), &opaque_token_id(value)).await?)
 }
 
 /// Starts a session for `username` now; returns the cookie value and the session.

@@ -1,7 +1,7 @@
 //! Redeeming an authorization code (RFC 6749 section 4.1.3) once. A code presented again
 //! revokes every token it issued (section 4.1.2): the code's grant family.
 
-use super::Outcome;
+use super::{Outcome, Spending};
 use crate::{Error, Services, family};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
@@ -10,7 +10,8 @@ use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, issues_refresh_to
 use gatehouse_core::id_token::{IdTokenClaims, user_claims};
 use gatehouse_core::scope::issued_scopes;
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_store::records::{self, Stored};
+use gatehouse_store::RecordKind;
+use gatehouse_store::records;
 
 pub(super) struct Presented<'a> {
     pub code: &'a str,
@@ -34,31 +35,35 @@ pub(super) async fn redeem(
     let store = services.store();
     let name = &ctx.tenant.name;
     let id = opaque_token_id(presented.code);
-    let Stored {
-        value: record,
-        used,
-    } = records::get::<CodeRecord>(store, name, &id)
+    let record = records::get::<CodeRecord>(store, name, &id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown or expired authorization code"))?;
     if record.client_id != ctx.client.client_id {
         return Err(OAuthError::invalid_grant("the code was issued to another client").into());
     }
     let until = ctx.now + family_lifetime(ctx);
-    if used || !records::mark_used::<CodeRecord>(store, name, &id, until).await? {
-        family::revoke(store, name, &record.family, until).await?;
-        tracing::warn!(tenant = %name, client = %record.client_id, "authorization code replayed; its tokens are revoked");
-        return Err(OAuthError::invalid_grant(
-            "the authorization code was already used; the tokens it issued are revoked",
-        )
-        .into());
-    }
-    let claims = exchange(
+    let claims = match exchange(
         ctx,
         &record,
         presented.redirect_uri,
         presented.code_verifier,
         jti,
-    )?;
+    ) {
+        Ok(claims) => claims,
+        Err(refused) => {
+            // A code works once, even for a request that fails: spend it, and treat a code
+            // already spent as the replay it is.
+            if records::mark_used::<CodeRecord>(store, name, &id, until).await? {
+                return Err(refused.into());
+            }
+            family::revoke(store, name, &record.family, until).await?;
+            tracing::warn!(tenant = %name, client = %record.client_id, "authorization code replayed; its tokens are revoked");
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens it issued are revoked",
+            )
+            .into());
+        }
+    };
     let scopes = issued_scopes(claims.scope.as_deref());
     let refresh = issues_refresh_token(ctx, claims.scope.as_deref()).then(|| RefreshTokenRecord {
         auth_time: record.auth_time,
@@ -83,6 +88,11 @@ pub(super) async fn redeem(
     });
     Ok(Outcome {
         claims,
+        spend: Some(Spending {
+            kind: RecordKind::AuthorizationCode,
+            id,
+            until,
+        }),
         refresh,
         family: Some((record.family, until)),
         id_token,

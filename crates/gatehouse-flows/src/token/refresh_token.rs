@@ -2,13 +2,14 @@
 //! and everything the family issued; a good one is spent and, with rotation on, replaced by a
 //! successor in the same family.
 
-use super::Outcome;
-use crate::{Error, Services, family};
+use super::{Outcome, Spending};
+use crate::{Error, Services};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, refresh};
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_store::records::{self, Stored};
+use gatehouse_store::RecordKind;
+use gatehouse_store::records;
 
 pub(super) async fn rotate(
     services: &Services,
@@ -20,10 +21,7 @@ pub(super) async fn rotate(
     let store = services.store();
     let name = &ctx.tenant.name;
     let id = opaque_token_id(presented);
-    let Stored {
-        value: record,
-        used,
-    } = records::get::<RefreshTokenRecord>(store, name, &id)
+    let record = records::get::<RefreshTokenRecord>(store, name, &id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
     if record.client_id != ctx.client.client_id {
@@ -32,27 +30,20 @@ pub(super) async fn rotate(
             OAuthError::invalid_grant("the refresh token was issued to another client").into(),
         );
     }
-    let rotation = ctx.tenant.refresh_token_rotation;
-    let reused = used
-        || store.is_family_revoked(name, &record.family).await?
-        || (rotation
-            && !records::mark_used::<RefreshTokenRecord>(store, name, &id, record.expires_at)
-                .await?);
-    if reused {
-        family::revoke(store, name, &record.family, record.expires_at).await?;
-        tracing::warn!(tenant = %name, client = %record.client_id, "refresh token reused; its grant is revoked");
-        return Err(OAuthError::invalid_grant(
-            "the refresh token was already used; every token of its grant is now revoked",
-        )
-        .into());
-    }
+    // Checked before anything is spent: a request that fails keeps its token usable.
     let (claims, successor) = refresh(ctx, &record, scope, jti)?;
-    let family = Some((record.family.clone(), record.expires_at));
-    // Without rotation the presented token stays valid and no new one is issued.
+    let rotation = ctx.tenant.refresh_token_rotation;
+    // Without rotation the presented token stays valid and no new one is issued; with it,
+    // issuing spends the token (a token spent already is a reuse: see `spent_again`).
     Ok(Outcome {
         claims,
+        spend: rotation.then_some(Spending {
+            kind: RecordKind::RefreshToken,
+            id,
+            until: record.expires_at,
+        }),
         refresh: rotation.then_some(successor),
-        family,
+        family: Some((record.family.clone(), record.expires_at)),
         id_token: None,
     })
 }

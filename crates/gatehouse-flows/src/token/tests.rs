@@ -5,13 +5,14 @@
 use super::*;
 use crate::introspection::active_claims;
 use crate::testing::{
-    ALICE_PASSWORD, PORTAL_SECRET, REDIRECT, World, memory_world, params, redis_world,
-    reporter_assertion,
+    ALICE_PASSWORD, PORTAL_SECRET, REDIRECT, World, memory_world, params, proxied_redis_world,
+    redis_world, reporter_assertion,
 };
 use gatehouse_core::ErrorCode;
 use gatehouse_core::grant::authorization_code::CodeRecord;
 use gatehouse_core::grant::device_code::{DeviceRecord, DeviceState};
 use gatehouse_core::pkce;
+use gatehouse_store::records;
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
@@ -346,8 +347,7 @@ async fn device_polling_waits_slows_down_expires_and_redeems_once() {
     let mut record = records::get::<DeviceRecord>(&*world.services.store, "acme", &id)
         .await
         .unwrap()
-        .unwrap()
-        .value;
+        .unwrap();
     record.state = DeviceState::Approved {
         sub: "alice".into(),
         auth_time: world.now(),
@@ -374,8 +374,7 @@ async fn device_polling_waits_slows_down_expires_and_redeems_once() {
     let mut record = records::get::<DeviceRecord>(&*world.services.store, "acme", &id)
         .await
         .unwrap()
-        .unwrap()
-        .value;
+        .unwrap();
     record.state = DeviceState::Denied;
     records::put(
         &*world.services.store,
@@ -490,4 +489,150 @@ async fn a_client_secret_is_verified_once_then_remembered() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), ErrorCode::InvalidClient);
+}
+
+/// Redis goes away just before it would run the step that spends and issues: the client gets
+/// `temporarily_unavailable`, and afterwards the same code and the same refresh token work.
+#[tokio::test]
+async fn a_failure_before_redis_runs_the_step_leaves_no_trace() {
+    let (world, proxy) = proxied_redis_world().await;
+    let code = code_for(&world, "billing.read").await;
+    proxy.cut_before("EVALSHA");
+    let e = redeem(&world, &code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable, "{e:?}");
+    assert!(!proxy.armed());
+    let first = redeem(&world, &code)
+        .await
+        .expect("the same code works after recovery");
+    let rt = first.response.refresh_token.unwrap();
+
+    proxy.cut_before("EVALSHA");
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable, "{e:?}");
+    let second = refresh_with(&world, &rt)
+        .await
+        .expect("the same refresh token works after recovery");
+    assert!(
+        is_active(&world, &first.response.access_token).await,
+        "the grant was not revoked"
+    );
+    assert!(is_active(&world, &second.response.access_token).await);
+
+    // The replay rules still hold afterwards.
+    let e = redeem(&world, &code).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidGrant);
+    assert!(
+        !is_active(&world, &second.response.access_token).await,
+        "the replay revoked the grant"
+    );
+}
+
+/// Redis runs the step and the answer is lost: the token was spent, so presenting it again is
+/// a reuse (the wire cannot tell a retry from a replay); the grant is revoked and nothing from
+/// the lost answer stays usable.
+#[tokio::test]
+async fn an_answer_lost_after_redis_ran_the_step_counts_as_a_use() {
+    let (world, proxy) = proxied_redis_world().await;
+    let code = code_for(&world, "billing.read").await;
+    let first = redeem(&world, &code).await.unwrap();
+    let rt = first.response.refresh_token.unwrap();
+    proxy.cut_after("EVALSHA");
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable, "{e:?}");
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the refresh token was already used; every token of its grant is now revoked"
+    );
+    assert!(!is_active(&world, &first.response.access_token).await);
+}
+
+async fn race<T, F>(n: usize, attempt: impl Fn() -> F) -> Vec<Result<T, Error>>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    futures::future::join_all((0..n).map(|_| attempt())).await
+}
+
+async fn codes_and_refresh_tokens_race(world: World, n: usize) {
+    // A code presented n times at once: one wins, the others revoke what it got.
+    let code = code_for(&world, "billing.read").await;
+    let results = race(n, || redeem(&world, &code)).await;
+    let winners: Vec<&Issued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{n} at once: exactly one wins");
+    assert!(
+        !is_active(&world, &winners[0].response.access_token).await,
+        "the losers' replay revoked the winner's token"
+    );
+    let rt = winners[0].response.refresh_token.clone().unwrap();
+    assert_eq!(
+        code_of(&refresh_with(&world, &rt).await.unwrap_err()),
+        ErrorCode::InvalidGrant
+    );
+
+    // A refresh token presented n times at once.
+    let code = code_for(&world, "billing.read").await;
+    let rt = redeem(&world, &code)
+        .await
+        .unwrap()
+        .response
+        .refresh_token
+        .unwrap();
+    let results = race(n, || refresh_with(&world, &rt)).await;
+    let winners: Vec<&Issued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1);
+    if n > 1 {
+        assert!(!is_active(&world, &winners[0].response.access_token).await);
+        let successor = winners[0].response.refresh_token.clone().unwrap();
+        assert_eq!(
+            code_of(&refresh_with(&world, &successor).await.unwrap_err()),
+            ErrorCode::InvalidGrant
+        );
+    }
+
+    // A device code polled n times at once once approved: one gets tokens, the rest are told
+    // it was used; the winner keeps its tokens (a device code has no replay to punish).
+    let (device_code, _) = start_device(&world).await;
+    let id = opaque_token_id(&device_code);
+    let mut record = records::get::<DeviceRecord>(&*world.services.store, "acme", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    record.state = DeviceState::Approved {
+        sub: "alice".into(),
+        auth_time: world.now(),
+    };
+    records::put(
+        &*world.services.store,
+        "acme",
+        &id,
+        &record,
+        world.now() + 900,
+    )
+    .await
+    .unwrap();
+    let results = race(n, || poll_once(&world, &device_code)).await;
+    let winners: Vec<&Issued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1);
+    assert!(is_active(&world, &winners[0].response.access_token).await);
+    for loser in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            loser.to_oauth().description,
+            "the device code was already used"
+        );
+    }
+}
+
+#[tokio::test]
+async fn races_on_one_code_token_or_device_code_have_one_winner_in_memory() {
+    for n in [2, 50] {
+        codes_and_refresh_tokens_race(memory_world(), n).await;
+    }
+}
+
+#[tokio::test]
+async fn races_on_one_code_token_or_device_code_have_one_winner_on_redis() {
+    for n in [2, 50] {
+        codes_and_refresh_tokens_race(redis_world().await, n).await;
+    }
 }

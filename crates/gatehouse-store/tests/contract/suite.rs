@@ -87,6 +87,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     revocations_expire(store, &format!("{prefix}-rev")).await;
     failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
     records_are_used_once_and_families_revoke(store, &format!("{prefix}-rec")).await;
+    issuing_is_atomic_and_revocation_cannot_miss_a_token(store, &format!("{prefix}-issue")).await;
     store.ping().await.expect("ping");
 }
 
@@ -334,8 +335,8 @@ async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_record(t, kind, "r1").await.unwrap(),
-        Some((r#"{"a":1}"#.to_string(), false))
+        store.get_record(t, kind, "r1").await.unwrap().as_deref(),
+        Some(r#"{"a":1}"#)
     );
     assert_eq!(
         store
@@ -353,21 +354,15 @@ async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
         !store.mark_used(t, kind, "r1", now + 60).await.unwrap(),
         "second use loses"
     );
-    assert_eq!(
-        store.get_record(t, kind, "r1").await.unwrap(),
-        Some((r#"{"a":1}"#.to_string(), true))
-    );
     // Written again (an assertion's jti is stored, then spent): still spent.
     store
         .put_record(t, kind, "r1", r#"{"a":2}"#, now + 60)
         .await
         .unwrap();
-    assert_eq!(
-        store.get_record(t, kind, "r1").await.unwrap(),
-        Some((r#"{"a":2}"#.to_string(), true)),
+    assert!(
+        !store.mark_used(t, kind, "r1", now + 60).await.unwrap(),
         "a put after mark_used stays used"
     );
-    assert!(!store.mark_used(t, kind, "r1", now + 60).await.unwrap());
     store.delete_record(t, kind, "r1").await.unwrap();
     assert_eq!(store.get_record(t, kind, "r1").await.unwrap(), None);
     store
@@ -379,25 +374,116 @@ async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
         None,
         "expired records are gone"
     );
-
-    store
-        .add_family_access_token(t, "fam", "jti-1", now + 30, now + 60)
-        .await
-        .unwrap();
-    store
-        .add_family_access_token(t, "fam", "jti-2", now + 40, now + 60)
-        .await
-        .unwrap();
-    assert!(!store.is_family_revoked(t, "fam").await.unwrap());
-    let mut issued = store.revoke_family(t, "fam", now + 60).await.unwrap();
-    issued.sort();
-    assert_eq!(
-        issued,
-        vec![
-            ("jti-1".to_string(), now + 30),
-            ("jti-2".to_string(), now + 40)
-        ]
+    assert!(
+        store
+            .claim_once(t, RecordKind::AssertionJti, "j", now + 60)
+            .await
+            .unwrap()
     );
-    assert!(store.is_family_revoked(t, "fam").await.unwrap());
-    assert!(!store.is_family_revoked(t, "other").await.unwrap());
+    assert!(
+        !store
+            .claim_once(t, RecordKind::AssertionJti, "j", now + 60)
+            .await
+            .unwrap()
+    );
+}
+
+/// Issuing is all or nothing, spends once, and never slips a token past a family's revocation.
+async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store, t: &str) {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Spend};
+    let now = unix_now();
+    let opaque = claims(now + 30);
+    let spend = Spend {
+        kind: RecordKind::AuthorizationCode,
+        id: "code-1",
+        until: now + 60,
+    };
+    let member = |jti: &'static str| FamilyMember {
+        family: "fam",
+        jti,
+        exp: now + 30,
+        until: now + 60,
+    };
+    let first = Issue {
+        spend: Some(spend),
+        family: Some(member("jti-1")),
+        refresh: Some(("rt-1", r#"{"f":"fam"}"#, now + 60)),
+        opaque: Some(("op-1", &opaque)),
+    };
+    assert_eq!(store.issue(t, &first).await.unwrap(), Issued::Done);
+    assert!(
+        store
+            .get_record(t, RecordKind::RefreshToken, "rt-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.get_opaque_token(t, "op-1").await.unwrap().is_some());
+
+    // The same code again: nothing of the second issue is written.
+    let replay = Issue {
+        spend: Some(spend),
+        family: Some(member("jti-2")),
+        refresh: Some(("rt-2", "{}", now + 60)),
+        opaque: Some(("op-2", &opaque)),
+    };
+    assert_eq!(store.issue(t, &replay).await.unwrap(), Issued::Spent);
+    assert_eq!(
+        store
+            .get_record(t, RecordKind::RefreshToken, "rt-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_opaque_token(t, "op-2").await.unwrap(), None);
+    assert!(
+        !store
+            .mark_used(t, spend.kind, spend.id, now + 60)
+            .await
+            .unwrap()
+    );
+
+    // A second token of the family (a refresh without rotation), then the revocation takes both.
+    let more = Issue {
+        family: Some(member("jti-3")),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue(t, &more).await.unwrap(), Issued::Done);
+    assert_eq!(store.revoke_family(t, "fam", now + 60).await.unwrap(), 2);
+    assert!(store.is_revoked(t, "jti-1").await.unwrap());
+    assert!(store.is_revoked(t, "jti-3").await.unwrap());
+    assert!(!store.is_revoked(t, "jti-2").await.unwrap(), "never issued");
+    // After the revocation nothing joins the family, and nothing is spent by trying.
+    let late = Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id: "rt-1",
+            until: now + 60,
+        }),
+        family: Some(member("jti-4")),
+        refresh: Some(("rt-4", "{}", now + 60)),
+        opaque: None,
+    };
+    assert_eq!(store.issue(t, &late).await.unwrap(), Issued::Revoked);
+    assert_eq!(
+        store
+            .get_record(t, RecordKind::RefreshToken, "rt-4")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .mark_used(t, RecordKind::RefreshToken, "rt-1", now + 60)
+            .await
+            .unwrap(),
+        "a refused issue spends nothing"
+    );
+    // A bare opaque token (client credentials) is just stored.
+    let bare = Issue {
+        opaque: Some(("op-5", &opaque)),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue(t, &bare).await.unwrap(), Issued::Done);
+    assert!(store.get_opaque_token(t, "op-5").await.unwrap().is_some());
 }
