@@ -16,6 +16,7 @@
 
 mod http;
 mod load;
+mod monitor;
 mod peer;
 mod procfs;
 mod scale;
@@ -57,6 +58,9 @@ struct Args {
     /// Skip the node-oidc-provider peer even if node and npm are there.
     #[arg(long)]
     no_peer: bool,
+    /// Skip counting the Redis commands of each operation.
+    #[arg(long)]
+    no_commands: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = DEFAULT_JSON)]
     json: PathBuf,
@@ -79,7 +83,9 @@ const SCENARIOS: &[&str] = &[
     "introspect_jwt",
     "introspect_opaque",
     "refresh_token",
+    "refresh_token_opaque",
     "authorization_code",
+    "authorization_code_opaque",
 ];
 
 struct Row {
@@ -169,7 +175,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let mut pools = std::collections::BTreeMap::new();
-    let mut session: Option<String> = None;
+    let mut sessions: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
     for scenario in &selected {
         for &connections in &args.connections {
             let conversations = match *scenario {
@@ -196,17 +202,25 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                     }
                     scenarios::introspection(&target, &pools[tenant], connections)
                 }
-                "refresh_token" => scenarios::refresh_chains(addr, connections).await?,
-                "authorization_code" => {
-                    if session.is_none() {
-                        session = Some(scenarios::sign_in(addr).await.context("signing alice in")?);
+                "refresh_token" => scenarios::refresh_chains(addr, "es256", connections).await?,
+                "refresh_token_opaque" => {
+                    scenarios::refresh_chains(addr, "opaque", connections).await?
+                }
+                "authorization_code" | "authorization_code_opaque" => {
+                    let tenant = flow_tenant(scenario);
+                    if !sessions.contains_key(tenant) {
+                        let cookie = scenarios::sign_in(addr, tenant)
+                            .await
+                            .context("signing alice in")?;
+                        sessions.insert(tenant, cookie);
                     }
-                    let cookie = session.clone().unwrap_or_default();
+                    let cookie = sessions[tenant].clone();
                     // Enough codes for the run at a generous rate; the run ends early if they
                     // run out (the rate is over the time actually spent).
                     let count = (connections.min(8) as u64 * 4_000 * args.seconds) as usize;
-                    let codes = scenarios::mint_codes(addr, &cookie, count.max(1_000), 16).await?;
-                    scenarios::code_exchange(&codes, connections)
+                    let codes =
+                        scenarios::mint_codes(addr, tenant, &cookie, count.max(1_000), 16).await?;
+                    scenarios::code_exchange(&codes, tenant, connections)
                 }
                 other => anyhow::bail!("unknown scenario {other}"),
             };
@@ -221,6 +235,52 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             .await;
             print_row(&row, rows.is_empty());
             rows.push(row);
+        }
+    }
+
+    // Commands per operation, each scenario on one connection for a second, less what the
+    // idle server sends meanwhile (its configuration polling).
+    let mut commands = std::collections::BTreeMap::new();
+    if !args.no_commands {
+        let monitor = monitor::Monitor::start(redis.port)?;
+        println!("\nRedis commands per operation (MONITOR, script-internal commands excluded):");
+        for scenario in &selected {
+            let conversations = match *scenario {
+                "client_credentials_es256" => {
+                    scenarios::client_credentials(&Target::tenant("es256"), 1)
+                }
+                "client_credentials_eddsa" => {
+                    scenarios::client_credentials(&Target::tenant("eddsa"), 1)
+                }
+                "client_credentials_opaque" => {
+                    scenarios::client_credentials(&Target::tenant("opaque"), 1)
+                }
+                "introspect_jwt" => {
+                    scenarios::introspection(&Target::tenant("es256"), &pools["es256"], 1)
+                }
+                "introspect_opaque" => {
+                    scenarios::introspection(&Target::tenant("opaque"), &pools["opaque"], 1)
+                }
+                "refresh_token" | "refresh_token_opaque" => {
+                    scenarios::refresh_chains(addr, flow_tenant(scenario), 1).await?
+                }
+                "authorization_code" | "authorization_code_opaque" => {
+                    let tenant = flow_tenant(scenario);
+                    let cookie = sessions.get(tenant).cloned().unwrap_or_default();
+                    let codes = scenarios::mint_codes(addr, tenant, &cookie, 5_000, 4).await?;
+                    scenarios::code_exchange(&codes, tenant, 1)
+                }
+                _ => continue,
+            };
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            monitor.take();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle = monitor.take();
+            let outcome = load::drive(addr, conversations, Duration::from_secs(1)).await;
+            let sent = monitor.take().saturating_sub(idle);
+            let per_operation = sent as f64 / outcome.ok.max(1) as f64;
+            println!("  {scenario:<28} {per_operation:>5.2}");
+            commands.insert(scenario.to_string(), per_operation);
         }
     }
 
@@ -349,6 +409,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             "p99_ms": r.outcome.percentile_ms(0.99),
             "server_cpu_us_per_request": r.cpu_per_request_us,
             "server_rss_bytes": r.rss.0,
+            "redis_commands_per_operation": commands.get(&r.scenario),
             "server_peak_rss_bytes": r.rss.1,
         })).collect::<Vec<_>>(),
     });
@@ -386,6 +447,15 @@ async fn measure(
         cpu_per_request_us: cpu.as_secs_f64() * 1e6 / requests,
         rss,
         outcome,
+    }
+}
+
+/// The tenant a refresh or code scenario runs in: the signing one, or the opaque one.
+fn flow_tenant(scenario: &str) -> &'static str {
+    if scenario.ends_with("_opaque") {
+        "opaque"
+    } else {
+        "es256"
     }
 }
 

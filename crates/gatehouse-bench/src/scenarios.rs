@@ -190,6 +190,7 @@ pub fn introspection(
 
 /// A refresh-token chain: each answer's refresh token is the next request's.
 struct RefreshChain {
+    path: String,
     auth: String,
     token: String,
 }
@@ -200,11 +201,7 @@ impl Conversation for RefreshChain {
             ("grant_type", "refresh_token"),
             ("refresh_token", &self.token),
         ]);
-        Some(http::post(
-            "/es256/oauth2/token",
-            Bytes::from(body),
-            Some(&self.auth),
-        ))
+        Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, b"\"refresh_token\"")?;
@@ -214,11 +211,14 @@ impl Conversation for RefreshChain {
 }
 
 /// One refresh chain per connection, each started by alice's password grant.
+/// Refresh chains of the client `app-{tenant}`, one per connection.
 pub async fn refresh_chains(
     addr: SocketAddr,
+    tenant: &str,
     connections: usize,
 ) -> anyhow::Result<Vec<Box<dyn Conversation>>> {
-    let auth = basic("app", SECRET);
+    let auth = basic(&format!("app-{tenant}"), SECRET);
+    let path = format!("/{tenant}/oauth2/token");
     let mut browser = Browser::connect(addr).await?;
     let mut out: Vec<Box<dyn Conversation>> = Vec::new();
     for _ in 0..connections {
@@ -229,16 +229,13 @@ pub async fn refresh_chains(
             ("scope", "bench.read offline_access"),
         ]);
         let answer = browser
-            .send(http::post(
-                "/es256/oauth2/token",
-                Bytes::from(body),
-                Some(&auth),
-            ))
+            .send(http::post(&path, Bytes::from(body), Some(&auth)))
             .await?;
         anyhow::ensure!(answer.status == 200, "password grant: {}", answer.body);
         let token = json_str(answer.body.as_bytes(), "refresh_token")
             .ok_or_else(|| anyhow::anyhow!("no refresh token: {}", answer.body))?;
         out.push(Box::new(RefreshChain {
+            path: path.clone(),
             auth: auth.clone(),
             token,
         }));
@@ -246,11 +243,11 @@ pub async fn refresh_chains(
     Ok(out)
 }
 
-fn authorize_path() -> String {
+fn authorize_path(tenant: &str) -> String {
     format!(
-        "/es256/oauth2/authorize?{}",
+        "/{tenant}/oauth2/authorize?{}",
         form(&[
-            ("client_id", "web"),
+            ("client_id", &format!("web-{tenant}")),
             ("redirect_uri", WEB_REDIRECT),
             ("response_type", "code"),
             ("scope", "bench.read"),
@@ -262,9 +259,9 @@ fn authorize_path() -> String {
 }
 
 /// Signs alice in and consents once; returns the session cookie header.
-pub async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
+pub async fn sign_in(addr: SocketAddr, tenant: &str) -> anyhow::Result<String> {
     let mut b = Browser::connect(addr).await?;
-    let start = b.send(http::get(&authorize_path(), "")).await?;
+    let start = b.send(http::get(&authorize_path(tenant), "")).await?;
     let login_url = start
         .location
         .ok_or_else(|| anyhow::anyhow!("authorize did not redirect: {}", start.body))?;
@@ -288,7 +285,7 @@ pub async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
     };
     let consent = b
         .send(http::post(
-            "/es256/login",
+            &format!("/{tenant}/login"),
             Bytes::from(form(&[
                 ("request", &f(&login.body, "request")?),
                 ("csrf", &f(&login.body, "csrf")?),
@@ -300,7 +297,7 @@ pub async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
         .await?;
     let done = b
         .send(http::post(
-            "/es256/consent",
+            &format!("/{tenant}/consent"),
             Bytes::from(form(&[
                 ("request", &f(&consent.body, "request")?),
                 ("csrf", &f(&consent.body, "csrf")?),
@@ -324,12 +321,13 @@ pub async fn sign_in(addr: SocketAddr) -> anyhow::Result<String> {
 /// (the codes come back in Location headers, read with the small setup client).
 pub async fn mint_codes(
     addr: SocketAddr,
+    tenant: &str,
     cookie: &str,
     count: usize,
     connections: usize,
 ) -> anyhow::Result<Arc<Mutex<Vec<String>>>> {
     let sink = Arc::new(Mutex::new(Vec::with_capacity(count)));
-    let path = authorize_path();
+    let path = authorize_path(tenant);
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (sink, cookie, path) = (sink.clone(), cookie.to_string(), path.clone());
@@ -368,6 +366,7 @@ pub async fn mint_codes(
 
 /// Exchanges pre-minted codes; ends when they run out.
 struct Exchange {
+    path: String,
     auth: String,
     codes: Arc<Mutex<Vec<String>>>,
 }
@@ -381,11 +380,7 @@ impl Conversation for Exchange {
             ("redirect_uri", WEB_REDIRECT),
             ("code_verifier", VERIFIER),
         ]);
-        Some(http::post(
-            "/es256/oauth2/token",
-            Bytes::from(body),
-            Some(&self.auth),
-        ))
+        Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, b"\"access_token\"")
@@ -394,12 +389,14 @@ impl Conversation for Exchange {
 
 pub fn code_exchange(
     codes: &Arc<Mutex<Vec<String>>>,
+    tenant: &str,
     connections: usize,
 ) -> Vec<Box<dyn Conversation>> {
     (0..connections)
         .map(|_| {
             Box::new(Exchange {
-                auth: basic("web", SECRET),
+                path: format!("/{tenant}/oauth2/token"),
+                auth: basic(&format!("web-{tenant}"), SECRET),
                 codes: codes.clone(),
             }) as Box<dyn Conversation>
         })

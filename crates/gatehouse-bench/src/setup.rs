@@ -100,24 +100,28 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
     let all = "client_credentials, refresh_token, password, authorization_code";
     tenant(&mut y, "es256", "ES256", "jwt", all);
     tenant(&mut y, "eddsa", "EdDSA", "jwt", "client_credentials");
-    tenant(
-        &mut y,
-        "opaque",
-        "ES256",
-        "opaque",
-        "client_credentials, refresh_token",
-    );
+    tenant(&mut y, "opaque", "ES256", "opaque", all);
     client(&mut y, "cc-es256", "es256", "client_credentials", "");
     client(&mut y, "cc-eddsa", "eddsa", "client_credentials", "");
     client(&mut y, "cc-opaque", "opaque", "client_credentials", "");
-    client(&mut y, "app", "es256", "password, refresh_token", "");
-    client(
-        &mut y,
-        "web",
-        "es256",
-        "authorization_code",
-        &format!("  redirectUris: [\"{WEB_REDIRECT}\"]\n"),
-    );
+    // Refresh and code flows in a signing tenant and in an opaque one (the same work without
+    // the signature, for a comparison with opaque client credentials).
+    for t in ["es256", "opaque"] {
+        client(
+            &mut y,
+            &format!("app-{t}"),
+            t,
+            "password, refresh_token",
+            "",
+        );
+        client(
+            &mut y,
+            &format!("web-{t}"),
+            t,
+            "authorization_code",
+            &format!("  redirectUris: [\"{WEB_REDIRECT}\"]\n"),
+        );
+    }
     let _ = write!(
         y,
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-users, namespace: bench}}\nstringData:\n  users.yaml: |\n    - username: alice\n      passwordHash: \"{users_hash}\"\n"

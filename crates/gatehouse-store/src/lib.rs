@@ -135,7 +135,8 @@ pub struct FamilyMember<'a> {
     pub jti: &'a str,
     /// The access token's `exp` (its revocation is kept until then).
     pub exp: u64,
-    /// How long the family must be remembered.
+    /// How long the family must be remembered: the same for every token of a refresh-token
+    /// family (its lifetime does not grow with rotation), later for a later code's family.
     pub until: u64,
 }
 

@@ -79,8 +79,7 @@ if ARGV[1] == '1' and not redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[2])
 end
 if ARGV[3] == '1' then
   redis.call('SADD', KEYS[3], ARGV[4])
-  redis.call('EXPIREAT', KEYS[3], ARGV[5], 'NX')
-  redis.call('EXPIREAT', KEYS[3], ARGV[5], 'GT')
+  redis.call('EXPIREAT', KEYS[3], ARGV[5])
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[10], 'EXAT', ARGV[11]) end
