@@ -381,3 +381,120 @@ async fn behind_a_trusted_proxy_addresses_come_from_x_forwarded_for() {
         "another client behind the same proxy is not locked: {other}"
     );
 }
+
+/// The `kid` of a JWT's header.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn published_kids(g: &Gatehouse) -> Vec<String> {
+    let jwks: Value = reqwest::get(g.endpoint("initech", "jwks_uri").await)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Rotates `rt` and checks that everything the last valid version issued still works: the
+/// new access token is signed with a published key, has the old TTL, and is active.
+async fn still_serving(g: &Gatehouse, rt: &str, kids: &[String], what: &str) -> String {
+    let r = refresh(g, APP, rt, None).await;
+    assert_eq!(r.status, 200, "{what}: {}", r.body);
+    let at = r.body["access_token"].as_str().unwrap();
+    assert!(
+        kids.contains(&kid(at)),
+        "{what}: signed with a published key"
+    );
+    assert_eq!(
+        r.body["expires_in"], 900,
+        "{what}: the last valid TTL (the default)"
+    );
+    assert!(active(g, at).await, "{what}");
+    assert_eq!(published_kids(g).await, kids, "{what}: the same keys");
+    r.body["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn invalid_edits_keep_the_last_valid_version_serving_and_the_fix_simply_takes_effect() {
+    let redis = RedisServer::start();
+    let mut g = start(&redis);
+    let first = password(&g, APP, "alice", "wonderland", "reports").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first_access = first.body["access_token"].as_str().unwrap().to_string();
+    let kids = published_kids(&g).await;
+    let mut rt = first.body["refresh_token"].as_str().unwrap().to_string();
+
+    // Values that parse but fail validation: a zero TTL, then a TTL in words.
+    for (ttl, why) in [("0s", "must be longer than zero"), ("15 mins", "15 mins")] {
+        let edited = INITECH.replace(
+            "  grantTypes: [password, refresh_token, client_credentials]",
+            &format!("  grantTypes: [password, refresh_token, client_credentials]\n  accessToken: {{ttl: {ttl}}}"),
+        );
+        g.write_manifest("initech.yaml", &edited);
+        eventually(10, "the refusal is reported", || async {
+            g.stdout().lines().any(|l| {
+                l.starts_with("Tenant initech: InvalidSpec: the last valid version keeps serving; the current spec was refused")
+                    && l.contains("spec.accessToken.ttl")
+                    && l.contains(why)
+            })
+        })
+        .await;
+        assert!(active(&g, &first_access).await);
+        rt = still_serving(&g, &rt, &kids, ttl).await;
+    }
+    let table = g.stdout();
+    assert!(
+        table.lines().any(|l| l.starts_with("initech ")
+            && l.split_whitespace().skip(3).collect::<Vec<_>>()
+                == ["False", "True", "InvalidSpec"]),
+        "ACCEPTED False, READY True:\n{table}"
+    );
+
+    // Restarted while the spec is invalid: what the store holds keeps serving.
+    let manifests = std::mem::replace(&mut g.manifests, tempfile::tempdir().unwrap());
+    drop(g);
+    let g = Gatehouse::start_in(&redis.url(), manifests);
+    // (On another port, so another issuer: access tokens from before carry the old `iss`.)
+    rt = still_serving(&g, &rt, &kids, "after a restart").await;
+
+    // The tenant fixed, the client broken: the client's last valid registration serves on.
+    let broken_client = INITECH.replace(
+        "  scopes: [openid, offline_access, reports, tps]",
+        "  scopes: [openid, offline_access, reports, tps]\n  redirectUris: [not-a-uri]",
+    );
+    g.write_manifest("initech.yaml", &broken_client);
+    eventually(10, "the client's refusal is reported", || async {
+        g.stdout().lines().any(|l| {
+            l.starts_with("OAuthClient initech/app: InvalidSpec:")
+                && l.contains("keeps serving")
+                && l.contains("spec.redirectUris")
+        })
+    })
+    .await;
+    rt = still_serving(&g, &rt, &kids, "client refused").await;
+
+    // Fixed: nothing was lost on the way.
+    g.write_manifest("initech.yaml", INITECH);
+    let fixed = g.stdout().len();
+    eventually(10, "the fix is picked up", || async {
+        let out = g.stdout();
+        out.len() > fixed && !out[fixed..].contains("InvalidSpec")
+    })
+    .await;
+    still_serving(&g, &rt, &kids, "fixed").await;
+}

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use support::*;
 
 const REJECTED: &str = r"
@@ -307,6 +308,8 @@ async fn operations_endpoints_and_redis_outages() {
             .status,
         401
     );
+    let jwks_url = g.endpoint("acme", "jwks_uri").await;
+    let kids_before = published_kids(&jwks_url).await;
     let metrics = reqwest::get(format!("{ops}/metrics"))
         .await
         .unwrap()
@@ -352,7 +355,32 @@ async fn operations_endpoints_and_redis_outages() {
     .await;
     assert_eq!((r.status, r.error()), (503, "temporarily_unavailable"));
 
-    // Redis comes back empty on the same port: standalone refills it and all works again.
+    // Redis comes back empty on the same port: standalone refills it and all works again,
+    // with the same signing keys (kept beside the manifests): every token signed while it
+    // happens carries a `kid` that JWKS publishes.
+    let signing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let background = tokio::spawn({
+        let signing = signing.clone();
+        let token_url = format!("{}/acme/oauth2/token", g.base);
+        async move {
+            let mut kids = std::collections::BTreeSet::new();
+            let mut signed = 0;
+            while signing.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = post_form(
+                    &token_url,
+                    Some(&basic("acme-billing", BILLING_SECRET)),
+                    "grant_type=client_credentials",
+                )
+                .await;
+                if r.status == 200 {
+                    kids.insert(jwt_kid(r.body["access_token"].as_str().unwrap()));
+                    signed += 1;
+                }
+            }
+            (kids, signed)
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let _revived = RedisServer::start_on(port);
     eventually(30, "ready again", || async {
         reqwest::get(format!("{ops}/readyz"))
@@ -372,6 +400,48 @@ async fn operations_endpoints_and_redis_outages() {
             == 200
     })
     .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    signing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (kids, signed) = background.await.unwrap();
+    assert!(
+        signed > 10,
+        "only {signed} tokens signed around the restart"
+    );
+    assert_eq!(
+        published_kids(&jwks_url).await,
+        kids_before,
+        "the same keys"
+    );
+    assert!(
+        kids.iter().all(|k| kids_before.contains(k)),
+        "signed with {kids:?}, JWKS publishes {kids_before:?}"
+    );
+    assert!(
+        g.stderr().contains("publishing it again"),
+        "the drift was noticed"
+    );
+}
+
+async fn published_kids(jwks_url: &str) -> std::collections::BTreeSet<String> {
+    let jwks: serde_json::Value = reqwest::get(jwks_url).await.unwrap().json().await.unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn jwt_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]

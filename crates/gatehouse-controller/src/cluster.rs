@@ -35,6 +35,16 @@ pub fn keys_secret_name(tenant: &str) -> String {
     format!("gatehouse-keys-{tenant}")
 }
 
+/// The keys a keys Secret holds; the error names what is wrong with it.
+pub fn read_keys_secret(secret: &Secret) -> Result<Vec<SigningKeyRecord>, String> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(KEYS_SECRET_KEY))
+        .ok_or_else(|| format!("no key {KEYS_SECRET_KEY}"))?;
+    serde_json::from_slice(&bytes.0).map_err(|e| format!("{KEYS_SECRET_KEY}: {e}"))
+}
+
 /// The events a status change deserves: a condition that flipped (or is new), or a refusal
 /// whose reason changed. A resync that changes nothing emits nothing.
 pub fn transition_events(
@@ -50,6 +60,14 @@ pub fn transition_events(
             continue;
         }
         match (c.type_.as_str(), ConditionStatus::parse(&c.status)) {
+            // Still serving the last valid version, but something is wrong: a warning, once
+            // (Accepted=False's own warning says why when the spec was refused).
+            (types::READY, ConditionStatus::True) if c.reason == reasons::SERVING_LAST_VALID => {
+                if refused {
+                    continue;
+                }
+                out.push((EventType::Warning, c.reason.clone(), c.message.clone()));
+            }
             (types::READY, ConditionStatus::True) => {
                 out.push((EventType::Normal, c.reason.clone(), c.message.clone()));
             }
@@ -359,5 +377,28 @@ mod tests {
         );
         let pending = [condition(types::READY, "False", reasons::SECRET_PENDING)];
         assert!(transition_events(&[], &pending).is_empty());
+    }
+
+    #[test]
+    fn serving_the_last_valid_version_is_one_warning() {
+        let ready = condition(types::READY, "True", reasons::RECONCILED);
+        let held = condition(types::READY, "True", reasons::SERVING_LAST_VALID);
+        let refused = [
+            held.clone(),
+            condition(types::ACCEPTED, "False", reasons::INVALID_SPEC),
+        ];
+        let events = transition_events(std::slice::from_ref(&ready), &refused);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0].0, events[0].1.as_str()),
+            (EventType::Warning, reasons::INVALID_SPEC)
+        );
+        // Held for another reason (an unreadable Secret): the hold itself is the warning.
+        let events = transition_events(std::slice::from_ref(&ready), std::slice::from_ref(&held));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0].0, events[0].1.as_str()),
+            (EventType::Warning, reasons::SERVING_LAST_VALID)
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! Client secrets are hashed here (argon2id) and the hash is reused while the secret stays the
 //! same, so an unchanged client is never rewritten and servers keep their verification cache.
 
+use crate::conditions::{Verdict, set};
 use crate::reconcile::{ClientRegistration, Reconciled};
 use aws_lc_rs::digest;
 use gatehouse_core::argon2_workers::Argon2Workers;
@@ -15,14 +16,15 @@ use gatehouse_core::keys::{
 use gatehouse_core::random::{NoRandomness, Randomness};
 use gatehouse_core::secret::{SecretError, hash_secret_with, verify_secret};
 use gatehouse_core::{ClientConfig, TenantConfig};
+use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_store::{Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The `status.signingKeys` entries of these keys.
 pub fn key_statuses(keys: &[SigningKeyRecord]) -> Vec<gatehouse_crd::tenant::SigningKeyStatus> {
     use gatehouse_crd::tenant::SigningKeyStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
     keys.iter()
         .map(|k| SigningKeyStatus {
@@ -42,12 +44,74 @@ pub fn key_statuses(keys: &[SigningKeyRecord]) -> Vec<gatehouse_crd::tenant::Sig
         .collect()
 }
 
-/// Copies the published signing keys into the tenants' statuses (`status.signingKeys`).
-pub fn record_signing_keys(reconciled: &mut Reconciled, report: &PublishReport) {
+/// Copies what a publish run found into the statuses: the signing keys
+/// (`status.signingKeys`), the held objects whose last valid version still serves, and each
+/// tenant's count of clients whose `Ready` is `True`.
+pub fn record_report(reconciled: &mut Reconciled, report: &PublishReport, now: &Time) {
+    for client in &mut reconciled.clients {
+        if report
+            .clients_still_serving
+            .contains(&(client.namespace.clone(), client.name.clone()))
+        {
+            client.still_serving();
+        }
+    }
+    let mut live: HashMap<&str, i32> = HashMap::new();
+    for c in &reconciled.clients {
+        if ConditionStatus::of(&c.status.conditions, types::READY) == ConditionStatus::True {
+            *live.entry(c.tenant.as_str()).or_default() += 1;
+        }
+    }
     for tenant in &mut reconciled.tenants {
         if let Some(keys) = report.signing_keys.get(&tenant.name) {
             tenant.status.signing_keys = key_statuses(keys);
         }
+        if report.tenants_still_serving.contains(&tenant.name) {
+            tenant.still_serving();
+        }
+        if let Some((_, why)) = report.keys_invalid.iter().find(|(t, _)| *t == tenant.name) {
+            let verdict = Verdict::new(
+                types::READY,
+                false,
+                reasons::SIGNING_KEYS_INVALID,
+                format!(
+                    "{why}; restore the file from a backup, or delete it to start with new keys"
+                ),
+            );
+            let generation = tenant.status.observed_generation;
+            set(&mut tenant.status.conditions, &verdict, generation, now);
+        }
+        if tenant.registration.is_some() || report.tenants_still_serving.contains(&tenant.name) {
+            tenant.status.clients = Some(live.get(tenant.name.as_str()).copied().unwrap_or(0));
+        }
+    }
+}
+
+/// Where standalone keeps each tenant's sealed signing keys besides the store: the copy the
+/// store is restored from when it loses them (the operator's equivalent is its
+/// `gatehouse-keys-<tenant>` Secrets). Keys it keeps are reused as they are; keys it cannot
+/// keep are logged and live in the store only.
+pub trait KeyKeeper: Send {
+    /// The keys kept for `tenant` (`None`: nothing kept yet); an error names what is broken.
+    fn kept(&self, tenant: &str) -> Result<Option<Vec<SigningKeyRecord>>, String>;
+    /// Keeps `keys` as `tenant`'s, before the store gets them.
+    fn keep(&mut self, tenant: &str, keys: &[SigningKeyRecord]) -> Result<(), String>;
+    /// Forgets a deleted tenant's keys.
+    fn forget(&mut self, tenant: &str) -> Result<(), String>;
+}
+
+/// Keeps nothing: the store is the only copy.
+pub struct StoreOnly;
+
+impl KeyKeeper for StoreOnly {
+    fn kept(&self, _: &str) -> Result<Option<Vec<SigningKeyRecord>>, String> {
+        Ok(None)
+    }
+    fn keep(&mut self, _: &str, _: &[SigningKeyRecord]) -> Result<(), String> {
+        Ok(())
+    }
+    fn forget(&mut self, _: &str) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -76,6 +140,13 @@ pub struct PublishReport {
     pub clients_written: Vec<(String, String)>,
     pub clients_removed: Vec<(String, String)>,
     pub tenants_removed: Vec<String>,
+    /// Held tenants (refused spec) whose last valid version the store still serves.
+    pub tenants_still_serving: Vec<String>,
+    /// Held clients, as `(namespace, name)`, whose last valid registration the store still
+    /// serves.
+    pub clients_still_serving: Vec<(String, String)>,
+    /// Tenants whose kept keys cannot be read, with why: left as the store holds them.
+    pub keys_invalid: Vec<(String, String)>,
 }
 
 type SecretDigest = [u8; 32];
@@ -206,6 +277,23 @@ impl Publisher {
         Ok(true)
     }
 
+    /// Whether the store serves this tenant (it has its settings).
+    pub async fn serves_tenant(&self, tenant: &str) -> Result<bool, PublishError> {
+        Ok(self.store.tenant_settings(tenant).await?.config.is_some())
+    }
+
+    /// Whether the store holds a registration of `client_id` that came from `source`
+    /// (`namespace/name`).
+    pub async fn serves_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        source: &str,
+    ) -> Result<bool, PublishError> {
+        let stored = self.store.get_client(tenant, client_id).await?;
+        Ok(stored.is_some_and(|c| c.source == source))
+    }
+
     /// Removes a client registration if it is there and came from `source` (`namespace/name`):
     /// a client that lost a contested id must not take the winner's registration with it.
     /// True if something was removed.
@@ -241,36 +329,63 @@ impl Publisher {
         Ok(removed)
     }
 
-    /// Publishes a whole reconciled state (standalone, where the store holds the keys): every
-    /// served tenant with its clients, and removal of whatever the store holds beyond it.
+    /// Publishes a whole reconciled state (standalone): every served tenant with its keys
+    /// (those `keeper` holds, else the store's, moved forward and kept before the store gets
+    /// them) and its clients, and removal of whatever the store holds beyond it.
     pub async fn publish(
         &self,
         reconciled: &Reconciled,
         now: u64,
+        keeper: &mut dyn KeyKeeper,
     ) -> Result<PublishReport, PublishError> {
         let mut report = PublishReport::default();
         let stored_tenants = self.store.tenant_versions().await?;
         let mut registrations: HashMap<&str, Vec<&ClientRegistration>> = HashMap::new();
+        // Sources (`namespace/name`) of held clients: whatever the store holds of them stays.
+        let mut held: HashSet<(&str, String)> = HashSet::new();
         for c in &reconciled.clients {
             if let Some(r) = &c.registration {
                 registrations.entry(c.tenant.as_str()).or_default().push(r);
+            } else if c.held.is_some() {
+                held.insert((c.tenant.as_str(), format!("{}/{}", c.namespace, c.name)));
             }
         }
         for outcome in &reconciled.tenants {
             let Some(config) = outcome.registration.as_ref() else {
+                if outcome.held.is_some() && stored_tenants.contains_key(&outcome.name) {
+                    let keys = self.store.tenant_settings(&outcome.name).await?.keys;
+                    report.signing_keys.insert(outcome.name.clone(), keys);
+                    report.tenants_still_serving.push(outcome.name.clone());
+                }
                 continue;
             };
             let name = outcome.name.as_str();
+            let kept = match keeper.kept(name) {
+                Ok(kept) => kept,
+                Err(why) => {
+                    tracing::error!(tenant = name, error = %why, "the kept signing keys cannot be read; leaving the tenant as the store holds it");
+                    report.keys_invalid.push((name.to_string(), why));
+                    continue;
+                }
+            };
             let existing = self.store.load_tenant(name).await?;
-            let existing_keys = existing
-                .as_ref()
-                .map(|b| b.keys.clone())
-                .unwrap_or_default();
+            let existing_keys = match &kept {
+                Some(keys) => keys.clone(),
+                None => existing
+                    .as_ref()
+                    .map(|b| b.keys.clone())
+                    .unwrap_or_default(),
+            };
             let plan = self
                 .plan_keys(name, existing_keys, outcome.key_policy, now)
                 .await?;
             if plan.rotated {
                 report.keys_generated.push(name.to_string());
+            }
+            if kept.as_ref() != Some(&plan.keys)
+                && let Err(why) = keeper.keep(name, &plan.keys)
+            {
+                tracing::error!(tenant = name, error = %why, "cannot keep the signing keys beside the store; they live in the store only");
             }
             self.publish_tenant(config, &plan.keys).await?;
             report.signing_keys.insert(name.to_string(), plan.keys);
@@ -297,23 +412,37 @@ impl Publisher {
             }
             let wanted_ids: std::collections::HashSet<&str> =
                 wanted.iter().map(|r| r.config.client_id.as_str()).collect();
-            for stale in stored_clients
-                .iter()
-                .filter(|c| !wanted_ids.contains(c.client_id.as_str()))
-            {
+            for stale in stored_clients.iter().filter(|c| {
+                !wanted_ids.contains(c.client_id.as_str())
+                    && !held.contains(&(name, c.source.clone()))
+            }) {
                 self.store.delete_client(name, &stale.client_id).await?;
                 report
                     .clients_removed
                     .push((name.to_string(), stale.client_id.clone()));
             }
         }
+        for c in reconciled.clients.iter().filter(|c| c.held.is_some()) {
+            let id = c.status.client_id.as_deref().unwrap_or_default();
+            let source = format!("{}/{}", c.namespace, c.name);
+            if self.serves_client(&c.tenant, id, &source).await? {
+                report
+                    .clients_still_serving
+                    .push((c.namespace.clone(), c.name.clone()));
+            }
+        }
         for name in stored_tenants.keys() {
             let observed = reconciled.tenant(name);
-            if observed.is_some_and(|t| t.registration.is_some()) {
+            if observed.is_some_and(|t| t.registration.is_some() || t.held.is_some()) {
                 continue;
             }
             // Invalid for now: out of service, sessions kept. Gone: everything goes.
             self.unpublish_tenant(name, observed.is_none()).await?;
+            if observed.is_none()
+                && let Err(why) = keeper.forget(name)
+            {
+                tracing::error!(tenant = %name, error = %why, "cannot remove the kept signing keys of a deleted tenant");
+            }
             report.tenants_removed.push(name.clone());
         }
         let versions = self.store.tenant_versions().await?;
@@ -424,7 +553,7 @@ mod tests {
             Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
 
         let first = publisher
-            .publish(&reconciled(b"one", "ES256"), 10)
+            .publish(&reconciled(b"one", "ES256"), 10, &mut StoreOnly)
             .await
             .unwrap();
         assert_eq!(first.keys_generated, vec!["acme"]);
@@ -441,7 +570,7 @@ mod tests {
 
         assert!(!publisher.drifted().await.unwrap());
         let again = publisher
-            .publish(&reconciled(b"one", "ES256"), 20)
+            .publish(&reconciled(b"one", "ES256"), 20, &mut StoreOnly)
             .await
             .unwrap();
         assert!(again.keys_generated.is_empty() && again.clients_written.is_empty());
@@ -455,13 +584,13 @@ mod tests {
         let restarted =
             Publisher::new(store.clone(), kek.clone(), gatehouse_core::random::system());
         let after_restart = restarted
-            .publish(&reconciled(b"one", "ES256"), 30)
+            .publish(&reconciled(b"one", "ES256"), 30, &mut StoreOnly)
             .await
             .unwrap();
         assert!(after_restart.clients_written.is_empty());
 
         let rotated = publisher
-            .publish(&reconciled(b"two", "ES256"), 40)
+            .publish(&reconciled(b"two", "ES256"), 40, &mut StoreOnly)
             .await
             .unwrap();
         assert_eq!(rotated.clients_written.len(), 1);
@@ -501,7 +630,10 @@ mod tests {
                     public_url: "http://x",
                     now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
                 });
-                publisher.publish(&reconciled, at).await.unwrap()
+                publisher
+                    .publish(&reconciled, at, &mut StoreOnly)
+                    .await
+                    .unwrap()
             }
         };
 
@@ -524,11 +656,11 @@ mod tests {
         let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
         let publisher = Publisher::new(store.clone(), kek, gatehouse_core::random::system());
         publisher
-            .publish(&reconciled(b"s", "ES256"), 10)
+            .publish(&reconciled(b"s", "ES256"), 10, &mut StoreOnly)
             .await
             .unwrap();
         let report = publisher
-            .publish(&reconciled(b"s", "EdDSA"), 20)
+            .publish(&reconciled(b"s", "EdDSA"), 20, &mut StoreOnly)
             .await
             .unwrap();
         let keys = &report.signing_keys["acme"];
@@ -548,11 +680,14 @@ mod tests {
             "a store emptied behind our back is noticed"
         );
         publisher
-            .publish(&reconciled(b"s", "EdDSA"), 25)
+            .publish(&reconciled(b"s", "EdDSA"), 25, &mut StoreOnly)
             .await
             .unwrap();
         assert!(!publisher.drifted().await.unwrap());
-        let removed = publisher.publish(&Reconciled::default(), 30).await.unwrap();
+        let removed = publisher
+            .publish(&Reconciled::default(), 30, &mut StoreOnly)
+            .await
+            .unwrap();
         assert_eq!(removed.tenants_removed, vec!["acme"]);
         assert!(store.load_tenant("acme").await.unwrap().is_none());
     }
@@ -565,14 +700,17 @@ mod tests {
             Arc::new(KeyEncryptionKey::generate().unwrap().0),
             gatehouse_core::random::system(),
         );
-        first.publish(&reconciled(b"s", "ES256"), 10).await.unwrap();
+        first
+            .publish(&reconciled(b"s", "ES256"), 10, &mut StoreOnly)
+            .await
+            .unwrap();
         let other_kek = Publisher::new(
             store.clone(),
             Arc::new(KeyEncryptionKey::generate().unwrap().0),
             gatehouse_core::random::system(),
         );
         let report = other_kek
-            .publish(&reconciled(b"s", "ES256"), 20)
+            .publish(&reconciled(b"s", "ES256"), 20, &mut StoreOnly)
             .await
             .unwrap();
         assert_eq!(report.keys_generated, vec!["acme"]);
@@ -585,5 +723,89 @@ mod tests {
             [KeyState::Active, KeyState::Next, KeyState::Retired],
             "the foreign active key retires (it still verifies), its next key never signed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_edit_leaves_the_store_as_it_was_and_the_fix_simply_takes_effect() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
+        let publisher = Publisher::new(store.clone(), kek, gatehouse_core::random::system());
+        let run = |t: &[Tenant], c: &[OAuthClient], s: &[Secret]| {
+            reconcile(&Observed {
+                tenants: t,
+                clients: c,
+                secrets: s,
+                public_url: "http://x",
+                now: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            })
+        };
+        let (t, c, s) = objects(b"s", "ES256");
+        publisher
+            .publish(&run(&t, &c, &s), 10, &mut StoreOnly)
+            .await
+            .unwrap();
+        let before = store.load_tenant("acme").await.unwrap().unwrap();
+        let version = store.tenant_versions().await.unwrap()["acme"];
+
+        let mut typo = t.clone();
+        typo[0].spec.access_token.ttl = "15 mins".into();
+        let mut reconciled = run(&typo, &c, &s);
+        let report = publisher
+            .publish(&reconciled, 20, &mut StoreOnly)
+            .await
+            .unwrap();
+        assert_eq!(report.tenants_still_serving, vec!["acme"]);
+        assert_eq!(
+            report.clients_still_serving,
+            vec![("acme".to_string(), "billing".to_string())]
+        );
+        assert!(report.tenants_removed.is_empty() && report.clients_removed.is_empty());
+        assert_eq!(
+            store.tenant_versions().await.unwrap()["acme"],
+            version,
+            "nothing written"
+        );
+        record_report(
+            &mut reconciled,
+            &report,
+            &Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        );
+        let tenant = &reconciled.tenants[0];
+        assert_eq!(
+            ConditionStatus::of(&tenant.status.conditions, types::READY),
+            ConditionStatus::True
+        );
+        assert_eq!(tenant.status.clients, Some(1));
+        assert_eq!(
+            tenant.status.signing_keys.len(),
+            2,
+            "the keys it still signs with"
+        );
+
+        let mut bad_client = c.clone();
+        bad_client[0].spec.redirect_uris = vec!["relative/path".into()];
+        let report = publisher
+            .publish(&run(&t, &bad_client, &s), 30, &mut StoreOnly)
+            .await
+            .unwrap();
+        assert!(report.clients_removed.is_empty() && report.clients_written.is_empty());
+        assert_eq!(report.clients_still_serving.len(), 1);
+
+        // Fixed: the same keys and the same incarnation (its refresh tokens still work).
+        let report = publisher
+            .publish(&run(&t, &c, &s), 40, &mut StoreOnly)
+            .await
+            .unwrap();
+        assert!(report.keys_generated.is_empty() && report.clients_written.is_empty());
+        let after = store.load_tenant("acme").await.unwrap().unwrap();
+        assert_eq!(after.keys, before.keys);
+        assert_eq!(after.clients, before.clients);
+
+        // Only deletion takes it away.
+        let report = publisher
+            .publish(&run(&[], &c, &s), 50, &mut StoreOnly)
+            .await
+            .unwrap();
+        assert_eq!(report.tenants_removed, vec!["acme"]);
     }
 }

@@ -15,9 +15,10 @@ pub use tenant::reconcile_tenant;
 use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, TenantConfig};
+use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
@@ -55,12 +56,73 @@ impl<'a> SecretIndex<'a> {
     }
 }
 
+/// What a refused spec leaves in service: the last valid version, if the store still holds
+/// it. Drivers neither write nor remove anything for a held object; when they find its
+/// registration still stored they show [`Held::ready`] instead of the refusal.
+#[derive(Clone, Debug)]
+pub struct Held {
+    /// `Ready=True`, reason `ServingLastValid`, with the generation that keeps serving when
+    /// the object's previous status knew it.
+    pub ready: Condition,
+    /// The tenant's issuer (clients leave it empty).
+    pub issuer: Option<String>,
+}
+
+impl Held {
+    /// A held object's `Ready` condition: the previous `Ready=True` (its generation and
+    /// transition time kept), saying what keeps serving and `why` the current version does not.
+    fn new(previous: &[Condition], why: &str, now: &Time) -> Self {
+        let serving = previous
+            .iter()
+            .find(|c| c.type_ == types::READY && c.status == "True");
+        let message = match serving.and_then(|c| c.observed_generation) {
+            Some(g) => format!("generation {g} keeps serving; {why}"),
+            None => format!("the last valid version keeps serving; {why}"),
+        };
+        Held {
+            ready: Condition {
+                type_: types::READY.to_string(),
+                status: "True".to_string(),
+                reason: reasons::SERVING_LAST_VALID.to_string(),
+                message,
+                observed_generation: serving.and_then(|c| c.observed_generation),
+                last_transition_time: serving
+                    .map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
+            },
+            issuer: None,
+        }
+    }
+
+    /// Held because the spec of `generation` breaks a rule: `problems` names the fields.
+    fn refused_spec(
+        previous: &[Condition],
+        generation: Option<i64>,
+        problems: &str,
+        now: &Time,
+    ) -> Self {
+        let current = generation.map_or_else(
+            || "the current spec".to_string(),
+            |g| format!("generation {g}"),
+        );
+        Held::new(previous, &format!("{current} was refused: {problems}"), now)
+    }
+}
+
+/// Replaces the `Ready` condition with a held object's.
+fn show_held(conditions: &mut Vec<Condition>, held: Held) {
+    conditions.retain(|c| c.type_ != types::READY);
+    conditions.insert(0, held.ready);
+}
+
 /// The outcome for one Tenant.
 #[derive(Debug)]
 pub struct TenantOutcome {
     pub name: String,
-    /// What the store should hold; `None` takes the tenant out of service.
+    /// What the store should hold; `None` takes the tenant out of service, unless it is
+    /// [`TenantOutcome::held`].
     pub registration: Option<TenantConfig>,
+    /// Set when the spec is refused: the store keeps the last valid version untouched.
+    pub held: Option<Held>,
     /// How its signing keys rotate.
     pub key_policy: RotationPolicy,
     pub status: TenantStatus,
@@ -73,14 +135,37 @@ pub struct ClientOutcome {
     pub name: String,
     pub tenant: String,
     /// What the store should hold (without the secret hash, which the publisher computes);
-    /// `None` means the client gets no token at all.
+    /// `None` means the client gets no token at all, unless it is [`ClientOutcome::held`].
     pub registration: Option<ClientRegistration>,
+    /// Set when the client's spec (or its tenant's) is refused: the store keeps the last valid
+    /// registration untouched.
+    pub held: Option<Held>,
     pub status: OAuthClientStatus,
     /// A credentials Secret to create (its absence is what keeps the client from being Ready).
     pub secret_request: Option<SecretRequest>,
     /// A fresh `client_secret` for the client's Secret (owned by Gatehouse), asked for with the
     /// `gatehouse.dev/rotate-secret` annotation; the value is what the Secret records as done.
     pub secret_rotation: Option<(SecretRequest, String)>,
+}
+
+impl TenantOutcome {
+    /// The store still holds the last valid version of this held tenant: say so in its status.
+    pub fn still_serving(&mut self) {
+        if let Some(held) = self.held.clone() {
+            self.status.issuer.clone_from(&held.issuer);
+            show_held(&mut self.status.conditions, held);
+        }
+    }
+}
+
+impl ClientOutcome {
+    /// The store still holds the last valid registration of this held client: say so in its
+    /// status.
+    pub fn still_serving(&mut self) {
+        if let Some(held) = self.held.clone() {
+            show_held(&mut self.status.conditions, held);
+        }
+    }
 }
 
 /// A client registration and the plain secret the publisher hashes before storing it.

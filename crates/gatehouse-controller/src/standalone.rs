@@ -6,15 +6,17 @@
 //! set keeps serving.
 
 pub mod files;
+pub mod kept_keys;
 pub mod manifests;
 pub mod table;
 
 use crate::operator::time_of;
-use crate::publish::{PublishError, PublishReport, Publisher, record_signing_keys};
+use crate::publish::{PublishError, PublishReport, Publisher, record_report};
 use crate::reconcile::{Observed, Reconciled, SecretRequest, reconcile};
 use files::{fingerprint, fingerprint_of, write_generated_secret};
 use gatehouse_core::clock::Clock;
 use gatehouse_core::random::Randomness;
+use kept_keys::KeptKeys;
 use kube::ResourceExt;
 use manifests::{ManifestError, Manifests};
 use std::collections::HashMap;
@@ -100,8 +102,7 @@ impl Driver {
         })?;
         self.seen = fingerprint(&dir);
         let started = std::time::Instant::now();
-        let written = self.apply(manifests).await?;
-        self.seen ^= fingerprint_of(&written);
+        self.seen ^= self.apply(manifests).await?;
         Ok(started.elapsed())
     }
 
@@ -148,7 +149,7 @@ impl Driver {
                     tracing::info!(dir = %dir.display(), "manifests changed; reconciling");
                 }
                 match self.apply(m).await {
-                    Ok(written) => self.seen ^= fingerprint_of(&written),
+                    Ok(change) => self.seen ^= change,
                     Err(e) => {
                         tracing::error!(error = %e, "could not publish the manifests; will retry");
                     }
@@ -163,9 +164,9 @@ impl Driver {
         }
     }
 
-    /// Reconciles and publishes `m`; returns the Secret files it generated (already part of
-    /// what it published, so they are not an edit to react to).
-    async fn apply(&mut self, mut m: Manifests) -> Result<Vec<PathBuf>, PublishError> {
+    /// Reconciles and publishes `m`; returns how the files it wrote itself (generated Secrets,
+    /// kept keys) changed the directory's fingerprint: they are not an edit to react to.
+    async fn apply(&mut self, mut m: Manifests) -> Result<u64, PublishError> {
         for t in &mut m.tenants {
             t.status = self.tenant_status.get(&t.name_any()).cloned();
         }
@@ -204,10 +205,14 @@ impl Driver {
             reconciled = self.reconcile(&m);
         }
         let now = self.setting.clock.now();
-        let report = self.publisher.publish(&reconciled, now).await?;
+        let mut keeper = KeptKeys::from_manifests(&self.setting.dir, &m.secrets);
+        let report = self
+            .publisher
+            .publish(&reconciled, now, &mut keeper)
+            .await?;
         self.record(reconciled, &report);
         self.print_table();
-        Ok(written)
+        Ok(fingerprint_of(&written) ^ keeper.fingerprint_change())
     }
 
     fn reconcile(&self, m: &Manifests) -> Reconciled {
@@ -221,7 +226,7 @@ impl Driver {
     }
 
     fn record(&mut self, mut reconciled: Reconciled, report: &PublishReport) {
-        record_signing_keys(&mut reconciled, report);
+        record_report(&mut reconciled, report, &time_of(self.setting.clock.now()));
         self.tenant_status = reconciled
             .tenants
             .into_iter()

@@ -948,10 +948,12 @@ async fn keys_rotate_on_the_interval_with_the_next_key_already_published() {
 }
 
 #[tokio::test]
-async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_issuer() {
+async fn a_tenant_that_turns_invalid_keeps_its_last_valid_version_serving() {
     let mut world = World::new(memory());
     let t = settle_tenant(&mut world, &cc_tenant()).await;
     put_live_record(&world, RecordKind::Session, "s1").await;
+    let served = world.store.load_tenant("acme").await.unwrap();
+    assert!(served.is_some());
     let mut broken = t.clone();
     broken.metadata.generation = Some(2);
     broken.spec.access_token.ttl = "forever".into();
@@ -967,25 +969,37 @@ async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_iss
     let status = &status["status"];
     assert_eq!(
         condition(status, "Ready"),
-        ("False".into(), "InvalidSpec".into())
-    );
-    assert!(
-        status["conditions"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("spec.accessToken.ttl")
+        ("True".into(), "ServingLastValid".into()),
+        "{status}"
     );
     assert_eq!(
-        status["issuer"],
-        Value::Null,
-        "the applied status leaves it out, so it goes: {status}"
+        condition(status, "Accepted"),
+        ("False".into(), "InvalidSpec".into()),
+        "{status}"
     );
-    assert_eq!(status["clients"], Value::Null);
+    let accepted = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap();
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.accessToken.ttl"),
+        "{accepted}"
+    );
+    assert_eq!(
+        status["issuer"], "https://auth.example.com/acme",
+        "the issuer still answers: {status}"
+    );
     assert_eq!(world.api.expect_event("default").await.1, "InvalidSpec");
     task.await.unwrap().unwrap();
-    assert!(
-        world.store.load_tenant("acme").await.unwrap().is_none(),
-        "out of service"
+    assert_eq!(
+        world.store.load_tenant("acme").await.unwrap(),
+        served,
+        "the last valid version stays as it was"
     );
     assert!(
         world
@@ -994,7 +1008,7 @@ async fn a_tenant_that_turns_invalid_leaves_service_and_its_status_drops_the_iss
             .await
             .unwrap()
             .is_some(),
-        "its sessions wait for the fix"
+        "its sessions are untouched"
     );
 }
 

@@ -22,6 +22,7 @@ struct Setup {
     base: String,
     http: reqwest::Client,
     redis: RedisServer,
+    kek: Arc<KeyEncryptionKey>,
 }
 
 async fn setup() -> Setup {
@@ -29,6 +30,7 @@ async fn setup() -> Setup {
     let store = gatehouse_store::open(&redis.url()).await.unwrap();
     let kek = Arc::new(KeyEncryptionKey::generate().unwrap().0);
     let mut world = World::with_kek(store.clone(), kek.clone());
+    let operator_kek = kek.clone();
     let log = std::mem::replace(&mut world.api, ApiServer::detached()).autopilot();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -52,6 +54,7 @@ async fn setup() -> Setup {
         base,
         http: reqwest::Client::new(),
         redis,
+        kek: operator_kek,
     }
 }
 
@@ -93,6 +96,40 @@ impl Setup {
             if self.world.ctx.caches.secrets.get(&reference).is_some() {
                 continue; // already delivered (and perhaps changed since)
             }
+            let mut secret: k8s_openapi::api::core::v1::Secret =
+                serde_json::from_value(body).unwrap();
+            secret.metadata.resource_version = Some("1".into());
+            self.world.put_secret(&secret);
+        }
+    }
+
+    /// The status last written for the object at `path` (`.../tenants/acme`), as the watch
+    /// would deliver it back.
+    fn last_status(&self, path: &str) -> Value {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .rev()
+            .find(|s| s.path.ends_with(&format!("{path}/status")))
+            .map_or_else(
+                || panic!("no status written for {path}"),
+                |s| s.body["status"].clone(),
+            )
+    }
+
+    /// A restarted operator: fresh caches, index and publisher, the same store and
+    /// key-encryption key, and the Secrets the cluster still holds.
+    async fn restart_operator(&mut self) {
+        let created: Vec<Value> = {
+            let log = self.log.lock().unwrap();
+            log.iter()
+                .filter(|s| s.path.ends_with("/secrets") && s.method == Method::POST)
+                .map(|s| s.body.clone())
+                .collect()
+        };
+        let store = gatehouse_store::open(&self.redis.url()).await.unwrap();
+        self.world = World::with_kek(store, self.kek.clone());
+        self.log = std::mem::replace(&mut self.world.api, ApiServer::detached()).autopilot();
+        for body in created {
             let mut secret: k8s_openapi::api::core::v1::Secret =
                 serde_json::from_value(body).unwrap();
             secret.metadata.resource_version = Some("1".into());
@@ -447,4 +484,149 @@ async fn secret_changes_and_rotations_take_effect_at_the_token_service() {
     s.converge(None, std::slice::from_ref(&rotate)).await;
     assert_eq!(s.token("acme-billing", &fresh, &cc).await.0, 200);
     assert_eq!(s.token("acme-billing", &generated, &cc).await.0, 401);
+}
+
+/// A refresh-token rotation for alice at acme-app: the new refresh token and the access
+/// token's `kid`, after checking the access token is active and has the last valid TTL.
+async fn rotates(s: &Setup, secret: &str, refresh: &str, what: &str) -> (String, String) {
+    let (status, body) = s
+        .token(
+            "acme-app",
+            secret,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    assert_eq!(status, 200, "{what}: {body}");
+    assert_eq!(body["expires_in"], 900, "{what}: the last valid TTL");
+    let access = body["access_token"].as_str().unwrap();
+    let response = s
+        .http
+        .post(format!("{}/acme/oauth2/introspect", s.base))
+        .basic_auth("acme-app", Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={access}"))
+        .send()
+        .await
+        .unwrap();
+    let introspected: Value = response.json().await.unwrap();
+    assert_eq!(introspected["active"], true, "{what}");
+    (
+        body["refresh_token"].as_str().unwrap().to_string(),
+        jwt_kid(access),
+    )
+}
+
+#[tokio::test]
+async fn refused_edits_keep_the_last_valid_version_serving_even_across_a_restart() {
+    let mut s = setup().await;
+    s.world.put_secret(&users_secret());
+    let app = oauth_client(
+        "app",
+        json!({"tenantRef": "acme", "grantTypes": ["password", "refresh_token"], "clientId": "acme-app"}),
+    );
+    let good = acme();
+    s.converge(Some(&good), std::slice::from_ref(&app)).await;
+    let secret = s.generated_secret("app-credentials");
+    let (status, body) = s.token("acme-app", &secret, &ALICE_SIGNS_IN).await;
+    assert_eq!(status, 200, "{body}");
+    let mut refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let kid = jwt_kid(body["access_token"].as_str().unwrap());
+    let versions = s.world.store.tenant_versions().await.unwrap();
+
+    // Generation 2 sets a zero TTL; the watch delivers it with the status written for 1.
+    let mut typo = good.clone();
+    typo.metadata.generation = Some(2);
+    typo.spec.access_token.ttl = "0s".into();
+    typo.status = Some(serde_json::from_value(s.last_status("/tenants/acme")).unwrap());
+    let mut app_seen = app.clone();
+    app_seen.status = Some(serde_json::from_value(s.last_status("/oauthclients/app")).unwrap());
+    s.converge(Some(&typo), std::slice::from_ref(&app_seen))
+        .await;
+    let status = s.last_status("/tenants/acme");
+    assert_eq!(
+        condition(&status, "Accepted"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "ServingLastValid".into())
+    );
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["observedGeneration"], 1, "the generation that serves");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("generation 2 was refused: spec.accessToken.ttl"),
+        "{ready}"
+    );
+    assert_eq!(status["issuer"], format!("{PUBLIC_URL}/acme"));
+    assert_eq!(
+        condition(&s.last_status("/oauthclients/app"), "Ready"),
+        ("True".into(), "ServingLastValid".into())
+    );
+    assert_eq!(
+        s.world.store.tenant_versions().await.unwrap(),
+        versions,
+        "nothing written"
+    );
+    let (next, signed_with) = rotates(&s, &secret, &refresh, "tenant refused").await;
+    assert_eq!(signed_with, kid);
+    refresh = next;
+
+    // The operator restarts while the spec is invalid, knowing nothing of the statuses.
+    s.restart_operator().await;
+    s.world.put_secret(&users_secret());
+    let mut unseen = typo.clone();
+    unseen.status = None;
+    s.converge(Some(&unseen), std::slice::from_ref(&app)).await;
+    assert_eq!(
+        condition(&s.last_status("/tenants/acme"), "Ready"),
+        ("True".into(), "ServingLastValid".into()),
+        "the store still holds the last valid version"
+    );
+    assert_eq!(
+        s.world.store.tenant_versions().await.unwrap(),
+        versions,
+        "nothing written"
+    );
+    let (next, signed_with) = rotates(&s, &secret, &refresh, "after a restart").await;
+    assert_eq!(signed_with, kid);
+    refresh = next;
+
+    // The tenant fixed, the client's redirect URI broken: the client serves on.
+    let mut broken = app.clone();
+    broken.metadata.generation = Some(3);
+    broken.spec.redirect_uris = vec!["not a uri".into()];
+    s.converge(Some(&good), std::slice::from_ref(&broken)).await;
+    let app_status = s.last_status("/oauthclients/app");
+    assert_eq!(
+        condition(&app_status, "Accepted"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    assert_eq!(
+        condition(&app_status, "Ready"),
+        ("True".into(), "ServingLastValid".into())
+    );
+    let (next, _) = rotates(&s, &secret, &refresh, "client refused").await;
+    refresh = next;
+
+    // Both fixed: nothing was lost on the way.
+    s.converge(Some(&good), std::slice::from_ref(&app)).await;
+    assert_eq!(
+        condition(&s.last_status("/oauthclients/app"), "Ready"),
+        ("True".into(), "Reconciled".into())
+    );
+    assert_eq!(
+        condition(&s.last_status("/tenants/acme"), "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    let (_, signed_with) = rotates(&s, &secret, &refresh, "fixed").await;
+    assert_eq!(signed_with, kid);
 }

@@ -95,6 +95,8 @@ pub mod reasons {
     pub const SIGNING_KEYS_INVALID: &str = "SigningKeysInvalid";
     /// Writing to the store failed; retried.
     pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";
-    /// Client accepted as asked.
+    /// Spec accepted as written (on a client: with every grant it asks for).
     pub const ACCEPTED: &str = "Accepted";
+    /// The current spec was refused; the last valid version (still in the store) keeps serving.
+    pub const SERVING_LAST_VALID: &str = "ServingLastValid";
 }

@@ -77,19 +77,29 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         public_url: &ctx.public_url,
         now: &now,
     };
-    let outcome = decide(client, &inputs);
-    let mut status = outcome.status.clone();
+    let mut outcome = decide(client, &inputs);
     let tenant_name = &client.spec.tenant_ref;
+    let source = format!("{namespace}/{name}");
     let published = if let Some(registration) = &outcome.registration {
         ctx.publisher
             .publish_client(tenant_name, registration)
             .await
+    } else if outcome.held.is_some() {
+        // A refused spec (its own or its tenant's): the last valid registration stays, and
+        // keeps serving if it is there.
+        match ctx.publisher.serves_client(tenant_name, &id, &source).await {
+            Ok(true) => {
+                outcome.still_serving();
+                Ok(false)
+            }
+            other => other,
+        }
     } else {
-        let source = format!("{namespace}/{name}");
         ctx.publisher
             .unpublish_client(tenant_name, &id, &source)
             .await
     };
+    let mut status = outcome.status.clone();
     if let Err(e) = &published {
         let verdict = Verdict::new(
             types::READY,

@@ -4,15 +4,14 @@
 
 use super::context::Context;
 use super::{FINALIZER, RESYNC, ReconcileError};
-use crate::cluster::{KEYS_SECRET_KEY, keys_secret_name};
+use crate::cluster::{keys_secret_name, read_keys_secret as read_keys};
 use crate::conditions::{Verdict, set};
 use crate::events::EventType;
 use crate::publish::key_statuses;
 use crate::reconcile::reconcile_tenant as decide;
-use gatehouse_core::keys::{KeyState, SigningKeyRecord};
+use gatehouse_core::keys::KeyState;
 use gatehouse_crd::Tenant;
 use gatehouse_crd::condition::{reasons, types};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -43,15 +42,6 @@ pub async fn reconcile_tenant(
     result
 }
 
-fn read_keys(secret: &Secret) -> Result<Vec<SigningKeyRecord>, String> {
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(KEYS_SECRET_KEY))
-        .ok_or_else(|| format!("no key {KEYS_SECRET_KEY}"))?;
-    serde_json::from_slice(&bytes.0).map_err(|e| format!("{KEYS_SECRET_KEY}: {e}"))
-}
-
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError> {
     let name = tenant.name_any();
     let now = ctx.now();
@@ -61,9 +51,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
         .users
         .as_ref()
         .and_then(|u| ctx.secret(&u.secret_ref.namespace, &u.secret_ref.name));
-    let outcome = decide(tenant, users.as_deref(), &ctx.public_url, &now_time);
+    let mut outcome = decide(tenant, users.as_deref(), &ctx.public_url, &now_time);
     let mut status = outcome.status.clone();
-    if outcome.registration.is_some() {
+    if outcome.registration.is_some() || outcome.held.is_some() {
         // Counted by the index from the clients' own statuses, not by looking at each client.
         let live = ctx.caches.index.live_clients(&name);
         status.clients = Some(i32::try_from(live).unwrap_or(i32::MAX));
@@ -72,8 +62,14 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     let keys_name = keys_secret_name(&name);
     let result: Result<(), ReconcileError> = async {
         let Some(config) = &outcome.registration else {
-            // Invalid for now: out of service, its sessions kept for when it is fixed.
-            ctx.publisher.unpublish_tenant(&name, false).await?;
+            // A refused spec: the last valid version (settings, keys, clients, tokens) stays
+            // in the store untouched, and keeps serving if it is there.
+            if ctx.publisher.serves_tenant(&name).await? {
+                outcome.still_serving();
+                let clients = status.clients;
+                status = outcome.status.clone();
+                status.clients = clients;
+            }
             return Ok(());
         };
         let keys_secret = ctx.secret(&ctx.namespace, &keys_name).map(|s| (*s).clone());

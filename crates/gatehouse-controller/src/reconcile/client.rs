@@ -1,7 +1,7 @@
 //! OAuthClients: admission by their tenant, client-id uniqueness, effective grants, secrets.
 //! One client at a time, against a view of what it depends on ([`ClientInputs`]).
 
-use super::{ClientOutcome, ClientRegistration, SecretRequest};
+use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::{CLIENT_SECRET_KEY, is_generated, string_value};
 use gatehouse_core::secret::HashCost;
@@ -13,8 +13,32 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-/// Why a client gets no token, as (reason, message) for both conditions.
-struct Refusal(&'static str, String);
+/// Why a client's current spec gets no token, as (reason, message) for both conditions.
+struct Refusal {
+    reason: &'static str,
+    message: String,
+    /// A refusal of a spec (the client's or its tenant's) rather than a decision: the last
+    /// valid registration stays as it is.
+    holds: bool,
+}
+
+impl Refusal {
+    fn decided(reason: &'static str, message: String) -> Self {
+        Refusal {
+            reason,
+            message,
+            holds: false,
+        }
+    }
+
+    fn invalid(reason: &'static str, message: String) -> Self {
+        Refusal {
+            reason,
+            message,
+            holds: true,
+        }
+    }
+}
 
 /// A client's tenant as the client sees it.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +119,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
         name: name.clone(),
         tenant: spec.tenant_ref.clone(),
         registration: None,
+        held: None,
         status: OAuthClientStatus::default(),
         secret_request: None,
         secret_rotation: None,
@@ -102,7 +127,18 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
 
     let admitted = admit(client, &namespace, &client_id, inputs);
     let (tenant, effective, accepted) = match admitted {
-        Err(Refusal(reason, message)) => {
+        Err(Refusal {
+            reason,
+            message,
+            holds,
+        }) => {
+            if holds {
+                outcome.held = Some(if reason == reasons::INVALID_SPEC {
+                    Held::refused_spec(previous, generation, &message, inputs.now)
+                } else {
+                    Held::new(previous, &message, inputs.now)
+                });
+            }
             let verdicts = [
                 Verdict::new(types::ACCEPTED, false, reason, message.clone()),
                 Verdict::new(types::READY, false, reason, message),
@@ -146,20 +182,14 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                         rotation_asked(client, s).map(|wanted| (secret_request.clone(), wanted));
                 }
                 Ok(_) => {
-                    ready = Verdict::new(
-                        types::READY,
-                        false,
-                        reasons::SECRET_INVALID,
-                        format!("Secret {} has no {CLIENT_SECRET_KEY}", secret_ref.name),
-                    );
+                    let why = format!("Secret {} has no {CLIENT_SECRET_KEY}", secret_ref.name);
+                    outcome.held = Some(Held::new(previous, &why, inputs.now));
+                    ready = Verdict::new(types::READY, false, reasons::SECRET_INVALID, why);
                 }
                 Err(why) => {
-                    ready = Verdict::new(
-                        types::READY,
-                        false,
-                        reasons::SECRET_INVALID,
-                        format!("Secret {}: {why}", secret_ref.name),
-                    );
+                    let why = format!("Secret {}: {why}", secret_ref.name);
+                    outcome.held = Some(Held::new(previous, &why, inputs.now));
+                    ready = Verdict::new(types::READY, false, reasons::SECRET_INVALID, why);
                 }
             },
             None if secret_ref.generate => {
@@ -232,28 +262,28 @@ fn admit<'a>(
             .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(Refusal(reasons::INVALID_SPEC, message));
+        return Err(Refusal::invalid(reasons::INVALID_SPEC, message));
     }
     let tenant = match inputs.tenant {
         TenantView::Valid(t) => t,
         TenantView::Invalid => {
-            return Err(Refusal(
+            return Err(Refusal::invalid(
                 reasons::TENANT_NOT_READY,
                 format!(
-                    "tenant {} is not ready; see its Ready condition",
+                    "tenant {}'s current spec is refused (see its Accepted condition)",
                     spec.tenant_ref
                 ),
             ));
         }
         TenantView::Missing => {
-            return Err(Refusal(
+            return Err(Refusal::decided(
                 reasons::TENANT_NOT_FOUND,
                 format!("tenant {} does not exist", spec.tenant_ref),
             ));
         }
     };
     if !tenant_admits(tenant, namespace) {
-        return Err(Refusal(
+        return Err(Refusal::decided(
             reasons::NAMESPACE_NOT_ALLOWED,
             format!(
                 "tenant {} does not accept clients from namespace {namespace} (spec.clientNamespaces)",
@@ -262,7 +292,7 @@ fn admit<'a>(
         ));
     }
     if !inputs.holds_id {
-        return Err(Refusal(
+        return Err(Refusal::decided(
             reasons::CLIENT_ID_CONFLICT,
             format!(
                 "client id {client_id} is already used by another client of tenant {}",
@@ -276,7 +306,7 @@ fn admit<'a>(
         .partition(|g| tenant.spec.grant_types.contains(g));
     if effective.is_empty() {
         // The id stays reserved: a client that is fixed later must not find it stolen.
-        return Err(Refusal(
+        return Err(Refusal::decided(
             reasons::GRANT_TYPE_NOT_ENABLED,
             format!(
                 "tenant {} enables none of {}",

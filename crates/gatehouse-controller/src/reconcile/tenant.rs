@@ -1,6 +1,6 @@
 //! A Tenant's registration and status.
 
-use super::TenantOutcome;
+use super::{Held, TenantOutcome};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::string_value;
 use crate::users::{USERS_KEY, parse_users};
@@ -43,7 +43,7 @@ pub fn reconcile_tenant(
     let spec = &tenant.spec;
     let problems = validate_tenant(&name, spec);
     let mut verdicts = Vec::new();
-    let (registration, verdict, issuer) = if problems.is_empty() {
+    let (registration, decided, issuer, held) = if problems.is_empty() {
         let users = match &spec.users {
             None => Vec::new(),
             Some(u) => {
@@ -107,23 +107,28 @@ pub fn reconcile_tenant(
             users,
         };
         let issuer = endpoints::issuer(public_url, &name);
-        let verdict = Verdict::new(
+        let ready = Verdict::new(
             types::READY,
             true,
             reasons::RECONCILED,
             format!("serving as {issuer}"),
         );
-        (Some(config), verdict, Some(issuer))
+        let accepted = Verdict::new(types::ACCEPTED, true, reasons::ACCEPTED, "spec accepted");
+        (Some(config), vec![ready, accepted], Some(issuer), None)
     } else {
         let message = problems
             .iter()
             .map(std::string::ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
+        let mut held = Held::refused_spec(previous, generation, &message, now);
+        held.issuer = Some(endpoints::issuer(public_url, &name));
+        let refused = |type_| Verdict::new(type_, false, reasons::INVALID_SPEC, message.clone());
         (
             None,
-            Verdict::new(types::READY, false, reasons::INVALID_SPEC, message),
+            vec![refused(types::READY), refused(types::ACCEPTED)],
             None,
+            Some(held),
         )
     };
     let key_policy = RotationPolicy::new(
@@ -136,16 +141,12 @@ pub fn reconcile_tenant(
     TenantOutcome {
         name,
         registration,
+        held,
         key_policy,
         status: TenantStatus {
             issuer,
             observed_generation: generation,
-            conditions: to_conditions(
-                &[&[verdict][..], &verdicts].concat(),
-                previous,
-                generation,
-                now,
-            ),
+            conditions: to_conditions(&[decided, verdicts].concat(), previous, generation, now),
             clients: None,
             signing_keys: tenant
                 .status

@@ -478,3 +478,131 @@ fn the_rotation_annotation_rotates_only_our_own_secret_once_per_value() {
         "never someone else's Secret"
     );
 }
+
+/// A refused spec holds the last valid version: nothing to publish, nothing to remove, and a
+/// `Ready` to show (the serving generation's) while the store still holds it.
+#[test]
+fn refused_specs_hold_the_last_valid_version_and_decisions_do_not() {
+    let mut good = acme();
+    let served = run(
+        std::slice::from_ref(&good),
+        &[m2m("acme", "billing", 1)],
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
+    let tenant_ok = served.tenant("acme").unwrap();
+    assert!(tenant_ok.held.is_none());
+    let accepted = crate::conditions::find(&tenant_ok.status.conditions, types::ACCEPTED).unwrap();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("True", reasons::ACCEPTED)
+    );
+
+    // Generation 2 of the tenant sets a zero TTL; its previous status said generation 1 served.
+    good.status = Some(tenant_ok.status.clone());
+    let mut typo = good.clone();
+    typo.metadata.generation = Some(2);
+    typo.spec.access_token.ttl = "0s".into();
+    let mut billing = m2m("acme", "billing", 1);
+    billing.status = Some(served.client("acme", "billing").unwrap().status.clone());
+    let r = run(
+        std::slice::from_ref(&typo),
+        std::slice::from_ref(&billing),
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
+    let mut t = r.tenants.into_iter().next().unwrap();
+    assert!(t.registration.is_none());
+    let accepted = crate::conditions::find(&t.status.conditions, types::ACCEPTED)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", reasons::INVALID_SPEC)
+    );
+    assert_eq!(
+        accepted.observed_generation,
+        Some(2),
+        "names the refused generation"
+    );
+    assert!(
+        accepted.message.contains("spec.accessToken.ttl"),
+        "{}",
+        accepted.message
+    );
+    let held = t.held.clone().expect("held, not removed");
+    assert_eq!(held.ready.status, "True");
+    assert_eq!(held.ready.reason, reasons::SERVING_LAST_VALID);
+    assert_eq!(
+        held.ready.observed_generation,
+        Some(1),
+        "the serving generation"
+    );
+    assert!(
+        held.ready.message.starts_with(
+            "generation 1 keeps serving; generation 2 was refused: spec.accessToken.ttl"
+        ),
+        "{}",
+        held.ready.message
+    );
+    assert_eq!(
+        held.ready.last_transition_time,
+        at(1000),
+        "Ready never flipped"
+    );
+    t.still_serving();
+    let ready = crate::conditions::find(&t.status.conditions, types::READY).unwrap();
+    assert_eq!(ready.reason, reasons::SERVING_LAST_VALID);
+    assert_eq!(
+        t.status.issuer.as_deref(),
+        Some("https://auth.example.com/acme")
+    );
+
+    // Its clients are held with it: their registrations stay as they were.
+    let c = &r.clients[0];
+    assert!(c.registration.is_none() && c.held.is_some());
+    assert_eq!(
+        condition(c, types::ACCEPTED).reason,
+        reasons::TENANT_NOT_READY
+    );
+
+    // A client's own bad edit holds it too.
+    let mut bad_uri = billing.clone();
+    bad_uri.metadata.generation = Some(3);
+    bad_uri.spec.redirect_uris = vec!["not a uri".into()];
+    let r = run(
+        std::slice::from_ref(&good),
+        &[bad_uri],
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
+    let c = &r.clients[0];
+    assert!(c.registration.is_none());
+    assert_eq!(condition(c, types::ACCEPTED).reason, reasons::INVALID_SPEC);
+    assert!(
+        c.held
+            .as_ref()
+            .unwrap()
+            .ready
+            .message
+            .starts_with("generation 2 keeps serving; generation 3 was refused: spec.redirectUris"),
+        "{:?}",
+        c.held
+    );
+
+    // Deliberate refusals take the client away: a namespace no longer admitted, grants no
+    // longer enabled.
+    let mut narrowed = good.clone();
+    narrowed.spec.client_namespaces = Some(vec!["elsewhere".into()]);
+    let r = run(
+        std::slice::from_ref(&narrowed),
+        std::slice::from_ref(&billing),
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
+    assert!(r.clients[0].held.is_none() && r.clients[0].registration.is_none());
+    let mut no_grants = good.clone();
+    no_grants.spec.grant_types = vec![GrantType::RefreshToken];
+    let r = run(
+        std::slice::from_ref(&no_grants),
+        std::slice::from_ref(&billing),
+        &[secret("acme", "billing-credentials", Some(b"s3cret"))],
+    );
+    assert!(r.clients[0].held.is_none() && r.clients[0].registration.is_none());
+}

@@ -71,6 +71,33 @@ fn write_private(path: &Path, contents: &str) -> Result<(), FileError> {
     file.write_all(contents.as_bytes()).map_err(io)
 }
 
+/// Replaces `path` with `contents` in one step (a temporary file renamed over it), readable by
+/// the owner only: a crash never leaves half a file, and readers see the old or the new one.
+///
+/// # Errors
+/// The directory or the file cannot be written.
+pub fn replace_private(path: &Path, contents: &str) -> Result<(), FileError> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder).map_err(|source| FileError::Io {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = folder.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&temporary);
+    write_private(&temporary, contents)?;
+    let synced = std::fs::File::open(&temporary).and_then(|f| f.sync_all());
+    synced
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|source| FileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// A cheap summary of the directory's YAML files: names, sizes, modification times and inodes
 /// (any edit, addition, removal or replacement changes it), without reading their contents,
 /// which with 100,000 generated Secrets would cost the server a core every interval. Files

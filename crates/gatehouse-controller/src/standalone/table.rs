@@ -1,7 +1,7 @@
 //! The kubectl-like table standalone prints when the status of what it loaded changes, with
 //! every problem spelled out below it.
 
-use gatehouse_crd::condition::{ConditionStatus, types};
+use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClientStatus, TenantStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use std::collections::HashMap;
@@ -47,6 +47,37 @@ fn columns(rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
+/// The reason column: the refusal when the spec is not accepted, else why it is (not) ready.
+fn worst_reason<'a>(
+    accepted: ConditionStatus,
+    accepted_reason: &'a str,
+    ready_reason: &'a str,
+) -> &'a str {
+    if accepted == ConditionStatus::False {
+        accepted_reason
+    } else {
+        ready_reason
+    }
+}
+
+/// The line under the table for an object that is not simply live: a held one says what
+/// keeps serving and what was refused; others say why they are refused or not ready.
+fn problem(
+    accepted: ConditionStatus,
+    (a_reason, a_message): (&str, &str),
+    (ready, r_reason, r_message): (ConditionStatus, &str, &str),
+) -> Option<String> {
+    if ready == ConditionStatus::True && r_reason == reasons::SERVING_LAST_VALID {
+        Some(format!("{a_reason}: {r_message}"))
+    } else if accepted == ConditionStatus::False {
+        Some(format!("{a_reason}: {a_message}"))
+    } else if ready != ConditionStatus::True {
+        Some(format!("{r_reason}: {r_message}"))
+    } else {
+        None
+    }
+}
+
 /// Client statuses by (namespace, name), with their tenant.
 pub type ClientStatuses = HashMap<(String, String), (String, OAuthClientStatus)>;
 
@@ -58,7 +89,7 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
     let mut out = String::new();
     let mut problems = Vec::new();
     let mut rows = vec![
-        ["TENANT", "ISSUER", "CLIENTS", "READY", "REASON"]
+        ["TENANT", "ISSUER", "CLIENTS", "ACCEPTED", "READY", "REASON"]
             .map(String::from)
             .to_vec(),
     ];
@@ -66,9 +97,15 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
     names.sort();
     for name in names {
         let s = &tenants[name];
-        let (ready, reason, message) = condition(&s.conditions, types::READY);
-        if ready != ConditionStatus::True {
-            problems.push(format!("Tenant {name}: {reason}: {message}"));
+        let (accepted, a_reason, a_message) = condition(&s.conditions, types::ACCEPTED);
+        let (ready, r_reason, r_message) = condition(&s.conditions, types::READY);
+        let reason = worst_reason(accepted, a_reason, r_reason);
+        if let Some(problem) = problem(
+            accepted,
+            (a_reason, a_message),
+            (ready, r_reason, r_message),
+        ) {
+            problems.push(format!("Tenant {name}: {problem}"));
         }
         let (users, users_reason, users_message) = condition(&s.conditions, types::USERS_LOADED);
         if users == ConditionStatus::False {
@@ -78,6 +115,7 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
             name.clone(),
             s.issuer.clone().unwrap_or_else(|| "-".into()),
             s.clients.map_or_else(|| "-".into(), |c| c.to_string()),
+            accepted.to_string(),
             ready.to_string(),
             reason.into(),
         ]);
@@ -103,21 +141,13 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
         let (tenant, s) = &clients[key];
         let (accepted, a_reason, a_message) = condition(&s.conditions, types::ACCEPTED);
         let (ready, r_reason, r_message) = condition(&s.conditions, types::READY);
-        let reason = if accepted == ConditionStatus::True {
-            r_reason
-        } else {
-            a_reason
-        };
-        if accepted != ConditionStatus::True {
-            problems.push(format!(
-                "OAuthClient {}/{}: {a_reason}: {a_message}",
-                key.0, key.1
-            ));
-        } else if ready != ConditionStatus::True {
-            problems.push(format!(
-                "OAuthClient {}/{}: {r_reason}: {r_message}",
-                key.0, key.1
-            ));
+        let reason = worst_reason(accepted, a_reason, r_reason);
+        if let Some(problem) = problem(
+            accepted,
+            (a_reason, a_message),
+            (ready, r_reason, r_message),
+        ) {
+            problems.push(format!("OAuthClient {}/{}: {problem}", key.0, key.1));
         }
         let grants = if s.grant_types.is_empty() {
             "-".to_string()
