@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +74,40 @@ pub struct CommonArgs {
     /// Log format.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How long clients may take and how many connections are kept (see the guide's
+/// "Connections and shutdown").
+#[derive(Args, Clone)]
+pub struct ConnectionArgs {
+    /// Time from a request's first byte to the end of its head; slower clients are cut.
+    #[arg(long, env = "GATEHOUSE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Time a request body may take to arrive; slower bodies are answered 408.
+    #[arg(long, env = "GATEHOUSE_BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub body_read_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request. Keep it above the idle
+    /// timeout of a proxy in front (60 s for most ingress controllers).
+    #[arg(long, env = "GATEHOUSE_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Connections kept open at once; at the cap, the one that has waited longest without a
+    /// request in flight is closed to make room.
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// After SIGTERM, time requests in flight may take before the process exits anyway.
+    #[arg(long, env = "GATEHOUSE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    match gatehouse_core::duration::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl CommonArgs {
@@ -170,17 +205,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
-            runtime()?.block_on(standalone::run(args))
+            run_to_end(standalone::run(args))
         }
         Command::Operator(args) => {
             crate::logging::init(args.log_format);
-            runtime()?.block_on(crate::operator::run(args))
+            run_to_end(crate::operator::run(args))
         }
         Command::Server(args) => {
             crate::logging::init(args.common.log_format);
-            runtime()?.block_on(serve::run_server(args))
+            run_to_end(serve::run_server(args))
         }
     }
+}
+
+/// Runs `main` to its end, then leaves without waiting for blocking work still running (a
+/// read of standard input, a file write): shutdown has its own deadline and must keep it.
+fn run_to_end(main: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(main);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// The async runtime: multi-threaded, or a single-threaded one when the process may use only

@@ -1,9 +1,10 @@
 //! Starting the HTTP listeners shared by `server` and `standalone`.
 
-use crate::cli::{CommonArgs, ServerArgs};
+use crate::cli::{CommonArgs, ConnectionArgs, ServerArgs};
 use anyhow::Context;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_core::{clock, random};
+use gatehouse_server::connections::{self, ConnectionLimits};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
 use gatehouse_server::{AppState, Services, Shared, TenantDirectory, router};
@@ -100,13 +101,48 @@ pub async fn serve(
         .await
         .context("preparing sign-in")?;
     state.trust_forwarded_for = common.trust_x_forwarded_for;
-    let app =
-        router(AppState::from(state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    state.body_read_timeout = common.connections.body_read_timeout;
+    let app = router(AppState::from(state));
+    let limits = connection_limits(&common.connections);
     tracing::info!(listen = %common.listen, public_url = %directory.public_url(), "serving OAuth endpoints");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    connections::serve(listener, app, limits, shutdown_signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    tracing::info!("all connections closed");
+    Ok(())
+}
+
+/// The limits asked for, with the connection cap kept under the process's file limit (a
+/// cap the process cannot reach would let accepting fail first).
+fn connection_limits(args: &ConnectionArgs) -> ConnectionLimits {
+    // Room for the store's connections, the operations listener and files.
+    const RESERVED_FILES: usize = 128;
+    let mut max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+    if let Some(files) = open_files_limit() {
+        let reachable = files.saturating_sub(RESERVED_FILES).max(1);
+        if max_connections > reachable {
+            tracing::warn!(
+                asked = max_connections,
+                open_files_limit = files,
+                using = reachable,
+                "--max-connections is above what the open-files limit allows; raise `ulimit -n` to keep more"
+            );
+            max_connections = reachable;
+        }
+    }
+    ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections,
+        shutdown_timeout: args.shutdown_timeout,
+    }
+}
+
+/// The soft limit on open files, where the system says (Linux).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {

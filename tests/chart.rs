@@ -362,6 +362,49 @@ fn redis_settings_reach_both_components() {
 }
 
 #[test]
+fn every_setting_the_chart_passes_is_one_the_binary_reads() {
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    for (name, role) in [("-server", "server"), ("-operator", "operator")] {
+        let pod = &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let help = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args([role, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8(help.stdout).unwrap();
+        for var in c["env"].as_array().unwrap() {
+            let var = var["name"].as_str().unwrap();
+            if var.starts_with("GATEHOUSE_") && var != "GATEHOUSE_STORE_PASSWORD" {
+                assert!(
+                    help.contains(&format!("[env: {var}=")),
+                    "{role} has no flag read from {var}:\n{help}"
+                );
+            }
+        }
+    }
+    let pod = &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(env(c, "GATEHOUSE_IDLE_TIMEOUT").unwrap()["value"], "75s");
+    assert_eq!(
+        env(c, "GATEHOUSE_MAX_CONNECTIONS").unwrap()["value"],
+        "10000"
+    );
+    assert_eq!(
+        env(c, "GATEHOUSE_SHUTDOWN_TIMEOUT").unwrap()["value"],
+        "25s"
+    );
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"], 30,
+        "longer than the shutdown timeout"
+    );
+    let typo = template(&["--set", "server.connections.idleTimeout=75 s"]);
+    assert!(
+        typo.is_err(),
+        "a duration the binary would refuse fails the install"
+    );
+}
+
+#[test]
 fn the_chart_crds_are_the_generated_ones_byte_for_byte() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root().join("crds")).unwrap() {

@@ -225,7 +225,7 @@ async fn malformed_and_refused_requests_get_their_rfc_error() {
                 "grant_type=client_credentials&pad={}",
                 "x".repeat(70 * 1024)
             ),
-            400,
+            413,
             "invalid_request",
         ),
         case(

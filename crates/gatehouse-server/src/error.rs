@@ -160,6 +160,29 @@ impl HttpError {
         HttpError::new(error, StatusCode::NOT_FOUND, Shape::Json, None)
     }
 
+    /// A request refused as a whole before any endpoint saw it (a body too large or too slow),
+    /// with any status; its connection is closed, since the body may not have been read.
+    #[must_use]
+    pub fn request_refused(status: StatusCode, description: impl Into<String>) -> Self {
+        let error = OAuthError::invalid_request(description);
+        HttpError::new(error, status, Shape::Json, None)
+    }
+
+    /// A method the endpoint does not take, in the endpoint's shape (the router adds `Allow`).
+    #[must_use]
+    pub fn method_not_allowed(method: &axum::http::Method, tenant: &str, kind: Kind) -> Self {
+        let description = format!("this endpoint does not take {method} requests");
+        let error = OAuthError::invalid_request(description);
+        let shape = match kind {
+            Kind::Json | Kind::Bearer => Shape::Json,
+            Kind::Page => Shape::Page {
+                tenant: tenant.to_string(),
+                title: "Invalid request",
+            },
+        };
+        HttpError::new(error, StatusCode::METHOD_NOT_ALLOWED, shape, None)
+    }
+
     /// Names the client the request was for, for the log.
     #[must_use]
     pub fn for_client(mut self, client_id: &str) -> Self {

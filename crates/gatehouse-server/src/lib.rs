@@ -10,6 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod connections;
 mod cookies;
 mod cors;
 pub mod error;
@@ -18,6 +19,7 @@ mod form;
 pub mod metrics;
 pub mod ops;
 mod pages;
+mod request_body;
 mod routes;
 
 pub use gatehouse_flows::{Services, TenantDirectory};
@@ -62,6 +64,8 @@ pub struct Shared {
     pub metrics: Arc<metrics::Metrics>,
     /// Take the client address from `X-Forwarded-For` (set by a trusted proxy in front).
     pub trust_forwarded_for: bool,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Shared {
@@ -76,6 +80,7 @@ impl Shared {
             services,
             metrics,
             trust_forwarded_for: false,
+            body_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

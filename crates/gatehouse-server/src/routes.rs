@@ -14,7 +14,7 @@ mod token;
 mod userinfo;
 
 use crate::AppState;
-use crate::error::HttpError;
+use crate::error::{HttpError, Kind};
 use axum::Router;
 use axum::routing::{get, post};
 use gatehouse_core::endpoints;
@@ -66,7 +66,12 @@ pub fn router(state: AppState) -> Router {
             &at(endpoints::END_SESSION),
             get(logout::end_session).post(logout::end_session),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::request_body::read_first,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::cors::cors,
@@ -90,6 +95,33 @@ pub(crate) fn url_path(url: &str) -> String {
         Some(i) => after_scheme[i..].trim_end_matches('/').to_string(),
         None => String::new(),
     }
+}
+
+/// The endpoints whose errors are pages: a person is looking at them.
+const PAGE_ENDPOINTS: [&str; 5] = [
+    endpoints::AUTHORIZATION,
+    endpoints::LOGIN,
+    endpoints::CONSENT,
+    endpoints::DEVICE,
+    endpoints::END_SESSION,
+];
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    params: axum::extract::RawPathParams,
+) -> HttpError {
+    let tenant = params
+        .iter()
+        .find_map(|(name, value)| (name == "tenant").then_some(value))
+        .unwrap_or_default();
+    let path = uri.path();
+    let kind = if PAGE_ENDPOINTS.iter().any(|e| path.ends_with(e)) {
+        Kind::Page
+    } else {
+        Kind::Json
+    };
+    HttpError::method_not_allowed(&method, tenant, kind)
 }
 
 async fn not_found() -> HttpError {
