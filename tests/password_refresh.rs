@@ -248,19 +248,23 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
         "narrowed scope cannot widen again"
     );
     assert!(active(&g, &at1).await && active(&g, &at2).await);
+    let third = refresh(&g, APP, &rt2, None).await;
+    assert_eq!(third.status, 200, "{}", third.body);
+    let rt3 = third.body["refresh_token"].as_str().unwrap().to_string();
 
-    // Presenting rt1 again: reuse. Everything of the grant is revoked.
+    // Presenting rt1 again (its successor was used, so this is no retry of a lost answer):
+    // reuse. Everything of the grant is revoked.
     let r = refresh(&g, APP, &rt1, None).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant"));
     assert!(
         !active(&g, &at1).await && !active(&g, &at2).await,
         "the family's access tokens are revoked"
     );
-    let r = refresh(&g, APP, &rt2, None).await;
+    let r = refresh(&g, APP, &rt3, None).await;
     assert_eq!(
         (r.status, r.error()),
         (400, "invalid_grant"),
-        "the successor is dead too"
+        "the newest token is dead too"
     );
     let r = refresh(&g, APP, "never-issued", None).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant"));
@@ -448,7 +452,7 @@ async fn invalid_edits_keep_the_last_valid_version_serving_and_the_fix_simply_ta
         g.write_manifest("initech.yaml", &edited);
         eventually(10, "the refusal is reported", || async {
             g.stdout().lines().any(|l| {
-                l.starts_with("Tenant initech: InvalidSpec: the last valid version keeps serving; the current spec was refused")
+                l.starts_with("Tenant initech (initech.yaml, document 1): InvalidSpec: the last valid version keeps serving; the current spec was refused")
                     && l.contains("spec.accessToken.ttl")
                     && l.contains(why)
             })
@@ -480,7 +484,7 @@ async fn invalid_edits_keep_the_last_valid_version_serving_and_the_fix_simply_ta
     g.write_manifest("initech.yaml", &broken_client);
     eventually(10, "the client's refusal is reported", || async {
         g.stdout().lines().any(|l| {
-            l.starts_with("OAuthClient initech/app: InvalidSpec:")
+            l.starts_with("OAuthClient initech/app (initech.yaml, document 3): InvalidSpec:")
                 && l.contains("keeps serving")
                 && l.contains("spec.redirectUris")
         })
@@ -497,4 +501,87 @@ async fn invalid_edits_keep_the_last_valid_version_serving_and_the_fix_simply_ta
     })
     .await;
     still_serving(&g, &rt, &kids, "fixed").await;
+}
+
+/// Rotates one refresh chain until `stop`: a 503 (Redis away) retries the same token, as a
+/// client does; any other refusal loses the chain. Returns the chain's last token, or why it
+/// was lost, and how many rotations and 503s it saw.
+async fn rotate_until(
+    g: &Gatehouse,
+    mut rt: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Result<String, String>, u32, u32) {
+    let (mut rotations, mut unavailable) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let r = refresh(g, APP, &rt, None).await;
+        match r.status {
+            200 => {
+                rt = r.body["refresh_token"].as_str().unwrap().to_string();
+                rotations += 1;
+            }
+            503 => {
+                unavailable += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            _ => {
+                return (
+                    Err(format!("{} {}", r.status, r.body)),
+                    rotations,
+                    unavailable,
+                );
+            }
+        }
+    }
+    (Ok(rt), rotations, unavailable)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_loses_no_rotating_chain() {
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start_persistent(data.path(), None);
+    let port = redis.port;
+    let g = std::sync::Arc::new(start(&redis));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut chains = Vec::new();
+    for _ in 0..6 {
+        let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let rt = r.body["refresh_token"].as_str().unwrap().to_string();
+        let (g, stop) = (g.clone(), stop.clone());
+        chains.push(tokio::spawn(
+            async move { rotate_until(&g, rt, stop).await },
+        ));
+    }
+    // Short outages (a request waits them out and answers after all) and one longer than a
+    // request waits (answered 503; the server records what it learns once Redis is back).
+    for (round, down_ms) in [(0, 300), (1, 300), (2, 3_000)] {
+        tokio::time::sleep(std::time::Duration::from_millis(700 + 150 * round)).await;
+        redis.kill();
+        tokio::time::sleep(std::time::Duration::from_millis(down_ms)).await;
+        redis = RedisServer::start_persistent(data.path(), Some(port));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut lost, mut rotations, mut unavailable) = (Vec::new(), 0, 0);
+    for chain in chains {
+        let (outcome, r, u) = chain.await.unwrap();
+        rotations += r;
+        unavailable += u;
+        match outcome {
+            Ok(rt) => {
+                // Each chain goes on after the outages, and its access tokens are live.
+                let r = refresh(&g, APP, &rt, None).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert!(active(&g, r.body["access_token"].as_str().unwrap()).await);
+            }
+            Err(why) => lost.push(why),
+        }
+    }
+    assert!(unavailable > 0, "the kills were noticed");
+    assert!(rotations > 60, "the chains rotated under load: {rotations}");
+    assert!(
+        lost.is_empty(),
+        "lost {} of 6 chains over {rotations} rotations and {unavailable} 503s: {lost:?}",
+        lost.len()
+    );
 }

@@ -29,6 +29,7 @@ pub mod revocation;
 pub mod sign_in;
 pub mod tenant;
 pub mod token;
+mod unanswered;
 pub mod userinfo;
 pub mod verified_tokens;
 

@@ -25,7 +25,8 @@ pub struct World {
     pub tenant: ServedTenant,
     pub clock: Arc<ManualClock>,
     /// Kept alive for Redis-backed worlds.
-    pub _redis: Option<gatehouse_testkit::RedisServer>,
+    pub redis: Option<gatehouse_testkit::RedisServer>,
+    pub cluster: Option<gatehouse_testkit::RedisCluster>,
 }
 
 fn tenant_config() -> TenantConfig {
@@ -128,7 +129,8 @@ fn world_on(
         services,
         tenant,
         clock,
-        _redis: redis,
+        redis,
+        cluster: None,
     }
 }
 
@@ -148,6 +150,16 @@ pub async fn redis_world() -> World {
     world_on(store, clock, Some(redis))
 }
 
+/// On a real 3-primary Redis Cluster.
+pub async fn cluster_world() -> World {
+    let cluster = gatehouse_testkit::RedisCluster::start(3);
+    let store = Arc::new(RedisStore::connect(&cluster.url()).await.unwrap());
+    let clock = ManualClock::at(SystemClock.now());
+    let mut world = world_on(store, clock, None);
+    world.cluster = Some(cluster);
+    world
+}
+
 /// On a real `redis-server` behind a proxy that can cut the connection at a chosen command.
 pub async fn proxied_redis_world() -> (World, gatehouse_testkit::CuttingProxy) {
     let redis = gatehouse_testkit::RedisServer::start();
@@ -164,6 +176,13 @@ impl World {
 
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// Whether the world's single Redis holds `key`.
+    pub fn redis_has(&self, key: &str) -> bool {
+        self.redis.as_ref().is_some_and(|r| {
+            gatehouse_testkit::redis_command(r.port, &["EXISTS", key]).is_ok_and(|v| v == ":1")
+        })
     }
 }
 

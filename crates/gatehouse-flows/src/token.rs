@@ -10,6 +10,7 @@ mod jwt_bearer;
 mod password;
 mod refresh_token;
 
+use crate::unanswered::{self, Unanswered};
 use crate::{Error, Params, ServedTenant, Services, family, mint};
 use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
@@ -307,6 +308,7 @@ async fn mint_outcome(
             kind: s.kind,
             id: &s.id,
             until: s.until,
+            attempt: &outcome.claims.jti,
         }),
         family: outcome.family.as_ref().map(|(family, until)| FamilyMember {
             family,
@@ -325,7 +327,35 @@ async fn mint_outcome(
         && issue.refresh.is_none()
         && issue.opaque.is_none();
     if !nothing_to_write {
-        match store.issue(name, &issue).await? {
+        let issued = match store.issue(name, &issue).await {
+            Ok(issued) => issued,
+            Err(e) => {
+                // No answer: if this attempt spent the token, what it minted is valid.
+                let (Some(spend), StoreError::Unavailable(_)) = (&outcome.spend, &e) else {
+                    return Err(e.into());
+                };
+                let unknown = Unanswered {
+                    kind: spend.kind,
+                    id: spend.id.clone(),
+                    attempt: outcome.claims.jti.clone(),
+                    until: spend.until,
+                };
+                if !unknown.went_through(services, name).await {
+                    return Err(e.into());
+                }
+                gatehouse_store::Issued::Done
+            }
+        };
+        // Spent already: a replay, a race lost, or the retry of an answer lost to an outage
+        // that the server which lost it has not recorded yet (it asks the moment the store is
+        // back, as this request did). A moment later, once more, before calling it a replay.
+        let issued = if issued == gatehouse_store::Issued::Spent {
+            tokio::time::sleep(unanswered::RECHECK_AFTER).await;
+            store.issue(name, &issue).await?
+        } else {
+            issued
+        };
+        match issued {
             gatehouse_store::Issued::Done => {}
             gatehouse_store::Issued::Spent => {
                 return Err(spent_again(services, name, &outcome).await);

@@ -45,6 +45,10 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store is set up so that it may drop what replay protection rests on (it evicts
+    /// keys under memory pressure).
+    #[error("unsafe store settings: {0}")]
+    Unsafe(String),
     /// A record could not be encoded for storage; a bug, never the caller's input.
     #[error("cannot encode a {kind:?} record: {reason}")]
     Encode {
@@ -124,6 +128,10 @@ pub struct Spend<'a> {
     pub id: &'a str,
     /// How long the mark is kept (so a replay is recognised until then).
     pub until: u64,
+    /// What this spending writes as its mark: an id of the attempt (the access token's `jti`),
+    /// by which a server that lost the store's answer learns whether its attempt went through
+    /// ([`Store::spent_by`]).
+    pub attempt: &'a str,
 }
 
 /// An access token joining its grant family.
@@ -297,8 +305,39 @@ pub trait Store: Send + Sync + 'static {
         until: u64,
     ) -> Result<usize, StoreError>;
 
+    /// The attempt whose spending marked `(kind, id)` used, if it is used: a server whose
+    /// [`Store::issue`] failed without an answer asks, to learn whether it went through.
+    async fn spent_by(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records that the spending of `(kind, id)` went through but its answer never reached
+    /// the client (the server learned it only afterwards, and answered 503). Presenting the
+    /// same code or token once more until `until` then issues again, instead of counting as a
+    /// replay: the refresh token the lost answer carried is retired (presenting it later is a
+    /// reuse) and the new tokens take its place. Only the server that answered 503 writes
+    /// this, so two requests racing on one token still have exactly one winner.
+    async fn mark_unanswered(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<(), StoreError>;
+
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checks the backend keeps what it is given: spent codes, used refresh tokens and
+    /// assertion `jti`s are markers with a TTL, and a store that evicts them under memory
+    /// pressure lets a spent code or token be used again. [`StoreError::Unsafe`] says which
+    /// setting, on which node, and what to set instead.
+    async fn check_settings(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`, or

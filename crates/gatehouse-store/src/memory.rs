@@ -31,6 +31,10 @@ struct TenantData {
     records: HashMap<(RecordKind, String), (String, u64)>,
     /// (kind, id) → until when it counts as used (kept apart from the record, as in Redis).
     used: HashMap<(RecordKind, String), u64>,
+    /// (kind, id) of a spent token → the mark its spending left: (attempt, refresh token issued).
+    marks: HashMap<(RecordKind, String), (String, Option<String>)>,
+    /// (kind, id) spent without its answer reaching the client → until when a retry is allowed.
+    unanswered: HashMap<(RecordKind, String), u64>,
     families: HashMap<String, Family>,
 }
 
@@ -43,8 +47,33 @@ impl TenantData {
         }
         if self.used.len() % 1024 == 1023 {
             self.used.retain(|_, u| *u > now);
+            let used = &self.used;
+            self.marks.retain(|k, _| used.contains_key(k));
+            self.unanswered.retain(|_, u| *u > now);
         }
         self.used.insert(key, until);
+        true
+    }
+}
+
+impl TenantData {
+    /// A second presentation of `key` after an unanswered spending: allowed once, retiring the
+    /// refresh token the lost answer carried (unless it was presented already: then a reuse).
+    fn retry(&mut self, key: &(RecordKind, String), issue: &Issue<'_>, now: u64) -> bool {
+        if self.unanswered.get(key).is_none_or(|u| *u <= now) {
+            return false;
+        }
+        let lost = self.marks.get(key).and_then(|(_, s)| s.clone());
+        if let Some(lost) = lost {
+            let until = issue.refresh.map_or_else(
+                || issue.spend.map_or(now + 1, |s| s.until),
+                |(_, _, until)| until,
+            );
+            if !self.spend(RecordKind::RefreshToken, &lost, until, now) {
+                return false;
+            }
+        }
+        self.unanswered.remove(key);
         true
     }
 }
@@ -173,6 +202,8 @@ impl Store for MemoryStore {
             d.failures.clear();
             d.records.clear();
             d.used.clear();
+            d.marks.clear();
+            d.unanswered.clear();
             d.families.clear();
             n as u64
         }))
@@ -396,6 +427,8 @@ impl Store for MemoryStore {
                 let key = (kind, id.to_string());
                 d.records.remove(&key);
                 d.used.remove(&key);
+                d.marks.remove(&key);
+                d.unanswered.remove(&key);
             }
         });
         Ok(())
@@ -413,10 +446,13 @@ impl Store for MemoryStore {
             {
                 return Issued::Revoked;
             }
-            if let Some(spend) = &issue.spend
-                && !d.spend(spend.kind, spend.id, spend.until, now)
-            {
-                return Issued::Spent;
+            if let Some(spend) = &issue.spend {
+                let key = (spend.kind, spend.id.to_string());
+                if !d.spend(spend.kind, spend.id, spend.until, now) && !d.retry(&key, issue, now) {
+                    return Issued::Spent;
+                }
+                let successor = issue.refresh.map(|(id, _, _)| id.to_string());
+                d.marks.insert(key, (spend.attempt.to_string(), successor));
             }
             if let Some(member) = &issue.family {
                 d.families
@@ -454,6 +490,39 @@ impl Store for MemoryStore {
             }
             issued.len()
         }))
+    }
+
+    async fn spent_by(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        Ok(self.with(|all| {
+            let d = all.get(tenant)?;
+            let key = (kind, id.to_string());
+            d.used.get(&key).filter(|u| **u > now)?;
+            Some(
+                d.marks
+                    .get(&key)
+                    .map_or_else(|| "1".to_string(), |(attempt, _)| attempt.clone()),
+            )
+        }))
+    }
+
+    async fn mark_unanswered(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            d.unanswered.insert((kind, id.to_string()), until);
+        });
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -54,6 +54,9 @@ fn record_key(t: &str, kind: RecordKind, id: &str) -> String {
 fn used_key(t: &str, kind: RecordKind, id: &str) -> String {
     format!("{{t:{t}}}:{}.used:{id}", kind.prefix())
 }
+fn unanswered_key(t: &str, kind: RecordKind, id: &str) -> String {
+    format!("{{t:{t}}}:{}.unanswered:{id}", kind.prefix())
+}
 fn family_tokens_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfa:{family}")
 }
@@ -72,10 +75,26 @@ return {r[1], #r[2]}";
 /// Issuing tokens, atomically (see `Store::issue`). Keys: the used mark of what is spent, the
 /// family's revoked mark and token set, the new refresh record, the opaque token. Flags in
 /// ARGV say which parts apply; absent parts get placeholder keys in the tenant's slot.
+/// The used mark holds `attempt[ successor-id]`. When the mark exists and the spending was
+/// recorded as unanswered (KEYS[6], see `Store::mark_unanswered`), the presentation is a
+/// retry: the successor the lost answer carried gets its own used mark (a key in the same
+/// slot, named from the prefix in ARGV[13]) unless it was presented already, which makes the
+/// retry a reuse after all.
 const ISSUE_SCRIPT: &str = r"
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
-if ARGV[1] == '1' and not redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[2]) then
-  return 'spent'
+if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[12], 'NX', 'EXAT', ARGV[2]) then
+  if redis.call('EXISTS', KEYS[6]) == 0 then return 'spent' end
+  local mark = redis.call('GET', KEYS[1]) or ''
+  local sep = string.find(mark, ' ', 1, true)
+  if sep then
+    local lost = string.sub(mark, sep + 1)
+    local lost_until = ARGV[6] == '1' and ARGV[8] or ARGV[2]
+    if not redis.call('SET', ARGV[13] .. lost, 'superseded', 'NX', 'EXAT', lost_until) then
+      return 'spent'
+    end
+  end
+  redis.call('DEL', KEYS[6])
+  redis.call('SET', KEYS[1], ARGV[12], 'KEEPTTL')
 end
 if ARGV[3] == '1' then
   redis.call('SADD', KEYS[3], ARGV[4])
@@ -569,6 +588,10 @@ impl Store for RedisStore {
                 issue.refresh.map_or("-", |r| r.0),
             ))
             .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
+            .key(spend.map_or_else(
+                || unanswered_key(tenant, RecordKind::RefreshToken, "-"),
+                |s| unanswered_key(tenant, s.kind, s.id),
+            ))
             .arg(flag(spend.is_some()))
             .arg(spend.map_or(1, |s| s.until.max(1)))
             .arg(flag(family.is_some()))
@@ -586,6 +609,15 @@ impl Store for RedisStore {
                     .unwrap_or_default(),
             )
             .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)));
+        // The mark a spending leaves: the attempt, and the refresh token it issued.
+        let mark = match (spend, issue.refresh) {
+            (Some(s), Some((id, _, _))) => format!("{} {id}", s.attempt),
+            (Some(s), None) => s.attempt.to_string(),
+            (None, _) => String::new(),
+        };
+        invocation
+            .arg(mark)
+            .arg(used_key(tenant, RecordKind::RefreshToken, ""));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -615,6 +647,40 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn spent_by(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mark: Option<String> = redis::cmd("GET")
+            .arg(used_key(tenant, kind, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(mark.map(|m| m.split(' ').next().unwrap_or_default().to_string()))
+    }
+
+    async fn mark_unanswered(
+        &self,
+        tenant: &str,
+        kind: RecordKind,
+        id: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(unanswered_key(tenant, kind, id))
+            .arg(1)
+            .arg("EXAT")
+            .arg(until.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING")
@@ -623,11 +689,141 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    /// `INFO memory` rather than `CONFIG GET`, which managed Redis services often disable; on
+    /// a cluster, every primary answers.
+    async fn check_settings(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let info: Value = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut answers = Vec::new();
+        info_texts(&info, None, &mut answers);
+        if answers.is_empty() {
+            return Err(StoreError::Unavailable(
+                "INFO memory gave no answer".to_string(),
+            ));
+        }
+        for (node, text) in answers {
+            if let Some(problem) = eviction_problem(text) {
+                let at = node.map(|n| format!(" on {n}")).unwrap_or_default();
+                return Err(StoreError::Unsafe(format!("{problem}{at}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `INFO` texts in a reply: one from a single server, one per primary (with its address)
+/// from a cluster.
+fn info_texts<'a>(
+    value: &'a Value,
+    node: Option<String>,
+    out: &mut Vec<(Option<String>, &'a str)>,
+) {
+    match value {
+        Value::BulkString(bytes) => {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                out.push((node, text));
+            }
+        }
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => out.push((node, text)),
+        Value::Map(pairs) => {
+            for (key, value) in pairs {
+                let name = match key {
+                    Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                    Value::SimpleString(s) => Some(s.clone()),
+                    _ => None,
+                };
+                info_texts(value, name, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                info_texts(item, node.clone(), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What is wrong with a server's eviction settings, from its `INFO memory`: any policy but
+/// `noeviction` under a memory limit. `volatile-*` policies are refused too, because they
+/// evict exactly the keys with a TTL, and every replay marker has one.
+fn eviction_problem(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let limit = field("maxmemory")
+        .and_then(|m| m.parse::<u64>().ok())
+        .unwrap_or(0);
+    let policy = field("maxmemory_policy").unwrap_or("noeviction");
+    (limit > 0 && policy != "noeviction").then(|| {
+        format!(
+            "Redis evicts keys when full (maxmemory {limit} bytes, maxmemory-policy {policy}): \
+             a spent code or refresh token could be evicted and then used again; set \
+             maxmemory-policy noeviction (full memory then fails writes with 503s, never replays)"
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_noeviction_or_no_memory_limit_keeps_replay_markers() {
+        let info = |limit: u64, policy: &str| {
+            format!(
+                "# Memory\r\nused_memory:1000\r\nmaxmemory:{limit}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n"
+            )
+        };
+        assert_eq!(
+            eviction_problem(&info(0, "allkeys-lru")),
+            None,
+            "no limit, no eviction"
+        );
+        assert_eq!(eviction_problem(&info(1 << 30, "noeviction")), None);
+        for policy in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+        ] {
+            let problem = eviction_problem(&info(1 << 30, policy)).unwrap();
+            assert!(problem.contains(policy), "{problem}");
+            assert!(problem.contains("noeviction"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn every_primary_of_a_cluster_is_read() {
+        let reply = Value::Map(vec![
+            (
+                Value::SimpleString("10.0.0.1:6379".into()),
+                Value::BulkString(b"maxmemory:0\r\nmaxmemory_policy:noeviction\r\n".to_vec()),
+            ),
+            (
+                Value::SimpleString("10.0.0.2:6379".into()),
+                Value::VerbatimString {
+                    format: redis::VerbatimFormat::Text,
+                    text: "maxmemory:100\r\nmaxmemory_policy:allkeys-lru\r\n".into(),
+                },
+            ),
+        ]);
+        let mut texts = Vec::new();
+        info_texts(&reply, None, &mut texts);
+        assert_eq!(texts.len(), 2);
+        assert_eq!(texts[1].0.as_deref(), Some("10.0.0.2:6379"));
+        assert!(eviction_problem(texts[1].1).is_some());
+    }
 
     #[test]
     fn every_key_of_a_tenant_shares_its_hash_tag() {

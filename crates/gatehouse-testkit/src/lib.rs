@@ -76,7 +76,7 @@ pub fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
 pub struct RedisServer {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -98,8 +98,41 @@ impl RedisServer {
         Self::spawn(extra, None)
     }
 
+    /// A server that keeps its data in `dir` with every write on disk before it is answered
+    /// (`appendonly yes`, `appendfsync always`), on `port` or a free one: kill it with
+    /// [`RedisServer::kill`] and start it again on the same directory and port, and it comes
+    /// back with everything it acknowledged.
+    pub fn start_persistent(dir: &std::path::Path, port: Option<u16>) -> Self {
+        let dir_s = dir.to_string_lossy().into_owned();
+        Self::spawn_in(
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                &dir_s,
+            ],
+            port,
+            None,
+        )
+    }
+
+    /// SIGKILL: no shutdown, no last save.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(extra: &[&str], fixed_port: Option<u16>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        Self::spawn_in(extra, fixed_port, Some(dir))
+    }
+
+    fn spawn_in(extra: &[&str], fixed_port: Option<u16>, dir: Option<tempfile::TempDir>) -> Self {
+        let cwd = dir
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf());
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = fixed_port.unwrap_or_else(free_port);
@@ -121,7 +154,7 @@ impl RedisServer {
             args.extend_from_slice(extra);
             let mut child = Command::new(redis_server_binary())
                 .args(&args)
-                .current_dir(dir.path())
+                .current_dir(&cwd)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -24,6 +24,8 @@ struct State {
     seen: Vec<String>,
     /// Refuse new connections (Redis "down").
     down: bool,
+    /// Go down when the cut happens.
+    down_after_cut: bool,
 }
 
 /// A proxy on a free port forwarding to `127.0.0.1:{target}`.
@@ -73,6 +75,15 @@ impl CuttingProxy {
         self.set_cut(Cut::After(command.to_ascii_uppercase()));
     }
 
+    /// As [`CuttingProxy::cut_after`], and Redis stays unreachable from then on, until
+    /// `set_down(false)`: the answer is lost and nobody can ask what happened.
+    pub fn cut_after_then_down(&self, command: &str) {
+        self.set_cut(Cut::After(command.to_ascii_uppercase()));
+        if let Ok(mut s) = self.state.lock() {
+            s.down_after_cut = true;
+        }
+    }
+
     fn set_cut(&self, cut: Cut) {
         if let Ok(mut s) = self.state.lock() {
             s.cut = Some(cut);
@@ -89,6 +100,7 @@ impl CuttingProxy {
     pub fn set_down(&self, down: bool) {
         if let Ok(mut s) = self.state.lock() {
             s.down = down;
+            s.down_after_cut = false;
         }
     }
 
@@ -170,6 +182,9 @@ fn connect(mut client: TcpStream, mut server: TcpStream, state: Arc<Mutex<State>
                     };
                     if !matches!(cut, Some(Cut::Before(_))) {
                         s.seen.push(name.clone());
+                    }
+                    if cut.is_some() && s.down_after_cut {
+                        s.down = true;
                     }
                     cut
                 });

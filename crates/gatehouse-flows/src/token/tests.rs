@@ -5,8 +5,8 @@
 use super::*;
 use crate::introspection::active_claims;
 use crate::testing::{
-    ALICE_PASSWORD, PORTAL_SECRET, REDIRECT, World, memory_world, params, proxied_redis_world,
-    redis_world, reporter_assertion,
+    ALICE_PASSWORD, PORTAL_SECRET, REDIRECT, World, cluster_world, memory_world, params,
+    proxied_redis_world, redis_world, reporter_assertion,
 };
 use gatehouse_core::ErrorCode;
 use gatehouse_core::grant::authorization_code::CodeRecord;
@@ -527,24 +527,66 @@ async fn a_failure_before_redis_runs_the_step_leaves_no_trace() {
     );
 }
 
-/// Redis runs the step and the answer is lost: the token was spent, so presenting it again is
-/// a reuse (the wire cannot tell a retry from a replay); the grant is revoked and nothing from
-/// the lost answer stays usable.
+/// Redis runs the step and the answer is lost: the server asks which attempt spent the token,
+/// finds its own, and answers with what it minted. The grant lives on; the replay rules hold.
 #[tokio::test]
-async fn an_answer_lost_after_redis_ran_the_step_counts_as_a_use() {
+async fn an_answer_lost_after_redis_ran_the_step_is_answered_after_all() {
     let (world, proxy) = proxied_redis_world().await;
+    // Redis learns the script first (a cut at its first EVALSHA would cut a NOSCRIPT answer).
+    let warm = code_for(&world, "billing.read").await;
+    redeem(&world, &warm).await.unwrap();
     let code = code_for(&world, "billing.read").await;
-    let first = redeem(&world, &code).await.unwrap();
-    let rt = first.response.refresh_token.unwrap();
     proxy.cut_after("EVALSHA");
-    let e = refresh_with(&world, &rt).await.unwrap_err();
-    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable, "{e:?}");
+    let first = redeem(&world, &code)
+        .await
+        .expect("the code's answer recovered");
+    assert!(!proxy.armed(), "the cut happened");
+    let rt = first.response.refresh_token.unwrap();
+    assert!(is_active(&world, &first.response.access_token).await);
+    proxy.cut_after("EVALSHA");
+    let second = refresh_with(&world, &rt)
+        .await
+        .expect("the rotation's answer recovered");
+    assert!(is_active(&world, &second.response.access_token).await);
+    assert!(is_active(&world, &first.response.access_token).await);
     let e = refresh_with(&world, &rt).await.unwrap_err();
     assert_eq!(
         e.to_oauth().description,
         "the refresh token was already used; every token of its grant is now revoked"
     );
-    assert!(!is_active(&world, &first.response.access_token).await);
+}
+
+/// Redis runs the step, the answer is lost, and Redis stays away longer than a request waits:
+/// 503. Once it is back, the server learns its attempt went through and records it; the same
+/// token presented again then issues (once), and a racing second presentation does not.
+#[tokio::test]
+async fn an_answer_lost_for_longer_lets_the_same_token_be_presented_once_more() {
+    let (world, proxy) = proxied_redis_world().await;
+    let code = code_for(&world, "billing.read").await;
+    let first = redeem(&world, &code).await.unwrap();
+    let rt = first.response.refresh_token.unwrap();
+    proxy.cut_after_then_down("EVALSHA");
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable, "{e:?}");
+    proxy.set_down(false);
+    let id = gatehouse_core::token::opaque_token_id(&rt);
+    let mut recorded = false;
+    for _ in 0..100 {
+        let key = format!("{{t:acme}}:rt.unanswered:{id}");
+        if world.redis_has(&key) {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(recorded, "the server recorded the lost answer");
+    let retried = refresh_with(&world, &rt)
+        .await
+        .expect("presented once more after the lost answer")
+        .response;
+    assert!(is_active(&world, &retried.access_token).await);
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "once only");
 }
 
 async fn race<T, F>(n: usize, attempt: impl Fn() -> F) -> Vec<Result<T, Error>>
@@ -634,5 +676,12 @@ async fn races_on_one_code_token_or_device_code_have_one_winner_in_memory() {
 async fn races_on_one_code_token_or_device_code_have_one_winner_on_redis() {
     for n in [2, 50] {
         codes_and_refresh_tokens_race(redis_world().await, n).await;
+    }
+}
+
+#[tokio::test]
+async fn races_on_one_code_token_or_device_code_have_one_winner_on_a_cluster() {
+    for n in [2, 50] {
+        codes_and_refresh_tokens_race(cluster_world().await, n).await;
     }
 }

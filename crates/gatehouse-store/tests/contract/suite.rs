@@ -88,6 +88,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
     records_are_used_once_and_families_revoke(store, &format!("{prefix}-rec")).await;
     issuing_is_atomic_and_revocation_cannot_miss_a_token(store, &format!("{prefix}-issue")).await;
+    a_spending_whose_answer_was_lost_can_be_retried_once(store, &format!("{prefix}-retry")).await;
     store.ping().await.expect("ping");
 }
 
@@ -397,6 +398,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         kind: RecordKind::AuthorizationCode,
         id: "code-1",
         until: now + 60,
+        attempt: "jti-1",
     };
     let member = |jti: &'static str| FamilyMember {
         family: "fam",
@@ -459,6 +461,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
             kind: RecordKind::RefreshToken,
             id: "rt-1",
             until: now + 60,
+            attempt: "jti-4",
         }),
         family: Some(member("jti-4")),
         refresh: Some(("rt-4", "{}", now + 60)),
@@ -486,4 +489,107 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
     };
     assert_eq!(store.issue(t, &bare).await.unwrap(), Issued::Done);
     assert!(store.get_opaque_token(t, "op-5").await.unwrap().is_some());
+}
+
+/// A spending that went through without its answer reaching the client: the server that lost
+/// the answer learns it went through (`spent_by`), records it as unanswered, and one more
+/// presentation issues again, retiring the refresh token of the lost answer. Without that
+/// record a second presentation is a replay, however soon.
+async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store, t: &str) {
+    use gatehouse_store::{Issue, Issued, Spend};
+    let now = unix_now();
+    let rotate = |presented: &'static str, attempt: &'static str, successor: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id: presented,
+            until: now + 600,
+            attempt,
+        }),
+        family: None,
+        refresh: Some((successor, "{}", now + 600)),
+        opaque: None,
+    };
+    let kind = RecordKind::RefreshToken;
+    assert_eq!(store.spent_by(t, kind, "rt-0").await.unwrap(), None);
+    assert_eq!(
+        store.issue(t, &rotate("rt-0", "a1", "rt-1")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        store.spent_by(t, kind, "rt-0").await.unwrap().as_deref(),
+        Some("a1")
+    );
+    // Not recorded as unanswered: a second presentation is a replay.
+    assert_eq!(
+        store.issue(t, &rotate("rt-0", "a2", "rt-x")).await.unwrap(),
+        Issued::Spent
+    );
+
+    // The answer with rt-1 was lost: recorded, then one retry issues again.
+    store
+        .mark_unanswered(t, kind, "rt-0", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.issue(t, &rotate("rt-0", "a3", "rt-2")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        store.spent_by(t, kind, "rt-0").await.unwrap().as_deref(),
+        Some("a3")
+    );
+    // Only one: the next is a replay again.
+    assert_eq!(
+        store.issue(t, &rotate("rt-0", "a4", "rt-y")).await.unwrap(),
+        Issued::Spent
+    );
+    // The lost rt-1 is retired: presenting it is a reuse.
+    assert_eq!(
+        store.issue(t, &rotate("rt-1", "a5", "rt-z")).await.unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        store.get_record(t, kind, "rt-z").await.unwrap(),
+        None,
+        "nothing written by a refused presentation"
+    );
+
+    // rt-2 rotates; if its answer is then reported lost after its successor was presented,
+    // a retry is a reuse after all.
+    assert_eq!(
+        store.issue(t, &rotate("rt-2", "a6", "rt-3")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        store.issue(t, &rotate("rt-3", "a7", "rt-4")).await.unwrap(),
+        Issued::Done
+    );
+    store
+        .mark_unanswered(t, kind, "rt-2", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.issue(t, &rotate("rt-2", "a8", "rt-5")).await.unwrap(),
+        Issued::Spent
+    );
+
+    // A code too (no refresh token issued): recorded as unanswered, retried once.
+    let code = |attempt: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: "code",
+            until: now + 600,
+            attempt,
+        }),
+        family: None,
+        refresh: None,
+        opaque: None,
+    };
+    assert_eq!(store.issue(t, &code("c1")).await.unwrap(), Issued::Done);
+    store
+        .mark_unanswered(t, RecordKind::AuthorizationCode, "code", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(store.issue(t, &code("c2")).await.unwrap(), Issued::Done);
+    assert_eq!(store.issue(t, &code("c3")).await.unwrap(), Issued::Spent);
 }
