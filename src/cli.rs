@@ -129,6 +129,16 @@ impl CommonArgs {
     }
 }
 
+/// Whether to start on a Redis that may evict keys.
+#[derive(Args, Clone, Copy)]
+pub struct StoreSafetyArgs {
+    /// Start even when Redis may evict keys (a memory limit with a `maxmemory-policy` other
+    /// than `noeviction`): an evicted replay marker lets a spent code or refresh token be used
+    /// again. Only for a Redis known never to fill.
+    #[arg(long, env = "GATEHOUSE_ALLOW_EVICTING_STORE")]
+    pub allow_evicting_store: bool,
+}
+
 #[derive(Args)]
 pub struct StandaloneArgs {
     /// Directory of YAML manifests (multi-document files allowed); edits are picked up live.
@@ -137,6 +147,8 @@ pub struct StandaloneArgs {
     /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
     #[arg(long, env = "GATEHOUSE_STORE", default_value = "memory://")]
     pub store: String,
+    #[command(flatten)]
+    pub store_safety: StoreSafetyArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -147,6 +159,8 @@ pub struct ServerArgs {
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
     #[command(flatten)]
+    pub store_safety: StoreSafetyArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -155,6 +169,8 @@ pub struct OperatorArgs {
     /// Store URL: `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
+    #[command(flatten)]
+    pub store_safety: StoreSafetyArgs,
     /// Base URL of the token service (the servers' --public-url), for the issuers in statuses
     /// and generated Secrets.
     #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
@@ -191,17 +207,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = args.output_dir {
                 crdgen::write(&dir)
             } else {
-                print!("{}", crdgen::render()?);
-                Ok(())
+                write_stdout(&crdgen::render()?)
             }
         }
         Command::HashPassword => hash_password(),
         Command::Rbac(args) => {
             let (cluster, role) = gatehouse_controller::rbac::roles(&args.name, &args.namespace);
+            let mut out = String::new();
             for doc in [cluster, role] {
-                print!("---\n{}", serde_saphyr::to_string(&doc)?);
+                out.push_str("---\n");
+                out.push_str(&serde_saphyr::to_string(&doc)?);
             }
-            Ok(())
+            write_stdout(&out)
         }
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
@@ -256,6 +273,18 @@ fn hash_password() -> anyhow::Result<()> {
     if password.is_empty() {
         anyhow::bail!("empty password on standard input");
     }
-    println!("{}", gatehouse_core::secret::hash_secret(password)?);
-    Ok(())
+    write_stdout(&format!(
+        "{}\n",
+        gatehouse_core::secret::hash_secret(password)?
+    ))
+}
+
+/// Writes `text` to standard output, or says why it could not (a closed pipe, a full disk)
+/// instead of panicking as `print!` does.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
 }

@@ -1,6 +1,6 @@
 //! Starting the HTTP listeners shared by `server` and `standalone`.
 
-use crate::cli::{CommonArgs, ConnectionArgs, ServerArgs};
+use crate::cli::{CommonArgs, ConnectionArgs, ServerArgs, StoreSafetyArgs};
 use anyhow::Context;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_core::{clock, random};
@@ -8,7 +8,7 @@ use gatehouse_server::connections::{self, ConnectionLimits};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
 use gatehouse_server::{AppState, Services, Shared, TenantDirectory, router};
-use gatehouse_store::Store;
+use gatehouse_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +34,51 @@ pub fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncr
 }
 
 /// Opens the store; a Redis password in `GATEHOUSE_STORE_PASSWORD` (environment only, so it
-/// stays out of process listings and URLs) is added to the URL's nodes.
-pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// stays out of process listings and URLs) is added to the URL's nodes. A Redis that may
+/// evict keys is refused unless allowed.
+pub async fn open_store(url: &str, safety: StoreSafetyArgs) -> anyhow::Result<Arc<dyn Store>> {
     let password = std::env::var("GATEHOUSE_STORE_PASSWORD").ok();
-    gatehouse_store::open_with_password(url, password.as_deref())
+    let store = gatehouse_store::open_with_password(url, password.as_deref())
         .await
-        .with_context(|| format!("opening the store {}", gatehouse_store::redact_url(url)))
+        .with_context(|| format!("opening the store {}", gatehouse_store::redact_url(url)))?;
+    match store.check_settings().await {
+        Ok(()) => {}
+        Err(StoreError::Unsafe(why)) if safety.allow_evicting_store => {
+            tracing::warn!(%why, "starting on an evicting store (--allow-evicting-store)");
+        }
+        Err(StoreError::Unsafe(why)) => anyhow::bail!(
+            "refusing to start: {why} (or pass --allow-evicting-store if this Redis never fills)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read the store's settings"),
+    }
+    Ok(store)
+}
+
+/// Checks the store's settings again every half minute (a failover or a reconnect may land on
+/// a Redis configured otherwise) and says so when they turn unsafe or safe again.
+pub fn watch_store_settings(store: Arc<dyn Store>, safety: StoreSafetyArgs) {
+    if safety.allow_evicting_store {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut unsafe_before = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            match store.check_settings().await {
+                Err(StoreError::Unsafe(why)) => {
+                    if !unsafe_before {
+                        tracing::error!(%why, "the store's settings turned unsafe");
+                    }
+                    unsafe_before = true;
+                }
+                Ok(()) if unsafe_before => {
+                    tracing::info!("the store's settings are safe again");
+                    unsafe_before = false;
+                }
+                _ => {}
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -67,6 +106,7 @@ pub async fn serve(
     services: Services,
     directory: Arc<TenantDirectory>,
     common: &CommonArgs,
+    safety: StoreSafetyArgs,
 ) -> anyhow::Result<()> {
     let store = services.store.clone();
     let metrics = Arc::new(Metrics::new());
@@ -75,11 +115,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {}", common.listen))?;
     if let Some(addr) = common.metrics_listen {
-        let ops = ops_router(OpsState {
-            metrics: metrics.clone(),
-            store: store.clone(),
-            directory: directory.clone(),
-        });
+        let ops = ops_router(OpsState::new(
+            metrics.clone(),
+            store.clone(),
+            directory.clone(),
+            !safety.allow_evicting_store,
+        ));
         let ops_listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
@@ -155,7 +196,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             "--store memory:// holds no configuration for a server; use redis://, or run `gatehouse standalone`"
         );
     }
-    let store = open_store(&args.store).await?;
+    let store = open_store(&args.store, args.store_safety).await?;
     let directory = Arc::new(TenantDirectory::new(
         store.clone(),
         Arc::new(kek),
@@ -165,5 +206,5 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "store not reachable at start; will keep trying");
     }
     let services = Services::new(store, clock::system(), random::system());
-    serve(services, directory, &args.common).await
+    serve(services, directory, &args.common, args.store_safety).await
 }

@@ -50,7 +50,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         kept_kek(&args.manifests)?
     };
     let kek = Arc::new(kek);
-    let store = open_store(&args.store).await?;
+    let store = open_store(&args.store, args.store_safety).await?;
     let directory = Arc::new(TenantDirectory::new(
         store.clone(),
         kek.clone(),
@@ -70,5 +70,11 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .await
         .context("loading the published configuration")?;
     tokio::spawn(driver.follow(first));
-    serve(Services::new(store, clock, random), directory, &args.common).await
+    serve(
+        Services::new(store, clock, random),
+        directory,
+        &args.common,
+        args.store_safety,
+    )
+    .await
 }

@@ -397,6 +397,37 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
         pod["terminationGracePeriodSeconds"], 30,
         "longer than the shutdown timeout"
     );
+    let allowed = documents(
+        &template(&[
+            "-f",
+            chart().join("ci/production-values.yaml").to_str().unwrap(),
+            "--set",
+            "redis.allowEvictingStore=true",
+        ])
+        .unwrap(),
+    );
+    for name in ["-server", "-operator"] {
+        let c = &find(&allowed, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"]
+            [0];
+        assert_eq!(
+            env(c, "GATEHOUSE_ALLOW_EVICTING_STORE").unwrap()["value"],
+            "true"
+        );
+    }
+    let docs = render(&chart().join("ci/evaluation-values.yaml"));
+    let redis =
+        &find(&docs, "StatefulSet", "-redis").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = redis["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--maxmemory-policy", "noeviction"]),
+        "the embedded Redis never evicts: {args:?}"
+    );
     let typo = template(&["--set", "server.connections.idleTimeout=75 s"]);
     assert!(
         typo.is_err(),

@@ -70,6 +70,10 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
   value: "0.0.0.0:9090"
 - name: GATEHOUSE_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+{{- if .Values.redis.allowEvictingStore }}
+- name: GATEHOUSE_ALLOW_EVICTING_STORE
+  value: "true"
+{{- end }}
 {{- end -}}
 
 {{- define "gatehouse.podSecurityContext" -}}

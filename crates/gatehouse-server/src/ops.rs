@@ -8,8 +8,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use gatehouse_store::Store;
+use gatehouse_store::{Store, StoreError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -17,6 +18,28 @@ pub struct OpsState {
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn Store>,
     pub directory: Arc<TenantDirectory>,
+    /// Whether a store that may evict keys makes the server unready.
+    check_store_settings: bool,
+    /// Whether the last check found them unsafe, to log only the changes.
+    store_unsafe: Arc<AtomicBool>,
+}
+
+impl OpsState {
+    #[must_use]
+    pub fn new(
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+        directory: Arc<TenantDirectory>,
+        check_store_settings: bool,
+    ) -> Self {
+        OpsState {
+            metrics,
+            store,
+            directory,
+            check_store_settings,
+            store_unsafe: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 pub fn ops_router(state: OpsState) -> Router {
@@ -48,11 +71,28 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
         );
     }
     match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store did not answer within 1s\n".into(),
-        ),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(_) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store did not answer within 1s\n".into(),
+            );
+        }
     }
+    if state.check_store_settings {
+        // Checked on every probe: a failover or a reconnect may land on a Redis set up
+        // otherwise than the one checked at start.
+        let checked = tokio::time::timeout(Duration::from_secs(1), state.store.check_settings());
+        if let Ok(Err(StoreError::Unsafe(why))) = checked.await {
+            if !state.store_unsafe.swap(true, Ordering::Relaxed) {
+                tracing::error!(%why, "the store's settings turned unsafe: not ready");
+            }
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+        }
+        if state.store_unsafe.swap(false, Ordering::Relaxed) {
+            tracing::info!("the store's settings are safe again");
+        }
+    }
+    (StatusCode::OK, "ready\n".into())
 }

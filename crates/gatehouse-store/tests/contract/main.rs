@@ -56,3 +56,45 @@ async fn a_stopped_redis_turns_into_unavailable_errors() {
         "{err}"
     );
 }
+
+/// Sets a memory limit and an eviction policy on one server.
+fn evicting(port: u16, policy: &str) {
+    gatehouse_testkit::redis_command(port, &["CONFIG", "SET", "maxmemory", "1gb"]).unwrap();
+    gatehouse_testkit::redis_command(port, &["CONFIG", "SET", "maxmemory-policy", policy]).unwrap();
+}
+
+#[tokio::test]
+async fn a_redis_that_evicts_is_named_and_refused() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    store.check_settings().await.expect("defaults: no limit");
+    evicting(redis.port, "noeviction");
+    store
+        .check_settings()
+        .await
+        .expect("a limit without eviction");
+    for policy in ["allkeys-lru", "volatile-ttl"] {
+        evicting(redis.port, policy);
+        let err = store.check_settings().await.unwrap_err();
+        assert!(
+            matches!(&err, gatehouse_store::StoreError::Unsafe(m) if m.contains(policy)),
+            "{err}"
+        );
+    }
+    assert!(MemoryStore::new().check_settings().await.is_ok());
+}
+
+#[tokio::test]
+async fn every_primary_of_a_cluster_is_checked() {
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    store.check_settings().await.expect("defaults");
+    let last = cluster.nodes.last().unwrap().port;
+    evicting(last, "allkeys-lfu");
+    let err = store.check_settings().await.unwrap_err();
+    assert!(
+        matches!(&err, gatehouse_store::StoreError::Unsafe(m)
+            if m.contains("allkeys-lfu") && m.contains(&last.to_string())),
+        "{err}"
+    );
+}
