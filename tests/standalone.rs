@@ -66,17 +66,39 @@ async fn each_rejection_reason_is_reported_and_gets_no_token() {
     files.push(("rejected.yaml", REJECTED));
     let g = Gatehouse::start(&redis.url(), &files);
     let out = g.stdout();
-    for expected in [
-        "OAuthClient acme/orphan: TenantNotFound: tenant initech does not exist",
-        "OAuthClient hooli/outsider: NamespaceNotAllowed:",
-        "OAuthClient acme/greedy: GrantTypeNotEnabled: tenant acme does not enable password; the client keeps client_credentials",
-        "OAuthClient acme/wants-password: GrantTypeNotEnabled:",
-        "OAuthClient acme/copycat: ClientIdConflict: client id acme-billing is already used",
-        "OAuthClient acme/emptysecret: SecretInvalid: Secret empty has no client_secret",
-        "OAuthClient acme/waiting: SecretNotFound: waiting for Secret not-yet",
+    for (object, expected) in [
+        (
+            "OAuthClient acme/orphan",
+            "TenantNotFound: tenant initech does not exist",
+        ),
+        ("OAuthClient hooli/outsider", "NamespaceNotAllowed:"),
+        (
+            "OAuthClient acme/greedy",
+            "GrantTypeNotEnabled: tenant acme does not enable password; the client keeps client_credentials",
+        ),
+        ("OAuthClient acme/wants-password", "GrantTypeNotEnabled:"),
+        (
+            "OAuthClient acme/copycat",
+            "ClientIdConflict: client id acme-billing is already used",
+        ),
+        (
+            "OAuthClient acme/emptysecret",
+            "SecretInvalid: Secret empty has no client_secret",
+        ),
+        (
+            "OAuthClient acme/waiting",
+            "SecretNotFound: waiting for Secret not-yet",
+        ),
     ] {
-        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        assert!(
+            has_problem(&out, object, expected),
+            "missing {object}: {expected:?} in:\n{out}"
+        );
     }
+    assert!(
+        out.contains("OAuthClient acme/orphan (rejected.yaml, document "),
+        "problems name the file and document: {out}"
+    );
     // The status table carries the effective grants of the partly accepted client.
     let greedy_row = out.lines().find(|l| l.starts_with("acme/greedy")).unwrap();
     assert!(
@@ -484,5 +506,194 @@ async fn no_secret_or_token_reaches_the_logs() {
     .chain(tokens)
     {
         assert!(!logs.contains(&needle), "{needle:?} leaked into the logs");
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_may_evict_keys_is_refused_at_start_and_unreadies_a_running_server() {
+    let redis = RedisServer::start();
+    let set = |name: &str, value: &str| {
+        gatehouse_testkit::redis_command(redis.port, &["CONFIG", "SET", name, value]).unwrap();
+    };
+    set("maxmemory", "1gb");
+    set("maxmemory-policy", "allkeys-lru");
+    let keys = tempfile::tempdir().unwrap();
+    let kek = keys.path().join("kek");
+    std::fs::write(&kek, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let manifests = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    for role in [
+        vec![
+            "standalone",
+            "--manifests",
+            manifests.path().to_str().unwrap(),
+        ],
+        vec!["server"],
+        vec!["operator", "--public-url", "https://auth.example.com"],
+    ] {
+        let out = std::process::Command::new(binary())
+            .args(&role)
+            .args(["--store", &url])
+            .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", &kek)
+            .env("KUBECONFIG", keys.path().join("none"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{role:?} started: {err}");
+        assert!(
+            err.contains("maxmemory-policy allkeys-lru") && err.contains("--allow-evicting-store"),
+            "{role:?}: {err}"
+        );
+    }
+
+    // Allowed by whoever knows better: it starts, and says what it was allowed.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, yaml) in fixtures() {
+        std::fs::write(dir.path().join(name), yaml).unwrap();
+    }
+    let allowed =
+        Gatehouse::start_with_env(&url, dir, &[("GATEHOUSE_ALLOW_EVICTING_STORE", "true")]);
+    assert!(
+        allowed.stderr().contains("starting on an evicting store"),
+        "{}",
+        allowed.stderr()
+    );
+    drop(allowed);
+
+    // Safe at start, unsafe later (a failover to a Redis set up otherwise): not ready, and
+    // ready again once fixed.
+    set("maxmemory-policy", "noeviction");
+    let g = Gatehouse::start(&url, &fixtures());
+    let readyz = format!("http://127.0.0.1:{}/readyz", g.ops_port);
+    set("maxmemory-policy", "volatile-lru");
+    let r = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("volatile-lru"));
+    assert!(g.stderr().contains("the store's settings turned unsafe"));
+    set("maxmemory-policy", "noeviction");
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn long_strings_are_refused_with_a_line_never_a_crash() {
+    let long = "a".repeat(70_000);
+    // At start-up: a name no Kubernetes object can have stops it, with file, document, field.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), ACME).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {long}, namespace: acme}}\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["standalone", "--manifests"])
+        .arg(dir.path())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err:.2000}");
+    assert!(err.contains("b.yaml, document 1"), "{err:.2000}");
+    assert!(err.contains("field metadata.name"), "{err:.2000}");
+    assert!(err.len() < 4_000, "{err:.2000}");
+
+    // A client whose clientId is too long is refused, alone; the rest serves.
+    let long_client = format!(
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: long, namespace: acme}}\n\
+         spec: {{tenantRef: acme, clientId: {long}, grantTypes: [client_credentials]}}\n"
+    );
+    let mut files = fixtures();
+    files.push(("long.yaml", &long_client));
+    let g = Gatehouse::start("memory://", &files);
+    let reply = client_credentials(
+        &g,
+        "acme",
+        "acme-billing",
+        "s3cret:with/special+chars&=%",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let table = g.stdout();
+    assert!(
+        table.contains("OAuthClient acme/long (")
+            && table.contains("long.yaml, document 1): InvalidSpec: spec.clientId"),
+        "{table:.3000}"
+    );
+    assert!(
+        table.lines().all(|l| l.chars().count() < 400),
+        "{table:.3000}"
+    );
+
+    // The same as a live edit: refused, and the watching goes on (a valid client added after
+    // it is served).
+    g.write_manifest(
+        "longer.yaml",
+        &long_client.replace("name: long,", "name: longer,"),
+    );
+    eventually(10, "the edit is reported", || async {
+        g.stdout().contains("OAuthClient acme/longer (")
+    })
+    .await;
+    g.write_manifest(
+        "later.yaml",
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: later, namespace: acme}\n\
+         spec: {tenantRef: acme, clientId: later, grantTypes: [client_credentials], secretRef: {name: later-credentials, generate: false}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: later-credentials, namespace: acme}\nstringData: {client_secret: later-secret}\n",
+    );
+    eventually(10, "a client added later is served", || async {
+        client_credentials(&g, "acme", "later", "later-secret", &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
+    assert!(!g.stderr().contains("panicked"), "{:.3000}", g.stderr());
+}
+
+#[test]
+fn printing_commands_say_why_when_their_output_is_closed_or_full() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    for args in [vec!["crdgen"], vec!["rbac"], vec!["hash-password"]] {
+        // Full: /dev/full refuses every write.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut child = Command::new(binary())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("writing to standard output"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+
+        // Closed: the reader went away before anything was written (`| head -c0`).
+        let mut child = Command::new(binary())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }

@@ -549,3 +549,15 @@ pub fn pkce_pair() -> (String, String) {
     (verifier.clone(), gatehouse_core::pkce::s256(&verifier))
 }
 pub use gatehouse_testkit::apiserver;
+
+/// Whether the status table's problem lines say `problem` about `object` (`OAuthClient ns/name`,
+/// `Tenant name`), which is followed by where it was read: `OAuthClient ns/name (file.yaml,
+/// document 2): Reason: message`.
+pub fn has_problem(table: &str, object: &str, problem: &str) -> bool {
+    table.lines().any(|l| {
+        l.strip_prefix(object)
+            .and_then(|rest| rest.strip_prefix(" ("))
+            .and_then(|rest| rest.split_once("): "))
+            .is_some_and(|(_, said)| said.starts_with(problem))
+    })
+}

@@ -16,6 +16,7 @@
 
 mod http;
 mod load;
+mod memory;
 mod monitor;
 mod peer;
 mod procfs;
@@ -55,12 +56,8 @@ struct Args {
     /// Distinct live tokens introspection cycles through.
     #[arg(long, default_value_t = 10_000)]
     introspection_pool: usize,
-    /// Skip the node-oidc-provider peer even if node and npm are there.
-    #[arg(long)]
-    no_peer: bool,
-    /// Skip counting the Redis commands of each operation.
-    #[arg(long)]
-    no_commands: bool,
+    #[command(flatten)]
+    skip: Skip,
     /// Where to write the results as JSON.
     #[arg(long, default_value = DEFAULT_JSON)]
     json: PathBuf,
@@ -69,6 +66,20 @@ struct Args {
     /// --connections; JSON to target/bench/scale.json.
     #[arg(long)]
     scale: bool,
+}
+
+/// Parts of the run that can be left out.
+#[derive(clap::Args)]
+struct Skip {
+    /// Skip the node-oidc-provider peer even if node and npm are there.
+    #[arg(long)]
+    no_peer: bool,
+    /// Skip counting the Redis commands of each operation.
+    #[arg(long)]
+    no_commands: bool,
+    /// Skip measuring Redis memory per live token, code and session.
+    #[arg(long)]
+    no_memory: bool,
 }
 
 const DEFAULT_JSON: &str = "target/bench/results.json";
@@ -241,7 +252,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     // Commands per operation, each scenario on one connection for a second, less what the
     // idle server sends meanwhile (its configuration polling).
     let mut commands = std::collections::BTreeMap::new();
-    if !args.no_commands {
+    if !args.skip.no_commands {
         let monitor = monitor::Monitor::start(redis.port)?;
         println!("\nRedis commands per operation (MONITOR, script-internal commands excluded):");
         for scenario in &selected {
@@ -284,12 +295,33 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         }
     }
 
+    // Memory per live object, on the same Redis after the runs (their objects stay put: no
+    // TTL runs out within the bench).
+    let mut memory = serde_json::Map::new();
+    if !args.skip.no_memory {
+        println!("\nRedis memory per live object (INFO memory used_memory, before and after):");
+        for o in memory::per_object(addr, redis.port).await? {
+            println!("  {:<58} {:>6.0} bytes ({} made)", o.what, o.bytes, o.count);
+            memory.insert(o.what.to_string(), json!(o.bytes));
+        }
+        println!("  by key (MEMORY USAGE, average; the keyspace adds about 50 bytes per key):");
+        for tenant in ["es256", "opaque"] {
+            for k in memory::per_key(redis.port, tenant)? {
+                println!(
+                    "    {:<28} {:>7} keys {:>6.0} bytes",
+                    k.pattern, k.count, k.bytes
+                );
+                memory.insert(k.pattern.clone(), json!(k.bytes));
+            }
+        }
+    }
+
     let startup = server.startup;
     drop(standalone);
 
     // The peer, on the core Gatehouse had.
     let mut peer_version = String::new();
-    let peer_note = match (args.no_peer, peer::available()) {
+    let peer_note = match (args.skip.no_peer, peer::available()) {
         (true, _) => "skipped (--no-peer)".to_string(),
         (false, Err(why)) => why,
         (false, Ok(())) => match peer::install() {
@@ -398,6 +430,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         "ratio_to_raw_signing": {"ES256": es, "EdDSA": ed},
         "peer": peer_note,
         "gatehouse_over_peer": versus_peer,
+        "redis_bytes_per_live_object": memory,
         "runs": rows.iter().map(|r| json!({
             "scenario": r.scenario,
             "connections": r.connections,

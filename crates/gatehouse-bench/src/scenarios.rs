@@ -295,6 +295,14 @@ pub async fn sign_in(addr: SocketAddr, tenant: &str) -> anyhow::Result<String> {
             None,
         ))
         .await?;
+    // Consent given before (an earlier sign-in of alice) is remembered: straight back.
+    if consent
+        .location
+        .as_deref()
+        .is_some_and(|l| l.starts_with(WEB_REDIRECT))
+    {
+        return Ok(b.cookie_header());
+    }
     let done = b
         .send(http::post(
             &format!("/{tenant}/consent"),

@@ -14,6 +14,7 @@ use crate::operator::time_of;
 use crate::publish::{PublishError, PublishReport, Publisher, record_report};
 use crate::reconcile::{Observed, Reconciled, SecretRequest, reconcile};
 use files::{fingerprint, fingerprint_of, write_generated_secret};
+use futures::FutureExt;
 use gatehouse_core::clock::Clock;
 use gatehouse_core::random::Randomness;
 use kept_keys::KeptKeys;
@@ -73,6 +74,8 @@ pub struct Driver {
     tenant_status: TenantStatuses,
     client_status: ClientStatuses,
     last_table: String,
+    /// Where each object of the last accepted manifests was read, for the table's problem lines.
+    origins: manifests::Origins,
     /// The directory's fingerprint as last reconciled (see [`files::fingerprint`]).
     seen: u64,
 }
@@ -86,6 +89,7 @@ impl Driver {
             tenant_status: HashMap::new(),
             client_status: HashMap::new(),
             last_table: String::new(),
+            origins: manifests::Origins::new(),
             seen: 0,
         }
     }
@@ -136,7 +140,19 @@ impl Driver {
             self.seen = current;
             last_sync = tokio::time::Instant::now();
             let started = std::time::Instant::now();
-            self.reload(edited).await;
+            // A bug in reloading must not end the watching: the process would keep serving
+            // the old set and never read an edit again.
+            let reloaded = std::panic::AssertUnwindSafe(self.reload(edited))
+                .catch_unwind()
+                .await;
+            if let Err(panic) = reloaded {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "reloading the manifests failed (a bug); still serving the last valid set and watching for edits");
+            }
             resync_every = paced(RESYNC_INTERVAL, started.elapsed());
         }
     }
@@ -167,6 +183,7 @@ impl Driver {
     /// Reconciles and publishes `m`; returns how the files it wrote itself (generated Secrets,
     /// kept keys) changed the directory's fingerprint: they are not an edit to react to.
     async fn apply(&mut self, mut m: Manifests) -> Result<u64, PublishError> {
+        self.origins = std::mem::take(&mut m.origins);
         for t in &mut m.tenants {
             t.status = self.tenant_status.get(&t.name_any()).cloned();
         }
@@ -187,13 +204,13 @@ impl Driver {
             for request in &requests {
                 match write_generated_secret(&self.setting.dir, request, &*self.setting.random) {
                     Ok((path, secret)) => {
-                        println!(
+                        say(&format!(
                             "generated Secret {}/{} for client {} in {}",
                             request.namespace,
                             request.name,
                             request.client_id,
                             path.display()
-                        );
+                        ));
                         m.secrets.push(secret);
                         written.push(path);
                     }
@@ -241,10 +258,20 @@ impl Driver {
 
     /// Prints the kubectl-like status table when it changed.
     fn print_table(&mut self) {
-        let table = table::render(&self.tenant_status, &self.client_status);
+        let table = table::render(&self.tenant_status, &self.client_status, &self.origins);
         if table != self.last_table {
-            println!("{table}");
+            say(&table);
             self.last_table = table;
         }
+    }
+}
+
+/// Prints a line for the person running standalone. Standard output may be closed or full
+/// (a pipe whose reader went away): that must not stop the reconciling, so it is only logged.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "cannot write to standard output");
     }
 }

@@ -6,6 +6,8 @@ use crate::client::OAuthClientSpec;
 use crate::tenant::TenantSpec;
 use gatehouse_core::duration::parse_duration;
 use gatehouse_core::{ClientAuthMethod, GrantType};
+use serde_json::Value;
+use std::sync::OnceLock;
 
 /// One violated rule: the field path (`spec.grantTypes`) and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,103 @@ fn err(out: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<S
     });
 }
 
+/// A value as quoted in a finding: long values are cut, so a finding stays a line.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    if value.chars().count() <= SHOWN {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(SHOWN).collect();
+        format!("{head:?}… ({} characters)", value.chars().count())
+    }
+}
+
+/// The spec schema of a CRD, as `crdgen` writes it.
+fn spec_schema(kind: &str) -> Option<&'static Value> {
+    static SCHEMAS: OnceLock<Vec<(String, Value)>> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        crate::crds()
+            .into_iter()
+            .filter_map(|crd| {
+                let schema = crd
+                    .spec
+                    .versions
+                    .first()?
+                    .schema
+                    .clone()?
+                    .open_api_v3_schema?;
+                let spec = serde_json::to_value(schema)
+                    .ok()?
+                    .get("properties")?
+                    .get("spec")?
+                    .clone();
+                Some((crd.spec.names.kind, spec))
+            })
+            .collect()
+    });
+    schemas.iter().find(|(k, _)| k == kind).map(|(_, s)| s)
+}
+
+/// The size limits of the CRD schema (`maxLength`, `minLength`, `maxItems`, `minItems`),
+/// checked the way an apiserver checks them, from the very schema `crdgen` writes: standalone
+/// and a cluster cannot disagree on what is too long.
+fn check_sizes(schema: &Value, value: &Value, path: &str, out: &mut Vec<FieldError>) {
+    let limit = |name: &str| schema.get(name).and_then(Value::as_u64);
+    match value {
+        Value::String(s) => {
+            let length = s.chars().count() as u64;
+            if let Some(max) = limit("maxLength").filter(|max| length > *max) {
+                err(out, path, format!("at most {max} characters, got {length}"));
+            }
+            if let Some(min) = limit("minLength").filter(|min| length < *min) {
+                err(out, path, format!("at least {min} characters"));
+            }
+        }
+        Value::Array(items) => {
+            let count = items.len() as u64;
+            if let Some(max) = limit("maxItems").filter(|max| count > *max) {
+                err(out, path, format!("at most {max} entries, got {count}"));
+            }
+            if let Some(min) = limit("minItems").filter(|min| count < *min) {
+                err(out, path, format!("at least {min} entries"));
+            }
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    check_sizes(item, v, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        Value::Object(members) => {
+            for (name, v) in members {
+                let member = schema
+                    .get("properties")
+                    .and_then(|p| p.get(name))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(member) = member {
+                    check_sizes(member, v, &format!("{path}.{name}"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The rules' findings, then the schema's size findings on fields the rules said nothing
+/// about: one finding per field.
+fn with_sizes(kind: &str, spec: &impl serde::Serialize, rules: Vec<FieldError>) -> Vec<FieldError> {
+    let mut sizes = Vec::new();
+    if let (Some(schema), Ok(value)) = (spec_schema(kind), serde_json::to_value(spec)) {
+        check_sizes(schema, &value, "spec", &mut sizes);
+    }
+    let mut out = rules;
+    for finding in sizes {
+        if !out.iter().any(|f| f.field == finding.field) {
+            out.push(finding);
+        }
+    }
+    out
+}
+
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -36,7 +135,7 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
@@ -66,7 +165,9 @@ fn is_uri_without_fragment(s: &str) -> bool {
 }
 
 fn check_duration(out: &mut Vec<FieldError>, field: &str, value: &str) {
-    if let Err(e) = parse_duration(value) {
+    if value.len() > 32 {
+        err(out, field, "at most 32 characters");
+    } else if let Err(e) = parse_duration(value) {
         err(out, field, e.to_string());
     } else if parse_duration(value).is_ok_and(|d| d.is_zero()) {
         err(out, field, "must be longer than zero");
@@ -90,6 +191,10 @@ fn check_unique<T: PartialEq + std::fmt::Display>(
 }
 
 pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
+    with_sizes("Tenant", spec, tenant_rules(name, spec))
+}
+
+fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     let mut out = Vec::new();
     if !is_dns_label(name) {
         err(
@@ -112,7 +217,7 @@ pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
                 err(
                     &mut out,
                     format!("spec.clientNamespaces[{i}]"),
-                    format!("{ns:?} is neither \"*\" nor a namespace name"),
+                    format!("{} is neither \"*\" nor a namespace name", shown(ns)),
                 );
             }
         }
@@ -135,8 +240,8 @@ pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
                 &mut out,
                 format!("spec.scopes[{i}].name"),
                 format!(
-                    "{:?} is not a valid scope token (RFC 6749 section 3.3)",
-                    scope.name
+                    "{} is not a valid scope token (RFC 6749 section 3.3)",
+                    shown(&scope.name)
                 ),
             );
         }
@@ -144,7 +249,7 @@ pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
             err(
                 &mut out,
                 format!("spec.scopes[{i}].name"),
-                format!("duplicate scope {}", scope.name),
+                format!("duplicate scope {}", shown(&scope.name)),
             );
         }
     }
@@ -168,6 +273,10 @@ pub fn validate_tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
 }
 
 pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
+    with_sizes("OAuthClient", spec, client_rules(spec))
+}
+
+fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
     let mut out = Vec::new();
     if !is_dns_label(&spec.tenant_ref) {
         err(&mut out, "spec.tenantRef", "must be a Tenant name");
@@ -207,7 +316,7 @@ pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
                 err(
                     &mut out,
                     format!("{field}[{i}]"),
-                    format!("{uri:?} is not an absolute URI without a fragment"),
+                    format!("{} is not an absolute URI without a fragment", shown(uri)),
                 );
             }
         }
@@ -217,7 +326,10 @@ pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
             err(
                 &mut out,
                 format!("spec.scopes[{i}]"),
-                format!("{scope:?} is not a valid scope token (RFC 6749 section 3.3)"),
+                format!(
+                    "{} is not a valid scope token (RFC 6749 section 3.3)",
+                    shown(scope)
+                ),
             );
         }
     }
@@ -308,6 +420,51 @@ mod tests {
         let t = tenant();
         assert_eq!(t.access_token.ttl, "15m");
         assert!(t.refresh_token.rotation && t.pkce.required);
+    }
+
+    #[test]
+    fn every_size_limit_of_the_schema_holds_and_findings_stay_short() {
+        let long = "a".repeat(70_000);
+        let mut c = client();
+        c.client_id = Some(long.clone());
+        c.client_name = Some(long.clone());
+        c.redirect_uris = vec![format!("https://{long}")];
+        c.audiences = vec!["https://api".into(); 33];
+        let found = validate_client(&c);
+        let fields: Vec<&str> = found.iter().map(|f| f.field.as_str()).collect();
+        for field in [
+            "spec.clientId",
+            "spec.clientName",
+            "spec.redirectUris[0]",
+            "spec.audiences",
+        ] {
+            assert!(fields.contains(&field), "{field} in {found:?}");
+        }
+        for f in &found {
+            assert!(f.to_string().len() < 300, "{f}");
+        }
+
+        let mut t = tenant();
+        t.display_name = Some(long.clone());
+        t.access_token.ttl = "1s".repeat(1000);
+        t.scopes = serde_json::from_value(serde_json::json!([
+            {"name": "a", "description": long},
+            {"name": long}
+        ]))
+        .unwrap();
+        let found = validate_tenant("acme", &t);
+        let fields: Vec<&str> = found.iter().map(|f| f.field.as_str()).collect();
+        for field in [
+            "spec.displayName",
+            "spec.accessToken.ttl",
+            "spec.scopes[0].description",
+            "spec.scopes[1].name",
+        ] {
+            assert!(fields.contains(&field), "{field} in {found:?}");
+        }
+        for f in &found {
+            assert!(f.to_string().len() < 300, "{f}");
+        }
     }
 
     #[test]

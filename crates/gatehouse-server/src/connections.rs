@@ -194,13 +194,16 @@ impl Registry {
         let Ok(open) = self.open.lock() else {
             return false;
         };
-        let mut candidates: Vec<&Arc<Tracker>> = open
+        // Each one's start read once: the trackers change under our feet, and a sort over
+        // values that move is no order at all.
+        let mut candidates: Vec<(u64, &Arc<Tracker>)> = open
             .values()
             .filter(|t| matches!(t.phase(), Phase::Idle | Phase::ReadingHead))
+            .map(|t| (t.since.load(Ordering::Acquire), t))
             .collect();
-        candidates.sort_by_key(|t| t.since.load(Ordering::Acquire));
+        candidates.sort_unstable_by_key(|(since, _)| *since);
         // A candidate may have turned busy since it was looked at: try the next.
-        candidates.into_iter().any(|t| t.try_evict())
+        candidates.into_iter().any(|(_, t)| t.try_evict())
     }
 
     fn evict_all(&self) {

@@ -129,4 +129,6 @@ async fn not_found() -> HttpError {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

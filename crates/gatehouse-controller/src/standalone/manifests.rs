@@ -2,6 +2,7 @@
 //! `kubectl apply`, parsed into typed objects, with errors that name the file, the document and
 //! the field.
 
+use gatehouse_crd::validate::{is_dns_label, is_dns_subdomain};
 use gatehouse_crd::{API_VERSION, OAuthClient, Tenant};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
@@ -16,6 +17,34 @@ pub struct Manifests {
     pub tenants: Vec<Tenant>,
     pub clients: Vec<OAuthClient>,
     pub secrets: Vec<Secret>,
+    /// Where each object was read, by [`object_key`].
+    pub origins: Origins,
+}
+
+/// Where each object was read, by [`object_key`] (`Tenant acme`, `OAuthClient ns/name`).
+pub type Origins = std::collections::BTreeMap<String, Origin>;
+
+/// A file and the document in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, document {}", self.file.display(), self.document)
+    }
+}
+
+/// How objects are named in origins, errors and the status table's problem lines.
+#[must_use]
+pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
 }
 
 /// One problem in one document.
@@ -94,7 +123,12 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<ManifestError>> {
             }),
         }
     }
-    check_duplicates(&manifests, &mut errors);
+    // Origins are shown beside problems in the status table: relative to the directory.
+    for origin in manifests.origins.values_mut() {
+        if let Ok(relative) = origin.file.strip_prefix(dir) {
+            origin.file = relative.to_path_buf();
+        }
+    }
     if errors.is_empty() {
         Ok(manifests)
     } else {
@@ -111,7 +145,7 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
                 document: 0,
                 object: None,
                 field: None,
-                message: format!("not valid YAML: {e}"),
+                message: format!("not valid YAML: {}", capped(&e.to_string())),
             });
             return;
         }
@@ -152,21 +186,66 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             .and_then(Value::as_str)
             .map(str::to_string);
         let label = Some(format!(
-            "{kind} {}",
-            name.clone().unwrap_or_else(|| "<unnamed>".into())
+            "{} {}",
+            short(&kind),
+            name.as_deref().map_or_else(|| "<unnamed>".into(), short)
         ));
-        if name.as_deref().is_none_or(str::is_empty) {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
             errors.push(err(label, Some("metadata.name".into()), "required".into()));
+            continue;
+        };
+        let namespace = obj
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str);
+        let ours = matches!(kind.as_str(), "Tenant" | "OAuthClient" | "Secret");
+        if ours && !is_dns_subdomain(&name) {
+            errors.push(err(
+                label,
+                Some("metadata.name".into()),
+                "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'; at most 253)"
+                    .into(),
+            ));
+            continue;
+        }
+        if ours && namespace.is_some_and(|ns| !is_dns_label(ns)) {
+            errors.push(err(
+                label,
+                Some("metadata.namespace".into()),
+                "must be a namespace name (a DNS-1123 label: lowercase letters, digits, '-'; at most 63)"
+                    .into(),
+            ));
+            continue;
+        }
+        let origin = Origin {
+            file: path.into(),
+            document,
+        };
+        let namespaced = namespace.unwrap_or("default");
+        let key = match kind.as_str() {
+            "Tenant" => object_key("Tenant", None, &name),
+            other => object_key(other, Some(namespaced), &name),
+        };
+        if ours && let Some(first) = out.origins.get(&key) {
+            errors.push(err(
+                label,
+                Some("metadata.name".into()),
+                format!("{key} is already defined in {first}"),
+            ));
             continue;
         }
         match (api_version.as_str(), kind.as_str()) {
             (API_VERSION, "Tenant") => match typed::<Tenant>(doc) {
-                Ok(t) => out.tenants.push(t),
+                Ok(t) => {
+                    out.origins.insert(key, origin);
+                    out.tenants.push(t);
+                }
                 Err((field, message)) => errors.push(err(label, field, message)),
             },
             (API_VERSION, "OAuthClient") => match typed::<OAuthClient>(doc) {
                 Ok(mut c) => {
                     c.metadata.namespace.get_or_insert_with(|| "default".into());
+                    out.origins.insert(key, origin);
                     out.clients.push(c);
                 }
                 Err((field, message)) => errors.push(err(label, field, message)),
@@ -174,6 +253,7 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             ("v1", "Secret") => match typed::<Secret>(doc) {
                 Ok(mut s) => {
                     s.metadata.namespace.get_or_insert_with(|| "default".into());
+                    out.origins.insert(key, origin);
                     out.secrets.push(s);
                 }
                 Err((field, message)) => errors.push(err(label, field, message)),
@@ -181,12 +261,33 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             (_, "Tenant" | "OAuthClient") => errors.push(err(
                 label,
                 Some("apiVersion".into()),
-                format!("expected {API_VERSION}, got {api_version:?}"),
+                capped(&format!("expected {API_VERSION}, got {api_version:?}")),
             )),
             _ => {
-                tracing::warn!(file = %path.display(), document, %kind, "ignoring a manifest standalone does not use");
+                tracing::warn!(file = %path.display(), document, kind = %short(&kind), "ignoring a manifest standalone does not use");
             }
         }
+    }
+}
+
+/// A name as shown in an error: long ones are cut.
+fn short(name: &str) -> String {
+    const SHOWN: usize = 64;
+    if name.chars().count() <= SHOWN {
+        name.to_string()
+    } else {
+        format!("{}…", name.chars().take(SHOWN).collect::<String>())
+    }
+}
+
+/// A parser's message as reported: it may quote the offending value whole, and a value can
+/// be a megabyte long.
+fn capped(message: &str) -> String {
+    const LONGEST: usize = 300;
+    if message.chars().count() <= LONGEST {
+        message.to_string()
+    } else {
+        format!("{}…", message.chars().take(LONGEST).collect::<String>())
     }
 }
 
@@ -194,43 +295,13 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
 fn typed<T: serde::de::DeserializeOwned>(doc: Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { None } else { Some(path) };
-        (field, e.into_inner().to_string())
+        let field = if path == "." {
+            None
+        } else {
+            Some(capped(&path))
+        };
+        (field, capped(&e.into_inner().to_string()))
     })
-}
-
-fn check_duplicates(m: &Manifests, errors: &mut Vec<ManifestError>) {
-    use kube::ResourceExt;
-    let mut seen = std::collections::BTreeSet::new();
-    let keys = m
-        .tenants
-        .iter()
-        .map(|t| format!("Tenant {}", t.name_any()))
-        .chain(m.clients.iter().map(|c| {
-            format!(
-                "OAuthClient {}/{}",
-                c.namespace().unwrap_or_default(),
-                c.name_any()
-            )
-        }))
-        .chain(m.secrets.iter().map(|s| {
-            format!(
-                "Secret {}/{}",
-                s.namespace().unwrap_or_default(),
-                s.name_any()
-            )
-        }));
-    for key in keys {
-        if !seen.insert(key.clone()) {
-            errors.push(ManifestError {
-                file: PathBuf::from("<manifests>"),
-                document: 0,
-                object: Some(key),
-                field: None,
-                message: "defined more than once".into(),
-            });
-        }
-    }
 }
 
 #[cfg(test)]
@@ -277,5 +348,189 @@ mod tests {
         assert_eq!(e[0].field.as_deref(), Some("metadata.name"));
         let (_, e) = parse("apiVersion: gatehouse.dev/v1\nkind: Tenant\nmetadata: {name: a}\n");
         assert_eq!(e[0].field.as_deref(), Some("apiVersion"));
+    }
+
+    #[test]
+    fn names_are_kubernetes_names_and_errors_stay_short() {
+        let long = "a".repeat(70_000);
+        for (field, doc) in [
+            (
+                "metadata.name",
+                format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {long}}}\n"),
+            ),
+            (
+                "metadata.name",
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: Not_A_Name}\n".to_string(),
+            ),
+            (
+                "metadata.namespace",
+                format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: {long}}}\n"),
+            ),
+        ] {
+            let (m, e) = parse(&doc);
+            assert!(m.secrets.is_empty());
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].field.as_deref(), Some(field));
+            assert!(e[0].to_string().len() < 300, "{}", e[0]);
+        }
+    }
+
+    #[test]
+    fn a_duplicate_names_where_the_first_was_read() {
+        let doc = "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: b, namespace: acme}\nspec: {tenantRef: acme, grantTypes: [client_credentials]}\n";
+        let mut m = Manifests::default();
+        let mut e = Vec::new();
+        parse_file(Path::new("first.yaml"), doc, &mut m, &mut e);
+        let second = format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n---\n{doc}");
+        parse_file(Path::new("second.yaml"), &second, &mut m, &mut e);
+        assert_eq!(m.clients.len(), 1);
+        assert_eq!(
+            e[0].to_string(),
+            "second.yaml, document 2 (OAuthClient b), field metadata.name: \
+             OAuthClient acme/b is already defined in first.yaml, document 1"
+        );
+        assert_eq!(
+            m.origins["OAuthClient acme/b"].to_string(),
+            "first.yaml, document 1"
+        );
+    }
+
+    /// A small deterministic generator (xorshift), so a failing case can be replayed from its
+    /// seed without a fuzzing dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n as u64).unwrap()
+        }
+    }
+
+    /// What a mutation may splice in: YAML syntax, names of our fields, values of the wrong
+    /// type or size.
+    const PIECES: &[&str] = &[
+        "\n",
+        ": ",
+        "- ",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        "'",
+        "\"",
+        "&a ",
+        "*a",
+        "!!binary ",
+        "---\n",
+        "~",
+        "null",
+        "true",
+        "0",
+        "-1",
+        "1e999",
+        "0s",
+        "15 mins",
+        "99999999999h",
+        "\u{0}",
+        "é",
+        "\t",
+        "kind: Tenant",
+        "kind: OAuthClient",
+        "kind: Secret",
+        "apiVersion: v1",
+        "apiVersion: gatehouse.dev/v1alpha1",
+        "metadata: {name: x}",
+        "clientId: ",
+        "grantTypes: ",
+        "ttl: ",
+        "scopes: ",
+        "redirectUris: ",
+        "jwks: {keys: [{}]}",
+        "secretRef: {name: s}",
+        "data: {client_secret: '!!!'}",
+        "stringData: ",
+        "namespace: ",
+        "clientNamespaces: ['*']",
+    ];
+
+    fn mutate(rng: &mut Rng, text: &str) -> String {
+        let mut out: Vec<char> = text.chars().collect();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(out.len() + 1);
+            match rng.below(5) {
+                0 if !out.is_empty() => {
+                    let end = (at + rng.below(20)).min(out.len());
+                    out.drain(at.min(end)..end);
+                }
+                1 => {
+                    let long = "z".repeat(1 + rng.below(70_000));
+                    out.splice(at..at, long.chars());
+                }
+                2 if !out.is_empty() => {
+                    let from = rng.below(out.len());
+                    let end = (from + rng.below(80)).min(out.len());
+                    let copy: Vec<char> = out[from..end].to_vec();
+                    out.splice(at..at, copy);
+                }
+                _ => {
+                    let piece = PIECES[rng.below(PIECES.len())];
+                    out.splice(at..at, piece.chars());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn mutated_manifests_are_refused_or_accepted_never_a_crash() {
+        let seed = std::env::var("GATEHOUSE_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x9e37_79b9_7f4a_7c15_u64);
+        let cases: usize = std::env::var("GATEHOUSE_FUZZ_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_500);
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let seeds: Vec<String> = files(&examples)
+            .unwrap()
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let mut rng = Rng(seed);
+        for case in 0..cases {
+            let original = &seeds[rng.below(seeds.len())];
+            let text = mutate(&mut rng, original);
+            let outcome = std::panic::catch_unwind(|| {
+                let (m, errors) = parse(&text);
+                for e in &errors {
+                    let line = e.to_string();
+                    assert!(line.len() < 2_000, "an error too long to read: {line:.200}");
+                }
+                for t in &m.tenants {
+                    for f in gatehouse_crd::validate::validate_tenant(
+                        &t.metadata.name.clone().unwrap_or_default(),
+                        &t.spec,
+                    ) {
+                        assert!(f.to_string().len() < 2_000, "{f:.200}");
+                    }
+                }
+                for c in &m.clients {
+                    for f in gatehouse_crd::validate::validate_client(&c.spec) {
+                        assert!(f.to_string().len() < 2_000, "{f:.200}");
+                    }
+                }
+            });
+            assert!(
+                outcome.is_ok(),
+                "case {case} of seed {seed} broke the loader; input:\n{text:.2000}"
+            );
+        }
     }
 }

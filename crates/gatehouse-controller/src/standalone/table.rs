@@ -1,6 +1,7 @@
 //! The kubectl-like table standalone prints when the status of what it loaded changes, with
 //! every problem spelled out below it.
 
+use super::manifests::{Origins, object_key};
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClientStatus, TenantStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -20,7 +21,22 @@ fn condition<'a>(conditions: &'a [Condition], type_: &str) -> (ConditionStatus, 
         })
 }
 
+/// Widest a cell is shown; longer values are cut (the problem lines say the rest).
+const MAX_CELL: usize = 80;
+
+fn cell(value: &str) -> String {
+    if value.chars().count() <= MAX_CELL {
+        value.to_string()
+    } else {
+        format!("{}…", value.chars().take(MAX_CELL - 1).collect::<String>())
+    }
+}
+
 fn columns(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
     let count = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..count)
         .map(|i| {
@@ -85,7 +101,12 @@ pub type ClientStatuses = HashMap<(String, String), (String, OAuthClientStatus)>
 pub type TenantStatuses = HashMap<String, TenantStatus>;
 
 #[must_use]
-pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
+pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses, origins: &Origins) -> String {
+    // A problem line names the object and where it was read.
+    let with_origin = |key: String| match origins.get(&key) {
+        Some(origin) => format!("{key} ({origin})"),
+        None => key,
+    };
     let mut out = String::new();
     let mut problems = Vec::new();
     let mut rows = vec![
@@ -105,11 +126,17 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
             (a_reason, a_message),
             (ready, r_reason, r_message),
         ) {
-            problems.push(format!("Tenant {name}: {problem}"));
+            problems.push(format!(
+                "{}: {problem}",
+                with_origin(object_key("Tenant", None, name))
+            ));
         }
         let (users, users_reason, users_message) = condition(&s.conditions, types::USERS_LOADED);
         if users == ConditionStatus::False {
-            problems.push(format!("Tenant {name}: {users_reason}: {users_message}"));
+            problems.push(format!(
+                "{}: {users_reason}: {users_message}",
+                with_origin(object_key("Tenant", None, name))
+            ));
         }
         rows.push(vec![
             name.clone(),
@@ -147,7 +174,10 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses) -> String {
             (a_reason, a_message),
             (ready, r_reason, r_message),
         ) {
-            problems.push(format!("OAuthClient {}/{}: {problem}", key.0, key.1));
+            problems.push(format!(
+                "{}: {problem}",
+                with_origin(object_key("OAuthClient", Some(&key.0), &key.1))
+            ));
         }
         let grants = if s.grant_types.is_empty() {
             "-".to_string()

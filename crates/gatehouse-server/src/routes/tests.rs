@@ -17,9 +17,9 @@ use gatehouse_store::{MemoryStore, Store};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-const SECRET: &str = "s3cret";
+pub(super) const SECRET: &str = "s3cret";
 
-fn tenant() -> TenantConfig {
+pub(super) fn tenant() -> TenantConfig {
     TenantConfig {
         name: "acme".into(),
         display_name: Some("Acme".into()),
@@ -36,7 +36,7 @@ fn tenant() -> TenantConfig {
     }
 }
 
-fn client() -> ClientConfig {
+pub(super) fn client() -> ClientConfig {
     ClientConfig {
         client_id: "app".into(),
         source: "acme/app".into(),

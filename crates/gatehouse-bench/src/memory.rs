@@ -1,0 +1,144 @@
+//! Redis memory per live object: `used_memory` (from `INFO memory`) before and after creating
+//! many objects of one kind through the real endpoints, divided by their number. Key, value,
+//! expiry entry and allocator rounding are all counted, as a production Redis pays them.
+
+use crate::scenarios::{self, Target};
+use std::net::SocketAddr;
+
+/// One kind of object and what each costs.
+pub struct PerObject {
+    pub what: &'static str,
+    pub count: usize,
+    pub bytes: f64,
+}
+
+/// Keys matching `pattern`, and the sum of their `MEMORY USAGE`, counted inside Redis.
+const KEY_USAGE: &str = r"
+local cursor, n, total = '0', 0, 0
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do
+    n = n + 1
+    total = total + redis.call('MEMORY', 'USAGE', k)
+  end
+until cursor == '0'
+return n .. ' ' .. total";
+
+/// One kind of key and what each costs on average (`MEMORY USAGE`: key, value and their
+/// allocations, without the keyspace's own dictionary entries).
+pub struct PerKey {
+    pub pattern: String,
+    pub count: u64,
+    pub bytes: f64,
+}
+
+/// Every kind of key a tenant's live objects use.
+pub fn per_key(port: u16, tenant: &str) -> anyhow::Result<Vec<PerKey>> {
+    let mut out = Vec::new();
+    for kind in [
+        "at",
+        "rv",
+        "rt",
+        "rt.used",
+        "rfa",
+        "rfr",
+        "code",
+        "code.used",
+        "ar",
+        "sess",
+        "consent",
+    ] {
+        let pattern = format!("{{t:{tenant}}}:{kind}:*");
+        let reply = gatehouse_testkit::redis_command(port, &["EVAL", KEY_USAGE, "0", &pattern])?;
+        let (count, total) = reply
+            .split_once(' ')
+            .and_then(|(c, t)| Some((c.parse::<u64>().ok()?, t.parse::<u64>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("key usage of {pattern}: {reply}"))?;
+        if count > 0 {
+            out.push(PerKey {
+                pattern,
+                count,
+                bytes: total as f64 / count as f64,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn used_memory(port: u16) -> anyhow::Result<u64> {
+    let info = gatehouse_testkit::redis_command(port, &["INFO", "memory"])?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO memory"))
+}
+
+/// Runs `create`, which makes `count` objects, and measures what they added.
+async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
+    port: u16,
+    what: &'static str,
+    count: usize,
+    create: F,
+) -> anyhow::Result<PerObject> {
+    let before = used_memory(port)?;
+    create.await?;
+    let after = used_memory(port)?;
+    Ok(PerObject {
+        what,
+        count,
+        bytes: after.saturating_sub(before) as f64 / count as f64,
+    })
+}
+
+/// Bytes per opaque access token, refresh token (with its grant family), authorization code
+/// and browser session, each on its own tenant's real flow.
+pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec<PerObject>> {
+    const TOKENS: usize = 20_000;
+    const GRANTS: usize = 300;
+    const CODES: usize = 5_000;
+    const SESSIONS: usize = 300;
+    let mut out = Vec::new();
+    out.push(
+        measure(redis_port, "opaque access token", TOKENS, async {
+            scenarios::token_pool(addr, &Target::tenant("opaque"), TOKENS).await?;
+            Ok(())
+        })
+        .await?,
+    );
+    out.push(
+        measure(
+            redis_port,
+            "refresh token (a grant: token, family, JWT access token)",
+            GRANTS,
+            async {
+                scenarios::refresh_chains(addr, "es256", GRANTS).await?;
+                Ok(())
+            },
+        )
+        .await?,
+    );
+    let mut cookie = String::new();
+    out.push(
+        measure(
+            redis_port,
+            "browser sign-in (session, its request and the code it returned)",
+            SESSIONS,
+            async {
+                for _ in 0..SESSIONS {
+                    cookie = scenarios::sign_in(addr, "es256").await?;
+                }
+                Ok(())
+            },
+        )
+        .await?,
+    );
+    out.push(
+        measure(redis_port, "authorization code", CODES, async {
+            scenarios::mint_codes(addr, "es256", &cookie, CODES, 16).await?;
+            Ok(())
+        })
+        .await?,
+    );
+    Ok(out)
+}
