@@ -304,11 +304,13 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             println!("  {:<58} {:>6.0} bytes ({} made)", o.what, o.bytes, o.count);
             memory.insert(o.what.to_string(), json!(o.bytes));
         }
-        println!("  by key (MEMORY USAGE, average; the keyspace adds about 50 bytes per key):");
+        println!(
+            "  by key (MEMORY USAGE, average of a sample; the keyspace adds about 50 bytes per key):"
+        );
         for tenant in ["es256", "opaque"] {
             for k in memory::per_key(redis.port, tenant)? {
                 println!(
-                    "    {:<28} {:>7} keys {:>6.0} bytes",
+                    "    {:<28} {:>5} sampled {:>6.0} bytes",
                     k.pattern, k.count, k.bytes
                 );
                 memory.insert(k.pattern.clone(), json!(k.bytes));

@@ -12,17 +12,21 @@ pub struct PerObject {
     pub bytes: f64,
 }
 
-/// Keys matching `pattern`, and the sum of their `MEMORY USAGE`, counted inside Redis.
+/// A sample of the keys matching `pattern` (up to 2,000, from at most 100,000 examined, so
+/// Redis answers within its client's timeout) and the sum of their `MEMORY USAGE`.
 const KEY_USAGE: &str = r"
-local cursor, n, total = '0', 0, 0
+local cursor, n, total, calls = '0', 0, 0, 0
 repeat
   local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
   cursor = r[1]
+  calls = calls + 1
   for _, k in ipairs(r[2]) do
-    n = n + 1
-    total = total + redis.call('MEMORY', 'USAGE', k)
+    if n < 2000 then
+      n = n + 1
+      total = total + redis.call('MEMORY', 'USAGE', k)
+    end
   end
-until cursor == '0'
+until cursor == '0' or n >= 2000 or calls >= 100
 return n .. ' ' .. total";
 
 /// One kind of key and what each costs on average (`MEMORY USAGE`: key, value and their
