@@ -671,7 +671,8 @@ fn printing_commands_say_why_when_their_output_is_closed_or_full() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        // crdgen and rbac do not read it, and may be gone already.
+        let _ = child.stdin.take().unwrap().write_all(b"pw\n");
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
@@ -690,7 +691,8 @@ fn printing_commands_say_why_when_their_output_is_closed_or_full() {
             .spawn()
             .unwrap();
         drop(child.stdout.take());
-        child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        // crdgen and rbac do not read it, and may be gone already.
+        let _ = child.stdin.take().unwrap().write_all(b"pw\n");
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");

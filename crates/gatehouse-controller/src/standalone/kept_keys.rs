@@ -63,8 +63,17 @@ impl KeptKeys {
             .join(format!("{}.yaml", keys_secret_name(tenant)))
     }
 
+    /// Notes a file's share of the directory's fingerprint before it is first changed (none
+    /// when it does not exist yet, as the directory's fingerprint counts only files there).
     fn touch(&mut self, path: &Path) {
-        let before = fingerprint_of(&[path.to_path_buf()]);
+        if self.touched.iter().any(|(p, _)| p == path) {
+            return;
+        }
+        let before = if path.exists() {
+            fingerprint_of(&[path.to_path_buf()])
+        } else {
+            0
+        };
         self.touched.push((path.to_path_buf(), before));
     }
 
@@ -165,5 +174,31 @@ pub fn kept_key_encryption_key(
             Ok((kek, KekOrigin::Generated, path))
         }
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standalone::files::fingerprint;
+
+    /// Files standalone writes itself are no edit to react to: what they change in the
+    /// directory's fingerprint is exactly what the keeper reports, first write or not.
+    #[test]
+    fn kept_files_account_for_their_own_change_of_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<SigningKeyRecord> = Vec::new();
+        for round in 0..2 {
+            let before = fingerprint(dir.path());
+            let mut keeper = KeptKeys::from_manifests(dir.path(), &[]);
+            keeper.keep("acme", &keys).unwrap();
+            keeper.keep("acme", &keys).unwrap();
+            keeper.keep("globex", &keys).unwrap();
+            assert_eq!(
+                before ^ keeper.fingerprint_change(),
+                fingerprint(dir.path()),
+                "round {round}"
+            );
+        }
     }
 }
