@@ -6,6 +6,7 @@
 //! their handle drops.
 
 pub mod apiserver;
+pub mod fuzz;
 pub mod proxy;
 
 pub use proxy::CuttingProxy;

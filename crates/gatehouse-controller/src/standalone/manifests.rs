@@ -307,6 +307,7 @@ fn typed<T: serde::de::DeserializeOwned>(doc: Value) -> Result<T, (Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_testkit::fuzz::{self, Rng};
 
     fn parse(text: &str) -> (Manifests, Vec<ManifestError>) {
         let mut m = Manifests::default();
@@ -395,22 +396,6 @@ mod tests {
         );
     }
 
-    /// A small deterministic generator (xorshift), so a failing case can be replayed from its
-    /// seed without a fuzzing dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % n as u64).unwrap()
-        }
-    }
-
     /// What a mutation may splice in: YAML syntax, names of our fields, values of the wrong
     /// type or size.
     const PIECES: &[&str] = &[
@@ -489,14 +474,7 @@ mod tests {
 
     #[test]
     fn mutated_manifests_are_refused_or_accepted_never_a_crash() {
-        let seed = std::env::var("GATEHOUSE_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x9e37_79b9_7f4a_7c15_u64);
-        let cases: usize = std::env::var("GATEHOUSE_FUZZ_CASES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1_500);
+        let (seed, cases) = fuzz::settings(0x9e37_79b9_7f4a_7c15, 1_500);
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let seeds: Vec<String> = files(&examples)
             .unwrap()

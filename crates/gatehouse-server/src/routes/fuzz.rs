@@ -14,25 +14,9 @@ use gatehouse_core::SigningAlgorithm;
 use gatehouse_core::clock::ManualClock;
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState, generate_signing_key};
 use gatehouse_store::{MemoryStore, Store};
+use gatehouse_testkit::fuzz::{self, Rng};
 use std::sync::Arc;
 use tower::ServiceExt;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap()
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-}
 
 const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/acme/oauth2/token"),
@@ -232,14 +216,7 @@ async fn app() -> axum::Router {
 
 #[tokio::test]
 async fn mutated_requests_get_deliberate_answers_at_every_endpoint() {
-    let seed = std::env::var("GATEHOUSE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x2545_f491_4f6c_dd1d_u64);
-    let cases: usize = std::env::var("GATEHOUSE_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
+    let (seed, cases) = fuzz::settings(0x2545_f491_4f6c_dd1d, 2_000);
     let app = app().await;
     let mut rng = Rng(seed);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
