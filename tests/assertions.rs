@@ -47,6 +47,37 @@ metadata: {{name: hooli}}
 spec:
   grantTypes: [client_credentials, "urn:ietf:params:oauth:grant-type:jwt-bearer"]
   scopes: [{{name: api}}]
+  users: {{secretRef: {{name: hooli-users, namespace: hooli}}}}
+  # svc may act for alice@hooli and as the batch client; nothing else.
+  subjectAssertions:
+    - signer: {{namespace: hooli, clientId: hooli-svc}}
+      users: [alice@hooli]
+      clients: [hooli-batch]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hooli-users, namespace: hooli}}
+stringData:
+  users.yaml: |
+    - username: alice@hooli
+      passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$yxZgyeenk6eyB64gIdCApQ$jkr4ytvV4HHADYPN5XK51q7e8fubRml7/6Zo0FGD0WM"
+      email: alice@hooli.example
+    - username: bob@hooli
+      passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$yxZgyeenk6eyB64gIdCApQ$jkr4ytvV4HHADYPN5XK51q7e8fubRml7/6Zo0FGD0WM"
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {{name: batch, namespace: hooli}}
+spec:
+  tenantRef: hooli
+  grantTypes: [client_credentials]
+  scopes: [api]
+  secretRef: {{name: batch-credentials, generate: false}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: batch-credentials, namespace: hooli}}
+stringData: {{client_secret: batch-secret}}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: OAuthClient
@@ -230,6 +261,63 @@ async fn the_jwt_bearer_grant_issues_tokens_for_the_asserted_subject_once() {
         &EncodingKey::from_secret(f.key.jwk.to_string().as_bytes()),
     )
     .unwrap();
+    // The subject policy is the Tenant's: svc may act for alice@hooli and as hooli-batch, as
+    // itself, and for nobody else, not even for users that exist or subjects that look like them.
+    let about = |sub: &str, jti: &str| {
+        let mut claims = base(jti);
+        claims["sub"] = json!(sub);
+        bearer(claims, &f.key)
+    };
+    for (sub, jti, expected_sub) in [
+        ("hooli-batch", "s-1", None),
+        ("client:hooli-batch", "s-2", Some("client:hooli-batch")),
+        ("hooli-svc", "s-3", Some("client:hooli-svc")),
+    ] {
+        let r = request(about(sub, jti)).await;
+        match expected_sub {
+            Some(expected) => {
+                assert_eq!(r.status, 200, "{sub}: {}", r.body);
+                let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
+                assert_eq!(claims["sub"], expected, "{sub}");
+                let info = reqwest::Client::new()
+                    .get(f.g.endpoint("hooli", "userinfo_endpoint").await)
+                    .bearer_auth(r.body["access_token"].as_str().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(info.status(), 401, "a client's token reads no userinfo");
+            }
+            None => assert_eq!(
+                (r.status, r.error()),
+                (400, "invalid_grant"),
+                "a bare client id that is not the signer's names a user, and none such exists: {}",
+                r.body
+            ),
+        }
+    }
+    for (sub, jti) in [
+        ("bob@hooli", "s-4"),
+        ("nobody@hooli", "s-5"),
+        ("client:hooli-other", "s-6"),
+        ("system:admin", "s-7"),
+    ] {
+        let r = request(about(sub, jti)).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_grant"),
+            "{sub}: {}",
+            r.body
+        );
+        assert!(
+            r.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("may not assert"),
+            "{sub}: {}",
+            r.body
+        );
+    }
+
     for (what, assertion) in [
         ("bad signature", bearer(base("g-6"), &key("svc-1"))),
         ("wrong audience", bearer(wrong_aud, &f.key)),

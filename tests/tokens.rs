@@ -101,7 +101,7 @@ async fn issues_rfc9068_tokens_that_verify_against_the_published_jwks() {
         "https://ledger.example.com",
     )
     .expect("verifies against JWKS");
-    assert_eq!(claims["sub"], "acme-billing");
+    assert_eq!(claims["sub"], "client:acme-billing");
     assert_eq!(claims["client_id"], "acme-billing");
     assert_eq!(claims["aud"], "https://ledger.example.com");
     assert_eq!(claims["scope"], "billing.read");
@@ -203,7 +203,7 @@ async fn introspection_before_and_after_revocation_for_jwt_and_opaque_tokens() {
             info["scope"].clone(),
             info["sub"].clone()
         ),
-        (true.into(), "ops".into(), "globex-ops".into())
+        (true.into(), "ops".into(), "client:globex-ops".into())
     );
     assert_eq!(revoke(&g, "globex", ops, &opaque).await.status, 200);
     assert_eq!(

@@ -330,6 +330,9 @@ spec:
   scopes:
     - {name: billing.read, description: Read invoices}
     - {name: billing.write}
+  audiences:
+    - {name: https://billing.example.com}
+    - {name: https://ledger.example.com, namespaces: [acme]}
 ";
 
 pub const GLOBEX: &str = r"

@@ -3,6 +3,7 @@
 
 use gatehouse_core::config::UserConfig;
 use gatehouse_core::secret::validate_phc;
+use gatehouse_core::subject::username_problem;
 use serde::Deserialize;
 
 /// The Secret key holding the users.
@@ -30,8 +31,8 @@ pub fn parse_users(text: &str) -> Result<Vec<UserConfig>, String> {
     let mut users: Vec<UserConfig> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let at = format!("{USERS_KEY}[{i}]");
-        if e.username.trim().is_empty() || e.username.len() > 256 {
-            return Err(format!("{at}.username must be 1 to 256 characters"));
+        if let Some(problem) = username_problem(&e.username) {
+            return Err(format!("{at}.username {problem}"));
         }
         if e.password.is_some() {
             return Err(format!(
@@ -96,6 +97,14 @@ mod tests {
         let e = parse_users(&format!("- {{username: a, passwordHash: \"{HASH}\"}}\n- {{username: a, passwordHash: \"{HASH}\"}}\n")).unwrap_err();
         assert!(e.contains("appears twice"), "{e}");
         assert!(parse_users("username: a").is_err());
+        let e = parse_users(&format!(
+            "- {{username: \"client:acme-billing\", passwordHash: \"{HASH}\"}}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("users.yaml[0].username must not contain ':'"),
+            "{e}"
+        );
         let e = parse_users(&format!(
             "- {{username: a, passwordHash: \"{HASH}\", role: admin}}"
         ))

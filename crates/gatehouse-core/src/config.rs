@@ -128,6 +128,10 @@ pub struct ClientConfig {
     /// The client's public JWK Set, as registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
+    /// Subjects other than itself this client may assert with the JWT bearer grant, as its
+    /// Tenant's `spec.subjectAssertions` grants them (empty: only itself).
+    #[serde(default, skip_serializing_if = "AssertableSubjects::is_empty")]
+    pub may_assert: AssertableSubjects,
     /// Random, fixed when the registration is first written and new for every re-creation:
     /// refresh tokens carry it, so deleting a client revokes them all, even if a client with
     /// the same id is registered again later.
@@ -136,6 +140,37 @@ pub struct ClientConfig {
     /// Free-form annotations for later features; kept so records stay forward compatible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// Whom a client may name as the subject of an RFC 7523 assertion besides itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertableSubjects {
+    /// Usernames; `"*"` for every user of the tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Client ids the client may act as.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
+}
+
+impl AssertableSubjects {
+    /// True when the client may assert only itself.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.clients.is_empty()
+    }
+
+    /// Whether the user `username` may be asserted (whether the user exists is asked apart).
+    #[must_use]
+    pub fn user(&self, username: &str) -> bool {
+        self.users.iter().any(|u| u == "*" || u == username)
+    }
+
+    /// Whether the client `client_id` may be asserted.
+    #[must_use]
+    pub fn client(&self, client_id: &str) -> bool {
+        self.clients.iter().any(|c| c == client_id)
+    }
 }
 
 impl ClientConfig {

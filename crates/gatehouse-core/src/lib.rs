@@ -28,6 +28,7 @@ pub mod pkce;
 pub mod random;
 pub mod scope;
 pub mod secret;
+pub mod subject;
 pub mod throttle;
 pub mod token;
 

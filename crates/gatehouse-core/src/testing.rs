@@ -43,6 +43,7 @@ pub fn client() -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
         secret_hash: None,
         jwks: None,
+        may_assert: crate::config::AssertableSubjects::default(),
         incarnation: String::new(),
         extra: std::collections::BTreeMap::default(),
     }

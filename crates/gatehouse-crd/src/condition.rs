@@ -85,6 +85,11 @@ pub mod reasons {
     pub const GRANT_TYPE_NOT_ENABLED: &str = "GrantTypeNotEnabled";
     /// Another client of the same tenant already has this clientId.
     pub const CLIENT_ID_CONFLICT: &str = "ClientIdConflict";
+    /// The client asks for a scope its tenant does not define or does not grant its namespace.
+    pub const SCOPE_NOT_ALLOWED: &str = "ScopeNotAllowed";
+    /// The client asks for an audience its tenant does not declare or does not grant its
+    /// namespace (or its client id, the default audience, names such an audience).
+    pub const AUDIENCE_NOT_ALLOWED: &str = "AudienceNotAllowed";
     /// The credentials Secret does not exist and `generate` is false.
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     /// The credentials Secret exists but has no usable `client_secret`.

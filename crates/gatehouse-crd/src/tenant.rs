@@ -90,9 +90,74 @@ pub struct TenantSpec {
     #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub scopes: Vec<ScopeSpec>,
 
+    /// The resource servers clients may name (RFC 8707 `resource`, the tokens' `aud`). An
+    /// OAuthClient may list only audiences declared here, and only those its namespace may hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub audiences: Vec<AudienceSpec>,
+
+    /// Which clients may assert which subjects with the JWT bearer grant (RFC 7523 section 2.1).
+    /// By default a client may assert only itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub subject_assertions: Vec<SubjectAssertionSpec>,
+
     /// Static users for the login page and the password grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<UsersSpec>,
+}
+
+/// A resource server clients of this tenant may ask tokens for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AudienceSpec {
+    /// The `resource` value and the tokens' `aud`: an absolute URI or a plain name.
+    #[schemars(length(min = 1, max = 512))]
+    pub name: String,
+    /// Namespaces whose clients may hold this audience; default: every namespace the tenant
+    /// admits. `"*"` also means every admitted namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"),
+            length(max = 63)
+        )
+    )]
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// One grant of the right to assert subjects other than oneself (RFC 7523 section 2.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAssertionSpec {
+    /// The client whose registered keys sign the assertions.
+    pub signer: AssertionSignerSpec,
+    /// Usernames the signer may assert; `"*"` for every user of the tenant. A user must exist
+    /// when the assertion is presented.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
+    pub users: Vec<String>,
+    /// Client ids the signer may act as (asserted as `client:<client_id>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 128)))]
+    pub clients: Vec<String>,
+}
+
+/// A client, named by its namespace and client id: a client id alone could be claimed by
+/// another namespace once freed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssertionSignerSpec {
+    /// The OAuthClient's namespace.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub namespace: String,
+    /// Its client id.
+    #[schemars(length(min = 1, max = 128))]
+    pub client_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -219,6 +284,23 @@ pub struct ScopeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub description: Option<String>,
+    /// Namespaces whose clients may hold this scope; default: every namespace the tenant
+    /// admits. `"*"` also means every admitted namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"),
+            length(max = 63)
+        )
+    )]
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// Whether a `namespaces` list (of a scope or an audience) lets `namespace`'s clients hold it.
+#[must_use]
+pub fn namespaces_allow(namespaces: Option<&[String]>, namespace: &str) -> bool {
+    namespaces.is_none_or(|list| list.iter().any(|n| n == "*" || n == namespace))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

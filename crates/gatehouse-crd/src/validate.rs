@@ -164,6 +164,30 @@ fn is_uri_without_fragment(s: &str) -> bool {
         && s.len() <= 2048
 }
 
+const CLIENT_ID_RULE: &str =
+    "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128";
+
+fn is_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+}
+
+fn check_namespaces(out: &mut Vec<FieldError>, field: &str, namespaces: Option<&[String]>) {
+    for (i, ns) in namespaces.unwrap_or_default().iter().enumerate() {
+        if ns != "*" && !is_dns_label(ns) {
+            err(
+                out,
+                format!("{field}[{i}]"),
+                format!("{} is neither \"*\" nor a namespace name", shown(ns)),
+            );
+        }
+    }
+}
+
 fn check_duration(out: &mut Vec<FieldError>, field: &str, value: &str) {
     if value.len() > 32 {
         err(out, field, "at most 32 characters");
@@ -253,6 +277,64 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
             );
         }
     }
+    for (i, scope) in spec.scopes.iter().enumerate() {
+        check_namespaces(
+            &mut out,
+            &format!("spec.scopes[{i}].namespaces"),
+            scope.namespaces.as_deref(),
+        );
+    }
+    for (i, aud) in spec.audiences.iter().enumerate() {
+        let field = format!("spec.audiences[{i}]");
+        if aud.name.is_empty() || aud.name.len() > 512 || aud.name.contains('#') {
+            err(
+                &mut out,
+                format!("{field}.name"),
+                "must be 1 to 512 characters without a fragment (RFC 8707)",
+            );
+        }
+        if spec.audiences[..i].iter().any(|a| a.name == aud.name) {
+            err(
+                &mut out,
+                format!("{field}.name"),
+                format!("duplicate audience {}", shown(&aud.name)),
+            );
+        }
+        check_namespaces(
+            &mut out,
+            &format!("{field}.namespaces"),
+            aud.namespaces.as_deref(),
+        );
+    }
+    for (i, grant) in spec.subject_assertions.iter().enumerate() {
+        let field = format!("spec.subjectAssertions[{i}]");
+        if !is_dns_label(&grant.signer.namespace) {
+            err(
+                &mut out,
+                format!("{field}.signer.namespace"),
+                "must be a namespace name",
+            );
+        }
+        if !is_client_id(&grant.signer.client_id) {
+            err(&mut out, format!("{field}.signer.clientId"), CLIENT_ID_RULE);
+        }
+        for (j, user) in grant.users.iter().enumerate() {
+            if user != "*"
+                && let Some(problem) = gatehouse_core::subject::username_problem(user)
+            {
+                err(
+                    &mut out,
+                    format!("{field}.users[{j}]"),
+                    format!("\"*\" or a username, which {problem}"),
+                );
+            }
+        }
+        for (j, client) in grant.clients.iter().enumerate() {
+            if !is_client_id(client) {
+                err(&mut out, format!("{field}.clients[{j}]"), CLIENT_ID_RULE);
+            }
+        }
+    }
     if let Some(users) = &spec.users {
         if !is_dns_subdomain(&users.secret_ref.name) {
             err(
@@ -281,20 +363,10 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
     if !is_dns_label(&spec.tenant_ref) {
         err(&mut out, "spec.tenantRef", "must be a Tenant name");
     }
-    if let Some(id) = &spec.client_id {
-        let ok = !id.is_empty()
-            && id.len() <= 128
-            && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
-        if !ok {
-            err(
-                &mut out,
-                "spec.clientId",
-                "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128",
-            );
-        }
+    if let Some(id) = &spec.client_id
+        && !is_client_id(id)
+    {
+        err(&mut out, "spec.clientId", CLIENT_ID_RULE);
     }
     if spec.grant_types.is_empty() {
         err(

@@ -75,13 +75,15 @@ fn client(id: &str, grants: &[GrantType]) -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretPost,
         secret_hash: Some(hash_secret_with(PORTAL_SECRET, HashCost::RandomKey).unwrap()),
         jwks: None,
+        may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i1".into(),
         extra: std::collections::BTreeMap::default(),
     }
 }
 
 /// The tenant `acme` with every grant, user alice, and clients: `portal` (code, refresh,
-/// password), `tv` (device code, refresh), `reporter` (`private_key_jwt`, jwt-bearer) and
+/// password), `tv` (device code, refresh), `reporter` (`private_key_jwt`, jwt-bearer, may assert
+/// alice) and
 /// `billing` (client credentials only) and `legacy` (public, implicit).
 pub fn bundle() -> (TenantBundle, KeyEncryptionKey) {
     let kek = KeyEncryptionKey::generate().unwrap().0;
@@ -100,6 +102,8 @@ pub fn bundle() -> (TenantBundle, KeyEncryptionKey) {
     let mut reporter = client("reporter", &[GrantType::JwtBearer]);
     reporter.token_endpoint_auth_method = ClientAuthMethod::PrivateKeyJwt;
     reporter.secret_hash = None;
+    // As a Tenant's `spec.subjectAssertions` would grant it: alice only.
+    reporter.may_assert.users = vec!["alice".into()];
     reporter.jwks = Some(serde_json::json!({"keys": [{
         "kty": "EC", "crv": "P-256", "kid": "reporter-2026", "alg": "ES256", "use": "sig",
         "x": "pDPyG0M9IzX9fXd4b9UPwTsP6WCVsIkEgBA63fdjAzQ",

@@ -5,6 +5,7 @@ use crate::introspection::active_claims;
 use crate::{Error, ServedTenant, Services};
 use gatehouse_core::id_token::user_claims;
 use gatehouse_core::scope::issued_scopes;
+use gatehouse_core::subject::is_user_subject;
 use gatehouse_core::{ErrorCode, OAuthError};
 use serde_json::{Map, Value, json};
 
@@ -24,6 +25,15 @@ pub async fn userinfo(
         )
         .into());
     };
+    if !is_user_subject(&claims.sub) {
+        // A client's own token (client credentials, a client asserting itself) is about no
+        // person, so there is nothing to release (DESIGN.md, "The tenant trust boundary").
+        return Err(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token was not issued for a user",
+        )
+        .into());
+    }
     let scopes = issued_scopes(claims.scope.as_deref());
     if !scopes.contains(&"openid") {
         return Err(OAuthError::new(

@@ -127,7 +127,12 @@ pub fn watch_all(
         )
     };
     let drive = async move {
-        futures::future::join3(tenant_feed, client_feed, secret_feed).await;
+        Box::pin(futures::future::join3(
+            tenant_feed,
+            client_feed,
+            secret_feed,
+        ))
+        .await;
     };
     Ok((watches, drive))
 }

@@ -4,9 +4,11 @@
 use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::{CLIENT_SECRET_KEY, is_generated, string_value};
+use gatehouse_core::config::{AssertableSubjects, BUILT_IN_SCOPES};
 use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, GrantType, endpoints};
 use gatehouse_crd::condition::{reasons, types};
+use gatehouse_crd::tenant::namespaces_allow;
 use gatehouse_crd::validate::{validate_client, validate_tenant};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant};
 use k8s_openapi::api::core::v1::Secret;
@@ -126,7 +128,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
     };
 
     let admitted = admit(client, &namespace, &client_id, inputs);
-    let (tenant, effective, accepted) = match admitted {
+    let (tenant, granted, accepted) = match admitted {
         Err(Refusal {
             reason,
             message,
@@ -149,7 +151,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
         }
         Ok(a) => a,
     };
-    status.grant_types.clone_from(&effective);
+    status.grant_types.clone_from(&granted.grant_types);
 
     // Credentials.
     let issuer = endpoints::issuer(inputs.public_url, &tenant.name_any());
@@ -221,17 +223,18 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 source: format!("{namespace}/{name}"),
                 client_name: spec.client_name.clone(),
                 public: spec.public,
-                grant_types: effective,
+                grant_types: granted.grant_types,
                 redirect_uris: spec.redirect_uris.clone(),
                 post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
-                scopes: spec.scopes.clone(),
-                audiences: spec.audiences.clone(),
+                scopes: granted.scopes,
+                audiences: granted.audiences,
                 token_endpoint_auth_method: spec.effective_auth_method(),
                 secret_hash: None,
                 jwks: spec
                     .jwks
                     .as_ref()
                     .map(|j| serde_json::json!({ "keys": j.keys })),
+                may_assert: granted.may_assert,
                 // The publisher keeps the stored one, or makes one for a new registration.
                 incarnation: String::new(),
                 extra: std::collections::BTreeMap::default(),
@@ -245,7 +248,111 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
     outcome
 }
 
-type Admitted<'a> = (&'a Tenant, Vec<GrantType>, Verdict);
+type Admitted<'a> = (&'a Tenant, Granted, Verdict);
+
+/// What the tenant grants a client: the part of what it asks for that the tenant enables for its
+/// namespace, plus the subjects it may assert.
+struct Granted {
+    grant_types: Vec<GrantType>,
+    scopes: Vec<String>,
+    audiences: Vec<String>,
+    may_assert: AssertableSubjects,
+}
+
+/// The tenant's answer to one kind of request (grants, scopes, audiences): what is refused and why.
+struct Withheld {
+    reason: &'static str,
+    message: String,
+}
+
+/// The client's scopes its tenant defines and grants its namespace, and why the others are not.
+fn granted_scopes(
+    tenant: &Tenant,
+    namespace: &str,
+    asked: &[String],
+) -> (Vec<String>, Option<Withheld>) {
+    let mut undefined = Vec::new();
+    let mut not_granted = Vec::new();
+    let mut kept = Vec::new();
+    for scope in asked {
+        if BUILT_IN_SCOPES.contains(&scope.as_str()) {
+            kept.push(scope.clone());
+            continue;
+        }
+        match tenant.spec.scopes.iter().find(|s| &s.name == scope) {
+            None => undefined.push(scope.as_str()),
+            Some(s) if !namespaces_allow(s.namespaces.as_deref(), namespace) => {
+                not_granted.push(scope.as_str());
+            }
+            Some(_) => kept.push(scope.clone()),
+        }
+    }
+    let mut why = Vec::new();
+    if !undefined.is_empty() {
+        why.push(format!(
+            "tenant {} does not define scope {} (spec.scopes)",
+            tenant.name_any(),
+            undefined.join(", ")
+        ));
+    }
+    if !not_granted.is_empty() {
+        why.push(format!(
+            "tenant {} does not grant scope {} to namespace {namespace} (spec.scopes[].namespaces)",
+            tenant.name_any(),
+            not_granted.join(", ")
+        ));
+    }
+    let withheld = (!why.is_empty()).then(|| Withheld {
+        reason: reasons::SCOPE_NOT_ALLOWED,
+        message: why.join("; "),
+    });
+    (kept, withheld)
+}
+
+/// The client's audiences its tenant declares for its namespace, and why the others are not.
+fn granted_audiences(
+    tenant: &Tenant,
+    namespace: &str,
+    asked: &[String],
+) -> (Vec<String>, Option<Withheld>) {
+    let (kept, refused): (Vec<String>, Vec<String>) = asked
+        .iter()
+        .cloned()
+        .partition(|a| audience_allowed(tenant, namespace, a));
+    let withheld = (!refused.is_empty()).then(|| Withheld {
+        reason: reasons::AUDIENCE_NOT_ALLOWED,
+        message: format!(
+            "tenant {} does not declare audience {} for namespace {namespace} (spec.audiences)",
+            tenant.name_any(),
+            refused.join(", ")
+        ),
+    });
+    (kept, withheld)
+}
+
+fn audience_allowed(tenant: &Tenant, namespace: &str, audience: &str) -> bool {
+    tenant
+        .spec
+        .audiences
+        .iter()
+        .any(|a| a.name == audience && namespaces_allow(a.namespaces.as_deref(), namespace))
+}
+
+/// The subjects the tenant lets this client (by namespace and client id) assert.
+fn assertable_subjects(tenant: &Tenant, namespace: &str, client_id: &str) -> AssertableSubjects {
+    let mut out = AssertableSubjects::default();
+    for grant in &tenant.spec.subject_assertions {
+        if grant.signer.namespace == namespace && grant.signer.client_id == client_id {
+            out.users.extend(grant.users.iter().cloned());
+            out.clients.extend(grant.clients.iter().cloned());
+        }
+    }
+    out.users.sort();
+    out.users.dedup();
+    out.clients.sort();
+    out.clients.dedup();
+    out
+}
 
 /// Whether the tenant takes this client, and with which grants.
 fn admit<'a>(
@@ -300,6 +407,20 @@ fn admit<'a>(
             ),
         ));
     }
+    // A client with no audiences gets tokens for its own client id: an id that names a declared
+    // audience would hand the client that audience.
+    if spec.audiences.is_empty()
+        && tenant.spec.audiences.iter().any(|a| a.name == client_id)
+        && !audience_allowed(tenant, namespace, client_id)
+    {
+        return Err(Refusal::decided(
+            reasons::AUDIENCE_NOT_ALLOWED,
+            format!(
+                "client id {client_id} names an audience of tenant {} (spec.audiences) that namespace {namespace} may not hold",
+                spec.tenant_ref
+            ),
+        ));
+    }
     let (effective, refused): (Vec<GrantType>, Vec<GrantType>) = spec
         .grant_types
         .iter()
@@ -315,27 +436,47 @@ fn admit<'a>(
             ),
         ));
     }
-    let accepted = if refused.is_empty() {
-        Verdict::new(
-            types::ACCEPTED,
-            true,
-            reasons::ACCEPTED,
-            format!("accepted by tenant {}", spec.tenant_ref),
-        )
-    } else {
-        Verdict::new(
-            types::ACCEPTED,
-            false,
-            reasons::GRANT_TYPE_NOT_ENABLED,
-            format!(
+    let mut withheld = Vec::new();
+    if !refused.is_empty() {
+        withheld.push(Withheld {
+            reason: reasons::GRANT_TYPE_NOT_ENABLED,
+            message: format!(
                 "tenant {} does not enable {}; the client keeps {}",
                 spec.tenant_ref,
                 list(&refused),
                 list(&effective)
             ),
-        )
+        });
+    }
+    let (scopes, refused_scopes) = granted_scopes(tenant, namespace, &spec.scopes);
+    let (audiences, refused_audiences) = granted_audiences(tenant, namespace, &spec.audiences);
+    withheld.extend(refused_scopes);
+    withheld.extend(refused_audiences);
+    let accepted = match withheld.first() {
+        None => Verdict::new(
+            types::ACCEPTED,
+            true,
+            reasons::ACCEPTED,
+            format!("accepted by tenant {}", spec.tenant_ref),
+        ),
+        Some(first) => Verdict::new(
+            types::ACCEPTED,
+            false,
+            first.reason,
+            withheld
+                .iter()
+                .map(|w| w.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
     };
-    Ok((tenant, effective, accepted))
+    let granted = Granted {
+        grant_types: effective,
+        scopes,
+        audiences,
+        may_assert: assertable_subjects(tenant, namespace, client_id),
+    };
+    Ok((tenant, granted, accepted))
 }
 
 fn list(grants: &[GrantType]) -> String {

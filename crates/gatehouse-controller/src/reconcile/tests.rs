@@ -606,3 +606,48 @@ fn refused_specs_hold_the_last_valid_version_and_decisions_do_not() {
     );
     assert!(r.clients[0].held.is_none() && r.clients[0].registration.is_none());
 }
+
+#[test]
+fn the_tenant_grants_subject_assertions_to_a_signer_by_namespace_and_client_id() {
+    let t = tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        "clientNamespaces": ["acme", "other"],
+        "subjectAssertions": [
+            {"signer": {"namespace": "acme", "clientId": "reporter"}, "users": ["alice"], "clients": ["batch"]},
+            {"signer": {"namespace": "acme", "clientId": "reporter"}, "users": ["*"]}
+        ]}),
+    );
+    let signer = |ns: &str| {
+        client(
+            ns,
+            "reporter",
+            1,
+            json!({"tenantRef": "acme", "clientId": "reporter", "grantTypes": ["client_credentials"]}),
+        )
+    };
+    let secrets = [
+        secret("acme", "reporter-credentials", Some(b"s")),
+        secret("other", "reporter-credentials", Some(b"s")),
+    ];
+    let r = run(std::slice::from_ref(&t), &[signer("acme")], &secrets);
+    let reg = &r
+        .client("acme", "reporter")
+        .unwrap()
+        .registration
+        .as_ref()
+        .unwrap()
+        .config;
+    assert_eq!(reg.may_assert.users, vec!["*", "alice"]);
+    assert_eq!(reg.may_assert.clients, vec!["batch"]);
+    // The same client id claimed from another namespace (after the first is gone) is someone else.
+    let r = run(&[t], &[signer("other")], &secrets);
+    let reg = &r
+        .client("other", "reporter")
+        .unwrap()
+        .registration
+        .as_ref()
+        .unwrap()
+        .config;
+    assert!(reg.may_assert.is_empty());
+}

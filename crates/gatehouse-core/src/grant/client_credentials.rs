@@ -3,6 +3,7 @@
 use super::{GrantContext, resolve_audience};
 use crate::error::OAuthError;
 use crate::scope::{granted_scopes, scope_string};
+use crate::subject::client_subject;
 use crate::token::AccessTokenClaims;
 
 /// Parameters of a client credentials request (the client is already authenticated).
@@ -14,7 +15,8 @@ pub struct ClientCredentialsRequest<'a> {
 }
 
 /// Decides the claims of the access token, or why none is issued. The subject is the client
-/// itself (RFC 9068 section 2.2: "sub ... the client identifier" when no resource owner).
+/// itself in its reserved form, `client:<client_id>` (RFC 9068 section 2.2: with no resource
+/// owner, `sub` identifies the client), so that no client id can pose as a user.
 pub fn client_credentials(
     ctx: &GrantContext<'_>,
     req: &ClientCredentialsRequest<'_>,
@@ -28,7 +30,7 @@ pub fn client_credentials(
     let scopes = granted_scopes(req.scope, ctx.client, ctx.tenant)?;
     let aud = resolve_audience(ctx.client, req.resources)?;
     Ok(ctx.access_token_claims(
-        ctx.client.client_id.clone(),
+        client_subject(&ctx.client.client_id),
         aud,
         scope_string(&scopes),
         jti,
@@ -59,10 +61,33 @@ mod tests {
             "j".into(),
         )
         .unwrap();
-        assert_eq!(claims.sub, c.client_id);
+        assert_eq!(claims.sub, format!("client:{}", c.client_id));
         assert_eq!(claims.exp, 100 + t.access_token_ttl_secs);
         assert_eq!(claims.scope.as_deref(), Some("billing.read"));
         assert_eq!(claims.iss, "https://auth/acme");
+    }
+
+    #[test]
+    fn a_client_named_like_a_user_is_not_that_user() {
+        let (t, mut c) = (tenant(), client());
+        c.client_id = "alice".into();
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 0,
+        };
+        let claims = client_credentials(
+            &ctx,
+            &ClientCredentialsRequest {
+                scope: None,
+                resources: &[],
+            },
+            "j".into(),
+        )
+        .unwrap();
+        assert_eq!(claims.sub, "client:alice");
+        assert!(!crate::subject::is_user_subject(&claims.sub));
     }
 
     #[test]

@@ -20,6 +20,13 @@ pub(super) async fn decide(
     jti: String,
 ) -> Result<Outcome, Error> {
     let verified = assertions::verify_once(services, tenant, ctx.client, asked.assertion).await?;
-    let claims = jwt_bearer_claims(ctx, &verified, asked.scope, asked.resources, jti)?;
+    let claims = jwt_bearer_claims(
+        ctx,
+        &verified,
+        |client_id| tenant.clients.contains_key(client_id),
+        asked.scope,
+        asked.resources,
+        jti,
+    )?;
     Ok(Outcome::plain(claims))
 }

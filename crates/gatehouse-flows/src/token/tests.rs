@@ -445,6 +445,39 @@ async fn an_assertion_works_once(world: World) {
     };
     let issued = jwt_bearer(grant.clone()).await.unwrap();
     assert!(is_active(&world, &issued.response.access_token).await);
+    // Subjects the tenant does not grant the reporter, or that are nobody, get nothing: another
+    // user, another client, a user that does not exist.
+    for (sub, jti) in [
+        ("bob", "g-2"),
+        ("client:portal", "g-3"),
+        ("portal", "g-4"),
+        ("nobody", "g-5"),
+    ] {
+        let e = jwt_bearer(reporter_assertion(sub, &token_endpoint, world.now(), jti))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), ErrorCode::InvalidGrant, "{sub}");
+        assert!(
+            e.to_oauth().description.contains("may not assert"),
+            "{sub}: {}",
+            e.to_oauth().description
+        );
+    }
+    // Itself, in either spelling, is a client subject, never a user's.
+    for (sub, jti) in [("reporter", "g-6"), ("client:reporter", "g-7")] {
+        let issued = jwt_bearer(reporter_assertion(sub, &token_endpoint, world.now(), jti))
+            .await
+            .unwrap();
+        let claims = crate::introspection::active_claims(
+            &world.services,
+            &world.tenant,
+            &issued.response.access_token,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(claims.sub, "client:reporter");
+    }
     let e = jwt_bearer(grant).await.unwrap_err();
     assert_eq!(
         (code_of(&e), e.to_oauth().description.as_str()),

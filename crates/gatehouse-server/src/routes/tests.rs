@@ -50,6 +50,7 @@ pub(super) fn client() -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretPost,
         secret_hash: Some(hash_secret_with(SECRET, HashCost::RandomKey).unwrap()),
         jwks: None,
+        may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i".into(),
         extra: std::collections::BTreeMap::default(),
     }
@@ -268,7 +269,7 @@ async fn userinfo_answers_bearer_challenges() {
         StatusCode::UNAUTHORIZED,
         "openid, but no user behind the token"
     );
-    assert!(header(&r, header::WWW_AUTHENTICATE).contains("no longer exists"));
+    assert!(header(&r, header::WWW_AUTHENTICATE).contains("not issued for a user"));
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ fn client(id: &str) -> ClientConfig {
         token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
         secret_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         jwks: None,
+        may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: String::new(),
         extra: std::collections::BTreeMap::default(),
     }
