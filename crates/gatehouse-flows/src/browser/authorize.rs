@@ -79,7 +79,7 @@ fn refuse(req: &AuthorizationRequest, code: ErrorCode, description: &str) -> Ste
 
 /// Moves a pending sign-in on: to sign-in, to consent, or back to the client. `fresh_login`
 /// says the person has just signed in for this very request (which satisfies `prompt=login`
-/// and `prompt=consent`'s demand for a fresh answer).
+/// and `max_age=0`).
 ///
 /// # Errors
 /// The store failing, signing or randomness failing on the way back to the client.
@@ -108,11 +108,17 @@ pub async fn proceed(
             None => sign_in(),
         });
     };
+    // `max_age=0` is `prompt=login` (OpenID Connect Core 3.1.2.1): seconds are too coarse to
+    // tell a sign-in of this very second from an older one.
     let usable = signed_in_user(tenant, session).filter(|s| {
         (!req.prompt_login || fresh_login)
-            && req
-                .max_age
-                .is_none_or(|max| now.saturating_sub(s.auth_time) <= max)
+            && req.max_age.is_none_or(|max| {
+                if max == 0 {
+                    fresh_login
+                } else {
+                    now.saturating_sub(s.auth_time) <= max
+                }
+            })
     });
     let Some(session) = usable else {
         if req.prompt_none {
@@ -121,7 +127,9 @@ pub async fn proceed(
         return Ok(sign_in());
     };
     let covered = consent::covers(services, tenant, &session.username, req).await?;
-    if !covered || (req.prompt_consent && !fresh_login) {
+    // `prompt=consent` asks the person again whatever they allowed before, even right after
+    // signing in; only their answer on the consent page completes the request.
+    if !covered || req.prompt_consent {
         if req.prompt_none {
             return Ok(refuse(
                 req,

@@ -1,5 +1,10 @@
-//! Consent: what a person allowed a client, remembered per (user, client) so the next request
-//! for the same scopes goes straight back, and the person's answer on the consent page.
+//! Consent: what a person allowed a client, remembered per (user, client registration) so the
+//! next request for the same scopes goes straight back, and the person's answer on the consent
+//! page.
+//!
+//! The registration is the client's incarnation, not its client id: a client deleted and
+//! created again (perhaps by another namespace, with other redirect URIs) under the same id is
+//! someone new, and inherits nobody's consent.
 
 use super::pending::Pending;
 use super::session;
@@ -24,8 +29,14 @@ impl Record for Consent {
     const KIND: RecordKind = RecordKind::Consent;
 }
 
-fn consent_id(username: &str, client_id: &str) -> String {
-    format!("{}:{client_id}", throttle::user_key(username))
+/// The record's id, or `None` for a client the tenant does not serve (nothing to remember).
+fn consent_id(tenant: &ServedTenant, username: &str, client_id: &str) -> Option<String> {
+    let client = tenant.client(client_id)?;
+    Some(format!(
+        "{}:{client_id}:{}",
+        throttle::user_key(username),
+        client.incarnation
+    ))
 }
 
 /// Whether `username` already allowed every scope of `req`.
@@ -38,7 +49,9 @@ pub async fn covers(
     username: &str,
     req: &AuthorizationRequest,
 ) -> Result<bool, Error> {
-    let id = consent_id(username, &req.client_id);
+    let Some(id) = consent_id(tenant, username, &req.client_id) else {
+        return Ok(false);
+    };
     let remembered = records::get::<Consent>(services.store(), tenant.name(), &id).await?;
     Ok(remembered.is_some_and(|c| req.scopes.iter().all(|s| c.0.contains(s))))
 }
@@ -55,7 +68,9 @@ pub async fn remember(
     scopes: &[String],
 ) -> Result<(), Error> {
     let store = services.store();
-    let id = consent_id(username, client_id);
+    let Some(id) = consent_id(tenant, username, client_id) else {
+        return Ok(());
+    };
     let mut consent = records::get::<Consent>(store, tenant.name(), &id)
         .await?
         .unwrap_or_default();

@@ -269,6 +269,51 @@ async fn prompt_values_decide_between_sign_in_consent_and_errors() {
         panic!("signs in");
     };
     assert!(location(&step).contains("code="), "consent was remembered");
+
+    // prompt=consent shows the consent page even right after a fresh sign-in, and the person
+    // can still refuse.
+    let (step, pending) = start(&world, &mut cookies, &[("prompt", "login consent")]).await;
+    assert!(matches!(step, Step::SignIn { .. }), "{step:?}");
+    let (id, pending) = pending.unwrap();
+    let login::SignIn::SignedIn { step, .. } =
+        sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
+        panic!("signs in");
+    };
+    assert!(matches!(step, Step::Consent(_)), "{step:?}");
+    let step = consent::answer(
+        &world.services,
+        &world.tenant,
+        &id,
+        &pending,
+        cookies.session.as_deref(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused(&step), ErrorCode::AccessDenied);
+}
+
+#[tokio::test]
+async fn consent_belongs_to_the_registration_not_to_the_client_id() {
+    let mut world = memory_world();
+    let mut cookies = Cookies::default();
+    sign_in_and_allow(&world, &mut cookies).await;
+    let (step, _) = start(&world, &mut cookies, &[("prompt", "none")]).await;
+    assert!(location(&step).contains("code="), "consent remembered");
+
+    // The client is deleted and the id claimed again (a new incarnation, say by another
+    // namespace): alice's consent does not carry over, and prompt=none sends her code nowhere.
+    let mut reborn = (*world.client("portal")).clone();
+    reborn.incarnation = "i2".into();
+    world
+        .tenant
+        .clients
+        .insert("portal".into(), std::sync::Arc::new(reborn));
+    let (step, _) = start(&world, &mut cookies, &[("prompt", "none")]).await;
+    assert_eq!(refused(&step), ErrorCode::ConsentRequired);
+    let (step, _) = start(&world, &mut cookies, &[]).await;
+    assert!(matches!(step, Step::Consent(_)), "{step:?}");
 }
 
 #[tokio::test]
@@ -276,11 +321,16 @@ async fn max_age_asks_for_a_fresh_sign_in_when_the_last_is_older() {
     let world = memory_world();
     let mut cookies = Cookies::default();
     sign_in_and_allow(&world, &mut cookies).await;
-    let (step, _) = start(&world, &mut cookies, &[("max_age", "0")]).await;
-    assert!(
-        location(&step).contains("code="),
-        "signed in this very second"
-    );
+    // max_age=0 is prompt=login, even for a sign-in of this very second; signing in satisfies it.
+    let (step, pending) = start(&world, &mut cookies, &[("max_age", "0")]).await;
+    assert!(matches!(step, Step::SignIn { .. }), "{step:?}");
+    let (id, pending) = pending.unwrap();
+    let login::SignIn::SignedIn { step, .. } =
+        sign_in(&world, &mut cookies, &id, &pending, ALICE_PASSWORD).await
+    else {
+        panic!("signs in");
+    };
+    assert!(location(&step).contains("code="), "{step:?}");
     world.clock.advance(2);
     let (step, _) = start(&world, &mut cookies, &[("max_age", "1")]).await;
     assert!(
