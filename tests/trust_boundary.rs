@@ -17,7 +17,7 @@ apiVersion: gatehouse.dev/v1alpha1
 kind: Tenant
 metadata: {{name: corp}}
 spec:
-  grantTypes: [client_credentials, password, refresh_token]
+  grantTypes: [client_credentials, password, refresh_token, authorization_code]
   clientNamespaces: [billing, evil]
   scopes:
     - {{name: billing.read}}
@@ -91,6 +91,17 @@ apiVersion: v1
 kind: Secret
 metadata: {name: greedy-credentials, namespace: evil}
 stringData: {client_secret: greedy-secret}
+---
+# F5: a public client: its client id is all it proves.
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: spa, namespace: evil}
+spec:
+  tenantRef: corp
+  clientId: spa
+  public: true
+  grantTypes: [authorization_code]
+  redirectUris: [http://127.0.0.1:9999/cb]
 ---
 # F6: a client id that is the billing API's audience, with no audiences of its own.
 apiVersion: gatehouse.dev/v1alpha1
@@ -254,4 +265,53 @@ async fn f6_a_namespace_holds_only_the_scopes_and_audiences_its_tenant_grants_it
     let claims = token_claims(&r);
     assert_eq!(claims["aud"], "https://billing.example.com");
     assert_eq!(claims["scope"], "billing.write");
+}
+
+#[tokio::test]
+async fn f5_a_public_client_cannot_introspect_and_metadata_says_who_can() {
+    let (_redis, g) = start();
+    let r = client_credentials(&g, "corp", "payments", "payments-secret", &[]).await;
+    let token = r.body["access_token"].as_str().unwrap().to_string();
+    let introspection = g.endpoint("corp", "introspection_endpoint").await;
+    let r = post_form(
+        &introspection,
+        None,
+        &form(&[("client_id", "spa"), ("token", &token)]),
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (401, "invalid_client"), "{}", r.body);
+    let r = post_form(
+        &introspection,
+        Some(&basic("payments", "payments-secret")),
+        &form(&[("token", &token)]),
+    )
+    .await;
+    assert_eq!(r.body["active"], true, "{}", r.body);
+    // A public client may still revoke (its own tokens, RFC 7009).
+    let r = post_form(
+        &g.endpoint("corp", "revocation_endpoint").await,
+        None,
+        &form(&[("client_id", "spa"), ("token", "unknown")]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let meta = g.metadata("corp").await;
+    assert_eq!(
+        meta["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
+    );
+    assert_eq!(
+        meta["revocation_endpoint_auth_methods_supported"],
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ])
+    );
 }

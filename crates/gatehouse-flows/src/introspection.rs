@@ -3,9 +3,14 @@
 //! still holds.
 
 use crate::{Error, ServedTenant, Services};
+use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
+use gatehouse_core::subject::is_user_subject;
 use gatehouse_core::token::{
     AccessTokenClaims, Audience, looks_like_jwt, opaque_token_id, token_digest, verify_access_token,
 };
+use gatehouse_core::{ClientAuthMethod, ClientConfig, OAuthError};
+use gatehouse_store::RecordKind;
+use gatehouse_store::records;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -59,6 +64,7 @@ pub async fn active_claims(
 #[serde(untagged)]
 pub enum Introspection {
     Active(ActiveToken),
+    Refresh(ActiveRefreshToken),
     Inactive { active: bool },
 }
 
@@ -78,17 +84,42 @@ pub struct ActiveToken {
     jti: String,
 }
 
-/// What introspection says about `token`.
+/// A live refresh token, shown only to the client it was issued to. `token_use` says what it
+/// is (RFC 7662 leaves `token_type` to access tokens).
+#[derive(Debug, Serialize)]
+pub struct ActiveRefreshToken {
+    active: bool,
+    token_use: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    client_id: String,
+    sub: String,
+    aud: Audience,
+    iss: String,
+    exp: u64,
+    auth_time: u64,
+}
+
+/// What introspection says about `token` to `caller`. Only a confidential client may ask
+/// (DESIGN.md, "The tenant trust boundary"): a public client proves nothing but a client id
+/// anyone can read, so letting it introspect would let anyone test any token.
 ///
 /// # Errors
-/// The store failing.
+/// `invalid_client` for a public client, or the store failing.
 pub async fn introspect(
     services: &Services,
     tenant: &ServedTenant,
+    caller: &ClientConfig,
     token: &str,
 ) -> Result<Introspection, Error> {
-    Ok(match active_claims(services, tenant, token).await? {
-        Some(c) => Introspection::Active(ActiveToken {
+    if !may_introspect(caller) {
+        return Err(OAuthError::invalid_client(
+            "introspection needs a confidential client (client_secret_basic, client_secret_post or private_key_jwt)",
+        )
+        .into());
+    }
+    if let Some(c) = active_claims(services, tenant, token).await? {
+        return Ok(Introspection::Active(ActiveToken {
             active: true,
             token_type: "Bearer",
             scope: c.scope,
@@ -100,7 +131,64 @@ pub async fn introspect(
             iat: c.iat,
             nbf: c.nbf,
             jti: c.jti,
-        }),
-        None => Introspection::Inactive { active: false },
-    })
+        }));
+    }
+    if !looks_like_jwt(token)
+        && let Some(record) = live_refresh_token(services, tenant, token).await?
+        && record.client_id == caller.client_id
+    {
+        return Ok(Introspection::Refresh(ActiveRefreshToken {
+            active: true,
+            token_use: "refresh_token",
+            scope: record.scope,
+            client_id: record.client_id,
+            sub: record.sub,
+            aud: record.aud,
+            iss: tenant.issuer.clone(),
+            exp: record.expires_at,
+            auth_time: record.auth_time,
+        }));
+    }
+    Ok(Introspection::Inactive { active: false })
+}
+
+/// Whether `client` authenticates with something only it holds.
+#[must_use]
+pub fn may_introspect(client: &ClientConfig) -> bool {
+    !client.public && client.token_endpoint_auth_method != ClientAuthMethod::None
+}
+
+/// The record of `token` if the token endpoint would accept it as a refresh token now: its
+/// client registration still the same, not expired, not spent, its grant not revoked, its
+/// user still there.
+async fn live_refresh_token(
+    services: &Services,
+    tenant: &ServedTenant,
+    token: &str,
+) -> Result<Option<RefreshTokenRecord>, Error> {
+    let store = services.store();
+    let name = tenant.name();
+    let id = opaque_token_id(token);
+    let Some(record) = records::get::<RefreshTokenRecord>(store, name, &id).await? else {
+        return Ok(None);
+    };
+    let registered = tenant
+        .client(&record.client_id)
+        .is_some_and(|c| c.incarnation == record.client_incarnation);
+    let user_there = !is_user_subject(&record.sub) || tenant.config.user(&record.sub).is_some();
+    if !registered || !user_there || record.expires_at <= services.now() {
+        return Ok(None);
+    }
+    if tenant.config.refresh_token_rotation
+        && store
+            .spent_by(name, RecordKind::RefreshToken, &id)
+            .await?
+            .is_some()
+    {
+        return Ok(None);
+    }
+    if store.is_family_revoked(name, &record.family).await? {
+        return Ok(None);
+    }
+    Ok(Some(record))
 }

@@ -26,12 +26,15 @@ pub fn documents(config: &TenantConfig, issuer: &str) -> Documents {
 
 fn oauth_metadata(config: &TenantConfig, issuer: &str) -> Value {
     let grants: Vec<&str> = config.grant_types.iter().map(|g| g.as_str()).collect();
-    let auth_methods = [
+    // Exactly what each endpoint accepts: every method at the token and revocation endpoints
+    // (a public client may revoke its own tokens, RFC 7009), confidential ones only at
+    // introspection.
+    let confidential = [
         ClientAuthMethod::ClientSecretBasic.as_str(),
         ClientAuthMethod::ClientSecretPost.as_str(),
+        ClientAuthMethod::PrivateKeyJwt.as_str(),
     ];
-    let mut token_auth_methods = auth_methods.to_vec();
-    token_auth_methods.push(ClientAuthMethod::PrivateKeyJwt.as_str());
+    let mut token_auth_methods = confidential.to_vec();
     token_auth_methods.push(ClientAuthMethod::None.as_str());
     let mut scopes: Vec<&str> = BUILT_IN_SCOPES.to_vec();
     scopes.extend(config.scopes.iter().map(|s| s.name.as_str()));
@@ -54,8 +57,8 @@ fn oauth_metadata(config: &TenantConfig, issuer: &str) -> Value {
         "grant_types_supported": grants,
         "response_types_supported": response_types,
         "token_endpoint_auth_methods_supported": token_auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": confidential,
+        "revocation_endpoint_auth_methods_supported": token_auth_methods,
         "scopes_supported": scopes,
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "azp",
                              "name", "preferred_username", "email", "email_verified", "groups"],

@@ -15,6 +15,7 @@ use crate::{Error, Params, ServedTenant, Services, family, mint};
 use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::grant::{GrantContext, TokenResponse, check_grant_allowed};
 use gatehouse_core::id_token::{IdTokenClaims, at_hash};
+use gatehouse_core::subject::is_user_subject;
 use gatehouse_core::token::{AccessTokenClaims, opaque_token_id};
 use gatehouse_core::{ClientConfig, GrantType, OAuthError};
 use gatehouse_store::{FamilyMember, Issue, RecordKind, Spend, StoreError};
@@ -214,6 +215,15 @@ async fn issue(
             authorization_code::redeem(services, &ctx, presented, jti).await?
         }
     };
+    // A person removed from the users Secret gets nothing more: no refresh, no code or device
+    // redemption (their sign-ins already end with their session).
+    if is_user_subject(&outcome.claims.sub) && tenant.config.user(&outcome.claims.sub).is_none() {
+        return Err(OAuthError::invalid_grant(format!(
+            "user {} no longer exists",
+            outcome.claims.sub
+        ))
+        .into());
+    }
     let response = mint_outcome(services, tenant, outcome).await?;
     Ok(Issued { response, grant })
 }

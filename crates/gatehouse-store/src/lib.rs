@@ -305,6 +305,10 @@ pub trait Store: Send + Sync + 'static {
         until: u64,
     ) -> Result<usize, StoreError>;
 
+    /// Whether a grant family is revoked (a refresh token of it is then dead, whatever its
+    /// record says; introspection asks this, issuing decides it inside [`Store::issue`]).
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
+
     /// The attempt whose spending marked `(kind, id)` used, if it is used: a server whose
     /// [`Store::issue`] failed without an answer asks, to learn whether it went through.
     async fn spent_by(

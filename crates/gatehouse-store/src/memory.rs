@@ -492,6 +492,16 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        Ok(self.with(|all| {
+            all.get(tenant)
+                .and_then(|d| d.families.get(family))
+                .and_then(|f| f.revoked_until)
+                .is_some_and(|u| u > now)
+        }))
+    }
+
     async fn spent_by(
         &self,
         tenant: &str,

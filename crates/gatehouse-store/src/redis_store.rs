@@ -647,6 +647,13 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.exists(family_revoked_key(tenant, family))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn spent_by(
         &self,
         tenant: &str,

@@ -134,6 +134,37 @@ async fn a_replayed_code_revokes_what_it_issued(world: World) {
     assert!(first.id_token.is_some(), "openid gets an ID token");
     let refresh_token = first.refresh_token.clone().unwrap();
     assert!(is_active(&world, &first.access_token).await);
+    // RFC 7662: a live refresh token introspects as active to its own client, and only to it.
+    let portal = world.client("portal");
+    let introspected = |client: std::sync::Arc<gatehouse_core::ClientConfig>| {
+        let world = &world;
+        let token = refresh_token.clone();
+        async move {
+            serde_json::to_value(
+                crate::introspection::introspect(&world.services, &world.tenant, &client, &token)
+                    .await
+                    .unwrap(),
+            )
+            .unwrap()
+        }
+    };
+    let live = introspected(portal.clone()).await;
+    assert_eq!(
+        (
+            &live["active"],
+            &live["token_use"],
+            &live["sub"],
+            &live["client_id"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("refresh_token"),
+            &serde_json::json!("alice"),
+            &serde_json::json!("portal")
+        ),
+        "{live}"
+    );
+    assert_eq!(introspected(world.client("billing")).await["active"], false);
 
     let replay = redeem(&world, &code).await.unwrap_err();
     assert_eq!(
@@ -146,10 +177,11 @@ async fn a_replayed_code_revokes_what_it_issued(world: World) {
     );
     let e = refresh_with(&world, &refresh_token).await.unwrap_err();
     assert_eq!(
-        code_of(&e),
-        ErrorCode::InvalidGrant,
-        "and its refresh token"
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (ErrorCode::InvalidGrant, "the refresh token was revoked"),
+        "and its refresh token, which was revoked, not reused"
     );
+    assert_eq!(introspected(portal).await["active"], false);
 }
 
 #[tokio::test]
@@ -717,4 +749,68 @@ async fn races_on_one_code_token_or_device_code_have_one_winner_on_a_cluster() {
     for n in [2, 50] {
         codes_and_refresh_tokens_race(cluster_world().await, n).await;
     }
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_tenant_gets_nothing_more() {
+    let mut world = memory_world();
+    let code = code_for(&world, "openid offline_access billing.read").await;
+    let issued = redeem(&world, &code).await.unwrap().response;
+    let refresh_token = issued.refresh_token.unwrap();
+    let waiting_code = code_for(&world, "openid billing.read").await;
+
+    world.tenant.config.users.retain(|u| u.username != "alice");
+    for (what, e) in [
+        (
+            "refresh",
+            refresh_with(&world, &refresh_token).await.unwrap_err(),
+        ),
+        ("code", redeem(&world, &waiting_code).await.unwrap_err()),
+    ] {
+        assert_eq!(
+            (code_of(&e), e.to_oauth().description.as_str()),
+            (ErrorCode::InvalidGrant, "user alice no longer exists"),
+            "{what}"
+        );
+    }
+    let portal = world.client("portal");
+    let shown =
+        crate::introspection::introspect(&world.services, &world.tenant, &portal, &refresh_token)
+            .await
+            .unwrap();
+    assert_eq!(serde_json::to_value(shown).unwrap()["active"], false);
+}
+
+#[tokio::test]
+async fn only_confidential_clients_may_introspect() {
+    let world = memory_world();
+    let issued = ask(&world, "billing", &[("grant_type", "client_credentials")])
+        .await
+        .unwrap()
+        .response;
+    let legacy = world.client("legacy");
+    assert!(legacy.public);
+    let e = crate::introspection::introspect(
+        &world.services,
+        &world.tenant,
+        &legacy,
+        &issued.access_token,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::InvalidClient);
+    let reporter = world.client("reporter");
+    let shown = crate::introspection::introspect(
+        &world.services,
+        &world.tenant,
+        &reporter,
+        &issued.access_token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(shown).unwrap()["active"],
+        true,
+        "private_key_jwt is confidential"
+    );
 }

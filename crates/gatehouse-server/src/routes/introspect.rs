@@ -18,9 +18,10 @@ pub async fn introspect(
         .params
         .require("token")
         .map_err(|e| failed(&e.into()))?;
-    let answer = introspection::introspect(&state.services, &request.tenant, token)
-        .await
-        .map_err(|e| failed(&e))?;
+    let answer =
+        introspection::introspect(&state.services, &request.tenant, &request.client, token)
+            .await
+            .map_err(|e| failed(&e))?;
     let mut response = Json(answer).into_response();
     no_store(&mut response);
     Ok(response)

@@ -315,6 +315,10 @@ async fn revocations_expire(store: &dyn Store, t: &str) {
         !store.is_revoked(t, "j2").await.unwrap(),
         "a revocation ends when the token would have expired"
     );
+    assert!(!store.is_family_revoked(t, "fam").await.unwrap());
+    store.revoke_family(t, "fam", now + 60).await.unwrap();
+    assert!(store.is_family_revoked(t, "fam").await.unwrap());
+    assert!(!store.is_family_revoked(t, "other-fam").await.unwrap());
 }
 
 async fn failures_count_in_a_window(store: &dyn Store, t: &str) {
