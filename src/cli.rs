@@ -32,6 +32,22 @@ enum Command {
     HashPassword,
     /// Print the operator's RBAC (a ClusterRole and a Role for its own namespace) as YAML.
     Rbac(RbacArgs),
+    /// Let a user locked out by failed sign-ins sign in again at once, from every address.
+    UnlockUser(UnlockUserArgs),
+}
+
+#[derive(Args)]
+pub struct UnlockUserArgs {
+    /// The store the token service uses: `redis://host:port/db`, `rediss://...` or
+    /// `redis+cluster://host:port,...` (a password from `GATEHOUSE_STORE_PASSWORD`).
+    #[arg(long, env = "GATEHOUSE_STORE")]
+    store: String,
+    /// The tenant's name.
+    #[arg(long)]
+    tenant: String,
+    /// The username to unlock.
+    #[arg(long)]
+    username: String,
 }
 
 #[derive(Args)]
@@ -220,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             write_stdout(&out)
         }
+        Command::UnlockUser(args) => run_to_end(unlock_user(args)),
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
             run_to_end(standalone::run(args))
@@ -259,6 +276,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+async fn unlock_user(args: UnlockUserArgs) -> anyhow::Result<()> {
+    if args.store.starts_with("memory:") {
+        anyhow::bail!(
+            "--store memory:// lives inside one process; a standalone server's lockouts end with its window ({} minutes) or a restart",
+            gatehouse_core::throttle::WINDOW_SECS / 60
+        );
+    }
+    let store = serve::open_store(
+        &args.store,
+        StoreSafetyArgs {
+            allow_evicting_store: true,
+        },
+    )
+    .await?;
+    let now = gatehouse_core::clock::Clock::now(&gatehouse_core::clock::SystemClock);
+    gatehouse_flows::sign_in::unlock(&*store, &args.tenant, &args.username, now)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("unlocking {} of tenant {}: {e}", args.username, args.tenant)
+        })?;
+    write_stdout(&format!(
+        "{} of tenant {} may sign in again\n",
+        args.username, args.tenant
+    ))
 }
 
 fn hash_password() -> anyhow::Result<()> {

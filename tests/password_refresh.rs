@@ -203,12 +203,36 @@ async fn repeated_failures_lock_the_user_then_the_address() {
         gatehouse_testkit::redis_command(redis.port, &["GET", "{t:initech}:fail:user:616c696365"])
             .unwrap();
     assert_eq!(count, "5");
+    // An operator unlocks alice: she signs in again from the same address.
+    let out = std::process::Command::new(binary())
+        .args([
+            "unlock-user",
+            "--store",
+            &redis.url(),
+            "--tenant",
+            "initech",
+            "--username",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice of tenant initech may sign in again\n"
+    );
+    let r = password(&g, APP, "alice", "wonderland", "reports").await;
+    assert_eq!(r.status, 200, "unlocked: {}", r.body);
     // Another user is not affected until the address as a whole has failed too often.
     assert_eq!(
         password(&g, APP, "bob", "builder", "reports").await.status,
         200
     );
-    for i in 0..15 {
+    for i in 0..14 {
         password(&g, APP, &format!("nobody{i}"), "guess", "reports").await;
     }
     let r = password(&g, APP, "bob", "builder", "reports").await;

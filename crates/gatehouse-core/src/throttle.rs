@@ -1,11 +1,25 @@
-//! Brute-force protection for password sign-in: failed attempts are counted per user and per
-//! client address in fixed windows kept in the store (so every replica sees the same counts),
-//! and sign-in is refused while either count is at its limit.
+//! Brute-force protection for password sign-in. Attempts are counted in fixed windows kept in
+//! the store (so every replica sees the same counts), and counted *before* the password is
+//! verified, so the limits hold however many attempts race: the count an attempt gets back is
+//! its place in line, and only the first few places are verified at all.
+//!
+//! Who is stopped: a (username, address) pair first (five guesses), an address guessing at
+//! many usernames (twenty), and only then, slowly, the username itself: failures from many
+//! addresses slow its sign-ins down, and only a spread-out attack past a hundred failures in a
+//! window locks it for everyone. Someone who merely knows a username cannot lock its owner out
+//! from one address. Operators can unlock a user (`gatehouse unlock-user`).
 
-/// Failed attempts for one username before it is locked for the rest of the window.
-pub const MAX_FAILURES_PER_USER: u64 = 5;
-/// Failed attempts from one client address (any usernames) before it is locked.
+/// Attempts for one username from one address before that pair is locked for the window.
+pub const MAX_FAILURES_PER_USER_AND_ADDRESS: u64 = 5;
+/// Attempts from one client address (any usernames) before it is locked.
 pub const MAX_FAILURES_PER_ADDRESS: u64 = 20;
+/// Failures for one username (all addresses) after which each of its sign-ins is slowed down.
+pub const SLOW_DOWN_AFTER_USER_FAILURES: u64 = 10;
+/// Failures for one username (all addresses) after which it is locked for everyone: takes at
+/// least twenty addresses at five guesses each.
+pub const MAX_FAILURES_PER_USER: u64 = 100;
+/// The longest a slowed-down sign-in waits before its password is verified.
+pub const MAX_SLOW_DOWN_SECS: u64 = 10;
 /// The counting window, which is also how long a lockout lasts at most.
 pub const WINDOW_SECS: u64 = 15 * 60;
 
@@ -20,18 +34,76 @@ pub fn address_key(address: &str) -> String {
     format!("addr:{address}")
 }
 
-/// Whether the counts lock sign-in.
-pub fn locked(user_failures: u64, address_failures: u64) -> bool {
-    user_failures >= MAX_FAILURES_PER_USER || address_failures >= MAX_FAILURES_PER_ADDRESS
+/// Store key of the failures of one username from one address since the username was last
+/// unlocked (`unlocked_at`, unix seconds, 0 if not within the window): an unlock thereby starts
+/// every (username, address) count afresh.
+pub fn pair_key(username: &str, unlocked_at: u64, address: &str) -> String {
+    format!(
+        "pair:{}:{unlocked_at}:{address}",
+        crate::hex::encode(username.as_bytes())
+    )
+}
+
+/// What to do with an attempt, given its place in each count (this attempt included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Refuse without verifying.
+    Locked,
+    /// Verify the password after waiting this many seconds.
+    Verify {
+        /// Zero unless the username is under attack from many addresses.
+        delay_secs: u64,
+    },
+}
+
+/// The first check: the address and the (username, address) pair, before the username's own
+/// count is touched (attempts refused here must not count against the username for everyone).
+pub fn judge_address(address_attempts: u64, pair_attempts: u64) -> Verdict {
+    if address_attempts > MAX_FAILURES_PER_ADDRESS
+        || pair_attempts > MAX_FAILURES_PER_USER_AND_ADDRESS
+    {
+        Verdict::Locked
+    } else {
+        Verdict::Verify { delay_secs: 0 }
+    }
+}
+
+/// The second check: the username's count over every address.
+pub fn judge_user(user_attempts: u64) -> Verdict {
+    if user_attempts > MAX_FAILURES_PER_USER {
+        Verdict::Locked
+    } else {
+        Verdict::Verify {
+            delay_secs: user_attempts
+                .saturating_sub(SLOW_DOWN_AFTER_USER_FAILURES)
+                .min(MAX_SLOW_DOWN_SECS),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn keys_and_limits() {
-        assert_eq!(super::user_key("a:b"), "user:613a62");
-        assert!(!super::locked(4, 19));
-        assert!(super::locked(5, 0));
-        assert!(super::locked(0, 20));
+    fn keys() {
+        assert_eq!(user_key("a:b"), "user:613a62");
+        assert_eq!(pair_key("a", 2, "10.0.0.1"), "pair:61:2:10.0.0.1");
+    }
+
+    #[test]
+    fn a_pair_locks_first_then_an_address_and_a_username_only_slows_down() {
+        assert_eq!(judge_address(1, 5), Verdict::Verify { delay_secs: 0 });
+        assert_eq!(
+            judge_address(6, 6),
+            Verdict::Locked,
+            "the sixth guess from one address"
+        );
+        assert_eq!(judge_address(21, 1), Verdict::Locked);
+        assert_eq!(judge_user(10), Verdict::Verify { delay_secs: 0 });
+        assert_eq!(judge_user(11), Verdict::Verify { delay_secs: 1 });
+        assert_eq!(judge_user(50), Verdict::Verify { delay_secs: 10 });
+        assert_eq!(judge_user(100), Verdict::Verify { delay_secs: 10 });
+        assert_eq!(judge_user(101), Verdict::Locked);
     }
 }

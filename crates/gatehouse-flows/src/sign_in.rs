@@ -1,13 +1,16 @@
-//! Verifying a user's password with brute-force protection: counts of failures per username
-//! and per client address live in the store (shared by every replica); an unknown username
-//! costs the same argon2 verification as a wrong password, so timing tells nothing.
+//! Verifying a user's password with brute-force protection (`gatehouse_core::throttle`):
+//! every attempt takes its place in the store's counts before argon2 runs, so a burst of
+//! guesses gets no more verifications than the limits allow, however many race. An unknown
+//! username costs the same argon2 verification as a wrong password, so timing tells nothing.
 
 use crate::{Error, ServedTenant, Services};
 use gatehouse_core::OAuthError;
 use gatehouse_core::config::UserConfig;
 use gatehouse_core::secret::{decoy_hash, verify_secret};
-use gatehouse_core::throttle;
+use gatehouse_core::throttle::{self, Verdict};
+use gatehouse_store::records;
 use std::net::IpAddr;
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Why a sign-in failed, in words safe to show: never whether the user exists.
@@ -27,17 +30,31 @@ pub async fn verify_password(
 ) -> Result<UserConfig, Error> {
     let name = tenant.name();
     let store = services.store();
+    let window = throttle::WINDOW_SECS;
+    let address = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let address_key = throttle::address_key(&address);
+    let unlocked_at = records::get::<Unlocked>(store, name, &throttle::user_key(username))
+        .await?
+        .map_or(0, |u| u.0);
+    let pair_key = throttle::pair_key(username, unlocked_at, &address);
     let user_key = throttle::user_key(username);
-    let address_key = address.map(|a| throttle::address_key(&a.to_string()));
-    let user_failures = store.failure_count(name, &user_key).await?;
-    let address_failures = match &address_key {
-        Some(k) => store.failure_count(name, k).await?,
-        None => 0,
-    };
-    if throttle::locked(user_failures, address_failures) {
-        tracing::info!(tenant = %name, "sign-in refused: locked out");
+
+    let address_attempts = store.record_failure(name, &address_key, window).await?;
+    let pair_attempts = store.record_failure(name, &pair_key, window).await?;
+    if throttle::judge_address(address_attempts, pair_attempts) == Verdict::Locked {
+        tracing::info!(tenant = %name, "sign-in refused: locked out (this address)");
         return Err(OAuthError::invalid_grant(LOCKED).into());
     }
+    let user_attempts = store.record_failure(name, &user_key, window).await?;
+    let Verdict::Verify { delay_secs } = throttle::judge_user(user_attempts) else {
+        tracing::warn!(tenant = %name, "sign-in refused: username locked after failures from many addresses");
+        return Err(OAuthError::invalid_grant(LOCKED).into());
+    };
+    if delay_secs > 0 {
+        tracing::info!(tenant = %name, delay_secs, "sign-in slowed down: username under attack");
+        tokio::time::sleep(Duration::from_secs(delay_secs)).await;
+    }
+
     let user = tenant.config.user(username).cloned();
     let hash = user
         .as_ref()
@@ -50,19 +67,47 @@ pub async fn verify_password(
         .map_err(|_| Error::ShuttingDown)?;
     match user {
         Some(user) if matches => {
-            if user_failures > 0 {
-                store.clear_failures(name, &user_key).await?;
-            }
+            // A success is no failure: its places in the counts are given back.
+            store.forgive_failure(name, &address_key).await?;
+            store.forgive_failure(name, &user_key).await?;
+            store.clear_failures(name, &pair_key).await?;
             Ok(user)
         }
-        _ => {
-            store
-                .record_failure(name, &user_key, throttle::WINDOW_SECS)
-                .await?;
-            if let Some(k) = &address_key {
-                store.record_failure(name, k, throttle::WINDOW_SECS).await?;
-            }
-            Err(OAuthError::invalid_grant(WRONG_CREDENTIALS).into())
-        }
+        _ => Err(OAuthError::invalid_grant(WRONG_CREDENTIALS).into()),
     }
+}
+
+/// Lets `username` sign in again at once, from everywhere: its count is cleared and every
+/// (username, address) count starts afresh. For operators (`gatehouse unlock-user`).
+///
+/// # Errors
+/// The store failing.
+pub async fn unlock(
+    store: &dyn gatehouse_store::Store,
+    tenant: &str,
+    username: &str,
+    now: u64,
+) -> Result<(), Error> {
+    let key = throttle::user_key(username);
+    store.clear_failures(tenant, &key).await?;
+    // Kept as long as a pair count lives: once it is gone, every pair key named with it (or
+    // written before it) has expired too, and no later unlock has the same time.
+    records::put(
+        store,
+        tenant,
+        &key,
+        &Unlocked(now),
+        now + throttle::WINDOW_SECS,
+    )
+    .await?;
+    Ok(())
+}
+
+/// When a username was last unlocked (unix seconds).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct Unlocked(u64);
+
+impl records::Record for Unlocked {
+    const KIND: gatehouse_store::RecordKind = gatehouse_store::RecordKind::Unlock;
 }

@@ -100,6 +100,8 @@ pub enum RecordKind {
     UserCode,
     /// A spent assertion `jti`.
     AssertionJti,
+    /// When an operator last unlocked a username's sign-in.
+    Unlock,
 }
 
 impl RecordKind {
@@ -114,6 +116,7 @@ impl RecordKind {
             RecordKind::DeviceCode => "dc",
             RecordKind::UserCode => "uc",
             RecordKind::AssertionJti => "ajti",
+            RecordKind::Unlock => "unlock",
         }
     }
 }
@@ -248,6 +251,10 @@ pub trait Store: Send + Sync + 'static {
     async fn failure_count(&self, tenant: &str, key: &str) -> Result<u64, StoreError>;
     /// Forgets the failures counted under `key` (after a successful sign-in).
     async fn clear_failures(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+    /// Takes back one attempt counted under `key` (never below zero, the window unchanged):
+    /// attempts are counted before they are verified, so that the limit holds however many
+    /// race, and one that succeeds is then no failure.
+    async fn forgive_failure(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
     /// Stores a short-lived record (JSON) of `kind` under `id` until `expires_at`.
     async fn put_record(

@@ -346,6 +346,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn forgive_failure(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        self.with(|all| {
+            if let Some(entry) = all.get_mut(tenant).and_then(|d| d.failures.get_mut(key)) {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+        });
+        Ok(())
+    }
+
     async fn put_record(
         &self,
         tenant: &str,

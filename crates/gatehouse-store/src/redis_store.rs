@@ -123,6 +123,12 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
 return n";
 
+/// DECR that never goes below zero nor creates a counter (see `Store::forgive_failure`).
+const FORGIVE_SCRIPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0";
+
 /// One connection type for both deployments, so every store method is written once.
 #[derive(Clone)]
 enum Connection {
@@ -499,6 +505,16 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let _: () = conn
             .del(failures_key(tenant, key))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn forgive_failure(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(FORGIVE_SCRIPT)
+            .key(failures_key(tenant, key))
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(())

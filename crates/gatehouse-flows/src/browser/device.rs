@@ -53,8 +53,14 @@ pub async fn confirm(
             error: Some(error),
         })
     };
+    // Counted before the lookup, so that a burst of guesses gets no more lookups than the
+    // limit, however many race; a code that turns out right is given back.
     let failures_key = format!("usercode:{}", throttle::user_key(&session.username));
-    if store.failure_count(name, &failures_key).await? >= MAX_WRONG_CODES {
+    if store
+        .record_failure(name, &failures_key, throttle::WINDOW_SECS)
+        .await?
+        > MAX_WRONG_CODES
+    {
         return Ok(entry(
             "Too many wrong codes. Wait a few minutes, then try again.",
         ));
@@ -71,13 +77,11 @@ pub async fn confirm(
         None => None,
     };
     let Some((device_id, mut record)) = found else {
-        store
-            .record_failure(name, &failures_key, throttle::WINDOW_SECS)
-            .await?;
         return Ok(entry(
             "That code is not valid or has expired. Check the code on your device.",
         ));
     };
+    store.forgive_failure(name, &failures_key).await?;
     let Some(allowed) = answer.allow else {
         return Ok(Step::Consent(Ask {
             request: id.to_string(),

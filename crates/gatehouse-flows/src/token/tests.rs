@@ -12,6 +12,7 @@ use gatehouse_core::ErrorCode;
 use gatehouse_core::grant::authorization_code::CodeRecord;
 use gatehouse_core::grant::device_code::{DeviceRecord, DeviceState};
 use gatehouse_core::pkce;
+use gatehouse_core::throttle;
 use gatehouse_store::records;
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -813,4 +814,84 @@ async fn only_confidential_clients_may_introspect() {
         true,
         "private_key_jwt is confidential"
     );
+}
+
+async fn password_from(world: &World, address: &str, password: &str) -> Result<Issued, Error> {
+    let client = world.client("portal");
+    let caller = Caller {
+        tenant: &world.tenant,
+        client: &client,
+        address: Some(address.parse().unwrap()),
+    };
+    let pairs = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", password),
+        ("scope", "billing.read"),
+    ];
+    token(&world.services, &caller, &params(&pairs)).await
+}
+
+/// F3 and F13 of the trust boundary: a burst of guesses gets no more verifications than the
+/// limit, whatever races; the lock is per (username, address), so a stranger who knows the
+/// username cannot lock its owner out; an operator can unlock.
+async fn sign_in_limits_hold_under_a_burst(world: World) {
+    let world = &world;
+    let burst = race(60, || password_from(world, "192.0.2.7", "guess")).await;
+    let said = |r: &Result<Issued, Error>| match r {
+        Ok(_) => "issued".to_string(),
+        Err(e) => e.to_oauth().description,
+    };
+    let verified = burst
+        .iter()
+        .filter(|r| said(r) == crate::sign_in::WRONG_CREDENTIALS)
+        .count();
+    let locked = burst
+        .iter()
+        .filter(|r| said(r) == crate::sign_in::LOCKED)
+        .count();
+    assert_eq!(
+        (verified, locked),
+        (throttle::MAX_FAILURES_PER_USER_AND_ADDRESS as usize, 55),
+        "{:?}",
+        burst.iter().map(said).collect::<Vec<_>>()
+    );
+    // The right password from the guessing address is refused too...
+    let e = password_from(world, "192.0.2.7", ALICE_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_oauth().description, crate::sign_in::LOCKED);
+    // ...but alice from her own address signs in.
+    password_from(world, "198.51.100.1", ALICE_PASSWORD)
+        .await
+        .unwrap();
+    // An operator's unlock lets a locked (username, address) pair in again; an address that
+    // guessed past its own limit (any usernames) stays locked for the window.
+    for _ in 0..6 {
+        let _ = password_from(world, "203.0.113.9", "guess").await;
+    }
+    let e = password_from(world, "203.0.113.9", ALICE_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_oauth().description, crate::sign_in::LOCKED);
+    crate::sign_in::unlock(world.services.store(), "acme", "alice", world.now())
+        .await
+        .unwrap();
+    password_from(world, "203.0.113.9", ALICE_PASSWORD)
+        .await
+        .unwrap();
+    let e = password_from(world, "192.0.2.7", ALICE_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_oauth().description, crate::sign_in::LOCKED);
+}
+
+#[tokio::test]
+async fn sign_in_limits_hold_under_a_burst_in_memory() {
+    sign_in_limits_hold_under_a_burst(memory_world()).await;
+}
+
+#[tokio::test]
+async fn sign_in_limits_hold_under_a_burst_on_redis() {
+    sign_in_limits_hold_under_a_burst(redis_world().await).await;
 }

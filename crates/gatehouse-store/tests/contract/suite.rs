@@ -330,6 +330,15 @@ async fn failures_count_in_a_window(store: &dyn Store, t: &str) {
     store.clear_failures(t, "user:a").await.unwrap();
     assert_eq!(store.failure_count(t, "user:a").await.unwrap(), 0);
     assert_eq!(store.failure_count(t, "user:b").await.unwrap(), 1);
+    store.forgive_failure(t, "user:b").await.unwrap();
+    store.forgive_failure(t, "user:b").await.unwrap();
+    assert_eq!(
+        store.failure_count(t, "user:b").await.unwrap(),
+        0,
+        "never below zero"
+    );
+    store.forgive_failure(t, "user:none").await.unwrap();
+    assert_eq!(store.record_failure(t, "user:none", 60).await.unwrap(), 1);
 }
 
 async fn records_are_used_once_and_families_revoke(store: &dyn Store, t: &str) {
