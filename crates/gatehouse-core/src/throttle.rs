@@ -23,6 +23,31 @@ pub const MAX_SLOW_DOWN_SECS: u64 = 10;
 /// The counting window, which is also how long a lockout lasts at most.
 pub const WINDOW_SECS: u64 = 15 * 60;
 
+/// Wrong client secrets from one address for one client before that pair is refused for the
+/// window (each costs a full argon2 verification).
+pub const MAX_CLIENT_FAILURES_PER_CLIENT_AND_ADDRESS: u64 = 10;
+/// Wrong client secrets from one address (any clients, unknown ones included).
+pub const MAX_CLIENT_FAILURES_PER_ADDRESS: u64 = 50;
+
+/// Store key of a client address's client-authentication failures.
+pub fn client_address_key(address: &str) -> String {
+    format!("caddr:{address}")
+}
+
+/// Store key of one client's authentication failures from one address.
+pub fn client_pair_key(client_id: &str, address: &str) -> String {
+    format!(
+        "cpair:{}:{address}",
+        crate::hex::encode(client_id.as_bytes())
+    )
+}
+
+/// Whether a client authentication may go on to argon2, given its place in each count.
+pub fn client_may_try(address_attempts: u64, pair_attempts: u64) -> bool {
+    address_attempts <= MAX_CLIENT_FAILURES_PER_ADDRESS
+        && pair_attempts <= MAX_CLIENT_FAILURES_PER_CLIENT_AND_ADDRESS
+}
+
 /// Store key of a username's failure counter (the name is hex-encoded: usernames may hold
 /// anything, keys should not).
 pub fn user_key(username: &str) -> String {

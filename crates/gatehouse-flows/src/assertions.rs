@@ -9,6 +9,9 @@ use gatehouse_core::token::opaque_token_id;
 use gatehouse_core::{ClientConfig, OAuthError, endpoints};
 use gatehouse_store::RecordKind;
 
+/// Said of an assertion whose `jti` was spent already.
+pub const REPLAYED: &str = "the assertion was already used (jti replay)";
+
 /// Verifies an assertion and spends its `jti`. Problems are `invalid_grant`; client
 /// authentication turns them into `invalid_client`.
 ///
@@ -35,9 +38,7 @@ pub async fn verify_once(
         .claim_once(tenant.name(), RecordKind::AssertionJti, &id, keep)
         .await?
     {
-        return Err(
-            OAuthError::invalid_grant("the assertion was already used (jti replay)").into(),
-        );
+        return Err(OAuthError::invalid_grant(REPLAYED).into());
     }
     Ok(claims)
 }

@@ -31,6 +31,18 @@ pub enum Error {
     /// The argon2 workers stopped: the process is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Too many password and secret checks are waiting already.
+    #[error("the argon2 queue is full")]
+    Busy,
+}
+
+impl From<gatehouse_core::argon2_workers::Refused> for Error {
+    fn from(e: gatehouse_core::argon2_workers::Refused) -> Self {
+        match e {
+            gatehouse_core::argon2_workers::Refused::Busy => Error::Busy,
+            gatehouse_core::argon2_workers::Refused::Stopped(_) => Error::ShuttingDown,
+        }
+    }
 }
 
 impl From<StoreError> for Error {
@@ -64,6 +76,9 @@ impl Error {
             Error::ShuttingDown => {
                 OAuthError::temporarily_unavailable("the server is shutting down")
             }
+            Error::Busy => OAuthError::temporarily_unavailable(
+                "too many sign-ins are being checked; retry in a moment",
+            ),
         }
     }
 

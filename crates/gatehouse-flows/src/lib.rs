@@ -62,6 +62,8 @@ pub struct Services {
     pub argon2: Arc<Argon2Workers>,
     /// Client secrets already verified, so the token endpoint does not pay argon2 per request.
     pub secrets: Arc<VerifiedSecretCache>,
+    /// Checks of one and the same client secret take turns (see [`client_auth::SameSecretChecks`]).
+    pub secret_checks: Arc<client_auth::SameSecretChecks>,
 }
 
 impl Services {
@@ -73,6 +75,7 @@ impl Services {
             random,
             argon2: Argon2Workers::shared(),
             secrets: Arc::new(VerifiedSecretCache::new(VERIFIED_SECRETS)),
+            secret_checks: Arc::default(),
         }
     }
 

@@ -62,9 +62,8 @@ pub async fn verify_password(
     let presented = Zeroizing::new(password.to_string());
     let matches = services
         .argon2
-        .run(move || verify_secret(&presented, &hash))
-        .await
-        .map_err(|_| Error::ShuttingDown)?;
+        .try_run(move || verify_secret(&presented, &hash))
+        .await?;
     match user {
         Some(user) if matches => {
             // A success is no failure: its places in the counts are given back.

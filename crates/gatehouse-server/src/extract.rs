@@ -98,14 +98,15 @@ impl FromRequest<AppState> for ClientRequest {
             })?),
             None => None,
         };
+        let address = client_address(state, &parts);
         let credentials = Credentials {
             authorization,
             params: &params,
+            address,
         };
         let client = client_auth::authenticate(&state.services, &tenant, credentials)
             .await
             .map_err(|e| failed(&e))?;
-        let address = client_address(state, &parts);
         Ok(ClientRequest {
             tenant,
             client,

@@ -440,6 +440,7 @@ async fn an_assertion_works_once(world: World) {
             &world.services,
             &world.tenant,
             crate::client_auth::Credentials {
+                address: None,
                 authorization: None,
                 params: &credentials,
             },
@@ -537,6 +538,7 @@ async fn a_client_secret_is_verified_once_then_remembered() {
     for secret in [PORTAL_SECRET, PORTAL_SECRET] {
         let p = with(secret);
         let credentials = crate::client_auth::Credentials {
+            address: None,
             authorization: None,
             params: &p,
         };
@@ -547,6 +549,7 @@ async fn a_client_secret_is_verified_once_then_remembered() {
     }
     let p = with("wrong");
     let credentials = crate::client_auth::Credentials {
+        address: None,
         authorization: None,
         params: &p,
     };
@@ -554,6 +557,71 @@ async fn a_client_secret_is_verified_once_then_remembered() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), ErrorCode::InvalidClient);
+}
+
+async fn authenticate_from(
+    world: &World,
+    address: &str,
+    client_id: &str,
+    secret: &str,
+) -> Result<std::sync::Arc<gatehouse_core::ClientConfig>, Error> {
+    let p = params(&[("client_id", client_id), ("client_secret", secret)]);
+    let credentials = crate::client_auth::Credentials {
+        address: Some(address.parse().unwrap()),
+        authorization: None,
+        params: &p,
+    };
+    crate::client_auth::authenticate(&world.services, &world.tenant, credentials).await
+}
+
+/// F12 and F23 of the trust boundary: wrong secrets are counted before argon2, so a burst gets
+/// no more verifications than the limit; an unknown client and a wrong secret look the same;
+/// a full argon2 queue refuses at once with `temporarily_unavailable`.
+#[tokio::test]
+async fn wrong_client_secrets_are_counted_and_look_like_unknown_clients() {
+    use crate::client_auth::{AUTHENTICATION_FAILED, TOO_MANY_FAILURES};
+    let mut world = memory_world();
+    let unknown = authenticate_from(&world, "192.0.2.1", "nobody", "x")
+        .await
+        .unwrap_err();
+    let wrong = authenticate_from(&world, "192.0.2.1", "portal", "x")
+        .await
+        .unwrap_err();
+    for e in [&unknown, &wrong] {
+        assert_eq!(
+            (code_of(e), e.to_oauth().description.as_str()),
+            (ErrorCode::InvalidClient, AUTHENTICATION_FAILED)
+        );
+    }
+
+    let w = &world;
+    // A client starting thirty workers at once: one check, and all of them in.
+    let starting = race(30, || authenticate_from(w, "192.0.2.9", "tv", PORTAL_SECRET)).await;
+    assert!(starting.iter().all(Result::is_ok));
+    let burst = race(30, || authenticate_from(w, "192.0.2.7", "portal", "guess")).await;
+    let told = |text: &str| {
+        burst
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(|e| e.to_oauth().description == text))
+            .count()
+    };
+    assert_eq!(
+        (told(AUTHENTICATION_FAILED), told(TOO_MANY_FAILURES)),
+        (10, 20)
+    );
+    let e = authenticate_from(w, "192.0.2.7", "portal", PORTAL_SECRET)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_oauth().description, TOO_MANY_FAILURES);
+    authenticate_from(w, "198.51.100.1", "portal", PORTAL_SECRET)
+        .await
+        .expect("the client itself, from its own address");
+
+    world.services.argon2 = gatehouse_core::argon2_workers::Argon2Workers::with_capacity(1, 0);
+    let e = authenticate_from(&world, "198.51.100.2", "billing", "not-yet-cached")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable);
 }
 
 /// Redis goes away just before it would run the step that spends and issues: the client gets
