@@ -90,6 +90,8 @@ pub mod reasons {
     /// The client asks for an audience its tenant does not declare or does not grant its
     /// namespace (or its client id, the default audience, names such an audience).
     pub const AUDIENCE_NOT_ALLOWED: &str = "AudienceNotAllowed";
+    /// A plain-http redirect URI beyond loopback, which the tenant does not allow.
+    pub const REDIRECT_URI_NOT_ALLOWED: &str = "RedirectUriNotAllowed";
     /// The credentials Secret does not exist and `generate` is false.
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     /// The credentials Secret exists but has no usable `client_secret`.

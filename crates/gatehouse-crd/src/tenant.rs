@@ -96,6 +96,12 @@ pub struct TenantSpec {
     #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub audiences: Vec<AudienceSpec>,
 
+    /// Let clients register plain `http` redirect URIs to hosts other than the loopback
+    /// interface (RFC 8252 allows `http` only for `127.0.0.1`, `[::1]` and `localhost`). Off by
+    /// default: a code sent over plain http can be read on the way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http_redirect_uris: bool,
+
     /// Which clients may assert which subjects with the JWT bearer grant (RFC 7523 section 2.1).
     /// By default a client may assert only itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

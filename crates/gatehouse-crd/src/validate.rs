@@ -164,6 +164,46 @@ fn is_uri_without_fragment(s: &str) -> bool {
         && s.len() <= 2048
 }
 
+/// Why a redirect URI's scheme can never be one (RFC 8252 section 7): only `https`, `http`
+/// and the private-use schemes of native apps in reverse-domain form (`com.example.app:/cb`);
+/// `javascript:`, `data:`, `file:` and other one-word schemes would run or read something in
+/// the browser instead of reaching an app.
+fn redirect_scheme_problem(uri: &str) -> Option<&'static str> {
+    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase())?;
+    match scheme.as_str() {
+        "https" | "http" => None,
+        s if s.contains('.') => None,
+        _ => Some(
+            "only https, http (loopback) and private-use schemes in reverse-domain form (com.example.app:/callback) may be redirect URIs",
+        ),
+    }
+}
+
+/// Whether `uri` is plain `http` to a host other than the loopback interface (RFC 8252
+/// section 7.3 allows `http` only there); a Tenant must allow those explicitly.
+#[must_use]
+pub fn is_http_beyond_loopback(uri: &str) -> bool {
+    let Some(rest) = uri
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("http://"))
+        .map(|_| &uri[7..])
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 const CLIENT_ID_RULE: &str =
     "letters, digits and . _ ~ - only, starting with a letter or digit, at most 128";
 
@@ -390,6 +430,12 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
                     format!("{field}[{i}]"),
                     format!("{} is not an absolute URI without a fragment", shown(uri)),
                 );
+            } else if let Some(problem) = redirect_scheme_problem(uri) {
+                err(
+                    &mut out,
+                    format!("{field}[{i}]"),
+                    format!("{}: {problem}", shown(uri)),
+                );
             }
         }
     }
@@ -558,6 +604,46 @@ mod tests {
                 "spec.accessToken.ttl"
             ]
         );
+    }
+
+    #[test]
+    fn redirect_uri_schemes_and_loopback_http() {
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "myapp:/cb",
+        ] {
+            let mut c = client();
+            c.grant_types = vec![GrantType::AuthorizationCode];
+            c.redirect_uris = vec![bad.into()];
+            let problems = validate_client(&c);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.to_string().contains("spec.redirectUris[0]")),
+                "{bad}: {problems:?}"
+            );
+        }
+        let mut c = client();
+        c.grant_types = vec![GrantType::AuthorizationCode];
+        c.redirect_uris = vec![
+            "com.example.app:/cb".into(),
+            "https://app.example.com/cb".into(),
+            "http://127.0.0.1:9999/cb".into(),
+        ];
+        assert!(validate_client(&c).is_empty());
+        for (uri, beyond) in [
+            ("http://127.0.0.1:8080/cb", false),
+            ("http://[::1]/cb", false),
+            ("http://localhost/cb", false),
+            ("HTTP://app.example.com/cb", true),
+            ("http://127.0.0.1.evil.com/cb", true),
+            ("http://user@127.0.0.1/cb", false),
+            ("https://app.example.com/cb", false),
+        ] {
+            assert_eq!(is_http_beyond_loopback(uri), beyond, "{uri}");
+        }
     }
 
     #[test]

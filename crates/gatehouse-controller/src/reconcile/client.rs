@@ -9,7 +9,7 @@ use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, GrantType, endpoints};
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::tenant::namespaces_allow;
-use gatehouse_crd::validate::{validate_client, validate_tenant};
+use gatehouse_crd::validate::{is_http_beyond_loopback, validate_client, validate_tenant};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -224,8 +224,8 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 client_name: spec.client_name.clone(),
                 public: spec.public,
                 grant_types: granted.grant_types,
-                redirect_uris: spec.redirect_uris.clone(),
-                post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
+                redirect_uris: granted.redirect_uris,
+                post_logout_redirect_uris: granted.post_logout_redirect_uris,
                 scopes: granted.scopes,
                 audiences: granted.audiences,
                 token_endpoint_auth_method: spec.effective_auth_method(),
@@ -253,6 +253,8 @@ type Admitted<'a> = (&'a Tenant, Granted, Verdict);
 /// What the tenant grants a client: the part of what it asks for that the tenant enables for its
 /// namespace, plus the subjects it may assert.
 struct Granted {
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
     grant_types: Vec<GrantType>,
     scopes: Vec<String>,
     audiences: Vec<String>,
@@ -307,6 +309,21 @@ fn granted_scopes(
         message: why.join("; "),
     });
     (kept, withheld)
+}
+
+/// The redirect URIs the tenant lets a client use, and those it does not (plain `http` beyond
+/// loopback, unless `spec.allowHttpRedirectUris`).
+fn allowed_redirect_uris<'u>(tenant: &Tenant, uris: &'u [String]) -> (Vec<String>, Vec<&'u str>) {
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for uri in uris {
+        if is_http_beyond_loopback(uri) && !tenant.spec.allow_http_redirect_uris {
+            refused.push(uri.as_str());
+        } else {
+            kept.push(uri.clone());
+        }
+    }
+    (kept, refused)
 }
 
 /// The client's audiences its tenant declares for its namespace, and why the others are not.
@@ -448,6 +465,23 @@ fn admit<'a>(
             ),
         });
     }
+    let (redirect_uris, refused_uris) = allowed_redirect_uris(tenant, &spec.redirect_uris);
+    let (post_logout_redirect_uris, refused_logout_uris) =
+        allowed_redirect_uris(tenant, &spec.post_logout_redirect_uris);
+    let refused_uris: Vec<&str> = refused_uris
+        .into_iter()
+        .chain(refused_logout_uris)
+        .collect();
+    if !refused_uris.is_empty() {
+        withheld.push(Withheld {
+            reason: reasons::REDIRECT_URI_NOT_ALLOWED,
+            message: format!(
+                "tenant {} does not allow plain-http redirect URIs beyond loopback (spec.allowHttpRedirectUris): {}",
+                spec.tenant_ref,
+                refused_uris.join(", ")
+            ),
+        });
+    }
     let (scopes, refused_scopes) = granted_scopes(tenant, namespace, &spec.scopes);
     let (audiences, refused_audiences) = granted_audiences(tenant, namespace, &spec.audiences);
     withheld.extend(refused_scopes);
@@ -471,6 +505,8 @@ fn admit<'a>(
         ),
     };
     let granted = Granted {
+        redirect_uris,
+        post_logout_redirect_uris,
         grant_types: effective,
         scopes,
         audiences,

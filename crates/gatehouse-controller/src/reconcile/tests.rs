@@ -651,3 +651,43 @@ fn the_tenant_grants_subject_assertions_to_a_signer_by_namespace_and_client_id()
         .config;
     assert!(reg.may_assert.is_empty());
 }
+
+#[test]
+fn plain_http_redirect_uris_beyond_loopback_need_the_tenants_consent() {
+    let web = |ns: &str| {
+        client(
+            ns,
+            "web",
+            1,
+            json!({"tenantRef": "acme", "grantTypes": ["client_credentials"],
+                   "redirectUris": ["http://app.example.com/cb", "http://127.0.0.1:9/cb", "https://app.example.com/cb"]}),
+        )
+    };
+    let secrets = [secret("acme", "web-credentials", Some(b"s"))];
+    let r = run(&[acme()], &[web("acme")], &secrets);
+    let c = r.client("acme", "web").unwrap();
+    assert_eq!(
+        condition(c, types::ACCEPTED).reason,
+        reasons::REDIRECT_URI_NOT_ALLOWED
+    );
+    assert!(
+        condition(c, types::ACCEPTED)
+            .message
+            .contains("http://app.example.com/cb")
+    );
+    let reg = &c.registration.as_ref().unwrap().config;
+    assert_eq!(
+        reg.redirect_uris,
+        ["http://127.0.0.1:9/cb", "https://app.example.com/cb"]
+    );
+
+    let mut lenient = acme();
+    lenient.spec.allow_http_redirect_uris = true;
+    let r = run(&[lenient], &[web("acme")], &secrets);
+    let c = r.client("acme", "web").unwrap();
+    assert_eq!(condition(c, types::ACCEPTED).status, "True");
+    assert_eq!(
+        c.registration.as_ref().unwrap().config.redirect_uris.len(),
+        3
+    );
+}

@@ -596,7 +596,10 @@ async fn wrong_client_secrets_are_counted_and_look_like_unknown_clients() {
 
     let w = &world;
     // A client starting thirty workers at once: one check, and all of them in.
-    let starting = race(30, || authenticate_from(w, "192.0.2.9", "tv", PORTAL_SECRET)).await;
+    let starting = race(30, || {
+        authenticate_from(w, "192.0.2.9", "tv", PORTAL_SECRET)
+    })
+    .await;
     assert!(starting.iter().all(Result::is_ok));
     let burst = race(30, || authenticate_from(w, "192.0.2.7", "portal", "guess")).await;
     let told = |text: &str| {
