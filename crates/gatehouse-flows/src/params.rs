@@ -10,6 +10,7 @@ const REPEATABLE: [&str; 1] = ["resource"];
 #[derive(Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    repeated: Vec<String>,
 }
 
 impl Params {
@@ -18,20 +19,43 @@ impl Params {
     /// # Errors
     /// `invalid_request` naming a repeated parameter.
     pub fn parse(bytes: &[u8]) -> Result<Params, OAuthError> {
+        let params = Params::parse_noting_repeats(bytes);
+        match params.repeated.first() {
+            Some(name) => Err(OAuthError::invalid_request(format!(
+                "parameter {name} is repeated"
+            ))),
+            None => Ok(params),
+        }
+    }
+
+    /// Parses like [`Params::parse`] but keeps the first value of a repeated parameter and
+    /// notes its name ([`Params::repeated`]): the authorization endpoint must still tell
+    /// whether the client and redirect URI are sound before it knows where to send the error.
+    #[must_use]
+    pub fn parse_noting_repeats(bytes: &[u8]) -> Params {
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut repeated: Vec<String> = Vec::new();
         for (k, v) in form_urlencoded::parse(bytes) {
             if v.is_empty() {
                 continue;
             }
             if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(name, _)| name == k.as_ref())
             {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is repeated"
-                )));
+                if !repeated.iter().any(|r| r == k.as_ref()) {
+                    repeated.push(k.into_owned());
+                }
+                continue;
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
-        Ok(Params { pairs })
+        Params { pairs, repeated }
+    }
+
+    /// Names of parameters that appeared more than once (only after
+    /// [`Params::parse_noting_repeats`]).
+    #[must_use]
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
     }
 
     #[must_use]

@@ -55,12 +55,19 @@ pub struct AuthorizeParams<'a> {
 }
 
 /// An authorization request that passed validation, kept while the user signs in.
+// Its flags are independent facts of the request (which prompt values, whether redirect_uri was
+// named), not states of one thing.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
     /// The requesting client.
     pub client_id: String,
     /// Where the answer goes: registered for the client.
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (or it was the client's only one): the token
+    /// request must then name it again (RFC 6749 section 4.1.3).
+    #[serde(default = "named")]
+    pub redirect_uri_named: bool,
     /// A code, or (implicit) a token.
     pub response_type: ResponseType,
     /// The scopes asked for (all allowed for the client).
@@ -132,6 +139,7 @@ pub fn validate_request(
             "unknown client {client_id}"
         )))
     })?;
+    let redirect_uri_named = p.redirect_uri.is_some();
     let redirect_uri = match p.redirect_uri {
         Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
         Some(_) => {
@@ -199,8 +207,16 @@ pub fn validate_request(
         }
     })?;
     match p.response_mode {
-        None | Some("fragment") => {}
+        None => {}
         Some("query") if response_type == ResponseType::Code => {}
+        Some("fragment") if response_type == ResponseType::Token => {}
+        // A code in the fragment would need the answer's every path (errors included) to
+        // follow the request; one way per response type keeps them all in one place.
+        Some("fragment") => {
+            return Err(redirect(OAuthError::invalid_request(
+                "response_mode=fragment is not supported with response_type=code; codes are returned in the query",
+            )));
+        }
         Some(other) => {
             return Err(redirect(OAuthError::invalid_request(format!(
                 "response_mode {other} is not supported"
@@ -276,6 +292,7 @@ pub fn validate_request(
     Ok(AuthorizationRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
+        redirect_uri_named,
         response_type,
         scopes,
         state,
@@ -289,13 +306,21 @@ pub fn validate_request(
     })
 }
 
+fn named() -> bool {
+    true
+}
+
 /// What the store keeps for an authorization code (under the code's digest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
     /// The client the code was issued to.
     pub client_id: String,
-    /// The redirect URI of the request (the token request must name it again).
+    /// The redirect URI the code was sent to.
     pub redirect_uri: String,
+    /// Whether the authorization request named it, so the token request must name it again
+    /// (RFC 6749 section 4.1.3); codes stored before this was kept say yes.
+    #[serde(default = "named")]
+    pub redirect_uri_named: bool,
     /// The scope the person consented to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -335,10 +360,19 @@ pub fn exchange(
             "the authorization code has expired",
         ));
     }
-    if redirect_uri != Some(code.redirect_uri.as_str()) {
-        return Err(OAuthError::invalid_grant(
-            "redirect_uri does not match the authorization request",
-        ));
+    match redirect_uri {
+        Some(uri) if uri == code.redirect_uri => {}
+        None if !code.redirect_uri_named => {}
+        None => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri is required: the authorization request included it",
+            ));
+        }
+        Some(_) => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
     }
     match (&code.code_challenge, code_verifier) {
         (Some(challenge), Some(verifier)) if pkce::verify(verifier, challenge) => {}
@@ -546,11 +580,81 @@ mod tests {
     }
 
     #[test]
+    fn a_code_requested_without_redirect_uri_is_redeemed_without_it() {
+        let (t, mut c) = setup();
+        c.redirect_uris.truncate(1);
+        let p = AuthorizeParams {
+            redirect_uri: None,
+            ..params()
+        };
+        let r = validate_request(&t, Some(&c), &p, 0).unwrap();
+        assert!(!r.redirect_uri_named);
+        let code = CodeRecord {
+            client_id: c.client_id.clone(),
+            redirect_uri: r.redirect_uri.clone(),
+            redirect_uri_named: r.redirect_uri_named,
+            scope: None,
+            sub: "alice".into(),
+            auth_time: 1,
+            nonce: None,
+            code_challenge: Some(CHALLENGE.into()),
+            sid: "s".into(),
+            family: "f".into(),
+            expires_at: 100,
+        };
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 50,
+        };
+        // RFC 6749 4.1.3: required only if the authorization request included it; if given
+        // anyway, it must be the one the code went to.
+        assert!(exchange(&ctx, &code, None, Some(VERIFIER), "j".into()).is_ok());
+        assert!(
+            exchange(
+                &ctx,
+                &code,
+                Some("https://app.example.com/cb"),
+                Some(VERIFIER),
+                "j".into()
+            )
+            .is_ok()
+        );
+        assert!(
+            exchange(
+                &ctx,
+                &code,
+                Some("https://app.example.com/cb2"),
+                Some(VERIFIER),
+                "j".into()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn response_mode_fragment_is_for_tokens_only() {
+        let (t, c) = setup();
+        let p = AuthorizeParams {
+            response_mode: Some("fragment"),
+            ..params()
+        };
+        let Err(AuthorizeError::Redirect { error, .. }) = validate_request(&t, Some(&c), &p, 0)
+        else {
+            panic!("a code is not put in the fragment silently");
+        };
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.description.contains("response_mode=fragment"));
+    }
+
+    #[test]
     fn exchange_checks_client_redirect_and_verifier() {
         let (t, c) = setup();
         let code = CodeRecord {
             client_id: c.client_id.clone(),
             redirect_uri: "https://app.example.com/cb".into(),
+            redirect_uri_named: true,
             scope: Some("billing.read".into()),
             sub: "alice".into(),
             auth_time: 1,

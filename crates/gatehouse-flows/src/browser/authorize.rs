@@ -48,7 +48,40 @@ pub async fn authorize(
         .client_id
         .and_then(|id| tenant.client(id))
         .map(AsRef::as_ref);
-    match validate_request(&tenant.config, client, &asked, services.now()) {
+    // RFC 6749 3.1: a repeated parameter is an error. Which client and which redirect URI
+    // decide where errors go: repeated themselves, they make the page the only safe answer.
+    let repeated = params.repeated();
+    if let Some(name) = repeated
+        .iter()
+        .find(|n| *n == "client_id" || *n == "redirect_uri")
+    {
+        return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")).into());
+    }
+    let validated = validate_request(&tenant.config, client, &asked, services.now());
+    let validated = match (validated, repeated.first()) {
+        (Ok(request), Some(name)) => Err(AuthorizeError::Redirect {
+            redirect_uri: request.redirect_uri,
+            response_type: request.response_type,
+            state: request.state,
+            error: OAuthError::invalid_request(format!("parameter {name} is repeated")),
+        }),
+        (
+            Err(AuthorizeError::Redirect {
+                redirect_uri,
+                response_type,
+                state,
+                ..
+            }),
+            Some(name),
+        ) => Err(AuthorizeError::Redirect {
+            redirect_uri,
+            response_type,
+            state,
+            error: OAuthError::invalid_request(format!("parameter {name} is repeated")),
+        }),
+        (other, _) => other,
+    };
+    match validated {
         Ok(request) => pending::begin(services, tenant, Some(request), None, browser).await,
         Err(AuthorizeError::Page(e)) => Err(e.into()),
         Err(AuthorizeError::Redirect {
@@ -207,6 +240,7 @@ async fn issue_code(
     let record = CodeRecord {
         client_id: req.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
+        redirect_uri_named: req.redirect_uri_named,
         scope: req.scope_string(),
         sub: session.username.clone(),
         auth_time: session.auth_time,

@@ -606,3 +606,44 @@ async fn sign_out_checks_where_it_returns_to_before_ending_the_session() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_repeated_parameter_goes_back_to_the_client_unless_it_decides_where_to() {
+    let world = memory_world();
+    let challenge = pkce::s256(VERIFIER);
+    let query = |extra: &str| {
+        format!(
+            "client_id=portal&response_type=code&redirect_uri={}&state=xyz&code_challenge={challenge}&code_challenge_method=S256&scope=openid&{extra}",
+            form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        )
+    };
+    let begin = |q: String| {
+        let world = &world;
+        async move {
+            let params = crate::Params::parse_noting_repeats(q.as_bytes());
+            authorize(&world.services, &world.tenant, &params, Browser::default()).await
+        }
+    };
+    let step = begin(query("scope=profile")).await.unwrap().step;
+    let Step::Refused(refusal) = &step else {
+        panic!("expected a redirect with the error, got {step:?}");
+    };
+    let location = refusal.location(&world.tenant.issuer);
+    assert!(
+        location.starts_with(&format!("{REDIRECT}?error=invalid_request")),
+        "{location}"
+    );
+    assert!(
+        location.contains("parameter+scope+is+repeated"),
+        "{location}"
+    );
+    assert!(location.contains("&state=xyz&iss="), "{location}");
+    // A repeated client_id or redirect_uri leaves no safe place to redirect to.
+    for extra in [
+        "client_id=tv",
+        "redirect_uri=https%3A%2F%2Fevil.example.com%2F",
+    ] {
+        let e = begin(query(extra)).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidRequest, "{extra}");
+    }
+}

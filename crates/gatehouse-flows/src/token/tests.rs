@@ -43,6 +43,7 @@ async fn code_for(world: &World, scope: &str) -> String {
     let record = CodeRecord {
         client_id: "portal".into(),
         redirect_uri: REDIRECT.into(),
+        redirect_uri_named: true,
         scope: Some(scope.into()),
         sub: "alice".into(),
         auth_time: world.now(),

@@ -22,8 +22,7 @@ pub async fn authorize_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let params =
-        form::query(query.as_deref()).map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
+    let params = form::query_noting_repeats(query.as_deref());
     authorize(&state, &tenant, &params, &headers).await
 }
 
@@ -33,7 +32,7 @@ pub async fn authorize_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let params = form::read(&headers, body)
+    let params = form::read_noting_repeats(&headers, body)
         .await
         .map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
     authorize(&state, &tenant, &params, &headers).await
