@@ -226,6 +226,27 @@ pub fn notice(tenant: &str, title: &str, message: &str) -> String {
     layout(tenant, title, &format!("<p>{}</p>", escape(message)))
 }
 
+/// Asks before signing out: a sign-out link anyone could have sent must not end the session.
+pub fn confirm_sign_out(tenant: &str, action: &str, fields: &[(String, String)]) -> String {
+    let hidden = fields.iter().fold(String::new(), |mut out, (k, v)| {
+        let _ = write!(
+            out,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            escape(k),
+            escape(v)
+        );
+        out
+    });
+    let body = format!(
+        "<p>Do you want to sign out of {tenant}?</p>\
+         <form method=\"post\" action=\"{action}\">{hidden}\
+         <button type=\"submit\" autofocus>Sign out</button></form>",
+        tenant = escape(tenant),
+        action = escape(action),
+    );
+    layout(tenant, "Sign out?", &body)
+}
+
 pub fn signed_out(tenant: &str) -> String {
     layout(
         tenant,

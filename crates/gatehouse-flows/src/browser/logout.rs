@@ -1,5 +1,10 @@
 //! The end-session endpoint (OpenID Connect RP-Initiated Logout 1.0): ends the browser's
 //! session and, when asked, names the post-logout URI registered for the client to return to.
+//!
+//! Without a valid `id_token_hint` the request could come from any page (an `<img>`, a link),
+//! so the person is asked first (section 2: "the OP SHOULD ask the End-User whether to log
+//! out"); their answer carries a token derived from the session cookie, which another site can
+//! neither read nor compute.
 
 use super::session;
 use crate::{Error, Params, ServedTenant, Services};
@@ -13,11 +18,29 @@ pub struct SignedOut {
     pub redirect: Option<String>,
 }
 
+/// What the end-session endpoint does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndSession {
+    /// The session is ended.
+    SignedOut(SignedOut),
+    /// Ask the person first: a form posting `fields` back (with `confirm`).
+    Confirm { fields: Vec<(String, String)> },
+}
+
+/// The form field that carries the person's confirmation.
+pub const CONFIRM_FIELD: &str = "confirm";
+
+/// The confirmation token for a session: only a page served to this browser knows it.
+fn confirmation(session_cookie: &str) -> String {
+    let digest = gatehouse_core::token::token_digest(&format!("end-session\0{session_cookie}"));
+    gatehouse_core::hex::encode(&digest[..16])
+}
+
 fn invalid(message: &str) -> Error {
     OAuthError::invalid_request(message).into()
 }
 
-/// Checks the request, then ends the session.
+/// Checks the request, then ends the session, or asks the person first.
 ///
 /// # Errors
 /// `invalid_request` for a hint of another issuer, a mismatched `client_id`, or an
@@ -27,7 +50,7 @@ pub async fn end_session(
     tenant: &ServedTenant,
     params: &Params,
     session_cookie: Option<&str>,
-) -> Result<SignedOut, Error> {
+) -> Result<EndSession, Error> {
     let hint = params
         .get("id_token_hint")
         .and_then(|t| verify_id_token_hint(t, &tenant.issuer, &tenant.verification_keys));
@@ -60,8 +83,28 @@ pub async fn end_session(
             }
         },
     };
+    let live_session = match session_cookie {
+        Some(_) => session::current(services, tenant, session_cookie)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    let confirmed = match (session_cookie, params.get(CONFIRM_FIELD)) {
+        (Some(cookie), Some(answer)) => answer == confirmation(cookie),
+        _ => false,
+    };
+    if live_session && hint.is_none() && !confirmed {
+        let mut fields: Vec<(String, String)> = ["client_id", "post_logout_redirect_uri", "state"]
+            .into_iter()
+            .filter_map(|k| params.get(k).map(|v| (k.to_string(), v.to_string())))
+            .collect();
+        if let Some(cookie) = session_cookie {
+            fields.push((CONFIRM_FIELD.to_string(), confirmation(cookie)));
+        }
+        return Ok(EndSession::Confirm { fields });
+    }
     session::end(services, tenant, session_cookie).await?;
-    Ok(SignedOut { redirect })
+    Ok(EndSession::SignedOut(SignedOut { redirect }))
 }
 
 fn with_state(uri: &str, state: Option<&str>) -> String {

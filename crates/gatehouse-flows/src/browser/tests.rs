@@ -597,8 +597,33 @@ async fn sign_out_checks_where_it_returns_to_before_ending_the_session() {
             .is_some(),
         "a refused sign-out ends nothing"
     );
-    let out = end(&[]).await.unwrap();
-    assert_eq!(out.redirect, None);
+    // Without an id_token_hint (any page could have sent the browser here) the person is
+    // asked first; a forged or missing confirmation ends nothing.
+    let logout::EndSession::Confirm { fields } = end(&[("state", "s")]).await.unwrap() else {
+        panic!("asks first");
+    };
+    let confirm = fields
+        .iter()
+        .find(|(k, _)| k == logout::CONFIRM_FIELD)
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(fields.contains(&("state".to_string(), "s".to_string())));
+    let forged = end(&[(logout::CONFIRM_FIELD, "0123456789abcdef0123456789abcdef")])
+        .await
+        .unwrap();
+    assert!(matches!(forged, logout::EndSession::Confirm { .. }));
+    assert!(
+        session::current(&world.services, &world.tenant, cookies.session.as_deref())
+            .await
+            .unwrap()
+            .is_some(),
+        "still signed in"
+    );
+    let out = end(&[(logout::CONFIRM_FIELD, &confirm)]).await.unwrap();
+    assert_eq!(
+        out,
+        logout::EndSession::SignedOut(logout::SignedOut { redirect: None })
+    );
     assert!(
         session::current(&world.services, &world.tenant, cookies.session.as_deref())
             .await

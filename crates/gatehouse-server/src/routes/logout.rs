@@ -28,9 +28,19 @@ pub async fn end_session(
     }
     .map_err(|e| page_error(&e.into()))?;
     let jar = Jar::of(&headers);
-    let signed_out = logout::end_session(&state.services, &tenant, &params, jar.session.as_deref())
+    let outcome = logout::end_session(&state.services, &tenant, &params, jar.session.as_deref())
         .await
         .map_err(|e| page_error(&e))?;
+    let signed_out = match outcome {
+        logout::EndSession::SignedOut(signed_out) => signed_out,
+        logout::EndSession::Confirm { fields } => {
+            let action = tenant.endpoint(gatehouse_core::endpoints::END_SESSION);
+            return Ok(pages::html(
+                StatusCode::OK,
+                pages::confirm_sign_out(tenant.display_name(), &action, &fields),
+            ));
+        }
+    };
     let mut response = match signed_out.redirect {
         Some(location) => see_other(&location),
         None => pages::html(StatusCode::OK, pages::signed_out(tenant.display_name())),
