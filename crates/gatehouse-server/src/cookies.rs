@@ -60,10 +60,15 @@ impl Jar {
         }
     }
 
-    pub fn browser(&self) -> gatehouse_flows::browser::pending::Browser<'_> {
+    /// The browser as the flows see it, connecting from `address`.
+    pub fn browser(
+        &self,
+        address: Option<std::net::IpAddr>,
+    ) -> gatehouse_flows::browser::pending::Browser<'_> {
         gatehouse_flows::browser::pending::Browser {
             binding: self.binding.as_deref(),
             session: self.session.as_deref(),
+            address,
         }
     }
 }

@@ -43,7 +43,14 @@ pub struct Begun {
 pub struct Browser<'a> {
     pub binding: Option<&'a str>,
     pub session: Option<&'a str>,
+    /// Where it connects from, for the limit on sign-ins started per address.
+    pub address: Option<std::net::IpAddr>,
 }
+
+/// Sign-ins (pending records, ten minutes each) one address may start per window: a person
+/// starts a few, an office behind one address some dozens; a flood stops here instead of
+/// filling the store.
+pub const MAX_STARTED_PER_ADDRESS: u64 = 300;
 
 /// Starts a sign-in bound to this browser and moves it on: an authorization request, or a
 /// device confirmation when `request` is `None`.
@@ -66,6 +73,24 @@ pub async fn begin(
         .or(new_browser.as_deref())
         .unwrap_or_default()
         .to_string();
+    let address = browser
+        .address
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let started = services
+        .store()
+        .record_failure(
+            tenant.name(),
+            &format!("started:{address}"),
+            gatehouse_core::throttle::WINDOW_SECS,
+        )
+        .await?;
+    if started > MAX_STARTED_PER_ADDRESS {
+        tracing::info!(tenant = %tenant.name(), "sign-in refused: too many started from one address");
+        return Err(gatehouse_core::OAuthError::temporarily_unavailable(
+            "Too many sign-ins were started from your network. Wait a few minutes, then try again.",
+        )
+        .into());
+    }
     let pending = Pending {
         request,
         user_code,

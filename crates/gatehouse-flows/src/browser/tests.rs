@@ -24,6 +24,7 @@ impl Cookies {
         Browser {
             binding: self.binding.as_deref(),
             session: self.session.as_deref(),
+            address: None,
         }
     }
 }
@@ -671,4 +672,43 @@ async fn a_repeated_parameter_goes_back_to_the_client_unless_it_decides_where_to
         let e = begin(query(extra)).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidRequest, "{extra}");
     }
+}
+
+#[tokio::test]
+async fn one_address_starts_only_so_many_sign_ins() {
+    let world = memory_world();
+    let from: std::net::IpAddr = "192.0.2.50".parse().unwrap();
+    let anonymous = |address| Browser {
+        binding: None,
+        session: None,
+        address: Some(address),
+    };
+    for _ in 0..pending::MAX_STARTED_PER_ADDRESS {
+        authorize(
+            &world.services,
+            &world.tenant,
+            &request(&[]),
+            anonymous(from),
+        )
+        .await
+        .unwrap();
+    }
+    let e = authorize(
+        &world.services,
+        &world.tenant,
+        &request(&[]),
+        anonymous(from),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TemporarilyUnavailable);
+    // Someone else is not affected.
+    authorize(
+        &world.services,
+        &world.tenant,
+        &request(&[]),
+        anonymous("198.51.100.50".parse().unwrap()),
+    )
+    .await
+    .unwrap();
 }

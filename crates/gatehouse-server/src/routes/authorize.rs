@@ -5,7 +5,7 @@ use super::browser;
 use crate::AppState;
 use crate::cookies::{self, Jar};
 use crate::error::HttpError;
-use crate::extract::{Page, Served};
+use crate::extract::{Page, PeerAddress, Served};
 use crate::form;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -19,23 +19,25 @@ use std::sync::Arc;
 pub async fn authorize_get(
     State(state): State<AppState>,
     Served(tenant, _): Served<Page>,
+    PeerAddress(address): PeerAddress,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let params = form::query_noting_repeats(query.as_deref());
-    authorize(&state, &tenant, &params, &headers).await
+    authorize(&state, &tenant, &params, &headers, address).await
 }
 
 pub async fn authorize_post(
     State(state): State<AppState>,
     Served(tenant, _): Served<Page>,
+    PeerAddress(address): PeerAddress,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
     let params = form::read_noting_repeats(&headers, body)
         .await
         .map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
-    authorize(&state, &tenant, &params, &headers).await
+    authorize(&state, &tenant, &params, &headers, address).await
 }
 
 async fn authorize(
@@ -43,9 +45,10 @@ async fn authorize(
     tenant: &Arc<ServedTenant>,
     params: &Params,
     headers: &HeaderMap,
+    address: Option<std::net::IpAddr>,
 ) -> Result<Response, HttpError> {
     let jar = Jar::of(headers);
-    let begun = authorize::authorize(&state.services, tenant, params, jar.browser())
+    let begun = authorize::authorize(&state.services, tenant, params, jar.browser(address))
         .await
         .map_err(|e| HttpError::page(tenant.name(), &e).for_client_if(params.get("client_id")))?;
     Ok(begun_response(state, tenant, begun))

@@ -6,7 +6,7 @@ use super::browser;
 use crate::AppState;
 use crate::cookies::Jar;
 use crate::error::{HttpError, no_store};
-use crate::extract::{ClientRequest, Page, PendingForm, Served};
+use crate::extract::{ClientRequest, Page, PeerAddress, PendingForm, Served};
 use crate::form;
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -37,6 +37,7 @@ pub async fn device_authorization(
 pub async fn show(
     State(state): State<AppState>,
     Served(tenant, _): Served<Page>,
+    PeerAddress(address): PeerAddress,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
@@ -44,9 +45,15 @@ pub async fn show(
         .ok()
         .and_then(|p| p.owned("user_code"));
     let jar = Jar::of(&headers);
-    let begun = pending::begin(&state.services, &tenant, None, user_code, jar.browser())
-        .await
-        .map_err(|e| HttpError::page(tenant.name(), &e))?;
+    let begun = pending::begin(
+        &state.services,
+        &tenant,
+        None,
+        user_code,
+        jar.browser(address),
+    )
+    .await
+    .map_err(|e| HttpError::page(tenant.name(), &e))?;
     Ok(begun_response(&state, &tenant, begun))
 }
 
