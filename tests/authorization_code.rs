@@ -527,6 +527,40 @@ async fn implicit_returns_a_token_in_the_fragment_and_logout_ends_the_session() 
     assert_eq!((bad.status, bad.location.is_none()), (400, true));
 }
 
+/// F15 of the trust boundary: a sign-out link without an `id_token_hint` (an `<img>` on any
+/// page) ends nothing; the person is asked, and only their answer from this browser signs out.
+#[tokio::test]
+async fn logout_without_a_hint_asks_first() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let (_, challenge) = pkce_pair();
+    let mut b = Browser::new();
+    sign_in_and_consent(&mut b, &g, &authorize_url(&g, &[], &challenge)).await;
+    let still_signed_in = |b: &mut Browser| {
+        let url = authorize_url(&g, &[("prompt", "none")], &challenge);
+        let mut b2 = Browser::new();
+        b2.cookies.clone_from(&b.cookies);
+        async move { b2.get(&url).await.param("code").is_some() }
+    };
+    let logout = format!("{}/umbrella/oauth2/logout", g.base);
+    let asked = b.get(&format!("{logout}?state=s3")).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(asked.body.contains("Sign out?"), "{}", asked.body);
+    assert!(still_signed_in(&mut b).await, "a hint-less GET ends nothing");
+    // A forged answer (another site cannot know the confirmation) asks again.
+    let forged = b
+        .post(&logout, &[("confirm", "00000000000000000000000000000000")])
+        .await;
+    assert!(forged.body.contains("Sign out?"), "{}", forged.body);
+    assert!(still_signed_in(&mut b).await);
+    let out = b
+        .post(&logout, &[("confirm", &asked.field("confirm")), ("state", "s3")])
+        .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(out.body.contains("You are signed out"), "{}", out.body);
+    assert!(!still_signed_in(&mut b).await, "the person's answer signs out");
+}
+
 #[tokio::test]
 async fn browser_apps_get_cors_for_their_registered_origins_and_max_age_forces_sign_in() {
     let redis = RedisServer::start();
