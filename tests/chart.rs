@@ -436,6 +436,79 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
 }
 
 #[test]
+fn forwarded_addresses_are_trusted_only_from_listed_proxies() {
+    // By default no proxy is trusted: an in-cluster caller cannot choose the address its
+    // sign-in failures count against by sending X-Forwarded-For.
+    for values in value_sets() {
+        if values.ends_with("production-values.yaml") {
+            continue;
+        }
+        let docs = render(&values);
+        let c = &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"]
+            [0];
+        assert!(
+            env(c, "GATEHOUSE_TRUSTED_PROXIES").is_none(),
+            "{}: the header is trusted by default",
+            values.display()
+        );
+        assert!(env(c, "GATEHOUSE_TRUST_X_FORWARDED_FOR").is_none());
+    }
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    let c =
+        &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_PROXIES").unwrap()["value"],
+        "10.244.0.0/16"
+    );
+    let base = [
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis://r:6379",
+    ];
+    let two = documents(
+        &template(
+            &[
+                &base[..],
+                &[
+                    "--set-json",
+                    r#"server.trustedProxies=["10.0.0.0/8","fd00::/8"]"#,
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap(),
+    );
+    let c =
+        &find(&two, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_PROXIES").unwrap()["value"],
+        "10.0.0.0/8,fd00::/8"
+    );
+    let operator = &find(&two, "Deployment", "-operator").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert!(
+        env(operator, "GATEHOUSE_TRUSTED_PROXIES").is_none(),
+        "the operator serves no clients"
+    );
+    let err = template(
+        &[
+            &base[..],
+            &["--set-json", r#"server.trustedProxies=["ingress.local"]"#],
+        ]
+        .concat(),
+    )
+    .unwrap_err();
+    assert!(err.contains("trustedProxies"), "{err}");
+    let err =
+        template(&[&base[..], &["--set", "server.trustXForwardedFor=true"]].concat()).unwrap_err();
+    assert!(
+        err.contains("trustXForwardedFor"),
+        "the old switch is gone, not ignored: {err}"
+    );
+}
+
+#[test]
 fn the_chart_crds_are_the_generated_ones_byte_for_byte() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root().join("crds")).unwrap() {
