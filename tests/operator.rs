@@ -399,8 +399,8 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
 
     // Every request is allowed, and every allowed call was needed.
     let mut used = std::collections::BTreeSet::new();
-    for (method, path, query) in api.requests() {
-        match gatehouse_controller::rbac::check(&method, &path, &query, "gatehouse") {
+    for r in api.requests() {
+        match gatehouse_controller::rbac::check(&r.method, &r.path, &r.query, "gatehouse") {
             Ok((group, resource, verb, _)) => used.insert((group, resource, verb)),
             Err(e) => panic!("{e}"),
         };
