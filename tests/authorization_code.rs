@@ -21,7 +21,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: people, namespace: umbrella}
+metadata: {name: people, namespace: umbrella, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice
@@ -55,7 +55,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: web-credentials, namespace: umbrella}
+metadata: {name: web-credentials, namespace: umbrella, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: web-secret}
 "#;
 

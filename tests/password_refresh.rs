@@ -17,7 +17,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: initech-users, namespace: initech}
+metadata: {name: initech-users, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice
@@ -38,7 +38,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: app-credentials, namespace: initech}
+metadata: {name: app-credentials, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: app-secret}
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -52,7 +52,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: kiosk-credentials, namespace: initech}
+metadata: {name: kiosk-credentials, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: kiosk-secret}
 ---
 apiVersion: gatehouse.dev/v1alpha1

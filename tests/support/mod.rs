@@ -360,7 +360,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: billing-credentials, namespace: acme}
+metadata: {name: billing-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: "s3cret:with/special+chars&=%"}
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -375,7 +375,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: poster-credentials, namespace: acme}
+metadata: {name: poster-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 data: {client_secret: cG9zdGVyLXNlY3JldA==}   # poster-secret
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -388,7 +388,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: limited-credentials, namespace: acme}
+metadata: {name: limited-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: limited-secret}
 "#;
 
@@ -404,7 +404,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: ops-credentials, namespace: globex}
+metadata: {name: ops-credentials, namespace: globex, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: globex-secret}
 ";
 
