@@ -3,6 +3,7 @@
 use crate::{crdgen, serve, standalone};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatehouse_server::proxies::TrustedRange;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,11 +83,15 @@ pub struct CommonArgs {
     /// File holding the key-encryption key: 32 random bytes, base64 (`head -c32 /dev/urandom | base64`).
     #[arg(long, env = "GATEHOUSE_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
-    /// Take the client address for sign-in throttling from the last `X-Forwarded-For` entry.
-    /// Set it only behind a proxy that appends that header (an ingress controller); without it
-    /// every client behind the proxy shares one address.
-    #[arg(long, env = "GATEHOUSE_TRUST_X_FORWARDED_FOR")]
-    pub trust_x_forwarded_for: bool,
+    /// Proxies in front (an ingress controller, a load balancer) whose `X-Forwarded-For`
+    /// entries name the client, as comma-separated CIDR ranges or addresses
+    /// (`10.0.0.0/8,192.168.1.5`). Sign-in throttling counts per client address: the header is
+    /// read only on connections from these ranges, from the right, past entries that are
+    /// themselves trusted proxies. None by default: the TCP peer is the client, and behind a
+    /// proxy every client shares its address.
+    #[arg(long, env = "GATEHOUSE_TRUSTED_PROXIES", value_name = "CIDR,...",
+          value_delimiter = ',', value_parser = trusted_range)]
+    pub trusted_proxies: Vec<TrustedRange>,
     /// Log format.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -116,6 +121,11 @@ pub struct ConnectionArgs {
     /// After SIGTERM, time requests in flight may take before the process exits anyway.
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+}
+
+fn trusted_range(s: &str) -> Result<TrustedRange, String> {
+    s.parse()
+        .map_err(|e: gatehouse_server::proxies::BadRange| e.to_string())
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

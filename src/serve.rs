@@ -7,6 +7,7 @@ use gatehouse_core::{clock, random};
 use gatehouse_server::connections::{self, ConnectionLimits};
 use gatehouse_server::metrics::Metrics;
 use gatehouse_server::ops::{OpsState, ops_router};
+use gatehouse_server::proxies::TrustedProxies;
 use gatehouse_server::{AppState, Services, Shared, TenantDirectory, router};
 use gatehouse_store::{Store, StoreError};
 use std::sync::Arc;
@@ -141,7 +142,7 @@ pub async fn serve(
         })
         .await
         .context("preparing sign-in")?;
-    state.trust_forwarded_for = common.trust_x_forwarded_for;
+    state.trusted_proxies = TrustedProxies::new(common.trusted_proxies.iter().copied());
     state.body_read_timeout = common.connections.body_read_timeout;
     let app = router(AppState::from(state));
     let limits = connection_limits(&common.connections);

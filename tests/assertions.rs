@@ -56,7 +56,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: hooli-users, namespace: hooli}}
+metadata: {{name: hooli-users, namespace: hooli, labels: {{gatehouse.dev/watch: 'true'}}}}
 stringData:
   users.yaml: |
     - username: alice@hooli
@@ -76,7 +76,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: batch-credentials, namespace: hooli}}
+metadata: {{name: batch-credentials, namespace: hooli, labels: {{gatehouse.dev/watch: 'true'}}}}
 stringData: {{client_secret: batch-secret}}
 ---
 apiVersion: gatehouse.dev/v1alpha1

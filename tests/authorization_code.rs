@@ -21,7 +21,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: people, namespace: umbrella}
+metadata: {name: people, namespace: umbrella, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice
@@ -55,7 +55,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: web-credentials, namespace: umbrella}
+metadata: {name: web-credentials, namespace: umbrella, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: web-secret}
 "#;
 
@@ -546,7 +546,10 @@ async fn logout_without_a_hint_asks_first() {
     let asked = b.get(&format!("{logout}?state=s3")).await;
     assert_eq!(asked.status, 200, "{}", asked.body);
     assert!(asked.body.contains("Sign out?"), "{}", asked.body);
-    assert!(still_signed_in(&mut b).await, "a hint-less GET ends nothing");
+    assert!(
+        still_signed_in(&mut b).await,
+        "a hint-less GET ends nothing"
+    );
     // A forged answer (another site cannot know the confirmation) asks again.
     let forged = b
         .post(&logout, &[("confirm", "00000000000000000000000000000000")])
@@ -554,11 +557,17 @@ async fn logout_without_a_hint_asks_first() {
     assert!(forged.body.contains("Sign out?"), "{}", forged.body);
     assert!(still_signed_in(&mut b).await);
     let out = b
-        .post(&logout, &[("confirm", &asked.field("confirm")), ("state", "s3")])
+        .post(
+            &logout,
+            &[("confirm", &asked.field("confirm")), ("state", "s3")],
+        )
         .await;
     assert_eq!(out.status, 200, "{}", out.body);
     assert!(out.body.contains("You are signed out"), "{}", out.body);
-    assert!(!still_signed_in(&mut b).await, "the person's answer signs out");
+    assert!(
+        !still_signed_in(&mut b).await,
+        "the person's answer signs out"
+    );
 }
 
 #[tokio::test]

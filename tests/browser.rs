@@ -167,7 +167,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: people, namespace: acme}}
+metadata: {{name: people, namespace: acme, labels: {{gatehouse.dev/watch: 'true'}}}}
 stringData:
   users.yaml: |
     - username: alice

@@ -5,6 +5,8 @@
 //! the examples' custom resources valid against the CRDs. `.ci/install-test-tools` installs
 //! helm and kubernetes-validate.
 
+mod support;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -361,6 +363,165 @@ fn redis_settings_reach_both_components() {
     );
 }
 
+fn decode(value: &Value) -> String {
+    use base64::Engine;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// An argument as the kubelet passes it: `$(NAME)` replaced by the container's variable.
+fn expand(arg: &str, vars: &[(String, String)]) -> String {
+    vars.iter().fold(arg.to_string(), |a, (k, v)| {
+        a.replace(&format!("$({k})"), v)
+    })
+}
+
+/// Kills the process when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_embedded_redis_requires_a_generated_password_that_its_clients_use() {
+    let docs = render(&chart().join("ci/evaluation-values.yaml"));
+    let secret = find(&docs, "Secret", "-redis").expect("a generated Redis password Secret");
+    let password = decode(&secret["data"]["password"]);
+    assert_eq!(password.len(), 32);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let template = std::fs::read_to_string(chart().join("templates/redis.yaml")).unwrap();
+    assert!(
+        template.contains("lookup \"v1\" \"Secret\""),
+        "kept on upgrade"
+    );
+    let reference = json!({"name": "gh-gatehouse-redis", "key": "password"});
+    let redis =
+        &find(&docs, "StatefulSet", "-redis").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = redis["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"]),
+        "{args:?}"
+    );
+    for var in ["REDIS_PASSWORD", "REDISCLI_AUTH"] {
+        assert_eq!(
+            env(redis, var).unwrap()["valueFrom"]["secretKeyRef"],
+            reference,
+            "{var}"
+        );
+    }
+    for name in ["-server", "-operator"] {
+        let c =
+            &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+            reference,
+            "{name}"
+        );
+    }
+
+    // Run the rendered Redis command line (on a local port and directory) as the kubelet would.
+    let vars = vec![
+        ("REDIS_PASSWORD".to_string(), password.clone()),
+        ("REDISCLI_AUTH".to_string(), password.clone()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let port = gatehouse_testkit::free_port();
+    let mut command = Command::new(args[0]);
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        if args[i - 1] == "--dir" {
+            command.arg(dir.path()); // the pod's volume
+        } else {
+            command.arg(expand(arg, &vars));
+        }
+    }
+    let _redis = Running(
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        if let Ok(reply) = gatehouse_testkit::redis_command(port, &["PING"]) {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        refused.starts_with("-NOAUTH"),
+        "a connection without the password is refused: {refused}"
+    );
+    // The readiness probe's command authenticates from its environment.
+    let probe: Vec<&str> = redis["readinessProbe"]["exec"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = Command::new(probe[0])
+        .args(["-p", &port.to_string()])
+        .args(&probe[1..])
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+
+    // A token service replica with the rendered store settings connects and is ready.
+    let server =
+        &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    let url = env(server, "GATEHOUSE_STORE").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .replace("gh-gatehouse-redis:6379", &format!("127.0.0.1:{port}"));
+    let kek = dir.path().join("kek");
+    std::fs::write(
+        &kek,
+        decode(&find(&docs, "Secret", "-kek").unwrap()["data"]["kek"]),
+    )
+    .unwrap();
+    let ops = gatehouse_testkit::free_port();
+    let _replica = Running(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["server", "--public-url", "https://auth.example.test"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", gatehouse_testkit::free_port()),
+            ])
+            .args(["--metrics-listen", &format!("127.0.0.1:{ops}")])
+            .env("GATEHOUSE_STORE", &url)
+            .env("GATEHOUSE_STORE_PASSWORD", &password)
+            .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", &kek)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while support::http_status(&format!("http://127.0.0.1:{ops}/readyz")).ok() != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not become ready on the password-protected Redis"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn every_setting_the_chart_passes_is_one_the_binary_reads() {
     let docs = render(&chart().join("ci/production-values.yaml"));
@@ -432,6 +593,79 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
     assert!(
         typo.is_err(),
         "a duration the binary would refuse fails the install"
+    );
+}
+
+#[test]
+fn forwarded_addresses_are_trusted_only_from_listed_proxies() {
+    // By default no proxy is trusted: an in-cluster caller cannot choose the address its
+    // sign-in failures count against by sending X-Forwarded-For.
+    for values in value_sets() {
+        if values.ends_with("production-values.yaml") {
+            continue;
+        }
+        let docs = render(&values);
+        let c = &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"]
+            [0];
+        assert!(
+            env(c, "GATEHOUSE_TRUSTED_PROXIES").is_none(),
+            "{}: the header is trusted by default",
+            values.display()
+        );
+        assert!(env(c, "GATEHOUSE_TRUST_X_FORWARDED_FOR").is_none());
+    }
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    let c =
+        &find(&docs, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_PROXIES").unwrap()["value"],
+        "10.244.0.0/16"
+    );
+    let base = [
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis://r:6379",
+    ];
+    let two = documents(
+        &template(
+            &[
+                &base[..],
+                &[
+                    "--set-json",
+                    r#"server.trustedProxies=["10.0.0.0/8","fd00::/8"]"#,
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap(),
+    );
+    let c =
+        &find(&two, "Deployment", "-server").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_PROXIES").unwrap()["value"],
+        "10.0.0.0/8,fd00::/8"
+    );
+    let operator = &find(&two, "Deployment", "-operator").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert!(
+        env(operator, "GATEHOUSE_TRUSTED_PROXIES").is_none(),
+        "the operator serves no clients"
+    );
+    let err = template(
+        &[
+            &base[..],
+            &["--set-json", r#"server.trustedProxies=["ingress.local"]"#],
+        ]
+        .concat(),
+    )
+    .unwrap_err();
+    assert!(err.contains("trustedProxies"), "{err}");
+    let err =
+        template(&[&base[..], &["--set", "server.trustXForwardedFor=true"]].concat()).unwrap_err();
+    assert!(
+        err.contains("trustXForwardedFor"),
+        "the old switch is gone, not ignored: {err}"
     );
 }
 

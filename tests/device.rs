@@ -17,7 +17,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: people, namespace: tv}
+metadata: {name: people, namespace: tv, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice

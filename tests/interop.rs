@@ -45,7 +45,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: people, namespace: initech}
+metadata: {name: people, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice
@@ -63,7 +63,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: app-credentials, namespace: initech}
+metadata: {name: app-credentials, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: "app secret/with:specials"}
 "#;
 

@@ -128,6 +128,24 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
         json!({"metadata": {"name": "stray", "namespace": "acme"},
         "spec": {"tenantRef": "globex", "grantTypes": ["client_credentials"]}}),
     );
+    // Another team's Secret, which nothing refers to: the operator must never see it.
+    api.apply(
+        "secrets",
+        json!({"metadata": {"name": "database", "namespace": "payments"},
+        "stringData": {"password": "payments-db-password"}}),
+    );
+    // A client whose Secret GitOps supplies, at first without the label.
+    api.apply(
+        "oauthclients",
+        json!({"metadata": {"name": "ledger", "namespace": "acme"},
+        "spec": {"tenantRef": "acme", "grantTypes": ["client_credentials"],
+                 "secretRef": {"name": "ledger-credentials", "generate": false}}}),
+    );
+    let ledger_secret = |labels: Value| {
+        json!({"metadata": {"name": "ledger-credentials", "namespace": "acme", "labels": labels},
+               "stringData": {"client_secret": "ledger-secret"}})
+    };
+    api.apply("secrets", ledger_secret(json!({})));
 
     let env = [
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
@@ -194,6 +212,47 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
     );
     eventually(30, "the tenant counts both live clients", || async {
         api.get("tenants", None, "acme").unwrap()["status"]["clients"] == 2
+    })
+    .await;
+    // The unlabelled Secret is named, not read; labelled, it takes effect.
+    eventually(30, "ledger says which label its Secret lacks", || async {
+        api.get("oauthclients", Some("acme"), "ledger")
+            .and_then(|c| ready(&c["status"]))
+            .is_some_and(|r| r == ("False".into(), "SecretNotLabelled".into()))
+    })
+    .await;
+    let ledger_token = |secret: &'static str| {
+        let url = format!("{public}/acme/oauth2/token");
+        async move {
+            post_form(
+                &url,
+                Some(&basic("acme-ledger", secret)),
+                "grant_type=client_credentials",
+            )
+            .await
+            .status
+        }
+    };
+    eventually(10, "the token service refuses ledger", || async {
+        ledger_token("ledger-secret").await == 401
+    })
+    .await;
+    api.apply(
+        "secrets",
+        ledger_secret(json!({"gatehouse.dev/watch": "true"})),
+    );
+    eventually(
+        30,
+        "ledger is Ready once its Secret is labelled",
+        || async {
+            api.get("oauthclients", Some("acme"), "ledger")
+                .and_then(|c| ready(&c["status"]))
+                .is_some_and(|r| r.0 == "True")
+        },
+    )
+    .await;
+    eventually(10, "ledger's secret works", || async {
+        ledger_token("ledger-secret").await == 200
     })
     .await;
     let payroll = api.get("oauthclients", Some("acme"), "payroll").unwrap();
@@ -397,14 +456,32 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
         "released: {lease}"
     );
 
-    // Every request is allowed, and every allowed call was needed.
+    // Every request is allowed and asks for no more than its call declares (Secrets listed
+    // and watched by the watch label, or one by name and metadata only), and every allowed
+    // call was needed.
     let mut used = std::collections::BTreeSet::new();
-    for (method, path, query) in api.requests() {
-        match gatehouse_controller::rbac::check(&method, &path, &query, "gatehouse") {
+    for r in api.requests() {
+        let request = gatehouse_controller::rbac::Request {
+            method: &r.method,
+            path: &r.path,
+            query: &r.query,
+            accept: &r.accept,
+        };
+        match gatehouse_controller::rbac::check(&request, "gatehouse") {
             Ok((group, resource, verb, _)) => used.insert((group, resource, verb)),
             Err(e) => panic!("{e}"),
         };
+        assert!(
+            !r.path.contains("/namespaces/payments/"),
+            "the operator looked at a namespace nothing refers it to: {r:?}"
+        );
     }
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/secrets" && r.query.contains("watch=true")),
+        "Secrets are watched"
+    );
     for call in gatehouse_controller::rbac::CALLS {
         let key = (
             call.group.to_string(),

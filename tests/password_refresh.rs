@@ -17,7 +17,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: initech-users, namespace: initech}
+metadata: {name: initech-users, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData:
   users.yaml: |
     - username: alice
@@ -38,7 +38,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: app-credentials, namespace: initech}
+metadata: {name: app-credentials, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: app-secret}
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -52,7 +52,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: kiosk-credentials, namespace: initech}
+metadata: {name: kiosk-credentials, namespace: initech, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: kiosk-secret}
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -357,56 +357,79 @@ async fn openid_requests_get_a_refresh_token_only_with_offline_access() {
     assert!(r.body["refresh_token"].is_string());
 }
 
+/// A password-grant attempt for `user` from the test's own address (127.0.0.1), claiming in
+/// `X-Forwarded-For` to relay `from` (after an entry the client wrote itself); the JSON answer.
+async fn attempt_via(g: &Gatehouse, from: &str, user: &str, pass: &str) -> Value {
+    let body = form(&[
+        ("grant_type", "password"),
+        ("username", user),
+        ("password", pass),
+        ("scope", "reports"),
+    ]);
+    reqwest::Client::new()
+        .post(format!("{}/initech/oauth2/token", g.base))
+        .header("authorization", basic(APP.0, APP.1))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", format!("198.51.100.7, {from}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+}
+
+fn too_many(answer: &Value) -> bool {
+    answer["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("too many")
+}
+
+fn start_with_trusted_proxies(redis: &RedisServer, proxies: &str) -> Gatehouse {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("initech.yaml"), INITECH).unwrap();
+    Gatehouse::start_with_env(&redis.url(), dir, &[("GATEHOUSE_TRUSTED_PROXIES", proxies)])
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_addresses_come_from_x_forwarded_for() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("initech.yaml"), INITECH).unwrap();
-    let g = Gatehouse::start_with_env(
-        &redis.url(),
-        dir,
-        &[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")],
-    );
-    let url = format!("{}/initech/oauth2/token", g.base);
-    let attempt = |from: &'static str, user: &'static str, pass: &'static str| {
-        let url = url.clone();
-        async move {
-            let body = form(&[
-                ("grant_type", "password"),
-                ("username", user),
-                ("password", pass),
-                ("scope", "reports"),
-            ]);
-            reqwest::Client::new()
-                .post(&url)
-                .header("authorization", basic(APP.0, APP.1))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-forwarded-for", format!("198.51.100.7, {from}"))
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    // The test connects from 127.0.0.1: it is the proxy here.
+    let g = start_with_trusted_proxies(&redis, "10.0.0.0/8,127.0.0.1/32");
     for i in 0..20 {
-        let user: &'static str = Box::leak(format!("nobody{i}").into_boxed_str());
-        attempt("203.0.113.9", user, "guess").await;
+        attempt_via(&g, "203.0.113.9", &format!("nobody{i}"), "guess").await;
     }
-    let locked = attempt("203.0.113.9", "bob", "builder").await;
-    assert!(
-        locked["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("too many"),
-        "{locked}"
-    );
-    let other = attempt("203.0.113.10", "bob", "builder").await;
+    let locked = attempt_via(&g, "203.0.113.9", "bob", "builder").await;
+    assert!(too_many(&locked), "{locked}");
+    let other = attempt_via(&g, "203.0.113.10", "bob", "builder").await;
     assert!(
         other["access_token"].is_string(),
         "another client behind the same proxy is not locked: {other}"
+    );
+    // A chain: the client's entry, then a second trusted proxy (10.1.1.1) that relayed it.
+    let chained = attempt_via(&g, "203.0.113.9, 10.1.1.1", "bob", "builder").await;
+    assert!(
+        too_many(&chained),
+        "trusted hops are walked past to the client: {chained}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_that_is_not_a_trusted_proxy_cannot_pick_its_address() {
+    let redis = RedisServer::start();
+    // Only 10.0.0.0/8 is trusted; the test connects from 127.0.0.1, as an in-cluster caller
+    // would from outside the ingress controller's range.
+    let g = start_with_trusted_proxies(&redis, "10.0.0.0/8");
+    for i in 0..20 {
+        let fresh = format!("203.0.113.{}", i + 1);
+        attempt_via(&g, &fresh, &format!("nobody{i}"), "guess").await;
+    }
+    let locked = attempt_via(&g, "203.0.113.200", "bob", "builder").await;
+    assert!(
+        too_many(&locked),
+        "a new X-Forwarded-For each time must not escape the per-address limit: {locked}"
     );
 }
 

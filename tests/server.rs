@@ -240,6 +240,35 @@ fn a_replica_refuses_to_start_without_what_it_needs() {
         !err.contains("hunter2"),
         "the store password is never printed"
     );
+    // A trusted-proxy range that does not parse names the flag and the value, whether it came
+    // from the command line or from the environment.
+    let err = run(
+        &[
+            "--store",
+            "redis://127.0.0.1:1",
+            "--trusted-proxies",
+            "10.0.0.0/8,10.0.0/8",
+        ],
+        Some(("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())),
+    );
+    assert!(
+        err.contains("--trusted-proxies")
+            && err.contains("\"10.0.0/8\" is not an IP address or CIDR range"),
+        "{err}"
+    );
+    let mut cmd = Command::new(binary());
+    let out = cmd
+        .args(["server", "--store", "redis://127.0.0.1:1"])
+        .env("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", &kek)
+        .env("GATEHOUSE_TRUSTED_PROXIES", "fd00::/8,ingress.local")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--trusted-proxies") && err.contains("\"ingress.local\""),
+        "{err}"
+    );
 }
 
 #[test]

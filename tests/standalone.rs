@@ -43,19 +43,29 @@ kind: OAuthClient
 metadata: {name: waiting, namespace: acme}
 spec: {tenantRef: acme, grantTypes: [client_credentials], secretRef: {name: not-yet, generate: false}}
 ---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: unlabelled, namespace: acme}
+spec: {tenantRef: acme, grantTypes: [client_credentials], secretRef: {name: not-for-gatehouse}}
+---
 apiVersion: v1
 kind: Secret
-metadata: {name: shared, namespace: acme}
+metadata: {name: not-for-gatehouse, namespace: acme}
 stringData: {client_secret: shared-secret}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: shared, namespace: hooli}
+metadata: {name: shared, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: shared-secret}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: empty, namespace: acme}
+metadata: {name: shared, namespace: hooli, labels: {gatehouse.dev/watch: 'true'}}
+stringData: {client_secret: shared-secret}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: empty, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {other: x}
 ";
 
@@ -89,6 +99,11 @@ async fn each_rejection_reason_is_reported_and_gets_no_token() {
             "OAuthClient acme/waiting",
             "SecretNotFound: waiting for Secret not-yet",
         ),
+        // As in a cluster: a Secret without the watch label is not read, nor generated over.
+        (
+            "OAuthClient acme/unlabelled",
+            "SecretNotLabelled: Secret acme/not-for-gatehouse lacks the label gatehouse.dev/watch=true",
+        ),
     ] {
         assert!(
             has_problem(&out, object, expected),
@@ -112,6 +127,7 @@ async fn each_rejection_reason_is_reported_and_gets_no_token() {
         ("acme", "acme-wants-password"),
         ("acme", "acme-emptysecret"),
         ("acme", "acme-waiting"),
+        ("acme", "acme-unlabelled"),
     ] {
         if tenant == "initech" {
             let r = post_form(
@@ -136,6 +152,13 @@ async fn each_rejection_reason_is_reported_and_gets_no_token() {
     // The partly accepted client keeps what its tenant enables.
     let r = client_credentials(&g, "acme", "acme-greedy", "shared-secret", &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        !g.manifests
+            .path()
+            .join("generated/acme.not-for-gatehouse.yaml")
+            .exists(),
+        "nothing generated beside someone else's Secret"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +169,7 @@ async fn manifest_edits_are_picked_up_while_running() {
         format!(
             "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: late, namespace: acme}}\n\
              spec: {{tenantRef: acme, grantTypes: [client_credentials], scopes: [billing.read], secretRef: {{name: late-secret, generate: false}}}}\n---\n\
-             apiVersion: v1\nkind: Secret\nmetadata: {{name: late-secret, namespace: acme}}\nstringData: {{client_secret: {secret}}}\n"
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: late-secret, namespace: acme, labels: {{gatehouse.dev/watch: 'true'}}}}\nstringData: {{client_secret: {secret}}}\n"
         )
     };
     let r = client_credentials(&g, "acme", "acme-late", "first", &[]).await;
@@ -642,7 +665,7 @@ async fn long_strings_are_refused_with_a_line_never_a_crash() {
         "later.yaml",
         "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: later, namespace: acme}\n\
          spec: {tenantRef: acme, clientId: later, grantTypes: [client_credentials], secretRef: {name: later-credentials, generate: false}}\n\
-         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: later-credentials, namespace: acme}\nstringData: {client_secret: later-secret}\n",
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: later-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}\nstringData: {client_secret: later-secret}\n",
     );
     eventually(10, "a client added later is served", || async {
         client_credentials(&g, "acme", "later", "later-secret", &[])

@@ -30,7 +30,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: corp-users, namespace: billing}}
+metadata: {{name: corp-users, namespace: billing, labels: {{gatehouse.dev/watch: 'true'}}}}
 stringData:
   users.yaml: |
     - username: alice
@@ -55,7 +55,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: payments-credentials, namespace: billing}
+metadata: {name: payments-credentials, namespace: billing, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: payments-secret}
 ---
 # F1: a service that names itself like a user.
@@ -72,7 +72,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: impostor-credentials, namespace: evil}
+metadata: {name: impostor-credentials, namespace: evil, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: impostor-secret}
 ---
 # F6: another namespace giving itself billing's scope and API.
@@ -89,7 +89,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: greedy-credentials, namespace: evil}
+metadata: {name: greedy-credentials, namespace: evil, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: greedy-secret}
 ---
 # F5: a public client: its client id is all it proves.

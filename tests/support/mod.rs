@@ -363,7 +363,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: billing-credentials, namespace: acme}
+metadata: {name: billing-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: "s3cret:with/special+chars&=%"}
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -378,7 +378,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: poster-credentials, namespace: acme}
+metadata: {name: poster-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 data: {client_secret: cG9zdGVyLXNlY3JldA==}   # poster-secret
 ---
 apiVersion: gatehouse.dev/v1alpha1
@@ -391,7 +391,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: limited-credentials, namespace: acme}
+metadata: {name: limited-credentials, namespace: acme, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: limited-secret}
 "#;
 
@@ -407,7 +407,7 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: ops-credentials, namespace: globex}
+metadata: {name: ops-credentials, namespace: globex, labels: {gatehouse.dev/watch: 'true'}}
 stringData: {client_secret: globex-secret}
 ";
 

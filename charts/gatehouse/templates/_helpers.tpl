@@ -32,6 +32,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- required "publicUrl is required: the base URL clients reach the token service at, e.g. https://auth.example.com" .Values.publicUrl | trimSuffix "/" -}}
 {{- end -}}
 
+{{/* The Secret (key "password") holding the embedded Redis's generated password. */}}
+{{- define "gatehouse.embeddedRedisSecret" -}}
+{{- printf "%s-redis" (include "gatehouse.fullname" .) -}}
+{{- end -}}
+
 {{- define "gatehouse.kekSecret" -}}
 {{- .Values.keyEncryptionKey.existingSecret | default (printf "%s-kek" (include "gatehouse.fullname" .)) -}}
 {{- end -}}
@@ -55,7 +60,13 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
 {{- define "gatehouse.commonEnv" -}}
 - name: GATEHOUSE_STORE
   value: {{ include "gatehouse.storeUrl" . | quote }}
-{{- if and .Values.redis.password.existingSecret (not .Values.redis.embedded.enabled) }}
+{{- if .Values.redis.embedded.enabled }}
+- name: GATEHOUSE_STORE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gatehouse.embeddedRedisSecret" . }}
+      key: password
+{{- else if .Values.redis.password.existingSecret }}
 - name: GATEHOUSE_STORE_PASSWORD
   valueFrom:
     secretKeyRef:

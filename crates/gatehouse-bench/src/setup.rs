@@ -94,7 +94,7 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
     let client = |y: &mut String, name: &str, tenant: &str, grants: &str, extra: &str| {
         let _ = write!(
             y,
-            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: {name}, namespace: bench}}\nspec:\n  tenantRef: {tenant}\n  clientId: {name}\n  grantTypes: [{grants}]\n  scopes: [openid, offline_access, bench.read]\n  secretRef: {{name: {name}-credentials, generate: false}}\n{extra}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-credentials, namespace: bench}}\nstringData: {{client_secret: {SECRET}}}\n---\n"
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: {name}, namespace: bench}}\nspec:\n  tenantRef: {tenant}\n  clientId: {name}\n  grantTypes: [{grants}]\n  scopes: [openid, offline_access, bench.read]\n  secretRef: {{name: {name}-credentials, generate: false}}\n{extra}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-credentials, namespace: bench, labels: {{gatehouse.dev/watch: 'true'}}}}\nstringData: {{client_secret: {SECRET}}}\n---\n"
         );
     };
     let all = "client_credentials, refresh_token, password, authorization_code";
@@ -124,7 +124,7 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
     }
     let _ = write!(
         y,
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-users, namespace: bench}}\nstringData:\n  users.yaml: |\n    - username: alice\n      passwordHash: \"{users_hash}\"\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: bench-users, namespace: bench, labels: {{gatehouse.dev/watch: 'true'}}}}\nstringData:\n  users.yaml: |\n    - username: alice\n      passwordHash: \"{users_hash}\"\n"
     );
     std::fs::write(dir.join("bench.yaml"), y)?;
 

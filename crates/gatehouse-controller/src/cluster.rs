@@ -6,7 +6,8 @@
 use crate::events::{EventType, Note, Recorder};
 use crate::reconcile::SecretRequest;
 use crate::secrets::{
-    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, generate_client_secret, generated_secret,
+    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, WATCH_LABEL, generate_client_secret,
+    generated_secret,
 };
 use gatehouse_core::clock::Clock;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -15,8 +16,9 @@ use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::object::HasStatus;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -263,6 +265,7 @@ impl Kube {
                 secret.metadata.labels = Some(
                     [
                         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                        (WATCH_LABEL.0.to_string(), WATCH_LABEL.1.to_string()),
                         (TENANT_LABEL.to_string(), tenant.name_any()),
                     ]
                     .into(),
@@ -299,6 +302,30 @@ impl Kube {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// The metadata of the Secret `namespace/name`, if it exists: one list by name, metadata
+    /// only, so its data never reaches the operator. For a referenced Secret the cache lacks
+    /// (the cache holds only Secrets with the watch label).
+    pub async fn secret_metadata(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ObjectMeta>, ClusterError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        let found = api.list_metadata(&by_name).await?;
+        Ok(found.items.into_iter().next().map(|s| s.metadata))
+    }
+
+    /// Adds the watch label to a Secret Gatehouse made before it labelled its own, so the
+    /// watch delivers it from now on.
+    pub async fn label_for_watch(&self, namespace: &str, name: &str) -> Result<(), ClusterError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let patch = json!({"metadata": {"labels": {WATCH_LABEL.0: WATCH_LABEL.1}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! The Kubernetes operator: two kube-runtime controllers, one for Tenants and one for
-//! OAuthClients, over shared watches of Tenants, OAuthClients and Secrets ([`watches`]). Each
+//! OAuthClients, over shared watches of Tenants, OAuthClients and the Secrets labelled for
+//! Gatehouse ([`watches`]). Each
 //! reconcile looks at one object and what it depends on (found through the [`index`], never by
 //! scanning the caches), runs the pure core on it, then makes the store and the cluster match.
 //!
@@ -12,6 +13,7 @@ mod context;
 mod controllers;
 pub mod index;
 pub mod leader;
+mod lookup;
 pub mod metrics;
 mod tenant;
 mod watches;

@@ -530,6 +530,13 @@ mod tests {
         let mut s = Secret::default();
         s.metadata.namespace = Some("acme".into());
         s.metadata.name = Some("billing-credentials".into());
+        s.metadata.labels = Some(
+            [(
+                crate::secrets::WATCH_LABEL.0.to_string(),
+                crate::secrets::WATCH_LABEL.1.to_string(),
+            )]
+            .into(),
+        );
         s.data = Some([("client_secret".to_string(), ByteString(secret.to_vec()))].into());
         (vec![t], vec![c], vec![s])
     }
@@ -618,8 +625,10 @@ mod tests {
         let publish = |labelled: bool, at: u64| {
             let (t, c, mut s) = objects(value.as_bytes(), "ES256");
             if labelled {
-                s[0].metadata.labels =
-                    Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into());
+                s[0].metadata
+                    .labels
+                    .get_or_insert_default()
+                    .insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
             }
             let publisher = &publisher;
             async move {

@@ -1,7 +1,11 @@
 //! The operator's least-privilege RBAC, generated from the list of API calls its code makes.
 //! The mock-API tests check every request the operator sends against [`CALLS`], so a new call
-//! that is not declared here fails a test instead of failing in a cluster with 403.
+//! that is not declared here fails a test instead of failing in a cluster with 403. RBAC
+//! cannot restrict a list or watch by label, so each call also declares what it asks for
+//! ([`Asks`]), and the same check holds every request to that: the operator's Secret cache
+//! holds only labelled Secrets however much the ClusterRole would let it read.
 
+use crate::secrets::WATCH_SELECTOR;
 use serde_json::{Value, json};
 
 /// Where a call is made: in every namespace (ClusterRole) or only the operator's own (Role).
@@ -11,13 +15,30 @@ pub enum Reach {
     OwnNamespace,
 }
 
-/// One kind of request: API group, resource (with subresource), verb, reach, and why.
+/// What a list or watch asks for. RBAC grants `list` and `watch` on a resource whole and
+/// cannot look at labels; the operator asks for less than it is granted, and every request
+/// the tests see is held to what its call declares here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asks {
+    /// Whatever the verb allows.
+    Anything,
+    /// Only the objects this label selector selects (`labelSelector` exactly this).
+    Labelled(&'static str),
+    /// One object of one namespace by name (`fieldSelector=metadata.name=…`), metadata only
+    /// (`Accept: …;as=PartialObjectMetadataList`): whether it exists and its labels and owner,
+    /// never its data.
+    OneByNameMetadataOnly,
+}
+
+/// One kind of request: API group, resource (with subresource), verb, reach, what it asks
+/// for, and why.
 #[derive(Clone, Copy, Debug)]
 pub struct Call {
     pub group: &'static str,
     pub resource: &'static str,
     pub verb: &'static str,
     pub reach: Reach,
+    pub asks: Asks,
     pub why: &'static str,
 }
 
@@ -28,11 +49,23 @@ const fn call(
     reach: Reach,
     why: &'static str,
 ) -> Call {
+    narrowed(group, resource, verb, reach, Asks::Anything, why)
+}
+
+const fn narrowed(
+    group: &'static str,
+    resource: &'static str,
+    verb: &'static str,
+    reach: Reach,
+    asks: Asks,
+    why: &'static str,
+) -> Call {
     Call {
         group,
         resource,
         verb,
         reach,
+        asks,
         why,
     }
 }
@@ -97,19 +130,29 @@ pub const CALLS: &[Call] = &[
         Cluster,
         "status",
     ),
-    call(
+    narrowed(
         "",
         "secrets",
         "list",
         Cluster,
-        "credentials and users Secrets of every namespace",
+        Asks::Labelled(WATCH_SELECTOR),
+        "cache of the Secrets labelled for Gatehouse: credentials, users and signing keys",
     ),
-    call(
+    narrowed(
         "",
         "secrets",
         "watch",
         Cluster,
-        "a changed Secret takes effect",
+        Asks::Labelled(WATCH_SELECTOR),
+        "a changed labelled Secret takes effect",
+    ),
+    narrowed(
+        "",
+        "secrets",
+        "list",
+        Cluster,
+        Asks::OneByNameMetadataOnly,
+        "whether a referenced Secret the cache lacks exists without the label (to say so)",
     ),
     call(
         "",
@@ -123,7 +166,7 @@ pub const CALLS: &[Call] = &[
         "secrets",
         "patch",
         Cluster,
-        "rotate-secret annotation on owned Secrets",
+        "rotate-secret annotation on owned Secrets; the watch label on Secrets Gatehouse made",
     ),
     call(
         "",
@@ -169,7 +212,8 @@ pub const CALLS: &[Call] = &[
     ),
 ];
 
-/// Whether a request (group, resource, verb, namespace or none) is declared in [`CALLS`].
+/// Whether a request (group, resource, verb, namespace or none) is granted by [`CALLS`]: what
+/// RBAC decides, without looking at what a list or watch asks for.
 pub fn allows(
     group: &str,
     resource: &str,
@@ -177,7 +221,19 @@ pub fn allows(
     namespace: Option<&str>,
     operator_namespace: &str,
 ) -> bool {
-    CALLS.iter().any(|c| {
+    granting(group, resource, verb, namespace, operator_namespace)
+        .next()
+        .is_some()
+}
+
+fn granting<'a>(
+    group: &'a str,
+    resource: &'a str,
+    verb: &'a str,
+    namespace: Option<&'a str>,
+    operator_namespace: &'a str,
+) -> impl Iterator<Item = &'static Call> + 'a {
+    CALLS.iter().filter(move |c| {
         c.group == group
             && c.resource == resource
             && c.verb == verb
@@ -186,13 +242,14 @@ pub fn allows(
 }
 
 fn rules(reach: Reach) -> Vec<Value> {
-    // One rule per (group, resource), verbs in declaration order.
+    // One rule per (group, resource), verbs in declaration order, each once.
     let mut out: Vec<(&str, &str, Vec<&str>)> = Vec::new();
     for c in CALLS.iter().filter(|c| c.reach == reach) {
         match out
             .iter_mut()
             .find(|(g, r, _)| *g == c.group && *r == c.resource)
         {
+            Some((_, _, verbs)) if verbs.contains(&c.verb) => {}
             Some((_, _, verbs)) => verbs.push(c.verb),
             None => out.push((c.group, c.resource, vec![c.verb])),
         }
@@ -221,28 +278,76 @@ pub fn roles(name: &str, namespace: &str) -> (Value, Value) {
 /// A request as the authorizer sees it: (group, resource, verb, namespace).
 pub type Attributes = (String, String, String, Option<String>);
 
-/// Classifies a request and checks it against [`CALLS`]; the error says what is missing.
-pub fn check(
-    method: &str,
-    path: &str,
-    query: &str,
-    operator_namespace: &str,
-) -> Result<Attributes, String> {
+/// One request to the API server, as a test saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The query string, still encoded.
+    pub query: &'a str,
+    /// The `Accept` header.
+    pub accept: &'a str,
+}
+
+/// Classifies a request and checks it against [`CALLS`]: granted, and asking for no more than
+/// its call declares. The error says what is missing.
+pub fn check(request: &Request<'_>, operator_namespace: &str) -> Result<Attributes, String> {
+    let Request {
+        method,
+        path,
+        query,
+        accept,
+    } = *request;
     let (group, resource, verb, namespace) = classify(method, path, query)
         .ok_or_else(|| format!("{method} {path} is not a Kubernetes API request"))?;
-    if allows(
+    let declared: Vec<Asks> = granting(
         &group,
         &resource,
         &verb,
         namespace.as_deref(),
         operator_namespace,
-    ) {
-        Ok((group, resource, verb, namespace))
-    } else {
-        Err(format!(
+    )
+    .map(|c| c.asks)
+    .collect();
+    if declared.is_empty() {
+        return Err(format!(
             "{method} {path}: {verb} {group}/{resource} in {namespace:?} is not in the operator's RBAC (rbac::CALLS)"
-        ))
+        ));
     }
+    let params = query_params(query);
+    let param = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let fits = |asks: &Asks| match *asks {
+        Asks::Anything => true,
+        Asks::Labelled(selector) => param("labelSelector") == Some(selector),
+        Asks::OneByNameMetadataOnly => {
+            namespace.is_some()
+                && verb == "list"
+                && param("labelSelector").is_none()
+                && param("fieldSelector").is_some_and(|f| {
+                    f.strip_prefix("metadata.name=")
+                        .is_some_and(|name| !name.is_empty() && !name.contains(','))
+                })
+                && accept.contains("as=PartialObjectMetadataList")
+        }
+    };
+    if !declared.iter().any(fits) {
+        return Err(format!(
+            "{method} {path}?{query} (Accept {accept:?}): {verb} {group}/{resource} asks for more than rbac::CALLS declares ({declared:?})"
+        ));
+    }
+    Ok((group, resource, verb, namespace))
+}
+
+/// The decoded parameters of a query string.
+fn query_params(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// Maps a request path and method to (group, resource, verb, namespace) the way the
@@ -341,5 +446,101 @@ mod tests {
             "nothing is deleted cluster-wide: {text}"
         );
         assert_eq!(role["rules"].as_array().unwrap().len(), 2);
+    }
+
+    fn get(path: &str, query: &str, accept: &str) -> Result<Attributes, String> {
+        check(
+            &Request {
+                method: "GET",
+                path,
+                query,
+                accept,
+            },
+            "gatehouse",
+        )
+    }
+
+    #[test]
+    fn secrets_are_listed_and_watched_only_by_the_watch_label_or_one_name_at_a_time() {
+        let json = "application/json";
+        let metadata = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        let labelled = "labelSelector=gatehouse.dev%2Fwatch%3Dtrue";
+        assert!(get("/api/v1/secrets", labelled, json).is_ok());
+        assert!(
+            get(
+                "/api/v1/secrets",
+                &format!("watch=true&{labelled}&resourceVersion=5"),
+                json
+            )
+            .is_ok()
+        );
+        // Everything, or another label, or a selector that only adds to the label.
+        for query in [
+            "",
+            "watch=true",
+            "labelSelector=team%3Dx",
+            "labelSelector=gatehouse.dev%2Fwatch",
+            "labelSelector=gatehouse.dev%2Fwatch%3Dtrue%2Cteam%3Dx",
+        ] {
+            let e = get("/api/v1/secrets", query, json).unwrap_err();
+            assert!(e.contains("asks for more"), "{query}: {e}");
+        }
+        // One Secret by name, metadata only.
+        let one = "fieldSelector=metadata.name%3Dbilling-credentials";
+        assert!(get("/api/v1/namespaces/acme/secrets", one, metadata).is_ok());
+        assert!(
+            get("/api/v1/namespaces/acme/secrets", one, json).is_err(),
+            "with its data"
+        );
+        assert!(
+            get("/api/v1/secrets", one, metadata).is_err(),
+            "in every namespace"
+        );
+        assert!(
+            get(
+                "/api/v1/namespaces/acme/secrets",
+                &format!("watch=true&{one}"),
+                metadata
+            )
+            .is_err(),
+            "watched"
+        );
+        assert!(
+            get(
+                "/api/v1/namespaces/acme/secrets",
+                "fieldSelector=type%3DOpaque",
+                metadata
+            )
+            .is_err()
+        );
+        assert!(get("/api/v1/namespaces/acme/secrets", "", metadata).is_err());
+        // Reading one by name is not granted at all.
+        assert!(
+            get(
+                "/api/v1/namespaces/acme/secrets/billing-credentials",
+                "",
+                json
+            )
+            .is_err()
+        );
+        // Other resources ask for what they like.
+        assert!(get("/apis/gatehouse.dev/v1alpha1/tenants", "watch=true", json).is_ok());
+        // The role grants each verb once, whatever the calls ask.
+        let (cluster, _) = roles("gatehouse-operator", "gatehouse");
+        let secrets = cluster["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resources"] == serde_json::json!(["secrets"]))
+            .unwrap();
+        assert_eq!(
+            secrets["verbs"],
+            serde_json::json!(["list", "watch", "create", "patch"])
+        );
+        for c in CALLS.iter().filter(|c| c.resource == "secrets") {
+            if c.verb == "list" || c.verb == "watch" {
+                assert_ne!(c.asks, Asks::Anything, "{c:?}");
+            }
+        }
     }
 }

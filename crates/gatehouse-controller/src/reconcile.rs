@@ -12,6 +12,7 @@ pub use claims::{Claimant, ClientIds};
 pub use client::{ClientInputs, TenantView, may_claim_id, reconcile_client};
 pub use tenant::reconcile_tenant;
 
+use crate::secrets::SecretView;
 use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, TenantConfig};
@@ -24,7 +25,8 @@ use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 /// What the reconcile core looks at. Secrets are those of the clients' namespaces (and the
-/// tenants' users Secrets); others are ignored.
+/// tenants' users Secrets); others are ignored, and one that is referenced is read only when
+/// it carries the watch label ([`crate::secrets::WATCH_LABEL`]), as in a cluster.
 pub struct Observed<'a> {
     pub tenants: &'a [Tenant],
     pub clients: &'a [OAuthClient],
@@ -231,7 +233,7 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                 .users
                 .as_ref()
                 .and_then(|u| secrets.get(&u.secret_ref.namespace, &u.secret_ref.name));
-            reconcile_tenant(t, users, observed.public_url, &observed.now)
+            reconcile_tenant(t, SecretView::of(users), observed.public_url, &observed.now)
         })
         .collect();
     let tenant_objects: HashMap<String, &Tenant> =
@@ -258,7 +260,9 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
             let inputs = ClientInputs {
                 tenant: view,
                 holds_id,
-                secret: secrets.get(&c.namespace().unwrap_or_default(), &secret_name),
+                secret: SecretView::of(
+                    secrets.get(&c.namespace().unwrap_or_default(), &secret_name),
+                ),
                 public_url: observed.public_url,
                 now: &observed.now,
             };

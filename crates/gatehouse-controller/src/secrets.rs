@@ -83,6 +83,79 @@ pub fn credentials_data(
 
 /// Label on every Secret Gatehouse creates; Secrets without it are never written to.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "gatehouse");
+/// The label a Secret must carry for Gatehouse to read it: the operator watches (and caches)
+/// only Secrets with it, so it never holds the other Secrets of the cluster. Its own Secrets
+/// carry it; a Secret someone supplies (users, credentials with `generate: false`) needs it
+/// added. Standalone asks the same of the manifests it reads, so a directory that works there
+/// works when applied to a cluster.
+pub const WATCH_LABEL: (&str, &str) = ("gatehouse.dev/watch", "true");
+/// [`WATCH_LABEL`] as a label selector.
+pub const WATCH_SELECTOR: &str = "gatehouse.dev/watch=true";
+
+/// Whether `secret` carries [`WATCH_LABEL`].
+pub fn is_watched(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(WATCH_LABEL.0))
+        .is_some_and(|v| v == WATCH_LABEL.1)
+}
+
+/// A Secret an object refers to (a client's credentials, a tenant's users), as Gatehouse may
+/// see it.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretView<'a> {
+    /// It exists and carries [`WATCH_LABEL`]: its contents are read.
+    Readable(&'a Secret),
+    /// It exists without [`WATCH_LABEL`]: Gatehouse does not read it, and says which label
+    /// to add ([`not_labelled`]).
+    NotLabelled,
+    /// No Secret by that name.
+    Missing,
+}
+
+impl<'a> SecretView<'a> {
+    /// The view of a Secret found by name (or not found).
+    #[must_use]
+    pub fn of(secret: Option<&'a Secret>) -> Self {
+        match secret {
+            Some(s) if is_watched(s) => SecretView::Readable(s),
+            Some(_) => SecretView::NotLabelled,
+            None => SecretView::Missing,
+        }
+    }
+}
+
+/// Whether a Secret (by its metadata) is one Gatehouse made for the object with `owner_uid`:
+/// it carries the managed-by label and names that object as its controlling owner. Such a
+/// Secret made before Gatehouse labelled its own for watching gets [`WATCH_LABEL`] added;
+/// any other unlabelled Secret is left as it is.
+pub fn made_by_gatehouse_for(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    owner_uid: &str,
+) -> bool {
+    let managed = metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1);
+    let controlled = metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == owner_uid);
+    managed && controlled
+}
+
+/// What a condition says of a referenced Secret without [`WATCH_LABEL`]: exactly which label
+/// to add, and how.
+pub fn not_labelled(namespace: &str, name: &str) -> String {
+    let (key, value) = WATCH_LABEL;
+    format!(
+        "Secret {namespace}/{name} lacks the label {key}={value}, and Gatehouse reads only Secrets that carry it; add it: kubectl label secret -n {namespace} {name} {key}={value}"
+    )
+}
 /// Annotation on an OAuthClient: a new value asks for a fresh secret in its (owned) Secret.
 pub const ROTATE_ANNOTATION: &str = "gatehouse.dev/rotate-secret";
 /// Annotation on a generated Secret: the rotation value it was last rotated for.
@@ -91,7 +164,7 @@ pub const ROTATED_FOR_ANNOTATION: &str = "gatehouse.dev/rotated-for";
 pub const CLIENT_LABEL: &str = "gatehouse.dev/client";
 
 /// The credentials Secret generated for a client: `client_id`, a random `client_secret`,
-/// `issuer` and `token_endpoint`, labelled, and owned by the OAuthClient when its uid is known
+/// `issuer` and `token_endpoint`, labelled (managed by Gatehouse, watched by it), and owned by the OAuthClient when its uid is known
 /// (so Kubernetes garbage-collects it with the client).
 pub fn generated_secret(request: &SecretRequest, client_secret: &str) -> Secret {
     let mut secret = Secret::default();
@@ -99,6 +172,7 @@ pub fn generated_secret(request: &SecretRequest, client_secret: &str) -> Secret 
     secret.metadata.namespace = Some(request.namespace.clone());
     secret.metadata.labels = Some(BTreeMap::from([
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (WATCH_LABEL.0.to_string(), WATCH_LABEL.1.to_string()),
         (CLIENT_LABEL.to_string(), request.owner_name.clone()),
     ]));
     secret.metadata.owner_references = request.owner_uid.as_ref().map(|uid| {
@@ -147,5 +221,53 @@ mod tests {
         let mut theirs = ours.clone();
         theirs.metadata.labels = None;
         assert!(!is_generated(&theirs, &value));
+    }
+
+    #[test]
+    fn only_secrets_with_the_watch_label_are_read() {
+        let ours = generated_secret(&request(), "x");
+        assert!(matches!(
+            SecretView::of(Some(&ours)),
+            SecretView::Readable(_)
+        ));
+        let mut theirs = ours.clone();
+        theirs.metadata.labels = Some(BTreeMap::from([(
+            WATCH_LABEL.0.to_string(),
+            "yes".to_string(),
+        )]));
+        assert!(matches!(
+            SecretView::of(Some(&theirs)),
+            SecretView::NotLabelled
+        ));
+        theirs.metadata.labels = None;
+        assert!(matches!(
+            SecretView::of(Some(&theirs)),
+            SecretView::NotLabelled
+        ));
+        assert!(matches!(SecretView::of(None), SecretView::Missing));
+        assert_eq!(
+            WATCH_SELECTOR,
+            format!("{}={}", WATCH_LABEL.0, WATCH_LABEL.1)
+        );
+        // Gatehouse's own (managed, controlled by the object) may be adopted; nothing else.
+        let mut made = generated_secret(
+            &SecretRequest {
+                owner_uid: Some("client-uid".into()),
+                ..request()
+            },
+            "x",
+        );
+        assert!(made_by_gatehouse_for(&made.metadata, "client-uid"));
+        assert!(!made_by_gatehouse_for(&made.metadata, "another-uid"));
+        made.metadata.labels = None;
+        assert!(
+            !made_by_gatehouse_for(&made.metadata, "client-uid"),
+            "not managed"
+        );
+        let message = not_labelled("acme", "vault-creds");
+        assert!(
+            message.ends_with("kubectl label secret -n acme vault-creds gatehouse.dev/watch=true"),
+            "{message}"
+        );
     }
 }

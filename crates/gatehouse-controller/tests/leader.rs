@@ -186,9 +186,19 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
+        let accept = request
+            .headers()
+            .get("accept")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let call = rbac::Request {
+            method: method.as_str(),
+            path: &path,
+            query: &query,
+            accept: &accept,
+        };
         let (_group, resource, verb, _namespace) =
-            rbac::check(method.as_str(), &path, &query, "gatehouse")
-                .unwrap_or_else(|e| panic!("{e}"));
+            rbac::check(&call, "gatehouse").unwrap_or_else(|e| panic!("{e}"));
         seen.push(format!("{verb} {resource}"));
         let body = request.into_body().collect_bytes().await.unwrap();
         let body: Value = if body.is_empty() {

@@ -144,6 +144,10 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     assert_eq!(keys["metadata"]["name"], "gatehouse-keys-acme");
     assert_eq!(keys["metadata"]["labels"]["gatehouse.dev/tenant"], "acme");
     assert_eq!(
+        keys["metadata"]["labels"]["gatehouse.dev/watch"], "true",
+        "its own Secrets are watched"
+    );
+    assert_eq!(
         keys["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "gatehouse"
     );
@@ -243,6 +247,10 @@ async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     assert_eq!(
         created["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "gatehouse"
+    );
+    assert_eq!(
+        created["metadata"]["labels"]["gatehouse.dev/watch"], "true",
+        "the operator's watch sees what it generated"
     );
     assert_eq!(secret_value(&created, "client_id"), "acme-billing");
     assert_eq!(
@@ -487,6 +495,8 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     let c = billing(spec);
     world.put_client(&c);
     let task = spawn_client(&world, &c);
+    // Not in the cache: does it exist without the label?
+    world.api.expect_lookup("acme", "from-vault", None).await;
     let status = expect_client_status(&mut world, &c).await;
     assert_eq!(
         condition(&status["status"], "Ready"),
@@ -499,8 +509,50 @@ async fn a_user_supplied_secret_is_waited_for_used_followed_and_never_written() 
     );
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await; // no Secret is created
+    let c = with_status(&c, &status["status"]);
+    world.put_client(&c);
 
-    // GitOps delivers it; the client goes live with that secret.
+    // GitOps delivers it without the label: the watch never shows it, the lookup finds it,
+    // and the condition says which label to add. Its data is never asked for.
+    let task = spawn_client(&world, &c);
+    world
+        .api
+        .expect_lookup(
+            "acme",
+            "from-vault",
+            Some(json!({"name": "from-vault", "namespace": "acme"})),
+        )
+        .await;
+    let status = expect_client_status(&mut world, &c).await;
+    let (ready, message) = {
+        let c = status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        (
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            ),
+            c["message"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(ready, ("False".into(), "SecretNotLabelled".into()));
+    assert!(
+        message.contains("kubectl label secret -n acme from-vault gatehouse.dev/watch=true"),
+        "{message}"
+    );
+    let event = world.api.expect_event("acme").await;
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "SecretNotLabelled")
+    );
+    task.await.unwrap().unwrap();
+    world.api.expect_nothing().await; // nothing written to it
+
+    // Labelled, it reaches the cache through the watch; the client goes live with it.
     let theirs = secret("acme", "from-vault", &[("client_secret", b"first-secret")]);
     world.put_secret(&theirs);
     let c = with_status(&c, &status["status"]);
@@ -558,12 +610,9 @@ async fn the_rotation_annotation_puts_a_fresh_secret_into_an_owned_secret_once()
         "billing-credentials",
         &[("client_secret", b"old-secret")],
     );
-    owned.metadata.labels = Some(
-        [(
-            "app.kubernetes.io/managed-by".to_string(),
-            "gatehouse".to_string(),
-        )]
-        .into(),
+    owned.metadata.labels.get_or_insert_default().insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "gatehouse".to_string(),
     );
     world.put_secret(&owned);
     let mut c = billing(cc_spec());
@@ -859,7 +908,10 @@ fn keys_secret(records: &[SigningKeyRecord]) -> k8s_openapi::api::core::v1::Secr
             serde_json::to_vec(records).unwrap().as_slice(),
         )],
     );
-    s.metadata.labels = Some([("gatehouse.dev/tenant".to_string(), "acme".to_string())].into());
+    s.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("gatehouse.dev/tenant".to_string(), "acme".to_string());
     s
 }
 
@@ -1107,4 +1159,237 @@ fn a_ready_tenant_missing_from_the_store_means_the_store_lost_data() {
     );
     stored.insert("acme".to_string(), 1u64);
     assert!(lost_tenants(&[Arc::new(ready)], &stored).is_empty());
+}
+
+/// What the API server answers a create of an object that exists.
+fn already_exists(name: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists",
+           "message": format!("secrets \"{name}\" already exists"), "code": 409})
+}
+
+#[tokio::test]
+async fn a_secret_that_exists_without_the_label_is_never_generated_over_nor_read() {
+    let mut world = World::new(memory());
+    settle_tenant(&mut world, &cc_tenant()).await;
+    // billing's credentials Secret would be generated, but a Secret by that name is there
+    // already (another team's, holding a database password), and not labelled for Gatehouse.
+    let c = billing(cc_spec());
+    world.put_client(&c);
+    let task = spawn_client(&world, &c);
+    world
+        .api
+        .expect(
+            Method::POST,
+            ACME_SECRETS,
+            409,
+            Some(already_exists("billing-credentials")),
+        )
+        .await;
+    world
+        .api
+        .expect_lookup(
+            "acme",
+            "billing-credentials",
+            Some(json!({"name": "billing-credentials", "namespace": "acme",
+                        "labels": {"team": "payments"}})),
+        )
+        .await;
+    let status = expect_client_status(&mut world, &c).await;
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("False".into(), "SecretNotLabelled".into())
+    );
+    let event = world.api.expect_event("acme").await;
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "SecretNotLabelled")
+    );
+    assert!(
+        event
+            .3
+            .contains("kubectl label secret -n acme billing-credentials gatehouse.dev/watch=true"),
+        "{}",
+        event.3
+    );
+    task.await.unwrap().unwrap();
+    world.api.expect_nothing().await; // never patched, never read
+    assert!(
+        world
+            .store
+            .get_client("acme", "acme-billing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn secrets_gatehouse_made_before_it_labelled_them_get_the_label() {
+    // A credentials Secret generated for billing by an operator that did not label them yet.
+    let mut world = World::new(memory());
+    settle_tenant(&mut world, &cc_tenant()).await;
+    let c = billing(cc_spec());
+    world.put_client(&c);
+    let task = spawn_client(&world, &c);
+    world
+        .api
+        .expect(
+            Method::POST,
+            ACME_SECRETS,
+            409,
+            Some(already_exists("billing-credentials")),
+        )
+        .await;
+    let made = json!({"name": "billing-credentials", "namespace": "acme",
+        "labels": {"app.kubernetes.io/managed-by": "gatehouse", "gatehouse.dev/client": "billing"},
+        "ownerReferences": [{"apiVersion": "gatehouse.dev/v1alpha1", "kind": "OAuthClient",
+                             "name": "billing", "uid": "billing-uid", "controller": true}]});
+    world
+        .api
+        .expect_lookup("acme", "billing-credentials", Some(made))
+        .await;
+    let patch = world
+        .api
+        .expect(
+            Method::PATCH,
+            &format!("{ACME_SECRETS}/billing-credentials"),
+            200,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        patch,
+        json!({"metadata": {"labels": {"gatehouse.dev/watch": "true"}}}),
+        "only the label, nothing else"
+    );
+    let error = task.await.unwrap().unwrap_err();
+    assert_eq!(
+        error.label(),
+        "conflict",
+        "retried once the watch delivers it: {error}"
+    );
+    world.api.expect_nothing().await;
+
+    // A keys Secret of this tenant from then: labelled too. Someone else's by that name: not
+    // touched, and the tenant says so.
+    let mut world = World::new(memory());
+    let t = cc_tenant();
+    world.put_tenant(&t);
+    let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
+    world
+        .api
+        .expect(
+            Method::POST,
+            KEYS_SECRETS,
+            409,
+            Some(already_exists("gatehouse-keys-acme")),
+        )
+        .await;
+    let made = json!({"name": "gatehouse-keys-acme", "namespace": "gatehouse",
+        "labels": {"app.kubernetes.io/managed-by": "gatehouse", "gatehouse.dev/tenant": "acme"},
+        "ownerReferences": [{"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+                             "name": "acme", "uid": "tenant-uid", "controller": true}]});
+    world
+        .api
+        .expect_lookup(OPERATOR_NAMESPACE, "gatehouse-keys-acme", Some(made))
+        .await;
+    let patch = world
+        .api
+        .expect(
+            Method::PATCH,
+            &format!("{KEYS_SECRETS}/gatehouse-keys-acme"),
+            200,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        patch,
+        json!({"metadata": {"labels": {"gatehouse.dev/watch": "true"}}})
+    );
+    world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
+        .await;
+    world.api.expect_event("default").await;
+    assert_eq!(task.await.unwrap().unwrap_err().label(), "conflict");
+    assert!(
+        world.store.load_tenant("acme").await.unwrap().is_none(),
+        "no new keys were published over the old ones"
+    );
+
+    let mut world = World::new(memory());
+    world.put_tenant(&t);
+    let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
+    world
+        .api
+        .expect(
+            Method::POST,
+            KEYS_SECRETS,
+            409,
+            Some(already_exists("gatehouse-keys-acme")),
+        )
+        .await;
+    world
+        .api
+        .expect_lookup(
+            OPERATOR_NAMESPACE,
+            "gatehouse-keys-acme",
+            Some(json!({"name": "gatehouse-keys-acme", "namespace": "gatehouse"})),
+        )
+        .await;
+    let status = world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
+        .await;
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("False".into(), "SigningKeysInvalid".into())
+    );
+    world.api.expect_event("default").await;
+    assert!(task.await.unwrap().is_err());
+    world.api.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn an_unlabelled_users_secret_is_named_not_read() {
+    let mut world = World::new(memory());
+    let t = tenant(json!({"grantTypes": ["password", "client_credentials"],
+                          "users": {"secretRef": {"name": "people", "namespace": "acme"}}}));
+    world.put_tenant(&t);
+    let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
+    world
+        .api
+        .expect_lookup(
+            "acme",
+            "people",
+            Some(json!({"name": "people", "namespace": "acme"})),
+        )
+        .await;
+    world
+        .api
+        .expect(Method::POST, KEYS_SECRETS, 201, None)
+        .await;
+    let status = world
+        .api
+        .expect(Method::PATCH, TENANT_STATUS, 200, Some(json_of(&t)))
+        .await;
+    assert_eq!(
+        condition(&status["status"], "UsersLoaded"),
+        ("False".into(), "SecretNotLabelled".into())
+    );
+    assert_eq!(
+        condition(&status["status"], "Ready"),
+        ("True".into(), "Reconciled".into()),
+        "the tenant serves, without users"
+    );
+    let mut reasons = vec![
+        world.api.expect_event("default").await.1,
+        world.api.expect_event("default").await.1,
+    ];
+    reasons.sort();
+    assert_eq!(reasons, ["Reconciled", "SecretNotLabelled"]);
+    task.await.unwrap().unwrap();
+    world.api.expect_nothing().await;
+    let stored = world.store.load_tenant("acme").await.unwrap().unwrap();
+    assert!(stored.config.users.is_empty());
 }

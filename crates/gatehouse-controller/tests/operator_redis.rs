@@ -471,12 +471,9 @@ async fn secret_changes_and_rotations_take_effect_at_the_token_service() {
         "billing-credentials",
         &[("client_secret", fresh.as_bytes())],
     );
-    rotated.metadata.labels = Some(
-        [(
-            "app.kubernetes.io/managed-by".to_string(),
-            "gatehouse".to_string(),
-        )]
-        .into(),
+    rotated.metadata.labels.get_or_insert_default().insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "gatehouse".to_string(),
     );
     rotated.metadata.annotations =
         Some([("gatehouse.dev/rotated-for".to_string(), "1".to_string())].into());

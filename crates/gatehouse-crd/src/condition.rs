@@ -98,6 +98,9 @@ pub mod reasons {
     pub const SECRET_INVALID: &str = "SecretInvalid";
     /// The credentials Secret is being created.
     pub const SECRET_PENDING: &str = "SecretPending";
+    /// A referenced Secret (credentials, users) exists without the label Gatehouse reads
+    /// Secrets by (`gatehouse.dev/watch=true`); the message says how to add it.
+    pub const SECRET_NOT_LABELLED: &str = "SecretNotLabelled";
     /// The Secret holding the tenant's signing keys cannot be read; fix or delete it.
     pub const SIGNING_KEYS_INVALID: &str = "SigningKeysInvalid";
     /// Writing to the store failed; retried.

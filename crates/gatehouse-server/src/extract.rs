@@ -117,25 +117,30 @@ impl FromRequest<AppState> for ClientRequest {
 }
 
 /// The client's address, when the server knows it (brute-force counters are kept per
-/// address): the TCP peer, or, when the operator says a proxy in front sets it, the last entry
-/// of `X-Forwarded-For` (the one that proxy appended; earlier entries are the client's to forge).
+/// address): the TCP peer, or, behind a proxy the operator trusts (`--trusted-proxies`), the
+/// address that proxy put into `X-Forwarded-For` (see [`crate::proxies`]).
 pub struct PeerAddress(pub Option<IpAddr>);
 
 fn client_address(state: &AppState, parts: &Parts) -> Option<IpAddr> {
-    if state.trust_forwarded_for {
-        return parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .next_back();
-    }
-    parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    if state.trusted_proxies.is_empty() {
+        return peer;
+    }
+    // Read lossily rather than skipped: a line the client made unreadable may end with the
+    // entry a trusted proxy appended, and skipping it would move the walk onto client-written
+    // lines further left.
+    let forwarded: Vec<std::borrow::Cow<'_, str>> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect();
+    state
+        .trusted_proxies
+        .client_address(peer, forwarded.iter().map(AsRef::as_ref))
 }
 
 impl FromRequestParts<AppState> for PeerAddress {

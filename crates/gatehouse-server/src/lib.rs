@@ -19,6 +19,7 @@ mod form;
 pub mod metrics;
 pub mod ops;
 mod pages;
+pub mod proxies;
 mod request_body;
 mod routes;
 
@@ -62,8 +63,9 @@ pub struct Shared {
     /// Store, clock, randomness and argon2 workers: what every flow works with.
     pub services: Services,
     pub metrics: Arc<metrics::Metrics>,
-    /// Take the client address from `X-Forwarded-For` (set by a trusted proxy in front).
-    pub trust_forwarded_for: bool,
+    /// Proxies in front whose `X-Forwarded-For` entries name the client's address (sign-in
+    /// throttling counts per address); none by default.
+    pub trusted_proxies: proxies::TrustedProxies,
     /// How long a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
 }
@@ -79,7 +81,7 @@ impl Shared {
             directory,
             services,
             metrics,
-            trust_forwarded_for: false,
+            trusted_proxies: proxies::TrustedProxies::default(),
             body_read_timeout: std::time::Duration::from_secs(10),
         }
     }

@@ -1,11 +1,15 @@
 //! A small in-memory Kubernetes API server for end-to-end tests of `gatehouse operator`: the
 //! real binary connects to it through a kubeconfig. It keeps objects, resourceVersions,
 //! finalizer-aware deletion, the status subresource, JSON and merge patches, `stringData`,
-//! and watch streams (replayed from the requested resourceVersion). Every request is
-//! recorded so tests can check it against the operator's RBAC. Status writes by server-side
+//! and watch streams (replayed from the requested resourceVersion). Lists and watches honour
+//! namespaces and label and field selectors as the apiserver does (an object that stops
+//! matching a watch's selector is `DELETED` from it, one that starts is `ADDED`), and
+//! metadata-only lists (`as=PartialObjectMetadataList`). Every request is recorded, with its
+//! `Accept` header, so tests can check it against the operator's RBAC. Status writes by server-side
 //! apply replace the status (the operator is its only writer). Big enough for scale runs:
 //! watches find their next event by binary search, not by scanning the whole history.
 
+use crate::selectors::Selector;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
@@ -28,14 +32,56 @@ fn kind_of(resource: &str) -> (&'static str, &'static str) {
 
 type Key = (String, Option<String>, String); // resource, namespace, name
 
+/// One change of an object: its resourceVersion, the event type, the object after it and
+/// before it (for a selecting watch, which must tell whether it entered or left the selection).
+#[derive(Clone)]
+struct Change {
+    rv: u64,
+    kind: &'static str,
+    object: Value,
+    before: Option<Value>,
+}
+
+/// A request as the server saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The `Accept` header (a metadata-only list asks for `as=PartialObjectMetadataList`).
+    pub accept: String,
+}
+
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<Key, Value>,
-    /// Per resource: (resourceVersion, watch event), in order. One history per resource, so a
-    /// watch of a quiet resource does not look through every other resource's events.
-    log: std::collections::HashMap<String, Vec<(u64, Value)>>,
+    /// Per resource: its changes, in order. One history per resource, so a watch of a quiet
+    /// resource does not look through every other resource's events.
+    log: std::collections::HashMap<String, Vec<Change>>,
     rv: u64,
-    requests: Vec<(String, String, String)>,
+    requests: Vec<Recorded>,
+}
+
+/// What a watch of `namespace` (or all) with `selector` sees of `change`, if anything.
+fn seen(change: &Change, namespace: Option<&str>, selector: &Selector) -> Option<Value> {
+    if namespace.is_some() && change.object["metadata"]["namespace"].as_str() != namespace {
+        return None;
+    }
+    let now = change.kind != "DELETED" && selector.matches(&change.object);
+    let before = change.before.as_ref().is_some_and(|b| selector.matches(b));
+    let kind = match (before, now) {
+        (false, true) => "ADDED",
+        (true, true) => change.kind,
+        (true, false) => "DELETED",
+        (false, false) => return None,
+    };
+    Some(json!({"type": kind, "object": change.object}))
+}
+
+/// An object as a metadata-only list returns it.
+fn metadata_only(object: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+           "metadata": object["metadata"]})
 }
 
 #[derive(Clone, Default)]
@@ -110,7 +156,7 @@ impl FakeApiServer {
         path
     }
 
-    pub fn requests(&self) -> Vec<(String, String, String)> {
+    pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().requests.clone()
     }
 
@@ -202,7 +248,7 @@ impl FakeApiServer {
         namespace: Option<String>,
         name: String,
         mut object: Value,
-        event: &str,
+        event: &'static str,
     ) -> Value {
         let mut inner = self.inner.lock().unwrap();
         inner.rv += 1;
@@ -211,14 +257,19 @@ impl FakeApiServer {
         let (api_version, kind) = kind_of(resource);
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(kind);
-        inner
+        let before = inner
             .objects
             .insert((resource.to_string(), namespace, name), object.clone());
         inner
             .log
             .entry(resource.to_string())
             .or_default()
-            .push((rv, json!({"type": event, "object": object})));
+            .push(Change {
+                rv,
+                kind: event,
+                object: object.clone(),
+                before,
+            });
         drop(inner);
         self.changed.notify_waiters();
         object
@@ -229,31 +280,47 @@ impl FakeApiServer {
         inner.rv += 1;
         let rv = inner.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        inner
+        let before = inner
             .objects
             .remove(&(resource.to_string(), namespace, name));
         inner
             .log
             .entry(resource.to_string())
             .or_default()
-            .push((rv, json!({"type": "DELETED", "object": object})));
+            .push(Change {
+                rv,
+                kind: "DELETED",
+                object,
+                before,
+            });
         drop(inner);
         self.changed.notify_waiters();
     }
 
-    fn watch(&self, resource: String, from: u64) -> Body {
+    fn watch(
+        &self,
+        resource: String,
+        namespace: Option<String>,
+        selector: Selector,
+        from: u64,
+    ) -> Body {
         let server = self.clone();
-        let stream = futures::stream::unfold(from, move |cursor| {
+        let stream = futures::stream::unfold(from, move |mut cursor| {
             let server = server.clone();
             let resource = resource.clone();
+            let namespace = namespace.clone();
+            let selector = selector.clone();
             async move {
                 loop {
                     let notified = server.changed.notified();
                     let next = {
                         let inner = server.inner.lock().unwrap();
-                        inner.log.get(&resource).and_then(|events| {
-                            let start = events.partition_point(|(rv, _)| *rv <= cursor);
-                            events.get(start).cloned()
+                        inner.log.get(&resource).and_then(|changes| {
+                            let start = changes.partition_point(|c| c.rv <= cursor);
+                            changes[start..].iter().find_map(|c| {
+                                cursor = c.rv;
+                                seen(c, namespace.as_deref(), &selector).map(|e| (c.rv, e))
+                            })
                         })
                     };
                     if let Some((rv, event)) = next {
@@ -277,12 +344,18 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
         .headers()
         .get("content-type")
         .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
-    server
-        .inner
-        .lock()
-        .unwrap()
-        .requests
-        .push((method.to_string(), path.clone(), query.clone()));
+    let accept = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    server.inner.lock().unwrap().requests.push(Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        accept: accept.clone(),
+    });
     let bytes = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
         .unwrap();
@@ -310,6 +383,13 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
     let watching = query
         .split('&')
         .any(|p| p == "watch=true" || p == "watch=1");
+    let selector = match (&method, &name) {
+        (&Method::GET, None) => match Selector::from_query(&query) {
+            Ok(s) => s,
+            Err(why) => return error(400, "BadRequest", &why),
+        },
+        _ => Selector::default(),
+    };
     match (&method, name) {
         (&Method::GET, None) if watching => {
             let from = query
@@ -319,21 +399,35 @@ async fn handle(State(server): State<FakeApiServer>, request: Request) -> Respon
                 .unwrap_or(0);
             Response::builder()
                 .header("content-type", "application/json")
-                .body(server.watch(resource.to_string(), from))
+                .body(server.watch(resource.to_string(), namespace, selector, from))
                 .unwrap()
         }
         (&Method::GET, None) => {
+            let metadata = accept.contains("as=PartialObjectMetadataList");
             let inner = server.inner.lock().unwrap();
             let items: Vec<Value> = inner
                 .objects
                 .iter()
-                .filter(|((r, ns, _), _)| {
-                    r == resource && (namespace.is_none() || *ns == namespace)
+                .filter(|((r, ns, _), v)| {
+                    r == resource
+                        && (namespace.is_none() || *ns == namespace)
+                        && selector.matches(v)
                 })
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| {
+                    if metadata {
+                        metadata_only(v)
+                    } else {
+                        v.clone()
+                    }
+                })
                 .collect();
             let (api_version, kind) = kind_of(resource);
-            axum::Json(json!({"apiVersion": api_version, "kind": format!("{kind}List"),
+            let (api_version, kind) = if metadata {
+                ("meta.k8s.io/v1", "PartialObjectMetadataList".to_string())
+            } else {
+                (api_version, format!("{kind}List"))
+            };
+            axum::Json(json!({"apiVersion": api_version, "kind": kind,
                               "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}))
                 .into_response()
         }

@@ -8,6 +8,7 @@
 pub mod apiserver;
 pub mod fuzz;
 pub mod proxy;
+pub mod selectors;
 
 pub use proxy::CuttingProxy;
 

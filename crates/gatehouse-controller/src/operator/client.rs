@@ -1,8 +1,10 @@
 //! Reconciling one OAuthClient: its registration in the store, its credentials Secret, its
 //! status, and on deletion its removal (which revokes its refresh tokens). It looks only at
-//! what it depends on: its tenant, the claims on its client id, and its Secret.
+//! what it depends on: its tenant, the claims on its client id, and its Secret (read only
+//! when it carries the watch label; see [`super::lookup`]).
 
 use super::context::Context;
+use super::lookup::{self, Found};
 use super::{FINALIZER, RESYNC, ReconcileError};
 use crate::conditions::{Verdict, set};
 use crate::events::EventType;
@@ -62,22 +64,71 @@ fn requeue_rivals(client: &OAuthClient, ctx: &Context) {
     }
 }
 
+/// The client's credentials Secret. One to be generated is not looked for beyond the cache:
+/// creating it says whether it exists (a lookup per new client would double a cold start's
+/// requests).
+async fn credentials(
+    client: &OAuthClient,
+    namespace: &str,
+    name: &str,
+    ctx: &Context,
+) -> Result<Found, ReconcileError> {
+    if !client.spec.needs_secret() {
+        return Ok(Found::Missing);
+    }
+    let secret_ref = client.spec.effective_secret_ref(name);
+    if secret_ref.generate {
+        return Ok(ctx
+            .secret(namespace, &secret_ref.name)
+            .map_or(Found::Missing, Found::Cached));
+    }
+    lookup::secret(
+        ctx,
+        namespace,
+        &secret_ref.name,
+        client.metadata.uid.as_deref(),
+    )
+    .await
+}
+
 async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileError> {
     let (namespace, name, id) = identity(client);
     let now = ctx.now_time();
     let tenant = ctx.tenant(&client.spec.tenant_ref);
-    let secret = ctx.secret(&namespace, &client.spec.effective_secret_ref(&name).name);
-    let inputs = ClientInputs {
-        tenant: TenantView::of(tenant.as_deref()),
-        holds_id: ctx
-            .caches
-            .index
-            .holds_id(client, tenant.as_deref(), &ctx.caches.clients),
-        secret: secret.as_deref(),
-        public_url: &ctx.public_url,
-        now: &now,
+    let holds_id = ctx
+        .caches
+        .index
+        .holds_id(client, tenant.as_deref(), &ctx.caches.clients);
+    let decide_with = |secret: &Found| {
+        decide(
+            client,
+            &ClientInputs {
+                tenant: TenantView::of(tenant.as_deref()),
+                holds_id,
+                secret: secret.view(),
+                public_url: &ctx.public_url,
+                now: &now,
+            },
+        )
     };
-    let mut outcome = decide(client, &inputs);
+    let secret = credentials(client, &namespace, &name, ctx).await?;
+    let mut outcome = decide_with(&secret);
+    // Before anything is published: a Secret that turns out to exist already (someone else's,
+    // unlabelled) changes the outcome.
+    if let Some(request) = &outcome.secret_request
+        && request.owner_uid.is_some()
+        && !ctx.kube.create_credentials_secret(request, client).await?
+    {
+        let uid = client.metadata.uid.as_deref();
+        let secret = lookup::uncached(ctx, &request.namespace, &request.name, uid).await?;
+        if let Found::Missing = secret {
+            return Err(ReconcileError::Conflict(format!(
+                "Secret {}/{} came and went",
+                request.namespace, request.name
+            )));
+        }
+        outcome = decide_with(&secret);
+    }
     let tenant_name = &client.spec.tenant_ref;
     let source = format!("{namespace}/{name}");
     let published = if let Some(registration) = &outcome.registration {
@@ -109,11 +160,6 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         );
         let generation = status.observed_generation;
         set(&mut status.conditions, &verdict, generation, &now);
-    }
-    if let Some(request) = &outcome.secret_request
-        && request.owner_uid.is_some()
-    {
-        ctx.kube.create_credentials_secret(request, client).await?;
     }
     if let Some((request, wanted)) = &outcome.secret_rotation {
         ctx.kube

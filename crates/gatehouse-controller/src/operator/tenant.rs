@@ -3,12 +3,14 @@
 //! removal of its issuer and everything its server wrote.
 
 use super::context::Context;
+use super::lookup::{self, Found};
 use super::{FINALIZER, RESYNC, ReconcileError};
-use crate::cluster::{keys_secret_name, read_keys_secret as read_keys};
+use crate::cluster::{ClusterError, keys_secret_name, read_keys_secret as read_keys};
 use crate::conditions::{Verdict, set};
 use crate::events::EventType;
 use crate::publish::key_statuses;
 use crate::reconcile::reconcile_tenant as decide;
+use crate::secrets::WATCH_LABEL;
 use gatehouse_core::keys::KeyState;
 use gatehouse_crd::Tenant;
 use gatehouse_crd::condition::{reasons, types};
@@ -46,12 +48,12 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     let name = tenant.name_any();
     let now = ctx.now();
     let now_time = ctx.now_time();
-    let users = tenant
-        .spec
-        .users
-        .as_ref()
-        .and_then(|u| ctx.secret(&u.secret_ref.namespace, &u.secret_ref.name));
-    let mut outcome = decide(tenant, users.as_deref(), &ctx.public_url, &now_time);
+    let users = match &tenant.spec.users {
+        // People supply it: never adopted.
+        Some(u) => lookup::secret(ctx, &u.secret_ref.namespace, &u.secret_ref.name, None).await?,
+        None => Found::Missing,
+    };
+    let mut outcome = decide(tenant, users.view(), &ctx.public_url, &now_time);
     let mut status = outcome.status.clone();
     if outcome.registration.is_some() || outcome.held.is_some() {
         // Counted by the index from the clients' own statuses, not by looking at each client.
@@ -86,9 +88,16 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
             .await?;
         if plan.keys != existing {
             // The Secret first: the store is a copy of it, never the other way round.
-            ctx.kube
+            let written = ctx
+                .kube
                 .write_keys_secret(&ctx.namespace, tenant, keys_secret.as_ref(), &plan.keys)
-                .await?;
+                .await;
+            match written {
+                Err(ClusterError::Stale(_)) if keys_secret.is_none() => {
+                    return Err(unseen_keys_secret(ctx, tenant, &keys_name).await);
+                }
+                other => other?,
+            }
         }
         ctx.publisher.publish_tenant(config, &plan.keys).await?;
         if plan.rotated && !existing.is_empty() {
@@ -133,6 +142,26 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     let api: Api<Tenant> = Api::all(ctx.kube.client.clone());
     ctx.kube.write_status(&api, tenant, &status).await?;
     result.map(|()| Action::requeue(wait))
+}
+
+/// Why a keys Secret the cache lacks exists in the cluster: the cache is behind, or it is an
+/// unlabelled one Gatehouse made for this tenant (labelled now; either way, retried), or
+/// someone else's under that name, which is reported and never written over.
+async fn unseen_keys_secret(ctx: &Context, tenant: &Tenant, name: &str) -> ReconcileError {
+    let uid = tenant.metadata.uid.as_deref().unwrap_or_default();
+    match lookup::uncached(ctx, &ctx.namespace, name, Some(uid)).await {
+        Ok(Found::NotLabelled) => ReconcileError::KeysSecret {
+            secret: format!("{}/{name}", ctx.namespace),
+            why: format!(
+                "it exists without the label {}={} and was not made by Gatehouse for this tenant; restore the tenant's keys Secret from a backup (with the label), or delete it to start with new keys",
+                WATCH_LABEL.0, WATCH_LABEL.1
+            ),
+        },
+        Ok(Found::Cached(_) | Found::Missing) => {
+            ReconcileError::Conflict(format!("Secret {}/{name} came and went", ctx.namespace))
+        }
+        Err(e) => e,
+    }
 }
 
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError> {

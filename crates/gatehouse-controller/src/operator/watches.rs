@@ -1,10 +1,12 @@
-//! The operator's watches: one per kind (Tenants, OAuthClients, Secrets), each feeding the
+//! The operator's watches: one per kind (Tenants, OAuthClients, and the Secrets carrying the
+//! watch label `gatehouse.dev/watch=true`), each feeding the
 //! [`Index`], a shared cache, and the controllers subscribed to it (kube-runtime's shared
 //! streams). Watch failures are logged and ridden out with backoff. Deletions, which shared
 //! streams do not pass on, reach the controllers as the objects the index says they affect.
 
 use super::context::Caches;
 use super::index::{Index, Triggers};
+use crate::secrets::WATCH_SELECTOR;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt, TryStreamExt};
 use gatehouse_crd::{OAuthClient, Tenant};
@@ -100,6 +102,7 @@ pub fn watch_all(
         let (index, triggered) = (index.clone(), triggered.clone());
         watch(
             Api::<Tenant>::all(client.clone()),
+            watcher::Config::default(),
             tenant_writer,
             move |e| {
                 triggered.send(index.tenant_event(e));
@@ -110,6 +113,7 @@ pub fn watch_all(
         let (index, triggered) = (index.clone(), triggered.clone());
         watch(
             Api::<OAuthClient>::all(client.clone()),
+            watcher::Config::default(),
             client_writer,
             move |e| {
                 triggered.send(index.client_event(e));
@@ -118,8 +122,12 @@ pub fn watch_all(
     };
     let secret_feed = {
         let namespace = operator_namespace.to_string();
+        // Only the Secrets labelled for Gatehouse, wherever they are: the cache never holds
+        // the cluster's other Secrets. One that loses the label leaves the cache (the watch
+        // reports it deleted) and one that gains it enters.
         watch(
             Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(WATCH_SELECTOR),
             secret_writer,
             move |e| {
                 triggered.send(index.secret_event(e, &namespace));
@@ -137,10 +145,11 @@ pub fn watch_all(
     Ok((watches, drive))
 }
 
-/// Watches `api`: every event goes to `on_event` (the index), then into the shared cache and
-/// its subscribers.
+/// Watches `api` as `config` selects: every event goes to `on_event` (the index), then into
+/// the shared cache and its subscribers.
 fn watch<K>(
     api: Api<K>,
+    config: watcher::Config,
     writer: Writer<K>,
     on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> impl Future<Output = ()> + Send
@@ -154,12 +163,10 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map_ok(move |event| {
-            on_event(&event);
-            event
-        });
+    let events = watcher(api, config).default_backoff().map_ok(move |event| {
+        on_event(&event);
+        event
+    });
     drain(events.reflect_shared(writer))
 }
 

@@ -3,7 +3,7 @@
 
 use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
-use crate::secrets::{CLIENT_SECRET_KEY, is_generated, string_value};
+use crate::secrets::{CLIENT_SECRET_KEY, SecretView, is_generated, not_labelled, string_value};
 use gatehouse_core::config::{AssertableSubjects, BUILT_IN_SCOPES};
 use gatehouse_core::secret::HashCost;
 use gatehouse_core::{ClientConfig, GrantType, endpoints};
@@ -11,7 +11,6 @@ use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::tenant::namespaces_allow;
 use gatehouse_crd::validate::{is_http_beyond_loopback, validate_client, validate_tenant};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus, Tenant};
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
@@ -71,8 +70,8 @@ pub struct ClientInputs<'a> {
     /// Whether the client holds its client id (see [`super::ClientIds`]). Only asked of a
     /// client that may claim one ([`may_claim_id`]); others are refused before it matters.
     pub holds_id: bool,
-    /// The client's credentials Secret, if it exists.
-    pub secret: Option<&'a Secret>,
+    /// The client's credentials Secret, as Gatehouse may see it.
+    pub secret: SecretView<'a>,
     /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
     pub public_url: &'a str,
     pub now: &'a Time,
@@ -174,7 +173,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
     );
     if spec.needs_secret() {
         match inputs.secret {
-            Some(s) => match string_value(s, CLIENT_SECRET_KEY) {
+            SecretView::Readable(s) => match string_value(s, CLIENT_SECRET_KEY) {
                 Ok(Some(value)) if !value.is_empty() => {
                     if is_generated(s, &value) {
                         secret_cost = HashCost::RandomKey;
@@ -194,7 +193,14 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                     ready = Verdict::new(types::READY, false, reasons::SECRET_INVALID, why);
                 }
             },
-            None if secret_ref.generate => {
+            // Never generated over nor read: someone else's Secret by that name. A registered
+            // client keeps its last secret meanwhile, as with an unusable one.
+            SecretView::NotLabelled => {
+                let why = not_labelled(&namespace, &secret_ref.name);
+                outcome.held = Some(Held::new(previous, &why, inputs.now));
+                ready = Verdict::new(types::READY, false, reasons::SECRET_NOT_LABELLED, why);
+            }
+            SecretView::Missing if secret_ref.generate => {
                 ready = Verdict::new(
                     types::READY,
                     false,
@@ -203,7 +209,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 );
                 outcome.secret_request = Some(secret_request.clone());
             }
-            None => {
+            SecretView::Missing => {
                 ready = Verdict::new(
                     types::READY,
                     false,

@@ -2,7 +2,7 @@
 
 use super::{Held, TenantOutcome};
 use crate::conditions::{Verdict, to_conditions};
-use crate::secrets::string_value;
+use crate::secrets::{SecretView, not_labelled, string_value};
 use crate::users::{USERS_KEY, parse_users};
 use gatehouse_core::config::ScopeConfig;
 use gatehouse_core::duration::parse_duration;
@@ -23,13 +23,25 @@ fn secs(s: &str) -> u64 {
     parse_duration(s).map_or(1, |d| d.as_secs().max(1))
 }
 
+/// The users a readable users Secret holds; the error names the Secret and what is wrong.
+fn read_users(
+    secret: &Secret,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<gatehouse_core::config::UserConfig>, String> {
+    let text = string_value(secret, USERS_KEY)
+        .map_err(|e| format!("Secret {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("Secret {namespace}/{name} has no key {USERS_KEY}"))?;
+    parse_users(&text).map_err(|e| format!("Secret {namespace}/{name}: {e}"))
+}
+
 /// A Tenant's registration and status from the Tenant and the users Secret its
-/// `spec.users.secretRef` names (`None` when that Secret does not exist). `status.clients` is
-/// left for the caller, who knows how many clients are live.
+/// `spec.users.secretRef` names. `status.clients` is left for the caller, who knows how many
+/// clients are live.
 #[must_use]
 pub fn reconcile_tenant(
     tenant: &Tenant,
-    users_secret: Option<&Secret>,
+    users_secret: SecretView<'_>,
     public_url: &str,
     now: &Time,
 ) -> TenantOutcome {
@@ -48,21 +60,18 @@ pub fn reconcile_tenant(
             None => Vec::new(),
             Some(u) => {
                 let r = &u.secret_ref;
-                let loaded = users_secret
-                    .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))
-                    .and_then(|s| {
-                        string_value(s, USERS_KEY)
-                            .map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
-                    })
-                    .and_then(|v| {
-                        v.ok_or_else(|| {
-                            format!("Secret {}/{} has no key {USERS_KEY}", r.namespace, r.name)
-                        })
-                    })
-                    .and_then(|text| {
-                        parse_users(&text)
-                            .map_err(|e| format!("Secret {}/{}: {e}", r.namespace, r.name))
-                    });
+                let loaded = match users_secret {
+                    SecretView::Readable(s) => read_users(s, &r.namespace, &r.name)
+                        .map_err(|e| (reasons::USERS_SECRET_INVALID, e)),
+                    SecretView::NotLabelled => Err((
+                        reasons::SECRET_NOT_LABELLED,
+                        not_labelled(&r.namespace, &r.name),
+                    )),
+                    SecretView::Missing => Err((
+                        reasons::USERS_SECRET_INVALID,
+                        format!("Secret {}/{} not found", r.namespace, r.name),
+                    )),
+                };
                 match loaded {
                     Ok(users) => {
                         verdicts.push(Verdict::new(
@@ -73,11 +82,11 @@ pub fn reconcile_tenant(
                         ));
                         users
                     }
-                    Err(message) => {
+                    Err((reason, message)) => {
                         verdicts.push(Verdict::new(
                             types::USERS_LOADED,
                             false,
-                            reasons::USERS_SECRET_INVALID,
+                            reason,
                             format!("{message}; nobody can sign in until it is fixed"),
                         ));
                         Vec::new()

@@ -8,7 +8,7 @@ use super::files::{fingerprint_of, replace_private};
 use super::manifests::GENERATED_DIR;
 use crate::cluster::{KEYS_SECRET_KEY, TENANT_LABEL, keys_secret_name, read_keys_secret};
 use crate::publish::KeyKeeper;
-use crate::secrets::MANAGED_BY;
+use crate::secrets::{MANAGED_BY, WATCH_LABEL};
 use gatehouse_core::keys::SigningKeyRecord;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -99,6 +99,7 @@ fn keys_manifest(tenant: &str, keys: &[SigningKeyRecord]) -> Result<String, Stri
     secret.metadata.labels = Some(
         [
             (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (WATCH_LABEL.0.to_string(), WATCH_LABEL.1.to_string()),
             (TENANT_LABEL.to_string(), tenant.to_string()),
         ]
         .into(),

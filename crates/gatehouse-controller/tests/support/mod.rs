@@ -44,7 +44,30 @@ pub struct Seen {
     pub path: String,
     pub query: String,
     pub content_type: String,
+    pub accept: String,
     pub body: Value,
+}
+
+fn header(request: &Request<Body>, name: &str) -> String {
+    request
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn call<'a>(
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    accept: &'a str,
+) -> rbac::Request<'a> {
+    rbac::Request {
+        method: method.as_str(),
+        path,
+        query,
+        accept,
+    }
 }
 
 impl ApiServer {
@@ -65,8 +88,9 @@ impl ApiServer {
                 let method = request.method().clone();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
-                let (_group, resource, _verb, _namespace) =
-                    rbac::check(method.as_str(), &path, &query, OPERATOR_NAMESPACE)
+                let accept = header(&request, "accept");
+                let (_group, resource, verb, _namespace) =
+                    rbac::check(&call(&method, &path, &query, &accept), OPERATOR_NAMESPACE)
                         .unwrap_or_else(|e| panic!("{e}"));
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 let body: Value = if bytes.is_empty() {
@@ -75,6 +99,8 @@ impl ApiServer {
                     serde_json::from_slice(&bytes).unwrap()
                 };
                 let reply = match resource.split('/').next().unwrap_or_default() {
+                    // A lookup of a Secret the cache lacks: none exists.
+                    _ if verb == "list" => json!({"metadata": {}, "items": []}),
                     "tenants" => json!({"apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
                         "metadata": {"name": "x"}, "spec": {"grantTypes": ["client_credentials"]}}),
                     "oauthclients" => {
@@ -97,6 +123,7 @@ impl ApiServer {
                         path,
                         query,
                         content_type: String::new(),
+                        accept,
                         body,
                     });
                 }
@@ -121,12 +148,9 @@ impl ApiServer {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
-        let content_type = request
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        rbac::check(method.as_str(), &path, &query, OPERATOR_NAMESPACE)
+        let content_type = header(&request, "content-type");
+        let accept = header(&request, "accept");
+        rbac::check(&call(&method, &path, &query, &accept), OPERATOR_NAMESPACE)
             .unwrap_or_else(|e| panic!("{e}"));
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body = if bytes.is_empty() {
@@ -140,6 +164,7 @@ impl ApiServer {
                 path,
                 query,
                 content_type,
+                accept,
                 body,
             },
             send,
@@ -228,6 +253,45 @@ impl ApiServer {
         )
     }
 
+    /// Expects the metadata-only lookup of Secret `namespace/name` (one the cache lacks);
+    /// answers with `metadata` as the one item, or no item.
+    pub async fn expect_lookup(&mut self, namespace: &str, name: &str, metadata: Option<Value>) {
+        let (seen, send) = self.next().await;
+        assert_eq!(
+            (&seen.method, seen.path.as_str()),
+            (
+                &Method::GET,
+                format!("/api/v1/namespaces/{namespace}/secrets").as_str()
+            ),
+            "expected a lookup of Secret {namespace}/{name}"
+        );
+        let params: Vec<(String, String)> = form_urlencoded::parse(seen.query.as_bytes())
+            .into_owned()
+            .collect();
+        assert!(
+            params.contains(&("fieldSelector".into(), format!("metadata.name={name}"))),
+            "{}",
+            seen.query
+        );
+        assert!(
+            seen.accept.contains("as=PartialObjectMetadataList"),
+            "{}",
+            seen.accept
+        );
+        let items: Vec<Value> = metadata
+            .into_iter()
+            .map(|m| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": m}))
+            .collect();
+        let reply = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                           "metadata": {"resourceVersion": "100"}, "items": items});
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+    }
+
     /// Fails on any further request.
     pub async fn expect_nothing(&mut self) {
         if let Ok(Some((request, _))) =
@@ -311,7 +375,13 @@ impl World {
         self.clients.apply_watcher_event(&event);
         triggers
     }
+    /// Caches `s` as the Secret watch delivers it, which only Secrets with the watch label are.
     pub fn put_secret(&mut self, s: &Secret) {
+        assert!(
+            gatehouse_controller::secrets::is_watched(s),
+            "the operator's watch never delivers a Secret without the watch label: {:?}",
+            s.metadata
+        );
         let event = watcher::Event::Apply(s.clone());
         self.index.secret_event(&event, OPERATOR_NAMESPACE);
         self.secrets.apply_watcher_event(&event);
@@ -345,10 +415,12 @@ pub fn oauth_client(name: &str, spec: Value) -> OAuthClient {
     serde_json::from_value(c).unwrap()
 }
 
+/// A Secret carrying the watch label (as everything the operator caches does).
 pub fn secret(namespace: &str, name: &str, data: &[(&str, &[u8])]) -> Secret {
     let mut s = Secret::default();
     s.metadata.namespace = Some(namespace.into());
     s.metadata.name = Some(name.into());
+    s.metadata.labels = Some([("gatehouse.dev/watch".to_string(), "true".to_string())].into());
     s.metadata.resource_version = Some("100".into());
     s.data = Some(
         data.iter()
