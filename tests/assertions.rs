@@ -52,7 +52,7 @@ spec:
   subjectAssertions:
     - signer: {{namespace: hooli, clientId: hooli-svc}}
       users: [alice@hooli]
-      clients: [hooli-batch]
+      clients: [{{namespace: hooli, clientId: hooli-batch}}]
 ---
 apiVersion: v1
 kind: Secret

@@ -148,9 +148,18 @@ pub struct AssertableSubjects {
     /// Usernames; `"*"` for every user of the tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
-    /// Client ids the client may act as.
+    /// Clients it may act as.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clients: Vec<String>,
+    pub clients: Vec<ClientRef>,
+}
+
+/// A client named by its namespace and client id (a client id alone may change hands).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientRef {
+    /// The OAuthClient's namespace.
+    pub namespace: String,
+    /// Its client id.
+    pub client_id: String,
 }
 
 impl AssertableSubjects {
@@ -166,14 +175,22 @@ impl AssertableSubjects {
         self.users.iter().any(|u| u == "*" || u == username)
     }
 
-    /// Whether the client `client_id` may be asserted.
+    /// Whether the client `client_id`, registered from `namespace`, may be asserted.
     #[must_use]
-    pub fn client(&self, client_id: &str) -> bool {
-        self.clients.iter().any(|c| c == client_id)
+    pub fn client(&self, namespace: &str, client_id: &str) -> bool {
+        self.clients
+            .iter()
+            .any(|c| c.namespace == namespace && c.client_id == client_id)
     }
 }
 
 impl ClientConfig {
+    /// The namespace of the `OAuthClient` this came from.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        self.source.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
     /// Whether the client may use `grant` (its effective grant types).
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)

@@ -54,6 +54,26 @@ pub fn user_key(username: &str) -> String {
     format!("user:{}", crate::hex::encode(username.as_bytes()))
 }
 
+/// How an address is counted: an IPv4 address alone, an IPv6 address by its /64 (one host
+/// usually holds a whole /64, so counting single addresses would let it pick a new one per
+/// guess), an unknown one together.
+#[must_use]
+pub fn address_bucket(address: Option<std::net::IpAddr>) -> String {
+    use std::net::IpAddr;
+    match address {
+        None => "unknown".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                v4.to_string()
+            } else {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+}
+
 /// Store key of a client address's failure counter.
 pub fn address_key(address: &str) -> String {
     format!("addr:{address}")
@@ -109,6 +129,17 @@ pub fn judge_user(user_attempts: u64) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let bucket = |a: &str| address_bucket(Some(a.parse().unwrap()));
+        assert_eq!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:2:ffff::9"));
+        assert_eq!(bucket("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(bucket("192.0.2.1"), "192.0.2.1");
+        assert_eq!(address_bucket(None), "unknown");
+    }
 
     #[test]
     fn keys() {

@@ -138,23 +138,24 @@ pub struct AudienceSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SubjectAssertionSpec {
     /// The client whose registered keys sign the assertions.
-    pub signer: AssertionSignerSpec,
+    pub signer: ClientRefSpec,
     /// Usernames the signer may assert; `"*"` for every user of the tenant. A user must exist
     /// when the assertion is presented.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
     pub users: Vec<String>,
-    /// Client ids the signer may act as (asserted as `client:<client_id>`).
+    /// Clients the signer may act as (asserted as `client:<client_id>`), each named by its
+    /// namespace and client id: a freed id claimed from another namespace is someone else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256), inner(length(min = 1, max = 128)))]
-    pub clients: Vec<String>,
+    #[schemars(length(max = 256))]
+    pub clients: Vec<ClientRefSpec>,
 }
 
 /// A client, named by its namespace and client id: a client id alone could be claimed by
 /// another namespace once freed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AssertionSignerSpec {
+pub struct ClientRefSpec {
     /// The OAuthClient's namespace.
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),

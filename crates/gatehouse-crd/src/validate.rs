@@ -169,8 +169,19 @@ fn is_uri_without_fragment(s: &str) -> bool {
 /// `javascript:`, `data:`, `file:` and other one-word schemes would run or read something in
 /// the browser instead of reaching an app.
 fn redirect_scheme_problem(uri: &str) -> Option<&'static str> {
-    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase())?;
-    match scheme.as_str() {
+    let (scheme, rest) = uri.split_once(':')?;
+    // Browsers read `\` as `/` and skip user information: `http://evil\@127.0.0.1/` goes to
+    // `evil`. Neither has a place in a redirect URI.
+    if uri.contains('\\') {
+        return Some("a redirect URI must not contain a backslash");
+    }
+    let authority = rest
+        .strip_prefix("//")
+        .map(|r| r.split(['/', '?']).next().unwrap_or_default());
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Some("a redirect URI must not carry user information (user@host)");
+    }
+    match scheme.to_ascii_lowercase().as_str() {
         "https" | "http" => None,
         s if s.contains('.') => None,
         _ => Some(
@@ -370,8 +381,19 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
             }
         }
         for (j, client) in grant.clients.iter().enumerate() {
-            if !is_client_id(client) {
-                err(&mut out, format!("{field}.clients[{j}]"), CLIENT_ID_RULE);
+            if !is_dns_label(&client.namespace) {
+                err(
+                    &mut out,
+                    format!("{field}.clients[{j}].namespace"),
+                    "must be a namespace name",
+                );
+            }
+            if !is_client_id(&client.client_id) {
+                err(
+                    &mut out,
+                    format!("{field}.clients[{j}].clientId"),
+                    CLIENT_ID_RULE,
+                );
             }
         }
     }

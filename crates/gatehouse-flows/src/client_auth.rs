@@ -60,25 +60,19 @@ pub async fn authenticate(
         params.get("client_secret"),
         assertion,
     )?;
-    let address = credentials
-        .address
-        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let address = throttle::address_bucket(credentials.address);
     let Some(client) = tenant.client(creds.client_id()).cloned() else {
         // Costs and counts what a wrong secret does, so neither time nor answer tells.
-        if let Some(secret) = presented_secret(&creds) {
-            let attempt = Attempt::reserve(services, tenant, creds.client_id(), &address).await?;
-            let secret = Zeroizing::new(secret.to_string());
-            services
-                .argon2
-                .try_run(move || verify_secret(&secret, decoy_hash()))
-                .await?;
-            // The attempt keeps its place: an unknown client is a failure.
-            let _ = attempt;
-        }
-        return Err(failed(tenant, creds.client_id(), "unknown client"));
+        return Err(decoy_failure(services, tenant, &creds, &address, "unknown client").await);
     };
-    let progress = precheck(tenant.name(), &client, &creds, &services.secrets)
-        .map_err(|e| failed(tenant, &client.client_id, &e.description))?;
+    let progress = match precheck(tenant.name(), &client, &creds, &services.secrets) {
+        Ok(progress) => progress,
+        // A secret sent by the wrong method (or to a client without one) fails like a wrong
+        // secret too.
+        Err(e) => {
+            return Err(decoy_failure(services, tenant, &creds, &address, &e.description).await);
+        }
+    };
     match progress {
         AuthProgress::Authenticated => Ok(client),
         AuthProgress::VerifyAssertion => {
@@ -128,12 +122,19 @@ pub async fn authenticate(
             let cache = services.secrets.clone();
             let tenant_name = tenant.name().to_string();
             let client_id = client.client_id.clone();
-            let checked = services
+            let checked = match services
                 .argon2
                 .try_run(move || {
                     finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache)
                 })
-                .await?;
+                .await
+            {
+                Ok(checked) => checked,
+                Err(refused) => {
+                    attempt.not_checked().await?;
+                    return Err(refused.into());
+                }
+            };
             match checked {
                 Ok(()) => {
                     attempt.succeeded().await?;
@@ -143,6 +144,38 @@ pub async fn authenticate(
             }
         }
     }
+}
+
+/// Fails an authentication that never reaches the registered secret's check, at the same cost
+/// and count as a wrong secret when a secret was presented.
+async fn decoy_failure(
+    services: &Services,
+    tenant: &ServedTenant,
+    creds: &PresentedCredentials,
+    address: &str,
+    reason: &str,
+) -> Error {
+    let client_id = creds.client_id();
+    let Some(secret) = presented_secret(creds) else {
+        return failed(tenant, client_id, reason);
+    };
+    let attempt = match Attempt::reserve(services, tenant, client_id, address).await {
+        Ok(attempt) => attempt,
+        Err(e) => return e,
+    };
+    let secret = Zeroizing::new(secret.to_string());
+    if let Err(refused) = services
+        .argon2
+        .try_run(move || verify_secret(&secret, decoy_hash()))
+        .await
+    {
+        return match attempt.not_checked().await {
+            Ok(()) => refused.into(),
+            Err(e) => e,
+        };
+    }
+    // The attempt keeps its place: it is a failure.
+    failed(tenant, client_id, reason)
 }
 
 /// The one answer to a failed authentication; the reason goes to the log only.
@@ -196,6 +229,15 @@ impl<'a> Attempt<'a> {
             tenant: name,
             keys,
         })
+    }
+
+    /// The check did not run (the argon2 queue was full): the attempt is no failure.
+    async fn not_checked(self) -> Result<(), Error> {
+        let store = self.services.store();
+        for key in &self.keys {
+            store.forgive_failure(self.tenant, key).await?;
+        }
+        Ok(())
     }
 
     async fn succeeded(self) -> Result<(), Error> {

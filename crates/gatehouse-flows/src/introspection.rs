@@ -43,7 +43,8 @@ pub async fn active_claims(
                 }
             }
         };
-        if store.is_revoked(tenant.name(), &claims.jti).await? {
+        if store.is_revoked(tenant.name(), &claims.jti).await? || !user_still_there(tenant, &claims)
+        {
             return Ok(None);
         }
         Ok(Some(Arc::unwrap_or_clone(claims)))
@@ -53,10 +54,21 @@ pub async fn active_claims(
             .await?;
         match claims.filter(|c| c.exp > now && c.iss == tenant.issuer) {
             // Opaque tokens of a revoked refresh-token family are revoked by jti too.
-            Some(c) if !store.is_revoked(tenant.name(), &c.jti).await? => Ok(Some(c)),
+            Some(c)
+                if user_still_there(tenant, &c)
+                    && !store.is_revoked(tenant.name(), &c.jti).await? =>
+            {
+                Ok(Some(c))
+            }
             _ => Ok(None),
         }
     }
+}
+
+/// Whether the person a token is about is still a user of the tenant (a client's own token is
+/// about no person): a user removed from the users Secret has no live tokens.
+fn user_still_there(tenant: &ServedTenant, claims: &AccessTokenClaims) -> bool {
+    !is_user_subject(&claims.sub) || tenant.config.user(&claims.sub).is_some()
 }
 
 /// An introspection response (RFC 7662 section 2.2).

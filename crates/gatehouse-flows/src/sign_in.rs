@@ -31,7 +31,7 @@ pub async fn verify_password(
     let name = tenant.name();
     let store = services.store();
     let window = throttle::WINDOW_SECS;
-    let address = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let address = throttle::address_bucket(address);
     let address_key = throttle::address_key(&address);
     let unlocked_at = records::get::<Unlocked>(store, name, &throttle::user_key(username))
         .await?
@@ -60,10 +60,21 @@ pub async fn verify_password(
         .as_ref()
         .map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
     let presented = Zeroizing::new(password.to_string());
-    let matches = services
+    let matches = match services
         .argon2
         .try_run(move || verify_secret(&presented, &hash))
-        .await?;
+        .await
+    {
+        Ok(matches) => matches,
+        Err(refused) => {
+            // Not checked, so no failure: a flood that fills the queue must not lock out the
+            // people who retry after the 503.
+            store.forgive_failure(name, &address_key).await?;
+            store.forgive_failure(name, &user_key).await?;
+            store.forgive_failure(name, &pair_key).await?;
+            return Err(refused.into());
+        }
+    };
     match user {
         Some(user) if matches => {
             // A success is no failure: its places in the counts are given back.

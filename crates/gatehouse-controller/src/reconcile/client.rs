@@ -283,16 +283,14 @@ fn granted_scopes(
     let mut not_granted = Vec::new();
     let mut kept = Vec::new();
     for scope in asked {
-        if BUILT_IN_SCOPES.contains(&scope.as_str()) {
-            kept.push(scope.clone());
-            continue;
-        }
+        // A declared scope (a built-in one too, say offline_access) goes by its declaration.
         match tenant.spec.scopes.iter().find(|s| &s.name == scope) {
-            None => undefined.push(scope.as_str()),
             Some(s) if !namespaces_allow(s.namespaces.as_deref(), namespace) => {
                 not_granted.push(scope.as_str());
             }
             Some(_) => kept.push(scope.clone()),
+            None if BUILT_IN_SCOPES.contains(&scope.as_str()) => kept.push(scope.clone()),
+            None => undefined.push(scope.as_str()),
         }
     }
     let mut why = Vec::new();
@@ -367,7 +365,15 @@ fn assertable_subjects(tenant: &Tenant, namespace: &str, client_id: &str) -> Ass
     for grant in &tenant.spec.subject_assertions {
         if grant.signer.namespace == namespace && grant.signer.client_id == client_id {
             out.users.extend(grant.users.iter().cloned());
-            out.clients.extend(grant.clients.iter().cloned());
+            out.clients.extend(
+                grant
+                    .clients
+                    .iter()
+                    .map(|c| gatehouse_core::config::ClientRef {
+                        namespace: c.namespace.clone(),
+                        client_id: c.client_id.clone(),
+                    }),
+            );
         }
     }
     out.users.sort();
@@ -430,10 +436,9 @@ fn admit<'a>(
             ),
         ));
     }
-    // A client with no audiences gets tokens for its own client id: an id that names a declared
-    // audience would hand the client that audience.
-    if spec.audiences.is_empty()
-        && tenant.spec.audiences.iter().any(|a| a.name == client_id)
+    // A client left with no audiences (none asked for, or all refused) gets tokens for its own
+    // client id: an id that names a declared audience would hand the client that audience.
+    if tenant.spec.audiences.iter().any(|a| a.name == client_id)
         && !audience_allowed(tenant, namespace, client_id)
     {
         return Err(Refusal::decided(

@@ -689,7 +689,7 @@ fn the_tenant_grants_subject_assertions_to_a_signer_by_namespace_and_client_id()
         json!({"grantTypes": ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
         "clientNamespaces": ["acme", "other"],
         "subjectAssertions": [
-            {"signer": {"namespace": "acme", "clientId": "reporter"}, "users": ["alice"], "clients": ["batch"]},
+            {"signer": {"namespace": "acme", "clientId": "reporter"}, "users": ["alice"], "clients": [{"namespace": "acme", "clientId": "batch"}]},
             {"signer": {"namespace": "acme", "clientId": "reporter"}, "users": ["*"]}
         ]}),
     );
@@ -714,7 +714,13 @@ fn the_tenant_grants_subject_assertions_to_a_signer_by_namespace_and_client_id()
         .unwrap()
         .config;
     assert_eq!(reg.may_assert.users, vec!["*", "alice"]);
-    assert_eq!(reg.may_assert.clients, vec!["batch"]);
+    assert_eq!(
+        reg.may_assert.clients,
+        vec![gatehouse_core::config::ClientRef {
+            namespace: "acme".into(),
+            client_id: "batch".into()
+        }]
+    );
     // The same client id claimed from another namespace (after the first is gone) is someone else.
     let r = run(&[t], &[signer("other")], &secrets);
     let reg = &r
@@ -764,5 +770,79 @@ fn plain_http_redirect_uris_beyond_loopback_need_the_tenants_consent() {
     assert_eq!(
         c.registration.as_ref().unwrap().config.redirect_uris.len(),
         3
+    );
+}
+
+#[test]
+fn a_client_id_naming_an_audience_its_namespace_may_not_hold_gets_no_token() {
+    let t = tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials"], "clientNamespaces": ["acme", "evil"],
+               "audiences": [{"name": "billing-api", "namespaces": ["acme"]}]}),
+    );
+    // With audiences of its own, all refused, it would fall back to its client id.
+    for audiences in [json!([]), json!(["https://undeclared.example.com"])] {
+        let lookalike = client(
+            "evil",
+            "lookalike",
+            1,
+            json!({"tenantRef": "acme", "clientId": "billing-api", "grantTypes": ["client_credentials"],
+                   "audiences": audiences}),
+        );
+        let r = run(
+            std::slice::from_ref(&t),
+            &[lookalike],
+            &[secret("evil", "lookalike-credentials", Some(b"s"))],
+        );
+        let c = r.client("evil", "lookalike").unwrap();
+        assert!(c.registration.is_none(), "{audiences}");
+        assert_eq!(
+            condition(c, types::READY).reason,
+            reasons::AUDIENCE_NOT_ALLOWED
+        );
+    }
+}
+
+#[test]
+fn a_built_in_scope_the_tenant_declares_goes_by_its_declaration() {
+    let t = tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials"], "clientNamespaces": ["acme", "evil"],
+               "scopes": [{"name": "offline_access", "namespaces": ["acme"]}]}),
+    );
+    let asking = |ns: &str| {
+        client(
+            ns,
+            "app",
+            1,
+            json!({"tenantRef": "acme", "clientId": format!("{ns}-app"), "grantTypes": ["client_credentials"],
+                   "scopes": ["openid", "offline_access"]}),
+        )
+    };
+    let secrets = [
+        secret("acme", "app-credentials", Some(b"s")),
+        secret("evil", "app-credentials", Some(b"s")),
+    ];
+    let r = run(
+        std::slice::from_ref(&t),
+        &[asking("acme"), asking("evil")],
+        &secrets,
+    );
+    let scopes = |ns: &str| {
+        r.client(ns, "app")
+            .unwrap()
+            .registration
+            .as_ref()
+            .unwrap()
+            .config
+            .scopes
+            .clone()
+    };
+    assert_eq!(scopes("acme"), ["openid", "offline_access"]);
+    assert_eq!(scopes("evil"), ["openid"]);
+    let refused = r.client("evil", "app").unwrap();
+    assert_eq!(
+        condition(refused, types::ACCEPTED).reason,
+        reasons::SCOPE_NOT_ALLOWED
     );
 }

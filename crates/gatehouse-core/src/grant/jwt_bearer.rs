@@ -13,8 +13,8 @@ use crate::subject::{client_subject, is_user_subject, subject_client};
 use crate::token::AccessTokenClaims;
 
 /// Claims of the access token for a verified assertion. The assertion's issuer must be the
-/// client itself: a client can only vouch for subjects with its own keys. `client_exists`
-/// says whether a client id is registered with the tenant.
+/// client itself: a client can only vouch for subjects with its own keys. `client_namespace`
+/// says from which namespace a client id is registered with the tenant, if it is.
 ///
 /// # Errors
 /// `invalid_grant` for an assertion from another issuer, or a subject the client may not
@@ -22,7 +22,7 @@ use crate::token::AccessTokenClaims;
 pub fn jwt_bearer_claims(
     ctx: &GrantContext<'_>,
     assertion: &AssertionClaims,
-    client_exists: impl Fn(&str) -> bool,
+    client_namespace: impl Fn(&str) -> Option<String>,
     scope: Option<&str>,
     resources: &[String],
     jti: String,
@@ -32,7 +32,7 @@ pub fn jwt_bearer_claims(
             "the assertion's issuer is not the authenticated client",
         ));
     }
-    let sub = asserted_subject(ctx, &assertion.sub, client_exists)?;
+    let sub = asserted_subject(ctx, &assertion.sub, client_namespace)?;
     let scopes = granted_scopes(scope, ctx.client, ctx.tenant)?;
     let aud = resolve_audience(ctx.client, resources)?;
     Ok(ctx.access_token_claims(sub, aud, scope_string(&scopes), jti))
@@ -43,7 +43,7 @@ pub fn jwt_bearer_claims(
 fn asserted_subject(
     ctx: &GrantContext<'_>,
     asserted: &str,
-    client_exists: impl Fn(&str) -> bool,
+    client_namespace: impl Fn(&str) -> Option<String>,
 ) -> Result<String, OAuthError> {
     let me = &ctx.client.client_id;
     if asserted.is_empty() {
@@ -58,13 +58,25 @@ fn asserted_subject(
         ))
     };
     if let Some(other) = subject_client(asserted) {
-        if !ctx.client.may_assert.client(other) {
+        let Some(namespace) = client_namespace(other) else {
+            return Err(
+                if ctx
+                    .client
+                    .may_assert
+                    .clients
+                    .iter()
+                    .any(|c| c.client_id == other)
+                {
+                    OAuthError::invalid_grant(format!(
+                        "the assertion's subject {asserted} is no client of this tenant"
+                    ))
+                } else {
+                    refused()
+                },
+            );
+        };
+        if !ctx.client.may_assert.client(&namespace, other) {
             return Err(refused());
-        }
-        if !client_exists(other) {
-            return Err(OAuthError::invalid_grant(format!(
-                "the assertion's subject {asserted} is no client of this tenant"
-            )));
         }
         return Ok(client_subject(other));
     }
@@ -82,7 +94,7 @@ fn asserted_subject(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AssertableSubjects, UserConfig};
+    use crate::config::{AssertableSubjects, ClientRef, UserConfig};
     use crate::error::ErrorCode;
     use crate::testing::{client, tenant};
     use crate::token::Audience;
@@ -116,15 +128,13 @@ mod tests {
             client: &c,
             now: 100,
         };
-        jwt_bearer_claims(
-            &ctx,
-            &assertion(sub),
-            |id| id == "acme-reports",
-            None,
-            &[],
-            "j".into(),
-        )
-        .map(|claims| claims.sub)
+        let namespace_of = |id: &str| match id {
+            "acme-reports" => Some("acme".to_string()),
+            "acme-claimed" => Some("other".to_string()),
+            _ => None,
+        };
+        jwt_bearer_claims(&ctx, &assertion(sub), namespace_of, None, &[], "j".into())
+            .map(|claims| claims.sub)
     }
 
     #[test]
@@ -148,7 +158,20 @@ mod tests {
     fn the_tenant_grants_users_and_clients_that_must_exist() {
         let granted = AssertableSubjects {
             users: vec!["*".into()],
-            clients: vec!["acme-reports".into(), "acme-gone".into()],
+            clients: vec![
+                ClientRef {
+                    namespace: "acme".into(),
+                    client_id: "acme-reports".into(),
+                },
+                ClientRef {
+                    namespace: "acme".into(),
+                    client_id: "acme-gone".into(),
+                },
+                ClientRef {
+                    namespace: "acme".into(),
+                    client_id: "acme-claimed".into(),
+                },
+            ],
         };
         assert_eq!(subject_of(granted.clone(), "alice").unwrap(), "alice");
         assert_eq!(
@@ -159,6 +182,13 @@ mod tests {
         assert!(e.description.contains("no user"), "{}", e.description);
         let e = subject_of(granted.clone(), "client:acme-gone").unwrap_err();
         assert!(e.description.contains("no client"), "{}", e.description);
+        // The id was freed and claimed from another namespace: someone else, not granted.
+        let e = subject_of(granted.clone(), "client:acme-claimed").unwrap_err();
+        assert!(
+            e.description.contains("may not assert"),
+            "{}",
+            e.description
+        );
         // A listed user only: others stay refused even though they exist.
         let only_bob = AssertableSubjects {
             users: vec!["bob".into()],

@@ -2,7 +2,7 @@
 //! and grouped in families so that a used token presented again revokes everything the
 //! family issued (OAuth 2.0 Security BCP, section 4.14).
 
-use super::{GrantContext, check_grant_allowed};
+use super::{GrantContext, check_grant_allowed, resolve_audience};
 use crate::error::OAuthError;
 use crate::model::GrantType;
 use crate::scope::{issued_scopes, parse_scope, scope_string};
@@ -81,32 +81,51 @@ pub fn refresh(
     if record.expires_at <= ctx.now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
+    // What the grant allowed, narrowed to what the client may hold today: a Tenant that takes a
+    // scope or an audience away from a namespace takes it from refresh tokens issued before.
     let original: Vec<String> = record
         .scope
         .as_deref()
         .map(parse_scope)
         .transpose()?
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| ctx.client.scopes.contains(s) && ctx.tenant.knows_scope(s))
+        .collect();
     let scope = match requested_scope {
-        None => record.scope.clone(),
+        None => scope_string(&original),
         Some(raw) => {
             let asked = parse_scope(raw)?;
             if let Some(extra) = asked.iter().find(|s| !original.contains(s)) {
                 return Err(OAuthError::invalid_scope(format!(
-                    "scope {extra} was not granted originally; a refresh may only narrow scope"
+                    "scope {extra} is not part of this grant (a refresh may only narrow scope), or the client may no longer hold it"
                 )));
             }
             if asked.is_empty() {
-                record.scope.clone()
+                scope_string(&original)
             } else {
                 scope_string(&asked)
             }
         }
     };
-    let claims =
-        ctx.access_token_claims(record.sub.clone(), record.aud.clone(), scope.clone(), jti);
+    let allowed_audience = resolve_audience(ctx.client, &[])?;
+    let aud: Vec<String> = record
+        .aud
+        .0
+        .iter()
+        .filter(|a| allowed_audience.0.contains(a))
+        .cloned()
+        .collect();
+    if aud.is_empty() {
+        return Err(OAuthError::invalid_grant(
+            "the client may no longer hold the audience this grant was for",
+        ));
+    }
+    let aud = Audience(aud);
+    let claims = ctx.access_token_claims(record.sub.clone(), aud.clone(), scope.clone(), jti);
     let successor = RefreshTokenRecord {
         scope,
+        aud,
         // Rotation keeps the family's lifetime: a stolen chain cannot be extended forever.
         expires_at: record.expires_at,
         ..record.clone()
@@ -127,7 +146,7 @@ mod tests {
             client_incarnation: String::new(),
             sub: "alice".into(),
             scope: Some(scope.into()),
-            aud: Audience(vec!["api".into()]),
+            aud: Audience(vec!["acme-billing".into()]),
             auth_time: 10,
             expires_at: 1000,
         }
@@ -143,18 +162,61 @@ mod tests {
             client: &c,
             now: 100,
         };
-        let (claims, next) = refresh(&ctx, &record("a b"), Some("a"), "j".into()).unwrap();
-        assert_eq!(claims.scope.as_deref(), Some("a"));
-        assert_eq!(next.scope.as_deref(), Some("a"));
+        let both = "billing.read billing.write";
+        let (claims, next) =
+            refresh(&ctx, &record(both), Some("billing.read"), "j".into()).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("billing.read"));
+        assert_eq!(next.scope.as_deref(), Some("billing.read"));
         assert_eq!(next.expires_at, 1000, "rotation does not extend the family");
         assert_eq!(
-            refresh(&ctx, &record("a b"), Some("a c"), "j".into())
-                .unwrap_err()
-                .code,
+            refresh(
+                &ctx,
+                &record("billing.read"),
+                Some("billing.read billing.write"),
+                "j".into()
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::InvalidScope
         );
-        let (claims, _) = refresh(&ctx, &record("a b"), None, "j".into()).unwrap();
-        assert_eq!(claims.scope.as_deref(), Some("a b"));
+        let (claims, _) = refresh(&ctx, &record(both), None, "j".into()).unwrap();
+        assert_eq!(claims.scope.as_deref(), Some(both));
+    }
+
+    #[test]
+    fn what_the_client_may_no_longer_hold_is_taken_from_its_grants() {
+        let (t, mut c) = (tenant(), client());
+        c.grant_types.push(GrantType::RefreshToken);
+        // The Tenant took billing.write away from the client's namespace after the grant.
+        c.scopes = vec!["billing.read".into()];
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 100,
+        };
+        let (claims, next) = refresh(
+            &ctx,
+            &record("billing.read billing.write"),
+            None,
+            "j".into(),
+        )
+        .unwrap();
+        assert_eq!(claims.scope.as_deref(), Some("billing.read"));
+        assert_eq!(next.scope.as_deref(), Some("billing.read"));
+        let e = refresh(
+            &ctx,
+            &record("billing.read billing.write"),
+            Some("billing.write"),
+            "j".into(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        // And an audience it no longer holds.
+        let mut elsewhere = record("billing.read");
+        elsewhere.aud = Audience(vec!["https://billing.example.com".into()]);
+        let e = refresh(&ctx, &elsewhere, None, "j".into()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidGrant);
     }
 
     #[test]
@@ -168,12 +230,12 @@ mod tests {
             now: 2000,
         };
         assert_eq!(
-            refresh(&ctx, &record("a"), None, "j".into())
+            refresh(&ctx, &record("billing.read"), None, "j".into())
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidGrant
         );
-        let mut other = record("a");
+        let mut other = record("billing.read");
         other.client_id = "someone-else".into();
         let ctx = GrantContext {
             tenant: &t,
@@ -198,7 +260,7 @@ mod tests {
             client: &c,
             now: 100,
         };
-        let mut old = record("a");
+        let mut old = record("billing.read");
         old.client_incarnation = "first".into();
         let err = refresh(&ctx, &old, None, "j".into()).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidGrant);

@@ -83,17 +83,21 @@ pub async fn end_session(
             }
         },
     };
-    let live_session = match session_cookie {
-        Some(_) => session::current(services, tenant, session_cookie)
-            .await?
-            .is_some(),
-        None => false,
+    let current = match session_cookie {
+        Some(_) => session::current(services, tenant, session_cookie).await?,
+        None => None,
+    };
+    // A hint vouches only for its own session: anyone can hold an ID token of this issuer
+    // (their own), and it must not sign out someone else's browser without asking.
+    let hint_is_this_session = match (&hint, &current) {
+        (Some(h), Some(s)) => h.sub == s.username && h.sid.as_ref().is_none_or(|sid| *sid == s.sid),
+        _ => false,
     };
     let confirmed = match (session_cookie, params.get(CONFIRM_FIELD)) {
         (Some(cookie), Some(answer)) => answer == confirmation(cookie),
         _ => false,
     };
-    if live_session && hint.is_none() && !confirmed {
+    if current.is_some() && !hint_is_this_session && !confirmed {
         let mut fields: Vec<(String, String)> = ["client_id", "post_logout_redirect_uri", "state"]
             .into_iter()
             .filter_map(|k| params.get(k).map(|v| (k.to_string(), v.to_string())))

@@ -73,9 +73,7 @@ pub async fn begin(
         .or(new_browser.as_deref())
         .unwrap_or_default()
         .to_string();
-    let address = browser
-        .address
-        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let address = gatehouse_core::throttle::address_bucket(browser.address);
     let started = services
         .store()
         .record_failure(

@@ -598,6 +598,29 @@ async fn sign_out_checks_where_it_returns_to_before_ending_the_session() {
             .is_some(),
         "a refused sign-out ends nothing"
     );
+    // Someone else's ID token (anyone can hold one of this issuer: their own) vouches for
+    // nothing here: the person is asked.
+    let foreign = crate::mint::id_token(
+        &world.tenant,
+        &gatehouse_core::id_token::IdTokenClaims {
+            iss: world.tenant.issuer.clone(),
+            sub: "mallory".into(),
+            aud: "portal".into(),
+            azp: "portal".into(),
+            exp: world.now() + 60,
+            iat: world.now(),
+            auth_time: world.now(),
+            nonce: None,
+            at_hash: None,
+            sid: None,
+            user_claims: serde_json::Map::new(),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        end(&[("id_token_hint", &foreign)]).await.unwrap(),
+        logout::EndSession::Confirm { .. }
+    ));
     // Without an id_token_hint (any page could have sent the browser here) the person is
     // asked first; a forged or missing confirmation ends nothing.
     let logout::EndSession::Confirm { fields } = end(&[("state", "s")]).await.unwrap() else {

@@ -23,7 +23,7 @@ pub(super) async fn decide(
     let claims = jwt_bearer_claims(
         ctx,
         &verified,
-        |client_id| tenant.clients.contains_key(client_id),
+        |client_id| tenant.client(client_id).map(|c| c.namespace().to_string()),
         asked.scope,
         asked.resources,
         jti,

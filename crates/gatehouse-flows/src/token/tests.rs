@@ -595,6 +595,29 @@ async fn wrong_client_secrets_are_counted_and_look_like_unknown_clients() {
         );
     }
 
+    // The right secret by the wrong method (portal is registered for client_secret_post) fails
+    // the same way, after the same work.
+    let p = params(&[]);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("portal:{PORTAL_SECRET}")
+        )
+    );
+    let e = crate::client_auth::authenticate(
+        &world.services,
+        &world.tenant,
+        crate::client_auth::Credentials {
+            address: Some("192.0.2.1".parse().unwrap()),
+            authorization: Some(&basic),
+            params: &p,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.to_oauth().description, AUTHENTICATION_FAILED);
+
     let w = &world;
     // A client starting thirty workers at once: one check, and all of them in.
     let starting = race(30, || {
@@ -829,6 +852,7 @@ async fn a_user_removed_from_the_tenant_gets_nothing_more() {
     let code = code_for(&world, "openid offline_access billing.read").await;
     let issued = redeem(&world, &code).await.unwrap().response;
     let refresh_token = issued.refresh_token.unwrap();
+    let access_token = issued.access_token;
     let waiting_code = code_for(&world, "openid billing.read").await;
 
     world.tenant.config.users.retain(|u| u.username != "alice");
@@ -851,6 +875,36 @@ async fn a_user_removed_from_the_tenant_gets_nothing_more() {
             .await
             .unwrap();
     assert_eq!(serde_json::to_value(shown).unwrap()["active"], false);
+    assert!(
+        !is_active(&world, &access_token).await,
+        "their access tokens introspect inactive"
+    );
+}
+
+/// A full argon2 queue answers 503 without counting: people who retry after it are not
+/// locked out by someone else's flood.
+#[tokio::test]
+async fn a_full_argon2_queue_is_no_failure() {
+    let mut world = memory_world();
+    let workers = world.services.argon2.clone();
+    world.services.argon2 = gatehouse_core::argon2_workers::Argon2Workers::with_capacity(1, 0);
+    for _ in 0..12 {
+        let e = password_from(&world, "192.0.2.30", ALICE_PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable);
+        let e = authenticate_from(&world, "192.0.2.30", "portal", PORTAL_SECRET)
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), ErrorCode::TemporarilyUnavailable);
+    }
+    world.services.argon2 = workers;
+    password_from(&world, "192.0.2.30", ALICE_PASSWORD)
+        .await
+        .expect("the queue has room again: not locked");
+    authenticate_from(&world, "192.0.2.30", "portal", PORTAL_SECRET)
+        .await
+        .expect("nor is the client");
 }
 
 #[tokio::test]
