@@ -29,6 +29,11 @@ pub const MAX_CLIENT_FAILURES_PER_CLIENT_AND_ADDRESS: u64 = 10;
 /// Wrong client secrets from one address (any clients, unknown ones included).
 pub const MAX_CLIENT_FAILURES_PER_ADDRESS: u64 = 50;
 
+/// Store key of how many sign-ins (pending records) an address started.
+pub fn started_key(address: &str) -> String {
+    format!("started:{address}")
+}
+
 /// Store key of a client address's client-authentication failures.
 pub fn client_address_key(address: &str) -> String {
     format!("caddr:{address}")

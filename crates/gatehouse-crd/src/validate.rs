@@ -286,17 +286,11 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
         );
     }
     check_unique(&mut out, "spec.grantTypes", &spec.grant_types);
-    if let Some(namespaces) = &spec.client_namespaces {
-        for (i, ns) in namespaces.iter().enumerate() {
-            if ns != "*" && !is_dns_label(ns) {
-                err(
-                    &mut out,
-                    format!("spec.clientNamespaces[{i}]"),
-                    format!("{} is neither \"*\" nor a namespace name", shown(ns)),
-                );
-            }
-        }
-    }
+    check_namespaces(
+        &mut out,
+        "spec.clientNamespaces",
+        spec.client_namespaces.as_deref(),
+    );
     check_duration(&mut out, "spec.accessToken.ttl", &spec.access_token.ttl);
     check_duration(&mut out, "spec.refreshToken.ttl", &spec.refresh_token.ttl);
     check_duration(

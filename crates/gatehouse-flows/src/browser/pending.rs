@@ -78,7 +78,7 @@ pub async fn begin(
         .store()
         .record_failure(
             tenant.name(),
-            &format!("started:{address}"),
+            &gatehouse_core::throttle::started_key(&address),
             gatehouse_core::throttle::WINDOW_SECS,
         )
         .await?;
