@@ -99,6 +99,42 @@ pub fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
+/// Members of a JWK that only a private or symmetric key has (RFC 7518 section 6).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Why a registered JWK cannot verify anything, if it cannot: a private member (the secret
+/// half must never be registered), a shape no verifier reads, or no algorithm Gatehouse
+/// accepts. A member named `true` or `false` is a YAML 1.1 boolean key (an unquoted `y:` or
+/// `n:`, as Kubernetes' YAML reads them): the message says to quote it.
+pub fn unusable_public_jwk(value: &Value) -> Option<String> {
+    let Some(members) = value.as_object() else {
+        return Some("must be a JSON Web Key object".into());
+    };
+    if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+        return Some(format!(
+            "has the private member \"{private}\": register the public key only"
+        ));
+    }
+    if members.contains_key("true") || members.contains_key("false") {
+        return Some(
+            "has a member named \"true\" or \"false\": YAML 1.1 (which Kubernetes uses) reads an unquoted y: or n: as a boolean; quote the key (\"y\": ...)"
+                .into(),
+        );
+    }
+    let jwk: Jwk = match serde_json::from_value(value.clone()) {
+        Ok(jwk) => jwk,
+        Err(e) => return Some(format!("is not a usable JSON Web Key: {e}")),
+    };
+    if jwk_algorithm(&jwk).is_none() {
+        return Some(
+            "has no algorithm Gatehouse verifies (ES256, ES384, EdDSA, RS256, PS256)".into(),
+        );
+    }
+    DecodingKey::from_jwk(&jwk)
+        .err()
+        .map(|e| format!("is not a usable public key: {e}"))
+}
+
 /// The `sub` of an assertion before verification: only to find whose keys verify it.
 pub fn unverified_subject(token: &str) -> Option<String> {
     use base64::Engine;
@@ -248,6 +284,35 @@ mod tests {
             verify(&token, None, &["https://as/t/token"], 1000),
             Err(AssertionError::UnknownKey)
         );
+    }
+
+    #[test]
+    fn a_registered_key_must_be_a_usable_public_key() {
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
+            "x": "pDPyG0M9IzX9fXd4b9UPwTsP6WCVsIkEgBA63fdjAzQ",
+            "y": "0MjEgT0Z6kBLTOEsGrtgvUfaSZzllDmhPdmTwEMGJp0"});
+        assert_eq!(unusable_public_jwk(&ec), None);
+        let mut yaml11 = ec.clone();
+        let y = yaml11.as_object_mut().unwrap().remove("y").unwrap();
+        yaml11["true"] = y;
+        assert!(
+            unusable_public_jwk(&yaml11)
+                .unwrap()
+                .contains("quote the key")
+        );
+        let mut private = ec.clone();
+        private["d"] = "c2VjcmV0".into();
+        assert!(
+            unusable_public_jwk(&private)
+                .unwrap()
+                .contains("private member \"d\"")
+        );
+        let hmac = serde_json::json!({"kty": "oct", "k": "c2VjcmV0"});
+        assert!(unusable_public_jwk(&hmac).is_some());
+        assert!(unusable_public_jwk(&serde_json::json!("key")).is_some());
+        let mut no_y = ec;
+        no_y.as_object_mut().unwrap().remove("y");
+        assert!(unusable_public_jwk(&no_y).is_some());
     }
 
     #[test]

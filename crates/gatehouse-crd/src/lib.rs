@@ -34,7 +34,8 @@ pub fn crds()
 
 /// The root-level rule an apiserver cannot derive from field schemas: a tenant's name is its
 /// issuer's path segment, so it must be a DNS-1123 label, not the subdomain Kubernetes allows
-/// for cluster-scoped names.
+/// for cluster-scoped names. (No `fieldPath`: the API server accepts only paths into the
+/// schema, and the root schema does not describe `metadata`; the message names the field.)
 fn with_tenant_name_rule(
     mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {

@@ -39,7 +39,7 @@ pub const DURATION_PATTERN: &str = gatehouse_core::duration::DURATION_PATTERN;
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!has(self.users) || has(self.users.secretRef)", "message": "users needs a secretRef"},
+    {"rule": "!has(self.users) || has(self.users.secretRef)", "message": "users needs a secretRef", "fieldPath": ".users"},
 ]))]
 pub struct TenantSpec {
     /// Name shown on the tenant's login and consent pages.

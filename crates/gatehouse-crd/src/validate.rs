@@ -523,6 +523,11 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
             "the jwt-bearer grant needs the assertion signers' public keys in jwks",
         );
     }
+    for (i, key) in spec.jwks.iter().flat_map(|j| &j.keys).enumerate() {
+        if let Some(why) = gatehouse_core::assertion::unusable_public_jwk(key) {
+            err(&mut out, format!("spec.jwks.keys[{i}]"), why);
+        }
+    }
     if let Some(r) = &spec.secret_ref
         && !is_dns_subdomain(&r.name)
     {
@@ -678,6 +683,12 @@ mod tests {
         assert_eq!(validate_client(&c)[0].field, "spec.jwks");
         c.jwks = Some(JwkSet {
             keys: vec![serde_json::json!({"kty": "EC"})],
+        });
+        assert_eq!(validate_client(&c)[0].field, "spec.jwks.keys[0]");
+        c.jwks = Some(JwkSet {
+            keys: vec![serde_json::json!({"kty": "EC", "crv": "P-256",
+                "x": "pDPyG0M9IzX9fXd4b9UPwTsP6WCVsIkEgBA63fdjAzQ",
+                "y": "0MjEgT0Z6kBLTOEsGrtgvUfaSZzllDmhPdmTwEMGJp0"})],
         });
         assert_eq!(validate_client(&c), vec![]);
         let mut c = client();
