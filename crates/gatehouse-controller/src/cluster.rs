@@ -6,8 +6,8 @@
 use crate::events::{EventType, Note, Recorder};
 use crate::reconcile::SecretRequest;
 use crate::secrets::{
-    CLIENT_SECRET_KEY, MANAGED_BY, ROTATED_FOR_ANNOTATION, WATCH_LABEL, generate_client_secret,
-    generated_secret,
+    CLIENT_SECRET_KEY, KEYS_ROTATED_FOR_ANNOTATION, MANAGED_BY, ROTATED_FOR_ANNOTATION,
+    WATCH_LABEL, generate_client_secret, generated_secret,
 };
 use gatehouse_core::clock::Clock;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -97,6 +97,19 @@ pub enum ClusterError {
     /// The cluster is ahead of the cache (an object the watch has not delivered yet).
     #[error("the cache is behind: {0}")]
     Stale(String),
+    /// The namespace is being deleted: the API server takes nothing new in it, and the
+    /// objects in it are about to go.
+    #[error("namespace {0} is being deleted")]
+    NamespaceTerminating(String),
+}
+
+/// Whether the API server refused a write because its namespace is being deleted (403 with
+/// the cause `NamespaceTerminating`): not a permission problem, and retrying will not help.
+pub fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 403
+    && status.details.as_ref().is_some_and(|d| {
+        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+    }))
 }
 
 /// The operator's handle on the cluster.
@@ -138,6 +151,10 @@ impl Kube {
             note,
         };
         if let Err(e) = self.recorder.publish(reference, &event).await {
+            if namespace_terminating(&e) {
+                tracing::debug!(reason, "no event: its namespace is being deleted");
+                return;
+            }
             tracing::warn!(error = %e, reason, "could not publish an event");
         }
     }
@@ -211,6 +228,9 @@ impl Kube {
                 Ok(true)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) if namespace_terminating(&e) => Err(ClusterError::NamespaceTerminating(
+                request.namespace.clone(),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -253,10 +273,17 @@ impl Kube {
         tenant: &Tenant,
         existing: Option<&Secret>,
         keys: &[SigningKeyRecord],
+        rotated_for: Option<&str>,
     ) -> Result<(), ClusterError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let name = keys_secret_name(&tenant.name_any());
         let json = serde_json::to_vec(keys)?;
+        let annotations = rotated_for.map(|value| {
+            std::collections::BTreeMap::from([(
+                KEYS_ROTATED_FOR_ANNOTATION.to_string(),
+                value.to_string(),
+            )])
+        });
         match existing {
             None => {
                 let mut secret = Secret::default();
@@ -270,6 +297,7 @@ impl Kube {
                     ]
                     .into(),
                 );
+                secret.metadata.annotations = annotations;
                 // Garbage-collected with the Tenant should the finalizer ever be bypassed.
                 secret.metadata.owner_references = Some(vec![OwnerReference {
                     api_version: "gatehouse.dev/v1alpha1".into(),
@@ -294,15 +322,33 @@ impl Kube {
                 }
             }
             Some(current) => {
-                let patch = json!({
+                let mut patch = json!({
                     "metadata": {"resourceVersion": current.metadata.resource_version},
                     "data": {KEYS_SECRET_KEY: ByteString(json)},
                 });
+                // Only when there is one: a merge patch's null would remove every annotation.
+                if let Some(annotations) = annotations {
+                    patch["metadata"]["annotations"] = json!(annotations);
+                }
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                     .await?;
             }
         }
         Ok(())
+    }
+
+    /// Whether the Tenant `name` exists in the cluster and is not being deleted: one list by
+    /// name, metadata only. For a client whose tenant the cache lacks, because a Tenant
+    /// applied together with its clients can reach the cache after them.
+    pub async fn tenant_exists(&self, name: &str) -> Result<bool, ClusterError> {
+        let api: Api<Tenant> = Api::all(self.client.clone());
+        let found = api
+            .list_metadata(&ListParams::default().fields(&format!("metadata.name={name}")))
+            .await?;
+        Ok(found
+            .items
+            .iter()
+            .any(|t| t.metadata.deletion_timestamp.is_none()))
     }
 
     /// The metadata of the Secret `namespace/name`, if it exists: one list by name, metadata

@@ -81,6 +81,8 @@ pub struct Recorder {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Randomness>,
     recent: Mutex<Recent>,
+    /// Events published so far: orders the names of events of the same second.
+    published: std::sync::atomic::AtomicU64,
 }
 
 /// One event to publish.
@@ -107,6 +109,7 @@ impl Recorder {
             clock,
             random,
             recent: Mutex::new(Recent::default()),
+            published: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -162,11 +165,18 @@ impl Recorder {
 
     fn fresh(&self, regarding: &ObjectReference, e: &Note<'_>, namespace: &str, now: u64) -> Event {
         let object = regarding.name.as_deref().unwrap_or(&self.controller);
-        // A name unique among this object's events, as kubectl's own recorders make them.
-        let unique = self
+        // A name unique among this object's events that sorts in the order they happened, as
+        // client-go's recorders make them (`<object>.<time in hex>`): the API server lists by
+        // name, and `kubectl describe` keeps that order for events of the same second. A
+        // random tail keeps two replicas' names apart.
+        let sequence = self
+            .published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tail = self
             .random
-            .bytes::<8>()
-            .map_or_else(|_| format!("{now:x}"), |b| gatehouse_core::hex::encode(&b));
+            .bytes::<4>()
+            .map_or_else(|_| String::new(), |b| gatehouse_core::hex::encode(&b));
+        let unique = format!("{now:010x}{:06x}{tail}", sequence % 0x100_0000);
         let mut event = Event {
             action: Some("Reconcile".to_string()),
             reason: Some(e.reason.to_string()),

@@ -60,12 +60,18 @@ pub enum ReconcileError {
     /// watch is about to deliver the new one.
     #[error("the object changed meanwhile: {0}")]
     Conflict(String),
+    /// The object's namespace is being deleted, and the object with it: nothing to fix.
+    #[error("{0}")]
+    NamespaceTerminating(String),
 }
 
 impl From<ClusterError> for ReconcileError {
     fn from(e: ClusterError) -> Self {
         match e {
             ClusterError::Stale(why) => ReconcileError::Conflict(why),
+            ClusterError::NamespaceTerminating(namespace) => ReconcileError::NamespaceTerminating(
+                format!("namespace {namespace} is being deleted"),
+            ),
             other => ReconcileError::Cluster(other),
         }
     }
@@ -95,6 +101,7 @@ impl ReconcileError {
             ReconcileError::KeysSecret { .. } => "keys_secret",
             ReconcileError::Finalizer(_) => "finalizer",
             ReconcileError::Conflict(_) => "conflict",
+            ReconcileError::NamespaceTerminating(_) => "namespace_terminating",
         }
     }
 }
@@ -118,6 +125,11 @@ pub fn error_policy<K: kube::Resource>(
             .unwrap_or_default(),
         object.meta().name.as_deref().unwrap_or_default()
     );
+    if let ReconcileError::NamespaceTerminating(why) = error {
+        // Not a failure: the object goes with its namespace, and its deletion is reconciled.
+        tracing::debug!(object = %key, %why, "waiting for the namespace's deletion");
+        return Action::requeue(Duration::from_secs(5));
+    }
     ctx.metrics.error(kind, error.label());
     if let ReconcileError::Conflict(_) = error {
         tracing::debug!(object = %key, error = %error, "stale cache; retrying");

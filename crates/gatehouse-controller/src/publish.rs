@@ -9,7 +9,7 @@ use crate::conditions::{Verdict, set};
 use crate::reconcile::{ClientRegistration, Reconciled};
 use aws_lc_rs::digest;
 use gatehouse_core::argon2_workers::Argon2Workers;
-use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys};
+use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys, replace_keys};
 use gatehouse_core::keys::{
     KeyEncryptionKey, KeyError, KeyState, SigningKey, SigningKeyRecord, generate_signing_key,
 };
@@ -233,6 +233,25 @@ impl Publisher {
                 |k| SigningKey::open(&owner, k, &kek).is_ok(),
                 |state| generate_signing_key(&owner, policy.algorithm, state, &kek, now),
             )
+        })
+        .await?
+        .map_err(PublishError::from)
+    }
+
+    /// Replaces all of a tenant's keys at once (see [`replace_keys`]): the emergency rotation.
+    pub async fn replace_keys(
+        &self,
+        tenant: &str,
+        existing: Vec<SigningKeyRecord>,
+        policy: RotationPolicy,
+        now: u64,
+    ) -> Result<KeyPlan, PublishError> {
+        let kek = self.kek.clone();
+        let owner = tenant.to_string();
+        blocking(move || {
+            replace_keys(existing, &policy, now, |state| {
+                generate_signing_key(&owner, policy.algorithm, state, &kek, now)
+            })
         })
         .await?
         .map_err(PublishError::from)

@@ -160,6 +160,12 @@ pub fn not_labelled(namespace: &str, name: &str) -> String {
 pub const ROTATE_ANNOTATION: &str = "gatehouse.dev/rotate-secret";
 /// Annotation on a generated Secret: the rotation value it was last rotated for.
 pub const ROTATED_FOR_ANNOTATION: &str = "gatehouse.dev/rotated-for";
+/// Annotation on a Tenant: a new value replaces all its signing keys at once (the emergency
+/// rotation; tokens signed before stop verifying).
+pub const ROTATE_KEYS_ANNOTATION: &str = "gatehouse.dev/rotate-keys";
+/// Annotation on a tenant's keys Secret: the `rotate-keys` value its keys were last replaced
+/// for (or first made under).
+pub const KEYS_ROTATED_FOR_ANNOTATION: &str = "gatehouse.dev/keys-rotated-for";
 /// Label naming the OAuthClient a generated Secret belongs to.
 pub const CLIENT_LABEL: &str = "gatehouse.dev/client";
 

@@ -12,7 +12,8 @@ use gatehouse_core::secret::verify_secret;
 use gatehouse_core::{GrantType, SigningAlgorithm};
 use gatehouse_crd::{OAuthClient, Tenant};
 use gatehouse_store::{MemoryStore, RecordKind, Store};
-use http::Method;
+use http::{Method, Response};
+use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -409,16 +410,91 @@ async fn refused(world: &mut World, c: OAuthClient, reason: &str) -> Value {
 #[tokio::test]
 async fn a_client_of_a_missing_tenant_is_refused() {
     let mut world = World::new(memory());
-    let status = refused(
-        &mut world,
-        billing(json!({"tenantRef": "nope", "grantTypes": ["client_credentials"]})),
-        "TenantNotFound",
-    )
-    .await;
+    let c = billing(json!({"tenantRef": "nope", "grantTypes": ["client_credentials"]}));
+    world.put_client(&c);
+    let task = spawn_client(&world, &c);
+    // The cache lacks the tenant: one list by name, metadata only, makes sure the cluster
+    // lacks it too before the client is told so.
+    answer_tenant_lookup(&mut world, "nope", json!([])).await;
+    let status = world
+        .api
+        .expect(
+            Method::PATCH,
+            &format!("{}/status", client_path("billing")),
+            200,
+            Some(json_of(&c)),
+        )
+        .await;
+    let status = status["status"].clone();
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "TenantNotFound".into())
+    );
     assert_eq!(
         status["conditions"][0]["message"],
         "tenant nope does not exist"
     );
+    let event = world.api.expect_event("acme").await;
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "TenantNotFound")
+    );
+    task.await.unwrap().unwrap();
+    world.api.expect_nothing().await;
+}
+
+/// Answers the operator's list of the Tenant `name` (metadata only) with `items`.
+async fn answer_tenant_lookup(world: &mut World, name: &str, items: Value) {
+    let (seen, send) = world.api.next().await;
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("GET", "/apis/gatehouse.dev/v1alpha1/tenants")
+    );
+    assert!(
+        seen.query
+            .contains(&format!("fieldSelector=metadata.name%3D{name}")),
+        "{}",
+        seen.query
+    );
+    assert!(
+        seen.accept.contains("as=PartialObjectMetadataList"),
+        "{}",
+        seen.accept
+    );
+    let reply = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                       "metadata": {}, "items": items});
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// A Tenant applied together with its clients can reach the cache after them: the client
+/// waits for it (a retry), with no TenantNotFound status or event meanwhile.
+#[tokio::test]
+async fn a_client_whose_tenant_the_cache_has_yet_to_see_waits_for_it() {
+    let mut world = World::new(memory());
+    let c = billing(json!({"tenantRef": "acme", "grantTypes": ["client_credentials"]}));
+    world.put_client(&c);
+    let task = spawn_client(&world, &c);
+    answer_tenant_lookup(
+        &mut world,
+        "acme",
+        json!([{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "acme"}}]),
+    )
+    .await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            gatehouse_controller::operator::ReconcileError::Conflict(_)
+        ),
+        "{error}"
+    );
+    world.api.expect_nothing().await;
 }
 
 #[tokio::test]

@@ -140,6 +140,27 @@ pub fn plan_keys(
     })
 }
 
+/// Replaces every key at once: a fresh active key and a fresh next key, and every earlier
+/// key leaves JWKS now (listed in `expired`), so the tokens they signed stop verifying. For a
+/// key that may have leaked, when waiting for its tokens to expire is the greater risk: the
+/// next key is replaced too, since it was kept beside the active one.
+pub fn replace_keys(
+    keys: Vec<SigningKeyRecord>,
+    policy: &RotationPolicy,
+    now: u64,
+    mut generate: impl FnMut(KeyState) -> Result<SigningKeyRecord, KeyError>,
+) -> Result<KeyPlan, KeyError> {
+    let mut active = generate(KeyState::Active)?;
+    active.activated_at = Some(now);
+    let next = generate(KeyState::Next)?;
+    Ok(KeyPlan {
+        keys: vec![active, next],
+        rotated: true,
+        expired: keys.into_iter().map(|k| k.kid).collect(),
+        next_change_at: now.saturating_add(policy.interval_secs),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +190,33 @@ mod tests {
 
     fn states(plan: &KeyPlan) -> Vec<KeyState> {
         plan.keys.iter().map(|k| k.state).collect()
+    }
+
+    #[test]
+    fn replacing_keys_withdraws_every_earlier_key_at_once() {
+        let kek = KeyEncryptionKey::generate().unwrap().0;
+        let p = policy();
+        let first = step(Vec::new(), &p, 1000, &kek);
+        let rotated = step(first.keys.clone(), &p, 1000 + 24 * HOUR, &kek);
+        let before: Vec<String> = rotated.keys.iter().map(|k| k.kid.clone()).collect();
+        assert_eq!(before.len(), 3, "active, next and one retired key");
+        let now = 1000 + 25 * HOUR;
+        let replaced = replace_keys(rotated.keys, &p, now, |state| {
+            generate_signing_key("acme", p.algorithm, state, &kek, now)
+        })
+        .unwrap();
+        assert!(replaced.rotated);
+        assert_eq!(states(&replaced), [KeyState::Active, KeyState::Next]);
+        assert!(
+            replaced.keys.iter().all(|k| !before.contains(&k.kid)),
+            "no earlier key survives, not even the published next one"
+        );
+        assert_eq!(replaced.expired, before);
+        assert_eq!(replaced.keys[0].activated_at, Some(now));
+        assert_eq!(replaced.next_change_at, now + 24 * HOUR);
+        let settled = step(replaced.keys.clone(), &p, now + 60, &kek);
+        assert!(!settled.rotated, "the normal schedule carries on from here");
+        assert_eq!(settled.keys, replaced.keys);
     }
 
     #[test]

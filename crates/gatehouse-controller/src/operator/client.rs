@@ -95,6 +95,13 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
     let (namespace, name, id) = identity(client);
     let now = ctx.now_time();
     let tenant = ctx.tenant(&client.spec.tenant_ref);
+    if tenant.is_none() && ctx.kube.tenant_exists(&client.spec.tenant_ref).await? {
+        // Not "TenantNotFound": the watch has yet to deliver it, and will reconcile us again.
+        return Err(ReconcileError::Conflict(format!(
+            "Tenant {} is not in the cache yet",
+            client.spec.tenant_ref
+        )));
+    }
     let holds_id = ctx
         .caches
         .index

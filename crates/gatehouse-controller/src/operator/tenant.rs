@@ -10,10 +10,11 @@ use crate::conditions::{Verdict, set};
 use crate::events::EventType;
 use crate::publish::key_statuses;
 use crate::reconcile::reconcile_tenant as decide;
-use crate::secrets::WATCH_LABEL;
+use crate::secrets::{KEYS_ROTATED_FOR_ANNOTATION, ROTATE_KEYS_ANNOTATION, WATCH_LABEL};
 use gatehouse_core::keys::KeyState;
 use gatehouse_crd::Tenant;
 use gatehouse_crd::condition::{reasons, types};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -82,15 +83,30 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
                 why,
             })?,
         };
-        let plan = ctx
-            .publisher
-            .plan_keys(&name, existing.clone(), outcome.key_policy, now)
-            .await?;
-        if plan.keys != existing {
+        let replace_for = replacement_requested(tenant, keys_secret.as_ref());
+        let plan = match replace_for {
+            Some(_) if !existing.is_empty() => {
+                ctx.publisher
+                    .replace_keys(&name, existing.clone(), outcome.key_policy, now)
+                    .await?
+            }
+            _ => {
+                ctx.publisher
+                    .plan_keys(&name, existing.clone(), outcome.key_policy, now)
+                    .await?
+            }
+        };
+        if plan.keys != existing || replace_for.is_some() {
             // The Secret first: the store is a copy of it, never the other way round.
             let written = ctx
                 .kube
-                .write_keys_secret(&ctx.namespace, tenant, keys_secret.as_ref(), &plan.keys)
+                .write_keys_secret(
+                    &ctx.namespace,
+                    tenant,
+                    keys_secret.as_ref(),
+                    &plan.keys,
+                    requested_replacement(tenant),
+                )
                 .await;
             match written {
                 Err(ClusterError::Stale(_)) if keys_secret.is_none() => {
@@ -100,7 +116,23 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
             }
         }
         ctx.publisher.publish_tenant(config, &plan.keys).await?;
-        if plan.rotated && !existing.is_empty() {
+        if let Some(value) = replace_for
+            && !existing.is_empty()
+        {
+            let active = plan.active().map(|k| k.kid.as_str()).unwrap_or_default();
+            let note = format!(
+                "keys replaced on request ({ROTATE_KEYS_ANNOTATION}={value}): key {active} now signs; withdrawn from JWKS at once: {} (tokens they signed no longer verify)",
+                plan.expired.join(", ")
+            );
+            ctx.kube
+                .event(
+                    &tenant.object_ref(&()),
+                    EventType::Warning,
+                    "KeysReplaced",
+                    &note,
+                )
+                .await;
+        } else if plan.rotated && !existing.is_empty() {
             let active = plan.active().map(|k| k.kid.as_str()).unwrap_or_default();
             let retired: Vec<&str> = existing
                 .iter()
@@ -142,6 +174,26 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     let api: Api<Tenant> = Api::all(ctx.kube.client.clone());
     ctx.kube.write_status(&api, tenant, &status).await?;
     result.map(|()| Action::requeue(wait))
+}
+
+/// The Tenant's `rotate-keys` value, if it has one.
+fn requested_replacement(tenant: &Tenant) -> Option<&str> {
+    tenant
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATE_KEYS_ANNOTATION))
+        .map(String::as_str)
+}
+
+/// The `rotate-keys` value still to act on: set on the Tenant and not the one its keys Secret
+/// records. Keys made for the first time under a value record it, so it replaces nothing.
+fn replacement_requested<'a>(tenant: &'a Tenant, keys_secret: Option<&Secret>) -> Option<&'a str> {
+    let wanted = requested_replacement(tenant)?;
+    let done = keys_secret
+        .and_then(|s| s.metadata.annotations.as_ref())
+        .and_then(|a| a.get(KEYS_ROTATED_FOR_ANNOTATION));
+    (done.map(String::as_str) != Some(wanted)).then_some(wanted)
 }
 
 /// Why a keys Secret the cache lacks exists in the cluster: the cache is behind, or it is an
