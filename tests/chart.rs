@@ -20,16 +20,7 @@ fn chart() -> PathBuf {
 }
 
 fn helm() -> PathBuf {
-    let local = root().join("target/tools/helm");
-    if local.exists() {
-        return local;
-    }
-    let on_path = Command::new("helm").arg("version").output();
-    assert!(
-        on_path.is_ok_and(|o| o.status.success()),
-        "helm not found: run `bash .ci/install-test-tools` (it puts helm in target/tools)"
-    );
-    PathBuf::from("helm")
+    support::helm_binary()
 }
 
 fn value_sets() -> Vec<PathBuf> {

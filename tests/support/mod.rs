@@ -11,6 +11,63 @@ use std::time::{Duration, Instant};
 
 pub use gatehouse_testkit::RedisServer;
 
+pub mod example_grants;
+
+/// A `gatehouse` process other than standalone (`operator`, `server`), killed on drop; its log
+/// is printed when the test fails.
+pub struct Process {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Process {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `gatehouse` binary with `args`, its standard error in `dir/NAME.log`.
+pub fn spawn(dir: &std::path::Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    Process { child, log }
+}
+
 /// A running `gatehouse standalone`.
 pub struct Gatehouse {
     child: Child,
@@ -563,4 +620,18 @@ pub fn has_problem(table: &str, object: &str, problem: &str) -> bool {
             .and_then(|rest| rest.split_once("): "))
             .is_some_and(|(_, said)| said.starts_with(problem))
     })
+}
+
+/// helm: the one `.ci/install-test-tools` put in `target/tools`, else one on the PATH.
+pub fn helm_binary() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/helm");
+    if local.exists() {
+        return local;
+    }
+    let on_path = Command::new("helm").arg("version").output();
+    assert!(
+        on_path.is_ok_and(|o| o.status.success()),
+        "helm not found: run `bash .ci/install-test-tools` (it puts helm in target/tools)"
+    );
+    PathBuf::from("helm")
 }

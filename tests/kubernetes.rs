@@ -1,0 +1,1203 @@
+//! Gatehouse on a real Kubernetes control plane — etcd, kube-apiserver and
+//! kube-controller-manager built from source by `tools/kube/build` — driven the way users
+//! drive it: `helm install` of the chart, the operator running with a token of the chart's own
+//! ServiceAccount (so with exactly the chart's RBAC, every refusal in the API server's audit
+//! log), `kubectl apply -f examples/`, and what kubectl shows.
+
+mod support;
+
+use gatehouse_testkit::kube::ControlPlane;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Each test starts its own control plane; one at a time, so two API servers never crowd a
+/// small machine.
+static ONE_CONTROL_PLANE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The release's namespace and name, and so the operator's ServiceAccount.
+const NAMESPACE: &str = "gatehouse";
+const OPERATOR_ACCOUNT: &str = "gatehouse-operator";
+const OPERATOR_USER: &str = "system:serviceaccount:gatehouse:gatehouse-operator";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn helm(plane: &ControlPlane, args: &[&str]) -> Output {
+    Command::new(helm_binary())
+        .arg("--kubeconfig")
+        .arg(&plane.admin_kubeconfig)
+        .args(args)
+        .output()
+        .expect("running helm")
+}
+
+fn helm_ok(plane: &ControlPlane, args: &[&str]) -> String {
+    let out = helm(plane, args);
+    assert!(
+        out.status.success(),
+        "helm {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `helm install` of the chart as the guide has it, without hooks or waiting (no kubelet runs
+/// the pods).
+fn install(plane: &ControlPlane, public_url: &str, redis_url: &str, extra: &[&str]) -> String {
+    let chart = root().join("charts/gatehouse");
+    let public = format!("publicUrl={public_url}");
+    let redis = format!("redis.url={redis_url}");
+    let mut args = vec![
+        "install",
+        "gatehouse",
+        chart.to_str().unwrap(),
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "--no-hooks",
+        "--set",
+        &public,
+        "--set",
+        &redis,
+    ];
+    args.extend_from_slice(extra);
+    helm_ok(plane, &args)
+}
+
+fn json_of(plane: &ControlPlane, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&plane.kubectl_ok(&all)).expect("kubectl -o json")
+}
+
+/// The condition `kind` of an object's status: (status, reason).
+fn condition(object: &Value, kind: &str) -> Option<(String, String)> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Polls `check` every 200 ms for up to `secs`; panics with `what` and `context()`.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting until {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The key-encryption key the chart generated, as the operator's pod would see its file.
+fn write_kek(plane: &ControlPlane, dir: &Path) -> PathBuf {
+    use base64::Engine;
+    let data = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "gatehouse-kek",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kek}",
+    ]);
+    let kek = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .expect("the kek Secret's data is base64");
+    let path = dir.join("kek");
+    std::fs::write(&path, kek).unwrap();
+    path
+}
+
+fn secret_value(plane: &ControlPlane, namespace: &str, name: &str, key: &str) -> String {
+    use base64::Engine;
+    let data = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        name,
+        "-n",
+        namespace,
+        "-o",
+        &format!("jsonpath={{.data.{key}}}"),
+    ]);
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The operator and a token-service replica, both on `redis`, the operator with a token of the
+/// chart's ServiceAccount.
+struct Gatehouse {
+    operators: Vec<Process>,
+    server: Process,
+    /// The operator's kubeconfig: a token of the chart's ServiceAccount.
+    kubeconfig: PathBuf,
+    /// Each operator's metrics address.
+    metrics: Vec<String>,
+}
+
+fn start_gatehouse(
+    plane: &ControlPlane,
+    dir: &Path,
+    redis: &RedisServer,
+    port: u16,
+    public: &str,
+    operators: usize,
+) -> Gatehouse {
+    let kubeconfig = plane.service_account_kubeconfig(NAMESPACE, OPERATOR_ACCOUNT);
+    let whoami = plane.kubectl_as(
+        &kubeconfig,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&whoami.stdout), OPERATOR_USER);
+    let kek = write_kek(plane, dir);
+    let store = redis.url();
+    let mut processes = Vec::new();
+    let mut metrics = Vec::new();
+    for i in 0..operators {
+        let addr = format!("127.0.0.1:{}", gatehouse_testkit::free_port());
+        let pod = format!("gatehouse-operator-{i}");
+        processes.push(spawn(
+            dir,
+            &pod,
+            &[
+                "operator",
+                "--store",
+                &store,
+                "--public-url",
+                public,
+                "--metrics-listen",
+                &addr,
+            ],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap()),
+                ("GATEHOUSE_NAMESPACE", NAMESPACE),
+                ("POD_NAME", &pod),
+            ],
+        ));
+        metrics.push(addr);
+    }
+    let listen = format!("127.0.0.1:{port}");
+    let server_ops = format!("127.0.0.1:{}", gatehouse_testkit::free_port());
+    let mut server = spawn(
+        dir,
+        "server",
+        &[
+            "server",
+            "--store",
+            &store,
+            "--listen",
+            &listen,
+            "--public-url",
+            public,
+            "--metrics-listen",
+            &server_ops,
+        ],
+        &[("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(&format!("http://{server_ops}/healthz")).ok() != Some(200) {
+        assert!(
+            Instant::now() < deadline && server.child.try_wait().ok().flatten().is_none(),
+            "the token service did not start:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Gatehouse {
+        operators: processes,
+        server,
+        kubeconfig,
+        metrics,
+    }
+}
+
+impl Gatehouse {
+    fn logs(&self) -> String {
+        let mut all: Vec<String> = self
+            .operators
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.log.display(), p.log()))
+            .collect();
+        all.push(format!("--- server ---\n{}", self.server.log()));
+        all.join("\n")
+    }
+}
+
+/// The operator's log lines that speak of a refused or conflicting API call.
+fn api_trouble(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            l.contains("403")
+                || l.contains("Forbidden")
+                || l.contains("409")
+                || l.contains("Conflict")
+        })
+        .collect()
+}
+
+fn apply_examples(plane: &ControlPlane) {
+    plane.kubectl_ok(&["create", "namespace", "acme"]);
+    let examples = root().join("examples");
+    plane.kubectl_ok(&["apply", "-f", examples.to_str().unwrap()]);
+}
+
+/// A client_credentials token request's status.
+async fn client_credentials_status(token_url: &str, client: &str, secret: &str) -> u16 {
+    post_form(
+        token_url,
+        Some(&basic(client, secret)),
+        "grant_type=client_credentials",
+    )
+    .await
+    .status
+}
+
+/// Polls a token request until it answers `want` (or `secs` pass); returns the last status.
+async fn token_becomes(token_url: &str, client: &str, secret: &str, want: u16, secs: u64) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let status = client_credentials_status(token_url, client, secret).await;
+        if status == want || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// helm install, upgrade with changed values, uninstall: what the guide's "Install",
+/// "Upgrading" and "Uninstalling" sections say happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_upgrades_and_uninstalls_the_chart() {
+    let _one = ONE_CONTROL_PLANE.lock().await;
+    let plane = ControlPlane::start();
+    let version = plane.kubectl_ok(&["version", "-o", "json"]);
+    assert!(version.contains("\"serverVersion\""), "{version}");
+
+    install(
+        &plane,
+        "https://auth.example.com",
+        "redis://redis.data.svc:6379/0",
+        &[],
+    );
+    plane.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/tenants.gatehouse.dev",
+        "crd/oauthclients.gatehouse.dev",
+        "--timeout=60s",
+    ]);
+    for object in [
+        "deployment/gatehouse-operator",
+        "deployment/gatehouse-server",
+        "serviceaccount/gatehouse-operator",
+        "secret/gatehouse-kek",
+        "service/gatehouse-server",
+        "role/gatehouse-operator",
+        "rolebinding/gatehouse-operator",
+    ] {
+        plane.kubectl_ok(&["get", object, "-n", NAMESPACE]);
+    }
+    plane.kubectl_ok(&["get", "clusterrole/gatehouse-operator"]);
+    // The RBAC the API server stored is the one `gatehouse rbac` prints.
+    let can = plane.kubectl_ok(&[
+        "auth",
+        "can-i",
+        "patch",
+        "oauthclients.gatehouse.dev/status",
+        "--as",
+        OPERATOR_USER,
+        "-A",
+    ]);
+    assert_eq!(can.trim(), "yes");
+    let cannot = plane.kubectl(&[
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "--as",
+        OPERATOR_USER,
+        "-n",
+        "acme",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&cannot.stdout).trim(), "no");
+    let kek = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "gatehouse-kek",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kek}",
+    ]);
+    // Server-side dry run renders with live `lookup`: the kek is found, not regenerated.
+    let chart = root().join("charts/gatehouse");
+    let dry = helm_ok(
+        &plane,
+        &[
+            "upgrade",
+            "gatehouse",
+            chart.to_str().unwrap(),
+            "-n",
+            NAMESPACE,
+            "--reuse-values",
+            "--dry-run=server",
+        ],
+    );
+    assert!(dry.contains(kek.trim()), "the dry run kept the key");
+
+    helm_ok(
+        &plane,
+        &[
+            "upgrade",
+            "gatehouse",
+            chart.to_str().unwrap(),
+            "-n",
+            NAMESPACE,
+            "--no-hooks",
+            "--reuse-values",
+            "--set",
+            "server.replicas=3",
+            "--set",
+            "logFormat=text",
+        ],
+    );
+    let server = json_of(
+        &plane,
+        &["get", "deployment", "gatehouse-server", "-n", NAMESPACE],
+    );
+    assert_eq!(server["spec"]["replicas"], 3);
+    let after = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "gatehouse-kek",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kek}",
+    ]);
+    assert_eq!(
+        after, kek,
+        "an upgrade keeps the generated key-encryption key"
+    );
+    // The guide's upgrade step for CRDs, over the ones helm installed.
+    let crds = chart.join("crds");
+    plane.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
+    // A values typo fails the upgrade, changing nothing.
+    let typo = helm(
+        &plane,
+        &[
+            "upgrade",
+            "gatehouse",
+            chart.to_str().unwrap(),
+            "-n",
+            NAMESPACE,
+            "--no-hooks",
+            "--reuse-values",
+            "--set",
+            "server.replics=1",
+        ],
+    );
+    assert!(!typo.status.success());
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("replics"),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+
+    helm_ok(
+        &plane,
+        &["uninstall", "gatehouse", "-n", NAMESPACE, "--no-hooks"],
+    );
+    let gone = plane.kubectl(&["get", "deployment", "gatehouse-server", "-n", NAMESPACE]);
+    assert!(!gone.status.success(), "the release's objects are deleted");
+    let kept = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "gatehouse-kek",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kek}",
+    ]);
+    assert_eq!(kept, kek, "the key-encryption key outlives the release");
+    plane.kubectl_ok(&[
+        "get",
+        "crd",
+        "tenants.gatehouse.dev",
+        "oauthclients.gatehouse.dev",
+    ]);
+    // Installing again finds and keeps that key.
+    install(
+        &plane,
+        "https://auth.example.com",
+        "redis://redis.data.svc:6379/0",
+        &[],
+    );
+    let again = plane.kubectl_ok(&[
+        "get",
+        "secret",
+        "gatehouse-kek",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.kek}",
+    ]);
+    assert_eq!(again, kek);
+}
+
+/// The operator with the chart's RBAC: `kubectl apply -f examples/`, every client Ready and
+/// every example grant served; a generated Secret owned by its client, rotated on request and
+/// garbage-collected with it; finalizers; a Redis flush refilled; deleting a Tenant and a
+/// namespace; events; two operators and a leader killed. The API server refuses the operator
+/// nothing (its audit log is read), and no status write conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_with_the_charts_rbac_serves_the_examples() {
+    let _one = ONE_CONTROL_PLANE.lock().await;
+    let plane = ControlPlane::start();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = gatehouse_testkit::free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    install(&plane, &public, &redis.url(), &[]);
+    let g = start_gatehouse(&plane, dir.path(), &redis, port, &public, 2);
+    let logs = || format!("{}\n{}", g.logs(), plane.logs());
+
+    apply_examples(&plane);
+    let clients = [
+        "billing",
+        "portal",
+        "spa",
+        "mobile",
+        "tv",
+        "reporter",
+        "old-dashboard",
+    ];
+    wait_for(
+        90,
+        "every example client is Ready",
+        || {
+            let list = json_of(&plane, &["get", "oauthclients", "-n", "acme"]);
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            items.len() == clients.len()
+                && items
+                    .iter()
+                    .all(|c| condition(c, "Ready").is_some_and(|r| r.0 == "True"))
+        },
+        logs,
+    );
+    for tenant in ["acme", "legacy"] {
+        let t = json_of(&plane, &["get", "tenant", tenant]);
+        assert_eq!(condition(&t, "Ready").unwrap().0, "True", "{t}");
+        assert_eq!(t["status"]["issuer"], format!("{public}/{tenant}"));
+    }
+    // Every example's grant, as its client uses it.
+    example_grants::billing_client_credentials(&public).await;
+    example_grants::mobile_password_and_refresh(&public).await;
+    example_grants::portal_and_spa_code_with_pkce(&public).await;
+    example_grants::tv_device_code(&public).await;
+    example_grants::reporter_jwt_bearer(&public).await;
+    example_grants::legacy_implicit(&public).await;
+
+    // A client whose Secret the operator generates: owned by the client, labelled.
+    plane.kubectl_with_input(
+        &["apply", "-f", "-"],
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: ledger, namespace: acme}\n\
+         spec: {tenantRef: acme, grantTypes: [client_credentials], scopes: [billing.read]}\n",
+    );
+    wait_for(
+        60,
+        "ledger's Secret is generated",
+        || {
+            plane
+                .kubectl(&["get", "secret", "ledger-credentials", "-n", "acme"])
+                .status
+                .success()
+        },
+        logs,
+    );
+    let ledger = json_of(&plane, &["get", "oauthclient", "ledger", "-n", "acme"]);
+    let secret = json_of(
+        &plane,
+        &["get", "secret", "ledger-credentials", "-n", "acme"],
+    );
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["uid"], ledger["metadata"]["uid"], "{secret}");
+    assert_eq!(owner["kind"], "OAuthClient");
+    assert_eq!(secret["metadata"]["labels"]["gatehouse.dev/watch"], "true");
+    assert_eq!(
+        ledger["metadata"]["finalizers"],
+        json!(["gatehouse.dev/cleanup"])
+    );
+    let token_url = format!("{public}/acme/oauth2/token");
+    let first = secret_value(&plane, "acme", "ledger-credentials", "client_secret");
+    assert_eq!(
+        token_becomes(&token_url, "acme-ledger", &first, 200, 30).await,
+        200,
+        "{}",
+        logs()
+    );
+
+    // Rotation on request.
+    plane.kubectl_ok(&[
+        "annotate",
+        "oauthclient",
+        "ledger",
+        "-n",
+        "acme",
+        "gatehouse.dev/rotate-secret=2026-11",
+        "--overwrite",
+    ]);
+    wait_for(
+        30,
+        "the Secret records the rotation",
+        || {
+            let s = json_of(
+                &plane,
+                &["get", "secret", "ledger-credentials", "-n", "acme"],
+            );
+            s["metadata"]["annotations"]["gatehouse.dev/rotated-for"] == "2026-11"
+        },
+        logs,
+    );
+    let rotated = secret_value(&plane, "acme", "ledger-credentials", "client_secret");
+    assert_ne!(rotated, first);
+    assert_eq!(
+        token_becomes(&token_url, "acme-ledger", &rotated, 200, 15).await,
+        200
+    );
+    assert_eq!(
+        token_becomes(&token_url, "acme-ledger", &first, 401, 15).await,
+        401
+    );
+
+    // The emergency rotation: every key replaced at once, the old ones gone from JWKS, so a
+    // token signed before no longer verifies; done once per annotation value.
+    let jwks_uri = example_grants::endpoint(&public, "acme", "jwks_uri").await;
+    let kids = || async {
+        let jwks: Value = reqwest::get(&jwks_uri).await.unwrap().json().await.unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect::<Vec<String>>()
+    };
+    let before = kids().await;
+    let issued = post_form(
+        &token_url,
+        Some(&basic("acme-ledger", &rotated)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    let old_kid = issued.body["access_token"]
+        .as_str()
+        .and_then(|t| t.split('.').next())
+        .map(|h| {
+            use base64::Engine;
+            let header: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(h)
+                    .unwrap(),
+            )
+            .unwrap();
+            header["kid"].as_str().unwrap().to_string()
+        })
+        .unwrap();
+    assert!(before.contains(&old_kid));
+    plane.kubectl_ok(&[
+        "annotate",
+        "tenant",
+        "acme",
+        "gatehouse.dev/rotate-keys=incident-1",
+        "--overwrite",
+    ]);
+    wait_for(
+        30,
+        "the tenant's keys are all replaced",
+        || {
+            let t = json_of(&plane, &["get", "tenant", "acme"]);
+            let now: Vec<String> = t["status"]["signingKeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k["kid"].as_str().map(str::to_string))
+                .collect();
+            !now.is_empty() && now.iter().all(|k| !before.contains(k))
+        },
+        logs,
+    );
+    let mut after = Vec::new();
+    for _ in 0..50 {
+        after = kids().await;
+        if after.iter().all(|k| !before.contains(k)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        after.iter().all(|k| !before.contains(k)),
+        "old keys still published: {before:?} -> {after:?}"
+    );
+    let fresh = post_form(
+        &token_url,
+        Some(&basic("acme-ledger", &rotated)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(fresh.status, 200);
+    let keys_secret = json_of(
+        &plane,
+        &["get", "secret", "gatehouse-keys-acme", "-n", NAMESPACE],
+    );
+    assert_eq!(
+        keys_secret["metadata"]["annotations"]["gatehouse.dev/keys-rotated-for"],
+        "incident-1"
+    );
+    let warned = plane.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "reason=KeysReplaced",
+    ]);
+    assert!(warned.contains(&old_kid), "{warned}");
+    // Reconciled again (a label, say): the same annotation replaces nothing more.
+    plane.kubectl_ok(&["label", "tenant", "acme", "touched=yes"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(kids().await, after, "one replacement per annotation value");
+
+    // Redis loses everything: the leader's drift check refills it from the API server.
+    gatehouse_testkit::redis_command(redis.port, &["FLUSHALL"]).unwrap();
+    assert_eq!(
+        token_becomes(&token_url, "acme-ledger", &rotated, 200, 40).await,
+        200,
+        "not refilled after a flush:\n{}",
+        logs()
+    );
+
+    // Events, as `kubectl get events` lists them.
+    let events = json_of(&plane, &["get", "events.events.k8s.io", "-n", "acme"]);
+    let seen: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or(""),
+                e["regarding"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for wanted in [
+        "SecretGenerated ledger",
+        "Reconciled ledger",
+        "SecretRotated ledger",
+        "Reconciled billing",
+    ] {
+        assert!(
+            seen.iter().any(|e| e == wanted),
+            "{wanted} missing from {seen:?}"
+        );
+    }
+    let listed = plane.kubectl_ok(&["get", "events", "-n", "acme"]);
+    assert!(listed.contains("SecretGenerated"), "{listed}");
+
+    // Deleting the client: its finalizer takes it out of the token service, and the garbage
+    // collector deletes the Secret it owned.
+    plane.kubectl_ok(&[
+        "delete",
+        "oauthclient",
+        "ledger",
+        "-n",
+        "acme",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        token_becomes(&token_url, "acme-ledger", &rotated, 401, 15).await,
+        401
+    );
+    wait_for(
+        60,
+        "the garbage collector deletes ledger's Secret",
+        || {
+            !plane
+                .kubectl(&["get", "secret", "ledger-credentials", "-n", "acme"])
+                .status
+                .success()
+        },
+        logs,
+    );
+
+    // Two operators: one leads. Killing it (no chance to hand over) lets the other take over
+    // once the lease expires (15 s), and it carries on reconciling.
+    let lease = json_of(
+        &plane,
+        &["get", "lease", "gatehouse-operator", "-n", NAMESPACE],
+    );
+    let leader = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let leader_index: usize = leader.rsplit('-').next().unwrap().parse().unwrap();
+    let killed = Instant::now();
+    let pid = g.operators[leader_index].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    plane.kubectl_with_input(
+        &["apply", "-f", "-"],
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: after, namespace: acme}\n\
+         spec: {tenantRef: acme, grantTypes: [client_credentials]}\n",
+    );
+    wait_for(
+        45,
+        "the standby takes over and reconciles a new client",
+        || {
+            let c = json_of(&plane, &["get", "oauthclient", "after", "-n", "acme"]);
+            condition(&c, "Ready").is_some_and(|r| r.0 == "True")
+        },
+        logs,
+    );
+    let handover = killed.elapsed();
+    assert!(
+        handover < Duration::from_secs(30),
+        "handover took {handover:?}"
+    );
+    let lease = json_of(
+        &plane,
+        &["get", "lease", "gatehouse-operator", "-n", NAMESPACE],
+    );
+    assert_ne!(lease["spec"]["holderIdentity"], leader);
+    let survivor = &g.metrics[1 - leader_index];
+    let metrics = reqwest::get(format!("http://{survivor}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gatehouse_operator_leader 1"), "{metrics}");
+
+    // Deleting a Tenant: its issuer and key Secret go, then the Tenant; its client says so.
+    plane.kubectl_ok(&["delete", "tenant", "legacy", "--wait=true", "--timeout=60s"]);
+    assert_eq!(
+        http_status(&format!("{public}/legacy/.well-known/openid-configuration")).unwrap(),
+        404
+    );
+    assert!(
+        !plane
+            .kubectl(&["get", "secret", "gatehouse-keys-legacy", "-n", NAMESPACE])
+            .status
+            .success()
+    );
+    wait_for(
+        30,
+        "old-dashboard reports its tenant gone",
+        || {
+            let c = json_of(
+                &plane,
+                &["get", "oauthclient", "old-dashboard", "-n", "acme"],
+            );
+            condition(&c, "Ready").is_some_and(|r| r.1 == "TenantNotFound")
+        },
+        logs,
+    );
+
+    // Deleting the namespace: the namespace controller deletes its clients, their finalizers
+    // take them out of service, and the namespace goes.
+    plane.kubectl_ok(&[
+        "delete",
+        "namespace",
+        "acme",
+        "--wait=true",
+        "--timeout=90s",
+    ]);
+    assert_eq!(
+        token_becomes(
+            &token_url,
+            "acme-billing",
+            "quickstart-secret-change-me",
+            401,
+            15
+        )
+        .await,
+        401
+    );
+
+    // Nothing the operator asked for was refused, and no status write conflicted.
+    let refused = plane.denied_by_rbac(OPERATOR_USER);
+    assert!(refused.is_empty(), "refused by RBAC: {refused:?}");
+    let asked = plane
+        .audit_events()
+        .iter()
+        .filter(|e| e["user"]["username"] == OPERATOR_USER)
+        .count();
+    assert!(asked > 0, "the audit log records the operator's requests");
+    // The check can fail: a request outside the chart's RBAC is recorded as refused.
+    let outside = plane.kubectl_as(
+        &g.kubeconfig,
+        &["get", "secret", "gatehouse-kek", "-n", NAMESPACE],
+    );
+    assert!(!outside.status.success());
+    wait_for(
+        10,
+        "the audit log records the refusal",
+        || !plane.denied_by_rbac(OPERATOR_USER).is_empty(),
+        logs,
+    );
+    for p in &g.operators {
+        let log = p.log();
+        let trouble = api_trouble(&log);
+        assert!(trouble.is_empty(), "{}: {trouble:?}", p.log.display());
+    }
+}
+
+fn install_crds(plane: &ControlPlane) {
+    let crds = root().join("crds");
+    plane.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
+    plane.kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/tenants.gatehouse.dev",
+        "crd/oauthclients.gatehouse.dev",
+        "--timeout=60s",
+    ]);
+}
+
+/// `kubectl apply` of `yaml`: its exit status and standard error.
+fn apply(plane: &ControlPlane, yaml: &str) -> (bool, String) {
+    let out = plane.kubectl_with_input(&["apply", "-f", "-"], yaml);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What the schema and its CEL rules refuse, the API server refuses at admission, naming the
+/// field; nothing is stored. `kubectl explain` shows the fields' documentation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
+    let _one = ONE_CONTROL_PLANE.lock().await;
+    let plane = ControlPlane::start();
+    install_crds(&plane);
+    plane.kubectl_ok(&["create", "namespace", "acme"]);
+
+    let tenant = |spec: &str| {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: acme}}\nspec: {spec}\n"
+        )
+    };
+    let client = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: {name}, namespace: acme}}\nspec: {spec}\n"
+        )
+    };
+    let refused = [
+        (
+            tenant("{grantTypes: [client_credentials], accessToken: {ttl: 15 mins}}"),
+            vec!["spec.accessToken.ttl", "should match"],
+        ),
+        (tenant("{grantTypes: []}"), vec!["spec.grantTypes", "at least 1 items"]),
+        (
+            tenant("{grantTypes: [client_credential]}"),
+            vec!["spec.grantTypes[0]", "Unsupported value: \"client_credential\""],
+        ),
+        (
+            client("typo", "{tenantRef: acme, clientID: acme-typo, grantTypes: [client_credentials]}"),
+            vec!["unknown field \"spec.clientID\""],
+        ),
+        (
+            client("nogrants", "{tenantRef: acme, grantTypes: []}"),
+            vec!["spec.grantTypes", "at least 1 items"],
+        ),
+        (
+            client(
+                "public",
+                "{tenantRef: acme, public: true, tokenEndpointAuthMethod: client_secret_basic, grantTypes: [authorization_code], redirectUris: ['https://app.example.com/cb']}",
+            ),
+            vec![
+                "spec.tokenEndpointAuthMethod",
+                "public clients have no secret: tokenEndpointAuthMethod must be none",
+            ],
+        ),
+        (
+            client("badredirect", "{tenantRef: acme, grantTypes: [authorization_code], redirectUris: ['/relative']}"),
+            vec!["spec.redirectUris[0]", "should match"],
+        ),
+        (
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme.corp}\nspec: {grantTypes: [client_credentials]}\n"
+                .to_string(),
+            vec!["a Tenant's name is its issuer path segment"],
+        ),
+    ];
+    for (yaml, wanted) in &refused {
+        let (ok, stderr) = apply(&plane, yaml);
+        assert!(!ok, "accepted:\n{yaml}");
+        for w in wanted {
+            assert!(
+                stderr.contains(w),
+                "{w:?} not in the refusal of\n{yaml}\n{stderr}"
+            );
+        }
+    }
+    let stored = plane.kubectl_ok(&["get", "tenants,oauthclients", "-A", "-o", "name"]);
+    assert!(
+        stored.trim().is_empty(),
+        "refused objects were stored: {stored}"
+    );
+
+    // Immutable once set: clientId and tenantRef (CEL transition rules).
+    let (ok, stderr) = apply(
+        &plane,
+        &client(
+            "billing",
+            "{tenantRef: acme, clientId: acme-billing, grantTypes: [client_credentials]}",
+        ),
+    );
+    assert!(ok, "{stderr}");
+    for (spec, message) in [
+        (
+            "{tenantRef: acme, clientId: acme-other, grantTypes: [client_credentials]}",
+            "spec.clientId: Invalid value: clientId cannot change once set",
+        ),
+        (
+            "{tenantRef: globex, clientId: acme-billing, grantTypes: [client_credentials]}",
+            "spec.tenantRef: Invalid value: tenantRef cannot change",
+        ),
+    ] {
+        let (ok, stderr) = apply(&plane, &client("billing", spec));
+        assert!(!ok, "changed: {spec}");
+        assert!(stderr.contains(message), "{message:?} not in {stderr}");
+    }
+    let kept = json_of(&plane, &["get", "oauthclient", "billing", "-n", "acme"]);
+    assert_eq!(kept["spec"]["clientId"], "acme-billing");
+    assert_eq!(kept["spec"]["tenantRef"], "acme");
+
+    // Defaults are applied by the API server.
+    let (ok, stderr) = apply(&plane, &tenant("{grantTypes: [client_credentials]}"));
+    assert!(ok, "{stderr}");
+    let stored = json_of(&plane, &["get", "tenant", "acme"]);
+    assert_eq!(stored["spec"]["accessToken"]["ttl"], "15m", "{stored}");
+
+    let explained = plane.kubectl_ok(&["explain", "oauthclients.spec.grantTypes"]);
+    assert!(
+        explained.contains("Grant types this client may use"),
+        "{explained}"
+    );
+    let explained = plane.kubectl_ok(&["explain", "tenants.spec.accessToken.ttl"]);
+    assert!(explained.contains("Lifetime"), "{explained}");
+}
+
+/// The manifests behind the README's "What kubectl shows": one healthy client, one that keeps
+/// part of its grants, and two refused.
+const README_SCENARIO: &str = "\
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {name: acme}
+spec:
+  grantTypes: [client_credentials, refresh_token]
+  clientNamespaces: [acme]
+  scopes: [{name: billing.read, description: Read invoices}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: billing, namespace: acme}
+spec: {tenantRef: acme, clientId: acme-billing, grantTypes: [client_credentials], scopes: [billing.read]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: payroll, namespace: acme}
+spec: {tenantRef: acme, grantTypes: [client_credentials, password]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: stray, namespace: acme}
+spec: {tenantRef: globex, grantTypes: [client_credentials]}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: ledger, namespace: finance}
+spec: {tenantRef: acme, grantTypes: [client_credentials]}
+";
+
+const README_CAPTURE_START: &str = "<!-- kubectl output captured by tests/kubernetes.rs -->";
+
+/// What varies from run to run: ages, timestamps, UIDs and resource versions become
+/// placeholders, and runs of spaces one space (column widths follow the ages).
+fn without_ages(text: &str) -> String {
+    let is_age = |w: &str| {
+        let mut rest = w;
+        let mut any = false;
+        while !rest.is_empty() {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return false;
+            }
+            rest = &rest[digits..];
+            let Some(unit) = rest.chars().next().filter(|c| "smhdy".contains(*c)) else {
+                return false;
+            };
+            rest = &rest[unit.len_utf8()..];
+            any = true;
+        }
+        any
+    };
+    let is_timestamp =
+        |w: &str| w.len() == 20 && w.as_bytes()[4] == b'-' && w.ends_with('Z') && w.contains('T');
+    text.lines()
+        .map(|line| {
+            let key = line.trim_start();
+            if key.starts_with("UID:") || key.starts_with("Resource Version:") {
+                return key.split(':').next().unwrap_or_default().to_string() + ": ~";
+            }
+            line.split_whitespace()
+                .map(|w| if is_age(w) || is_timestamp(w) { "~" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The README's kubectl section is this test's capture of a real run; it fails when the README
+/// drifts from it (ages, timestamps and ids aside). `GATEHOUSE_UPDATE_README=1` rewrites it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_what_the_readme_says() {
+    let _one = ONE_CONTROL_PLANE.lock().await;
+    let plane = ControlPlane::start();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    install(&plane, "https://auth.example.com", &redis.url(), &[]);
+    let g = start_gatehouse(
+        &plane,
+        dir.path(),
+        &redis,
+        gatehouse_testkit::free_port(),
+        "https://auth.example.com",
+        1,
+    );
+    let logs = || format!("{}\n{}", g.logs(), plane.logs());
+    plane.kubectl_ok(&["create", "namespace", "acme"]);
+    plane.kubectl_ok(&["create", "namespace", "finance"]);
+    let (ok, stderr) = apply(&plane, README_SCENARIO);
+    assert!(ok, "{stderr}");
+    let settled = || {
+        let reasons: Vec<(String, String)> = [
+            ("acme", "billing"),
+            ("acme", "payroll"),
+            ("acme", "stray"),
+            ("finance", "ledger"),
+        ]
+        .iter()
+        .filter_map(|(ns, name)| {
+            condition(
+                &json_of(&plane, &["get", "oauthclient", name, "-n", ns]),
+                "Ready",
+            )
+        })
+        .collect();
+        let tenant = json_of(&plane, &["get", "tenant", "acme"]);
+        reasons
+            == [
+                ("True".to_string(), "Reconciled".to_string()),
+                ("True".into(), "Reconciled".into()),
+                ("False".into(), "TenantNotFound".into()),
+                ("False".into(), "NamespaceNotAllowed".into()),
+            ]
+            && tenant["status"]["clients"] == 2
+    };
+    wait_for(60, "the README's clients settle", settled, logs);
+    // Events are written after statuses: capture until two captures a second apart agree.
+    let capture_once = || {
+        let mut capture = String::new();
+        for command in [
+            "kubectl get tenants",
+            "kubectl get oauthclients -A",
+            "kubectl describe oauthclient -n acme billing",
+            "kubectl describe oauthclient -n finance ledger",
+        ] {
+            let args: Vec<&str> = command.split(' ').skip(1).collect();
+            let out = plane.kubectl_ok(&args);
+            capture.push_str("$ ");
+            capture.push_str(command);
+            capture.push('\n');
+            capture.push_str(out.trim_end());
+            capture.push('\n');
+        }
+        capture
+    };
+    let mut capture = capture_once();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let again = capture_once();
+        if without_ages(&again) == without_ages(&capture) || Instant::now() > deadline {
+            capture = again;
+            break;
+        }
+        capture = again;
+    }
+    let capture = capture.trim_end().to_string();
+
+    let readme_path = root().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let start = readme
+        .find(README_CAPTURE_START)
+        .expect("the README marks its captured kubectl output");
+    let block_start = start
+        + readme[start..]
+            .find("```console\n")
+            .expect("a console block")
+        + "```console\n".len();
+    let block_end = block_start
+        + readme[block_start..]
+            .find("\n```")
+            .expect("the block's end");
+    let written = &readme[block_start..block_end];
+    if std::env::var_os("GATEHOUSE_UPDATE_README").is_some() {
+        let updated = format!(
+            "{}{capture}{}",
+            &readme[..block_start],
+            &readme[block_end..]
+        );
+        std::fs::write(&readme_path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        without_ages(written),
+        without_ages(&capture),
+        "README.md's kubectl output differs from a real run; the run printed:\n{capture}\n\
+         (GATEHOUSE_UPDATE_README=1 cargo test --test kubernetes kubectl_shows rewrites it)"
+    );
+}
