@@ -264,24 +264,37 @@ fn apply_examples(plane: &ControlPlane) {
     plane.kubectl_ok(&["apply", "-f", examples.to_str().unwrap()]);
 }
 
-/// A client_credentials token request's status.
-async fn client_credentials_status(token_url: &str, client: &str, secret: &str) -> u16 {
-    post_form(
+/// Polls a client_credentials token request until it answers `want` (or `secs` pass);
+/// returns the last status.
+async fn token_becomes(token_url: &str, client: &str, secret: &str, want: u16, secs: u64) -> u16 {
+    grant_becomes(
         token_url,
-        Some(&basic(client, secret)),
+        client,
+        secret,
         "grant_type=client_credentials",
+        want,
+        secs,
     )
     .await
-    .status
 }
 
-/// Polls a token request until it answers `want` (or `secs` pass); returns the last status.
-async fn token_becomes(token_url: &str, client: &str, secret: &str, want: u16, secs: u64) -> u16 {
+/// Polls a token request with `body` until it answers `want` (or `secs` pass).
+async fn grant_becomes(
+    token_url: &str,
+    client: &str,
+    secret: &str,
+    body: &str,
+    want: u16,
+    secs: u64,
+) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let status = client_credentials_status(token_url, client, secret).await;
-        if status == want || Instant::now() > deadline {
-            return status;
+        let reply = post_form(token_url, Some(&basic(client, secret)), body).await;
+        if reply.status == want || Instant::now() > deadline {
+            if reply.status != want {
+                eprintln!("{client}: {} {}", reply.status, reply.body);
+            }
+            return reply.status;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -522,6 +535,67 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     example_grants::reporter_jwt_bearer(&public).await;
     example_grants::legacy_implicit(&public).await;
 
+    // A Secret the team supplies: an edit takes effect without touching the client.
+    let token_url = format!("{public}/acme/oauth2/token");
+    plane.kubectl_ok(&[
+        "patch",
+        "secret",
+        "mobile-credentials",
+        "-n",
+        "acme",
+        "--type=merge",
+        "-p",
+        r#"{"stringData": {"client_secret": "mobile-secret-rotated-by-gitops"}}"#,
+    ]);
+    let alice = "grant_type=password&username=alice&password=wonderland";
+    let rotated_by_gitops = "mobile-secret-rotated-by-gitops";
+    let mobile = |secret: &'static str, want: u16, secs: u64| {
+        let url = token_url.clone();
+        async move { grant_becomes(&url, "acme-mobile", secret, alice, want, secs).await }
+    };
+    assert_eq!(mobile(rotated_by_gitops, 200, 30).await, 200, "{}", logs());
+    assert_eq!(mobile("mobile-secret-change-me", 401, 10).await, 401);
+
+    // Scheduled key rotation, on a tenant that rotates every few seconds.
+    let (ok, stderr) = apply(
+        &plane,
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: rotating}\n\
+         spec: {grantTypes: [client_credentials], accessToken: {ttl: 30s}, signing: {rotationInterval: 4s}}\n",
+    );
+    assert!(ok, "{stderr}");
+    wait_for(
+        40,
+        "the tenant's key rotates and the old one stays published, retired",
+        || {
+            let t = json_of(&plane, &["get", "tenant", "rotating"]);
+            let states: Vec<&str> = t["status"]["signingKeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k["state"].as_str())
+                .collect();
+            states.contains(&"retired")
+                && plane
+                    .kubectl_ok(&[
+                        "get",
+                        "events",
+                        "-n",
+                        "default",
+                        "--field-selector",
+                        "reason=KeyRotated",
+                    ])
+                    .contains("rotating")
+        },
+        logs,
+    );
+    plane.kubectl_ok(&[
+        "delete",
+        "tenant",
+        "rotating",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+
     // A client whose Secret the operator generates: owned by the client, labelled.
     plane.kubectl_with_input(
         &["apply", "-f", "-"],
@@ -552,7 +626,6 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         ledger["metadata"]["finalizers"],
         json!(["gatehouse.dev/cleanup"])
     );
-    let token_url = format!("{public}/acme/oauth2/token");
     let first = secret_value(&plane, "acme", "ledger-credentials", "client_secret");
     assert_eq!(
         token_becomes(&token_url, "acme-ledger", &first, 200, 30).await,
@@ -863,6 +936,54 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         .filter(|e| e["user"]["username"] == OPERATOR_USER)
         .count();
     assert!(asked > 0, "the audit log records the operator's requests");
+    // Every kind of request the API server saw from the operator is one `gatehouse rbac`
+    // declares, and every declared one was made (the chart's RBAC is no wider than needed).
+    let mut made = std::collections::BTreeSet::new();
+    for e in plane.audit_events() {
+        // The test's own `kubectl auth whoami` with the operator's token is not the operator.
+        let by_kubectl = e["userAgent"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("kubectl"));
+        if e["user"]["username"] != OPERATOR_USER || by_kubectl {
+            continue;
+        }
+        let reference = &e["objectRef"];
+        let resource = match reference["subresource"].as_str() {
+            Some(sub) => format!(
+                "{}/{sub}",
+                reference["resource"].as_str().unwrap_or_default()
+            ),
+            None => reference["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let group = reference["apiGroup"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let verb = e["verb"].as_str().unwrap_or_default().to_string();
+        let declared = gatehouse_controller::rbac::CALLS
+            .iter()
+            .any(|c| c.group == group && c.resource == resource && c.verb == verb);
+        assert!(
+            declared,
+            "undeclared request {verb} {group}/{resource}: {}",
+            e["requestURI"]
+        );
+        made.insert((group, resource, verb));
+    }
+    for call in gatehouse_controller::rbac::CALLS {
+        let key = (
+            call.group.to_string(),
+            call.resource.to_string(),
+            call.verb.to_string(),
+        );
+        assert!(
+            made.contains(&key),
+            "{key:?} is granted but was never used: {made:?}"
+        );
+    }
     // The check can fail: a request outside the chart's RBAC is recorded as refused.
     let outside = plane.kubectl_as(
         &g.kubeconfig,
