@@ -765,3 +765,65 @@ fn every_example_custom_resource_is_valid_against_its_crd() {
     let (ok, text) = validate_custom_resources(&[broken]);
     assert!(!ok && text.contains("spec.grantTypes.0"), "{text}");
 }
+
+/// `tools/promql/build`'s binary, at the path it prints for the version pinned in its go.mod.
+fn promql_check() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("tools/promql/build"))
+        .arg("--print-path")
+        .output()
+        .unwrap();
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash .ci/install-test-tools` (it builds it with tools/promql/build)",
+        path.display()
+    );
+    path
+}
+
+/// The optional PrometheusRule and Grafana dashboard render, every alert has a severity, a
+/// duration and its text, and every query parses with Prometheus' own parser.
+#[test]
+fn alert_rules_and_dashboard_queries_are_valid_promql() {
+    use std::io::Write;
+    let queries = support::monitoring::rendered_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut child = Command::new(promql_check())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(queries.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "queries that do not parse:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The check can fail.
+    let mut child = Command::new(promql_check())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"sum(rate(gatehouse_http_requests_total[5m])")
+        .unwrap();
+    assert!(!child.wait_with_output().unwrap().status.success());
+    // Both are off by default.
+    let plain = template(&[
+        "-f",
+        chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(!plain.contains("PrometheusRule") && !plain.contains("gatehouse.json"));
+}

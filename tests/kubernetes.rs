@@ -150,6 +150,8 @@ struct Gatehouse {
     kubeconfig: PathBuf,
     /// Each operator's metrics address.
     metrics: Vec<String>,
+    /// The token service's metrics address.
+    server_metrics: String,
 }
 
 fn start_gatehouse(
@@ -231,6 +233,7 @@ fn start_gatehouse(
         server,
         kubeconfig,
         metrics,
+        server_metrics: server_ops,
     }
 }
 
@@ -881,11 +884,33 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         .unwrap();
     assert!(metrics.contains("gatehouse_operator_leader 1"), "{metrics}");
 
+    // The chart's alert rules and dashboard read only metrics these processes export.
+    let mut exported = monitoring::exported_names(&metrics);
+    let served = reqwest::get(format!("http://{}/metrics", g.server_metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    exported.extend(monitoring::exported_names(&served));
+    for query in monitoring::rendered_queries() {
+        for name in monitoring::metric_names(&query) {
+            assert!(
+                exported.contains(&name),
+                "{name} (in {query}) is not exported: {exported:?}"
+            );
+        }
+    }
+
     // Deleting a Tenant: its issuer and key Secret go, then the Tenant; its client says so.
     plane.kubectl_ok(&["delete", "tenant", "legacy", "--wait=true", "--timeout=60s"]);
-    assert_eq!(
-        http_status(&format!("{public}/legacy/.well-known/openid-configuration")).unwrap(),
-        404
+    // The token service drops it at its next look at the store (within a few seconds).
+    let discovery = format!("{public}/legacy/.well-known/openid-configuration");
+    wait_for(
+        10,
+        "the legacy issuer is gone",
+        || http_status(&discovery).ok() == Some(404),
+        logs,
     );
     assert!(
         !plane

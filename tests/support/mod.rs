@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub use gatehouse_testkit::RedisServer;
 
 pub mod example_grants;
+pub mod monitoring;
 
 /// A `gatehouse` process other than standalone (`operator`, `server`), killed on drop; its log
 /// is printed when the test fails.
