@@ -35,6 +35,9 @@ enum Command {
     Rbac(RbacArgs),
     /// Let a user locked out by failed sign-ins sign in again at once, from every address.
     UnlockUser(UnlockUserArgs),
+    /// Sign a user out everywhere: revoke every grant they made (refresh and access tokens)
+    /// and end every browser session.
+    SignOutUser(UnlockUserArgs),
 }
 
 #[derive(Args)]
@@ -46,7 +49,7 @@ pub struct UnlockUserArgs {
     /// The tenant's name.
     #[arg(long)]
     tenant: String,
-    /// The username to unlock.
+    /// The username.
     #[arg(long)]
     username: String,
 }
@@ -247,6 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             write_stdout(&out)
         }
         Command::UnlockUser(args) => run_to_end(unlock_user(args)),
+        Command::SignOutUser(args) => run_to_end(sign_out_user(args)),
         Command::Standalone(args) => {
             crate::logging::init(args.common.log_format);
             run_to_end(standalone::run(args))
@@ -311,6 +315,35 @@ async fn unlock_user(args: UnlockUserArgs) -> anyhow::Result<()> {
     write_stdout(&format!(
         "{} of tenant {} may sign in again\n",
         args.username, args.tenant
+    ))
+}
+
+async fn sign_out_user(args: UnlockUserArgs) -> anyhow::Result<()> {
+    if args.store.starts_with("memory:") {
+        anyhow::bail!(
+            "--store memory:// lives inside one process; restart standalone to end every session"
+        );
+    }
+    let store = serve::open_store(
+        &args.store,
+        StoreSafetyArgs {
+            allow_evicting_store: true,
+        },
+    )
+    .await?;
+    let ended =
+        gatehouse_flows::sign_in::sign_out_everywhere(&*store, &args.tenant, &args.username)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "signing {} of tenant {} out: {e}",
+                    args.username,
+                    args.tenant
+                )
+            })?;
+    write_stdout(&format!(
+        "{} of tenant {} is signed out everywhere: {} grants revoked, {} sessions ended\n",
+        args.username, args.tenant, ended.grants, ended.sessions
     ))
 }
 

@@ -176,6 +176,106 @@ async fn password_grant_issues_tokens_for_the_user_and_refuses_wrong_credentials
     assert!(!g.stderr().contains("looking-glass") && !g.stderr().contains("wonderland"));
 }
 
+/// `gatehouse sign-out-user`: alice's refresh tokens and the access tokens of her grants stop
+/// working (introspection says inactive), bob's do not, and what alice starts afterwards works.
+#[tokio::test]
+async fn an_operator_signs_a_user_out_everywhere() {
+    let redis = RedisServer::start();
+    let g = start(&redis);
+    let grant = |user: &'static str, secret: &'static str| {
+        let g = &g;
+        async move {
+            let r = password(g, APP, user, secret, "reports").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            (
+                r.body["access_token"].as_str().unwrap().to_string(),
+                r.body["refresh_token"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (alice_access, alice_refresh) = grant("alice", "wonderland").await;
+    let (_, alice_refresh2) = grant("alice", "wonderland").await;
+    let (bob_access, bob_refresh) = grant("bob", "builder").await;
+    assert!(active(&g, &alice_access).await);
+
+    let out = std::process::Command::new(binary())
+        .args([
+            "sign-out-user",
+            "--store",
+            &redis.url(),
+            "--tenant",
+            "initech",
+            "--username",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice of tenant initech is signed out everywhere: 2 grants revoked, 0 sessions ended\n"
+    );
+    for rt in [&alice_refresh, &alice_refresh2] {
+        let r = token(
+            &g,
+            APP,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        )
+        .await;
+        assert_eq!((r.status, r.error()), (400, "invalid_grant"), "{}", r.body);
+    }
+    assert!(
+        !active(&g, &alice_access).await,
+        "her access token is revoked"
+    );
+    assert!(active(&g, &bob_access).await, "bob's is not");
+    let r = token(
+        &g,
+        APP,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &bob_refresh),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (fresh_access, fresh_refresh) = grant("alice", "wonderland").await;
+    assert!(active(&g, &fresh_access).await);
+    let r = token(
+        &g,
+        APP,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &fresh_refresh),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "a grant after the sign-out works: {}",
+        r.body
+    );
+    // A store that lives in one process cannot be reached from another.
+    let out = std::process::Command::new(binary())
+        .args([
+            "sign-out-user",
+            "--store",
+            "memory://",
+            "--tenant",
+            "t",
+            "--username",
+            "u",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory://"));
+}
+
 #[tokio::test]
 async fn repeated_failures_lock_the_user_then_the_address() {
     let redis = RedisServer::start();

@@ -87,6 +87,21 @@ pub async fn verify_password(
     }
 }
 
+/// Signs `username` out everywhere: every grant they made (authorization code, device code,
+/// password) is revoked with its refresh and access tokens, and every browser session ends;
+/// they sign in again at their next visit. For operators (`gatehouse sign-out-user`), after a
+/// stolen device or a compromised password.
+///
+/// # Errors
+/// The store failing.
+pub async fn sign_out_everywhere(
+    store: &dyn gatehouse_store::Store,
+    tenant: &str,
+    username: &str,
+) -> Result<gatehouse_store::SignedOut, Error> {
+    Ok(store.sign_out_user(tenant, username).await?)
+}
+
 /// Lets `username` sign in again at once, from everywhere: its count is cleared and every
 /// (username, address) count starts afresh. For operators (`gatehouse unlock-user`).
 ///

@@ -331,6 +331,19 @@ async fn mint_outcome(
             .zip(refresh_id.as_deref())
             .map(|((_, json, expires_at), id)| (id, json.as_str(), *expires_at)),
         opaque: minted.opaque_id.as_deref().map(|id| (id, &outcome.claims)),
+        // A family starts with anything but a refresh: indexed under its user, so signing
+        // the user out everywhere finds it.
+        owner: outcome
+            .family
+            .as_ref()
+            .filter(|_| {
+                outcome
+                    .spend
+                    .as_ref()
+                    .is_none_or(|s| s.kind != RecordKind::RefreshToken)
+            })
+            .map(|_| outcome.claims.sub.as_str())
+            .filter(|sub| gatehouse_core::subject::is_user_subject(sub)),
     };
     let nothing_to_write = issue.spend.is_none()
         && issue.family.is_none()

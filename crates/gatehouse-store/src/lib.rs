@@ -162,6 +162,19 @@ pub struct Issue<'a> {
     pub refresh: Option<(&'a str, &'a str, u64)>,
     /// An opaque access token: (id, claims).
     pub opaque: Option<(&'a str, &'a AccessTokenClaims)>,
+    /// The user whose grant a new family is: the family is indexed under the user (until the
+    /// family's `until`), so [`Store::sign_out_user`] finds it. Set when a family starts (code,
+    /// device code, password), not on a refresh.
+    pub owner: Option<&'a str>,
+}
+
+/// What [`Store::sign_out_user`] ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignedOut {
+    /// Grant families revoked (each with its refresh token and access tokens).
+    pub grants: usize,
+    /// Browser sessions deleted.
+    pub sessions: usize,
 }
 
 /// How [`Store::issue`] went.
@@ -311,6 +324,21 @@ pub trait Store: Send + Sync + 'static {
         family: &str,
         until: u64,
     ) -> Result<usize, StoreError>;
+
+    /// Indexes a sign-in session (a [`RecordKind::Session`] record) under its user until
+    /// `until`, so [`Store::sign_out_user`] finds it.
+    async fn index_session(
+        &self,
+        tenant: &str,
+        user: &str,
+        session: &str,
+        until: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Signs a user out everywhere, atomically: revokes every grant family indexed to the
+    /// user (each with the access tokens it issued, as [`Store::revoke_family`] does) and
+    /// deletes every indexed session. Tokens and sessions started afterwards are not touched.
+    async fn sign_out_user(&self, tenant: &str, user: &str) -> Result<SignedOut, StoreError>;
 
     /// Whether a grant family is revoked (a refresh token of it is then dead, whatever its
     /// record says; introspection asks this, issuing decides it inside [`Store::issue`]).

@@ -3,7 +3,8 @@
 //! timeouts so an unreachable Redis fails requests fast instead of queueing them.
 
 use crate::{
-    Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url,
+    Issue, Issued, RecordKind, SignedOut, Store, StoreError, TenantBundle, TenantSettings, Version,
+    redact_url,
 };
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -63,6 +64,14 @@ fn family_tokens_key(t: &str, family: &str) -> String {
 fn family_revoked_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfr:{family}")
 }
+/// The grant families a user made (see `Issue::owner`).
+fn user_families_key(t: &str, user: &str) -> String {
+    format!("{{t:{t}}}:ufa:{user}")
+}
+/// The sign-in sessions of a user.
+fn user_sessions_key(t: &str, user: &str) -> String {
+    format!("{{t:{t}}}:use:{user}")
+}
 
 /// One step of a tenant purge: a SCAN batch over the tenant's keys (all in one slot, so the
 /// script runs on the node that holds them) and UNLINK of what it found. Returns the next
@@ -102,7 +111,45 @@ if ARGV[3] == '1' then
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[10], 'EXAT', ARGV[11]) end
+if ARGV[14] == '1' then
+  redis.call('SADD', KEYS[7], ARGV[15])
+  if redis.call('EXPIRETIME', KEYS[7]) < tonumber(ARGV[16]) then
+    redis.call('EXPIREAT', KEYS[7], ARGV[16])
+  end
+end
 return 'done'";
+
+/// Adds a member to a user's index set, which lives as long as its longest-lived member.
+const INDEX_SCRIPT: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('EXPIRETIME', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+end
+return 1";
+
+/// Signing a user out (see `Store::sign_out_user`): every family in the user's set is revoked
+/// as REVOKE_SCRIPT does (until the set itself would have expired, which is the latest any of
+/// them lives), every session in the other set deleted, and both sets with them. Key
+/// prefixes in ARGV: family revoked mark, family tokens, revoked jti, session record.
+const SIGN_OUT_SCRIPT: &str = r"
+local deadline = redis.call('EXPIRETIME', KEYS[1])
+if deadline < 0 then deadline = tonumber(ARGV[5]) end
+local families = redis.call('SMEMBERS', KEYS[1])
+for _, f in ipairs(families) do
+  redis.call('SET', ARGV[1] .. f, '1', 'EXAT', deadline)
+  for _, m in ipairs(redis.call('SMEMBERS', ARGV[2] .. f)) do
+    local sep = string.find(m, ':', 1, true)
+    if sep then
+      redis.call('SET', ARGV[3] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
+    end
+  end
+end
+local sessions = 0
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  sessions = sessions + redis.call('DEL', ARGV[4] .. s)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return {#families, sessions}";
 
 /// Revoking a family and, in the same step, every access token it issued (members are
 /// `exp:jti`; each revocation mark lives until that token's `exp`).
@@ -631,9 +678,14 @@ impl Store for RedisStore {
             (Some(s), None) => s.attempt.to_string(),
             (None, _) => String::new(),
         };
+        let owner = issue.owner.zip(family);
         invocation
             .arg(mark)
-            .arg(used_key(tenant, RecordKind::RefreshToken, ""));
+            .arg(used_key(tenant, RecordKind::RefreshToken, ""))
+            .arg(flag(owner.is_some()))
+            .arg(owner.map_or("", |(_, f)| f.family))
+            .arg(owner.map_or(1, |(_, f)| f.until.max(1)))
+            .key(user_families_key(tenant, issue.owner.unwrap_or("-")));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -661,6 +713,45 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)
+    }
+
+    async fn index_session(
+        &self,
+        tenant: &str,
+        user: &str,
+        session: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(INDEX_SCRIPT)
+            .key(user_sessions_key(tenant, user))
+            .arg(session)
+            .arg(until.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn sign_out_user(&self, tenant: &str, user: &str) -> Result<SignedOut, StoreError> {
+        let mut conn = self.conn.clone();
+        // A family whose set has no expiry (never written so) stays revoked for a day.
+        let fallback = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 86_400;
+        let (grants, sessions): (usize, usize) = redis::Script::new(SIGN_OUT_SCRIPT)
+            .key(user_families_key(tenant, user))
+            .key(user_sessions_key(tenant, user))
+            .arg(family_revoked_key(tenant, ""))
+            .arg(family_tokens_key(tenant, ""))
+            .arg(revoked_key(tenant, ""))
+            .arg(record_key(tenant, RecordKind::Session, ""))
+            .arg(fallback)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(SignedOut { grants, sessions })
     }
 
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {

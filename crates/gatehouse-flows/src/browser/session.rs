@@ -63,6 +63,11 @@ pub async fn start(
         now + SESSION_TTL_SECS,
     )
     .await?;
+    // So that signing the user out everywhere finds it.
+    services
+        .store()
+        .index_session(tenant.name(), username, &id, now + SESSION_TTL_SECS)
+        .await?;
     Ok((value, session))
 }
 

@@ -159,6 +159,29 @@ async fn sign_in_then_consent_then_a_code_and_the_consent_is_remembered() {
     assert!(matches!(step, Step::Consent(_)), "{step:?}");
 }
 
+/// Signing alice out everywhere ends her browser's session: the next request asks her to
+/// sign in again.
+#[tokio::test]
+async fn signing_a_user_out_everywhere_ends_her_sessions() {
+    let world = memory_world();
+    let mut cookies = Cookies::default();
+    sign_in_and_allow(&world, &mut cookies).await;
+    let (step, _) = start(&world, &mut cookies, &[]).await;
+    assert!(location(&step).contains("code="), "signed in: {step:?}");
+    let ended = crate::sign_in::sign_out_everywhere(world.services.store(), "acme", "alice")
+        .await
+        .unwrap();
+    assert_eq!(ended.sessions, 1);
+    assert!(
+        session::current(&world.services, &world.tenant, cookies.session.as_deref())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (step, _) = start(&world, &mut cookies, &[]).await;
+    assert!(matches!(step, Step::SignIn { .. }), "{step:?}");
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_retried_and_a_finished_request_is_gone() {
     let world = memory_world();
