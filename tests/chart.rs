@@ -331,6 +331,14 @@ fn redis_settings_reach_both_components() {
         ingress["spec"]["tls"][0]["secretName"],
         "login-example-com-tls"
     );
+    assert_eq!(
+        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    assert_eq!(
+        ingress["spec"]["tls"][0]["hosts"][0], "login.example.com",
+        "the certificate is for publicUrl's host"
+    );
     assert!(find(&docs, "ServiceMonitor", "").is_some());
     assert!(find(&docs, "StatefulSet", "").is_none());
 

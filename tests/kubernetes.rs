@@ -249,15 +249,11 @@ impl Gatehouse {
     }
 }
 
-/// The operator's log lines that speak of a refused or conflicting API call.
+/// The operator's log lines that speak of a refused or conflicting API call (the API
+/// server's reasons `Forbidden` and `Conflict`, as kube errors print them).
 fn api_trouble(log: &str) -> Vec<&str> {
     log.lines()
-        .filter(|l| {
-            l.contains("403")
-                || l.contains("Forbidden")
-                || l.contains("409")
-                || l.contains("Conflict")
-        })
+        .filter(|l| l.contains("Forbidden") || l.contains("Conflict"))
         .collect()
 }
 
@@ -768,9 +764,30 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     assert_eq!(kids().await, after, "one replacement per annotation value");
 
     // Redis loses everything: the leader's drift check refills it from the API server.
+    // Every tenant and client is written again, not only those a reconcile happens to touch.
     gatehouse_testkit::redis_command(redis.port, &["FLUSHALL"]).unwrap();
+    let registered = |tenant: &str, client: &str| {
+        gatehouse_testkit::redis_command(
+            redis.port,
+            &["HEXISTS", &format!("{{t:{tenant}}}:clients"), client],
+        )
+        .is_ok_and(|r| r == ":1")
+    };
+    wait_for(
+        40,
+        "the store holds every client again",
+        || {
+            [
+                "billing", "portal", "spa", "mobile", "tv", "reporter", "ledger",
+            ]
+            .iter()
+            .all(|c| registered("acme", &format!("acme-{c}")))
+                && registered("legacy", "legacy-dashboard")
+        },
+        logs,
+    );
     assert_eq!(
-        token_becomes(&token_url, "acme-ledger", &rotated, 200, 40).await,
+        token_becomes(&token_url, "acme-ledger", &rotated, 200, 20).await,
         200,
         "not refilled after a flush:\n{}",
         logs()
@@ -829,6 +846,22 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
                 .success()
         },
         logs,
+    );
+    let reasons_of = |namespace: &str, object: &str| {
+        let events = json_of(&plane, &["get", "events.events.k8s.io", "-n", namespace]);
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["regarding"]["name"] == object)
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    wait_for(
+        10,
+        "ledger's Deregistered event is listed",
+        || reasons_of("acme", "ledger").contains(&"Deregistered".to_string()),
+        || plane.kubectl_ok(&["get", "events.events.k8s.io", "-A", "-o", "wide"]),
     );
 
     // Two operators: one leads. Killing it (no chance to hand over) lets the other take over
@@ -930,6 +963,12 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         },
         logs,
     );
+    wait_for(
+        10,
+        "legacy's TenantRemoved event is listed",
+        || reasons_of("default", "legacy").contains(&"TenantRemoved".to_string()),
+        || format!("{:?}", reasons_of("default", "legacy")),
+    );
 
     // Deleting the namespace: the namespace controller deletes its clients, their finalizers
     // take them out of service, and the namespace goes.
@@ -996,6 +1035,15 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
             "undeclared request {verb} {group}/{resource}: {}",
             e["requestURI"]
         );
+        // Secrets are listed and watched only by the watch label, or one by name.
+        if resource == "secrets" && (verb == "list" || verb == "watch") {
+            let uri = e["requestURI"].as_str().unwrap_or_default();
+            assert!(
+                uri.contains("labelSelector=gatehouse.dev%2Fwatch%3Dtrue")
+                    || uri.contains("fieldSelector=metadata.name%3D"),
+                "a Secret list or watch that asks for more than it needs: {uri}"
+            );
+        }
         made.insert((group, resource, verb));
     }
     for call in gatehouse_controller::rbac::CALLS {
@@ -1026,6 +1074,59 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         let trouble = api_trouble(&log);
         assert!(trouble.is_empty(), "{}: {trouble:?}", p.log.display());
     }
+
+    // The guide's "Uninstalling", command by command. First what it says when the operator
+    // is already gone: a deleted Tenant waits on its finalizer until it is removed by hand.
+    for p in &g.operators {
+        let pid = p.child.id().to_string();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    }
+    plane.kubectl_ok(&["create", "namespace", "acme"]);
+    plane.kubectl_ok(&["delete", "tenant", "acme", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let stuck = json_of(&plane, &["get", "tenant", "acme"]);
+    assert!(
+        stuck["metadata"]["deletionTimestamp"].is_string(),
+        "{stuck}"
+    );
+    plane.kubectl_ok(&[
+        "patch",
+        "tenant",
+        "acme",
+        "--type=json",
+        "-p=[{\"op\":\"remove\",\"path\":\"/metadata/finalizers\"}]",
+    ]);
+    wait_for(
+        20,
+        "the Tenant goes once its finalizer is removed",
+        || !plane.kubectl(&["get", "tenant", "acme"]).status.success(),
+        logs,
+    );
+    plane.kubectl_ok(&["delete", "oauthclients", "--all", "-A"]);
+    plane.kubectl_ok(&["delete", "tenants", "--all"]);
+    helm_ok(&plane, &["uninstall", "gatehouse", "-n", NAMESPACE]);
+    let crds = root().join("charts/gatehouse/crds");
+    plane.kubectl_ok(&["delete", "-f", crds.to_str().unwrap()]);
+    plane.kubectl_ok(&["-n", NAMESPACE, "delete", "secret", "gatehouse-kek"]);
+    plane.kubectl_ok(&["-n", NAMESPACE, "delete", "lease", "gatehouse-operator"]);
+    // The keys Secret of the Tenant whose finalizer was removed by hand goes too: it is owned
+    // by the Tenant, and the garbage collector follows.
+    let left = || {
+        plane.kubectl_ok(&[
+            "get",
+            "all,secrets,serviceaccounts,roles,rolebindings,leases",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "name",
+        ])
+    };
+    wait_for(
+        30,
+        "nothing of the release is left",
+        || !left().contains("gatehouse"),
+        left,
+    );
 }
 
 fn install_crds(plane: &ControlPlane) {

@@ -1,6 +1,8 @@
-//! `gatehouse operator`, the real binary, against a Kubernetes API server it reaches through a
-//! kubeconfig (an in-memory one: no real apiserver can run on this machine) and a real
-//! redis-server, with a real `gatehouse server` serving what it publishes.
+//! `gatehouse operator`, the real binary, against the test kit's in-memory API server and a
+//! real redis-server, with a real `gatehouse server` serving what it publishes. The real
+//! API server (`tests/kubernetes.rs`) is the judge of behaviour; this one stays for what an
+//! API server's audit log cannot show: the `Accept` header of every request, so that a
+//! Secret the operator looks up by name is asked for as metadata only, never with its data.
 
 mod support;
 

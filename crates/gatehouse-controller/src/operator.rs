@@ -94,6 +94,16 @@ impl From<finalizer::Error<ReconcileError>> for ReconcileError {
 
 impl ReconcileError {
     /// A short label for metrics.
+    /// Every value [`ReconcileError::label`] takes (the metrics start each at zero).
+    pub const LABELS: &'static [&'static str] = &[
+        "kubernetes",
+        "store",
+        "keys_secret",
+        "finalizer",
+        "conflict",
+        "namespace_terminating",
+    ];
+
     pub fn label(&self) -> &'static str {
         match self {
             ReconcileError::Cluster(_) => "kubernetes",

@@ -151,6 +151,16 @@ pub struct PublishReport {
 
 type SecretDigest = [u8; 32];
 
+/// What [`Publisher::publish_tenant`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantPublished {
+    /// Settings or keys were written.
+    pub wrote: bool,
+    /// The store did not hold the tenant at all (new, or lost with a flushed or replaced
+    /// Redis): its clients must be written again too.
+    pub restored: bool,
+}
+
 pub struct Publisher {
     store: Arc<dyn Store>,
     kek: Arc<KeyEncryptionKey>,
@@ -258,14 +268,15 @@ impl Publisher {
     }
 
     /// Makes the store hold this tenant configuration and these keys (keys first: a server
-    /// must never see settings without a key to sign with). True if anything was written.
-    /// One read, however many clients the tenant has.
+    /// must never see settings without a key to sign with). One read, however many clients
+    /// the tenant has.
     pub async fn publish_tenant(
         &self,
         config: &TenantConfig,
         keys: &[SigningKeyRecord],
-    ) -> Result<bool, PublishError> {
+    ) -> Result<TenantPublished, PublishError> {
         let existing = self.store.tenant_settings(&config.name).await?;
+        let restored = existing.config.is_none();
         let mut wrote = false;
         if existing.keys != keys {
             self.store.put_signing_keys(&config.name, keys).await?;
@@ -275,7 +286,7 @@ impl Publisher {
             self.store.put_tenant(config).await?;
             wrote = true;
         }
-        Ok(wrote)
+        Ok(TenantPublished { wrote, restored })
     }
 
     /// Makes the store hold this client registration. True if it was written.

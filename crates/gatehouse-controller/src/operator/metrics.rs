@@ -63,6 +63,14 @@ impl OperatorMetrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        // Every series exists from the start, at zero: a dashboard shows 0, not "no data",
+        // and an alert on a rate sees the first failure.
+        for kind in [super::tenant::KIND, super::client::KIND] {
+            let _ = reconciliations.get_or_create(&KindLabel { kind });
+            for error in super::ReconcileError::LABELS {
+                let _ = errors.get_or_create(&ErrorLabels { kind, error });
+            }
+        }
         OperatorMetrics {
             registry,
             reconciliations,

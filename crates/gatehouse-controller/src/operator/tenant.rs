@@ -115,7 +115,14 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
                 other => other?,
             }
         }
-        ctx.publisher.publish_tenant(config, &plan.keys).await?;
+        let published = ctx.publisher.publish_tenant(config, &plan.keys).await?;
+        if published.restored {
+            // A tenant the store had lost (a flushed or replaced Redis) lost its clients with
+            // it: they are written again now, not at the next drift check or resync.
+            for client in ctx.caches.index.clients_of_tenant(&name) {
+                let _ = ctx.requeue_clients.unbounded_send(client);
+            }
+        }
         if let Some(value) = replace_for
             && !existing.is_empty()
         {
