@@ -331,19 +331,48 @@ async fn sign_out_user(args: UnlockUserArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let ended =
-        gatehouse_flows::sign_in::sign_out_everywhere(&*store, &args.tenant, &args.username)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "signing {} of tenant {} out: {e}",
-                    args.username,
-                    args.tenant
-                )
-            })?;
+    let settings = store
+        .tenant_settings(&args.tenant)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading tenant {}: {e}", args.tenant))?;
+    let Some(config) = settings.config else {
+        anyhow::bail!(
+            "no tenant {} in {}",
+            args.tenant,
+            gatehouse_store::redact_url(&args.store)
+        );
+    };
+    if config.user(&args.username).is_none() {
+        eprintln!(
+            "note: {} is not a user of tenant {} now; signing the name out anyway",
+            args.username, args.tenant
+        );
+    }
+    // Longer than anything issued before can live: refresh tokens, codes, device codes,
+    // sessions, access tokens.
+    let keep = [
+        config.refresh_token_ttl_secs,
+        config.authorization_code_ttl_secs,
+        config.access_token_ttl_secs,
+        gatehouse_flows::browser::session::SESSION_TTL_SECS,
+        gatehouse_core::grant::device_code::DEVICE_CODE_TTL_SECS,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    let now = gatehouse_core::clock::Clock::now(&gatehouse_core::clock::SystemClock);
+    gatehouse_flows::sign_in::sign_out_everywhere(&*store, &args.tenant, &args.username, now, keep)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "signing {} of tenant {} out: {e}",
+                args.username,
+                args.tenant
+            )
+        })?;
     write_stdout(&format!(
-        "{} of tenant {} is signed out everywhere: {} grants revoked, {} sessions ended\n",
-        args.username, args.tenant, ended.grants, ended.sessions
+        "{} of tenant {} is signed out everywhere: sessions, refresh tokens and codes from before now are refused\n",
+        args.username, args.tenant
     ))
 }
 

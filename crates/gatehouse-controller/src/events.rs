@@ -177,6 +177,8 @@ impl Recorder {
             .bytes::<4>()
             .map_or_else(|_| String::new(), |b| gatehouse_core::hex::encode(&b));
         let unique = format!("{now:010x}{:06x}{tail}", sequence % 0x100_0000);
+        // An event's name is at most 253 characters; an object's name may be as long.
+        let object: String = object.chars().take(253 - 1 - unique.len()).collect();
         let mut event = Event {
             action: Some("Reconcile".to_string()),
             reason: Some(e.reason.to_string()),

@@ -121,14 +121,35 @@ pub fn unusable_public_jwk(value: &Value) -> Option<String> {
                 .into(),
         );
     }
+    // An encryption key in a JWK Set copied from elsewhere verifies nothing and harms
+    // nothing: assertions are only checked against signing keys.
+    if members.get("use").and_then(Value::as_str) == Some("enc") {
+        return None;
+    }
     let jwk: Jwk = match serde_json::from_value(value.clone()) {
         Ok(jwk) => jwk,
         Err(e) => return Some(format!("is not a usable JSON Web Key: {e}")),
     };
-    if jwk_algorithm(&jwk).is_none() {
+    let Some(alg) = jwk_algorithm(&jwk) else {
         return Some(
             "has no algorithm Gatehouse verifies (ES256, ES384, EdDSA, RS256, PS256)".into(),
         );
+    };
+    let fits = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => matches!(
+            (alg, &ec.curve),
+            (Algorithm::ES256, EllipticCurve::P256) | (Algorithm::ES384, EllipticCurve::P384)
+        ),
+        AlgorithmParameters::RSA(_) => matches!(alg, Algorithm::RS256 | Algorithm::PS256),
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            alg == Algorithm::EdDSA && okp.curve == EllipticCurve::Ed25519
+        }
+        _ => false,
+    };
+    if !fits {
+        return Some(format!(
+            "says alg {alg:?}, which its key type and curve cannot verify"
+        ));
     }
     DecodingKey::from_jwk(&jwk)
         .err()
@@ -310,9 +331,24 @@ mod tests {
         let hmac = serde_json::json!({"kty": "oct", "k": "c2VjcmV0"});
         assert!(unusable_public_jwk(&hmac).is_some());
         assert!(unusable_public_jwk(&serde_json::json!("key")).is_some());
-        let mut no_y = ec;
+        let mut no_y = ec.clone();
         no_y.as_object_mut().unwrap().remove("y");
         assert!(unusable_public_jwk(&no_y).is_some());
+        let mut mismatched = ec.clone();
+        mismatched["alg"] = "RS256".into();
+        assert!(
+            unusable_public_jwk(&mismatched)
+                .unwrap()
+                .contains("alg RS256")
+        );
+        let mut encryption = ec;
+        encryption["use"] = "enc".into();
+        encryption["alg"] = "ECDH-ES".into();
+        assert_eq!(
+            unusable_public_jwk(&encryption),
+            None,
+            "ignored, not refused"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub async fn active_claims(
                 }
             }
         };
-        if store.is_revoked(tenant.name(), &claims.jti).await? || !user_still_there(tenant, &claims)
+        if store.is_revoked(tenant.name(), &claims.jti).await?
+            || !user_still_there(tenant, &claims)
+            || signed_out_since(services, tenant, &claims).await?
         {
             return Ok(None);
         }
@@ -56,13 +58,30 @@ pub async fn active_claims(
             // Opaque tokens of a revoked refresh-token family are revoked by jti too.
             Some(c)
                 if user_still_there(tenant, &c)
-                    && !store.is_revoked(tenant.name(), &c.jti).await? =>
+                    && !store.is_revoked(tenant.name(), &c.jti).await?
+                    && !signed_out_since(services, tenant, &c).await? =>
             {
                 Ok(Some(c))
             }
             _ => Ok(None),
         }
     }
+}
+
+/// Whether the user a token is about was signed out everywhere after it was issued.
+async fn signed_out_since(
+    services: &Services,
+    tenant: &ServedTenant,
+    claims: &AccessTokenClaims,
+) -> Result<bool, Error> {
+    if !is_user_subject(&claims.sub) {
+        return Ok(false);
+    }
+    Ok(services
+        .store()
+        .signed_out_at(tenant.name(), &claims.sub)
+        .await?
+        .is_some_and(|at| claims.iat <= at))
 }
 
 /// Whether the person a token is about is still a user of the tenant (a client's own token is
@@ -200,6 +219,14 @@ async fn live_refresh_token(
         return Ok(None);
     }
     if store.is_family_revoked(name, &record.family).await? {
+        return Ok(None);
+    }
+    if is_user_subject(&record.sub)
+        && store
+            .signed_out_at(name, &record.sub)
+            .await?
+            .is_some_and(|at| record.auth_time <= at)
+    {
         return Ok(None);
     }
     Ok(Some(record))

@@ -87,10 +87,11 @@ pub async fn verify_password(
     }
 }
 
-/// Signs `username` out everywhere: every grant they made (authorization code, device code,
-/// password) is revoked with its refresh and access tokens, and every browser session ends;
-/// they sign in again at their next visit. For operators (`gatehouse sign-out-user`), after a
-/// stolen device or a compromised password.
+/// Signs `username` out everywhere: every sign-in up to now is over — its browser sessions,
+/// the grants that came of it (refresh tokens, codes and device codes not yet redeemed) and
+/// their access tokens at introspection and userinfo — while a sign-in after this second is
+/// not. For operators (`gatehouse sign-out-user`), after a stolen device or a leaked
+/// password. Remembered for `keep_secs`: longer than anything issued before can live.
 ///
 /// # Errors
 /// The store failing.
@@ -98,8 +99,13 @@ pub async fn sign_out_everywhere(
     store: &dyn gatehouse_store::Store,
     tenant: &str,
     username: &str,
-) -> Result<gatehouse_store::SignedOut, Error> {
-    Ok(store.sign_out_user(tenant, username).await?)
+    now: u64,
+    keep_secs: u64,
+) -> Result<(), Error> {
+    store
+        .sign_out_user(tenant, username, now, now.saturating_add(keep_secs))
+        .await?;
+    Ok(())
 }
 
 /// Lets `username` sign in again at once, from everywhere: its count is cleared and every

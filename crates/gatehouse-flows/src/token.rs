@@ -247,6 +247,9 @@ struct Outcome {
     family: Option<(String, u64)>,
     /// For OpenID Connect code flows: what the ID token needs besides the access token.
     id_token: Option<IdTokenClaims>,
+    /// When the user the grant is for signed in (a grant that came of no sign-in has none):
+    /// issuing is refused if they were signed out since.
+    signed_in: Option<u64>,
 }
 
 impl Outcome {
@@ -257,6 +260,7 @@ impl Outcome {
             refresh: None,
             family: None,
             id_token: None,
+            signed_in: None,
         }
     }
 
@@ -284,6 +288,7 @@ impl Outcome {
             refresh,
             family,
             id_token: None,
+            signed_in: Some(auth_time),
         })
     }
 }
@@ -331,19 +336,10 @@ async fn mint_outcome(
             .zip(refresh_id.as_deref())
             .map(|((_, json, expires_at), id)| (id, json.as_str(), *expires_at)),
         opaque: minted.opaque_id.as_deref().map(|id| (id, &outcome.claims)),
-        // A family starts with anything but a refresh: indexed under its user, so signing
-        // the user out everywhere finds it.
-        owner: outcome
-            .family
-            .as_ref()
-            .filter(|_| {
-                outcome
-                    .spend
-                    .as_ref()
-                    .is_none_or(|s| s.kind != RecordKind::RefreshToken)
-            })
-            .map(|_| outcome.claims.sub.as_str())
-            .filter(|sub| gatehouse_core::subject::is_user_subject(sub)),
+        signed_in: outcome
+            .signed_in
+            .filter(|_| gatehouse_core::subject::is_user_subject(&outcome.claims.sub))
+            .map(|at| (outcome.claims.sub.as_str(), at)),
     };
     let nothing_to_write = issue.spend.is_none()
         && issue.family.is_none()
@@ -384,6 +380,12 @@ async fn mint_outcome(
                 return Err(spent_again(services, name, &outcome).await);
             }
             gatehouse_store::Issued::Revoked => return Err(revoked(&outcome)),
+            gatehouse_store::Issued::SignedOut => {
+                return Err(OAuthError::invalid_grant(
+                    "the sign-in this grant came of has been ended: the user was signed out everywhere",
+                )
+                .into());
+            }
         }
     }
     body.refresh_token = refresh.map(|(token, _, _)| token);

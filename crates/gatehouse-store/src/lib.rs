@@ -162,19 +162,9 @@ pub struct Issue<'a> {
     pub refresh: Option<(&'a str, &'a str, u64)>,
     /// An opaque access token: (id, claims).
     pub opaque: Option<(&'a str, &'a AccessTokenClaims)>,
-    /// The user whose grant a new family is: the family is indexed under the user (until the
-    /// family's `until`), so [`Store::sign_out_user`] finds it. Set when a family starts (code,
-    /// device code, password), not on a refresh.
-    pub owner: Option<&'a str>,
-}
-
-/// What [`Store::sign_out_user`] ended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SignedOut {
-    /// Grant families revoked (each with its refresh token and access tokens).
-    pub grants: usize,
-    /// Browser sessions deleted.
-    pub sessions: usize,
+    /// The user a grant is for and when they signed in: refused ([`Issued::SignedOut`]) when
+    /// the user has been signed out since ([`Store::sign_out_user`]).
+    pub signed_in: Option<(&'a str, u64)>,
 }
 
 /// How [`Store::issue`] went.
@@ -186,6 +176,9 @@ pub enum Issued {
     Spent,
     /// The family is revoked: nothing was written.
     Revoked,
+    /// The user was signed out everywhere since the sign-in the grant came of: nothing was
+    /// written.
+    SignedOut,
 }
 
 /// A tenant's configuration version; bumped on every configuration write of the tenant.
@@ -325,20 +318,20 @@ pub trait Store: Send + Sync + 'static {
         until: u64,
     ) -> Result<usize, StoreError>;
 
-    /// Indexes a sign-in session (a [`RecordKind::Session`] record) under its user until
-    /// `until`, so [`Store::sign_out_user`] finds it.
-    async fn index_session(
+    /// Signs `user` out everywhere: every sign-in up to and including the second `at` is over
+    /// — its sessions, and the grants and tokens that came of it — while later ones are not.
+    /// Kept until `until` (when everything from before has expired anyway); of two marks the
+    /// later one holds.
+    async fn sign_out_user(
         &self,
         tenant: &str,
         user: &str,
-        session: &str,
+        at: u64,
         until: u64,
     ) -> Result<(), StoreError>;
 
-    /// Signs a user out everywhere, atomically: revokes every grant family indexed to the
-    /// user (each with the access tokens it issued, as [`Store::revoke_family`] does) and
-    /// deletes every indexed session. Tokens and sessions started afterwards are not touched.
-    async fn sign_out_user(&self, tenant: &str, user: &str) -> Result<SignedOut, StoreError>;
+    /// The second up to which `user`'s sign-ins are over, if they were signed out.
+    async fn signed_out_at(&self, tenant: &str, user: &str) -> Result<Option<u64>, StoreError>;
 
     /// Whether a grant family is revoked (a refresh token of it is then dead, whatever its
     /// record says; introspection asks this, issuing decides it inside [`Store::issue`]).

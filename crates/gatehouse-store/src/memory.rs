@@ -1,8 +1,6 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
-use crate::{
-    Issue, Issued, RecordKind, SignedOut, Store, StoreError, TenantBundle, TenantSettings, Version,
-};
+use crate::{Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
 use async_trait::async_trait;
 use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::keys::SigningKeyRecord;
@@ -38,10 +36,8 @@ struct TenantData {
     /// (kind, id) spent without its answer reaching the client → until when a retry is allowed.
     unanswered: HashMap<(RecordKind, String), u64>,
     families: HashMap<String, Family>,
-    /// user → (family, until) of the grants they made.
-    user_families: HashMap<String, Vec<(String, u64)>>,
-    /// user → (session id, until) of their sign-ins.
-    user_sessions: HashMap<String, Vec<(String, u64)>>,
+    /// user → (signed out up to, kept until).
+    signed_out: HashMap<String, (u64, u64)>,
 }
 
 impl TenantData {
@@ -453,6 +449,13 @@ impl Store for MemoryStore {
         let now = self.now();
         Ok(self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
+            if let Some((user, signed_in)) = issue.signed_in
+                && d.signed_out
+                    .get(user)
+                    .is_some_and(|(at, until)| *until > now && signed_in <= *at)
+            {
+                return Issued::SignedOut;
+            }
             if let Some(member) = &issue.family
                 && d.families
                     .get(member.family)
@@ -485,11 +488,6 @@ impl Store for MemoryStore {
             if let Some((id, claims)) = issue.opaque {
                 d.opaque.insert(id.to_string(), claims.clone());
             }
-            if let (Some(user), Some(member)) = (issue.owner, &issue.family) {
-                let grants = d.user_families.entry(user.to_string()).or_default();
-                grants.retain(|(_, until)| *until > now);
-                grants.push((member.family.to_string(), member.until));
-            }
             Issued::Done
         }))
     }
@@ -512,47 +510,32 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn index_session(
+    async fn sign_out_user(
         &self,
         tenant: &str,
         user: &str,
-        session: &str,
+        at: u64,
         until: u64,
     ) -> Result<(), StoreError> {
         let now = self.now();
         self.with(|all| {
             let d = all.entry(tenant.to_string()).or_default();
-            let sessions = d.user_sessions.entry(user.to_string()).or_default();
-            sessions.retain(|(_, u)| *u > now);
-            sessions.push((session.to_string(), until));
+            d.signed_out.retain(|_, (_, u)| *u > now);
+            let mark = d.signed_out.entry(user.to_string()).or_insert((at, until));
+            if at >= mark.0 {
+                *mark = (at, until.max(mark.1));
+            }
         });
         Ok(())
     }
 
-    async fn sign_out_user(&self, tenant: &str, user: &str) -> Result<SignedOut, StoreError> {
+    async fn signed_out_at(&self, tenant: &str, user: &str) -> Result<Option<u64>, StoreError> {
         let now = self.now();
         Ok(self.with(|all| {
-            let d = all.entry(tenant.to_string()).or_default();
-            let mut ended = SignedOut::default();
-            for (family, until) in d.user_families.remove(user).unwrap_or_default() {
-                if until <= now {
-                    continue;
-                }
-                let f = d.families.entry(family).or_default();
-                f.revoked_until = Some(until);
-                for (jti, exp) in f.issued.clone() {
-                    d.revoked.insert(jti, exp);
-                }
-                ended.grants += 1;
-            }
-            for (session, _) in d.user_sessions.remove(user).unwrap_or_default() {
-                if let Some((_, expires_at)) = d.records.remove(&(RecordKind::Session, session))
-                    && expires_at > now
-                {
-                    ended.sessions += 1;
-                }
-            }
-            ended
+            all.get(tenant)
+                .and_then(|d| d.signed_out.get(user))
+                .filter(|(_, until)| *until > now)
+                .map(|(at, _)| *at)
         }))
     }
 

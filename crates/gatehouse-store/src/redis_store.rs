@@ -3,8 +3,7 @@
 //! timeouts so an unreachable Redis fails requests fast instead of queueing them.
 
 use crate::{
-    Issue, Issued, RecordKind, SignedOut, Store, StoreError, TenantBundle, TenantSettings, Version,
-    redact_url,
+    Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url,
 };
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -64,13 +63,9 @@ fn family_tokens_key(t: &str, family: &str) -> String {
 fn family_revoked_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfr:{family}")
 }
-/// The grant families a user made (see `Issue::owner`).
-fn user_families_key(t: &str, user: &str) -> String {
-    format!("{{t:{t}}}:ufa:{user}")
-}
-/// The sign-in sessions of a user.
-fn user_sessions_key(t: &str, user: &str) -> String {
-    format!("{{t:{t}}}:use:{user}")
+/// Up to when a user's sign-ins are over (see `Store::sign_out_user`).
+fn signed_out_key(t: &str, user: &str) -> String {
+    format!("{{t:{t}}}:sout:{user}")
 }
 
 /// One step of a tenant purge: a SCAN batch over the tenant's keys (all in one slot, so the
@@ -90,6 +85,10 @@ return {r[1], #r[2]}";
 /// slot, named from the prefix in ARGV[13]) unless it was presented already, which makes the
 /// retry a reuse after all.
 const ISSUE_SCRIPT: &str = r"
+if ARGV[14] ~= '' then
+  local out = redis.call('GET', KEYS[7])
+  if out and tonumber(ARGV[14]) <= tonumber(out) then return 'signed_out' end
+end
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
 if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[12], 'NX', 'EXAT', ARGV[2]) then
   if redis.call('EXISTS', KEYS[6]) == 0 then return 'spent' end
@@ -111,45 +110,15 @@ if ARGV[3] == '1' then
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[10], 'EXAT', ARGV[11]) end
-if ARGV[14] == '1' then
-  redis.call('SADD', KEYS[7], ARGV[15])
-  if redis.call('EXPIRETIME', KEYS[7]) < tonumber(ARGV[16]) then
-    redis.call('EXPIREAT', KEYS[7], ARGV[16])
-  end
-end
 return 'done'";
 
-/// Adds a member to a user's index set, which lives as long as its longest-lived member.
-const INDEX_SCRIPT: &str = r"
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('EXPIRETIME', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+/// A sign-out mark that only moves forward (see `Store::sign_out_user`).
+const SIGN_OUT_SCRIPT: &str = r"
+local out = redis.call('GET', KEYS[1])
+if not out or tonumber(out) <= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
 end
 return 1";
-
-/// Signing a user out (see `Store::sign_out_user`): every family in the user's set is revoked
-/// as REVOKE_SCRIPT does (until the set itself would have expired, which is the latest any of
-/// them lives), every session in the other set deleted, and both sets with them. Key
-/// prefixes in ARGV: family revoked mark, family tokens, revoked jti, session record.
-const SIGN_OUT_SCRIPT: &str = r"
-local deadline = redis.call('EXPIRETIME', KEYS[1])
-if deadline < 0 then deadline = tonumber(ARGV[5]) end
-local families = redis.call('SMEMBERS', KEYS[1])
-for _, f in ipairs(families) do
-  redis.call('SET', ARGV[1] .. f, '1', 'EXAT', deadline)
-  for _, m in ipairs(redis.call('SMEMBERS', ARGV[2] .. f)) do
-    local sep = string.find(m, ':', 1, true)
-    if sep then
-      redis.call('SET', ARGV[3] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
-    end
-  end
-end
-local sessions = 0
-for _, s in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  sessions = sessions + redis.call('DEL', ARGV[4] .. s)
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-return {#families, sessions}";
 
 /// Revoking a family and, in the same step, every access token it issued (members are
 /// `exp:jti`; each revocation mark lives until that token's `exp`).
@@ -678,14 +647,18 @@ impl Store for RedisStore {
             (Some(s), None) => s.attempt.to_string(),
             (None, _) => String::new(),
         };
-        let owner = issue.owner.zip(family);
         invocation
             .arg(mark)
             .arg(used_key(tenant, RecordKind::RefreshToken, ""))
-            .arg(flag(owner.is_some()))
-            .arg(owner.map_or("", |(_, f)| f.family))
-            .arg(owner.map_or(1, |(_, f)| f.until.max(1)))
-            .key(user_families_key(tenant, issue.owner.unwrap_or("-")));
+            .arg(
+                issue
+                    .signed_in
+                    .map_or_else(String::new, |(_, at)| at.to_string()),
+            )
+            .key(signed_out_key(
+                tenant,
+                issue.signed_in.map_or("-", |(u, _)| u),
+            ));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -694,6 +667,7 @@ impl Store for RedisStore {
         Ok(match outcome.as_str() {
             "spent" => Issued::Spent,
             "revoked" => Issued::Revoked,
+            "signed_out" => Issued::SignedOut,
             _ => Issued::Done,
         })
     }
@@ -715,17 +689,17 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn index_session(
+    async fn sign_out_user(
         &self,
         tenant: &str,
         user: &str,
-        session: &str,
+        at: u64,
         until: u64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(INDEX_SCRIPT)
-            .key(user_sessions_key(tenant, user))
-            .arg(session)
+        let _: i64 = redis::Script::new(SIGN_OUT_SCRIPT)
+            .key(signed_out_key(tenant, user))
+            .arg(at)
             .arg(until.max(1))
             .invoke_async(&mut conn)
             .await
@@ -733,25 +707,13 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn sign_out_user(&self, tenant: &str, user: &str) -> Result<SignedOut, StoreError> {
+    async fn signed_out_at(&self, tenant: &str, user: &str) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn.clone();
-        // A family whose set has no expiry (never written so) stays revoked for a day.
-        let fallback = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            + 86_400;
-        let (grants, sessions): (usize, usize) = redis::Script::new(SIGN_OUT_SCRIPT)
-            .key(user_families_key(tenant, user))
-            .key(user_sessions_key(tenant, user))
-            .arg(family_revoked_key(tenant, ""))
-            .arg(family_tokens_key(tenant, ""))
-            .arg(revoked_key(tenant, ""))
-            .arg(record_key(tenant, RecordKind::Session, ""))
-            .arg(fallback)
-            .invoke_async(&mut conn)
+        let at: Option<u64> = conn
+            .get(signed_out_key(tenant, user))
             .await
             .map_err(unavailable)?;
-        Ok(SignedOut { grants, sessions })
+        Ok(at)
     }
 
     async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {

@@ -65,6 +65,14 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     let keys_name = keys_secret_name(&name);
     let result: Result<(), ReconcileError> = async {
         let Some(config) = &outcome.registration else {
+            if let Some(value) = replacement_requested(tenant, ctx.secret(&ctx.namespace, &keys_name).as_deref()) {
+                let note = format!(
+                    "keys NOT replaced ({ROTATE_KEYS_ANNOTATION}={value}): the Tenant's spec is refused; fix it and the replacement follows"
+                );
+                ctx.kube
+                    .event(&tenant.object_ref(&()), EventType::Warning, "KeysReplacementPending", &note)
+                    .await;
+            }
             // A refused spec: the last valid version (settings, keys, clients, tokens) stays
             // in the store untouched, and keeps serving if it is there.
             if ctx.publisher.serves_tenant(&name).await? {

@@ -35,7 +35,18 @@ pub async fn current(
     let Some(value) = cookie else {
         return Ok(None);
     };
-    Ok(records::get::<Session>(services.store(), tenant.name(), &opaque_token_id(value)).await?)
+    let store = services.store();
+    let Some(session) =
+        records::get::<Session>(store, tenant.name(), &opaque_token_id(value)).await?
+    else {
+        return Ok(None);
+    };
+    // Signed out everywhere since: the session is over.
+    let over = store
+        .signed_out_at(tenant.name(), &session.username)
+        .await?
+        .is_some_and(|at| session.auth_time <= at);
+    Ok((!over).then_some(session))
 }
 
 /// Starts a session for `username` now; returns the cookie value and the session.
@@ -63,11 +74,6 @@ pub async fn start(
         now + SESSION_TTL_SECS,
     )
     .await?;
-    // So that signing the user out everywhere finds it.
-    services
-        .store()
-        .index_session(tenant.name(), username, &id, now + SESSION_TTL_SECS)
-        .await?;
     Ok((value, session))
 }
 

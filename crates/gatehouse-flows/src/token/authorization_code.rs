@@ -96,5 +96,6 @@ pub(super) async fn redeem(
         refresh,
         family: Some((record.family, until)),
         id_token,
+        signed_in: Some(record.auth_time),
     })
 }

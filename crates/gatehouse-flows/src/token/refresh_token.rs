@@ -45,5 +45,6 @@ pub(super) async fn rotate(
         refresh: rotation.then_some(successor),
         family: Some((record.family.clone(), record.expires_at)),
         id_token: None,
+        signed_in: Some(record.auth_time),
     })
 }

@@ -426,7 +426,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         family: Some(member("jti-1")),
         refresh: Some(("rt-1", r#"{"f":"fam"}"#, now + 60)),
         opaque: Some(("op-1", &opaque)),
-        owner: None,
+        signed_in: None,
     };
     assert_eq!(store.issue(t, &first).await.unwrap(), Issued::Done);
     assert!(
@@ -444,7 +444,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         family: Some(member("jti-2")),
         refresh: Some(("rt-2", "{}", now + 60)),
         opaque: Some(("op-2", &opaque)),
-        owner: None,
+        signed_in: None,
     };
     assert_eq!(store.issue(t, &replay).await.unwrap(), Issued::Spent);
     assert_eq!(
@@ -483,7 +483,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         family: Some(member("jti-4")),
         refresh: Some(("rt-4", "{}", now + 60)),
         opaque: None,
-        owner: None,
+        signed_in: None,
     };
     assert_eq!(store.issue(t, &late).await.unwrap(), Issued::Revoked);
     assert_eq!(
@@ -526,7 +526,7 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
         family: None,
         refresh: Some((successor, "{}", now + 600)),
         opaque: None,
-        owner: None,
+        signed_in: None,
     };
     let kind = RecordKind::RefreshToken;
     assert_eq!(store.spent_by(t, kind, "rt-0").await.unwrap(), None);
@@ -603,7 +603,7 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
         family: None,
         refresh: None,
         opaque: None,
-        owner: None,
+        signed_in: None,
     };
     assert_eq!(store.issue(t, &code("c1")).await.unwrap(), Issued::Done);
     store
@@ -614,110 +614,72 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
     assert_eq!(store.issue(t, &code("c3")).await.unwrap(), Issued::Spent);
 }
 
-/// Signing a user out revokes the families their grants started (with every access token in
-/// them) and deletes their sessions, and nothing of anyone else's; what starts afterwards is
-/// untouched.
+/// Signing a user out refuses every grant of a sign-in up to that second, atomically with
+/// issuing, and nothing of a later sign-in or of anyone else; the mark only moves forward.
 async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t: &str) {
-    use gatehouse_store::{FamilyMember, Issue, Issued, SignedOut};
+    use gatehouse_store::{Issue, Issued};
     let now = unix_now();
-    let start = |family: &'static str, jti: &'static str, owner: &'static str| Issue {
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 120,
-        }),
-        owner: Some(owner),
+    let grant = |user: &'static str, signed_in: u64| Issue {
+        signed_in: Some((user, signed_in)),
         ..Issue::default()
     };
-    for (family, jti, user) in [
-        ("f1", "j1", "alice"),
-        ("f2", "j2", "alice"),
-        ("f3", "j3", "bob"),
-    ] {
-        assert_eq!(
-            store.issue(t, &start(family, jti, user)).await.unwrap(),
-            Issued::Done
-        );
-    }
-    // A refresh of f1 (no owner: the family is indexed already).
-    let refresh = Issue {
-        family: Some(FamilyMember {
-            family: "f1",
-            jti: "j1b",
-            exp: now + 30,
-            until: now + 120,
-        }),
-        ..Issue::default()
-    };
-    assert_eq!(store.issue(t, &refresh).await.unwrap(), Issued::Done);
-    for (id, user) in [("s1", "alice"), ("s2", "alice"), ("s3", "bob")] {
-        store
-            .put_record(t, RecordKind::Session, id, "{}", now + 60)
-            .await
-            .unwrap();
-        store.index_session(t, user, id, now + 60).await.unwrap();
-    }
-
-    let ended = store.sign_out_user(t, "alice").await.unwrap();
+    assert_eq!(store.signed_out_at(t, "alice").await.unwrap(), None);
     assert_eq!(
-        ended,
-        SignedOut {
-            grants: 2,
-            sessions: 2
-        }
-    );
-    for family in ["f1", "f2"] {
-        assert!(
-            store.is_family_revoked(t, family).await.unwrap(),
-            "{family}"
-        );
-    }
-    for jti in ["j1", "j1b", "j2"] {
-        assert!(store.is_revoked(t, jti).await.unwrap(), "{jti}");
-    }
-    for id in ["s1", "s2"] {
-        assert_eq!(
-            store.get_record(t, RecordKind::Session, id).await.unwrap(),
-            None
-        );
-    }
-    // Bob's are his own.
-    assert!(!store.is_family_revoked(t, "f3").await.unwrap());
-    assert!(!store.is_revoked(t, "j3").await.unwrap());
-    assert!(
-        store
-            .get_record(t, RecordKind::Session, "s3")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    // A revoked family takes no more tokens; a grant alice starts afterwards is live.
-    let late = Issue {
-        family: Some(FamilyMember {
-            family: "f1",
-            jti: "j1c",
-            exp: now + 30,
-            until: now + 120,
-        }),
-        ..Issue::default()
-    };
-    assert_eq!(store.issue(t, &late).await.unwrap(), Issued::Revoked);
-    assert_eq!(
-        store.issue(t, &start("f4", "j4", "alice")).await.unwrap(),
+        store.issue(t, &grant("alice", now - 10)).await.unwrap(),
         Issued::Done
     );
-    assert!(!store.is_family_revoked(t, "f4").await.unwrap());
-    // Signing out again ends only what is new.
+
+    store
+        .sign_out_user(t, "alice", now - 5, now + 60)
+        .await
+        .unwrap();
     assert_eq!(
-        store.sign_out_user(t, "alice").await.unwrap(),
-        SignedOut {
-            grants: 1,
-            sessions: 0
-        }
+        store.signed_out_at(t, "alice").await.unwrap(),
+        Some(now - 5)
     );
     assert_eq!(
-        store.sign_out_user(t, "nobody").await.unwrap(),
-        SignedOut::default()
+        store.issue(t, &grant("alice", now - 10)).await.unwrap(),
+        Issued::SignedOut
     );
+    assert_eq!(
+        store.issue(t, &grant("alice", now - 5)).await.unwrap(),
+        Issued::SignedOut
+    );
+    assert_eq!(
+        store.issue(t, &grant("alice", now - 4)).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        store.issue(t, &grant("bob", now - 10)).await.unwrap(),
+        Issued::Done
+    );
+    // A refused issue writes nothing: the refresh token it carried is not stored.
+    let refused = Issue {
+        signed_in: Some(("alice", now - 6)),
+        refresh: Some(("rt-out", "{}", now + 60)),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue(t, &refused).await.unwrap(), Issued::SignedOut);
+    assert_eq!(
+        store
+            .get_record(t, RecordKind::RefreshToken, "rt-out")
+            .await
+            .unwrap(),
+        None
+    );
+    // An older sign-out never takes back a later one.
+    store
+        .sign_out_user(t, "alice", now - 20, now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.signed_out_at(t, "alice").await.unwrap(),
+        Some(now - 5)
+    );
+    store
+        .sign_out_user(t, "alice", now, now + 60)
+        .await
+        .unwrap();
+    assert_eq!(store.signed_out_at(t, "alice").await.unwrap(), Some(now));
+    assert_eq!(store.signed_out_at(t, "bob").await.unwrap(), None);
 }
