@@ -595,6 +595,67 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         "--timeout=60s",
     ]);
 
+    // Statuses are the operator's, written by server-side apply under its field manager.
+    let managed = plane.kubectl_ok(&[
+        "get",
+        "oauthclient",
+        "billing",
+        "-n",
+        "acme",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(managed.contains("manager: gatehouse-operator"), "{managed}");
+
+    // A Secret supplied without the watch label is named, not read; the command the
+    // condition gives labels it, and it takes effect.
+    let (ok, stderr) = apply(
+        &plane,
+        "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: audit, namespace: acme}\n\
+         spec: {tenantRef: acme, grantTypes: [client_credentials], secretRef: {name: audit-credentials, generate: false}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: audit-credentials, namespace: acme}\n\
+         stringData: {client_secret: audit-secret-from-gitops}\n",
+    );
+    assert!(ok, "{stderr}");
+    let mut told = String::new();
+    wait_for(
+        30,
+        "audit says its Secret lacks the label",
+        || {
+            let c = json_of(&plane, &["get", "oauthclient", "audit", "-n", "acme"]);
+            told = c["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            condition(&c, "Ready").is_some_and(|r| r.1 == "SecretNotLabelled")
+        },
+        logs,
+    );
+    let command = told
+        .split("kubectl ")
+        .nth(1)
+        .expect("the condition gives the command");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    plane.kubectl_ok(&args);
+    assert_eq!(
+        token_becomes(
+            &token_url,
+            "acme-audit",
+            "audit-secret-from-gitops",
+            200,
+            30
+        )
+        .await,
+        200,
+        "{}",
+        logs()
+    );
+
     // A client whose Secret the operator generates: owned by the client, labelled.
     plane.kubectl_with_input(
         &["apply", "-f", "-"],
