@@ -790,43 +790,36 @@ fn promql_check() -> PathBuf {
     path
 }
 
-/// The optional PrometheusRule and Grafana dashboard render, every alert has a severity, a
-/// duration and its text, and every query parses with Prometheus' own parser.
-#[test]
-fn alert_rules_and_dashboard_queries_are_valid_promql() {
+/// promql-check's verdict on `queries` (one per line).
+fn promql_check_on(queries: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let queries = support::monitoring::rendered_queries();
-    assert!(queries.len() >= 10, "{queries:?}");
     let mut child = Command::new(promql_check())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(queries.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(queries).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The optional PrometheusRule and Grafana dashboard render, every alert has a severity, a
+/// duration and its text, and every query parses with Prometheus' own parser.
+#[test]
+fn alert_rules_and_dashboard_queries_are_valid_promql() {
+    let queries = support::monitoring::rendered_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let out = promql_check_on(queries.join("\n").as_bytes());
     assert!(
         out.status.success(),
         "queries that do not parse:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
     // The check can fail.
-    let mut child = Command::new(promql_check())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"sum(rate(gatehouse_http_requests_total[5m])")
-        .unwrap();
-    assert!(!child.wait_with_output().unwrap().status.success());
+    assert!(
+        !promql_check_on(b"sum(rate(gatehouse_http_requests_total[5m])")
+            .status
+            .success()
+    );
     // Both are off by default.
     let plain = template(&[
         "-f",

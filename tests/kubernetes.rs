@@ -46,6 +46,31 @@ fn helm_ok(plane: &ControlPlane, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `helm upgrade gatehouse charts/gatehouse -n gatehouse` with `extra`.
+fn upgrade(plane: &ControlPlane, extra: &[&str]) -> Output {
+    let chart = root().join("charts/gatehouse");
+    let mut args = vec![
+        "upgrade",
+        "gatehouse",
+        chart.to_str().unwrap(),
+        "-n",
+        NAMESPACE,
+    ];
+    args.extend_from_slice(extra);
+    helm(plane, &args)
+}
+
+fn upgrade_ok(plane: &ControlPlane, extra: &[&str]) -> String {
+    let out = upgrade(plane, extra);
+    assert!(
+        out.status.success(),
+        "helm upgrade {} failed:\n{}",
+        extra.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `helm install` of the chart as the guide has it, without hooks or waiting (no kubelet runs
 /// the pods).
 fn install(plane: &ControlPlane, public_url: &str, redis_url: &str, extra: &[&str]) -> String {
@@ -102,10 +127,9 @@ fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool, context: imp
     }
 }
 
-/// The key-encryption key the chart generated, as the operator's pod would see its file.
-fn write_kek(plane: &ControlPlane, dir: &Path) -> PathBuf {
-    use base64::Engine;
-    let data = plane.kubectl_ok(&[
+/// The chart's key-encryption key Secret's `data.kek`, as stored (base64).
+fn kek_data(plane: &ControlPlane) -> String {
+    plane.kubectl_ok(&[
         "get",
         "secret",
         "gatehouse-kek",
@@ -113,7 +137,32 @@ fn write_kek(plane: &ControlPlane, dir: &Path) -> PathBuf {
         NAMESPACE,
         "-o",
         "jsonpath={.data.kek}",
-    ]);
+    ])
+}
+
+/// The events of `namespace` as (reason, name of the object they are about).
+fn events_in(plane: &ControlPlane, namespace: &str) -> Vec<(String, String)> {
+    let events = json_of(plane, &["get", "events.events.k8s.io", "-n", namespace]);
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The key-encryption key the chart generated, as the operator's pod would see its file.
+fn write_kek(plane: &ControlPlane, dir: &Path) -> PathBuf {
+    use base64::Engine;
+    let data = kek_data(plane);
     let kek = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .expect("the kek Secret's data is base64");
@@ -356,39 +405,15 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         "acme",
     ]);
     assert_eq!(String::from_utf8_lossy(&cannot.stdout).trim(), "no");
-    let kek = plane.kubectl_ok(&[
-        "get",
-        "secret",
-        "gatehouse-kek",
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.data.kek}",
-    ]);
+    let kek = kek_data(&plane);
     // Server-side dry run renders with live `lookup`: the kek is found, not regenerated.
     let chart = root().join("charts/gatehouse");
-    let dry = helm_ok(
-        &plane,
-        &[
-            "upgrade",
-            "gatehouse",
-            chart.to_str().unwrap(),
-            "-n",
-            NAMESPACE,
-            "--reuse-values",
-            "--dry-run=server",
-        ],
-    );
+    let dry = upgrade_ok(&plane, &["--reuse-values", "--dry-run=server"]);
     assert!(dry.contains(kek.trim()), "the dry run kept the key");
 
-    helm_ok(
+    upgrade_ok(
         &plane,
         &[
-            "upgrade",
-            "gatehouse",
-            chart.to_str().unwrap(),
-            "-n",
-            NAMESPACE,
             "--no-hooks",
             "--reuse-values",
             "--set",
@@ -402,15 +427,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         &["get", "deployment", "gatehouse-server", "-n", NAMESPACE],
     );
     assert_eq!(server["spec"]["replicas"], 3);
-    let after = plane.kubectl_ok(&[
-        "get",
-        "secret",
-        "gatehouse-kek",
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.data.kek}",
-    ]);
+    let after = kek_data(&plane);
     assert_eq!(
         after, kek,
         "an upgrade keeps the generated key-encryption key"
@@ -419,19 +436,9 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     let crds = chart.join("crds");
     plane.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
     // A values typo fails the upgrade, changing nothing.
-    let typo = helm(
+    let typo = upgrade(
         &plane,
-        &[
-            "upgrade",
-            "gatehouse",
-            chart.to_str().unwrap(),
-            "-n",
-            NAMESPACE,
-            "--no-hooks",
-            "--reuse-values",
-            "--set",
-            "server.replics=1",
-        ],
+        &["--no-hooks", "--reuse-values", "--set", "server.replics=1"],
     );
     assert!(!typo.status.success());
     assert!(
@@ -446,15 +453,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     );
     let gone = plane.kubectl(&["get", "deployment", "gatehouse-server", "-n", NAMESPACE]);
     assert!(!gone.status.success(), "the release's objects are deleted");
-    let kept = plane.kubectl_ok(&[
-        "get",
-        "secret",
-        "gatehouse-kek",
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.data.kek}",
-    ]);
+    let kept = kek_data(&plane);
     assert_eq!(kept, kek, "the key-encryption key outlives the release");
     plane.kubectl_ok(&[
         "get",
@@ -469,15 +468,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         "redis://redis.data.svc:6379/0",
         &[],
     );
-    let again = plane.kubectl_ok(&[
-        "get",
-        "secret",
-        "gatehouse-kek",
-        "-n",
-        NAMESPACE,
-        "-o",
-        "jsonpath={.data.kek}",
-    ]);
+    let again = kek_data(&plane);
     assert_eq!(again, kek);
 }
 
@@ -855,18 +846,9 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     );
 
     // Events, as `kubectl get events` lists them.
-    let events = json_of(&plane, &["get", "events.events.k8s.io", "-n", "acme"]);
-    let seen: Vec<String> = events["items"]
-        .as_array()
-        .unwrap()
+    let seen: Vec<String> = events_in(&plane, "acme")
         .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["reason"].as_str().unwrap_or(""),
-                e["regarding"]["name"].as_str().unwrap_or("")
-            )
-        })
+        .map(|(reason, object)| format!("{reason} {object}"))
         .collect();
     for wanted in [
         "SecretGenerated ledger",
@@ -909,13 +891,10 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         logs,
     );
     let reasons_of = |namespace: &str, object: &str| {
-        let events = json_of(&plane, &["get", "events.events.k8s.io", "-n", namespace]);
-        events["items"]
-            .as_array()
+        events_in(&plane, namespace)
             .into_iter()
-            .flatten()
-            .filter(|e| e["regarding"]["name"] == object)
-            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .filter(|(_, about)| about == object)
+            .map(|(reason, _)| reason)
             .collect::<Vec<_>>()
     };
     wait_for(

@@ -52,22 +52,26 @@ pub async fn mobile_password_and_refresh(base: &str) {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// Posts alice's password to the sign-in page `login`; returns the page that follows.
+async fn log_in(b: &mut Browser, base: &str, tenant: &str, login: &Page) -> Page {
+    b.post(
+        &format!("{base}/{tenant}/login"),
+        &[
+            ("request", &login.field("request")),
+            ("csrf", &login.field("csrf")),
+            ("username", "alice"),
+            ("password", "wonderland"),
+        ],
+    )
+    .await
+}
+
 /// Signs alice in and consents, from an authorization URL; returns the final redirect.
 pub async fn sign_in(b: &mut Browser, base: &str, tenant: &str, url: &str) -> Page {
     let to_login = b.get(url).await;
     assert_eq!(to_login.status, 303, "{}", to_login.body);
     let login = b.get(to_login.location.as_deref().unwrap()).await;
-    let consent = b
-        .post(
-            &format!("{base}/{tenant}/login"),
-            &[
-                ("request", &login.field("request")),
-                ("csrf", &login.field("csrf")),
-                ("username", "alice"),
-                ("password", "wonderland"),
-            ],
-        )
-        .await;
+    let consent = log_in(b, base, tenant, &login).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     b.post(
         &format!("{base}/{tenant}/consent"),
@@ -145,17 +149,7 @@ pub async fn tv_device_code(base: &str) {
         .await;
     let login = b.get(to_login.location.as_deref().unwrap()).await;
     let device_page = format!("{base}/acme/device");
-    let entry = b
-        .post(
-            &format!("{base}/acme/login"),
-            &[
-                ("request", &login.field("request")),
-                ("csrf", &login.field("csrf")),
-                ("username", "alice"),
-                ("password", "wonderland"),
-            ],
-        )
-        .await;
+    let entry = log_in(&mut b, base, "acme", &login).await;
     let consent = b
         .post(
             &device_page,
