@@ -100,6 +100,22 @@ pub async fn begin(
     records::put(services.store(), tenant.name(), &id, &pending, until).await?;
     let current = session::current(services, tenant, browser.session).await?;
     let step = authorize::proceed(services, tenant, &id, &pending, current, false).await?;
+    // A signed-in browser answered at once (a code, or an error back to the client) waited
+    // for nobody: its start is given back, so that an office behind one address can use its
+    // applications all day, and its record goes.
+    if matches!(step, Step::Done { .. } | Step::Refused(_)) {
+        let store = services.store();
+        store
+            .forgive_failure(
+                tenant.name(),
+                &gatehouse_core::throttle::started_key(&address),
+            )
+            .await?;
+        // A completed one was finished on the way; a refused one is finished here.
+        if matches!(step, Step::Refused(_)) {
+            finish(services, tenant, &id).await?;
+        }
+    }
     Ok(Begun { step, new_browser })
 }
 

@@ -772,3 +772,55 @@ async fn one_address_starts_only_so_many_sign_ins() {
     .await
     .unwrap();
 }
+
+/// A signed-in browser that gets its code at once waited for nobody: an office behind one
+/// address may use its applications past the limit on started sign-ins, while sign-ins that
+/// wait for a person still count.
+#[tokio::test]
+async fn answers_given_at_once_do_not_count_as_started_sign_ins() {
+    let world = memory_world();
+    let from: std::net::IpAddr = "192.0.2.60".parse().unwrap();
+    let mut cookies = Cookies::default();
+    sign_in_and_allow(&world, &mut cookies).await;
+    fn signed_in(cookies: &Cookies, from: std::net::IpAddr) -> Browser<'_> {
+        Browser {
+            address: Some(from),
+            ..cookies.browser()
+        }
+    }
+    for _ in 0..=pending::MAX_STARTED_PER_ADDRESS {
+        let begun = authorize(
+            &world.services,
+            &world.tenant,
+            &request(&[]),
+            signed_in(&cookies, from),
+        )
+        .await
+        .unwrap();
+        assert!(location(&begun.step).contains("code="));
+        // `prompt=none` refused at once does not count either.
+        let begun = authorize(
+            &world.services,
+            &world.tenant,
+            &request(&[("prompt", "none"), ("scope", "openid profile")]),
+            signed_in(&cookies, from),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused(&begun.step), ErrorCode::ConsentRequired);
+    }
+    let anonymous = Browser {
+        binding: None,
+        session: None,
+        address: Some(from),
+    };
+    for _ in 0..pending::MAX_STARTED_PER_ADDRESS {
+        authorize(&world.services, &world.tenant, &request(&[]), anonymous)
+            .await
+            .unwrap();
+    }
+    let e = authorize(&world.services, &world.tenant, &request(&[]), anonymous)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TemporarilyUnavailable);
+}
