@@ -201,7 +201,7 @@ fn every_pod_is_locked_down_probed_and_scrapable() {
     }
 }
 
-/// The rules of a rendered role, as (apiGroup, resource, sorted verbs).
+/// The rules of a rendered role, as (apiGroup, resource or URL, sorted verbs).
 fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
     let mut out: Vec<_> = role["rules"]
         .as_array()
@@ -218,10 +218,15 @@ fn rules(role: &Value) -> Vec<(String, String, Vec<String>)> {
                 v.sort();
                 v
             };
-            let groups = r["apiGroups"].as_array().unwrap().clone();
-            r["resources"]
-                .as_array()
-                .unwrap()
+            // A non-resource rule: its URLs under the group "(non-resource)".
+            let (groups, resources) = match r["nonResourceURLs"].as_array() {
+                Some(urls) => (vec![Value::from("(non-resource)")], urls.clone()),
+                None => (
+                    r["apiGroups"].as_array().unwrap().clone(),
+                    r["resources"].as_array().unwrap().clone(),
+                ),
+            };
+            resources
                 .iter()
                 .flat_map(move |res| {
                     let verbs = verbs.clone();

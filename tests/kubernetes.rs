@@ -348,6 +348,134 @@ async fn grant_becomes(
     }
 }
 
+/// A `client_credentials` request authenticated by a ServiceAccount token.
+async fn with_service_account_token(token_url: &str, client_id: &str, token: &str) -> Reply {
+    let body = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", token),
+    ]);
+    post_form(token_url, None, &body).await
+}
+
+/// A token of `namespace/account` from the API server (`kubectl create token`).
+fn service_account_token(
+    plane: &ControlPlane,
+    namespace: &str,
+    account: &str,
+    audience: &str,
+) -> String {
+    let out = plane.kubectl_ok(&[
+        "create",
+        "token",
+        account,
+        "-n",
+        namespace,
+        "--audience",
+        audience,
+        "--duration",
+        "10m",
+    ]);
+    out.trim().to_string()
+}
+
+/// Workload identity, as the README's "Secretless workloads" shows it: the example's
+/// ServiceAccount and OAuthClient; tokens from the API server for the tenant's issuer work
+/// (and again: they are not single-use); a token for another audience, of another account, of
+/// the same name in another namespace, or of an account deleted (and created again) does not.
+async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn() -> String) {
+    let token_url = format!("{public}/acme/oauth2/token");
+    let issuer = format!("{public}/acme");
+    let example = root().join("examples/secretless");
+    plane.kubectl_ok(&["apply", "-f", example.to_str().unwrap()]);
+    let ready = || {
+        let c = json_of(plane, &["get", "oauthclient", "invoicer", "-n", "acme"]);
+        condition(&c, "Ready").is_some_and(|r| r.0 == "True")
+    };
+    wait_for(30, "the workload-identity client is Ready", ready, logs);
+    let c = json_of(plane, &["get", "oauthclient", "invoicer", "-n", "acme"]);
+    assert_eq!(
+        c["status"]["workloadSubject"],
+        "system:serviceaccount:acme:invoicer"
+    );
+    assert!(c["status"]["secretName"].is_null(), "{c}");
+    let secrets = plane.kubectl_ok(&["get", "secrets", "-n", "acme", "-o", "name"]);
+    assert!(
+        !secrets.contains("invoicer"),
+        "no Secret for a workload client: {secrets}"
+    );
+
+    let token = service_account_token(plane, "acme", "invoicer", &issuer);
+    for _ in 0..2 {
+        let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
+        let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
+        assert_eq!(claims["client_id"], "acme-invoicer");
+        assert_eq!(claims["scope"], "billing.read");
+    }
+    // The token endpoint is an audience too.
+    let for_endpoint = service_account_token(plane, "acme", "invoicer", &token_url);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &for_endpoint).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let refused = |r: &Reply| r.status == 401 && r.body["error"] == "invalid_client";
+    // Another audience (the API server's own).
+    let api_audience =
+        service_account_token(plane, "acme", "invoicer", "https://kubernetes.default.svc");
+    let r = with_service_account_token(&token_url, "acme-invoicer", &api_audience).await;
+    assert!(refused(&r), "{} {}", r.status, r.body);
+    // Another account of the namespace.
+    let default = service_account_token(plane, "acme", "default", &issuer);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &default).await;
+    assert!(refused(&r), "{} {}", r.status, r.body);
+    // The same name in another namespace.
+    plane.kubectl_ok(&["create", "namespace", "elsewhere"]);
+    plane.kubectl_ok(&["create", "serviceaccount", "invoicer", "-n", "elsewhere"]);
+    let elsewhere = service_account_token(plane, "elsewhere", "invoicer", &issuer);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &elsewhere).await;
+    assert!(refused(&r), "{} {}", r.status, r.body);
+    // A secret for a workload client is no credential, nor is the token sent as one.
+    let r = post_form(
+        &token_url,
+        Some(&basic("acme-invoicer", &token)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert!(refused(&r), "{} {}", r.status, r.body);
+
+    // The account deleted: the client is out of service, its tokens refused.
+    plane.kubectl_ok(&["delete", "serviceaccount", "invoicer", "-n", "acme"]);
+    wait_for(
+        60,
+        "the client reports ServiceAccountNotFound",
+        || {
+            let c = json_of(plane, &["get", "oauthclient", "invoicer", "-n", "acme"]);
+            condition(&c, "Ready")
+                .is_some_and(|r| r.0 == "False" && r.1 == "ServiceAccountNotFound")
+        },
+        logs,
+    );
+    let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
+    assert!(refused(&r), "{} {}", r.status, r.body);
+    // Created again under the same name: a new account; the old one's token stays refused.
+    plane.kubectl_ok(&["create", "serviceaccount", "invoicer", "-n", "acme"]);
+    wait_for(60, "the client is Ready again", ready, logs);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
+    assert!(
+        refused(&r),
+        "the deleted account's token: {} {}",
+        r.status,
+        r.body
+    );
+    let fresh = service_account_token(plane, "acme", "invoicer", &issuer);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &fresh).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// helm install, upgrade with changed values, uninstall: what the guide's "Install",
 /// "Upgrading" and "Uninstalling" sections say happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,6 +652,7 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     example_grants::tv_device_code(&public).await;
     example_grants::reporter_jwt_bearer(&public).await;
     example_grants::legacy_implicit(&public).await;
+    secretless_workloads(&plane, &public, &logs).await;
 
     // A Secret the team supplies: an edit takes effect without touching the client.
     let token_url = format!("{public}/acme/oauth2/token");
@@ -1052,6 +1181,20 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
             continue;
         }
         let reference = &e["objectRef"];
+        if reference.is_null() {
+            // Outside the resource API: the ServiceAccount issuer's discovery documents.
+            let uri = e["requestURI"].as_str().unwrap_or_default().to_string();
+            let verb = e["verb"].as_str().unwrap_or_default().to_string();
+            assert!(
+                verb == "get"
+                    && gatehouse_controller::rbac::NON_RESOURCE_URLS
+                        .iter()
+                        .any(|(u, _)| *u == uri),
+                "undeclared request {verb} {uri}"
+            );
+            made.insert(("(non-resource)".into(), uri, verb));
+            continue;
+        }
         let resource = match reference["subresource"].as_str() {
             Some(sub) => format!(
                 "{}/{sub}",
@@ -1086,12 +1229,17 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         }
         made.insert((group, resource, verb));
     }
-    for call in gatehouse_controller::rbac::CALLS {
-        let key = (
+    let non_resource = gatehouse_controller::rbac::NON_RESOURCE_URLS
+        .iter()
+        .map(|(u, _)| ("(non-resource)".to_string(), (*u).to_string(), "get".into()));
+    let resource = gatehouse_controller::rbac::CALLS.iter().map(|call| {
+        (
             call.group.to_string(),
             call.resource.to_string(),
             call.verb.to_string(),
-        );
+        )
+    });
+    for key in resource.chain(non_resource) {
         assert!(
             made.contains(&key),
             "{key:?} is granted but was never used: {made:?}"
@@ -1241,6 +1389,27 @@ async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
         (
             client("badredirect", "{tenantRef: acme, grantTypes: [authorization_code], redirectUris: ['/relative']}"),
             vec!["spec.redirectUris[0]", "should match"],
+        ),
+        (
+            client(
+                "workloadsecret",
+                "{tenantRef: acme, grantTypes: [client_credentials], workloadIdentity: {serviceAccountName: job}, secretRef: {name: job-credentials}}",
+            ),
+            vec!["spec.secretRef", "a workloadIdentity client uses no Secret: remove secretRef"],
+        ),
+        (
+            client(
+                "workloadbasic",
+                "{tenantRef: acme, grantTypes: [client_credentials], workloadIdentity: {serviceAccountName: job}, tokenEndpointAuthMethod: client_secret_basic}",
+            ),
+            vec!["spec.tokenEndpointAuthMethod", "authenticates with its ServiceAccount token"],
+        ),
+        (
+            client(
+                "workloadbadname",
+                "{tenantRef: acme, grantTypes: [client_credentials], workloadIdentity: {serviceAccountName: Job_1}}",
+            ),
+            vec!["spec.workloadIdentity.serviceAccountName", "should match"],
         ),
         (
             "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme.corp}\nspec: {grantTypes: [client_credentials]}\n"

@@ -4,6 +4,7 @@
 //! Secrets that hold tenants' signing keys.
 
 use crate::events::{EventType, Note, Recorder};
+use crate::reconcile::ClusterIssuer;
 use crate::reconcile::SecretRequest;
 use crate::secrets::{
     CLIENT_SECRET_KEY, KEYS_ROTATED_FOR_ANNOTATION, MANAGED_BY, ROTATED_FOR_ANNOTATION,
@@ -15,7 +16,7 @@ use gatehouse_core::random::Randomness;
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -26,6 +27,11 @@ use std::sync::Arc;
 
 /// The field manager of the operator's server-side applies.
 pub const FIELD_MANAGER: &str = "gatehouse-operator";
+
+/// Where the API server publishes its ServiceAccount token issuer (OIDC discovery).
+pub const SERVICE_ACCOUNT_ISSUER_DISCOVERY: &str = "/.well-known/openid-configuration";
+/// Where it publishes the issuer's public keys.
+pub const SERVICE_ACCOUNT_JWKS: &str = "/openid/v1/jwks";
 
 /// Key of the keys Secret holding the sealed [`SigningKeyRecord`]s as JSON.
 pub const KEYS_SECRET_KEY: &str = "keys.json";
@@ -97,6 +103,9 @@ pub enum ClusterError {
     /// The cluster is ahead of the cache (an object the watch has not delivered yet).
     #[error("the cache is behind: {0}")]
     Stale(String),
+    /// The API server's ServiceAccount issuer discovery answered something unusable.
+    #[error("ServiceAccount issuer discovery: {0}")]
+    Discovery(String),
     /// The namespace is being deleted: the API server takes nothing new in it, and the
     /// objects in it are about to go.
     #[error("namespace {0} is being deleted")]
@@ -335,6 +344,61 @@ impl Kube {
             }
         }
         Ok(())
+    }
+
+    /// The uid of the ServiceAccount `namespace/name`, if it exists: one GET, for a
+    /// workload-identity client (its tokens are bound to that uid).
+    pub async fn service_account_uid(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api
+            .get_metadata_opt(name)
+            .await?
+            .filter(|sa| sa.metadata.deletion_timestamp.is_none())
+            .and_then(|sa| sa.metadata.uid))
+    }
+
+    /// The cluster's ServiceAccount token issuer and its public keys, from the API server's
+    /// discovery documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`; the
+    /// operator's ClusterRole allows both). Token-service replicas never call out: the
+    /// operator resolves these into each workload-identity client's registration.
+    pub async fn service_account_issuer(&self) -> Result<ClusterIssuer, ClusterError> {
+        // The keys are served as `application/jwk-set+json`, and only to who accepts it.
+        let get = |path: &str| {
+            http::Request::get(path)
+                .header(
+                    http::header::ACCEPT,
+                    "application/json, application/jwk-set+json",
+                )
+                .body(Vec::new())
+                .map_err(|e| ClusterError::Discovery(e.to_string()))
+        };
+        let config: serde_json::Value = self
+            .client
+            .request(get(SERVICE_ACCOUNT_ISSUER_DISCOVERY)?)
+            .await?;
+        let issuer = config
+            .get("issuer")
+            .and_then(serde_json::Value::as_str)
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| {
+                ClusterError::Discovery(format!("{SERVICE_ACCOUNT_ISSUER_DISCOVERY} has no issuer"))
+            })?
+            .to_string();
+        let jwks: serde_json::Value = self.client.request(get(SERVICE_ACCOUNT_JWKS)?).await?;
+        let usable = jwks
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|keys| !keys.is_empty());
+        if !usable {
+            return Err(ClusterError::Discovery(format!(
+                "{SERVICE_ACCOUNT_JWKS} lists no keys"
+            )));
+        }
+        Ok(ClusterIssuer { issuer, jwks })
     }
 
     /// Whether the Tenant `name` exists in the cluster and is not being deleted: one list by

@@ -17,6 +17,7 @@ mod lookup;
 pub mod metrics;
 mod tenant;
 mod watches;
+mod workloads;
 
 pub use client::reconcile_client;
 pub use context::{Caches, Context, Setting, time_of};

@@ -176,6 +176,13 @@ pub const CALLS: &[Call] = &[
         "keys Secret of a deleted tenant",
     ),
     call(
+        "",
+        "serviceaccounts",
+        "get",
+        Cluster,
+        "whether a workload-identity client's ServiceAccount exists, and its uid (metadata only)",
+    ),
+    call(
         "events.k8s.io",
         "events",
         "create",
@@ -209,6 +216,18 @@ pub const CALLS: &[Call] = &[
         "update",
         OwnNamespace,
         "leader election",
+    ),
+];
+
+/// Paths outside the resource API the operator reads (`get`), and why.
+pub const NON_RESOURCE_URLS: &[(&str, &str)] = &[
+    (
+        crate::cluster::SERVICE_ACCOUNT_ISSUER_DISCOVERY,
+        "the cluster's ServiceAccount token issuer, for workload identity",
+    ),
+    (
+        crate::cluster::SERVICE_ACCOUNT_JWKS,
+        "the keys that sign ServiceAccount tokens, for workload identity",
     ),
 ];
 
@@ -254,9 +273,15 @@ fn rules(reach: Reach) -> Vec<Value> {
             None => out.push((c.group, c.resource, vec![c.verb])),
         }
     }
-    out.into_iter()
+    let mut rules: Vec<Value> = out
+        .into_iter()
         .map(|(g, r, verbs)| json!({"apiGroups": [g], "resources": [r], "verbs": verbs}))
-        .collect()
+        .collect();
+    if reach == Cluster {
+        let urls: Vec<&str> = NON_RESOURCE_URLS.iter().map(|(u, _)| *u).collect();
+        rules.push(json!({"nonResourceURLs": urls, "verbs": ["get"]}));
+    }
+    rules
 }
 
 /// The ClusterRole and, for the operator's namespace, the Role with exactly [`CALLS`].
@@ -298,6 +323,9 @@ pub fn check(request: &Request<'_>, operator_namespace: &str) -> Result<Attribut
         query,
         accept,
     } = *request;
+    if method == "GET" && NON_RESOURCE_URLS.iter().any(|(u, _)| *u == path) {
+        return Ok((String::new(), path.to_string(), "get".into(), None));
+    }
     let (group, resource, verb, namespace) = classify(method, path, query)
         .ok_or_else(|| format!("{method} {path} is not a Kubernetes API request"))?;
     let declared: Vec<Asks> = granting(

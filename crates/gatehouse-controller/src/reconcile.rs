@@ -9,7 +9,9 @@ mod client;
 mod tenant;
 
 pub use claims::{Claimant, ClientIds};
-pub use client::{ClientInputs, TenantView, may_claim_id, reconcile_client};
+pub use client::{
+    ClientInputs, ClusterIssuer, ServiceAccountView, TenantView, may_claim_id, reconcile_client,
+};
 pub use tenant::reconcile_tenant;
 
 use crate::secrets::SecretView;
@@ -263,6 +265,8 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                 secret: SecretView::of(
                     secrets.get(&c.namespace().unwrap_or_default(), &secret_name),
                 ),
+                // No API server to resolve a ServiceAccount with.
+                service_account: ServiceAccountView::Unavailable,
                 public_url: observed.public_url,
                 now: &observed.now,
             };

@@ -240,6 +240,15 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
                 send.send_response(reply(200, &json!({"apiVersion": api_version, "kind": list_kind, "metadata": {"resourceVersion": "1"}, "items": []})));
             }
             ("watch", _) => held_watches.push(send),
+            // Workload identity's issuer discovery, read once the operator leads.
+            ("get", "/.well-known/openid-configuration") => send.send_response(reply(
+                200,
+                &json!({"issuer": "https://kubernetes.default.svc", "jwks_uri": "https://10.0.0.1/openid/v1/jwks"}),
+            )),
+            ("get", "/openid/v1/jwks") => send.send_response(reply(
+                200,
+                &json!({"keys": [{"kty": "RSA", "kid": "k", "alg": "RS256", "use": "sig", "n": "sXch", "e": "AQAB"}]}),
+            )),
             other => panic!("unexpected {other:?}"),
         }
         let watching = seen.iter().filter(|s| s.starts_with("watch ")).count() == 3;

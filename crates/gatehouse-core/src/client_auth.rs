@@ -128,13 +128,14 @@ pub fn presented_credentials(
         let subject = crate::assertion::unverified_subject(token).ok_or_else(|| {
             OAuthError::invalid_client("client_assertion is not a JWT with a sub claim")
         })?;
-        if form_client_id.is_some_and(|id| id != subject) {
-            return Err(OAuthError::invalid_client(
-                "client_id does not match the client assertion's sub",
-            ));
-        }
+        // A `private_key_jwt` assertion's `sub` is the client id (RFC 7523 section 3); a
+        // ServiceAccount token's is the account, so such a client names itself in `client_id`.
+        // Which one applies is the client's registration: the flows check `sub` against it.
+        let client_id = form_client_id
+            .filter(|id| !id.is_empty())
+            .map_or(subject, str::to_string);
         return Ok(PresentedCredentials::Assertion {
-            client_id: subject,
+            client_id,
             assertion: token.to_string(),
         });
     }

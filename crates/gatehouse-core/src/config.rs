@@ -137,9 +137,30 @@ pub struct ClientConfig {
     /// the same id is registered again later.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub incarnation: String,
+    /// For a client that authenticates with a Kubernetes ServiceAccount token: the account it
+    /// is bound to and the keys that sign such tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadIdentity>,
     /// Free-form annotations for later features; kept so records stay forward compatible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// What binds a client to one Kubernetes ServiceAccount: the operator resolves it (the
+/// account's uid, the cluster's token issuer and its keys) so that the token service verifies
+/// ServiceAccount tokens without calling out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadIdentity {
+    /// `system:serviceaccount:<namespace>:<name>`: the tokens' `sub`.
+    pub subject: String,
+    /// The ServiceAccount's uid when it was resolved: a token of an account deleted and
+    /// created again under the same name is someone else's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_uid: Option<String>,
+    /// The cluster's ServiceAccount token issuer (`iss`).
+    pub issuer: String,
+    /// Its public keys (a JWK Set), as the API server publishes them.
+    pub jwks: serde_json::Value,
 }
 
 /// Whom a client may name as the subject of an RFC 7523 assertion besides itself.

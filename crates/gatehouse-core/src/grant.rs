@@ -8,6 +8,7 @@ pub mod device_code;
 pub mod jwt_bearer;
 pub mod password;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use crate::config::{ClientConfig, TenantConfig};
 use crate::error::OAuthError;
@@ -51,6 +52,7 @@ impl GrantContext<'_> {
             jti,
             client_id: self.client.client_id.clone(),
             scope,
+            act: None,
         }
     }
 }
@@ -135,6 +137,9 @@ pub struct TokenResponse {
     /// An ID token, for OpenID Connect code flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// What was issued, for a token exchange (RFC 8693 section 2.2.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 impl TokenResponse {
@@ -147,6 +152,7 @@ impl TokenResponse {
             scope: claims.scope.clone(),
             refresh_token: None,
             id_token: None,
+            issued_token_type: None,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod secret;
 pub mod subject;
 pub mod throttle;
 pub mod token;
+pub mod workload;
 
 pub use config::{ClientConfig, TenantConfig};
 pub use error::{ErrorCode, OAuthError};

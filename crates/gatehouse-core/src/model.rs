@@ -36,11 +36,14 @@ pub enum GrantType {
     // RFC 8628.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
+    // RFC 8693.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 impl GrantType {
     /// Every grant, in the order the CRD documents them.
-    pub const ALL: [GrantType; 7] = [
+    pub const ALL: [GrantType; 8] = [
         GrantType::AuthorizationCode,
         GrantType::Implicit,
         GrantType::Password,
@@ -48,6 +51,7 @@ impl GrantType {
         GrantType::RefreshToken,
         GrantType::JwtBearer,
         GrantType::DeviceCode,
+        GrantType::TokenExchange,
     ];
 
     /// The `grant_type` value (and the CRD's spelling).
@@ -60,6 +64,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
             GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 

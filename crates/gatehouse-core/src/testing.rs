@@ -45,6 +45,7 @@ pub fn client() -> ClientConfig {
         jwks: None,
         may_assert: crate::config::AssertableSubjects::default(),
         incarnation: String::new(),
+        workload: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

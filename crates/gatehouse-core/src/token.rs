@@ -62,6 +62,10 @@ pub struct AccessTokenClaims {
     /// The granted scope, space-delimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Who acts for the subject (RFC 8693 section 4.1), for a token issued by delegation:
+    /// `{"sub": …}`, with the prior actors nested in its own `act`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
 }
 
 /// SHA-256 of a token, for in-memory lookups that must not keep the token itself.
@@ -276,6 +280,7 @@ mod tests {
             jti: crate::random::system().id().unwrap(),
             client_id: "c".into(),
             scope: Some("a b".into()),
+            act: None,
         }
     }
 

@@ -46,12 +46,21 @@ use serde::{Deserialize, Serialize};
     {"rule": "!self.grantTypes.exists(g, g == 'authorization_code' || g == 'implicit') || size(self.redirectUris) > 0",
      "message": "authorization_code and implicit need at least one redirectUris entry",
      "fieldPath": ".redirectUris"},
-    {"rule": "!(has(self.tokenEndpointAuthMethod) && self.tokenEndpointAuthMethod == 'private_key_jwt') || (has(self.jwks) && size(self.jwks.keys) > 0)",
+    {"rule": "!(has(self.tokenEndpointAuthMethod) && self.tokenEndpointAuthMethod == 'private_key_jwt') || has(self.workloadIdentity) || (has(self.jwks) && size(self.jwks.keys) > 0)",
      "message": "private_key_jwt needs the client's public keys in jwks",
      "fieldPath": ".jwks"},
     {"rule": "!self.grantTypes.exists(g, g == 'urn:ietf:params:oauth:grant-type:jwt-bearer') || (has(self.jwks) && size(self.jwks.keys) > 0)",
      "message": "the jwt-bearer grant needs the assertion signers' public keys in jwks",
      "fieldPath": ".jwks"},
+    {"rule": "!has(self.workloadIdentity) || !self.public",
+     "message": "workloadIdentity is for confidential clients: public must be false",
+     "fieldPath": ".workloadIdentity"},
+    {"rule": "!has(self.workloadIdentity) || !has(self.tokenEndpointAuthMethod) || self.tokenEndpointAuthMethod == 'private_key_jwt'",
+     "message": "a workloadIdentity client authenticates with its ServiceAccount token (private_key_jwt): leave tokenEndpointAuthMethod unset",
+     "fieldPath": ".tokenEndpointAuthMethod"},
+    {"rule": "!has(self.workloadIdentity) || !has(self.secretRef)",
+     "message": "a workloadIdentity client uses no Secret: remove secretRef",
+     "fieldPath": ".secretRef"},
     {"rule": "!has(oldSelf.clientId) || (has(self.clientId) && self.clientId == oldSelf.clientId)",
      "message": "clientId cannot change once set",
      "fieldPath": ".clientId"},
@@ -87,7 +96,7 @@ pub struct OAuthClientSpec {
 
     /// Grant types this client may use; grants the tenant does not enable are dropped (and
     /// reported in the Accepted condition).
-    #[schemars(length(min = 1, max = 7), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 8), extend("x-kubernetes-list-type" = "set"))]
     pub grant_types: Vec<GrantType>,
 
     /// Redirect URIs for authorization_code and implicit, matched exactly.
@@ -138,6 +147,25 @@ pub struct OAuthClientSpec {
     /// `{name}-credentials`, generated if missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<ClientSecretRef>,
+
+    /// Authenticate with the projected token of a ServiceAccount in this namespace instead of
+    /// a secret: no Secret is read or generated, and the client authenticates with
+    /// `private_key_jwt` whose assertion is the ServiceAccount token (audience: the tenant's
+    /// issuer or token endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentitySpec>,
+}
+
+/// The ServiceAccount whose tokens authenticate a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentitySpec {
+    /// A ServiceAccount in the client's own namespace.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub service_account_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -185,6 +213,10 @@ pub struct OAuthClientStatus {
     /// The Secret holding the client's credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// For workload identity: the token subject the client is bound to
+    /// (`system:serviceaccount:<namespace>:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_subject: Option<String>,
 }
 
 impl OAuthClientSpec {
@@ -197,6 +229,9 @@ impl OAuthClientSpec {
 
     /// The authentication method in effect.
     pub fn effective_auth_method(&self) -> ClientAuthMethod {
+        if self.workload_identity.is_some() {
+            return ClientAuthMethod::PrivateKeyJwt;
+        }
         self.token_endpoint_auth_method.unwrap_or(if self.public {
             ClientAuthMethod::None
         } else {

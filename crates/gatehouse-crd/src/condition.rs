@@ -94,6 +94,12 @@ pub mod reasons {
     pub const REDIRECT_URI_NOT_ALLOWED: &str = "RedirectUriNotAllowed";
     /// The credentials Secret does not exist and `generate` is false.
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// The ServiceAccount a workloadIdentity client names does not exist.
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    /// The cluster's ServiceAccount issuer (or its keys) could not be read.
+    pub const SERVICE_ACCOUNT_ISSUER_UNKNOWN: &str = "ServiceAccountIssuerUnknown";
+    /// workloadIdentity where there is no Kubernetes API server (standalone).
+    pub const WORKLOAD_IDENTITY_UNAVAILABLE: &str = "WorkloadIdentityUnavailable";
     /// The credentials Secret exists but has no usable `client_secret`.
     pub const SECRET_INVALID: &str = "SecretInvalid";
     /// The credentials Secret is being created.

@@ -49,7 +49,7 @@ pub struct TenantSpec {
 
     /// The grant types this tenant's server enables. A grant not listed here is absent from the
     /// tenant's metadata and refused with `unsupported_grant_type`.
-    #[schemars(length(min = 1, max = 7), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 8), extend("x-kubernetes-list-type" = "set"))]
     pub grant_types: Vec<GrantType>,
 
     /// Namespaces whose OAuthClients may join this tenant; `"*"` allows every namespace.

@@ -509,7 +509,40 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
             "authorization_code and implicit need at least one redirectUris entry",
         );
     }
-    if method == Some(ClientAuthMethod::PrivateKeyJwt) && !has_jwks {
+    if let Some(w) = &spec.workload_identity {
+        if spec.public {
+            err(
+                &mut out,
+                "spec.workloadIdentity",
+                "workloadIdentity is for confidential clients: public must be false",
+            );
+        }
+        if method.is_some_and(|m| m != ClientAuthMethod::PrivateKeyJwt) {
+            err(
+                &mut out,
+                "spec.tokenEndpointAuthMethod",
+                "a workloadIdentity client authenticates with its ServiceAccount token (private_key_jwt): leave tokenEndpointAuthMethod unset",
+            );
+        }
+        if spec.secret_ref.is_some() {
+            err(
+                &mut out,
+                "spec.secretRef",
+                "a workloadIdentity client uses no Secret: remove secretRef",
+            );
+        }
+        if !is_dns_subdomain(&w.service_account_name) {
+            err(
+                &mut out,
+                "spec.workloadIdentity.serviceAccountName",
+                "must be a ServiceAccount name",
+            );
+        }
+    }
+    if method == Some(ClientAuthMethod::PrivateKeyJwt)
+        && !has_jwks
+        && spec.workload_identity.is_none()
+    {
         err(
             &mut out,
             "spec.jwks",
@@ -550,6 +583,54 @@ mod tests {
 
     fn tenant() -> TenantSpec {
         serde_json::from_value(serde_json::json!({"grantTypes": ["client_credentials"]})).unwrap()
+    }
+
+    #[test]
+    fn a_workload_client_has_no_secret_no_other_method_and_a_valid_account_name() {
+        let workload = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"tenantRef": "acme", "grantTypes": ["client_credentials"],
+                "workloadIdentity": {"serviceAccountName": "invoicer"}});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            validate_client(&serde_json::from_value(v).unwrap())
+        };
+        assert_eq!(workload(serde_json::json!({})), vec![]);
+        let spec: OAuthClientSpec = serde_json::from_value(serde_json::json!({"tenantRef": "acme",
+            "grantTypes": ["client_credentials"], "workloadIdentity": {"serviceAccountName": "x"}}))
+        .unwrap();
+        assert!(!spec.needs_secret());
+        assert_eq!(
+            spec.effective_auth_method(),
+            ClientAuthMethod::PrivateKeyJwt
+        );
+        // Explicitly private_key_jwt needs no jwks: the ServiceAccount token is the key.
+        assert_eq!(
+            workload(serde_json::json!({"tokenEndpointAuthMethod": "private_key_jwt"})),
+            vec![]
+        );
+        let fields =
+            |errors: Vec<FieldError>| errors.into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert_eq!(
+            fields(workload(serde_json::json!({"secretRef": {"name": "x"}}))),
+            ["spec.secretRef"]
+        );
+        assert_eq!(
+            fields(workload(
+                serde_json::json!({"tokenEndpointAuthMethod": "client_secret_post"})
+            )),
+            ["spec.tokenEndpointAuthMethod"]
+        );
+        assert!(
+            fields(workload(serde_json::json!({"public": true})))
+                .contains(&"spec.workloadIdentity".to_string())
+        );
+        assert!(
+            fields(workload(
+                serde_json::json!({"workloadIdentity": {"serviceAccountName": "Bad_Name"}})
+            ))
+            .contains(&"spec.workloadIdentity.serviceAccountName".to_string())
+        );
     }
 
     #[test]

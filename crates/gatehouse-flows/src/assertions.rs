@@ -5,7 +5,9 @@
 
 use crate::{Error, ServedTenant, Services};
 use gatehouse_core::assertion::{self, AssertionClaims};
+use gatehouse_core::config::WorkloadIdentity;
 use gatehouse_core::token::opaque_token_id;
+use gatehouse_core::workload::ServiceAccountClaims;
 use gatehouse_core::{ClientConfig, OAuthError, endpoints};
 use gatehouse_store::RecordKind;
 
@@ -41,4 +43,40 @@ pub async fn verify_once(
         return Err(OAuthError::invalid_grant(REPLAYED).into());
     }
     Ok(claims)
+}
+
+/// Verifies a Kubernetes ServiceAccount token presented as the credentials of the client
+/// `identity` binds (audience: the tenant's issuer or token endpoint). No `jti` is spent: a pod
+/// reuses its token until the kubelet replaces it. The error says why, for the log only.
+///
+/// # Errors
+/// Why the token does not authenticate the client.
+pub fn verify_workload(
+    services: &Services,
+    tenant: &ServedTenant,
+    identity: &WorkloadIdentity,
+    token: &str,
+) -> Result<(), String> {
+    verify_workload_claims(services, tenant, identity, token).map(|_| ())
+}
+
+/// [`verify_workload`], with the token's claims (a token exchange bounds its result by them).
+///
+/// # Errors
+/// Why the token does not authenticate the client.
+pub fn verify_workload_claims(
+    services: &Services,
+    tenant: &ServedTenant,
+    identity: &WorkloadIdentity,
+    token: &str,
+) -> Result<ServiceAccountClaims, String> {
+    let token_endpoint = tenant.endpoint(endpoints::TOKEN);
+    let audiences = [tenant.issuer.as_str(), token_endpoint.as_str()];
+    gatehouse_core::workload::verify_service_account_token(
+        token,
+        identity,
+        &audiences,
+        services.now(),
+    )
+    .map_err(|e| format!("ServiceAccount token refused: {e}"))
 }

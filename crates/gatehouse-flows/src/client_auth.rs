@@ -83,6 +83,12 @@ pub async fn authenticate(
                     "client assertion missing",
                 ));
             };
+            if let Some(identity) = &client.workload {
+                return match assertions::verify_workload(services, tenant, identity, assertion) {
+                    Ok(()) => Ok(client),
+                    Err(why) => Err(failed(tenant, &client.client_id, &why)),
+                };
+            }
             let claims = assertions::verify_once(services, tenant, &client, assertion)
                 .await
                 .map_err(|e| match e {
@@ -96,11 +102,11 @@ pub async fn authenticate(
                     }
                     other => other,
                 })?;
-            if claims.iss != client.client_id {
+            if claims.iss != client.client_id || claims.sub != client.client_id {
                 return Err(failed(
                     tenant,
                     &client.client_id,
-                    "the client assertion's iss is not the client id",
+                    "the client assertion's iss and sub must both be the client id",
                 ));
             }
             Ok(client)

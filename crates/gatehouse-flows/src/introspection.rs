@@ -113,6 +113,9 @@ pub struct ActiveToken {
     iat: u64,
     nbf: u64,
     jti: String,
+    /// Who acts for the subject, for a token issued by delegation (RFC 8693 section 4.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<serde_json::Value>,
 }
 
 /// A live refresh token, shown only to the client it was issued to. `token_use` says what it
@@ -162,6 +165,7 @@ pub async fn introspect(
             iat: c.iat,
             nbf: c.nbf,
             jti: c.jti,
+            act: c.act,
         }));
     }
     if !looks_like_jwt(token)

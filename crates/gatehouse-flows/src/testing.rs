@@ -77,6 +77,7 @@ fn client(id: &str, grants: &[GrantType]) -> ClientConfig {
         jwks: None,
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i1".into(),
+        workload: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

@@ -9,6 +9,7 @@ mod device_code;
 mod jwt_bearer;
 mod password;
 mod refresh_token;
+mod token_exchange;
 
 use crate::unanswered::{self, Unanswered};
 use crate::{Error, Params, ServedTenant, Services, family, mint};
@@ -51,6 +52,16 @@ pub enum TokenRequest {
         assertion: String,
         scope: Option<String>,
         resources: Vec<String>,
+    },
+    TokenExchange {
+        subject_token: String,
+        subject_token_type: String,
+        /// The actor token and its type.
+        actor: Option<(String, String)>,
+        requested_token_type: Option<String>,
+        scope: Option<String>,
+        /// The `audience` and `resource` parameters together (RFC 8693 section 2.1).
+        targets: Vec<String>,
     },
 }
 
@@ -99,6 +110,35 @@ impl TokenRequest {
                 scope: params.owned("scope"),
                 resources: params.all("resource"),
             },
+            GrantType::TokenExchange => {
+                let actor = match (
+                    params.owned("actor_token"),
+                    params.owned("actor_token_type"),
+                ) {
+                    (Some(token), Some(kind)) => Some((token, kind)),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(OAuthError::invalid_request(
+                            "actor_token_type is required with actor_token",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(OAuthError::invalid_request(
+                            "actor_token_type without actor_token",
+                        ));
+                    }
+                };
+                let mut targets = params.all("audience");
+                targets.extend(params.all("resource"));
+                TokenRequest::TokenExchange {
+                    subject_token: required("subject_token")?,
+                    subject_token_type: required("subject_token_type")?,
+                    actor,
+                    requested_token_type: params.owned("requested_token_type"),
+                    scope: params.owned("scope"),
+                    targets,
+                }
+            }
             GrantType::Implicit => {
                 return Err(OAuthError::unsupported_grant_type(
                     "implicit is not a grant of the token endpoint",
@@ -116,6 +156,7 @@ impl TokenRequest {
             TokenRequest::RefreshToken { .. } => GrantType::RefreshToken,
             TokenRequest::DeviceCode { .. } => GrantType::DeviceCode,
             TokenRequest::JwtBearer { .. } => GrantType::JwtBearer,
+            TokenRequest::TokenExchange { .. } => GrantType::TokenExchange,
         }
     }
 }
@@ -202,6 +243,24 @@ async fn issue(
             };
             jwt_bearer::decide(services, &ctx, tenant, asked, jti).await?
         }
+        TokenRequest::TokenExchange {
+            subject_token,
+            subject_token_type,
+            actor,
+            requested_token_type,
+            scope,
+            targets,
+        } => {
+            let asked = token_exchange::Asked {
+                subject_token: &subject_token,
+                subject_token_type: &subject_token_type,
+                actor: actor.as_ref().map(|(t, k)| (t.as_str(), k.as_str())),
+                requested_token_type: requested_token_type.as_deref(),
+                scope: scope.as_deref(),
+                targets: &targets,
+            };
+            token_exchange::decide(services, &ctx, tenant, asked, jti).await?
+        }
         TokenRequest::AuthorizationCode {
             code,
             redirect_uri,
@@ -224,7 +283,10 @@ async fn issue(
         ))
         .into());
     }
-    let response = mint_outcome(services, tenant, outcome).await?;
+    let mut response = mint_outcome(services, tenant, outcome).await?;
+    if grant == GrantType::TokenExchange {
+        response.issued_token_type = Some(gatehouse_core::grant::token_exchange::ACCESS_TOKEN_TYPE);
+    }
     Ok(Issued { response, grant })
 }
 

@@ -50,6 +50,7 @@ mod tests {
             jti: "j".into(),
             client_id: "c".into(),
             scope: None,
+            act: None,
         })
     }
 

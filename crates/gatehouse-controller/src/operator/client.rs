@@ -8,7 +8,7 @@ use super::lookup::{self, Found};
 use super::{FINALIZER, RESYNC, ReconcileError};
 use crate::conditions::{Verdict, set};
 use crate::events::EventType;
-use crate::reconcile::{ClientInputs, TenantView, reconcile_client as decide};
+use crate::reconcile::{ClientInputs, ServiceAccountView, TenantView, reconcile_client as decide};
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_crd::{OAuthClient, OAuthClientStatus};
 use kube::api::Api;
@@ -106,6 +106,23 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         .caches
         .index
         .holds_id(client, tenant.as_deref(), &ctx.caches.clients);
+    let account_uid = match &client.spec.workload_identity {
+        Some(w) => {
+            ctx.kube
+                .service_account_uid(&namespace, &w.service_account_name)
+                .await?
+        }
+        None => None,
+    };
+    let cluster_issuer = ctx.cluster_issuer();
+    let service_account = match (&client.spec.workload_identity, &account_uid) {
+        (None, _) => ServiceAccountView::Unavailable,
+        (Some(_), None) => ServiceAccountView::Missing,
+        (Some(_), Some(uid)) => ServiceAccountView::Found {
+            uid,
+            issuer: cluster_issuer.as_ref(),
+        },
+    };
     let decide_with = |secret: &Found| {
         decide(
             client,
@@ -113,6 +130,7 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
                 tenant: TenantView::of(tenant.as_deref()),
                 holds_id,
                 secret: secret.view(),
+                service_account,
                 public_url: &ctx.public_url,
                 now: &now,
             },

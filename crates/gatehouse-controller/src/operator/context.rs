@@ -5,6 +5,7 @@ use super::index::Index;
 use super::metrics::OperatorMetrics;
 use crate::cluster::Kube;
 use crate::publish::Publisher;
+use crate::reconcile::ClusterIssuer;
 use gatehouse_core::clock::Clock;
 use gatehouse_crd::{OAuthClient, Tenant};
 use k8s_openapi::api::core::v1::Secret;
@@ -50,6 +51,8 @@ pub struct Context {
     pub requeue_clients: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
     /// The process's one clock.
     pub clock: Arc<dyn Clock>,
+    /// The cluster's ServiceAccount issuer as last read (see [`super::workloads`]).
+    cluster_issuer: std::sync::RwLock<Option<ClusterIssuer>>,
     /// Consecutive failures per object, for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -82,8 +85,26 @@ impl Context {
             metrics,
             requeue_clients,
             clock: setting.clock,
+            cluster_issuer: std::sync::RwLock::new(None),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cluster's ServiceAccount issuer and keys, once read.
+    pub fn cluster_issuer(&self) -> Option<ClusterIssuer> {
+        self.cluster_issuer.read().ok().and_then(|i| i.clone())
+    }
+
+    /// Records what discovery read; true when it differs from what was known.
+    pub fn set_cluster_issuer(&self, issuer: ClusterIssuer) -> bool {
+        let Ok(mut known) = self.cluster_issuer.write() else {
+            return false;
+        };
+        if known.as_ref() == Some(&issuer) {
+            return false;
+        }
+        *known = Some(issuer);
+        true
     }
 
     /// Unix seconds now.

@@ -6,7 +6,7 @@
 
 use super::context::Context;
 use super::watches::{Watches, spec_changes};
-use super::{DRIFT_CHECK, client, error_policy, tenant};
+use super::{DRIFT_CHECK, client, error_policy, tenant, workloads};
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{Future, StreamExt};
 use gatehouse_crd::condition::{ConditionStatus, types};
@@ -36,6 +36,7 @@ pub async fn run(
     let (drift_tenants_tx, drift_tenants) = futures::channel::mpsc::unbounded::<()>();
     let (drift_clients_tx, drift_clients) = futures::channel::mpsc::unbounded::<()>();
     let store = ctx.publisher.store();
+    let ctx_for_workloads = ctx.clone();
     let drift = {
         let tenants = watches.caches.tenants.clone();
         async move {
@@ -97,9 +98,12 @@ pub async fn run(
             )
             .for_each(|_| async {})
     };
+    // Read before the first reconcile, so that workload-identity clients need not wait.
+    workloads::refresh_issuer(&ctx_for_workloads).await;
     tokio::select! {
         _ = futures::future::join(tenant_controller, client_controller) => {}
         () = drift => {}
+        () = workloads::run(ctx_for_workloads) => {}
     }
 }
 

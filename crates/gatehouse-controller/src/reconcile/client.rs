@@ -4,8 +4,9 @@
 use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
 use crate::secrets::{CLIENT_SECRET_KEY, SecretView, is_generated, not_labelled, string_value};
-use gatehouse_core::config::{AssertableSubjects, BUILT_IN_SCOPES};
+use gatehouse_core::config::{AssertableSubjects, BUILT_IN_SCOPES, WorkloadIdentity};
 use gatehouse_core::secret::HashCost;
+use gatehouse_core::workload::service_account_subject;
 use gatehouse_core::{ClientConfig, GrantType, endpoints};
 use gatehouse_crd::condition::{reasons, types};
 use gatehouse_crd::tenant::namespaces_allow;
@@ -63,6 +64,30 @@ impl<'a> TenantView<'a> {
     }
 }
 
+/// The cluster's ServiceAccount token issuer and its public keys, as the operator last read
+/// them from the API server's discovery documents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterIssuer {
+    /// The `issuer` of `/.well-known/openid-configuration`: the tokens' `iss`.
+    pub issuer: String,
+    /// The JWK Set of `/openid/v1/jwks`.
+    pub jwks: serde_json::Value,
+}
+
+/// What the cluster says of the ServiceAccount a workload-identity client names.
+#[derive(Clone, Copy, Debug)]
+pub enum ServiceAccountView<'a> {
+    /// Nothing to ask: no API server (standalone).
+    Unavailable,
+    /// No ServiceAccount by that name in the client's namespace.
+    Missing,
+    /// It exists, with this uid; and the cluster's issuer, if it could be read.
+    Found {
+        uid: &'a str,
+        issuer: Option<&'a ClusterIssuer>,
+    },
+}
+
 /// What one client's outcome depends on besides itself.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientInputs<'a> {
@@ -72,6 +97,8 @@ pub struct ClientInputs<'a> {
     pub holds_id: bool,
     /// The client's credentials Secret, as Gatehouse may see it.
     pub secret: SecretView<'a>,
+    /// The ServiceAccount of a workload-identity client (ignored for the others).
+    pub service_account: ServiceAccountView<'a>,
     /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
     pub public_url: &'a str,
     pub now: &'a Time,
@@ -114,6 +141,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
         conditions: Vec::new(),
         grant_types: Vec::new(),
         secret_name: spec.needs_secret().then(|| secret_ref.name.clone()),
+        workload_subject: None,
     };
     let mut outcome = ClientOutcome {
         namespace: namespace.clone(),
@@ -222,6 +250,63 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
             }
         }
     }
+    let mut workload = None;
+    if let Some(w) = &spec.workload_identity {
+        let subject = service_account_subject(&namespace, &w.service_account_name);
+        let account = format!("ServiceAccount {namespace}/{}", w.service_account_name);
+        match inputs.service_account {
+            ServiceAccountView::Unavailable => {
+                ready = Verdict::new(
+                    types::READY,
+                    false,
+                    reasons::WORKLOAD_IDENTITY_UNAVAILABLE,
+                    "workloadIdentity needs the operator: without a Kubernetes API server there are no ServiceAccount tokens to verify",
+                );
+            }
+            // Deliberate: the account's tokens stop working with it.
+            ServiceAccountView::Missing => {
+                ready = Verdict::new(
+                    types::READY,
+                    false,
+                    reasons::SERVICE_ACCOUNT_NOT_FOUND,
+                    format!(
+                        "{account} not found; create it or fix spec.workloadIdentity.serviceAccountName"
+                    ),
+                );
+            }
+            ServiceAccountView::Found { issuer: None, .. } => {
+                let why = "the cluster's ServiceAccount issuer could not be read from the API server (/.well-known/openid-configuration, /openid/v1/jwks); retrying";
+                outcome.held = Some(Held::new(previous, why, inputs.now));
+                ready = Verdict::new(
+                    types::READY,
+                    false,
+                    reasons::SERVICE_ACCOUNT_ISSUER_UNKNOWN,
+                    why,
+                );
+            }
+            ServiceAccountView::Found {
+                uid,
+                issuer: Some(issuer),
+            } => {
+                status.workload_subject = Some(subject.clone());
+                ready = Verdict::new(
+                    types::READY,
+                    true,
+                    reasons::RECONCILED,
+                    format!(
+                        "client {client_id} is live at {issuer_url}; it authenticates with tokens of {account}",
+                        issuer_url = endpoints::issuer(inputs.public_url, &tenant.name_any())
+                    ),
+                );
+                workload = Some(WorkloadIdentity {
+                    subject,
+                    service_account_uid: Some(uid.to_string()),
+                    issuer: issuer.issuer.clone(),
+                    jwks: issuer.jwks.clone(),
+                });
+            }
+        }
+    }
     if ready.ok {
         outcome.registration = Some(ClientRegistration {
             config: ClientConfig {
@@ -243,6 +328,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 may_assert: granted.may_assert,
                 // The publisher keeps the stored one, or makes one for a new registration.
                 incarnation: String::new(),
+                workload,
                 extra: std::collections::BTreeMap::default(),
             },
             secret,

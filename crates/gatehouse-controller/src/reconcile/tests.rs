@@ -846,3 +846,90 @@ fn a_built_in_scope_the_tenant_declares_goes_by_its_declaration() {
         reasons::SCOPE_NOT_ALLOWED
     );
 }
+
+fn invoicer() -> OAuthClient {
+    client(
+        "acme",
+        "invoicer",
+        1,
+        json!({"tenantRef": "acme", "grantTypes": ["client_credentials"], "scopes": ["billing.read"],
+               "workloadIdentity": {"serviceAccountName": "invoicer"}}),
+    )
+}
+
+/// One workload-identity client decided against what the operator found in the cluster.
+fn decide_workload(account: ServiceAccountView<'_>) -> ClientOutcome {
+    let tenant = acme();
+    let c = invoicer();
+    reconcile_client(
+        &c,
+        &ClientInputs {
+            tenant: TenantView::of(Some(&tenant)),
+            holds_id: true,
+            secret: crate::secrets::SecretView::Missing,
+            service_account: account,
+            public_url: "https://auth.example.com",
+            now: &at(1000),
+        },
+    )
+}
+
+#[test]
+fn a_workload_client_is_bound_to_its_service_account_and_needs_no_secret() {
+    let issuer = ClusterIssuer {
+        issuer: "https://kubernetes.default.svc".into(),
+        jwks: json!({"keys": [{"kty": "RSA", "kid": "k", "n": "sXch", "e": "AQAB"}]}),
+    };
+    let c = decide_workload(ServiceAccountView::Found {
+        uid: "uid-1",
+        issuer: Some(&issuer),
+    });
+    assert_eq!(condition(&c, types::READY).status, "True");
+    let reg = c.registration.as_ref().expect("registered");
+    assert!(reg.secret.is_none() && c.secret_request.is_none());
+    assert_eq!(
+        reg.config.token_endpoint_auth_method,
+        gatehouse_core::ClientAuthMethod::PrivateKeyJwt
+    );
+    let bound = reg.config.workload.as_ref().unwrap();
+    assert_eq!(bound.subject, "system:serviceaccount:acme:invoicer");
+    assert_eq!(bound.service_account_uid.as_deref(), Some("uid-1"));
+    assert_eq!(bound.issuer, issuer.issuer);
+    assert_eq!(bound.jwks, issuer.jwks);
+    assert_eq!(
+        c.status.workload_subject.as_deref(),
+        Some("system:serviceaccount:acme:invoicer")
+    );
+    assert_eq!(c.status.secret_name, None);
+}
+
+#[test]
+fn a_missing_account_takes_the_client_out_and_an_unread_issuer_holds_it() {
+    let gone = decide_workload(ServiceAccountView::Missing);
+    let ready = condition(&gone, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reasons::SERVICE_ACCOUNT_NOT_FOUND)
+    );
+    assert!(ready.message.contains("ServiceAccount acme/invoicer"));
+    assert!(gone.registration.is_none() && gone.held.is_none());
+
+    let unread = decide_workload(ServiceAccountView::Found {
+        uid: "uid-1",
+        issuer: None,
+    });
+    assert_eq!(
+        condition(&unread, types::READY).reason,
+        reasons::SERVICE_ACCOUNT_ISSUER_UNKNOWN
+    );
+    assert!(unread.registration.is_none() && unread.held.is_some());
+
+    // Standalone has no cluster: said so, not silently ignored.
+    let r = run(&[acme()], &[invoicer()], &[]);
+    let c = r.client("acme", "invoicer").unwrap();
+    assert_eq!(
+        condition(c, types::READY).reason,
+        reasons::WORKLOAD_IDENTITY_UNAVAILABLE
+    );
+    assert!(c.registration.is_none());
+}

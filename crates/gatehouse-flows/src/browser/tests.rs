@@ -773,6 +773,13 @@ async fn one_address_starts_only_so_many_sign_ins() {
     .unwrap();
 }
 
+fn signed_in(cookies: &Cookies, from: std::net::IpAddr) -> Browser<'_> {
+    Browser {
+        address: Some(from),
+        ..cookies.browser()
+    }
+}
+
 /// A signed-in browser that gets its code at once waited for nobody: an office behind one
 /// address may use its applications past the limit on started sign-ins, while sign-ins that
 /// wait for a person still count.
@@ -782,12 +789,6 @@ async fn answers_given_at_once_do_not_count_as_started_sign_ins() {
     let from: std::net::IpAddr = "192.0.2.60".parse().unwrap();
     let mut cookies = Cookies::default();
     sign_in_and_allow(&world, &mut cookies).await;
-    fn signed_in(cookies: &Cookies, from: std::net::IpAddr) -> Browser<'_> {
-        Browser {
-            address: Some(from),
-            ..cookies.browser()
-        }
-    }
     for _ in 0..=pending::MAX_STARTED_PER_ADDRESS {
         let begun = authorize(
             &world.services,

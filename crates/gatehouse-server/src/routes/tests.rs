@@ -52,6 +52,7 @@ pub(super) fn client() -> ClientConfig {
         jwks: None,
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i".into(),
+        workload: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

@@ -46,6 +46,7 @@ fn client(id: &str) -> ClientConfig {
         jwks: None,
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: String::new(),
+        workload: None,
         extra: std::collections::BTreeMap::default(),
     }
 }
@@ -74,6 +75,7 @@ fn claims(exp: u64) -> AccessTokenClaims {
         jti: "j".into(),
         client_id: "c".into(),
         scope: None,
+        act: None,
     }
 }
 
