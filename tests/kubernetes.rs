@@ -459,11 +459,28 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         },
         logs,
     );
-    let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
+    // The token service takes the change within its configuration poll.
+    let status_becomes = |token: String, want: u16| {
+        let url = token_url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
+                if r.status == want || Instant::now() > deadline {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let r = status_becomes(token.clone(), 401).await;
     assert!(refused(&r), "{} {}", r.status, r.body);
     // Created again under the same name: a new account; the old one's token stays refused.
     plane.kubectl_ok(&["create", "serviceaccount", "invoicer", "-n", "acme"]);
     wait_for(60, "the client is Ready again", ready, logs);
+    let fresh = service_account_token(plane, "acme", "invoicer", &issuer);
+    let r = status_becomes(fresh, 200).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
     assert!(
         refused(&r),
@@ -471,9 +488,159 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         r.status,
         r.body
     );
-    let fresh = service_account_token(plane, "acme", "invoicer", &issuer);
-    let r = with_service_account_token(&token_url, "acme-invoicer", &fresh).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// RFC 8693 with a pod's token: the workload exchanges its ServiceAccount token for a token
+/// for API A, and API A exchanges that (its own token as the actor) for a narrower one for API
+/// B that names A in `act`.
+async fn workload_token_exchange(plane: &ControlPlane, public: &str, logs: &impl Fn() -> String) {
+    const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    let manifests = r#"
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {name: exchange}
+spec:
+  grantTypes: [client_credentials, "urn:ietf:params:oauth:grant-type:token-exchange"]
+  clientNamespaces: [acme]
+  scopes: [{name: invoices.read}, {name: invoices.write}]
+  audiences: [{name: exchange-api-a}, {name: "https://b.example.com"}]
+  # API A may act for the invoicer workload (as its delegate).
+  subjectAssertions:
+    - signer: {namespace: acme, clientId: exchange-api-a}
+      clients: [{namespace: acme, clientId: exchange-invoicer}]
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: invoicer-exchange, namespace: acme}
+spec:
+  tenantRef: exchange
+  clientId: exchange-invoicer
+  grantTypes: ["urn:ietf:params:oauth:grant-type:token-exchange"]
+  scopes: [invoices.read, invoices.write]
+  audiences: [exchange-api-a]
+  workloadIdentity: {serviceAccountName: invoicer}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {name: api-a, namespace: acme}
+spec:
+  tenantRef: exchange
+  clientId: exchange-api-a
+  grantTypes: [client_credentials, "urn:ietf:params:oauth:grant-type:token-exchange"]
+  scopes: [invoices.read]
+  audiences: ["https://b.example.com"]
+"#;
+    let (ok, stderr) = apply(plane, manifests);
+    assert!(ok, "{stderr}");
+    for client in ["invoicer-exchange", "api-a"] {
+        wait_for(
+            60,
+            &format!("{client} is Ready"),
+            || {
+                let c = json_of(plane, &["get", "oauthclient", client, "-n", "acme"]);
+                condition(&c, "Ready").is_some_and(|r| r.0 == "True")
+            },
+            logs,
+        );
+    }
+    let token_url = format!("{public}/exchange/oauth2/token");
+    let pod_token = service_account_token(plane, "acme", "invoicer", &format!("{public}/exchange"));
+    let jwt_type = "urn:ietf:params:oauth:token-type:jwt";
+    let at_type = "urn:ietf:params:oauth:token-type:access_token";
+    let first_body = form(&[
+        ("grant_type", EXCHANGE),
+        ("client_id", "exchange-invoicer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &pod_token),
+        ("subject_token", &pod_token),
+        ("subject_token_type", jwt_type),
+        ("audience", "exchange-api-a"),
+        ("scope", "invoices.read"),
+    ]);
+    // The token service takes the new tenant within its configuration poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let r = post_form(&token_url, None, &first_body).await;
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(first.status, 200, "{}\n{}", first.body, logs());
+    assert_eq!(first.body["issued_token_type"], at_type);
+    let for_a = first.body["access_token"].as_str().unwrap().to_string();
+    let claims = jwt_payload(&for_a);
+    assert_eq!(claims["sub"], "client:exchange-invoicer");
+    assert_eq!(claims["aud"], "exchange-api-a");
+    assert!(
+        claims.get("act").is_none(),
+        "exchanging one's own token is no delegation"
+    );
+
+    let secret = secret_value(plane, "acme", "api-a-credentials", "client_secret");
+    let own = post_form(
+        &token_url,
+        Some(&basic("exchange-api-a", &secret)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let own = own.body["access_token"].as_str().unwrap().to_string();
+    let second = post_form(
+        &token_url,
+        Some(&basic("exchange-api-a", &secret)),
+        &form(&[
+            ("grant_type", EXCHANGE),
+            ("subject_token", &for_a),
+            ("subject_token_type", at_type),
+            ("actor_token", &own),
+            ("actor_token_type", at_type),
+            ("resource", "https://b.example.com"),
+        ]),
+    )
+    .await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let for_b = jwt_payload(second.body["access_token"].as_str().unwrap());
+    assert_eq!(for_b["sub"], "client:exchange-invoicer");
+    assert_eq!(for_b["aud"], "https://b.example.com");
+    assert_eq!(for_b["scope"], "invoices.read");
+    assert_eq!(for_b["act"], json!({"sub": "client:exchange-api-a"}));
+    assert!(for_b["exp"].as_u64() <= claims["exp"].as_u64());
+    // The pod's token for another tenant's issuer is no subject here.
+    let acme_token = service_account_token(plane, "acme", "invoicer", &format!("{public}/acme"));
+    let r = post_form(
+        &token_url,
+        None,
+        &form(&[
+            ("grant_type", EXCHANGE),
+            ("client_id", "exchange-invoicer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &pod_token),
+            ("subject_token", &acme_token),
+            ("subject_token_type", jwt_type),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_request"),
+        "{}",
+        r.body
+    );
+    // Gone while the operator runs, as the guide's Uninstalling later expects of tenants.
+    plane.kubectl_ok(&[
+        "delete",
+        "tenant",
+        "exchange",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
 }
 
 /// helm install, upgrade with changed values, uninstall: what the guide's "Install",
@@ -653,6 +820,7 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     example_grants::reporter_jwt_bearer(&public).await;
     example_grants::legacy_implicit(&public).await;
     secretless_workloads(&plane, &public, &logs).await;
+    workload_token_exchange(&plane, &public, &logs).await;
 
     // A Secret the team supplies: an edit takes effect without touching the client.
     let token_url = format!("{public}/acme/oauth2/token");
@@ -1410,6 +1578,16 @@ async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
                 "{tenantRef: acme, grantTypes: [client_credentials], workloadIdentity: {serviceAccountName: Job_1}}",
             ),
             vec!["spec.workloadIdentity.serviceAccountName", "should match"],
+        ),
+        (
+            client(
+                "workloaddefault",
+                "{tenantRef: acme, grantTypes: [client_credentials], workloadIdentity: {serviceAccountName: default}}",
+            ),
+            vec![
+                "spec.workloadIdentity.serviceAccountName",
+                "bind a ServiceAccount of its own",
+            ],
         ),
         (
             "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme.corp}\nspec: {grantTypes: [client_credentials]}\n"

@@ -22,6 +22,10 @@ spec:
   scopes: [{name: api.read}, {name: api.write}]
   audiences: [{name: umbrella-api-a}, {name: "https://b.umbrella.example"}]
   users: {secretRef: {name: umbrella-users, namespace: umbrella}}
+  # API A may act for alice (with its own token as the actor: no impersonation).
+  subjectAssertions:
+    - signer: {namespace: umbrella, clientId: umbrella-api-a}
+      users: [alice]
 ---
 apiVersion: v1
 kind: Secret
@@ -172,11 +176,11 @@ async fn a_users_token_is_narrowed_for_the_next_api_with_the_actor_named() {
     let refused = |r: &Reply, status: u16, error: &str| {
         assert_eq!((r.status, r.error()), (status, error), "{}", r.body);
     };
-    // Impersonation (no actor) is not granted to API A.
+    // Impersonation (no actor) is not granted to API A: unacceptable by policy.
     refused(
         &exchange(&token_url, api_a, &subject).await,
         400,
-        "unauthorized_client",
+        "invalid_request",
     );
     // Scopes only narrow.
     let mut wider = subject.to_vec();
@@ -212,7 +216,7 @@ async fn a_users_token_is_narrowed_for_the_next_api_with_the_actor_named() {
     refused(
         &exchange(&token_url, ("umbrella-api-c", "api-c-secret"), &not_for_c).await,
         400,
-        "unauthorized_client",
+        "invalid_request",
     );
     // An actor token of someone else.
     let mut wrong_actor = subject.to_vec();
@@ -223,7 +227,7 @@ async fn a_users_token_is_narrowed_for_the_next_api_with_the_actor_named() {
     refused(
         &exchange(&token_url, api_a, &wrong_actor).await,
         400,
-        "unauthorized_client",
+        "invalid_request",
     );
     // Malformed requests and tokens: invalid_request.
     refused(

@@ -97,6 +97,7 @@ const SCENARIOS: &[&str] = &[
     "refresh_token_opaque",
     "authorization_code",
     "authorization_code_opaque",
+    "token_exchange",
 ];
 
 struct Row {
@@ -233,6 +234,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                         scenarios::mint_codes(addr, tenant, &cookie, count.max(1_000), 16).await?;
                     scenarios::code_exchange(&codes, tenant, connections)
                 }
+                "token_exchange" => scenarios::token_exchange(addr, "es256", connections).await?,
                 other => anyhow::bail!("unknown scenario {other}"),
             };
             let row = measure(
@@ -281,6 +283,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                     let codes = scenarios::mint_codes(addr, tenant, &cookie, 5_000, 4).await?;
                     scenarios::code_exchange(&codes, tenant, 1)
                 }
+                "token_exchange" => scenarios::token_exchange(addr, "es256", 1).await?,
                 _ => continue,
             };
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -243,6 +243,48 @@ pub async fn refresh_chains(
     Ok(out)
 }
 
+/// RFC 8693 token exchange: on each connection, a service exchanges one of its own access
+/// tokens (a user's would cost the same: one verification of a token the server has seen
+/// before, and a revocation check) for a token narrowed to `bench.read`.
+pub async fn token_exchange(
+    addr: SocketAddr,
+    tenant: &str,
+    connections: usize,
+) -> anyhow::Result<Vec<Box<dyn Conversation>>> {
+    let auth = basic(&format!("tx-{tenant}"), SECRET);
+    let path = format!("/{tenant}/oauth2/token");
+    let mut browser = Browser::connect(addr).await?;
+    let mut out: Vec<Box<dyn Conversation>> = Vec::new();
+    for _ in 0..connections {
+        let body = form(&[("grant_type", "client_credentials")]);
+        let answer = browser
+            .send(http::post(&path, Bytes::from(body), Some(&auth)))
+            .await?;
+        anyhow::ensure!(answer.status == 200, "client_credentials: {}", answer.body);
+        let subject = json_str(answer.body.as_bytes(), "access_token")
+            .ok_or_else(|| anyhow::anyhow!("no access token: {}", answer.body))?;
+        let body = form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", &subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("scope", "bench.read"),
+        ]);
+        out.push(Box::new(Repeat {
+            path: path.clone(),
+            body: Bytes::from(body),
+            auth: auth.clone(),
+            expect: b"\"issued_token_type\"",
+        }));
+    }
+    Ok(out)
+}
+
 fn authorize_path(tenant: &str) -> String {
     format!(
         "/{tenant}/oauth2/authorize?{}",

@@ -98,12 +98,20 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
         );
     };
     let all = "client_credentials, refresh_token, password, authorization_code";
-    tenant(&mut y, "es256", "ES256", "jwt", all);
+    let exchange = format!("{all}, \"urn:ietf:params:oauth:grant-type:token-exchange\"");
+    tenant(&mut y, "es256", "ES256", "jwt", &exchange);
     tenant(&mut y, "eddsa", "EdDSA", "jwt", "client_credentials");
     tenant(&mut y, "opaque", "ES256", "opaque", all);
     client(&mut y, "cc-es256", "es256", "client_credentials", "");
     client(&mut y, "cc-eddsa", "eddsa", "client_credentials", "");
     client(&mut y, "cc-opaque", "opaque", "client_credentials", "");
+    client(
+        &mut y,
+        "tx-es256",
+        "es256",
+        "client_credentials, \"urn:ietf:params:oauth:grant-type:token-exchange\"",
+        "",
+    );
     // Refresh and code flows in a signing tenant and in an opaque one (the same work without
     // the signature, for a comparison with opaque client credentials).
     for t in ["es256", "opaque"] {

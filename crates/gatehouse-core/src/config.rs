@@ -155,8 +155,7 @@ pub struct WorkloadIdentity {
     pub subject: String,
     /// The ServiceAccount's uid when it was resolved: a token of an account deleted and
     /// created again under the same name is someone else's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_uid: Option<String>,
+    pub service_account_uid: String,
     /// The cluster's ServiceAccount token issuer (`iss`).
     pub issuer: String,
     /// Its public keys (a JWK Set), as the API server publishes them.
@@ -172,6 +171,9 @@ pub struct AssertableSubjects {
     /// Clients it may act as.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientRef>,
+    /// Token exchange without an actor token (impersonation) is allowed for these subjects.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub impersonation: bool,
 }
 
 /// A client named by its namespace and client id (a client id alone may change hands).

@@ -123,14 +123,12 @@ pub fn verify_service_account_token(
     if claims.sub != identity.subject {
         return Err(WorkloadTokenError::WrongSubject);
     }
-    if let Some(uid) = &identity.service_account_uid {
-        let bound = claims
-            .kubernetes
-            .as_ref()
-            .and_then(|k| k.serviceaccount.as_ref());
-        if bound.is_none_or(|sa| &sa.uid != uid) {
-            return Err(WorkloadTokenError::WrongServiceAccount);
-        }
+    let bound = claims
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.serviceaccount.as_ref());
+    if bound.is_none_or(|sa| sa.uid != identity.service_account_uid) {
+        return Err(WorkloadTokenError::WrongServiceAccount);
     }
     let ends = claims
         .kubernetes
@@ -189,7 +187,7 @@ mod tests {
     fn identity(signers: &[&Signer]) -> WorkloadIdentity {
         WorkloadIdentity {
             subject: service_account_subject("billing", "invoicer"),
-            service_account_uid: Some(UID.into()),
+            service_account_uid: UID.into(),
             issuer: ISSUER.into(),
             jwks: json!({"keys": signers.iter().map(|s| s.jwk.clone()).collect::<Vec<_>>()}),
         }
@@ -329,21 +327,5 @@ mod tests {
             check(&id, &token(&old, "old", &legacy)).unwrap_err(),
             WorkloadTokenError::Signature(AssertionError::Malformed)
         ));
-    }
-
-    #[test]
-    fn without_a_recorded_uid_the_subject_alone_binds() {
-        let s = signer("k1");
-        let mut id = identity(&[&s]);
-        id.service_account_uid = None;
-        check(
-            &id,
-            &token(
-                &s,
-                "k1",
-                &with(|c| c["kubernetes.io"]["serviceaccount"]["uid"] = json!("any")),
-            ),
-        )
-        .unwrap();
     }
 }

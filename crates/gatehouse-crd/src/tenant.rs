@@ -102,8 +102,9 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_http_redirect_uris: bool,
 
-    /// Which clients may assert which subjects with the JWT bearer grant (RFC 7523 section 2.1).
-    /// By default a client may assert only itself.
+    /// Which clients may assert which subjects: with the JWT bearer grant (RFC 7523 section
+    /// 2.1), and as the subject tokens of a token exchange (RFC 8693). By default a client may
+    /// assert only itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub subject_assertions: Vec<SubjectAssertionSpec>,
@@ -149,6 +150,12 @@ pub struct SubjectAssertionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub clients: Vec<ClientRefSpec>,
+    /// In a token exchange (RFC 8693), the signer may also act as these subjects without an
+    /// actor token (impersonation: the new token has no `act` claim). Without it, a subject
+    /// token of these subjects is exchanged only with the signer's own actor token
+    /// (delegation, named in `act`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub impersonation: bool,
 }
 
 /// A client, named by its namespace and client id: a client id alone could be claimed by

@@ -410,6 +410,10 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     out
 }
 
+/// Why `default` cannot be a workload identity.
+pub const DEFAULT_ACCOUNT_REFUSED: &str =
+    "bind a ServiceAccount of its own: every pod of the namespace that names none runs as default";
+
 pub fn validate_client(spec: &OAuthClientSpec) -> Vec<FieldError> {
     with_sizes("OAuthClient", spec, client_rules(spec))
 }
@@ -536,6 +540,12 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
                 &mut out,
                 "spec.workloadIdentity.serviceAccountName",
                 "must be a ServiceAccount name",
+            );
+        } else if w.service_account_name == "default" {
+            err(
+                &mut out,
+                "spec.workloadIdentity.serviceAccountName",
+                DEFAULT_ACCOUNT_REFUSED,
             );
         }
     }

@@ -284,10 +284,11 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                     why,
                 );
             }
+            // Only ever lowers `ready`: a client otherwise not ready stays so.
             ServiceAccountView::Found {
                 uid,
                 issuer: Some(issuer),
-            } => {
+            } if ready.ok => {
                 status.workload_subject = Some(subject.clone());
                 ready = Verdict::new(
                     types::READY,
@@ -300,11 +301,12 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 );
                 workload = Some(WorkloadIdentity {
                     subject,
-                    service_account_uid: Some(uid.to_string()),
+                    service_account_uid: uid.to_string(),
                     issuer: issuer.issuer.clone(),
                     jwks: issuer.jwks.clone(),
                 });
             }
+            ServiceAccountView::Found { .. } => {}
         }
     }
     if ready.ok {
@@ -450,6 +452,9 @@ fn assertable_subjects(tenant: &Tenant, namespace: &str, client_id: &str) -> Ass
     let mut out = AssertableSubjects::default();
     for grant in &tenant.spec.subject_assertions {
         if grant.signer.namespace == namespace && grant.signer.client_id == client_id {
+            // Granted per signer: any of its grants that allows impersonation allows it for
+            // the subjects of all of them.
+            out.impersonation |= grant.impersonation;
             out.users.extend(grant.users.iter().cloned());
             out.clients.extend(
                 grant

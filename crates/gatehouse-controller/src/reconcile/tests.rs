@@ -893,7 +893,7 @@ fn a_workload_client_is_bound_to_its_service_account_and_needs_no_secret() {
     );
     let bound = reg.config.workload.as_ref().unwrap();
     assert_eq!(bound.subject, "system:serviceaccount:acme:invoicer");
-    assert_eq!(bound.service_account_uid.as_deref(), Some("uid-1"));
+    assert_eq!(bound.service_account_uid, "uid-1");
     assert_eq!(bound.issuer, issuer.issuer);
     assert_eq!(bound.jwks, issuer.jwks);
     assert_eq!(

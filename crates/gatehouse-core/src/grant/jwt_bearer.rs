@@ -157,6 +157,7 @@ mod tests {
     #[test]
     fn the_tenant_grants_users_and_clients_that_must_exist() {
         let granted = AssertableSubjects {
+            impersonation: false,
             users: vec!["*".into()],
             clients: vec![
                 ClientRef {
@@ -191,6 +192,7 @@ mod tests {
         );
         // A listed user only: others stay refused even though they exist.
         let only_bob = AssertableSubjects {
+            impersonation: false,
             users: vec!["bob".into()],
             clients: vec![],
         };

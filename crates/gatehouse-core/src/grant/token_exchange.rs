@@ -2,17 +2,19 @@
 //! access token for another audience, narrower in scope and never outliving it.
 //!
 //! The policy, decided here once the flows have verified the presented tokens:
-//! - A client exchanges its own tokens (its ServiceAccount token, or an access token issued to
-//!   it for itself): the result is what `client_credentials` would give it, for the audience
-//!   asked.
+//! - A client exchanges its own tokens (its ServiceAccount token, or an access token about
+//!   itself): from a ServiceAccount token it gets the scopes `client_credentials` would give
+//!   it, from an access token at most that token's scopes.
 //! - A token about someone else (a user, another client) is exchanged only by a client it was
-//!   issued to or for (its `client_id` or `aud`), and
-//!   - with an actor token identifying the requesting client itself: delegation, and the new
-//!     token says so in `act` (the prior actors nested, section 4.1); or
-//!   - without one: impersonation, only where the Tenant lets this client assert that subject
-//!     (`spec.subjectAssertions`, as for RFC 7523 assertions).
+//!   issued to or for (its `client_id` or `aud`) and that the Tenant lets assert that subject
+//!   (`spec.subjectAssertions`, as for RFC 7523 assertions; by default a client asserts only
+//!   itself), and
+//!   - with an actor token about the requesting client itself: delegation, named in `act`
+//!     (the prior actors nested, section 4.1); or
+//!   - without one: impersonation, only where that grant says `impersonation: true`.
 //! - The audience (`audience` and `resource` alike) is one the client may name; scopes only
-//!   narrow; no refresh token is issued.
+//!   narrow; no refresh token is issued; a token or policy that does not fit is
+//!   `invalid_request` (section 2.2.2).
 
 use super::{GrantContext, resolve_audience};
 use crate::error::OAuthError;
@@ -26,9 +28,23 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 /// The type of a JWT that is not this server's access token (a ServiceAccount token).
 pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
+/// What a presented token is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresentedKind {
+    /// An access token of this tenant.
+    AccessToken,
+    /// The requesting workload's own ServiceAccount token.
+    ServiceAccount,
+}
+
+/// Longest chain of actors a token may name (`act` within `act`).
+pub const MAX_ACTORS: usize = 4;
+
 /// A subject or actor token once the flows verified it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresentedToken {
+    /// What it is.
+    pub kind: PresentedKind,
     /// Whom it is about: a user, or `client:<id>`.
     pub sub: String,
     /// The client it was issued to (none for a ServiceAccount token).
@@ -77,45 +93,49 @@ pub fn token_exchange(
     }
     let own = client_subject(&client.client_id);
     let subject = req.subject;
+    if let Some(actor) = req.actor
+        && actor.sub != own
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "the actor token must be about the requesting client ({own})"
+        )));
+    }
     let is_self = subject.sub == own;
-    if !is_self {
+    let act = if is_self {
+        // Acting for oneself is no delegation.
+        None
+    } else {
         let meant_for_client = subject.client_id.as_deref() == Some(client.client_id.as_str())
             || subject.aud.contains(&client.client_id);
         if !meant_for_client {
-            return Err(OAuthError::unauthorized_client(format!(
+            return Err(OAuthError::invalid_request(format!(
                 "the subject token was not issued to or for client {} (its client_id or aud)",
                 client.client_id
             )));
         }
-    }
-    let act = match req.actor {
-        Some(actor) => {
-            if actor.sub != own {
-                return Err(OAuthError::unauthorized_client(format!(
-                    "the actor token must identify the requesting client ({own})"
-                )));
-            }
-            // Acting for oneself is no delegation.
-            (!is_self).then(|| match &subject.act {
-                Some(prior) => json!({"sub": actor.sub, "act": prior}),
-                None => json!({"sub": actor.sub}),
-            })
+        if !may_assert(ctx, subject) {
+            return Err(OAuthError::invalid_request(format!(
+                "the tenant does not let client {} act for {} (spec.subjectAssertions)",
+                client.client_id, subject.sub
+            )));
         }
-        None if is_self => None,
-        None => {
-            if !may_impersonate(ctx, subject) {
-                return Err(OAuthError::unauthorized_client(format!(
-                    "client {} may not impersonate {}: send an actor_token for delegation, or the Tenant grants it in spec.subjectAssertions",
+        match req.actor {
+            Some(actor) => Some(delegation(&actor.sub, subject.act.as_ref())?),
+            None if client.may_assert.impersonation => subject.act.clone(),
+            None => {
+                return Err(OAuthError::invalid_request(format!(
+                    "client {} may not impersonate {}: send its own token as actor_token (delegation), or the tenant allows impersonation in spec.subjectAssertions",
                     client.client_id, subject.sub
                 )));
             }
-            subject.act.clone()
         }
     };
-    let scope = match &subject.scope {
+    let scope = match subject.kind {
         // A ServiceAccount token has no scope: the client's own, as for client_credentials.
-        None => scope_string(&granted_scopes(req.scope, client, ctx.tenant)?),
-        Some(held) => narrowed_scope(ctx, held, req.scope)?,
+        PresentedKind::ServiceAccount => {
+            scope_string(&granted_scopes(req.scope, client, ctx.tenant)?)
+        }
+        PresentedKind::AccessToken => narrowed_scope(ctx, subject.scope.as_deref(), req.scope)?,
     };
     let aud = resolve_audience(client, req.targets)?;
     let mut claims = ctx.access_token_claims(subject.sub.clone(), aud, scope, jti);
@@ -127,7 +147,30 @@ pub fn token_exchange(
     Ok(claims)
 }
 
-fn may_impersonate(ctx: &GrantContext<'_>, subject: &PresentedToken) -> bool {
+/// The `act` of a delegation by `actor` of a token that names `prior` actors: the current
+/// actor outermost (RFC 8693 section 4.1). The same actor acting again is not nested again.
+fn delegation(actor: &str, prior: Option<&Value>) -> Result<Value, OAuthError> {
+    let Some(prior) = prior else {
+        return Ok(json!({ "sub": actor }));
+    };
+    if prior.get("sub").and_then(Value::as_str) == Some(actor) {
+        return Ok(prior.clone());
+    }
+    let mut depth = 1;
+    let mut inner = prior;
+    while let Some(next) = inner.get("act") {
+        depth += 1;
+        inner = next;
+    }
+    if depth >= MAX_ACTORS {
+        return Err(OAuthError::invalid_request(format!(
+            "the subject token already names {depth} actors; a chain of delegations ends at {MAX_ACTORS}"
+        )));
+    }
+    Ok(json!({ "sub": actor, "act": prior }))
+}
+
+fn may_assert(ctx: &GrantContext<'_>, subject: &PresentedToken) -> bool {
     let may = &ctx.client.may_assert;
     if is_user_subject(&subject.sub) {
         return may.user(&subject.sub);
@@ -139,13 +182,14 @@ fn may_impersonate(ctx: &GrantContext<'_>, subject: &PresentedToken) -> bool {
 }
 
 /// The requested scope, each one held by the subject token and allowed to the client; without
-/// a request, what the subject token holds that the client may hold.
+/// a request, what the subject token holds that the client may hold. A token without a scope
+/// holds none.
 fn narrowed_scope(
     ctx: &GrantContext<'_>,
-    held: &str,
+    held: Option<&str>,
     requested: Option<&str>,
 ) -> Result<Option<String>, OAuthError> {
-    let held = parse_scope(held)?;
+    let held = held.map(parse_scope).transpose()?.unwrap_or_default();
     let allowed = |s: &String| ctx.client.scopes.contains(s) || s == "openid";
     let scopes: Vec<String> = match requested.map(parse_scope).transpose()? {
         Some(asked) if !asked.is_empty() => {
@@ -180,6 +224,7 @@ mod tests {
 
     fn alice_for(client_id: &str) -> PresentedToken {
         PresentedToken {
+            kind: PresentedKind::AccessToken,
             sub: "alice".into(),
             client_id: Some("acme-portal".into()),
             aud: vec![client_id.into()],
@@ -192,6 +237,7 @@ mod tests {
 
     fn own_token(client_id: &str) -> PresentedToken {
         PresentedToken {
+            kind: PresentedKind::ServiceAccount,
             sub: client_subject(client_id),
             client_id: None,
             aud: vec!["https://auth.example.com/acme".into()],
@@ -226,9 +272,11 @@ mod tests {
         token_exchange(&ctx, &req, "j".into())
     }
 
+    /// API A: may name B, and may act for alice (delegation only).
     fn api() -> crate::ClientConfig {
         let mut c = client();
         c.audiences = vec!["https://b.example.com".into()];
+        c.may_assert.users = vec!["alice".into()];
         c
     }
 
@@ -267,14 +315,24 @@ mod tests {
         .unwrap();
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.client_id, c.client_id);
-        assert_eq!(
-            claims.act,
-            Some(
-                json!({"sub": client_subject(&c.client_id), "act": {"sub": "client:acme-gateway"}})
-            )
-        );
+        let nested =
+            json!({"sub": client_subject(&c.client_id), "act": {"sub": "client:acme-gateway"}});
+        assert_eq!(claims.act, Some(nested.clone()));
         assert_eq!(claims.exp, NOW + 300, "bounded by the subject token");
         assert_eq!(claims.scope.as_deref(), Some("billing.read"));
+        // The same actor again is not nested again; a long chain ends.
+        subject.act = Some(nested.clone());
+        let again = exchange(&c, &subject, Some(&actor), None, &[]).unwrap();
+        assert_eq!(again.act, Some(nested));
+        subject.act = Some(
+            json!({"sub": "a", "act": {"sub": "b", "act": {"sub": "c", "act": {"sub": "d"}}}}),
+        );
+        assert_eq!(
+            exchange(&c, &subject, Some(&actor), None, &[])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -283,20 +341,28 @@ mod tests {
         let own = own_token(&c.client_id);
         let alice = alice_for(&c.client_id);
         let code = |r: Result<AccessTokenClaims, OAuthError>| r.unwrap_err().code;
+        // Unacceptable by policy: invalid_request (RFC 8693 section 2.2.2).
         // Someone else's token.
         assert_eq!(
             code(exchange(&c, &alice_for("another"), Some(&own), None, &[])),
-            ErrorCode::UnauthorizedClient
+            ErrorCode::InvalidRequest
         );
         // An actor that is not the requesting client.
         assert_eq!(
             code(exchange(&c, &alice, Some(&own_token("another")), None, &[])),
-            ErrorCode::UnauthorizedClient
+            ErrorCode::InvalidRequest
         );
         // Impersonation without the tenant's grant.
         assert_eq!(
             code(exchange(&c, &alice, None, None, &[])),
-            ErrorCode::UnauthorizedClient
+            ErrorCode::InvalidRequest
+        );
+        // A user the tenant does not let the client act for, even as a delegate.
+        let mut bob = alice_for(&c.client_id);
+        bob.sub = "bob".into();
+        assert_eq!(
+            code(exchange(&c, &bob, Some(&own), None, &[])),
+            ErrorCode::InvalidRequest
         );
         // Widening the scope, or a scope the client may not hold.
         assert_eq!(
@@ -339,21 +405,58 @@ mod tests {
         );
     }
 
+    /// An access token without a scope holds none: exchanging it (once, or again) never gives
+    /// the client's own scopes to someone else's token.
+    #[test]
+    fn a_token_without_a_scope_is_not_widened() {
+        let c = api();
+        let own = own_token(&c.client_id);
+        let mut alice = alice_for(&c.client_id);
+        alice.scope = Some("profile".into());
+        let first = exchange(&c, &alice, Some(&own), None, &[]).unwrap();
+        assert_eq!(first.scope, None);
+        let again = PresentedToken {
+            kind: PresentedKind::AccessToken,
+            sub: first.sub.clone(),
+            client_id: Some(first.client_id.clone()),
+            aud: first.aud.0.clone(),
+            scope: first.scope.clone(),
+            exp: first.exp,
+            act: first.act.clone(),
+            client_namespace: None,
+        };
+        assert_eq!(
+            exchange(&c, &again, Some(&own), None, &[]).unwrap().scope,
+            None
+        );
+        assert_eq!(
+            exchange(&c, &again, Some(&own), Some("billing.read"), &[])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidScope
+        );
+        // Its own access token without a scope, likewise.
+        let mut mine = own_token(&c.client_id);
+        mine.kind = PresentedKind::AccessToken;
+        assert_eq!(exchange(&c, &mine, None, None, &[]).unwrap().scope, None);
+    }
+
     #[test]
     fn impersonation_goes_by_the_tenants_subject_assertions() {
         let mut c = api();
-        c.may_assert.users = vec!["alice".into()];
+        c.may_assert.impersonation = true;
         let claims = exchange(&c, &alice_for(&c.client_id), None, None, &[]).unwrap();
         assert_eq!((claims.sub.as_str(), claims.act.clone()), ("alice", None));
         assert_eq!(claims.scope.as_deref(), Some("openid billing.read"));
         // A client subject: by namespace and client id.
         let mut other = own_token("acme-batch");
+        other.kind = PresentedKind::AccessToken;
         other.aud = vec![c.client_id.clone()];
         other.scope = Some("billing.read".into());
         other.client_namespace = Some("acme".into());
         assert_eq!(
             exchange(&c, &other, None, None, &[]).unwrap_err().code,
-            ErrorCode::UnauthorizedClient
+            ErrorCode::InvalidRequest
         );
         c.may_assert.clients = vec![ClientRef {
             namespace: "acme".into(),

@@ -7,7 +7,7 @@ use crate::{Error, ServedTenant, Services, assertions, introspection};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::token_exchange::{
-    ACCESS_TOKEN_TYPE, ExchangeRequest, JWT_TYPE, PresentedToken, token_exchange,
+    ACCESS_TOKEN_TYPE, ExchangeRequest, JWT_TYPE, PresentedKind, PresentedToken, token_exchange,
 };
 use gatehouse_core::subject::{client_subject, subject_client};
 use gatehouse_core::token::looks_like_jwt;
@@ -77,11 +77,20 @@ async fn presented(
         ))
         .into());
     }
+    // An opaque access token is no JWT; a ServiceAccount token is no access token of ours.
+    let jwt = looks_like_jwt(token);
+    if kind == JWT_TYPE && !jwt {
+        return Err(OAuthError::invalid_request(format!(
+            "the {parameter} is not a JWT ({parameter}_type says {JWT_TYPE})"
+        ))
+        .into());
+    }
     if let Some(claims) = introspection::active_claims(services, tenant, token).await? {
         let client_namespace = subject_client(&claims.sub)
             .and_then(|id| tenant.client(id))
             .map(|c| c.namespace().to_string());
         return Ok(PresentedToken {
+            kind: PresentedKind::AccessToken,
             sub: claims.sub,
             client_id: Some(claims.client_id),
             aud: claims.aud.0,
@@ -92,7 +101,7 @@ async fn presented(
         });
     }
     if let Some(identity) = &ctx.client.workload
-        && looks_like_jwt(token)
+        && kind == JWT_TYPE
     {
         match assertions::verify_workload_claims(services, tenant, identity, token) {
             Ok(claims) => {
@@ -102,6 +111,7 @@ async fn presented(
                     .and_then(|k| k.warnafter)
                     .map_or(claims.exp, |w| w.min(claims.exp));
                 return Ok(PresentedToken {
+                    kind: PresentedKind::ServiceAccount,
                     sub: client_subject(&ctx.client.client_id),
                     client_id: None,
                     aud: claims.aud.0,
@@ -119,7 +129,7 @@ async fn presented(
     Err(OAuthError::invalid_request(format!(
         "the {parameter} is not an active access token of this tenant{}",
         if ctx.client.workload.is_some() {
-            " nor this client's ServiceAccount token"
+            " nor (as a jwt) this client's ServiceAccount token"
         } else {
             ""
         }
