@@ -46,6 +46,18 @@ pub struct ServiceAccountClaims {
     pub kubernetes: Option<KubernetesClaims>,
 }
 
+impl ServiceAccountClaims {
+    /// When the token's life really ends: its `exp`, or the earlier `warnafter` of a token
+    /// the API server extended.
+    #[must_use]
+    pub fn ends_at(&self) -> u64 {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.warnafter)
+            .map_or(self.exp, |w| w.min(self.exp))
+    }
+}
+
 /// The `kubernetes.io` claim of a bound ServiceAccount token.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct KubernetesClaims {
@@ -130,12 +142,7 @@ pub fn verify_service_account_token(
     if bound.is_none_or(|sa| sa.uid != identity.service_account_uid) {
         return Err(WorkloadTokenError::WrongServiceAccount);
     }
-    let ends = claims
-        .kubernetes
-        .as_ref()
-        .and_then(|k| k.warnafter)
-        .map_or(claims.exp, |w| w.min(claims.exp));
-    if ends + CLOCK_SKEW_SECS <= now {
+    if claims.ends_at() + CLOCK_SKEW_SECS <= now {
         return Err(WorkloadTokenError::Expired);
     }
     if claims.iat > now + CLOCK_SKEW_SECS

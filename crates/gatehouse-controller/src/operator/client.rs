@@ -114,7 +114,8 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         }
         None => None,
     };
-    let cluster_issuer = ctx.cluster_issuer();
+    // Copied (keys and all) only for the clients that need it.
+    let cluster_issuer = account_uid.as_ref().and_then(|_| ctx.cluster_issuer());
     let service_account = match (&client.spec.workload_identity, &account_uid) {
         (None, _) => ServiceAccountView::Unavailable,
         (Some(_), None) => ServiceAccountView::Missing,

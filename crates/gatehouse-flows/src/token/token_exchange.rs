@@ -105,11 +105,7 @@ async fn presented(
     {
         match assertions::verify_workload_claims(services, tenant, identity, token) {
             Ok(claims) => {
-                let exp = claims
-                    .kubernetes
-                    .as_ref()
-                    .and_then(|k| k.warnafter)
-                    .map_or(claims.exp, |w| w.min(claims.exp));
+                let exp = claims.ends_at();
                 return Ok(PresentedToken {
                     kind: PresentedKind::ServiceAccount,
                     sub: client_subject(&ctx.client.client_id),
