@@ -168,6 +168,34 @@ pub struct StoreSafetyArgs {
     pub allow_evicting_store: bool,
 }
 
+/// How the keys of Tenants' `trustedIssuers` are read (by `operator` and `standalone`; the
+/// token service never calls out).
+#[derive(Args, Clone)]
+pub struct TrustedIssuerArgs {
+    /// Also trust the CA certificates in this PEM file when reading trusted issuers' keys
+    /// (public web roots are always trusted).
+    #[arg(long, env = "GATEHOUSE_TRUSTED_ISSUER_CA_FILE")]
+    pub trusted_issuer_ca_file: Option<PathBuf>,
+    /// Let trusted issuers' URLs (and their redirects and discovery documents) reach private,
+    /// loopback and link-local addresses: for an issuer inside your network.
+    #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_ISSUER_ADDRESSES")]
+    pub allow_private_issuer_addresses: bool,
+    /// How often trusted issuers' keys are read again (a failed read is retried within 30 s).
+    #[arg(long, env = "GATEHOUSE_TRUSTED_ISSUER_REFRESH", default_value = "5m", value_parser = duration)]
+    pub trusted_issuer_refresh: Duration,
+}
+
+impl TrustedIssuerArgs {
+    /// The reader these settings describe.
+    pub fn fetcher(&self) -> anyhow::Result<gatehouse_controller::issuers::fetch::Fetcher> {
+        gatehouse_controller::issuers::fetch::Fetcher::new(
+            self.trusted_issuer_ca_file.as_deref(),
+            self.allow_private_issuer_addresses,
+        )
+        .context("--trusted-issuer-ca-file")
+    }
+}
+
 #[derive(Args)]
 pub struct StandaloneArgs {
     /// Directory of YAML manifests (multi-document files allowed); edits are picked up live.
@@ -178,6 +206,8 @@ pub struct StandaloneArgs {
     pub store: String,
     #[command(flatten)]
     pub store_safety: StoreSafetyArgs,
+    #[command(flatten)]
+    pub trusted_issuers: TrustedIssuerArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -221,6 +251,8 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub trusted_issuers: TrustedIssuerArgs,
 }
 
 #[derive(Args)]

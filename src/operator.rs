@@ -58,6 +58,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     }
     tracing::info!(%namespace, %identity, store = %gatehouse_store::redact_url(&args.store), "operator starting");
     let config = OperatorConfig {
+        fetcher: args.trusted_issuers.fetcher()?,
+        issuer_refresh: args.trusted_issuers.trusted_issuer_refresh,
         public_url,
         clock: clock::system(),
         random: random::system(),

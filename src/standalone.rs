@@ -62,6 +62,8 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         public_url,
         clock: clock.clone(),
         random: random.clone(),
+        fetcher: args.trusted_issuers.fetcher()?,
+        issuer_refresh: args.trusted_issuers.trusted_issuer_refresh,
     };
     let mut driver = Driver::new(setting, Publisher::new(store.clone(), kek, random.clone()));
     let first = driver.start().await?;

@@ -132,6 +132,9 @@ async fn point(clients: usize) -> Point {
             identity: "bench".into(),
             clock: gatehouse_core::clock::system(),
             random: gatehouse_core::random::system(),
+            fetcher: gatehouse_controller::issuers::fetch::Fetcher::new(None, false)
+                .expect("the public roots"),
+            issuer_refresh: gatehouse_controller::issuers::DEFAULT_REFRESH,
         },
         metrics.clone(),
         Arc::new(AtomicBool::new(false)),

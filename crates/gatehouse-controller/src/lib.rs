@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod conditions;
 pub mod events;
+pub mod issuers;
 pub mod operator;
 pub mod publish;
 pub mod rbac;

@@ -170,6 +170,9 @@ pub struct OperatorConfig {
     /// The process's one clock and randomness.
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
+    /// How Tenants' trusted issuers' keys are read, and how often.
+    pub fetcher: crate::issuers::fetch::Fetcher,
+    pub issuer_refresh: Duration,
 }
 
 /// A future that resolves once `shutdown` has, as often as it is asked.
@@ -238,6 +241,8 @@ pub async fn run(
         public_url: config.public_url.clone(),
         namespace: config.namespace.clone(),
         clock: config.clock.clone(),
+        fetcher: config.fetcher.clone(),
+        issuer_refresh: config.issuer_refresh,
     };
     let ctx = Arc::new(Context::new(
         Kube::new(client.clone(), config.clock.clone(), config.random.clone()),

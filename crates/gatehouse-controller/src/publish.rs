@@ -574,6 +574,7 @@ mod tests {
     fn reconciled(secret: &[u8], alg: &str) -> Reconciled {
         let (t, c, s) = objects(secret, alg);
         reconcile(&Observed {
+            trusted: &crate::issuers::TrustedKeys::default(),
             tenants: &t,
             clients: &c,
             secrets: &s,
@@ -663,6 +664,7 @@ mod tests {
             let publisher = &publisher;
             async move {
                 let reconciled = reconcile(&Observed {
+                    trusted: &crate::issuers::TrustedKeys::default(),
                     tenants: &t,
                     clients: &c,
                     secrets: &s,
@@ -771,6 +773,7 @@ mod tests {
         let publisher = Publisher::new(store.clone(), kek, gatehouse_core::random::system());
         let run = |t: &[Tenant], c: &[OAuthClient], s: &[Secret]| {
             reconcile(&Observed {
+                trusted: &crate::issuers::TrustedKeys::default(),
                 tenants: t,
                 clients: c,
                 secrets: s,

@@ -14,6 +14,7 @@ pub use client::{
 };
 pub use tenant::reconcile_tenant;
 
+use crate::issuers::TrustedKeys;
 use crate::secrets::SecretView;
 use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::secret::HashCost;
@@ -35,6 +36,8 @@ pub struct Observed<'a> {
     pub secrets: &'a [Secret],
     /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
     pub public_url: &'a str,
+    /// Tenants' trusted issuers' keys as last read.
+    pub trusted: &'a TrustedKeys,
     pub now: Time,
 }
 
@@ -226,6 +229,7 @@ impl Reconciled {
 #[must_use]
 pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
     let secrets = SecretIndex::new(observed.secrets);
+    let now = u64::try_from(observed.now.0.as_second()).unwrap_or(0);
     let tenants: Vec<TenantOutcome> = observed
         .tenants
         .iter()
@@ -235,7 +239,14 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                 .users
                 .as_ref()
                 .and_then(|u| secrets.get(&u.secret_ref.namespace, &u.secret_ref.name));
-            reconcile_tenant(t, SecretView::of(users), observed.public_url, &observed.now)
+            let issuers = observed.trusted.statuses(t, now);
+            reconcile_tenant(
+                t,
+                SecretView::of(users),
+                observed.public_url,
+                issuers,
+                &observed.now,
+            )
         })
         .collect();
     let tenant_objects: HashMap<String, &Tenant> =
@@ -259,6 +270,16 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                     .copied()
             });
             let secret_name = c.spec.effective_secret_ref(&c.name_any()).name;
+            let issuer_keys = match (
+                tenant,
+                c.spec
+                    .workload_identity
+                    .as_ref()
+                    .and_then(|w| w.trusted_issuer.as_deref()),
+            ) {
+                (Some(t), Some(issuer)) => observed.trusted.keys(t, issuer, now),
+                _ => None,
+            };
             let inputs = ClientInputs {
                 tenant: view,
                 holds_id,
@@ -267,6 +288,7 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                 ),
                 // No API server to resolve a ServiceAccount with.
                 service_account: ServiceAccountView::Unavailable,
+                issuer_keys: issuer_keys.as_ref(),
                 public_url: observed.public_url,
                 now: &observed.now,
             };

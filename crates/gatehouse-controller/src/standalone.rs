@@ -10,9 +10,11 @@ pub mod kept_keys;
 pub mod manifests;
 pub mod table;
 
+use crate::issuers::TrustedKeys;
+use crate::issuers::fetch::Fetcher;
 use crate::operator::time_of;
 use crate::publish::{PublishError, PublishReport, Publisher, record_report};
-use crate::reconcile::{Observed, Reconciled, SecretRequest, reconcile};
+use crate::reconcile::{Observed, Reconciled, SecretRequest, TenantView, reconcile};
 use files::{fingerprint, fingerprint_of, write_generated_secret};
 use futures::FutureExt;
 use gatehouse_core::clock::Clock;
@@ -66,6 +68,9 @@ pub struct Setting {
     pub public_url: String,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
+    /// How Tenants' trusted issuers' keys are read, and how often.
+    pub fetcher: Fetcher,
+    pub issuer_refresh: Duration,
 }
 
 pub struct Driver {
@@ -78,19 +83,24 @@ pub struct Driver {
     origins: manifests::Origins,
     /// The directory's fingerprint as last reconciled (see [`files::fingerprint`]).
     seen: u64,
+    /// Tenants' trusted issuers' keys as last read, and when a read is next due.
+    trusted: TrustedKeys,
+    next_issuer_read: Option<u64>,
 }
 
 impl Driver {
     #[must_use]
     pub fn new(setting: Setting, publisher: Publisher) -> Self {
         Driver {
-            setting,
             publisher,
             tenant_status: HashMap::new(),
             client_status: HashMap::new(),
             last_table: String::new(),
             origins: manifests::Origins::new(),
             seen: 0,
+            trusted: TrustedKeys::new(setting.issuer_refresh),
+            next_issuer_read: None,
+            setting,
         }
     }
 
@@ -133,7 +143,14 @@ impl Driver {
                     );
                 }
             }
-            if current == self.seen && !drifted && last_sync.elapsed() < resync_every {
+            let issuers_due = self
+                .next_issuer_read
+                .is_some_and(|at| at <= self.setting.clock.now());
+            if current == self.seen
+                && !drifted
+                && !issuers_due
+                && last_sync.elapsed() < resync_every
+            {
                 continue;
             }
             let edited = current != self.seen;
@@ -193,6 +210,7 @@ impl Driver {
                 .get(&(c.namespace().unwrap_or_default(), c.name_any()))
                 .map(|(_, s)| s.clone());
         }
+        self.read_issuers(&m).await;
         let mut reconciled = self.reconcile(&m);
         let mut written = Vec::new();
         let requests: Vec<SecretRequest> = reconciled
@@ -232,12 +250,35 @@ impl Driver {
         Ok(fingerprint_of(&written) ^ keeper.fingerprint_change())
     }
 
+    /// Reads the keys of the valid tenants' trusted issuers that are due.
+    async fn read_issuers(&mut self, m: &Manifests) {
+        let now = self.setting.clock.now();
+        let mut next: Option<u64> = None;
+        for tenant in &m.tenants {
+            if tenant.spec.trusted_issuers.is_empty()
+                || !matches!(TenantView::of(Some(tenant)), TenantView::Valid(_))
+            {
+                continue;
+            }
+            let (_, due) = self
+                .trusted
+                .refresh(tenant, &self.setting.fetcher, now)
+                .await;
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.next_issuer_read = next;
+    }
+
     fn reconcile(&self, m: &Manifests) -> Reconciled {
         reconcile(&Observed {
             tenants: &m.tenants,
             clients: &m.clients,
             secrets: &m.secrets,
             public_url: &self.setting.public_url,
+            trusted: &self.trusted,
             now: time_of(self.setting.clock.now()),
         })
     }

@@ -166,6 +166,8 @@ async fn the_operator_leads_fills_its_caches_and_shuts_down_cleanly() {
             identity: "me".into(),
             clock: gatehouse_core::clock::system(),
             random: gatehouse_core::random::system(),
+            fetcher: gatehouse_controller::issuers::fetch::Fetcher::new(None, false).unwrap(),
+            issuer_refresh: gatehouse_controller::issuers::DEFAULT_REFRESH,
         },
         metrics.clone(),
         ready.clone(),

@@ -141,6 +141,10 @@ pub struct ClientConfig {
     /// is bound to and the keys that sign such tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadIdentity>,
+    /// For a client that authenticates with tokens of one of its tenant's trusted issuers:
+    /// the subjects mapped to it and the issuer's keys as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedIdentity>,
     /// Free-form annotations for later features; kept so records stay forward compatible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
@@ -159,6 +163,19 @@ pub struct WorkloadIdentity {
     /// The cluster's ServiceAccount token issuer (`iss`).
     pub issuer: String,
     /// Its public keys (a JWK Set), as the API server publishes them.
+    pub jwks: serde_json::Value,
+}
+
+/// What binds a client to subjects of an issuer outside the cluster (a Tenant's trusted
+/// issuer): the operator reads the issuer's keys and writes them here, so that the token
+/// service verifies those tokens without calling out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederatedIdentity {
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The `sub` values that authenticate this client (exact matches).
+    pub subjects: Vec<String>,
+    /// The issuer's public keys (a JWK Set); empty once they are too old to trust.
     pub jwks: serde_json::Value,
 }
 

@@ -46,6 +46,7 @@ pub fn client() -> ClientConfig {
         may_assert: crate::config::AssertableSubjects::default(),
         incarnation: String::new(),
         workload: None,
+        federated: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

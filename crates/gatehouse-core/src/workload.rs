@@ -10,7 +10,7 @@
 //! the two ends the token here.
 
 use crate::assertion::{AssertionError, CLOCK_SKEW_SECS, verify_signature};
-use crate::config::WorkloadIdentity;
+use crate::config::{FederatedIdentity, WorkloadIdentity};
 use crate::token::Audience;
 use serde::Deserialize;
 
@@ -90,14 +90,14 @@ pub enum WorkloadTokenError {
     /// Malformed, unknown key, bad signature: see the inner error.
     #[error("{0}")]
     Signature(AssertionError),
-    /// `iss` is not the cluster's issuer.
-    #[error("the token's issuer is not the cluster's ServiceAccount issuer")]
+    /// `iss` is not the issuer the client is bound to.
+    #[error("the token's issuer is not the one this client is bound to")]
     WrongIssuer,
     /// `aud` names neither the tenant's issuer nor its token endpoint.
     #[error("the token's audience is not this server (use the tenant's issuer or token endpoint)")]
     WrongAudience,
-    /// `sub` is another account.
-    #[error("the token's subject is not the ServiceAccount this client is bound to")]
+    /// `sub` is another account (or a subject not mapped to the client).
+    #[error("the token's subject is not one this client is bound to")]
     WrongSubject,
     /// The account's uid differs from the one resolved.
     #[error("the token belongs to an earlier ServiceAccount of the same name")]
@@ -151,6 +151,67 @@ pub fn verify_service_account_token(
         return Err(WorkloadTokenError::NotYetValid);
     }
     if now.saturating_sub(claims.iat) > MAX_AGE_SECS {
+        return Err(WorkloadTokenError::TooOld);
+    }
+    Ok(claims)
+}
+
+/// The claims of a trusted issuer's token Gatehouse reads.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct FederatedClaims {
+    /// The trusted issuer.
+    pub iss: String,
+    /// One of the subjects mapped to the client.
+    pub sub: String,
+    /// The tenant's issuer or token endpoint.
+    pub aud: Audience,
+    /// Unix seconds; required.
+    pub exp: u64,
+    /// Unix seconds, if given.
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    /// Unix seconds; without it the token may live at most [`MAX_AGE_SECS`] from now.
+    #[serde(default)]
+    pub iat: Option<u64>,
+}
+
+/// Verifies a trusted issuer's token for the client `identity` binds, expecting one of
+/// `audiences`, at `now`. Like a ServiceAccount token it is not single-use (a CI job reuses
+/// its token), so its age is bounded instead: [`MAX_AGE_SECS`] since `iat`, or until `exp`
+/// for a token without `iat`.
+///
+/// # Errors
+/// The first check that fails, as [`WorkloadTokenError`].
+pub fn verify_federated_token(
+    token: &str,
+    identity: &FederatedIdentity,
+    audiences: &[&str],
+    now: u64,
+) -> Result<FederatedClaims, WorkloadTokenError> {
+    let claims: FederatedClaims =
+        verify_signature(token, Some(&identity.jwks)).map_err(WorkloadTokenError::Signature)?;
+    if claims.iss != identity.issuer {
+        return Err(WorkloadTokenError::WrongIssuer);
+    }
+    if !claims.aud.0.iter().any(|a| audiences.contains(&a.as_str())) {
+        return Err(WorkloadTokenError::WrongAudience);
+    }
+    if !identity.subjects.contains(&claims.sub) {
+        return Err(WorkloadTokenError::WrongSubject);
+    }
+    if claims.exp + CLOCK_SKEW_SECS <= now {
+        return Err(WorkloadTokenError::Expired);
+    }
+    if claims.iat.is_some_and(|iat| iat > now + CLOCK_SKEW_SECS)
+        || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS)
+    {
+        return Err(WorkloadTokenError::NotYetValid);
+    }
+    let too_old = match claims.iat {
+        Some(iat) => now.saturating_sub(iat) > MAX_AGE_SECS,
+        None => claims.exp.saturating_sub(now) > MAX_AGE_SECS,
+    };
+    if too_old {
         return Err(WorkloadTokenError::TooOld);
     }
     Ok(claims)
@@ -334,5 +395,94 @@ mod tests {
             check(&id, &token(&old, "old", &legacy)).unwrap_err(),
             WorkloadTokenError::Signature(AssertionError::Malformed)
         ));
+    }
+
+    fn ci_identity(s: &Signer) -> FederatedIdentity {
+        FederatedIdentity {
+            issuer: "https://ci.example.com".into(),
+            subjects: vec!["repo:acme/billing:ref:refs/heads/main".into()],
+            jwks: json!({"keys": [s.jwk.clone()]}),
+        }
+    }
+
+    fn ci_claims() -> Value {
+        json!({"iss": "https://ci.example.com", "sub": "repo:acme/billing:ref:refs/heads/main",
+            "aud": AUD, "iat": NOW - 30, "exp": NOW + 300})
+    }
+
+    fn check_ci(id: &FederatedIdentity, t: &str) -> Result<FederatedClaims, WorkloadTokenError> {
+        verify_federated_token(t, id, &[AUD], NOW)
+    }
+
+    #[test]
+    fn a_trusted_issuers_token_of_a_mapped_subject_verifies_and_nothing_else_does() {
+        let s = signer("ci-1");
+        let id = ci_identity(&s);
+        let ok = check_ci(&id, &token(&s, "ci-1", &ci_claims())).unwrap();
+        assert_eq!(ok.sub, "repo:acme/billing:ref:refs/heads/main");
+        // Reused: fine (not single-use).
+        check_ci(&id, &token(&s, "ci-1", &ci_claims())).unwrap();
+        let edit = |change: &dyn Fn(&mut Value)| {
+            let mut c = ci_claims();
+            change(&mut c);
+            c
+        };
+        let cases: Vec<(Value, WorkloadTokenError)> = vec![
+            (
+                edit(&|c| c["iss"] = json!("https://ci.example.com/")),
+                WorkloadTokenError::WrongIssuer,
+            ),
+            (
+                edit(&|c| c["aud"] = json!("https://ci.example.com")),
+                WorkloadTokenError::WrongAudience,
+            ),
+            // Exact subjects only: a prefix or a branch not mapped is someone else.
+            (
+                edit(&|c| c["sub"] = json!("repo:acme/billing:ref:refs/heads/main-x")),
+                WorkloadTokenError::WrongSubject,
+            ),
+            (
+                edit(&|c| c["sub"] = json!("repo:acme/billing:pull_request")),
+                WorkloadTokenError::WrongSubject,
+            ),
+            (
+                edit(&|c| c["exp"] = json!(NOW - CLOCK_SKEW_SECS)),
+                WorkloadTokenError::Expired,
+            ),
+            (
+                edit(&|c| c["nbf"] = json!(NOW + 120)),
+                WorkloadTokenError::NotYetValid,
+            ),
+            (
+                edit(&|c| c["iat"] = json!(NOW - MAX_AGE_SECS - 1)),
+                WorkloadTokenError::TooOld,
+            ),
+            // Without iat, a token may not live longer than the age limit from now.
+            (
+                edit(&|c| {
+                    c.as_object_mut().unwrap().remove("iat");
+                    c["exp"] = json!(NOW + MAX_AGE_SECS + 10);
+                }),
+                WorkloadTokenError::TooOld,
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(
+                check_ci(&id, &token(&s, "ci-1", &c)).unwrap_err(),
+                want,
+                "{c}"
+            );
+        }
+        // Another key, or none published any more (keys too old to trust).
+        let stranger = signer("ci-1");
+        assert!(check_ci(&id, &token(&stranger, "ci-1", &ci_claims())).is_err());
+        let emptied = FederatedIdentity {
+            jwks: json!({"keys": []}),
+            ..ci_identity(&s)
+        };
+        assert_eq!(
+            check_ci(&emptied, &token(&s, "ci-1", &ci_claims())).unwrap_err(),
+            WorkloadTokenError::Signature(AssertionError::UnknownKey)
+        );
     }
 }

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
     {"rule": "!has(self.workloadIdentity) || !has(self.tokenEndpointAuthMethod) || self.tokenEndpointAuthMethod == 'private_key_jwt'",
      "message": "a workloadIdentity client authenticates with its ServiceAccount token (private_key_jwt): leave tokenEndpointAuthMethod unset",
      "fieldPath": ".tokenEndpointAuthMethod"},
-    {"rule": "!has(self.workloadIdentity) || self.workloadIdentity.serviceAccountName != 'default'",
+    {"rule": "!has(self.workloadIdentity) || !has(self.workloadIdentity.serviceAccountName) || self.workloadIdentity.serviceAccountName != 'default'",
      "message": "bind a ServiceAccount of its own: every pod of the namespace that names none runs as default",
      "fieldPath": ".workloadIdentity.serviceAccountName"},
     {"rule": "!has(self.workloadIdentity) || !has(self.secretRef)",
@@ -159,16 +159,31 @@ pub struct OAuthClientSpec {
     pub workload_identity: Option<WorkloadIdentitySpec>,
 }
 
-/// The ServiceAccount whose tokens authenticate a client.
+/// Whose signed tokens authenticate a client instead of a secret: a ServiceAccount of the
+/// client's own namespace, or the subjects its Tenant maps to it from one of the Tenant's
+/// `trustedIssuers`. Exactly one of the two.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.serviceAccountName) != has(self.trustedIssuer)",
+     "message": "name either serviceAccountName or trustedIssuer, not both"},
+]))]
 pub struct WorkloadIdentitySpec {
     /// A ServiceAccount in the client's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
         length(min = 1, max = 253)
     )]
-    pub service_account_name: String,
+    pub service_account_name: Option<String>,
+    /// The `name` of one of the Tenant's `trustedIssuers`: tokens of the subjects the Tenant
+    /// maps to this client (`trustedIssuers[].subjects`) authenticate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub trusted_issuer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -217,7 +232,8 @@ pub struct OAuthClientStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// For workload identity: the token subject the client is bound to
-    /// (`system:serviceaccount:<namespace>:<name>`).
+    /// (`system:serviceaccount:<namespace>:<name>`), or for a trusted issuer the subjects its
+    /// Tenant maps to it, comma-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_subject: Option<String>,
 }

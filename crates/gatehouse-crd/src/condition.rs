@@ -64,6 +64,8 @@ pub mod types {
     pub const ACCEPTED: &str = "Accepted";
     /// The tenant's users Secret was read (only on tenants with `spec.users`).
     pub const USERS_LOADED: &str = "UsersLoaded";
+    /// Every trusted issuer's keys are current (only on tenants with `spec.trustedIssuers`).
+    pub const TRUSTED_ISSUERS_READ: &str = "TrustedIssuersRead";
 }
 
 pub mod reasons {
@@ -98,6 +100,14 @@ pub mod reasons {
     pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
     /// The cluster's ServiceAccount issuer (or its keys) could not be read.
     pub const SERVICE_ACCOUNT_ISSUER_UNKNOWN: &str = "ServiceAccountIssuerUnknown";
+    /// `workloadIdentity.trustedIssuer` names no entry of the tenant's `trustedIssuers`.
+    pub const TRUSTED_ISSUER_NOT_FOUND: &str = "TrustedIssuerNotFound";
+    /// The tenant maps no subject of the named trusted issuer to this client.
+    pub const WORKLOAD_SUBJECT_NOT_MAPPED: &str = "WorkloadSubjectNotMapped";
+    /// A trusted issuer's keys could not be read (the last keys read work for its grace period).
+    pub const ISSUER_UNREACHABLE: &str = "IssuerUnreachable";
+    /// Every trusted issuer's keys were read.
+    pub const ISSUERS_READ: &str = "IssuersRead";
     /// workloadIdentity where there is no Kubernetes API server (standalone).
     pub const WORKLOAD_IDENTITY_UNAVAILABLE: &str = "WorkloadIdentityUnavailable";
     /// The credentials Secret exists but has no usable `client_secret`.

@@ -109,9 +109,62 @@ pub struct TenantSpec {
     #[schemars(length(max = 256))]
     pub subject_assertions: Vec<SubjectAssertionSpec>,
 
+    /// Issuers besides this cluster whose signed tokens identify workloads (another cluster, a
+    /// CI system): the operator reads their keys (https only), and each maps token subjects to
+    /// clients that name it in `workloadIdentity.trustedIssuer`. The cluster's own
+    /// ServiceAccount issuer needs no entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub trusted_issuers: Vec<TrustedIssuerSpec>,
+
     /// Static users for the login page and the password grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<UsersSpec>,
+}
+
+/// An issuer whose tokens authenticate the clients it names, as their workload identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedIssuerSpec {
+    /// What clients call it (`workloadIdentity.trustedIssuer`).
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub name: String,
+    /// The tokens' `iss`, exactly: an `https` URL.
+    #[schemars(length(min = 9, max = 512))]
+    pub issuer: String,
+    /// Where its public keys are (`https`). Default: the `jwks_uri` of
+    /// `{issuer}/.well-known/openid-configuration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = 512))]
+    pub jwks_uri: Option<String>,
+    /// Which token subject (`sub`, matched exactly) authenticates which client.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub subjects: Vec<IssuerSubjectSpec>,
+    /// How long the keys last read keep working while the issuer cannot be reached. Default
+    /// `24h`.
+    #[serde(default = "default_issuer_grace")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub grace_period: String,
+}
+
+fn default_issuer_grace() -> String {
+    "24h".into()
+}
+
+/// One subject of a trusted issuer and the client its tokens authenticate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerSubjectSpec {
+    /// The tokens' `sub`, matched exactly (say `repo:acme/billing:ref:refs/heads/main`).
+    #[schemars(length(min = 1, max = 512))]
+    pub subject: String,
+    /// The client those tokens authenticate; it must name this issuer in
+    /// `workloadIdentity.trustedIssuer`.
+    pub client: ClientRefSpec,
 }
 
 /// A resource server clients of this tenant may ask tokens for.
@@ -358,6 +411,37 @@ pub struct TenantStatus {
     /// The tenant's signing keys and their state.
     #[serde(default)]
     pub signing_keys: Vec<SigningKeyStatus>,
+    /// What the operator last read from each of `spec.trustedIssuers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_issuers: Vec<TrustedIssuerStatus>,
+}
+
+/// One trusted issuer as last read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedIssuerStatus {
+    pub name: String,
+    /// The issuer read (`spec.trustedIssuers[].issuer`).
+    pub issuer: String,
+    /// `Ready`, `IssuerUnreachable` (the last keys read still work until `keysValidUntil`),
+    /// `KeysExpired` (unreachable for longer than the grace period: its tokens are refused),
+    /// or `Pending` (not read yet).
+    pub state: String,
+    /// The last error, or what was read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Where the keys were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// How many keys the last good read held.
+    #[serde(default)]
+    pub keys: i32,
+    /// When the keys were last read successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_time: Option<Time>,
+    /// Until when the keys last read are used if the issuer stays unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_valid_until: Option<Time>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

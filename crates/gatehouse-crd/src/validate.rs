@@ -391,6 +391,7 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
             }
         }
     }
+    trusted_issuer_rules(&mut out, spec);
     if let Some(users) = &spec.users {
         if !is_dns_subdomain(&users.secret_ref.name) {
             err(
@@ -408,6 +409,90 @@ fn tenant_rules(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
         }
     }
     out
+}
+
+/// `spec.trustedIssuers`: unique names, `https` URLs without query or fragment (an issuer
+/// identifier, OpenID Connect Discovery section 3), subjects mapped once, a grace period.
+fn trusted_issuer_rules(out: &mut Vec<FieldError>, spec: &TenantSpec) {
+    for (i, issuer) in spec.trusted_issuers.iter().enumerate() {
+        let field = format!("spec.trustedIssuers[{i}]");
+        if !is_dns_label(&issuer.name) {
+            err(out, format!("{field}.name"), "must be a DNS-1123 label");
+        }
+        if spec.trusted_issuers[..i]
+            .iter()
+            .any(|t| t.name == issuer.name)
+        {
+            err(
+                out,
+                format!("{field}.name"),
+                format!("duplicate trusted issuer {}", shown(&issuer.name)),
+            );
+        }
+        if let Some(problem) = https_url_problem(&issuer.issuer) {
+            err(out, format!("{field}.issuer"), problem);
+        }
+        if let Some(uri) = &issuer.jwks_uri
+            && let Some(problem) = https_url_problem(uri)
+        {
+            err(out, format!("{field}.jwksUri"), problem);
+        }
+        for (j, mapping) in issuer.subjects.iter().enumerate() {
+            let at = format!("{field}.subjects[{j}]");
+            if mapping.subject.is_empty()
+                || mapping.subject.len() > 512
+                || mapping.subject.chars().any(char::is_control)
+            {
+                err(
+                    out,
+                    format!("{at}.subject"),
+                    "must be 1 to 512 characters without control characters",
+                );
+            }
+            if issuer.subjects[..j]
+                .iter()
+                .any(|m| m.subject == mapping.subject)
+            {
+                err(
+                    out,
+                    format!("{at}.subject"),
+                    format!(
+                        "duplicate subject {}: a subject authenticates one client",
+                        shown(&mapping.subject)
+                    ),
+                );
+            }
+            if !is_dns_label(&mapping.client.namespace) {
+                err(
+                    out,
+                    format!("{at}.client.namespace"),
+                    "must be a namespace name",
+                );
+            }
+            if !is_client_id(&mapping.client.client_id) {
+                err(out, format!("{at}.client.clientId"), CLIENT_ID_RULE);
+            }
+        }
+        check_duration(out, &format!("{field}.gracePeriod"), &issuer.grace_period);
+    }
+}
+
+/// Why `value` is not an absolute `https` URL with a host and without query or fragment.
+fn https_url_problem(value: &str) -> Option<String> {
+    let Some(rest) = value.strip_prefix("https://") else {
+        return Some(format!("{} must be an https URL", shown(value)));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Some(format!("{} must name a host (and no user)", shown(value)));
+    }
+    if value.contains('?') || value.contains('#') {
+        return Some(format!("{} must have no query or fragment", shown(value)));
+    }
+    if value.len() > 512 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must be at most 512 characters without spaces".to_string());
+    }
+    None
 }
 
 /// Why `default` cannot be a workload identity.
@@ -535,18 +620,36 @@ fn client_rules(spec: &OAuthClientSpec) -> Vec<FieldError> {
                 "a workloadIdentity client uses no Secret: remove secretRef",
             );
         }
-        if !is_dns_subdomain(&w.service_account_name) {
-            err(
+        match (&w.service_account_name, &w.trusted_issuer) {
+            (Some(account), None) => {
+                if !is_dns_subdomain(account) {
+                    err(
+                        &mut out,
+                        "spec.workloadIdentity.serviceAccountName",
+                        "must be a ServiceAccount name",
+                    );
+                } else if account == "default" {
+                    err(
+                        &mut out,
+                        "spec.workloadIdentity.serviceAccountName",
+                        DEFAULT_ACCOUNT_REFUSED,
+                    );
+                }
+            }
+            (None, Some(issuer)) => {
+                if !is_dns_label(issuer) {
+                    err(
+                        &mut out,
+                        "spec.workloadIdentity.trustedIssuer",
+                        "must be the name of one of the tenant's trustedIssuers",
+                    );
+                }
+            }
+            _ => err(
                 &mut out,
-                "spec.workloadIdentity.serviceAccountName",
-                "must be a ServiceAccount name",
-            );
-        } else if w.service_account_name == "default" {
-            err(
-                &mut out,
-                "spec.workloadIdentity.serviceAccountName",
-                DEFAULT_ACCOUNT_REFUSED,
-            );
+                "spec.workloadIdentity",
+                "name either serviceAccountName or trustedIssuer, not both",
+            ),
         }
     }
     if method == Some(ClientAuthMethod::PrivateKeyJwt)
@@ -640,6 +743,100 @@ mod tests {
                 serde_json::json!({"workloadIdentity": {"serviceAccountName": "Bad_Name"}})
             ))
             .contains(&"spec.workloadIdentity.serviceAccountName".to_string())
+        );
+    }
+
+    #[test]
+    fn a_trusted_issuer_client_names_one_issuer_and_nothing_else() {
+        let with = |identity: serde_json::Value| {
+            validate_client(
+                &serde_json::from_value(serde_json::json!({"tenantRef": "acme",
+                    "grantTypes": ["client_credentials"], "workloadIdentity": identity}))
+                .unwrap(),
+            )
+            .into_iter()
+            .map(|e| e.field)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            with(serde_json::json!({"trustedIssuer": "ci"})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with(serde_json::json!({"trustedIssuer": "ci", "serviceAccountName": "x"})),
+            ["spec.workloadIdentity"]
+        );
+        assert_eq!(with(serde_json::json!({})), ["spec.workloadIdentity"]);
+        assert_eq!(
+            with(serde_json::json!({"trustedIssuer": "Not A Name"})),
+            ["spec.workloadIdentity.trustedIssuer"]
+        );
+    }
+
+    #[test]
+    fn trusted_issuers_are_https_unique_and_map_each_subject_once() {
+        let with = |issuers: serde_json::Value| {
+            let mut t = tenant();
+            t.trusted_issuers = serde_json::from_value(issuers).unwrap();
+            validate_tenant("acme", &t)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        let good = serde_json::json!({"name": "ci", "issuer": "https://ci.example.com",
+            "subjects": [{"subject": "repo:a:ref:refs/heads/main", "client": {"namespace": "acme", "clientId": "acme-ci"}}]});
+        assert_eq!(with(serde_json::json!([good])), Vec::<String>::new());
+        let edit = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            change(&mut v);
+            v
+        };
+        for (issuer, field) in [
+            (
+                edit(&|v| v["issuer"] = "http://ci.example.com".into()),
+                "spec.trustedIssuers[0].issuer",
+            ),
+            (
+                edit(&|v| v["issuer"] = "https://ci.example.com/?x=1".into()),
+                "spec.trustedIssuers[0].issuer",
+            ),
+            (
+                edit(&|v| v["issuer"] = "https://user@ci.example.com".into()),
+                "spec.trustedIssuers[0].issuer",
+            ),
+            (
+                edit(&|v| v["jwksUri"] = "http://ci.example.com/jwks".into()),
+                "spec.trustedIssuers[0].jwksUri",
+            ),
+            (
+                edit(&|v| v["gracePeriod"] = "0s".into()),
+                "spec.trustedIssuers[0].gracePeriod",
+            ),
+            (
+                edit(&|v| v["subjects"][0]["subject"] = "".into()),
+                "spec.trustedIssuers[0].subjects[0].subject",
+            ),
+            (
+                edit(&|v| v["subjects"][0]["client"]["namespace"] = "Bad".into()),
+                "spec.trustedIssuers[0].subjects[0].client.namespace",
+            ),
+        ] {
+            assert!(
+                with(serde_json::json!([issuer])).contains(&field.to_string()),
+                "{issuer}"
+            );
+        }
+        let twice = edit(&|v| {
+            let first = v["subjects"][0].clone();
+            v["subjects"].as_array_mut().unwrap().push(first);
+        });
+        assert_eq!(
+            with(serde_json::json!([twice])),
+            ["spec.trustedIssuers[0].subjects[1].subject"]
+        );
+        assert_eq!(
+            with(serde_json::json!([good, good])),
+            ["spec.trustedIssuers[1].name"]
         );
     }
 

@@ -5,9 +5,8 @@
 
 use crate::{Error, ServedTenant, Services};
 use gatehouse_core::assertion::{self, AssertionClaims};
-use gatehouse_core::config::WorkloadIdentity;
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_core::workload::ServiceAccountClaims;
+use gatehouse_core::workload;
 use gatehouse_core::{ClientConfig, OAuthError, endpoints};
 use gatehouse_store::RecordKind;
 
@@ -45,38 +44,54 @@ pub async fn verify_once(
     Ok(claims)
 }
 
-/// Verifies a Kubernetes ServiceAccount token presented as the credentials of the client
-/// `identity` binds (audience: the tenant's issuer or token endpoint). No `jti` is spent: a pod
-/// reuses its token until the kubelet replaces it. The error says why, for the log only.
-///
-/// # Errors
-/// Why the token does not authenticate the client.
-pub fn verify_workload(
-    services: &Services,
-    tenant: &ServedTenant,
-    identity: &WorkloadIdentity,
-    token: &str,
-) -> Result<(), String> {
-    verify_workload_claims(services, tenant, identity, token).map(|_| ())
+/// A verified workload token: whom it is for and when it ends (a token exchange bounds its
+/// result by them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadToken {
+    /// Its `aud`.
+    pub aud: Vec<String>,
+    /// Its real end (`exp`, or an extended ServiceAccount token's `warnafter`).
+    pub ends_at: u64,
 }
 
-/// [`verify_workload`], with the token's claims (a token exchange bounds its result by them).
+/// Whether `client` authenticates with workload tokens: a Kubernetes ServiceAccount's or a
+/// trusted issuer's, instead of a key of its own.
+pub fn has_workload_identity(client: &ClientConfig) -> bool {
+    client.workload.is_some() || client.federated.is_some()
+}
+
+/// Verifies a workload token presented as the credentials of `client`: a ServiceAccount token
+/// of the account it is bound to, or a trusted issuer's token of a subject mapped to it
+/// (audience: the tenant's issuer or token endpoint). No `jti` is spent: a pod or a CI job
+/// reuses its token until it is replaced; its age is bounded instead. The error says why,
+/// for the log only.
 ///
 /// # Errors
 /// Why the token does not authenticate the client.
-pub fn verify_workload_claims(
+pub fn verify_workload_token(
     services: &Services,
     tenant: &ServedTenant,
-    identity: &WorkloadIdentity,
+    client: &ClientConfig,
     token: &str,
-) -> Result<ServiceAccountClaims, String> {
+) -> Result<WorkloadToken, String> {
     let token_endpoint = tenant.endpoint(endpoints::TOKEN);
     let audiences = [tenant.issuer.as_str(), token_endpoint.as_str()];
-    gatehouse_core::workload::verify_service_account_token(
-        token,
-        identity,
-        &audiences,
-        services.now(),
-    )
-    .map_err(|e| format!("ServiceAccount token refused: {e}"))
+    let now = services.now();
+    if let Some(identity) = &client.workload {
+        return workload::verify_service_account_token(token, identity, &audiences, now)
+            .map(|c| WorkloadToken {
+                ends_at: c.ends_at(),
+                aud: c.aud.0,
+            })
+            .map_err(|e| format!("ServiceAccount token refused: {e}"));
+    }
+    if let Some(identity) = &client.federated {
+        return workload::verify_federated_token(token, identity, &audiences, now)
+            .map(|c| WorkloadToken {
+                ends_at: c.exp,
+                aud: c.aud.0,
+            })
+            .map_err(|e| format!("token of trusted issuer {} refused: {e}", identity.issuer));
+    }
+    Err("the client has no workload identity".to_string())
 }

@@ -83,9 +83,10 @@ pub async fn authenticate(
                     "client assertion missing",
                 ));
             };
-            if let Some(identity) = &client.workload {
-                return match assertions::verify_workload(services, tenant, identity, assertion) {
-                    Ok(()) => Ok(client),
+            if assertions::has_workload_identity(&client) {
+                return match assertions::verify_workload_token(services, tenant, &client, assertion)
+                {
+                    Ok(_) => Ok(client),
                     Err(why) => Err(failed(tenant, &client.client_id, &why)),
                 };
             }

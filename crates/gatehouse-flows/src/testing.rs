@@ -78,6 +78,7 @@ fn client(id: &str, grants: &[GrantType]) -> ClientConfig {
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i1".into(),
         workload: None,
+        federated: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

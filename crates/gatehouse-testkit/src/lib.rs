@@ -1,13 +1,15 @@
 //! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports,
 //! a real Kubernetes control plane built from source ([`kube`]), an in-memory Kubernetes API
 //! server ([`apiserver`]) for the operator's scale runs and the tests that pin its exact calls,
-//! and a proxy that cuts Redis connections at a chosen command ([`proxy`]).
+//! a proxy that cuts Redis connections at a chosen command ([`proxy`]), and an HTTPS server
+//! with a throw-away CA that serves canned documents ([`https`]).
 //!
 //! The Redis servers run with persistence off in temporary directories and are killed when
 //! their handle drops.
 
 pub mod apiserver;
 pub mod fuzz;
+pub mod https;
 pub mod kube;
 pub mod proxy;
 pub mod selectors;

@@ -106,23 +106,35 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
         .caches
         .index
         .holds_id(client, tenant.as_deref(), &ctx.caches.clients);
-    let account_uid = match &client.spec.workload_identity {
-        Some(w) => {
-            ctx.kube
-                .service_account_uid(&namespace, &w.service_account_name)
-                .await?
-        }
+    let account = client
+        .spec
+        .workload_identity
+        .as_ref()
+        .and_then(|w| w.service_account_name.as_deref());
+    let account_uid = match account {
+        Some(account) => ctx.kube.service_account_uid(&namespace, account).await?,
         None => None,
     };
     // Copied (keys and all) only for the clients that need it.
     let cluster_issuer = account_uid.as_ref().and_then(|_| ctx.cluster_issuer());
-    let service_account = match (&client.spec.workload_identity, &account_uid) {
+    let service_account = match (account, &account_uid) {
         (None, _) => ServiceAccountView::Unavailable,
         (Some(_), None) => ServiceAccountView::Missing,
         (Some(_), Some(uid)) => ServiceAccountView::Found {
             uid,
             issuer: cluster_issuer.as_ref(),
         },
+    };
+    let issuer_keys = match (
+        tenant.as_deref(),
+        client
+            .spec
+            .workload_identity
+            .as_ref()
+            .and_then(|w| w.trusted_issuer.as_deref()),
+    ) {
+        (Some(t), Some(issuer)) => ctx.trusted.keys(t, issuer, ctx.now()),
+        _ => None,
     };
     let decide_with = |secret: &Found| {
         decide(
@@ -132,6 +144,7 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
                 holds_id,
                 secret: secret.view(),
                 service_account,
+                issuer_keys: issuer_keys.as_ref(),
                 public_url: &ctx.public_url,
                 now: &now,
             },

@@ -4,6 +4,8 @@
 use super::index::Index;
 use super::metrics::OperatorMetrics;
 use crate::cluster::Kube;
+use crate::issuers::TrustedKeys;
+use crate::issuers::fetch::Fetcher;
 use crate::publish::Publisher;
 use crate::reconcile::ClusterIssuer;
 use gatehouse_core::clock::Clock;
@@ -51,6 +53,10 @@ pub struct Context {
     pub requeue_clients: futures::channel::mpsc::UnboundedSender<ObjectRef<OAuthClient>>,
     /// The process's one clock.
     pub clock: Arc<dyn Clock>,
+    /// Tenants' trusted issuers' keys as last read (see [`crate::issuers`]).
+    pub trusted: TrustedKeys,
+    /// What reads them.
+    pub fetcher: Fetcher,
     /// The cluster's ServiceAccount issuer as last read (see [`super::workloads`]).
     cluster_issuer: std::sync::RwLock<Option<ClusterIssuer>>,
     /// Consecutive failures per object, for backoff.
@@ -65,6 +71,9 @@ pub struct Setting {
     pub public_url: String,
     pub namespace: String,
     pub clock: Arc<dyn Clock>,
+    /// How trusted issuers' keys are read, and how often.
+    pub fetcher: Fetcher,
+    pub issuer_refresh: Duration,
 }
 
 impl Context {
@@ -85,6 +94,8 @@ impl Context {
             metrics,
             requeue_clients,
             clock: setting.clock,
+            trusted: TrustedKeys::new(setting.issuer_refresh),
+            fetcher: setting.fetcher,
             cluster_issuer: std::sync::RwLock::new(None),
             failures: Mutex::new(HashMap::new()),
         }

@@ -9,7 +9,7 @@ use crate::cluster::{ClusterError, keys_secret_name, read_keys_secret as read_ke
 use crate::conditions::{Verdict, set};
 use crate::events::EventType;
 use crate::publish::key_statuses;
-use crate::reconcile::reconcile_tenant as decide;
+use crate::reconcile::{TenantView, reconcile_tenant as decide};
 use crate::secrets::{KEYS_ROTATED_FOR_ANNOTATION, ROTATE_KEYS_ANNOTATION, WATCH_LABEL};
 use gatehouse_core::keys::KeyState;
 use gatehouse_crd::Tenant;
@@ -54,14 +54,37 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
         Some(u) => lookup::secret(ctx, &u.secret_ref.namespace, &u.secret_ref.name, None).await?,
         None => Found::Missing,
     };
-    let mut outcome = decide(tenant, users.view(), &ctx.public_url, &now_time);
+    let mut wait = RESYNC;
+    if !tenant.spec.trusted_issuers.is_empty()
+        && matches!(TenantView::of(Some(tenant)), TenantView::Valid(_))
+    {
+        let (changed, next) = ctx.trusted.refresh(tenant, &ctx.fetcher, now).await;
+        if !changed.is_empty() {
+            // Their registrations carry the keys: written again now.
+            for client in ctx.caches.index.clients_of_tenant(&name) {
+                let bound = ctx.caches.clients.get(&client).is_some_and(|c| {
+                    c.spec
+                        .workload_identity
+                        .as_ref()
+                        .is_some_and(|w| w.trusted_issuer.is_some())
+                });
+                if bound {
+                    let _ = ctx.requeue_clients.unbounded_send(client);
+                }
+            }
+        }
+        if let Some(next) = next {
+            wait = wait.min(Duration::from_secs(next.saturating_sub(now).max(1)));
+        }
+    }
+    let issuers = ctx.trusted.statuses(tenant, now);
+    let mut outcome = decide(tenant, users.view(), &ctx.public_url, issuers, &now_time);
     let mut status = outcome.status.clone();
     if outcome.registration.is_some() || outcome.held.is_some() {
         // Counted by the index from the clients' own statuses, not by looking at each client.
         let live = ctx.caches.index.live_clients(&name);
         status.clients = Some(i32::try_from(live).unwrap_or(i32::MAX));
     }
-    let mut wait = RESYNC;
     let keys_name = keys_secret_name(&name);
     let result: Result<(), ReconcileError> = async {
         let Some(config) = &outcome.registration else {

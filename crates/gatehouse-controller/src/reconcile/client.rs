@@ -3,8 +3,11 @@
 
 use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
+use crate::issuers::IssuerKeys;
 use crate::secrets::{CLIENT_SECRET_KEY, SecretView, is_generated, not_labelled, string_value};
-use gatehouse_core::config::{AssertableSubjects, BUILT_IN_SCOPES, WorkloadIdentity};
+use gatehouse_core::config::{
+    AssertableSubjects, BUILT_IN_SCOPES, FederatedIdentity, WorkloadIdentity,
+};
 use gatehouse_core::secret::HashCost;
 use gatehouse_core::workload::service_account_subject;
 use gatehouse_core::{ClientConfig, GrantType, endpoints};
@@ -99,6 +102,9 @@ pub struct ClientInputs<'a> {
     pub secret: SecretView<'a>,
     /// The ServiceAccount of a workload-identity client (ignored for the others).
     pub service_account: ServiceAccountView<'a>,
+    /// The keys of the trusted issuer a client names in `workloadIdentity.trustedIssuer`
+    /// (ignored for the others); `None` if none were looked up.
+    pub issuer_keys: Option<&'a IssuerKeys>,
     /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
     pub public_url: &'a str,
     pub now: &'a Time,
@@ -251,9 +257,54 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
         }
     }
     let mut workload = None;
-    if let Some(w) = &spec.workload_identity {
-        let subject = service_account_subject(&namespace, &w.service_account_name);
-        let account = format!("ServiceAccount {namespace}/{}", w.service_account_name);
+    let mut federated = None;
+    let mut keep_unready = false;
+    if let Some(issuer_name) = spec
+        .workload_identity
+        .as_ref()
+        .and_then(|w| w.trusted_issuer.as_ref())
+    {
+        let bound = bind_trusted_issuer(tenant, issuer_name, &namespace, &client_id, inputs);
+        match bound {
+            Bound::Refused(reason, why) => {
+                ready = Verdict::new(types::READY, false, reason, why);
+            }
+            Bound::Held(why) => {
+                outcome.held = Some(Held::new(previous, &why, inputs.now));
+                ready = Verdict::new(types::READY, false, reasons::ISSUER_UNREACHABLE, why);
+            }
+            // Registered without keys: its grants and tokens are kept, none of its tokens
+            // authenticates until the keys are read again.
+            Bound::WithoutKeys(identity, why) if ready.ok => {
+                status.workload_subject = Some(identity.subjects.join(", "));
+                ready = Verdict::new(types::READY, false, reasons::ISSUER_UNREACHABLE, why);
+                federated = Some(identity);
+                keep_unready = true;
+            }
+            Bound::Live(identity) if ready.ok => {
+                status.workload_subject = Some(identity.subjects.join(", "));
+                ready = Verdict::new(
+                    types::READY,
+                    true,
+                    reasons::RECONCILED,
+                    format!(
+                        "client {client_id} is live at {issuer}; it authenticates with tokens of {} for {}",
+                        identity.issuer,
+                        identity.subjects.join(", ")
+                    ),
+                );
+                federated = Some(identity);
+            }
+            Bound::WithoutKeys(..) | Bound::Live(_) => {}
+        }
+    }
+    if let Some(account_name) = spec
+        .workload_identity
+        .as_ref()
+        .and_then(|w| w.service_account_name.as_ref())
+    {
+        let subject = service_account_subject(&namespace, account_name);
+        let account = format!("ServiceAccount {namespace}/{account_name}");
         match inputs.service_account {
             ServiceAccountView::Unavailable => {
                 ready = Verdict::new(
@@ -309,7 +360,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
             ServiceAccountView::Found { .. } => {}
         }
     }
-    if ready.ok {
+    if ready.ok || keep_unready {
         outcome.registration = Some(ClientRegistration {
             config: ClientConfig {
                 client_id: client_id.clone(),
@@ -331,6 +382,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
                 // The publisher keeps the stored one, or makes one for a new registration.
                 incarnation: String::new(),
                 workload,
+                federated,
                 extra: std::collections::BTreeMap::default(),
             },
             secret,
@@ -340,6 +392,73 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
     status.conditions = to_conditions(&[accepted, ready], previous, generation, inputs.now);
     outcome.status = status;
     outcome
+}
+
+/// What a trusted-issuer client is bound to.
+enum Bound {
+    /// Not at all: (reason, message).
+    Refused(&'static str, String),
+    /// Keys not read by this process yet; the store keeps what it has.
+    Held(String),
+    /// Registered without keys (none read, or too old): why.
+    WithoutKeys(FederatedIdentity, String),
+    Live(FederatedIdentity),
+}
+
+/// Binds a client to the subjects its tenant maps to it from the trusted issuer it names.
+fn bind_trusted_issuer(
+    tenant: &Tenant,
+    issuer_name: &str,
+    namespace: &str,
+    client_id: &str,
+    inputs: &ClientInputs<'_>,
+) -> Bound {
+    let tenant_name = tenant.name_any();
+    let Some(spec) = tenant
+        .spec
+        .trusted_issuers
+        .iter()
+        .find(|t| t.name == issuer_name)
+    else {
+        return Bound::Refused(
+            reasons::TRUSTED_ISSUER_NOT_FOUND,
+            format!(
+                "tenant {tenant_name} has no trusted issuer {issuer_name} (spec.trustedIssuers)"
+            ),
+        );
+    };
+    let subjects: Vec<String> = spec
+        .subjects
+        .iter()
+        .filter(|m| m.client.namespace == namespace && m.client.client_id == client_id)
+        .map(|m| m.subject.clone())
+        .collect();
+    if subjects.is_empty() {
+        return Bound::Refused(
+            reasons::WORKLOAD_SUBJECT_NOT_MAPPED,
+            format!(
+                "tenant {tenant_name} maps no subject of trusted issuer {issuer_name} to {namespace}/{client_id} (spec.trustedIssuers[].subjects)"
+            ),
+        );
+    }
+    let identity = |jwks| FederatedIdentity {
+        issuer: spec.issuer.clone(),
+        subjects: subjects.clone(),
+        jwks,
+    };
+    let no_keys = serde_json::json!({"keys": []});
+    match inputs.issuer_keys {
+        Some(IssuerKeys::Current { jwks, .. }) => Bound::Live(identity(jwks.clone())),
+        Some(IssuerKeys::Held { why }) => Bound::Held(format!("{why}; retrying")),
+        Some(IssuerKeys::Missing { why, .. }) => Bound::WithoutKeys(
+            identity(no_keys),
+            format!("{why}; its tokens are refused until they are read"),
+        ),
+        None => Bound::WithoutKeys(
+            identity(no_keys),
+            format!("the keys of {} are not read yet", spec.issuer),
+        ),
+    }
 }
 
 type Admitted<'a> = (&'a Tenant, Granted, Verdict);

@@ -2,6 +2,7 @@
 
 use super::{Held, TenantOutcome};
 use crate::conditions::{Verdict, to_conditions};
+use crate::issuers::states;
 use crate::secrets::{SecretView, not_labelled, string_value};
 use crate::users::{USERS_KEY, parse_users};
 use gatehouse_core::config::ScopeConfig;
@@ -9,6 +10,7 @@ use gatehouse_core::duration::parse_duration;
 use gatehouse_core::key_rotation::RotationPolicy;
 use gatehouse_core::{TenantConfig, endpoints};
 use gatehouse_crd::condition::{reasons, types};
+use gatehouse_crd::tenant::TrustedIssuerStatus;
 use gatehouse_crd::validate::validate_tenant;
 use gatehouse_crd::{Tenant, TenantStatus};
 use k8s_openapi::api::core::v1::Secret;
@@ -43,6 +45,7 @@ pub fn reconcile_tenant(
     tenant: &Tenant,
     users_secret: SecretView<'_>,
     public_url: &str,
+    trusted_issuers: Vec<TrustedIssuerStatus>,
     now: &Time,
 ) -> TenantOutcome {
     let name = tenant.name_any();
@@ -115,6 +118,9 @@ pub fn reconcile_tenant(
                 .collect(),
             users,
         };
+        if !spec.trusted_issuers.is_empty() {
+            verdicts.push(issuers_verdict(&trusted_issuers));
+        }
         let issuer = endpoints::issuer(public_url, &name);
         let ready = Verdict::new(
             types::READY,
@@ -162,6 +168,31 @@ pub fn reconcile_tenant(
                 .as_ref()
                 .map(|s| s.signing_keys.clone())
                 .unwrap_or_default(),
+            trusted_issuers,
         },
+    }
+}
+
+/// `TrustedIssuersRead`: true when every trusted issuer's keys are current.
+fn issuers_verdict(issuers: &[TrustedIssuerStatus]) -> Verdict {
+    let failing: Vec<String> = issuers
+        .iter()
+        .filter(|i| i.state != states::READY)
+        .map(|i| format!("{} ({}): {}", i.name, i.state, i.message))
+        .collect();
+    if failing.is_empty() {
+        Verdict::new(
+            types::TRUSTED_ISSUERS_READ,
+            true,
+            reasons::ISSUERS_READ,
+            format!("keys of {} trusted issuers read", issuers.len()),
+        )
+    } else {
+        Verdict::new(
+            types::TRUSTED_ISSUERS_READ,
+            false,
+            reasons::ISSUER_UNREACHABLE,
+            failing.join("; "),
+        )
     }
 }

@@ -64,6 +64,7 @@ fn m2m(ns: &str, name: &str, created: i64) -> OAuthClient {
 
 fn run(tenants: &[Tenant], clients: &[OAuthClient], secrets: &[Secret]) -> Reconciled {
     reconcile(&Observed {
+        trusted: &crate::issuers::TrustedKeys::default(),
         tenants,
         clients,
         secrets,
@@ -340,6 +341,7 @@ fn unchanged_status_keeps_its_transition_times() {
     let first = run(&[acme()], std::slice::from_ref(&c), &secrets);
     c.status = Some(first.client("acme", "billing").unwrap().status.clone());
     let second = reconcile(&Observed {
+        trusted: &crate::issuers::TrustedKeys::default(),
         tenants: &[acme()],
         clients: std::slice::from_ref(&c),
         secrets: &secrets,
@@ -864,6 +866,7 @@ fn decide_workload(account: ServiceAccountView<'_>) -> ClientOutcome {
     reconcile_client(
         &c,
         &ClientInputs {
+            issuer_keys: None,
             tenant: TenantView::of(Some(&tenant)),
             holds_id: true,
             secret: crate::secrets::SecretView::Missing,
@@ -932,4 +935,124 @@ fn a_missing_account_takes_the_client_out_and_an_unread_issuer_holds_it() {
         reasons::WORKLOAD_IDENTITY_UNAVAILABLE
     );
     assert!(c.registration.is_none());
+}
+
+fn with_ci_issuer(subjects: &serde_json::Value) -> Tenant {
+    tenant(
+        "acme",
+        json!({"grantTypes": ["client_credentials"], "scopes": [{"name": "billing.read"}],
+               "trustedIssuers": [{"name": "ci", "issuer": "https://ci.example.com",
+                                   "subjects": subjects}]}),
+    )
+}
+
+fn deployer(issuer: &str) -> OAuthClient {
+    client(
+        "acme",
+        "deployer",
+        1,
+        json!({"tenantRef": "acme", "clientId": "acme-deployer", "grantTypes": ["client_credentials"],
+               "scopes": ["billing.read"], "workloadIdentity": {"trustedIssuer": issuer}}),
+    )
+}
+
+/// One trusted-issuer client decided against `keys`.
+fn decide_federated(tenant: &Tenant, c: &OAuthClient, keys: Option<&IssuerKeys>) -> ClientOutcome {
+    reconcile_client(
+        c,
+        &ClientInputs {
+            issuer_keys: keys,
+            tenant: TenantView::of(Some(tenant)),
+            holds_id: true,
+            secret: crate::secrets::SecretView::Missing,
+            service_account: ServiceAccountView::Unavailable,
+            public_url: "https://auth.example.com",
+            now: &at(1000),
+        },
+    )
+}
+
+use crate::issuers::IssuerKeys;
+
+#[test]
+fn a_trusted_issuer_client_gets_the_subjects_its_tenant_maps_to_it_and_the_keys() {
+    let mapped = json!([
+        {"subject": "repo:acme/billing:ref:refs/heads/main", "client": {"namespace": "acme", "clientId": "acme-deployer"}},
+        {"subject": "repo:acme/billing:environment:prod", "client": {"namespace": "acme", "clientId": "acme-deployer"}},
+        {"subject": "repo:acme/other", "client": {"namespace": "other", "clientId": "acme-deployer"}}
+    ]);
+    let t = with_ci_issuer(&mapped);
+    let jwks = json!({"keys": [{"kty": "EC", "kid": "a"}]});
+    let current = IssuerKeys::Current {
+        issuer: "https://ci.example.com".into(),
+        jwks: jwks.clone(),
+    };
+    let c = decide_federated(&t, &deployer("ci"), Some(&current));
+    assert_eq!(condition(&c, types::READY).status, "True");
+    let reg = c.registration.as_ref().expect("registered");
+    assert!(reg.secret.is_none() && c.secret_request.is_none());
+    let bound = reg.config.federated.as_ref().unwrap();
+    assert_eq!(bound.issuer, "https://ci.example.com");
+    // Only the subjects mapped to this namespace's client.
+    assert_eq!(
+        bound.subjects,
+        [
+            "repo:acme/billing:ref:refs/heads/main",
+            "repo:acme/billing:environment:prod"
+        ]
+    );
+    assert_eq!(bound.jwks, jwks);
+    assert!(reg.config.workload.is_none());
+    assert_eq!(
+        c.status.workload_subject.as_deref(),
+        Some("repo:acme/billing:ref:refs/heads/main, repo:acme/billing:environment:prod")
+    );
+}
+
+#[test]
+fn a_trusted_issuer_client_without_issuer_mapping_or_keys_says_why() {
+    let t = with_ci_issuer(&json!([
+        {"subject": "job", "client": {"namespace": "acme", "clientId": "acme-deployer"}}
+    ]));
+    let reason = |c: &ClientOutcome| {
+        let r = condition(c, types::READY);
+        (r.status.clone(), r.reason.clone(), r.message.clone())
+    };
+    // No such issuer: decided, nothing registered.
+    let c = decide_federated(&t, &deployer("gitlab"), None);
+    assert_eq!(reason(&c).1, reasons::TRUSTED_ISSUER_NOT_FOUND);
+    assert!(c.registration.is_none() && c.held.is_none());
+    // The tenant maps nothing to it: an application team cannot claim a subject.
+    let unmapped = with_ci_issuer(&json!([
+        {"subject": "job", "client": {"namespace": "elsewhere", "clientId": "acme-deployer"}}
+    ]));
+    let c = decide_federated(&unmapped, &deployer("ci"), None);
+    assert_eq!(reason(&c).1, reasons::WORKLOAD_SUBJECT_NOT_MAPPED);
+    assert!(reason(&c).2.contains("spec.trustedIssuers[].subjects"));
+    assert!(c.registration.is_none() && c.held.is_none());
+    // Keys not read yet by this process, an earlier read in its grace: held.
+    let held = IssuerKeys::Held {
+        why: "not read".into(),
+    };
+    let c = decide_federated(&t, &deployer("ci"), Some(&held));
+    assert_eq!(reason(&c).1, reasons::ISSUER_UNREACHABLE);
+    assert!(c.registration.is_none() && c.held.is_some());
+    // Too old (or never read): registered without keys, so its grants are kept but no token
+    // authenticates it.
+    let expired = IssuerKeys::Missing {
+        why: "too old".into(),
+        expired: true,
+    };
+    let c = decide_federated(&t, &deployer("ci"), Some(&expired));
+    assert_eq!(reason(&c).0, "False");
+    assert_eq!(reason(&c).1, reasons::ISSUER_UNREACHABLE);
+    let bound = c
+        .registration
+        .as_ref()
+        .unwrap()
+        .config
+        .federated
+        .clone()
+        .unwrap();
+    assert_eq!(bound.jwks, json!({"keys": []}));
 }

@@ -131,12 +131,14 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses, origins: &Orig
                 with_origin(object_key("Tenant", None, name))
             ));
         }
-        let (users, users_reason, users_message) = condition(&s.conditions, types::USERS_LOADED);
-        if users == ConditionStatus::False {
-            problems.push(format!(
-                "{}: {users_reason}: {users_message}",
-                with_origin(object_key("Tenant", None, name))
-            ));
+        for type_ in [types::USERS_LOADED, types::TRUSTED_ISSUERS_READ] {
+            let (status, reason, message) = condition(&s.conditions, type_);
+            if status == ConditionStatus::False {
+                problems.push(format!(
+                    "{}: {reason}: {message}",
+                    with_origin(object_key("Tenant", None, name))
+                ));
+            }
         }
         rows.push(vec![
             name.clone(),

@@ -338,6 +338,9 @@ impl World {
             public_url: PUBLIC_URL.into(),
             namespace: OPERATOR_NAMESPACE.into(),
             clock: clock.clone(),
+            fetcher: gatehouse_controller::issuers::fetch::Fetcher::new(None, false)
+                .expect("the public roots"),
+            issuer_refresh: gatehouse_controller::issuers::DEFAULT_REFRESH,
         };
         let ctx = Context::new(
             Kube::new(client, clock, gatehouse_core::random::system()),

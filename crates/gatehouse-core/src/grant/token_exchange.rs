@@ -33,8 +33,9 @@ pub const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 pub enum PresentedKind {
     /// An access token of this tenant.
     AccessToken,
-    /// The requesting workload's own ServiceAccount token.
-    ServiceAccount,
+    /// The requesting workload's own token: its ServiceAccount's, or a trusted issuer's for a
+    /// subject mapped to it.
+    WorkloadToken,
 }
 
 /// Longest chain of actors a token may name (`act` within `act`).
@@ -132,7 +133,7 @@ pub fn token_exchange(
     };
     let scope = match subject.kind {
         // A ServiceAccount token has no scope: the client's own, as for client_credentials.
-        PresentedKind::ServiceAccount => {
+        PresentedKind::WorkloadToken => {
             scope_string(&granted_scopes(req.scope, client, ctx.tenant)?)
         }
         PresentedKind::AccessToken => narrowed_scope(ctx, subject.scope.as_deref(), req.scope)?,
@@ -237,7 +238,7 @@ mod tests {
 
     fn own_token(client_id: &str) -> PresentedToken {
         PresentedToken {
-            kind: PresentedKind::ServiceAccount,
+            kind: PresentedKind::WorkloadToken,
             sub: client_subject(client_id),
             client_id: None,
             aud: vec!["https://auth.example.com/acme".into()],

@@ -100,19 +100,16 @@ async fn presented(
             client_namespace,
         });
     }
-    if let Some(identity) = &ctx.client.workload
-        && kind == JWT_TYPE
-    {
-        match assertions::verify_workload_claims(services, tenant, identity, token) {
-            Ok(claims) => {
-                let exp = claims.ends_at();
+    if assertions::has_workload_identity(ctx.client) && kind == JWT_TYPE {
+        match assertions::verify_workload_token(services, tenant, ctx.client, token) {
+            Ok(verified) => {
                 return Ok(PresentedToken {
-                    kind: PresentedKind::ServiceAccount,
+                    kind: PresentedKind::WorkloadToken,
                     sub: client_subject(&ctx.client.client_id),
                     client_id: None,
-                    aud: claims.aud.0,
+                    aud: verified.aud,
                     scope: None,
-                    exp,
+                    exp: verified.ends_at,
                     act: None,
                     client_namespace: None,
                 });
@@ -124,8 +121,8 @@ async fn presented(
     }
     Err(OAuthError::invalid_request(format!(
         "the {parameter} is not an active access token of this tenant{}",
-        if ctx.client.workload.is_some() {
-            " nor (as a jwt) this client's ServiceAccount token"
+        if assertions::has_workload_identity(ctx.client) {
+            " nor (as a jwt) this client's workload token"
         } else {
             ""
         }

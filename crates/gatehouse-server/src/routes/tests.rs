@@ -53,6 +53,7 @@ pub(super) fn client() -> ClientConfig {
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: "i".into(),
         workload: None,
+        federated: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

@@ -47,6 +47,7 @@ fn client(id: &str) -> ClientConfig {
         may_assert: gatehouse_core::config::AssertableSubjects::default(),
         incarnation: String::new(),
         workload: None,
+        federated: None,
         extra: std::collections::BTreeMap::default(),
     }
 }

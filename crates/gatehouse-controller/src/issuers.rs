@@ -1,0 +1,440 @@
+//! Tenants' trusted issuers (`spec.trustedIssuers`): their keys as last read, when to read them
+//! again, and what that means for the clients bound to them. The operator and standalone read
+//! the keys ([`fetch::Fetcher`]) and write them into those clients' registrations, so the
+//! token service never calls out. A failed read keeps the last good keys for the issuer's
+//! grace period; after it, its tokens are refused until a read succeeds.
+
+pub mod fetch;
+
+use fetch::{Fetched, Fetcher};
+use gatehouse_core::duration::parse_duration;
+use gatehouse_crd::Tenant;
+use gatehouse_crd::tenant::{TrustedIssuerSpec, TrustedIssuerStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How often an issuer's keys are read again after a good read, by default.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+/// How soon a failed read is tried again (or the refresh interval, if shorter).
+const RETRY: Duration = Duration::from_secs(30);
+
+/// The states `status.trustedIssuers[].state` shows.
+pub mod states {
+    pub const READY: &str = "Ready";
+    pub const PENDING: &str = "Pending";
+    pub const UNREACHABLE: &str = "IssuerUnreachable";
+    pub const KEYS_EXPIRED: &str = "KeysExpired";
+}
+
+/// What a client bound to a trusted issuer can be given.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IssuerKeys {
+    /// Keys within their grace period.
+    Current { issuer: String, jwks: Value },
+    /// None read by this process yet, but an earlier one's read of the same issuer is within
+    /// the grace period: the store keeps the registration it has.
+    Held { why: String },
+    /// No usable keys: none ever read, or the last read is older than the grace period. The
+    /// client stays registered (its tokens and grants are kept) but no token authenticates it.
+    Missing { why: String, expired: bool },
+}
+
+/// One trusted issuer of one tenant.
+#[derive(Clone, Debug)]
+struct Entry {
+    /// The spec it was read for: another issuer or URL starts afresh.
+    issuer: String,
+    jwks_uri: Option<String>,
+    grace_secs: u64,
+    good: Option<(Fetched, u64)>,
+    /// A good read an earlier process made (from the Tenant's status), without its keys.
+    earlier_read_at: Option<u64>,
+    error: Option<String>,
+    next_read_at: u64,
+    /// What [`TrustedKeys::refresh`] last reported, to tell when bound clients need
+    /// reconciling (a read, or a grace period running out).
+    reported: Option<IssuerKeys>,
+}
+
+impl Entry {
+    fn new(spec: &TrustedIssuerSpec, earlier_read_at: Option<u64>) -> Self {
+        Entry {
+            issuer: spec.issuer.clone(),
+            jwks_uri: spec.jwks_uri.clone(),
+            grace_secs: grace_secs(spec),
+            good: None,
+            earlier_read_at,
+            error: None,
+            next_read_at: 0,
+            reported: None,
+        }
+    }
+
+    fn is_for(&self, spec: &TrustedIssuerSpec) -> bool {
+        self.issuer == spec.issuer && self.jwks_uri == spec.jwks_uri
+    }
+
+    fn last_read_at(&self) -> Option<u64> {
+        self.good
+            .as_ref()
+            .map(|(_, at)| *at)
+            .or(self.earlier_read_at)
+    }
+
+    fn valid_until(&self) -> Option<u64> {
+        self.last_read_at()
+            .map(|at| at.saturating_add(self.grace_secs))
+    }
+
+    fn keys(&self, now: u64) -> IssuerKeys {
+        let failed = self
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        if self.valid_until().is_some_and(|until| now >= until) {
+            return IssuerKeys::Missing {
+                why: format!(
+                    "the keys of {} were last read longer ago than its gracePeriod{failed}",
+                    self.issuer
+                ),
+                expired: true,
+            };
+        }
+        match (&self.good, self.earlier_read_at) {
+            (Some((fetched, _)), _) => IssuerKeys::Current {
+                issuer: self.issuer.clone(),
+                jwks: fetched.jwks.clone(),
+            },
+            (None, Some(_)) => IssuerKeys::Held {
+                why: format!("the keys of {} are not read yet{failed}", self.issuer),
+            },
+            (None, None) => IssuerKeys::Missing {
+                why: format!("the keys of {} are not read yet{failed}", self.issuer),
+                expired: false,
+            },
+        }
+    }
+}
+
+fn grace_secs(spec: &TrustedIssuerSpec) -> u64 {
+    parse_duration(&spec.grace_period).map_or(0, |d| d.as_secs())
+}
+
+/// Every tenant's trusted issuers as last read.
+pub struct TrustedKeys {
+    entries: Mutex<HashMap<(String, String), Entry>>,
+    refresh: Duration,
+}
+
+impl Default for TrustedKeys {
+    fn default() -> Self {
+        TrustedKeys::new(DEFAULT_REFRESH)
+    }
+}
+
+impl TrustedKeys {
+    /// Keys are read again every `refresh` after a good read.
+    #[must_use]
+    pub fn new(refresh: Duration) -> Self {
+        TrustedKeys {
+            entries: Mutex::new(HashMap::new()),
+            refresh,
+        }
+    }
+
+    /// Reads the keys of `tenant`'s issuers whose time has come (all of them the first time);
+    /// forgets issuers no longer listed. Returns the names whose keys changed, and when the
+    /// next read is due (Unix seconds), if the tenant has issuers.
+    pub async fn refresh(
+        &self,
+        tenant: &Tenant,
+        fetcher: &Fetcher,
+        now: u64,
+    ) -> (Vec<String>, Option<u64>) {
+        let tenant_name = tenant.name_any();
+        let due: Vec<TrustedIssuerSpec> = {
+            let Ok(mut entries) = self.entries.lock() else {
+                return (Vec::new(), None);
+            };
+            entries.retain(|(t, name), _| {
+                t != &tenant_name || tenant.spec.trusted_issuers.iter().any(|s| &s.name == name)
+            });
+            let mut due = Vec::new();
+            for spec in &tenant.spec.trusted_issuers {
+                let key = (tenant_name.clone(), spec.name.clone());
+                let fresh = entries.get(&key).is_none_or(|e| !e.is_for(spec));
+                if fresh {
+                    entries.insert(key.clone(), Entry::new(spec, earlier_read(tenant, spec)));
+                }
+                if let Some(entry) = entries.get_mut(&key) {
+                    entry.grace_secs = grace_secs(spec);
+                    if entry.next_read_at <= now {
+                        due.push(spec.clone());
+                    }
+                }
+            }
+            due
+        };
+        let reads = futures::future::join_all(
+            due.iter()
+                .map(|spec| fetcher.keys(&spec.issuer, spec.jwks_uri.as_deref())),
+        )
+        .await;
+        let Ok(mut entries) = self.entries.lock() else {
+            return (Vec::new(), None);
+        };
+        for (spec, read) in due.iter().zip(reads) {
+            let Some(entry) = entries.get_mut(&(tenant_name.clone(), spec.name.clone())) else {
+                continue;
+            };
+            match read {
+                Ok(good) => {
+                    if entry.error.is_some() {
+                        tracing::info!(tenant = %tenant_name, issuer = %spec.issuer, "trusted issuer's keys read again");
+                    }
+                    entry.good = Some((good, now));
+                    entry.error = None;
+                    entry.next_read_at = now + self.refresh.as_secs().max(1);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant_name, issuer = %spec.issuer, error = %e, "cannot read a trusted issuer's keys; the last keys read keep working for its grace period");
+                    entry.error = Some(e.to_string());
+                    entry.next_read_at = now + self.refresh.min(RETRY).as_secs().max(1);
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for spec in &tenant.spec.trusted_issuers {
+            if let Some(entry) = entries.get_mut(&(tenant_name.clone(), spec.name.clone())) {
+                let view = entry.keys(now);
+                if entry.reported.as_ref() != Some(&view) {
+                    changed.push(spec.name.clone());
+                    entry.reported = Some(view);
+                }
+            }
+        }
+        let next = tenant
+            .spec
+            .trusted_issuers
+            .iter()
+            .filter_map(|s| entries.get(&(tenant_name.clone(), s.name.clone())))
+            .map(|e| {
+                // A grace period that ends before the next read ends the keys' use on time.
+                let until = e.valid_until().filter(|&u| u > now).unwrap_or(u64::MAX);
+                e.next_read_at.min(until)
+            })
+            .min();
+        (changed, next)
+    }
+
+    /// What a client bound to `tenant`'s issuer `name` can be given at `now`; `None` when the
+    /// tenant has no such issuer.
+    pub fn keys(&self, tenant: &Tenant, name: &str, now: u64) -> Option<IssuerKeys> {
+        let spec = tenant
+            .spec
+            .trusted_issuers
+            .iter()
+            .find(|s| s.name == name)?;
+        let entries = self.entries.lock().ok()?;
+        Some(match entries.get(&(tenant.name_any(), name.to_string())) {
+            Some(entry) if entry.is_for(spec) => entry.keys(now),
+            // Not read by this process yet: an earlier one's read may still be in its grace.
+            _ => Entry::new(spec, earlier_read(tenant, spec)).keys(now),
+        })
+    }
+
+    /// `status.trustedIssuers` of `tenant` at `now`.
+    pub fn statuses(&self, tenant: &Tenant, now: u64) -> Vec<TrustedIssuerStatus> {
+        let Ok(entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        tenant
+            .spec
+            .trusted_issuers
+            .iter()
+            .map(|spec| {
+                let entry = entries
+                    .get(&(tenant.name_any(), spec.name.clone()))
+                    .filter(|e| e.is_for(spec))
+                    .cloned()
+                    .unwrap_or_else(|| Entry::new(spec, earlier_read(tenant, spec)));
+                status_of(spec, &entry, now)
+            })
+            .collect()
+    }
+}
+
+fn status_of(spec: &TrustedIssuerSpec, entry: &Entry, now: u64) -> TrustedIssuerStatus {
+    let keys = entry
+        .good
+        .as_ref()
+        .and_then(|(f, _)| f.jwks.get("keys").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0);
+    let (state, message) = match (entry.keys(now), &entry.error) {
+        (IssuerKeys::Missing { why, expired: true }, _) => (states::KEYS_EXPIRED, why),
+        (_, Some(e)) if entry.last_read_at().is_some() => (
+            states::UNREACHABLE,
+            format!("{e}; the last keys read keep working until keysValidUntil"),
+        ),
+        (_, Some(e)) => (states::UNREACHABLE, e.clone()),
+        (IssuerKeys::Current { .. }, None) => (states::READY, format!("{keys} keys read")),
+        (_, None) => (states::PENDING, "keys not read yet".to_string()),
+    };
+    TrustedIssuerStatus {
+        name: spec.name.clone(),
+        issuer: spec.issuer.clone(),
+        state: state.to_string(),
+        message,
+        jwks_uri: entry.good.as_ref().map(|(f, _)| f.jwks_uri.clone()),
+        keys: i32::try_from(keys).unwrap_or(i32::MAX),
+        last_read_time: entry.last_read_at().map(crate::operator::time_of),
+        keys_valid_until: entry.valid_until().map(crate::operator::time_of),
+    }
+}
+
+/// When an earlier process last read `spec`'s keys, as the Tenant's status says.
+fn earlier_read(tenant: &Tenant, spec: &TrustedIssuerSpec) -> Option<u64> {
+    let status = tenant.status.as_ref()?;
+    // Only a read of this very issuer: keys of one the spec replaced never count.
+    let previous = status
+        .trusted_issuers
+        .iter()
+        .find(|s| s.name == spec.name && s.issuer == spec.issuer)?;
+    previous
+        .last_read_time
+        .as_ref()
+        .and_then(|t: &Time| u64::try_from(t.0.as_second()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_testkit::https::{HttpsServer, Reply};
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn tenant(issuer: &str, jwks_uri: &str, status: Option<Value>) -> Tenant {
+        let mut t = json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme"},
+            "spec": {"grantTypes": ["client_credentials"], "trustedIssuers": [{
+                "name": "ci", "issuer": issuer, "jwksUri": jwks_uri, "gracePeriod": "1h",
+                "subjects": [{"subject": "job", "client": {"namespace": "acme", "clientId": "deployer"}}]
+            }]}
+        });
+        if let Some(s) = status {
+            t["status"] = s;
+        }
+        serde_json::from_value(t).unwrap()
+    }
+
+    fn serving() -> (HttpsServer, Fetcher) {
+        let server = HttpsServer::start();
+        server.set(
+            "/keys",
+            Reply::json(&json!({"keys": [{"kty": "EC", "kid": "a"}]})),
+        );
+        let fetcher = Fetcher::new(Some(&server.ca_file()), true).unwrap();
+        (server, fetcher)
+    }
+
+    #[tokio::test]
+    async fn the_last_keys_read_keep_working_for_the_grace_period_and_not_after() {
+        let (server, fetcher) = serving();
+        let t = tenant(&server.url(""), &server.url("/keys"), None);
+        let keys = TrustedKeys::new(Duration::from_secs(300));
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW),
+            Some(IssuerKeys::Missing { expired: false, .. })
+        ));
+        assert_eq!(keys.statuses(&t, NOW)[0].state, states::PENDING);
+        let (changed, next) = keys.refresh(&t, &fetcher, NOW).await;
+        assert_eq!(changed, vec!["ci".to_string()]);
+        assert_eq!(next, Some(NOW + 300));
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW),
+            Some(IssuerKeys::Current { .. })
+        ));
+        assert_eq!(keys.statuses(&t, NOW)[0].state, states::READY);
+        assert_eq!(keys.statuses(&t, NOW)[0].keys, 1);
+        // Not due yet: nothing is read.
+        keys.refresh(&t, &fetcher, NOW + 10).await;
+        assert_eq!(server.hits("/keys"), 1);
+
+        server.set_down(true);
+        let (changed, next) = keys.refresh(&t, &fetcher, NOW + 300).await;
+        assert!(changed.is_empty(), "the last keys still work");
+        assert_eq!(next, Some(NOW + 330), "retried within 30 s");
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW + 300),
+            Some(IssuerKeys::Current { .. })
+        ));
+        let status = &keys.statuses(&t, NOW + 300)[0];
+        assert_eq!(status.state, states::UNREACHABLE);
+        assert!(
+            status.message.contains("keysValidUntil"),
+            "{}",
+            status.message
+        );
+        // An hour after the last good read the keys are dropped.
+        let (changed, _) = keys.refresh(&t, &fetcher, NOW + 3600).await;
+        assert_eq!(changed, vec!["ci".to_string()]);
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW + 3600),
+            Some(IssuerKeys::Missing { expired: true, .. })
+        ));
+        assert_eq!(keys.statuses(&t, NOW + 3600)[0].state, states::KEYS_EXPIRED);
+        // Back: read again, and current again.
+        server.set_down(false);
+        let (changed, _) = keys.refresh(&t, &fetcher, NOW + 3630).await;
+        assert_eq!(changed, vec!["ci".to_string()]);
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW + 3630),
+            Some(IssuerKeys::Current { .. })
+        ));
+        // No issuer by that name.
+        assert_eq!(keys.keys(&t, "other", NOW), None);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_process_holds_what_the_store_has_only_within_an_earlier_reads_grace() {
+        let (server, fetcher) = serving();
+        let issuer = server.url("");
+        let read_at = |at: u64| {
+            json!({"trustedIssuers": [{"name": "ci", "issuer": issuer, "state": "Ready", "keys": 1,
+                "lastReadTime": crate::operator::time_of(at)}]})
+        };
+        let t = tenant(&issuer, &server.url("/keys"), Some(read_at(NOW - 60)));
+        let keys = TrustedKeys::default();
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW),
+            Some(IssuerKeys::Held { .. })
+        ));
+        server.set_down(true);
+        keys.refresh(&t, &fetcher, NOW).await;
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW),
+            Some(IssuerKeys::Held { .. })
+        ));
+        assert!(matches!(
+            keys.keys(&t, "ci", NOW + 3600),
+            Some(IssuerKeys::Missing { expired: true, .. })
+        ));
+        // A read of another issuer under the same name does not count.
+        let replaced = tenant(
+            "https://other.example",
+            &server.url("/keys"),
+            Some(read_at(NOW - 60)),
+        );
+        assert!(matches!(
+            TrustedKeys::default().keys(&replaced, "ci", NOW),
+            Some(IssuerKeys::Missing { expired: false, .. })
+        ));
+    }
+}
