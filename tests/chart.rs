@@ -593,6 +593,49 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
             .any(|w| w == ["--maxmemory-policy", "noeviction"]),
         "the embedded Redis never evicts: {args:?}"
     );
+    // Trusted issuers: the company CA mounted and named, private addresses admitted.
+    let docs = render(&chart().join("ci/production-values.yaml"));
+    let pod = &find(&docs, "Deployment", "-operator").unwrap()["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_ISSUER_CA_FILE").unwrap()["value"],
+        "/etc/gatehouse/issuer-ca/ca.pem"
+    );
+    assert_eq!(
+        env(c, "GATEHOUSE_ALLOW_PRIVATE_ISSUER_ADDRESSES").unwrap()["value"],
+        "true"
+    );
+    assert_eq!(
+        env(c, "GATEHOUSE_TRUSTED_ISSUER_REFRESH").unwrap()["value"],
+        "5m"
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "issuer-ca")
+        .expect("the CA volume");
+    assert_eq!(volume["configMap"]["name"], "company-ca");
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "issuer-ca" && m["mountPath"] == "/etc/gatehouse/issuer-ca")
+    );
+    // By default: neither the CA nor private addresses.
+    let minimal = render(&chart().join("ci/minimal-values.yaml"));
+    let c = &find(&minimal, "Deployment", "-operator").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert!(env(c, "GATEHOUSE_TRUSTED_ISSUER_CA_FILE").is_none());
+    assert!(env(c, "GATEHOUSE_ALLOW_PRIVATE_ISSUER_ADDRESSES").is_none());
+    let typo = template(&[
+        "-f",
+        chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+        "--set",
+        "operator.trustedIssuers.refresh=5 minutes",
+    ]);
+    assert!(typo.is_err(), "a refresh interval the binary would refuse");
     let typo = template(&["--set", "server.connections.idleTimeout=75 s"]);
     assert!(
         typo.is_err(),

@@ -210,6 +210,7 @@ fn start_gatehouse(
     port: u16,
     public: &str,
     operators: usize,
+    operator_env: &[(&str, String)],
 ) -> Gatehouse {
     let kubeconfig = plane.service_account_kubeconfig(NAMESPACE, OPERATOR_ACCOUNT);
     let whoami = plane.kubectl_as(
@@ -242,11 +243,18 @@ fn start_gatehouse(
                 &addr,
             ],
             &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap()),
-                ("GATEHOUSE_NAMESPACE", NAMESPACE),
-                ("POD_NAME", &pod),
-            ],
+                &[
+                    ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                    ("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap()),
+                    ("GATEHOUSE_NAMESPACE", NAMESPACE),
+                    ("POD_NAME", &pod),
+                ][..],
+                &operator_env
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            ]
+            .concat(),
         ));
         metrics.push(addr);
     }
@@ -488,6 +496,153 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         r.status,
         r.body
     );
+}
+
+/// A CI system's tokens, by a Tenant's `trustedIssuers`: the operator reads the issuer's keys
+/// over HTTPS, reports them on the Tenant, and binds the client the Tenant maps the job's
+/// subject to; a rotation reaches the token service, an outage shows while the last keys work.
+async fn trusted_issuer(
+    plane: &ControlPlane,
+    public: &str,
+    ci: &ci_issuer::CiIssuer,
+    key: &ci_issuer::Key,
+    logs: &impl Fn() -> String,
+) {
+    let manifests = format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: forge}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: Tenant
+metadata: {{name: forge}}
+spec:
+  grantTypes: [client_credentials]
+  scopes: [{{name: deploy}}]
+  trustedIssuers:
+    - name: ci
+      issuer: "{issuer}"
+      subjects:
+        - subject: "{main}"
+          client: {{namespace: forge, clientId: forge-deployer}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {{name: deployer, namespace: forge}}
+spec:
+  tenantRef: forge
+  clientId: forge-deployer
+  grantTypes: [client_credentials]
+  scopes: [deploy]
+  workloadIdentity: {{trustedIssuer: ci}}
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: OAuthClient
+metadata: {{name: intruder, namespace: forge}}
+spec:
+  tenantRef: forge
+  grantTypes: [client_credentials]
+  scopes: [deploy]
+  workloadIdentity: {{trustedIssuer: ci}}
+"#,
+        issuer = ci.issuer,
+        main = ci_issuer::MAIN
+    );
+    let (ok, stderr) = apply(plane, &manifests);
+    assert!(ok, "{stderr}");
+    let client_ready = |name: &str| {
+        let c = json_of(plane, &["get", "oauthclient", name, "-n", "forge"]);
+        condition(&c, "Ready")
+    };
+    wait_for(
+        60,
+        "the trusted-issuer client is Ready",
+        || client_ready("deployer").is_some_and(|r| r.0 == "True"),
+        logs,
+    );
+    let c = json_of(plane, &["get", "oauthclient", "deployer", "-n", "forge"]);
+    assert_eq!(c["status"]["workloadSubject"], ci_issuer::MAIN, "{c}");
+    assert!(c["status"]["secretName"].is_null(), "{c}");
+    assert_eq!(
+        client_ready("intruder").map(|r| r.1).as_deref(),
+        Some("WorkloadSubjectNotMapped")
+    );
+    let t = json_of(plane, &["get", "tenant", "forge"]);
+    let read = &t["status"]["trustedIssuers"][0];
+    assert_eq!(read["state"], "Ready", "{t}");
+    assert_eq!(read["keys"], 1, "{t}");
+    assert_eq!(read["jwksUri"], ci.server.url("/.well-known/jwks"), "{t}");
+    assert_eq!(
+        condition(&t, "TrustedIssuersRead").unwrap().0,
+        "True",
+        "{t}"
+    );
+
+    let token_url = format!("{public}/forge/oauth2/token");
+    let audience = format!("{public}/forge");
+    let job = ci.token(key, &audience, |_| {});
+    let r = ci_issuer::sign_in(&token_url, "forge-deployer", &job).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{}
+{}",
+        r.body,
+        logs()
+    );
+    let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], "forge-deployer");
+    let other_branch = ci.token(key, &audience, |c| {
+        c["sub"] = json!("repo:forge/app:pull_request");
+    });
+    let r = ci_issuer::sign_in(&token_url, "forge-deployer", &other_branch).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // The issuer rotates its key: the operator reads it and the token service takes it.
+    let next = ci_issuer::Key::new("ci-2");
+    ci.publish(&[&next]);
+    let rotated = ci.token(&next, &audience, |_| {});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = ci_issuer::sign_in(&token_url, "forge-deployer", &rotated).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rotated key never taken: {}
+{}",
+            r.body,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Unreachable: the Tenant says so, and the last keys read keep working.
+    ci.server.set_down(true);
+    wait_for(
+        30,
+        "the Tenant reports the issuer unreachable",
+        || {
+            let t = json_of(plane, &["get", "tenant", "forge"]);
+            t["status"]["trustedIssuers"][0]["state"] == "IssuerUnreachable"
+                && condition(&t, "TrustedIssuersRead").is_some_and(|c| c.0 == "False")
+        },
+        logs,
+    );
+    let r = ci_issuer::sign_in(&token_url, "forge-deployer", &rotated).await;
+    assert_eq!(r.status, 200, "within the grace period: {}", r.body);
+    ci.server.set_down(false);
+    plane.kubectl_ok(&[
+        "delete",
+        "oauthclients",
+        "--all",
+        "-n",
+        "forge",
+        "--timeout=60s",
+    ]);
+    plane.kubectl_ok(&["delete", "tenant", "forge", "--timeout=60s"]);
 }
 
 /// RFC 8693 with a pod's token: the workload exchanges its ServiceAccount token for a token
@@ -781,7 +936,9 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     let port = gatehouse_testkit::free_port();
     let public = format!("http://127.0.0.1:{port}");
     install(&plane, &public, &redis.url(), &[]);
-    let g = start_gatehouse(&plane, dir.path(), &redis, port, &public, 2);
+    let ci_key = ci_issuer::Key::new("ci-1");
+    let ci = ci_issuer::CiIssuer::start(&[&ci_key]);
+    let g = start_gatehouse(&plane, dir.path(), &redis, port, &public, 2, &ci.env());
     let logs = || format!("{}\n{}", g.logs(), plane.logs());
 
     apply_examples(&plane);
@@ -821,6 +978,7 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     example_grants::legacy_implicit(&public).await;
     secretless_workloads(&plane, &public, &logs).await;
     workload_token_exchange(&plane, &public, &logs).await;
+    trusted_issuer(&plane, &public, &ci, &ci_key, &logs).await;
 
     // A Secret the team supplies: an edit takes effect without touching the client.
     let token_url = format!("{public}/acme/oauth2/token");
@@ -1740,6 +1898,7 @@ async fn kubectl_shows_what_the_readme_says() {
         gatehouse_testkit::free_port(),
         "https://auth.example.com",
         1,
+        &[],
     );
     let logs = || format!("{}\n{}", g.logs(), plane.logs());
     plane.kubectl_ok(&["create", "namespace", "acme"]);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub use gatehouse_testkit::RedisServer;
 
+pub mod ci_issuer;
 pub mod example_grants;
 pub mod monitoring;
 
