@@ -370,6 +370,37 @@ async fn with_service_account_token(token_url: &str, client_id: &str, token: &st
     post_form(token_url, None, &body).await
 }
 
+/// A JWT's header, unverified.
+fn jwt_header(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `token`'s claims signed again (RS256) with the PEM key `pem` under `kid`.
+fn resign(token: &str, pem: &[u8], kid: &str) -> String {
+    use std::io::Write;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.to_string());
+    // PKCS#1 DER, what the signing library takes.
+    let mut openssl = std::process::Command::new("openssl")
+        .args(["rsa", "-outform", "DER", "-traditional"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    openssl.stdin.take().unwrap().write_all(pem).unwrap();
+    let der = openssl.wait_with_output().unwrap().stdout;
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&der);
+    jsonwebtoken::encode(&header, &jwt_payload(token), &key).unwrap()
+}
+
 /// A token of `namespace/account` from the API server (`kubectl create token`).
 fn service_account_token(
     plane: &ControlPlane,
@@ -425,6 +456,43 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         assert_eq!(claims["client_id"], "acme-invoicer");
         assert_eq!(claims["scope"], "billing.read");
     }
+    // The cluster's key rotated: a token the retired key signed (still published beside the
+    // signing one, as the API server does after a rotation) keeps working; a key the cluster
+    // never published does not.
+    let jwks: Value =
+        serde_json::from_str(&plane.kubectl_ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    let signing_kid = jwt_header(&token)["kid"].as_str().unwrap().to_string();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(kids.len(), 2, "the signing and the retired key: {jwks}");
+    let retired_kid = kids.iter().find(|k| **k != signing_kid).unwrap();
+    let retired = std::fs::read(plane.dir().join("sa-retired.key")).unwrap();
+    let before_rotation = resign(&token, &retired, retired_kid);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &before_rotation).await;
+    assert_eq!(
+        r.status,
+        200,
+        "a token of the retired key: {}\n{}",
+        r.body,
+        logs()
+    );
+    let stranger = std::process::Command::new("openssl")
+        .args(["genrsa", "2048"])
+        .output()
+        .unwrap()
+        .stdout;
+    let forged = resign(&token, &stranger, retired_kid);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &forged).await;
+    assert_eq!(
+        r.status, 401,
+        "a key the cluster never published: {}",
+        r.body
+    );
+
     // The token endpoint is an audience too.
     let for_endpoint = service_account_token(plane, "acme", "invoicer", &token_url);
     let r = with_service_account_token(&token_url, "acme-invoicer", &for_endpoint).await;

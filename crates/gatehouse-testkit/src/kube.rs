@@ -177,6 +177,13 @@ impl ControlPlane {
                     "--service-account-issuer=https://127.0.0.1:{api_port}"
                 ))
                 .arg(format!("--service-account-key-file={}", p("sa.pub")))
+                // The key signing before a rotation: still published (so its tokens verify)
+                // but no longer signing, as after `--service-account-signing-key-file`
+                // changed. Tests sign "old" tokens with `sa-retired.key`.
+                .arg(format!(
+                    "--service-account-key-file={}",
+                    p("sa-retired.pub")
+                ))
                 .arg(format!(
                     "--service-account-signing-key-file={}",
                     p("sa.key")
@@ -461,6 +468,18 @@ fn write_credentials(dir: &Path) {
     );
     openssl(dir, &["genrsa", "-out", "sa.key", "2048"]);
     openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    openssl(dir, &["genrsa", "-out", "sa-retired.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "rsa",
+            "-in",
+            "sa-retired.key",
+            "-pubout",
+            "-out",
+            "sa-retired.pub",
+        ],
+    );
     std::fs::write(
         dir.join("tokens.csv"),
         format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
