@@ -219,6 +219,11 @@ pub struct ServerArgs {
     pub store: String,
     #[command(flatten)]
     pub store_safety: StoreSafetyArgs,
+    /// Review ServiceAccount tokens with the API server (TokenReview) for tenants with
+    /// `reviewServiceAccountTokens`; needs Kubernetes credentials (in-cluster or KUBECONFIG)
+    /// allowed to create tokenreviews.
+    #[arg(long, env = "GATEHOUSE_TOKEN_REVIEW")]
+    pub token_review: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

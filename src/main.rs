@@ -6,6 +6,7 @@ mod logging;
 mod operator;
 mod serve;
 mod standalone;
+mod token_review;
 
 use clap::Parser;
 

@@ -206,6 +206,15 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if let Err(e) = directory.refresh().await {
         tracing::warn!(error = %e, "store not reachable at start; will keep trying");
     }
-    let services = Services::new(store, clock::system(), random::system());
+    let mut services = Services::new(store, clock::system(), random::system());
+    if args.token_review {
+        let client = kube::Client::try_default().await.context(
+            "--token-review: connecting to Kubernetes (in-cluster service account or kubeconfig)",
+        )?;
+        tracing::info!("reviewing ServiceAccount tokens with the API server for tenants that ask");
+        services = services.with_token_review(Arc::new(
+            crate::token_review::KubeTokenReviewer::new(client),
+        ));
+    }
     serve(services, directory, &args.common, args.store_safety).await
 }

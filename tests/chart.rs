@@ -644,6 +644,48 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
 }
 
 #[test]
+fn token_review_gives_the_server_exactly_tokenreviews_create() {
+    let docs = documents(
+        &template(&[
+            "-f",
+            chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+            "--set",
+            "server.tokenReview.enabled=true",
+        ])
+        .unwrap(),
+    );
+    let server = find(&docs, "Deployment", "-server").unwrap();
+    let pod = &server["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(
+        env(&pod["containers"][0], "GATEHOUSE_TOKEN_REVIEW").unwrap()["value"],
+        "true"
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("[env: GATEHOUSE_TOKEN_REVIEW="));
+    let role = find(&docs, "ClusterRole", "-server").unwrap();
+    assert_eq!(
+        rules(role),
+        [(
+            "authentication.k8s.io".to_string(),
+            "tokenreviews".to_string(),
+            vec!["create".to_string()]
+        )]
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "-server").unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert!(
+        binding["subjects"][0]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-server")
+    );
+}
+
+#[test]
 fn forwarded_addresses_are_trusted_only_from_listed_proxies() {
     // By default no proxy is trusted: an in-cluster caller cannot choose the address its
     // sign-in failures count against by sending X-Forwarded-For.

@@ -21,6 +21,7 @@ static ONE_CONTROL_PLANE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 const NAMESPACE: &str = "gatehouse";
 const OPERATOR_ACCOUNT: &str = "gatehouse-operator";
 const OPERATOR_USER: &str = "system:serviceaccount:gatehouse:gatehouse-operator";
+const SERVER_ACCOUNT: &str = "gatehouse-server";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -260,6 +261,9 @@ fn start_gatehouse(
     }
     let listen = format!("127.0.0.1:{port}");
     let server_ops = format!("127.0.0.1:{}", gatehouse_testkit::free_port());
+    // The token service with its own ServiceAccount's token, for TokenReview (the chart's
+    // server.tokenReview.enabled grants it that and nothing else).
+    let server_kubeconfig = plane.service_account_kubeconfig(NAMESPACE, SERVER_ACCOUNT);
     let mut server = spawn(
         dir,
         "server",
@@ -273,8 +277,12 @@ fn start_gatehouse(
             public,
             "--metrics-listen",
             &server_ops,
+            "--token-review",
         ],
-        &[("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap())],
+        &[
+            ("GATEHOUSE_KEY_ENCRYPTION_KEY_FILE", kek.to_str().unwrap()),
+            ("KUBECONFIG", server_kubeconfig.to_str().unwrap()),
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(&format!("http://{server_ops}/healthz")).ok() != Some(200) {
@@ -564,6 +572,133 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         r.status,
         r.body
     );
+}
+
+/// A Tenant that reviews ServiceAccount tokens (TokenReview): a token bound to a pod works
+/// while the pod exists and stops once it is deleted, before the token expires.
+async fn bound_pod_tokens(plane: &ControlPlane, public: &str, logs: &impl Fn() -> String) {
+    let token_url = format!("{public}/acme/oauth2/token");
+    let issuer = format!("{public}/acme");
+    let pod = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: invoicer-pod, namespace: acme}
+spec:
+  serviceAccountName: invoicer
+  containers: [{name: app, image: registry.example.com/invoicer:1}]
+";
+    let (ok, stderr) = apply(plane, pod);
+    assert!(ok, "{stderr}");
+    let pod_uid = plane.kubectl_ok(&[
+        "get",
+        "pod",
+        "invoicer-pod",
+        "-n",
+        "acme",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let bound = plane
+        .kubectl_ok(&[
+            "create",
+            "token",
+            "invoicer",
+            "-n",
+            "acme",
+            "--audience",
+            &issuer,
+            "--duration",
+            "10m",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "invoicer-pod",
+            "--bound-object-uid",
+            &pod_uid,
+        ])
+        .trim()
+        .to_string();
+    // Without review a deleted pod's token works until it expires; with it, not.
+    plane.kubectl_ok(&[
+        "patch",
+        "tenant",
+        "acme",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"reviewServiceAccountTokens":true}}"#,
+    ]);
+    let status_becomes = |token: String, want: u16, secs: u64| {
+        let url = token_url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            loop {
+                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
+                if r.status == want || Instant::now() > deadline {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // Until the token service has the tenant's new setting, tokens are not reviewed; then each
+    // sign-in with a token it has not reviewed in the last 10 s asks the API server (audited).
+    let server_user = format!("system:serviceaccount:{NAMESPACE}:{SERVER_ACCOUNT}");
+    let reviewed = || {
+        plane.audit_events().iter().any(|e| {
+            e["objectRef"]["resource"] == "tokenreviews"
+                && e["user"]["username"] == server_user
+                && e["responseStatus"]["code"] == 201
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = with_service_account_token(&token_url, "acme-invoicer", &bound).await;
+        assert_eq!(r.status, 200, "a live pod's token: {}\n{}", r.body, logs());
+        if reviewed() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TokenReview by the token service in the audit log\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let refused = plane.denied_by_rbac(&server_user);
+    assert!(
+        refused.is_empty(),
+        "the token service refused by RBAC: {refused:?}"
+    );
+
+    plane.kubectl_ok(&[
+        "delete",
+        "pod",
+        "invoicer-pod",
+        "-n",
+        "acme",
+        "--grace-period=0",
+        "--force",
+    ]);
+    // Accepted answers are kept 10 s: refused within that.
+    let r = status_becomes(bound.clone(), 401, 20).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (401, "invalid_client"),
+        "the deleted pod's token, long before it expires: {}",
+        r.body
+    );
+    // A token bound to no pod is still good.
+    let unbound = service_account_token(plane, "acme", "invoicer", &issuer);
+    let r = with_service_account_token(&token_url, "acme-invoicer", &unbound).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    plane.kubectl_ok(&[
+        "patch",
+        "tenant",
+        "acme",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/reviewServiceAccountTokens"}]"#,
+    ]);
 }
 
 /// A CI system's tokens, by a Tenant's `trustedIssuers`: the operator reads the issuer's keys
@@ -1003,7 +1138,12 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     let dir = tempfile::tempdir().unwrap();
     let port = gatehouse_testkit::free_port();
     let public = format!("http://127.0.0.1:{port}");
-    install(&plane, &public, &redis.url(), &[]);
+    install(
+        &plane,
+        &public,
+        &redis.url(),
+        &["--set", "server.tokenReview.enabled=true"],
+    );
     let ci_key = ci_issuer::Key::new("ci-1");
     let ci = ci_issuer::CiIssuer::start(&[&ci_key]);
     let g = start_gatehouse(&plane, dir.path(), &redis, port, &public, 2, &ci.env());
@@ -1045,6 +1185,7 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     example_grants::reporter_jwt_bearer(&public).await;
     example_grants::legacy_implicit(&public).await;
     secretless_workloads(&plane, &public, &logs).await;
+    bound_pod_tokens(&plane, &public, &logs).await;
     workload_token_exchange(&plane, &public, &logs).await;
     trusted_issuer(&plane, &public, &ci, &ci_key, &logs).await;
 

@@ -49,6 +49,10 @@ pub struct TenantConfig {
     /// Static users (from the tenant's users Secret) for login and the password grant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<UserConfig>,
+    /// Whether each ServiceAccount token a workload presents is also reviewed by the API
+    /// server (TokenReview), so a token bound to a deleted pod stops at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review_service_account_tokens: bool,
 }
 
 /// A user of a tenant. Only an argon2id hash of the password is ever held.

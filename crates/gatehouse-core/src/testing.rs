@@ -26,6 +26,7 @@ pub fn tenant() -> TenantConfig {
             },
         ],
         users: vec![],
+        review_service_account_tokens: false,
     }
 }
 

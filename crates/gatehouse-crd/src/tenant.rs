@@ -117,6 +117,14 @@ pub struct TenantSpec {
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub trusted_issuers: Vec<TrustedIssuerSpec>,
 
+    /// Ask the API server (TokenReview) about every ServiceAccount token a workload presents,
+    /// so that a token bound to a pod stops working as soon as the pod is gone, not only when
+    /// it expires. The token service then calls the API server at such sign-ins (answers kept
+    /// 10 s) and needs the chart's `server.tokenReview.enabled`; without it those sign-ins
+    /// answer 503.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review_service_account_tokens: bool,
+
     /// Static users for the login page and the password grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<UsersSpec>,

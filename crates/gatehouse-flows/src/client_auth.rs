@@ -85,9 +85,13 @@ pub async fn authenticate(
             };
             if assertions::has_workload_identity(&client) {
                 return match assertions::verify_workload_token(services, tenant, &client, assertion)
+                    .await
                 {
                     Ok(_) => Ok(client),
-                    Err(why) => Err(failed(tenant, &client.client_id, &why)),
+                    Err(assertions::WorkloadRefusal::Unavailable(e)) => Err(e),
+                    Err(assertions::WorkloadRefusal::Refused(why)) => {
+                        Err(failed(tenant, &client.client_id, &why))
+                    }
                 };
             }
             let claims = assertions::verify_once(services, tenant, &client, assertion)

@@ -34,6 +34,9 @@ pub enum Error {
     /// Too many password and secret checks are waiting already.
     #[error("the argon2 queue is full")]
     Busy,
+    /// The Kubernetes API server could not review a ServiceAccount token (TokenReview).
+    #[error("token review unavailable: {0}")]
+    ReviewUnavailable(String),
 }
 
 impl From<gatehouse_core::argon2_workers::Refused> for Error {
@@ -76,6 +79,9 @@ impl Error {
             Error::ShuttingDown => {
                 OAuthError::temporarily_unavailable("the server is shutting down")
             }
+            Error::ReviewUnavailable(_) => OAuthError::temporarily_unavailable(
+                "the Kubernetes API server could not review the ServiceAccount token; retry shortly",
+            ),
             Error::Busy => OAuthError::temporarily_unavailable(
                 "too many sign-ins are being checked; retry in a moment",
             ),

@@ -29,6 +29,7 @@ pub mod revocation;
 pub mod sign_in;
 pub mod tenant;
 pub mod token;
+pub mod token_review;
 mod unanswered;
 pub mod userinfo;
 pub mod verified_tokens;
@@ -64,6 +65,9 @@ pub struct Services {
     pub secrets: Arc<VerifiedSecretCache>,
     /// Checks of one and the same client secret take turns (see [`client_auth::SameSecretChecks`]).
     pub secret_checks: Arc<client_auth::SameSecretChecks>,
+    /// The API server's TokenReview, for tenants that review ServiceAccount tokens; `None`
+    /// where the process has no Kubernetes access (their workload sign-ins then answer 503).
+    pub token_review: Option<Arc<dyn token_review::TokenReviewer>>,
 }
 
 impl Services {
@@ -76,7 +80,15 @@ impl Services {
             argon2: Argon2Workers::shared(),
             secrets: Arc::new(VerifiedSecretCache::new(VERIFIED_SECRETS)),
             secret_checks: Arc::default(),
+            token_review: None,
         }
+    }
+
+    /// The same services, reviewing ServiceAccount tokens with `reviewer`.
+    #[must_use]
+    pub fn with_token_review(mut self, reviewer: Arc<dyn token_review::TokenReviewer>) -> Self {
+        self.token_review = Some(reviewer);
+        self
     }
 
     /// Unix seconds, from the one clock.

@@ -52,6 +52,7 @@ fn tenant_config() -> TenantConfig {
             name: Some("Alice Liddell".into()),
             groups: vec!["finance".into()],
         }],
+        review_service_account_tokens: false,
     }
 }
 

@@ -117,6 +117,7 @@ pub fn reconcile_tenant(
                 })
                 .collect(),
             users,
+            review_service_account_tokens: spec.review_service_account_tokens,
         };
         if !spec.trusted_issuers.is_empty() {
             verdicts.push(issuers_verdict(&trusted_issuers));

@@ -101,7 +101,7 @@ async fn presented(
         });
     }
     if assertions::has_workload_identity(ctx.client) && kind == JWT_TYPE {
-        match assertions::verify_workload_token(services, tenant, ctx.client, token) {
+        match assertions::verify_workload_token(services, tenant, ctx.client, token).await {
             Ok(verified) => {
                 return Ok(PresentedToken {
                     kind: PresentedKind::WorkloadToken,
@@ -114,7 +114,8 @@ async fn presented(
                     client_namespace: None,
                 });
             }
-            Err(why) => {
+            Err(assertions::WorkloadRefusal::Unavailable(e)) => return Err(e),
+            Err(assertions::WorkloadRefusal::Refused(why)) => {
                 tracing::info!(tenant = %tenant.name(), client = %ctx.client.client_id, %why, "token exchange: {parameter} refused");
             }
         }

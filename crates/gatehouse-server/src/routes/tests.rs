@@ -33,6 +33,7 @@ pub(super) fn tenant() -> TenantConfig {
         signing_algorithm: SigningAlgorithm::ES256,
         scopes: vec![],
         users: vec![],
+        review_service_account_tokens: false,
     }
 }
 

@@ -27,6 +27,7 @@ fn tenant(name: &str) -> TenantConfig {
         signing_algorithm: SigningAlgorithm::ES256,
         scopes: vec![],
         users: vec![],
+        review_service_account_tokens: false,
     }
 }
 
