@@ -392,6 +392,11 @@ fn jwt_header(token: &str) -> Value {
 
 /// `token`'s claims signed again (RS256) with the PEM key `pem` under `kid`.
 fn resign(token: &str, pem: &[u8], kid: &str) -> String {
+    resign_claims(&jwt_payload(token), pem, kid)
+}
+
+/// `claims` signed (RS256) with the PEM key `pem` under `kid`.
+fn resign_claims(claims: &Value, pem: &[u8], kid: &str) -> String {
     use std::io::Write;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.to_string());
@@ -406,7 +411,7 @@ fn resign(token: &str, pem: &[u8], kid: &str) -> String {
     openssl.stdin.take().unwrap().write_all(pem).unwrap();
     let der = openssl.wait_with_output().unwrap().stdout;
     let key = jsonwebtoken::EncodingKey::from_rsa_der(&der);
-    jsonwebtoken::encode(&header, &jwt_payload(token), &key).unwrap()
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
 /// A token of `namespace/account` from the API server (`kubectl create token`).
@@ -500,6 +505,18 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         "a key the cluster never published: {}",
         r.body
     );
+    // Expired (a token of the cluster, signed with its retired key, an hour past its exp).
+    let mut expired = jwt_payload(&token);
+    expired["iat"] = json!(expired["iat"].as_u64().unwrap() - 7200);
+    expired["nbf"] = expired["iat"].clone();
+    expired["exp"] = json!(expired["iat"].as_u64().unwrap() + 3600);
+    let r = with_service_account_token(
+        &token_url,
+        "acme-invoicer",
+        &resign_claims(&expired, &retired, retired_kid),
+    )
+    .await;
+    assert_eq!(r.status, 401, "an expired token: {}", r.body);
 
     // The token endpoint is an audience too.
     let for_endpoint = service_account_token(plane, "acme", "invoicer", &token_url);

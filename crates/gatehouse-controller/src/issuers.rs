@@ -301,10 +301,14 @@ fn status_of(spec: &TrustedIssuerSpec, entry: &Entry, now: u64) -> TrustedIssuer
 fn earlier_read(tenant: &Tenant, spec: &TrustedIssuerSpec) -> Option<u64> {
     let status = tenant.status.as_ref()?;
     // Only a read of this very issuer: keys of one the spec replaced never count.
-    let previous = status
-        .trusted_issuers
-        .iter()
-        .find(|s| s.name == spec.name && s.issuer == spec.issuer)?;
+    let previous = status.trusted_issuers.iter().find(|s| {
+        s.name == spec.name
+            && s.issuer == spec.issuer
+            && spec
+                .jwks_uri
+                .as_ref()
+                .is_none_or(|uri| s.jwks_uri.as_ref() == Some(uri))
+    })?;
     previous
         .last_read_time
         .as_ref()
@@ -406,8 +410,10 @@ mod tests {
     async fn a_restarted_process_holds_what_the_store_has_only_within_an_earlier_reads_grace() {
         let (server, fetcher) = serving();
         let issuer = server.url("");
+        let keys_uri = server.url("/keys");
         let read_at = |at: u64| {
             json!({"trustedIssuers": [{"name": "ci", "issuer": issuer, "state": "Ready", "keys": 1,
+                "jwksUri": keys_uri,
                 "lastReadTime": crate::operator::time_of(at)}]})
         };
         let t = tenant(&issuer, &server.url("/keys"), Some(read_at(NOW - 60)));
@@ -425,6 +431,12 @@ mod tests {
         assert!(matches!(
             keys.keys(&t, "ci", NOW + 3600),
             Some(IssuerKeys::Missing { expired: true, .. })
+        ));
+        // A read of another key URL under the same name does not count.
+        let moved = tenant(&issuer, &server.url("/other"), Some(read_at(NOW - 60)));
+        assert!(matches!(
+            TrustedKeys::default().keys(&moved, "ci", NOW),
+            Some(IssuerKeys::Missing { expired: false, .. })
         ));
         // A read of another issuer under the same name does not count.
         let replaced = tenant(

@@ -102,7 +102,10 @@ pub async fn verify_workload_token(
     if let Some(identity) = &client.federated {
         return workload::verify_federated_token(token, identity, &audiences, now)
             .map(|c| WorkloadToken {
-                ends_at: c.exp,
+                // Authentication stops at the age limit; so does what an exchange makes of it.
+                ends_at: c.iat.map_or(c.exp, |iat| {
+                    c.exp.min(iat.saturating_add(workload::MAX_AGE_SECS))
+                }),
                 aud: c.aud.0,
             })
             .map_err(|e| {
