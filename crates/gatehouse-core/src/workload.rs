@@ -142,17 +142,7 @@ pub fn verify_service_account_token(
     if bound.is_none_or(|sa| sa.uid != identity.service_account_uid) {
         return Err(WorkloadTokenError::WrongServiceAccount);
     }
-    if claims.ends_at() + CLOCK_SKEW_SECS <= now {
-        return Err(WorkloadTokenError::Expired);
-    }
-    if claims.iat > now + CLOCK_SKEW_SECS
-        || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS)
-    {
-        return Err(WorkloadTokenError::NotYetValid);
-    }
-    if now.saturating_sub(claims.iat) > MAX_AGE_SECS {
-        return Err(WorkloadTokenError::TooOld);
-    }
+    check_window(claims.ends_at(), Some(claims.iat), claims.nbf, now)?;
     Ok(claims)
 }
 
@@ -199,22 +189,35 @@ pub fn verify_federated_token(
     if !identity.subjects.contains(&claims.sub) {
         return Err(WorkloadTokenError::WrongSubject);
     }
-    if claims.exp + CLOCK_SKEW_SECS <= now {
+    check_window(claims.exp, claims.iat, claims.nbf, now)?;
+    Ok(claims)
+}
+
+/// The time checks every workload token gets: not past `ends_at`, not before `iat`/`nbf`,
+/// and no older than [`MAX_AGE_SECS`] since `iat` (or, without `iat`, not living longer than
+/// that from now).
+fn check_window(
+    ends_at: u64,
+    iat: Option<u64>,
+    nbf: Option<u64>,
+    now: u64,
+) -> Result<(), WorkloadTokenError> {
+    if ends_at + CLOCK_SKEW_SECS <= now {
         return Err(WorkloadTokenError::Expired);
     }
-    if claims.iat.is_some_and(|iat| iat > now + CLOCK_SKEW_SECS)
-        || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS)
+    if iat.is_some_and(|iat| iat > now + CLOCK_SKEW_SECS)
+        || nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS)
     {
         return Err(WorkloadTokenError::NotYetValid);
     }
-    let too_old = match claims.iat {
+    let too_old = match iat {
         Some(iat) => now.saturating_sub(iat) > MAX_AGE_SECS,
-        None => claims.exp.saturating_sub(now) > MAX_AGE_SECS,
+        None => ends_at.saturating_sub(now) > MAX_AGE_SECS,
     };
     if too_old {
         return Err(WorkloadTokenError::TooOld);
     }
-    Ok(claims)
+    Ok(())
 }
 
 #[cfg(test)]

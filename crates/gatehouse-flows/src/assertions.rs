@@ -154,7 +154,7 @@ async fn review(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ISSUER_BASE, REPORTER_KEY, memory_world};
+    use crate::testing::{ISSUER_BASE, memory_world};
     use crate::token_review::{Review, Reviewing, TokenReviewer};
     use std::sync::{Arc, Mutex};
 
@@ -193,7 +193,6 @@ mod tests {
     /// A ServiceAccount-shaped token signed with the reporter's test key, and a client bound
     /// to that account whose cluster keys are the reporter's.
     fn invoicer(now: u64) -> (ClientConfig, String) {
-        use base64::Engine;
         let mut client = crate::testing::bundle().0.clients[2].clone();
         client.client_id = "invoicer".into();
         let jwks = client.jwks.take().unwrap();
@@ -203,13 +202,6 @@ mod tests {
             issuer: "https://kubernetes.default.svc".into(),
             jwks,
         });
-        let body: String = REPORTER_KEY
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some("reporter-2026".into());
         let claims = serde_json::json!({
@@ -218,12 +210,8 @@ mod tests {
             "kubernetes.io": {"namespace": "acme", "serviceaccount": {"name": "invoicer", "uid": UID},
                               "pod": {"name": "invoicer-1", "uid": "pod-1"}}
         });
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ec_der(&der),
-        )
-        .unwrap();
+        let token =
+            jsonwebtoken::encode(&header, &claims, &crate::testing::reporter_key()).unwrap();
         (client, token)
     }
 

@@ -201,8 +201,8 @@ pub fn params(pairs: &[(&str, &str)]) -> crate::Params {
     crate::Params::parse(body.as_bytes()).unwrap()
 }
 
-/// An assertion signed with the reporter's key.
-pub fn reporter_assertion(sub: &str, aud: &str, now: u64, jti: &str) -> String {
+/// The reporter's signing key (kid `reporter-2026`).
+pub fn reporter_key() -> jsonwebtoken::EncodingKey {
     use base64::Engine;
     let body: String = REPORTER_KEY
         .lines()
@@ -211,7 +211,12 @@ pub fn reporter_assertion(sub: &str, aud: &str, now: u64, jti: &str) -> String {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap();
-    let key = jsonwebtoken::EncodingKey::from_ec_der(&der);
+    jsonwebtoken::EncodingKey::from_ec_der(&der)
+}
+
+/// An assertion signed with the reporter's key.
+pub fn reporter_assertion(sub: &str, aud: &str, now: u64, jti: &str) -> String {
+    let key = reporter_key();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("reporter-2026".into());
     let claims = serde_json::json!({
