@@ -257,3 +257,48 @@ async fn a_private_address_is_read_only_when_allowed() {
         g.stderr()
     );
 }
+
+/// A namespace user cannot keep a subject the Tenant withdraws by breaking their own client on
+/// purpose: the held registration keeps serving its tokens, but loses the subject.
+#[tokio::test]
+async fn a_client_broken_on_purpose_keeps_no_subject_its_tenant_withdraws() {
+    let k1 = Key::new("ci-1");
+    let ci = CiIssuer::start(&[&k1]);
+    let g = start(&ci, "24h", true);
+    let token_url = g.endpoint("forge", "token_endpoint").await;
+    let good = ci.token(&k1, &g.issuer("forge"), |_| {});
+    assert_eq!(
+        sign_in(&token_url, "forge-deployer", &good).await.status,
+        200
+    );
+
+    // A spec only Gatehouse's own rules refuse: held, still serving.
+    let original = manifests(&ci.issuer, "24h");
+    let broken = original.replace(
+        "  clientId: forge-deployer\n  grantTypes: [client_credentials,",
+        "  clientId: forge-deployer\n  grantTypes: [client_credentials, client_credentials,",
+    );
+    assert_ne!(broken, original);
+    g.write_manifest("forge.yaml", &broken);
+    eventually(10, "the broken client to be held", || async {
+        g.stdout().contains("last valid version keeps serving")
+    })
+    .await;
+    assert_eq!(
+        sign_in(&token_url, "forge-deployer", &good).await.status,
+        200,
+        "a typo costs the workload nothing"
+    );
+
+    // The Tenant maps the subject elsewhere: the held client loses it at once.
+    let withdrawn = broken.replace(
+        "client: {namespace: forge, clientId: forge-deployer}",
+        "client: {namespace: elsewhere, clientId: forge-deployer}",
+    );
+    assert_ne!(withdrawn, broken);
+    g.write_manifest("forge.yaml", &withdrawn);
+    eventually(10, "the withdrawn subject to be refused", || async {
+        sign_in(&token_url, "forge-deployer", &good).await.status == 401
+    })
+    .await;
+}

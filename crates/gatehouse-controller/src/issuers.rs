@@ -14,13 +14,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often an issuer's keys are read again after a good read, by default.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 /// How soon a failed read is tried again (or the refresh interval, if shorter).
 const RETRY: Duration = Duration::from_secs(30);
+/// How long a reconcile waits for the reads it started; slower ones finish in the background.
+pub const READ_WAIT: Duration = Duration::from_secs(2);
+/// How soon a tenant is looked at again while a read of its issuers is in flight.
+const IN_FLIGHT_POLL: Duration = Duration::from_secs(2);
 
 /// The states `status.trustedIssuers[].state` shows.
 pub mod states {
@@ -55,9 +59,11 @@ struct Entry {
     earlier_read_at: Option<u64>,
     error: Option<String>,
     next_read_at: u64,
-    /// What [`TrustedKeys::refresh`] last reported, to tell when bound clients need
+    /// What [`TrustedKeys::report`] last reported, to tell when bound clients need
     /// reconciling (a read, or a grace period running out).
     reported: Option<IssuerKeys>,
+    /// A read is in flight.
+    reading: bool,
 }
 
 impl Entry {
@@ -71,6 +77,33 @@ impl Entry {
             error: None,
             next_read_at: 0,
             reported: None,
+            reading: false,
+        }
+    }
+
+    /// Records a read that started at `started`.
+    fn record(
+        &mut self,
+        tenant: &str,
+        read: Result<Fetched, fetch::FetchError>,
+        started: u64,
+        refresh: Duration,
+    ) {
+        self.reading = false;
+        match read {
+            Ok(good) => {
+                if self.error.is_some() {
+                    tracing::info!(tenant, issuer = %self.issuer, "trusted issuer's keys read again");
+                }
+                self.good = Some((good, started));
+                self.error = None;
+                self.next_read_at = started + refresh.as_secs().max(1);
+            }
+            Err(e) => {
+                tracing::warn!(tenant, issuer = %self.issuer, error = %e, "cannot read a trusted issuer's keys; the last keys read keep working for its grace period");
+                self.error = Some(e.to_string());
+                self.next_read_at = started + refresh.min(RETRY).as_secs().max(1);
+            }
         }
     }
 
@@ -127,7 +160,8 @@ fn grace_secs(spec: &TrustedIssuerSpec) -> u64 {
 
 /// Every tenant's trusted issuers as last read.
 pub struct TrustedKeys {
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    /// Shared with the reads in flight, which record their results themselves.
+    entries: Arc<Mutex<HashMap<(String, String), Entry>>>,
     refresh: Duration,
 }
 
@@ -137,29 +171,51 @@ impl Default for TrustedKeys {
     }
 }
 
+/// Reads started by [`TrustedKeys::start_reads`]. They go on by themselves: a slow issuer's
+/// read records its result whenever it ends, for the next reconcile to find.
+#[must_use = "reads go on anyway; settle() waits for them, for a while"]
+pub struct Reads(Vec<tokio::task::JoinHandle<()>>);
+
+impl Reads {
+    /// Waits at most `within` for the reads to end: one hanging issuer must not hold up the
+    /// reconcile of its tenant (nor, in standalone, of every other tenant).
+    pub async fn settle(self, within: Duration) {
+        let _ = tokio::time::timeout(within, futures::future::join_all(self.0)).await;
+    }
+}
+
 impl TrustedKeys {
     /// Keys are read again every `refresh` after a good read.
     #[must_use]
     pub fn new(refresh: Duration) -> Self {
         TrustedKeys {
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(HashMap::new())),
             refresh,
         }
     }
 
-    /// Reads the keys of `tenant`'s issuers whose time has come (all of them the first time);
-    /// forgets issuers no longer listed. Returns the names whose keys changed, and when the
-    /// next read is due (Unix seconds), if the tenant has issuers.
+    /// Reads the keys of `tenant`'s issuers that are due, waiting at most [`READ_WAIT`] for
+    /// them, and reports as [`Self::report`] does.
     pub async fn refresh(
         &self,
         tenant: &Tenant,
         fetcher: &Fetcher,
         now: u64,
     ) -> (Vec<String>, Option<u64>) {
+        self.start_reads(tenant, fetcher, now)
+            .settle(READ_WAIT)
+            .await;
+        self.report(tenant, now)
+    }
+
+    /// Starts reading the keys of `tenant`'s issuers whose time has come (all of them the
+    /// first time), each in a task of its own, one read per issuer at a time; forgets issuers
+    /// no longer listed.
+    pub fn start_reads(&self, tenant: &Tenant, fetcher: &Fetcher, now: u64) -> Reads {
         let tenant_name = tenant.name_any();
         let due: Vec<TrustedIssuerSpec> = {
             let Ok(mut entries) = self.entries.lock() else {
-                return (Vec::new(), None);
+                return Reads(Vec::new());
             };
             entries.retain(|(t, name), _| {
                 t != &tenant_name || tenant.spec.trusted_issuers.iter().any(|s| &s.name == name)
@@ -173,41 +229,51 @@ impl TrustedKeys {
                 }
                 if let Some(entry) = entries.get_mut(&key) {
                     entry.grace_secs = grace_secs(spec);
-                    if entry.next_read_at <= now {
+                    if entry.next_read_at <= now && !entry.reading {
+                        entry.reading = true;
                         due.push(spec.clone());
                     }
                 }
             }
             due
         };
-        let reads = futures::future::join_all(
-            due.iter()
-                .map(|spec| fetcher.keys(&spec.issuer, spec.jwks_uri.as_deref())),
-        )
-        .await;
+        let reads = due
+            .into_iter()
+            .map(|spec| {
+                let entries = Arc::clone(&self.entries);
+                let fetcher = fetcher.clone();
+                let tenant_name = tenant_name.clone();
+                let refresh = self.refresh;
+                tokio::spawn(async move {
+                    let read = fetcher.keys(&spec.issuer, spec.jwks_uri.as_deref()).await;
+                    let Ok(mut entries) = entries.lock() else {
+                        return;
+                    };
+                    let key = (tenant_name.clone(), spec.name.clone());
+                    if let Some(entry) = entries.get_mut(&key).filter(|e| e.is_for(&spec)) {
+                        entry.record(&tenant_name, read, now, refresh);
+                    }
+                })
+            })
+            .collect();
+        Reads(reads)
+    }
+
+    /// Forgets the issuers of tenants that are gone.
+    pub fn retain_tenants(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|(tenant, _), _| keep(tenant));
+        }
+    }
+
+    /// The names of `tenant`'s issuers whose keys changed since the last report, and when it
+    /// should be looked at again (Unix seconds; soon while a read is in flight), if it has
+    /// issuers.
+    pub fn report(&self, tenant: &Tenant, now: u64) -> (Vec<String>, Option<u64>) {
+        let tenant_name = tenant.name_any();
         let Ok(mut entries) = self.entries.lock() else {
             return (Vec::new(), None);
         };
-        for (spec, read) in due.iter().zip(reads) {
-            let Some(entry) = entries.get_mut(&(tenant_name.clone(), spec.name.clone())) else {
-                continue;
-            };
-            match read {
-                Ok(good) => {
-                    if entry.error.is_some() {
-                        tracing::info!(tenant = %tenant_name, issuer = %spec.issuer, "trusted issuer's keys read again");
-                    }
-                    entry.good = Some((good, now));
-                    entry.error = None;
-                    entry.next_read_at = now + self.refresh.as_secs().max(1);
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant_name, issuer = %spec.issuer, error = %e, "cannot read a trusted issuer's keys; the last keys read keep working for its grace period");
-                    entry.error = Some(e.to_string());
-                    entry.next_read_at = now + self.refresh.min(RETRY).as_secs().max(1);
-                }
-            }
-        }
         let mut changed = Vec::new();
         for spec in &tenant.spec.trusted_issuers {
             if let Some(entry) = entries.get_mut(&(tenant_name.clone(), spec.name.clone())) {
@@ -224,6 +290,9 @@ impl TrustedKeys {
             .iter()
             .filter_map(|s| entries.get(&(tenant_name.clone(), s.name.clone())))
             .map(|e| {
+                if e.reading {
+                    return now + IN_FLIGHT_POLL.as_secs();
+                }
                 // A grace period that ends before the next read ends the keys' use on time.
                 let until = e.valid_until().filter(|&u| u > now).unwrap_or(u64::MAX);
                 e.next_read_at.min(until)
@@ -246,6 +315,16 @@ impl TrustedKeys {
             // Not read by this process yet: an earlier one's read may still be in its grace.
             _ => Entry::new(spec, earlier_read(tenant, spec)).keys(now),
         })
+    }
+
+    /// The keys of each of `tenant`'s trusted issuers at `now`, by name (see [`Self::keys`]).
+    pub fn all_keys(&self, tenant: &Tenant, now: u64) -> Vec<(String, IssuerKeys)> {
+        tenant
+            .spec
+            .trusted_issuers
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), self.keys(tenant, &s.name, now)?)))
+            .collect()
     }
 
     /// `status.trustedIssuers` of `tenant` at `now`.
@@ -342,7 +421,9 @@ mod tests {
         let server = HttpsServer::start();
         server.set(
             "/keys",
-            Reply::json(&json!({"keys": [{"kty": "EC", "kid": "a"}]})),
+            Reply::json(
+                &json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "a", "x": "AA", "y": "AA"}]}),
+            ),
         );
         let fetcher = Fetcher::new(Some(&server.ca_file()), true).unwrap();
         (server, fetcher)
@@ -448,5 +529,77 @@ mod tests {
             TrustedKeys::default().keys(&replaced, "ci", NOW),
             Some(IssuerKeys::Missing { expired: false, .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod slow_issuers {
+    use super::*;
+    use gatehouse_testkit::https::{HttpsServer, Reply};
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// A tenant with a hanging issuer and a prompt one, each under its own path.
+    fn tenant(server: &HttpsServer) -> Tenant {
+        let entry = |name: &str, path: &str| {
+            json!({"name": name, "issuer": server.url(""), "jwksUri": server.url(path),
+                   "subjects": [{"subject": name, "client": {"namespace": "acme", "clientId": "deployer"}}]})
+        };
+        serde_json::from_value(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme"},
+            "spec": {"grantTypes": ["client_credentials"],
+                     "trustedIssuers": [entry("hanging", "/hanging"), entry("prompt", "/prompt")]}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hanging_issuer_holds_up_no_reconcile_and_its_read_ends_in_the_background() {
+        let server = HttpsServer::start();
+        let jwks =
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "a", "x": "AA", "y": "AA"}]});
+        server.set("/prompt", Reply::json(&jwks));
+        server.set("/hanging", Reply::json(&jwks).after(Duration::from_secs(4)));
+        let fetcher = Fetcher::new(Some(&server.ca_file()), true).unwrap();
+        let t = tenant(&server);
+        let keys = TrustedKeys::new(Duration::from_secs(300));
+
+        let (changed, next) = keys.refresh(&t, &fetcher, NOW).await;
+        // Within READ_WAIT: the prompt issuer is read, the hanging one is still in flight.
+        assert!(matches!(
+            keys.keys(&t, "prompt", NOW),
+            Some(IssuerKeys::Current { .. })
+        ));
+        assert!(matches!(
+            keys.keys(&t, "hanging", NOW),
+            Some(IssuerKeys::Missing { expired: false, .. })
+        ));
+        assert!(changed.contains(&"prompt".to_string()));
+        assert_eq!(
+            next,
+            Some(NOW + IN_FLIGHT_POLL.as_secs()),
+            "looked at again soon"
+        );
+        // A second reconcile meanwhile starts no second read of it.
+        keys.refresh(&t, &fetcher, NOW + 1).await;
+        // The read ends by itself and is there for the next reconcile.
+        let mut waited = 0;
+        while !matches!(
+            keys.keys(&t, "hanging", NOW + 5),
+            Some(IssuerKeys::Current { .. })
+        ) {
+            assert!(waited < 100, "the background read never ended");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        assert_eq!(server.hits("/hanging"), 1);
+        let (changed, _) = keys.report(&t, NOW + 5);
+        assert_eq!(changed, ["hanging"]);
+
+        // A deleted tenant's issuers are forgotten.
+        keys.retain_tenants(|name| name != "acme");
+        assert!(keys.entries.lock().unwrap().is_empty());
     }
 }

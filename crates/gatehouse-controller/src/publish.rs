@@ -6,7 +6,7 @@
 //! same, so an unchanged client is never rewritten and servers keep their verification cache.
 
 use crate::conditions::{Verdict, set};
-use crate::reconcile::{ClientRegistration, Reconciled};
+use crate::reconcile::{ClientRegistration, HeldWithin, Reconciled};
 use aws_lc_rs::digest;
 use gatehouse_core::argon2_workers::Argon2Workers;
 use gatehouse_core::key_rotation::{KeyPlan, RotationPolicy, plan_keys, replace_keys};
@@ -19,7 +19,7 @@ use gatehouse_core::{ClientConfig, TenantConfig};
 use gatehouse_crd::condition::{ConditionStatus, reasons, types};
 use gatehouse_store::{Store, StoreError};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The `status.signingKeys` entries of these keys.
@@ -312,6 +312,33 @@ impl Publisher {
         Ok(self.store.tenant_settings(tenant).await?.config.is_some())
     }
 
+    /// Keeps a held client's stored registration (of `client_id`, from `source`,
+    /// `namespace/name`), cut back to what its tenant grants now (`within`; `None` keeps it as
+    /// it is), or removes it once the tenant grants it nothing. True if it still serves.
+    pub async fn hold_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        source: &str,
+        within: Option<&HeldWithin>,
+    ) -> Result<bool, PublishError> {
+        let stored = self.store.get_client(tenant, client_id).await?;
+        let Some(stored) = stored.filter(|c| c.source == source) else {
+            return Ok(false);
+        };
+        let Some(within) = within else {
+            return Ok(true);
+        };
+        match within.clamp(&stored) {
+            Some(config) if config == stored => Ok(true),
+            Some(config) => {
+                self.store.put_client(tenant, &config).await?;
+                Ok(true)
+            }
+            None => Ok(!self.unpublish_client(tenant, client_id, source).await?),
+        }
+    }
+
     /// Whether the store holds a registration of `client_id` that came from `source`
     /// (`namespace/name`).
     pub async fn serves_client(
@@ -371,13 +398,15 @@ impl Publisher {
         let mut report = PublishReport::default();
         let stored_tenants = self.store.tenant_versions().await?;
         let mut registrations: HashMap<&str, Vec<&ClientRegistration>> = HashMap::new();
-        // Sources (`namespace/name`) of held clients: whatever the store holds of them stays.
-        let mut held: HashSet<(&str, String)> = HashSet::new();
+        // Sources (`namespace/name`) of held clients: what the store holds of them stays, cut
+        // back to what their tenant grants now.
+        let mut held: HashMap<(&str, String), Option<&HeldWithin>> = HashMap::new();
         for c in &reconciled.clients {
             if let Some(r) = &c.registration {
                 registrations.entry(c.tenant.as_str()).or_default().push(r);
             } else if c.held.is_some() {
-                held.insert((c.tenant.as_str(), format!("{}/{}", c.namespace, c.name)));
+                let source = format!("{}/{}", c.namespace, c.name);
+                held.insert((c.tenant.as_str(), source), c.held_within.as_ref());
             }
         }
         for outcome in &reconciled.tenants {
@@ -442,10 +471,24 @@ impl Publisher {
             }
             let wanted_ids: std::collections::HashSet<&str> =
                 wanted.iter().map(|r| r.config.client_id.as_str()).collect();
-            for stale in stored_clients.iter().filter(|c| {
-                !wanted_ids.contains(c.client_id.as_str())
-                    && !held.contains(&(name, c.source.clone()))
-            }) {
+            for stale in stored_clients
+                .iter()
+                .filter(|c| !wanted_ids.contains(c.client_id.as_str()))
+            {
+                let kept = match held.get(&(name, stale.source.clone())) {
+                    Some(None) => continue,
+                    Some(Some(within)) => within.clamp(stale),
+                    None => None,
+                };
+                if let Some(config) = kept {
+                    if &config != stale {
+                        self.store.put_client(name, &config).await?;
+                        report
+                            .clients_written
+                            .push((name.to_string(), config.client_id.clone()));
+                    }
+                    continue;
+                }
                 self.store.delete_client(name, &stale.client_id).await?;
                 report
                     .clients_removed

@@ -6,12 +6,14 @@
 
 mod claims;
 mod client;
+mod held;
 mod tenant;
 
 pub use claims::{Claimant, ClientIds};
 pub use client::{
     ClientInputs, ClusterIssuer, ServiceAccountView, TenantView, may_claim_id, reconcile_client,
 };
+pub use held::HeldWithin;
 pub use tenant::reconcile_tenant;
 
 use crate::issuers::TrustedKeys;
@@ -144,9 +146,14 @@ pub struct ClientOutcome {
     /// What the store should hold (without the secret hash, which the publisher computes);
     /// `None` means the client gets no token at all, unless it is [`ClientOutcome::held`].
     pub registration: Option<ClientRegistration>,
-    /// Set when the client's spec (or its tenant's) is refused: the store keeps the last valid
-    /// registration untouched.
+    /// Set when the client's spec (or its tenant's) is refused, or something it needs cannot
+    /// be read: the store keeps the last valid registration, cut back to `held_within`.
     pub held: Option<Held>,
+    /// What its tenant grants now, for a held client of a valid tenant: a held registration
+    /// never keeps what the tenant has since taken away (a namespace, a grant, a scope, an
+    /// audience, a trusted-issuer subject). `None` while the tenant itself is held: its last
+    /// valid version, clients included, stays as it was.
+    pub held_within: Option<HeldWithin>,
     pub status: OAuthClientStatus,
     /// A credentials Secret to create (its absence is what keeps the client from being Ready).
     pub secret_request: Option<SecretRequest>,
@@ -270,16 +277,9 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                     .copied()
             });
             let secret_name = c.spec.effective_secret_ref(&c.name_any()).name;
-            let issuer_keys = match (
-                tenant,
-                c.spec
-                    .workload_identity
-                    .as_ref()
-                    .and_then(|w| w.trusted_issuer.as_deref()),
-            ) {
-                (Some(t), Some(issuer)) => observed.trusted.keys(t, issuer, now),
-                _ => None,
-            };
+            let issuer_keys = tenant
+                .map(|t| observed.trusted.all_keys(t, now))
+                .unwrap_or_default();
             let inputs = ClientInputs {
                 tenant: view,
                 holds_id,
@@ -288,7 +288,7 @@ pub fn reconcile(observed: &Observed<'_>) -> Reconciled {
                 ),
                 // No API server to resolve a ServiceAccount with.
                 service_account: ServiceAccountView::Unavailable,
-                issuer_keys: issuer_keys.as_ref(),
+                issuer_keys: &issuer_keys,
                 public_url: observed.public_url,
                 now: &observed.now,
             };

@@ -10,8 +10,8 @@ pub mod kept_keys;
 pub mod manifests;
 pub mod table;
 
-use crate::issuers::TrustedKeys;
 use crate::issuers::fetch::Fetcher;
+use crate::issuers::{READ_WAIT, Reads, TrustedKeys};
 use crate::operator::time_of;
 use crate::publish::{PublishError, PublishReport, Publisher, record_report};
 use crate::reconcile::{Observed, Reconciled, SecretRequest, TenantView, reconcile};
@@ -250,26 +250,30 @@ impl Driver {
         Ok(fingerprint_of(&written) ^ keeper.fingerprint_change())
     }
 
-    /// Reads the keys of the valid tenants' trusted issuers that are due.
+    /// Reads the keys of the valid tenants' trusted issuers that are due, all at once and
+    /// waiting a short while at most: a slow issuer's read ends in the background, and the
+    /// next pass (soon: [`TrustedKeys::report`]) publishes it.
     async fn read_issuers(&mut self, m: &Manifests) {
         let now = self.setting.clock.now();
-        let mut next: Option<u64> = None;
-        for tenant in &m.tenants {
-            if tenant.spec.trusted_issuers.is_empty()
-                || !matches!(TenantView::of(Some(tenant)), TenantView::Valid(_))
-            {
-                continue;
-            }
-            let (_, due) = self
-                .trusted
-                .refresh(tenant, &self.setting.fetcher, now)
-                .await;
-            next = match (next, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        self.next_issuer_read = next;
+        let valid: Vec<&gatehouse_crd::Tenant> = m
+            .tenants
+            .iter()
+            .filter(|t| {
+                !t.spec.trusted_issuers.is_empty()
+                    && matches!(TenantView::of(Some(t)), TenantView::Valid(_))
+            })
+            .collect();
+        self.trusted
+            .retain_tenants(|name| m.tenants.iter().any(|t| t.name_any() == name));
+        let reads: Vec<Reads> = valid
+            .iter()
+            .map(|t| self.trusted.start_reads(t, &self.setting.fetcher, now))
+            .collect();
+        futures::future::join_all(reads.into_iter().map(|r| r.settle(READ_WAIT))).await;
+        self.next_issuer_read = valid
+            .iter()
+            .filter_map(|t| self.trusted.report(t, now).1)
+            .min();
     }
 
     fn reconcile(&self, m: &Manifests) -> Reconciled {

@@ -26,6 +26,9 @@ pub const MAX_REDIRECTS: usize = 3;
 pub const MAX_KEYS: usize = 100;
 /// The deadline for reading one issuer's keys (discovery, redirects and the JWK Set).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one address to accept a connection, so that an address that drops
+/// packets leaves time for the host's next one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -136,8 +139,8 @@ impl Fetcher {
             Some(uri) => uri.to_string(),
             None => self.discover(issuer).await?,
         };
-        let jwks = self.json(&jwks_uri).await?;
-        check_jwks(&jwks).map_err(|why| FetchError::Document {
+        let published = self.json(&jwks_uri).await?;
+        let jwks = signing_keys(&published).map_err(|why| FetchError::Document {
             url: jwks_uri.clone(),
             why,
         })?;
@@ -289,9 +292,16 @@ impl Fetcher {
                 });
                 continue;
             }
-            match tokio::net::TcpStream::connect(address).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = Some(connect_error(format!("connecting to {address}: {e}"))),
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
+                .await
+            {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = Some(connect_error(format!("connecting to {address}: {e}"))),
+                Err(_) => {
+                    last = Some(connect_error(format!(
+                        "connecting to {address}: no answer within {CONNECT_TIMEOUT:?}"
+                    )));
+                }
             }
         }
         Err(last.unwrap_or_else(|| connect_error(format!("{} has no address", target.host))))
@@ -363,8 +373,11 @@ fn resolve(base: &str, location: &str) -> Result<String, FetchError> {
     Ok(absolute)
 }
 
-/// Whether a JWK Set is one: `keys`, at most [`MAX_KEYS`], each an object with a `kty`.
-fn check_jwks(jwks: &Value) -> Result<(), String> {
+/// The signing keys of a JWK Set that Gatehouse can verify with: a set of at most
+/// [`MAX_KEYS`] keys, each an object with a `kty` and no private half. Encryption keys (`use`:
+/// `enc`), symmetric keys and keys of algorithms Gatehouse does not verify are left out, so
+/// that every bound client's registration carries only what can verify a token.
+fn signing_keys(jwks: &Value) -> Result<Value, String> {
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -381,7 +394,19 @@ fn check_jwks(jwks: &Value) -> Result<(), String> {
     if keys.iter().any(|k| k.get("d").is_some()) {
         return Err("it holds a private key".to_string());
     }
-    Ok(())
+    let usable: Vec<Value> = keys
+        .iter()
+        .filter(|k| k.get("use").and_then(Value::as_str) != Some("enc"))
+        .filter(|k| gatehouse_core::assertion::unusable_public_jwk(k).is_none())
+        .cloned()
+        .collect();
+    if usable.is_empty() && !keys.is_empty() {
+        return Err(
+            "no key Gatehouse can verify tokens with (ES256, ES384, EdDSA, RS256, PS256 public keys)"
+                .to_string(),
+        );
+    }
+    Ok(serde_json::json!({ "keys": usable }))
 }
 
 /// Whether an address is on the public internet: not loopback, private (RFC 1918, unique
@@ -636,11 +661,29 @@ mod tests {
     }
 
     #[test]
-    fn a_jwk_set_is_checked_for_shape_and_private_members() {
-        assert!(check_jwks(&serde_json::json!({"keys": [{"kty": "EC"}]})).is_ok());
-        assert!(check_jwks(&serde_json::json!({"keys": []})).is_ok());
-        assert!(check_jwks(&serde_json::json!({"key": []})).is_err());
-        assert!(check_jwks(&serde_json::json!({"keys": [{"x": 1}]})).is_err());
-        assert!(check_jwks(&serde_json::json!({"keys": [{"kty": "EC", "d": "secret"}]})).is_err());
+    fn a_jwk_set_is_checked_for_shape_and_keeps_only_signing_keys() {
+        use serde_json::json;
+        let ec = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "a",
+            "x": "WbbxTWsp0Qdp7EdMkPw2ci6yl7LqKxhuS7jsxh6EJ8k",
+            "y": "mzZoZhKZqW_FbNGQaqqgh-Iau8JyXc0vD7U6m1BSDIo"});
+        let enc = json!({"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"});
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0"});
+        let odd = json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"});
+        assert_eq!(
+            signing_keys(&json!({"keys": [ec, enc, oct, odd]})).unwrap(),
+            json!({"keys": [ec]})
+        );
+        assert_eq!(
+            signing_keys(&json!({"keys": []})).unwrap(),
+            json!({"keys": []})
+        );
+        assert!(
+            signing_keys(&json!({"keys": [enc]}))
+                .unwrap_err()
+                .contains("no key")
+        );
+        assert!(signing_keys(&json!({"key": []})).is_err());
+        assert!(signing_keys(&json!({"keys": [{"x": 1}]})).is_err());
+        assert!(signing_keys(&json!({"keys": [{"kty": "EC", "d": "secret"}]})).is_err());
     }
 }

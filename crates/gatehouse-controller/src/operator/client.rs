@@ -49,6 +49,16 @@ fn identity(client: &OAuthClient) -> (String, String, String) {
     (namespace, name, id)
 }
 
+/// The id the store knew this client by, if not `id`: a `clientId` set later replaces the
+/// derived one, and the registration under the old id is this client's too.
+fn previous_id(client: &OAuthClient, id: &str) -> Option<String> {
+    client
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .filter(|p| p != id)
+}
+
 /// Asks the controller to look again at the other clients claiming the same id: one of them
 /// may now win it, or lose it.
 fn requeue_rivals(client: &OAuthClient, ctx: &Context) {
@@ -125,17 +135,10 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
             issuer: cluster_issuer.as_ref(),
         },
     };
-    let issuer_keys = match (
-        tenant.as_deref(),
-        client
-            .spec
-            .workload_identity
-            .as_ref()
-            .and_then(|w| w.trusted_issuer.as_deref()),
-    ) {
-        (Some(t), Some(issuer)) => ctx.trusted.keys(t, issuer, ctx.now()),
-        _ => None,
-    };
+    let issuer_keys = tenant
+        .as_deref()
+        .map(|t| ctx.trusted.all_keys(t, ctx.now()))
+        .unwrap_or_default();
     let decide_with = |secret: &Found| {
         decide(
             client,
@@ -144,7 +147,7 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
                 holds_id,
                 secret: secret.view(),
                 service_account,
-                issuer_keys: issuer_keys.as_ref(),
+                issuer_keys: &issuer_keys,
                 public_url: &ctx.public_url,
                 now: &now,
             },
@@ -170,14 +173,35 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
     }
     let tenant_name = &client.spec.tenant_ref;
     let source = format!("{namespace}/{name}");
+    let previous_id = previous_id(client, &id);
     let published = if let Some(registration) = &outcome.registration {
+        if let Some(previous) = &previous_id {
+            ctx.publisher
+                .unpublish_client(tenant_name, previous, &source)
+                .await?;
+        }
         ctx.publisher
             .publish_client(tenant_name, registration)
             .await
     } else if outcome.held.is_some() {
-        // A refused spec (its own or its tenant's): the last valid registration stays, and
-        // keeps serving if it is there.
-        match ctx.publisher.serves_client(tenant_name, &id, &source).await {
+        // A refused spec (its own or its tenant's), or an input that cannot be read: the last
+        // valid registration stays, cut back to what the tenant grants now, and keeps serving
+        // if it is there.
+        let within = outcome.held_within.as_ref();
+        let mut serving = Ok(false);
+        for held_id in std::iter::once(&id).chain(&previous_id) {
+            serving = ctx
+                .publisher
+                .hold_client(tenant_name, held_id, &source, within)
+                .await;
+            if let Ok(true) = serving {
+                outcome.status.client_id = Some(held_id.clone());
+            }
+            if !matches!(serving, Ok(false)) {
+                break;
+            }
+        }
+        match serving {
             Ok(true) => {
                 outcome.still_serving();
                 Ok(false)
@@ -185,6 +209,11 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
             other => other,
         }
     } else {
+        if let Some(previous) = &previous_id {
+            ctx.publisher
+                .unpublish_client(tenant_name, previous, &source)
+                .await?;
+        }
         ctx.publisher
             .unpublish_client(tenant_name, &id, &source)
             .await
@@ -225,6 +254,12 @@ async fn cleanup(client: &OAuthClient, ctx: &Context) -> Result<Action, Reconcil
     let (namespace, name, id) = identity(client);
     let tenant = &client.spec.tenant_ref;
     let source = format!("{namespace}/{name}");
+    let previous_id = previous_id(client, &id);
+    if let Some(previous) = &previous_id {
+        ctx.publisher
+            .unpublish_client(tenant, previous, &source)
+            .await?;
+    }
     if ctx.publisher.unpublish_client(tenant, &id, &source).await? {
         let note =
             format!("client {id} removed from tenant {tenant}; its refresh tokens no longer work");

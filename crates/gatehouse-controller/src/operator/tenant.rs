@@ -60,13 +60,21 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileError>
     {
         let (changed, next) = ctx.trusted.refresh(tenant, &ctx.fetcher, now).await;
         if !changed.is_empty() {
-            // Their registrations carry the keys: written again now.
+            // Their registrations carry the keys: written again now (held ones too, whose
+            // stored registration may carry them whatever their current spec says).
             for client in ctx.caches.index.clients_of_tenant(&name) {
                 let bound = ctx.caches.clients.get(&client).is_some_and(|c| {
-                    c.spec
+                    let names_issuer = c
+                        .spec
                         .workload_identity
                         .as_ref()
-                        .is_some_and(|w| w.trusted_issuer.is_some())
+                        .is_some_and(|w| w.trusted_issuer.is_some());
+                    let held = c.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| {
+                            c.type_ == types::READY && c.reason == reasons::SERVING_LAST_VALID
+                        })
+                    });
+                    names_issuer || held
                 });
                 if bound {
                     let _ = ctx.requeue_clients.unbounded_send(client);
@@ -258,6 +266,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, ReconcileErro
     let name = tenant.name_any();
     let removed = ctx.publisher.unpublish_tenant(&name, true).await?;
     ctx.kube.delete_keys_secret(&ctx.namespace, &name).await?;
+    ctx.trusted.retain_tenants(|t| t != name);
     let issuer = gatehouse_core::endpoints::issuer(&ctx.public_url, &name);
     let note = format!(
         "issuer {issuer} taken out of service with its clients; {removed} tokens, codes and sessions deleted"

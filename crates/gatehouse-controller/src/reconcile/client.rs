@@ -1,6 +1,7 @@
 //! OAuthClients: admission by their tenant, client-id uniqueness, effective grants, secrets.
 //! One client at a time, against a view of what it depends on ([`ClientInputs`]).
 
+use super::held::HeldWithin;
 use super::{ClientOutcome, ClientRegistration, Held, SecretRequest};
 use crate::conditions::{Verdict, to_conditions};
 use crate::issuers::IssuerKeys;
@@ -19,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 /// Why a client's current spec gets no token, as (reason, message) for both conditions.
-struct Refusal {
+pub(super) struct Refusal {
     reason: &'static str,
     message: String,
     /// A refusal of a spec (the client's or its tenant's) rather than a decision: the last
@@ -102,9 +103,9 @@ pub struct ClientInputs<'a> {
     pub secret: SecretView<'a>,
     /// The ServiceAccount of a workload-identity client (ignored for the others).
     pub service_account: ServiceAccountView<'a>,
-    /// The keys of the trusted issuer a client names in `workloadIdentity.trustedIssuer`
-    /// (ignored for the others); `None` if none were looked up.
-    pub issuer_keys: Option<&'a IssuerKeys>,
+    /// The keys of the tenant's trusted issuers, by name, as this process knows them (only
+    /// needed for a client that names one in `workloadIdentity.trustedIssuer`, or is held).
+    pub issuer_keys: &'a [(String, IssuerKeys)],
     /// Base URL of the token service; a tenant's issuer is `{public_url}/{name}`.
     pub public_url: &'a str,
     pub now: &'a Time,
@@ -155,6 +156,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
         tenant: spec.tenant_ref.clone(),
         registration: None,
         held: None,
+        held_within: None,
         status: OAuthClientStatus::default(),
         secret_request: None,
         secret_rotation: None,
@@ -180,6 +182,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
             ];
             status.conditions = to_conditions(&verdicts, previous, generation, inputs.now);
             outcome.status = status;
+            outcome.held_within = HeldWithin::of(&outcome, &namespace, inputs);
             return outcome;
         }
         Ok(a) => a,
@@ -391,6 +394,7 @@ pub fn reconcile_client(client: &OAuthClient, inputs: &ClientInputs<'_>) -> Clie
     }
     status.conditions = to_conditions(&[accepted, ready], previous, generation, inputs.now);
     outcome.status = status;
+    outcome.held_within = HeldWithin::of(&outcome, &namespace, inputs);
     outcome
 }
 
@@ -427,12 +431,7 @@ fn bind_trusted_issuer(
             ),
         );
     };
-    let subjects: Vec<String> = spec
-        .subjects
-        .iter()
-        .filter(|m| m.client.namespace == namespace && m.client.client_id == client_id)
-        .map(|m| m.subject.clone())
-        .collect();
+    let subjects = mapped_subjects(spec, namespace, client_id);
     if subjects.is_empty() {
         return Bound::Refused(
             reasons::WORKLOAD_SUBJECT_NOT_MAPPED,
@@ -446,36 +445,61 @@ fn bind_trusted_issuer(
         subjects: subjects.clone(),
         jwks,
     };
-    let no_keys = serde_json::json!({"keys": []});
-    match inputs.issuer_keys {
+    match keys_named(inputs.issuer_keys, issuer_name) {
         Some(IssuerKeys::Current { jwks, .. }) => Bound::Live(identity(jwks.clone())),
         Some(IssuerKeys::Held { why }) => Bound::Held(format!("{why}; retrying")),
         Some(IssuerKeys::Missing { why, .. }) => Bound::WithoutKeys(
-            identity(no_keys),
+            identity(no_keys()),
             format!("{why}; its tokens are refused until they are read"),
         ),
         None => Bound::WithoutKeys(
-            identity(no_keys),
+            identity(no_keys()),
             format!("the keys of {} are not read yet", spec.issuer),
         ),
     }
+}
+
+/// An empty JWK Set: a federated identity that no token matches until keys are read.
+pub(super) fn no_keys() -> serde_json::Value {
+    serde_json::json!({"keys": []})
+}
+
+/// The keys of the trusted issuer called `name`, if this process looked them up.
+pub(super) fn keys_named<'k>(
+    keys: &'k [(String, IssuerKeys)],
+    name: &str,
+) -> Option<&'k IssuerKeys> {
+    keys.iter().find(|(n, _)| n == name).map(|(_, k)| k)
+}
+
+/// The subjects of one trusted issuer that its tenant maps to this client, exactly.
+pub(super) fn mapped_subjects(
+    spec: &gatehouse_crd::tenant::TrustedIssuerSpec,
+    namespace: &str,
+    client_id: &str,
+) -> Vec<String> {
+    spec.subjects
+        .iter()
+        .filter(|m| m.client.namespace == namespace && m.client.client_id == client_id)
+        .map(|m| m.subject.clone())
+        .collect()
 }
 
 type Admitted<'a> = (&'a Tenant, Granted, Verdict);
 
 /// What the tenant grants a client: the part of what it asks for that the tenant enables for its
 /// namespace, plus the subjects it may assert.
-struct Granted {
-    redirect_uris: Vec<String>,
-    post_logout_redirect_uris: Vec<String>,
-    grant_types: Vec<GrantType>,
-    scopes: Vec<String>,
-    audiences: Vec<String>,
-    may_assert: AssertableSubjects,
+pub(super) struct Granted {
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub may_assert: AssertableSubjects,
 }
 
 /// The tenant's answer to one kind of request (grants, scopes, audiences): what is refused and why.
-struct Withheld {
+pub(super) struct Withheld {
     reason: &'static str,
     message: String,
 }
@@ -646,67 +670,14 @@ fn admit<'a>(
             ),
         ));
     }
-    // A client left with no audiences (none asked for, or all refused) gets tokens for its own
-    // client id: an id that names a declared audience would hand the client that audience.
-    if tenant.spec.audiences.iter().any(|a| a.name == client_id)
-        && !audience_allowed(tenant, namespace, client_id)
-    {
-        return Err(Refusal::decided(
-            reasons::AUDIENCE_NOT_ALLOWED,
-            format!(
-                "client id {client_id} names an audience of tenant {} (spec.audiences) that namespace {namespace} may not hold",
-                spec.tenant_ref
-            ),
-        ));
-    }
-    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) = spec
-        .grant_types
-        .iter()
-        .partition(|g| tenant.spec.grant_types.contains(g));
-    if effective.is_empty() {
-        // The id stays reserved: a client that is fixed later must not find it stolen.
-        return Err(Refusal::decided(
-            reasons::GRANT_TYPE_NOT_ENABLED,
-            format!(
-                "tenant {} enables none of {}",
-                spec.tenant_ref,
-                list(&refused)
-            ),
-        ));
-    }
-    let mut withheld = Vec::new();
-    if !refused.is_empty() {
-        withheld.push(Withheld {
-            reason: reasons::GRANT_TYPE_NOT_ENABLED,
-            message: format!(
-                "tenant {} does not enable {}; the client keeps {}",
-                spec.tenant_ref,
-                list(&refused),
-                list(&effective)
-            ),
-        });
-    }
-    let (redirect_uris, refused_uris) = allowed_redirect_uris(tenant, &spec.redirect_uris);
-    let (post_logout_redirect_uris, refused_logout_uris) =
-        allowed_redirect_uris(tenant, &spec.post_logout_redirect_uris);
-    let refused_uris: Vec<&str> = refused_uris
-        .into_iter()
-        .chain(refused_logout_uris)
-        .collect();
-    if !refused_uris.is_empty() {
-        withheld.push(Withheld {
-            reason: reasons::REDIRECT_URI_NOT_ALLOWED,
-            message: format!(
-                "tenant {} does not allow plain-http redirect URIs beyond loopback (spec.allowHttpRedirectUris): {}",
-                spec.tenant_ref,
-                refused_uris.join(", ")
-            ),
-        });
-    }
-    let (scopes, refused_scopes) = granted_scopes(tenant, namespace, &spec.scopes);
-    let (audiences, refused_audiences) = granted_audiences(tenant, namespace, &spec.audiences);
-    withheld.extend(refused_scopes);
-    withheld.extend(refused_audiences);
+    let asked = Asked {
+        grant_types: &spec.grant_types,
+        redirect_uris: &spec.redirect_uris,
+        post_logout_redirect_uris: &spec.post_logout_redirect_uris,
+        scopes: &spec.scopes,
+        audiences: &spec.audiences,
+    };
+    let (granted, withheld) = grant(tenant, namespace, client_id, &asked)?;
     let accepted = match withheld.first() {
         None => Verdict::new(
             types::ACCEPTED,
@@ -725,6 +696,82 @@ fn admit<'a>(
                 .join("; "),
         ),
     };
+    Ok((tenant, granted, accepted))
+}
+
+/// What a client asks its tenant for: its spec, or (for a held client) its stored registration.
+pub(super) struct Asked<'s> {
+    pub grant_types: &'s [GrantType],
+    pub redirect_uris: &'s [String],
+    pub post_logout_redirect_uris: &'s [String],
+    pub scopes: &'s [String],
+    pub audiences: &'s [String],
+}
+
+/// The part of what a client (by namespace and id, in a namespace the tenant admits) asks for
+/// that its tenant grants, and why the rest is withheld; or why it gets nothing. The one place
+/// that decides, for a client's current spec and for a held client's stored registration alike.
+pub(super) fn grant(
+    tenant: &Tenant,
+    namespace: &str,
+    client_id: &str,
+    asked: &Asked<'_>,
+) -> Result<(Granted, Vec<Withheld>), Refusal> {
+    let tenant_name = tenant.name_any();
+    // A client left with no audiences (none asked for, or all refused) gets tokens for its own
+    // client id: an id that names a declared audience would hand the client that audience.
+    if tenant.spec.audiences.iter().any(|a| a.name == client_id)
+        && !audience_allowed(tenant, namespace, client_id)
+    {
+        return Err(Refusal::decided(
+            reasons::AUDIENCE_NOT_ALLOWED,
+            format!(
+                "client id {client_id} names an audience of tenant {tenant_name} (spec.audiences) that namespace {namespace} may not hold",
+            ),
+        ));
+    }
+    let (effective, refused): (Vec<GrantType>, Vec<GrantType>) = asked
+        .grant_types
+        .iter()
+        .partition(|g| tenant.spec.grant_types.contains(g));
+    if effective.is_empty() {
+        // The id stays reserved: a client that is fixed later must not find it stolen.
+        return Err(Refusal::decided(
+            reasons::GRANT_TYPE_NOT_ENABLED,
+            format!("tenant {tenant_name} enables none of {}", list(&refused)),
+        ));
+    }
+    let mut withheld = Vec::new();
+    if !refused.is_empty() {
+        withheld.push(Withheld {
+            reason: reasons::GRANT_TYPE_NOT_ENABLED,
+            message: format!(
+                "tenant {tenant_name} does not enable {}; the client keeps {}",
+                list(&refused),
+                list(&effective)
+            ),
+        });
+    }
+    let (redirect_uris, refused_uris) = allowed_redirect_uris(tenant, asked.redirect_uris);
+    let (post_logout_redirect_uris, refused_logout_uris) =
+        allowed_redirect_uris(tenant, asked.post_logout_redirect_uris);
+    let refused_uris: Vec<&str> = refused_uris
+        .into_iter()
+        .chain(refused_logout_uris)
+        .collect();
+    if !refused_uris.is_empty() {
+        withheld.push(Withheld {
+            reason: reasons::REDIRECT_URI_NOT_ALLOWED,
+            message: format!(
+                "tenant {tenant_name} does not allow plain-http redirect URIs beyond loopback (spec.allowHttpRedirectUris): {}",
+                refused_uris.join(", ")
+            ),
+        });
+    }
+    let (scopes, refused_scopes) = granted_scopes(tenant, namespace, asked.scopes);
+    let (audiences, refused_audiences) = granted_audiences(tenant, namespace, asked.audiences);
+    withheld.extend(refused_scopes);
+    withheld.extend(refused_audiences);
     let granted = Granted {
         redirect_uris,
         post_logout_redirect_uris,
@@ -733,7 +780,7 @@ fn admit<'a>(
         audiences,
         may_assert: assertable_subjects(tenant, namespace, client_id),
     };
-    Ok((tenant, granted, accepted))
+    Ok((granted, withheld))
 }
 
 fn list(grants: &[GrantType]) -> String {

@@ -866,7 +866,7 @@ fn decide_workload(account: ServiceAccountView<'_>) -> ClientOutcome {
     reconcile_client(
         &c,
         &ClientInputs {
-            issuer_keys: None,
+            issuer_keys: &[],
             tenant: TenantView::of(Some(&tenant)),
             holds_id: true,
             secret: crate::secrets::SecretView::Missing,
@@ -958,10 +958,14 @@ fn deployer(issuer: &str) -> OAuthClient {
 
 /// One trusted-issuer client decided against `keys`.
 fn decide_federated(tenant: &Tenant, c: &OAuthClient, keys: Option<&IssuerKeys>) -> ClientOutcome {
+    let keys: Vec<(String, IssuerKeys)> = keys
+        .map(|k| ("ci".to_string(), k.clone()))
+        .into_iter()
+        .collect();
     reconcile_client(
         c,
         &ClientInputs {
-            issuer_keys: keys,
+            issuer_keys: &keys,
             tenant: TenantView::of(Some(tenant)),
             holds_id: true,
             secret: crate::secrets::SecretView::Missing,
@@ -1055,4 +1059,88 @@ fn a_trusted_issuer_client_without_issuer_mapping_or_keys_says_why() {
         .clone()
         .unwrap();
     assert_eq!(bound.jwks, json!({"keys": []}));
+}
+
+/// The attack a held registration must not allow: a namespace user breaks their own client's
+/// spec on purpose, and keeps what its tenant withdraws afterwards.
+#[test]
+fn a_held_client_keeps_nothing_its_tenant_has_withdrawn() {
+    let tenant_with = |mapped_to: &str,
+                       scopes: serde_json::Value,
+                       namespaces: serde_json::Value| {
+        tenant(
+            "acme",
+            json!({"grantTypes": ["client_credentials", "refresh_token"], "scopes": scopes,
+                   "clientNamespaces": namespaces,
+                   "trustedIssuers": [{"name": "ci", "issuer": "https://ci.example.com",
+                                       "subjects": [{"subject": "job", "client": {"namespace": mapped_to, "clientId": "acme-deployer"}}]}]}),
+        )
+    };
+    let scopes = json!([{"name": "billing.read"}, {"name": "billing.write"}]);
+    let before = tenant_with("acme", scopes.clone(), json!(["acme"]));
+    let keys = IssuerKeys::Current {
+        issuer: "https://ci.example.com".into(),
+        jwks: json!({"keys": [{"kty": "EC", "kid": "a"}]}),
+    };
+    let mut valid = deployer("ci");
+    valid.spec.scopes = vec!["billing.read".into(), "billing.write".into()];
+    let stored = decide_federated(&before, &valid, Some(&keys))
+        .registration
+        .expect("registered")
+        .config;
+    assert!(stored.federated.is_some());
+
+    // Broken on purpose (a duplicate grant type passes nothing but Gatehouse's own rules).
+    let mut broken = valid.clone();
+    broken.spec.grant_types = vec![GrantType::ClientCredentials, GrantType::ClientCredentials];
+    let held = decide_federated(&before, &broken, Some(&keys));
+    assert!(held.registration.is_none() && held.held.is_some());
+    let within = held
+        .held_within
+        .as_ref()
+        .expect("held within a valid tenant");
+    assert_eq!(
+        within.clamp(&stored).as_ref(),
+        Some(&stored),
+        "nothing withdrawn yet"
+    );
+
+    // The tenant maps the CI subject elsewhere and withdraws a scope: both are gone.
+    let after = tenant_with(
+        "elsewhere",
+        json!([{"name": "billing.read"}]),
+        json!(["acme"]),
+    );
+    let held = decide_federated(&after, &broken, Some(&keys));
+    let kept = held
+        .held_within
+        .unwrap()
+        .clamp(&stored)
+        .expect("still admitted");
+    assert_eq!(
+        kept.federated, None,
+        "the withdrawn subject no longer signs in"
+    );
+    assert_eq!(kept.scopes, ["billing.read"]);
+    assert_eq!(kept.incarnation, stored.incarnation, "its tokens are kept");
+
+    // The tenant drops the namespace: nothing is kept.
+    let closed = tenant_with("acme", scopes.clone(), json!(["other"]));
+    let held = decide_federated(&closed, &broken, Some(&keys));
+    assert_eq!(held.held_within.unwrap().clamp(&stored), None);
+
+    // The tenant still maps it, but its keys are too old now: no token signs in.
+    let expired = IssuerKeys::Missing {
+        why: "too old".into(),
+        expired: true,
+    };
+    let held = decide_federated(&before, &broken, Some(&expired));
+    let kept = held.held_within.unwrap().clamp(&stored).unwrap();
+    assert_eq!(kept.federated.unwrap().jwks, json!({"keys": []}));
+
+    // A held tenant holds its clients as they are: the platform team's last valid version.
+    let mut invalid = before.clone();
+    invalid.spec.grant_types = vec![];
+    let held = decide_federated(&invalid, &valid, Some(&keys));
+    assert!(held.held.is_some() && held.held_within.is_none());
 }
