@@ -868,6 +868,76 @@ spec:
 /// RFC 8693 with a pod's token: the workload exchanges its ServiceAccount token for a token
 /// for API A, and API A exchanges that (its own token as the actor) for a narrower one for API
 /// B that names A in `act`.
+/// A namespace user who breaks their own client's Secret on purpose keeps its registration
+/// (its tokens and last secret), but nothing the Tenant withdraws afterwards: a scope, then the
+/// namespace itself.
+async fn held_clients_keep_nothing_withdrawn(
+    plane: &ControlPlane,
+    public: &str,
+    logs: &impl Fn() -> String,
+) {
+    let tenant = |scopes: &str, namespaces: &str| {
+        format!(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: guarded}}\n\
+             spec: {{grantTypes: [client_credentials], scopes: {scopes}, clientNamespaces: {namespaces}}}\n"
+        )
+    };
+    let (ok, stderr) = apply(
+        plane,
+        &format!(
+            "{}---\napiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{name: keeper, namespace: acme}}\n\
+             spec: {{tenantRef: guarded, clientId: guarded-keeper, grantTypes: [client_credentials], scopes: [read, write],\n\
+                     secretRef: {{name: keeper-credentials, generate: false}}}}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: keeper-credentials, namespace: acme, labels: {{gatehouse.dev/watch: \"true\"}}}}\n\
+             stringData: {{client_secret: keeper-secret}}\n",
+            tenant("[{name: read}, {name: write}]", "[acme]")
+        ),
+    );
+    assert!(ok, "{stderr}");
+    let token_url = format!("{public}/guarded/oauth2/token");
+    let asking = |scope: &'static str, want: u16, secs: u64| {
+        let url = token_url.clone();
+        let body = format!("grant_type=client_credentials&scope={scope}");
+        async move { grant_becomes(&url, "guarded-keeper", "keeper-secret", &body, want, secs).await }
+    };
+    assert_eq!(asking("write", 200, 60).await, 200, "{}", logs());
+
+    // The team empties its own Secret: held, still serving its last secret.
+    plane.kubectl_ok(&[
+        "patch",
+        "secret",
+        "keeper-credentials",
+        "-n",
+        "acme",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/data/client_secret"}]"#,
+    ]);
+    wait_for(
+        30,
+        "keeper is held, its last registration serving",
+        || {
+            let c = json_of(plane, &["get", "oauthclient", "keeper", "-n", "acme"]);
+            condition(&c, "Ready").is_some_and(|r| r.1 == "ServingLastValid")
+        },
+        logs,
+    );
+    assert_eq!(asking("write", 200, 5).await, 200, "{}", logs());
+
+    // The platform team withdraws the scope: the held registration loses it.
+    let (ok, stderr) = apply(plane, &tenant("[{name: read}]", "[acme]"));
+    assert!(ok, "{stderr}");
+    assert_eq!(asking("write", 400, 30).await, 400, "{}", logs());
+    assert_eq!(asking("read", 200, 5).await, 200, "{}", logs());
+
+    // And then the namespace: the held registration goes.
+    let (ok, stderr) = apply(plane, &tenant("[{name: read}]", "[elsewhere]"));
+    assert!(ok, "{stderr}");
+    assert_eq!(asking("read", 401, 30).await, 401, "{}", logs());
+    plane.kubectl_ok(&["delete", "tenant", "guarded"]);
+    plane.kubectl_ok(&["delete", "oauthclient", "keeper", "-n", "acme"]);
+}
+
 async fn workload_token_exchange(plane: &ControlPlane, public: &str, logs: &impl Fn() -> String) {
     const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
     let manifests = r#"
@@ -1205,6 +1275,7 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     bound_pod_tokens(&plane, &public, &logs).await;
     workload_token_exchange(&plane, &public, &logs).await;
     trusted_issuer(&plane, &public, &ci, &ci_key, &logs).await;
+    held_clients_keep_nothing_withdrawn(&plane, &public, &logs).await;
 
     // A Secret the team supplies: an edit takes effect without touching the client.
     let token_url = format!("{public}/acme/oauth2/token");
@@ -1974,6 +2045,46 @@ async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
             ],
         ),
         (
+            client(
+                "symmetric",
+                "{tenantRef: acme, grantTypes: [client_credentials], tokenEndpointAuthMethod: private_key_jwt, jwks: {keys: [{kty: oct, k: c2VjcmV0}]}}",
+            ),
+            vec!["spec.jwks.keys", "no private or symmetric member"],
+        ),
+        (
+            client(
+                "privatekey",
+                "{tenantRef: acme, grantTypes: [client_credentials], tokenEndpointAuthMethod: private_key_jwt, jwks: {keys: [{kty: EC, crv: P-256, x: eA, y: eQ, d: ZA}]}}",
+            ),
+            vec!["spec.jwks.keys", "no private or symmetric member"],
+        ),
+        (
+            client(
+                "oddkey",
+                "{tenantRef: acme, grantTypes: [client_credentials], tokenEndpointAuthMethod: private_key_jwt, jwks: {keys: [{kty: XYZ}]}}",
+            ),
+            vec!["spec.jwks.keys", "EC, RSA or OKP public key"],
+        ),
+        (
+            tenant("{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'http://ci.example.com'}]}"),
+            vec!["spec.trustedIssuers[0].issuer", "should match"],
+        ),
+        (
+            tenant("{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com', jwksUri: 'https://ci.example.com/k#x'}]}"),
+            vec!["spec.trustedIssuers[0].jwksUri", "should match"],
+        ),
+        (
+            tenant("{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com', gracePeriod: 0s}]}"),
+            vec!["spec.trustedIssuers[0].gracePeriod", "must be more than zero"],
+        ),
+        (
+            tenant(
+                "{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com', subjects: [\
+                 {subject: job, client: {namespace: acme, clientId: a}}, {subject: job, client: {namespace: acme, clientId: b}}]}]}",
+            ),
+            vec!["spec.trustedIssuers[0].subjects[1]", "Duplicate value"],
+        ),
+        (
             "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme.corp}\nspec: {grantTypes: [client_credentials]}\n"
                 .to_string(),
             vec!["a Tenant's name is its issuer path segment"],
@@ -2020,6 +2131,17 @@ async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
     }
     let kept = json_of(&plane, &["get", "oauthclient", "billing", "-n", "acme"]);
     assert_eq!(kept["spec"]["clientId"], "acme-billing");
+    // Public keys pass admission, encryption keys copied from elsewhere too.
+    let (ok, stderr) = apply(
+        &plane,
+        &client(
+            "signer",
+            "{tenantRef: acme, grantTypes: [client_credentials], tokenEndpointAuthMethod: private_key_jwt, jwks: {keys: [\
+             {kty: EC, crv: P-256, alg: ES256, kid: a, x: WbbxTWsp0Qdp7EdMkPw2ci6yl7LqKxhuS7jsxh6EJ8k, y: mzZoZhKZqW_FbNGQaqqgh-Iau8JyXc0vD7U6m1BSDIo},\
+             {kty: RSA, use: enc, n: AQAB, e: AQAB}]}}",
+        ),
+    );
+    assert!(ok, "{stderr}");
     assert_eq!(kept["spec"]["tenantRef"], "acme");
 
     // Defaults are applied by the API server.

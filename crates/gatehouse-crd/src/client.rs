@@ -187,9 +187,17 @@ pub struct WorkloadIdentitySpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.keys.all(k, !has(k.d) && !has(k.p) && !has(k.q) && !has(k.dp) && !has(k.dq) && !has(k.qi) && !has(k.k))",
+     "message": "register public keys only: no private or symmetric member (d, p, q, dp, dq, qi, k)",
+     "fieldPath": ".keys"},
+    {"rule": "self.keys.all(k, (has(k.use) && k.use == 'enc') || (has(k.kty) && k.kty in ['EC', 'RSA', 'OKP']))",
+     "message": "each signing key must be an EC, RSA or OKP public key (kty)",
+     "fieldPath": ".keys"},
+]))]
 pub struct JwkSet {
     /// JSON Web Keys (RFC 7517), public members only.
-    #[schemars(schema_with = "crate::schema::free_form_objects")]
+    #[schemars(schema_with = "crate::schema::jwk_objects")]
     pub keys: Vec<serde_json::Value>,
 }
 

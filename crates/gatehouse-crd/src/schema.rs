@@ -2,12 +2,25 @@
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-/// An arbitrary JSON object, kept as written (JWKs have algorithm-specific members).
-pub fn free_form_objects(_: &mut SchemaGenerator) -> Schema {
+/// JSON Web Keys, kept as written (they have algorithm-specific members).
+pub fn jwk_objects(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "maxItems": 16,
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        // The members admission rules look at are declared (strings, RFC 7518 section 6);
+        // any other (x5c, key_ops, ...) is kept as it is.
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {
+                "kty": {"type": "string"}, "use": {"type": "string"}, "alg": {"type": "string"},
+                "kid": {"type": "string"}, "crv": {"type": "string"}, "x": {"type": "string"},
+                "y": {"type": "string"}, "n": {"type": "string"}, "e": {"type": "string"},
+                "d": {"type": "string"}, "p": {"type": "string"}, "q": {"type": "string"},
+                "dp": {"type": "string"}, "dq": {"type": "string"}, "qi": {"type": "string"},
+                "k": {"type": "string"},
+            },
+        },
     })
 }
 

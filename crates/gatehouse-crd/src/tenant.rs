@@ -133,6 +133,10 @@ pub struct TenantSpec {
 /// An issuer whose tokens authenticate the clients it names, as their workload identity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!self.gracePeriod.matches('^(0+([.]0+)?(ms|s|m|h))+$')",
+     "message": "must be more than zero", "fieldPath": ".gracePeriod"},
+]))]
 pub struct TrustedIssuerSpec {
     /// What clients call it (`workloadIdentity.trustedIssuer`).
     #[schemars(
@@ -140,17 +144,23 @@ pub struct TrustedIssuerSpec {
         length(min = 1, max = 63)
     )]
     pub name: String,
-    /// The tokens' `iss`, exactly: an `https` URL.
-    #[schemars(length(min = 9, max = 512))]
+    /// The tokens' `iss`, exactly: an `https` URL without query or fragment.
+    #[schemars(
+        length(min = 9, max = 512),
+        regex(pattern = r"^https://[^/@?#\s]+([/][^?#\s]*)?$")
+    )]
     pub issuer: String,
     /// Where its public keys are (`https`). Default: the `jwks_uri` of
     /// `{issuer}/.well-known/openid-configuration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 9, max = 512))]
+    #[schemars(
+        length(min = 9, max = 512),
+        regex(pattern = r"^https://[^/@?#\s]+([/][^?#\s]*)?$")
+    )]
     pub jwks_uri: Option<String>,
     /// Which token subject (`sub`, matched exactly) authenticates which client.
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["subject"]))]
     pub subjects: Vec<IssuerSubjectSpec>,
     /// How long the keys last read keep working while the issuer cannot be reached. Default
     /// `24h`.
@@ -168,7 +178,7 @@ fn default_issuer_grace() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct IssuerSubjectSpec {
     /// The tokens' `sub`, matched exactly (say `repo:acme/billing:ref:refs/heads/main`).
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\x00-\x1f\x7f]+$"))]
     pub subject: String,
     /// The client those tokens authenticate; it must name this issuer in
     /// `workloadIdentity.trustedIssuer`.
