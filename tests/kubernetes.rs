@@ -2074,6 +2074,18 @@ async fn invalid_specs_are_refused_at_admission_with_the_field_named() {
             vec!["spec.trustedIssuers[0].jwksUri", "should match"],
         ),
         (
+            // A no-break space: Gatehouse's own rules refuse every Unicode space and control.
+            tenant("{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: \"https://ci.example.com/a\\u00a0b\"}]}"),
+            vec!["spec.trustedIssuers[0].issuer", "should match"],
+        ),
+        (
+            tenant(
+                "{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com', subjects: [\
+                 {subject: \"job\\u0085\", client: {namespace: acme, clientId: a}}]}]}",
+            ),
+            vec!["spec.trustedIssuers[0].subjects[0].subject", "should match"],
+        ),
+        (
             tenant("{grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com', gracePeriod: 0s}]}"),
             vec!["spec.trustedIssuers[0].gracePeriod", "must be more than zero"],
         ),

@@ -154,20 +154,41 @@ impl Entry {
     }
 }
 
+/// The grace period in whole seconds, rounded up: `500ms` is not zero.
 fn grace_secs(spec: &TrustedIssuerSpec) -> u64 {
-    parse_duration(&spec.grace_period).map_or(0, |d| d.as_secs())
+    parse_duration(&spec.grace_period).map_or(0, |d| {
+        u64::try_from(d.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
+    })
 }
 
 /// Every tenant's trusted issuers as last read.
 pub struct TrustedKeys {
     /// Shared with the reads in flight, which record their results themselves.
-    entries: Arc<Mutex<HashMap<(String, String), Entry>>>,
+    entries: Entries,
     refresh: Duration,
 }
 
 impl Default for TrustedKeys {
     fn default() -> Self {
         TrustedKeys::new(DEFAULT_REFRESH)
+    }
+}
+
+type Entries = Arc<Mutex<HashMap<(String, String), Entry>>>;
+
+/// One read in flight: when it ends, by whatever path, its entry is no longer being read.
+struct InFlight {
+    entries: Entries,
+    key: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&self.key)
+        {
+            entry.reading = false;
+        }
     }
 }
 
@@ -245,11 +266,16 @@ impl TrustedKeys {
                 let tenant_name = tenant_name.clone();
                 let refresh = self.refresh;
                 tokio::spawn(async move {
+                    let key = (tenant_name.clone(), spec.name.clone());
+                    // However the read ends (a panic too), the issuer may be read again.
+                    let _reading = InFlight {
+                        entries: Arc::clone(&entries),
+                        key: key.clone(),
+                    };
                     let read = fetcher.keys(&spec.issuer, spec.jwks_uri.as_deref()).await;
                     let Ok(mut entries) = entries.lock() else {
                         return;
                     };
-                    let key = (tenant_name.clone(), spec.name.clone());
                     if let Some(entry) = entries.get_mut(&key).filter(|e| e.is_for(&spec)) {
                         entry.record(&tenant_name, read, now, refresh);
                     }
@@ -601,5 +627,23 @@ mod slow_issuers {
         // A deleted tenant's issuers are forgotten.
         keys.retain_tenants(|name| name != "acme");
         assert!(keys.entries.lock().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod grace {
+    use super::*;
+
+    #[test]
+    fn a_grace_period_below_a_second_is_not_zero() {
+        let spec = |grace: &str| -> TrustedIssuerSpec {
+            serde_json::from_value(serde_json::json!({
+                "name": "ci", "issuer": "https://ci.example.com", "gracePeriod": grace
+            }))
+            .unwrap()
+        };
+        assert_eq!(grace_secs(&spec("500ms")), 1);
+        assert_eq!(grace_secs(&spec("1m")), 60);
+        assert_eq!(grace_secs(&spec("1500ms")), 2);
     }
 }

@@ -175,6 +175,9 @@ pub struct WorkloadIdentity {
 /// service verifies those tokens without calling out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FederatedIdentity {
+    /// The name of the tenant's trusted issuer (`spec.trustedIssuers[].name`) it came from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     /// The tokens' `iss`.
     pub issuer: String,
     /// The `sub` values that authenticate this client (exact matches).

@@ -402,6 +402,7 @@ mod tests {
 
     fn ci_identity(s: &Signer) -> FederatedIdentity {
         FederatedIdentity {
+            name: "ci".into(),
             issuer: "https://ci.example.com".into(),
             subjects: vec!["repo:acme/billing:ref:refs/heads/main".into()],
             jwks: json!({"keys": [s.jwk.clone()]}),
@@ -480,6 +481,7 @@ mod tests {
         let stranger = signer("ci-1");
         assert!(check_ci(&id, &token(&stranger, "ci-1", &ci_claims())).is_err());
         let emptied = FederatedIdentity {
+            name: "ci".into(),
             jwks: json!({"keys": []}),
             ..ci_identity(&s)
         };

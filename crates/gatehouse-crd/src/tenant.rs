@@ -147,7 +147,7 @@ pub struct TrustedIssuerSpec {
     /// The tokens' `iss`, exactly: an `https` URL without query or fragment.
     #[schemars(
         length(min = 9, max = 512),
-        regex(pattern = r"^https://[^/@?#\s]+([/][^?#\s]*)?$")
+        regex(pattern = r"^https://[^/@?#\p{Cc}\p{Z}]+([/][^?#\p{Cc}\p{Z}]*)?$")
     )]
     pub issuer: String,
     /// Where its public keys are (`https`). Default: the `jwks_uri` of
@@ -155,7 +155,7 @@ pub struct TrustedIssuerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 9, max = 512),
-        regex(pattern = r"^https://[^/@?#\s]+([/][^?#\s]*)?$")
+        regex(pattern = r"^https://[^/@?#\p{Cc}\p{Z}]+([/][^?#\p{Cc}\p{Z}]*)?$")
     )]
     pub jwks_uri: Option<String>,
     /// Which token subject (`sub`, matched exactly) authenticates which client.
@@ -178,7 +178,7 @@ fn default_issuer_grace() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct IssuerSubjectSpec {
     /// The tokens' `sub`, matched exactly (say `repo:acme/billing:ref:refs/heads/main`).
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\x00-\x1f\x7f]+$"))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\p{Cc}]+$"))]
     pub subject: String,
     /// The client those tokens authenticate; it must name this issuer in
     /// `workloadIdentity.trustedIssuer`.

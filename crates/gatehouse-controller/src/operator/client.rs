@@ -194,12 +194,18 @@ async fn apply(client: &OAuthClient, ctx: &Context) -> Result<Action, ReconcileE
                 .publisher
                 .hold_client(tenant_name, held_id, &source, within)
                 .await;
-            if let Ok(true) = serving {
-                outcome.status.client_id = Some(held_id.clone());
+            match serving {
+                Ok(true) => outcome.status.client_id = Some(held_id.clone()),
+                // The status keeps naming the id the store knew, or that registration would
+                // be forgotten, never cut back nor removed.
+                Err(_) => {
+                    if previous_id.is_some() {
+                        outcome.status.client_id.clone_from(&previous_id);
+                    }
+                }
+                Ok(false) => continue,
             }
-            if !matches!(serving, Ok(false)) {
-                break;
-            }
+            break;
         }
         match serving {
             Ok(true) => {

@@ -441,6 +441,7 @@ fn bind_trusted_issuer(
         );
     }
     let identity = |jwks| FederatedIdentity {
+        name: spec.name.clone(),
         issuer: spec.issuer.clone(),
         subjects: subjects.clone(),
         jwks,

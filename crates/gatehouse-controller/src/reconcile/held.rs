@@ -77,10 +77,12 @@ impl HeldWithin {
         config.scopes = granted.scopes;
         config.audiences = granted.audiences;
         config.may_assert = granted.may_assert;
-        config.federated = stored
-            .federated
-            .as_ref()
-            .and_then(|f| self.rebind(f, &stored.client_id));
+        if let Some(federated) = &stored.federated {
+            // Unbound, it would fall back on whatever else it can sign in with (its own
+            // `jwks`): a method a current spec bound to an issuer never gets. It goes, as a
+            // current spec's registration would.
+            config.federated = Some(self.rebind(federated, &stored.client_id)?);
+        }
         if let (Some(workload), Some(cluster)) = (config.workload.as_mut(), &self.cluster)
             && workload.issuer == cluster.issuer
         {
@@ -89,30 +91,31 @@ impl HeldWithin {
         Some(config)
     }
 
-    /// A stored federated identity as the tenant maps it now: the subjects its trusted issuer
-    /// of that URL still maps to the client, with that issuer's keys as last read (the stored
-    /// ones while this process has read none); `None` once no subject is mapped.
+    /// A stored federated identity as the tenant maps it now: the subjects the same trusted
+    /// issuer (same name, same URL) still maps to the client, with that issuer's keys as last
+    /// read (the stored ones while this process has read none, within an earlier read's grace
+    /// period); `None` once no subject is mapped or the issuer is gone.
     fn rebind(&self, stored: &FederatedIdentity, client_id: &str) -> Option<FederatedIdentity> {
-        self.tenant
+        let spec = self
+            .tenant
             .spec
             .trusted_issuers
             .iter()
-            .filter(|spec| spec.issuer == stored.issuer)
-            .find_map(|spec| {
-                let subjects = mapped_subjects(spec, &self.namespace, client_id);
-                if subjects.is_empty() {
-                    return None;
-                }
-                let jwks = match keys_named(&self.issuer_keys, &spec.name) {
-                    Some(IssuerKeys::Current { jwks, .. }) => jwks.clone(),
-                    Some(IssuerKeys::Missing { .. }) => no_keys(),
-                    Some(IssuerKeys::Held { .. }) | None => stored.jwks.clone(),
-                };
-                Some(FederatedIdentity {
-                    issuer: stored.issuer.clone(),
-                    subjects,
-                    jwks,
-                })
-            })
+            .find(|spec| spec.name == stored.name && spec.issuer == stored.issuer)?;
+        let subjects = mapped_subjects(spec, &self.namespace, client_id);
+        if subjects.is_empty() {
+            return None;
+        }
+        let jwks = match keys_named(&self.issuer_keys, &spec.name) {
+            Some(IssuerKeys::Current { jwks, .. }) => jwks.clone(),
+            Some(IssuerKeys::Held { .. }) => stored.jwks.clone(),
+            Some(IssuerKeys::Missing { .. }) | None => no_keys(),
+        };
+        Some(FederatedIdentity {
+            name: spec.name.clone(),
+            issuer: stored.issuer.clone(),
+            subjects,
+            jwks,
+        })
     }
 }

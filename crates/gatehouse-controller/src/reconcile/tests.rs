@@ -1112,17 +1112,27 @@ fn a_held_client_keeps_nothing_its_tenant_has_withdrawn() {
         json!(["acme"]),
     );
     let held = decide_federated(&after, &broken, Some(&keys));
+    assert_eq!(
+        held.held_within.unwrap().clamp(&stored),
+        None,
+        "unbound, it would fall back on its own jwks: it goes, as a current spec would"
+    );
+    // Only a scope withdrawn: the scope goes, the registration and its tokens stay.
+    let narrowed = tenant_with("acme", json!([{"name": "billing.read"}]), json!(["acme"]));
+    let held = decide_federated(&narrowed, &broken, Some(&keys));
     let kept = held
         .held_within
         .unwrap()
         .clamp(&stored)
         .expect("still admitted");
-    assert_eq!(
-        kept.federated, None,
-        "the withdrawn subject no longer signs in"
-    );
     assert_eq!(kept.scopes, ["billing.read"]);
+    assert_eq!(kept.federated, stored.federated);
     assert_eq!(kept.incarnation, stored.incarnation, "its tokens are kept");
+    // Another entry of the same URL mapping it is not the issuer it was bound to.
+    let mut renamed = before.clone();
+    renamed.spec.trusted_issuers[0].name = "other-ci".into();
+    let held = decide_federated(&renamed, &broken, Some(&keys));
+    assert_eq!(held.held_within.unwrap().clamp(&stored), None);
 
     // The tenant drops the namespace: nothing is kept.
     let closed = tenant_with("acme", scopes.clone(), json!(["other"]));
