@@ -294,6 +294,9 @@ async fn missing_secrets_are_generated_into_the_manifests_directory() {
         !g.stderr().contains(&secret),
         "the generated secret is never logged"
     );
+    // A log file, not a terminal: plain text, no colour codes.
+    let log = g.stderr();
+    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log}");
 }
 
 #[test]
