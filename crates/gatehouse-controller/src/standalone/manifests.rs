@@ -235,6 +235,11 @@ fn parse_file(path: &Path, text: &str, out: &mut Manifests, errors: &mut Vec<Man
             continue;
         }
         match (api_version.as_str(), kind.as_str()) {
+            (API_VERSION, "Tenant" | "OAuthClient")
+                if let Some((field, message)) = unknown_fields(&doc, &kind).into_iter().next() =>
+            {
+                errors.push(err(label, Some(field), message));
+            }
             (API_VERSION, "Tenant") => match typed::<Tenant>(doc) {
                 Ok(t) => {
                     out.origins.insert(key, origin);
@@ -291,6 +296,83 @@ fn capped(message: &str) -> String {
     }
 }
 
+/// The fields of a Tenant or OAuthClient document its CRD schema does not declare, as (path,
+/// message): what an API server's strict field validation refuses (`clientID:` written for
+/// `clientId:` would otherwise be dropped without a word).
+fn unknown_fields(doc: &Value, kind: &str) -> Vec<(String, String)> {
+    use kube::CustomResourceExt;
+    use std::sync::OnceLock;
+    static SCHEMAS: OnceLock<(Value, Value)> = OnceLock::new();
+    let (tenant, client) = SCHEMAS.get_or_init(|| {
+        let schema = |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+            crd.spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| serde_json::to_value(&s.open_api_v3_schema).ok())
+                .unwrap_or(Value::Null)
+        };
+        (schema(Tenant::crd()), schema(OAuthClient::crd()))
+    });
+    let schema = if kind == "Tenant" { tenant } else { client };
+    let mut out = Vec::new();
+    let Some(fields) = doc.as_object() else {
+        return out;
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "apiVersion" | "kind" | "metadata" | "status" => {}
+            "spec" => unknown_within(value, &schema["properties"]["spec"], "spec", &mut out),
+            other => out.push((capped(other), unknown(other, &["spec"]))),
+        }
+    }
+    out
+}
+
+fn unknown_within(value: &Value, schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    let open = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
+    match value {
+        Value::Object(fields) => {
+            let declared = schema["properties"].as_object();
+            for (key, inner) in fields {
+                let at = format!("{path}.{key}");
+                match (
+                    declared.and_then(|d| d.get(key)),
+                    schema.get("additionalProperties"),
+                ) {
+                    (Some(s), _) => unknown_within(inner, s, &at, out),
+                    (None, Some(s)) if s.is_object() => unknown_within(inner, s, &at, out),
+                    (None, _) if open || declared.is_none() => {}
+                    (None, _) => {
+                        let names: Vec<&str> = declared
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, _)| k.as_str())
+                            .collect();
+                        out.push((capped(&at), unknown(key, &names)));
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_within(item, s, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// "unknown field", with the declared name meant when only its case differs.
+fn unknown(key: &str, declared: &[&str]) -> String {
+    match declared.iter().find(|d| d.eq_ignore_ascii_case(key)) {
+        Some(meant) => format!("unknown field (did you mean {meant}?)"),
+        None => "unknown field".to_string(),
+    }
+}
+
 /// Deserialises with the path of the offending field.
 fn typed<T: serde::de::DeserializeOwned>(doc: Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
@@ -314,6 +396,43 @@ mod tests {
         let mut e = Vec::new();
         parse_file(Path::new("t.yaml"), text, &mut m, &mut e);
         (m, e)
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_with_its_path_and_the_name_meant() {
+        let (m, e) = parse(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: b, namespace: acme}\n\
+             spec: {tenantRef: acme, clientID: acme-b, grantTypes: [client_credentials]}\n",
+        );
+        assert!(m.clients.is_empty());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field.as_deref(), Some("spec.clientID"));
+        assert_eq!(e[0].message, "unknown field (did you mean clientId?)");
+        assert!(e[0].to_string().contains("t.yaml"), "{}", e[0]);
+
+        let (_, e) = parse(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\n\
+             spec: {grantTypes: [client_credentials], trustedIssuers: [{name: ci, issuer: 'https://ci.example.com',\
+                    subjects: [{subject: job, client: {namespace: acme, clientId: a, tenant: acme}}]}]}\n",
+        );
+        assert_eq!(
+            e[0].field.as_deref(),
+            Some("spec.trustedIssuers[0].subjects[0].client.tenant")
+        );
+        assert_eq!(e[0].message, "unknown field");
+        let (_, e) = parse(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\nspecs: {}\nspec: {grantTypes: [client_credentials]}\n",
+        );
+        assert_eq!(e[0].field.as_deref(), Some("specs"));
+
+        // A JWK's members are the key's own: any of them is kept.
+        let (m, e) = parse(
+            "apiVersion: gatehouse.dev/v1alpha1\nkind: OAuthClient\nmetadata: {name: b, namespace: acme}\n\
+             spec: {tenantRef: acme, grantTypes: [client_credentials], tokenEndpointAuthMethod: private_key_jwt,\
+                    jwks: {keys: [{kty: EC, crv: P-256, x: AA, y: AA, x5c: [abc], key_ops: [verify]}]}}\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(m.clients.len(), 1);
     }
 
     #[test]
