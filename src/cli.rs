@@ -29,7 +29,8 @@ enum Command {
     Operator(OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (or write them to a directory).
     Crdgen(CrdgenArgs),
-    /// Read a password from standard input and print its argon2id PHC string.
+    /// Print the argon2id PHC string of a password: asked twice without echo on a terminal,
+    /// else read from standard input.
     HashPassword,
     /// Print the operator's RBAC (a ClusterRole and a Role for its own namespace) as YAML.
     Rbac(RbacArgs),
@@ -414,20 +415,25 @@ async fn sign_out_user(args: UnlockUserArgs) -> anyhow::Result<()> {
 }
 
 fn hash_password() -> anyhow::Result<()> {
-    use std::io::Read;
-    let mut input = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("reading the password from standard input")?;
-    let password = input
-        .strip_suffix('\n')
-        .map_or(input.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+    use std::io::{IsTerminal, Read};
+    let password = if std::io::stdin().is_terminal() {
+        crate::password_prompt::twice()?
+    } else {
+        let mut input = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the password from standard input")?;
+        let password = input
+            .strip_suffix('\n')
+            .map_or(input.as_str(), |p| p.strip_suffix('\r').unwrap_or(p));
+        zeroize::Zeroizing::new(password.to_string())
+    };
     if password.is_empty() {
-        anyhow::bail!("empty password on standard input");
+        anyhow::bail!("empty password");
     }
     write_stdout(&format!(
         "{}\n",
-        gatehouse_core::secret::hash_secret(password)?
+        gatehouse_core::secret::hash_secret(&password)?
     ))
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod crdgen;
 mod logging;
 mod operator;
+mod password_prompt;
 mod serve;
 mod standalone;
 mod token_review;

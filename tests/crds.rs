@@ -87,3 +87,60 @@ fn hash_password_prints_a_verifiable_argon2id_hash() {
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("empty password"));
 }
+
+/// On a terminal (a real pseudo-terminal, through `script`): asked twice, nothing typed is
+/// echoed, and two different answers hash nothing.
+#[test]
+fn hash_password_on_a_terminal_asks_twice_without_echo() {
+    use std::io::{Read, Write};
+    let run = |answers: [&str; 2]| -> (bool, String) {
+        let command = format!("{} hash-password", support::binary());
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1), from util-linux");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut wait_for = |text: &str, seen: &mut Vec<u8>| {
+            let mut buf = [0u8; 256];
+            while !String::from_utf8_lossy(seen).contains(text) {
+                let n = stdout.read(&mut buf).unwrap();
+                assert!(n > 0, "no {text:?} in {}", String::from_utf8_lossy(seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        };
+        // Each answer only once its prompt shows, as a person types it.
+        wait_for("Password: ", &mut seen);
+        stdin
+            .write_all(format!("{}\n", answers[0]).as_bytes())
+            .unwrap();
+        wait_for("Password again: ", &mut seen);
+        stdin
+            .write_all(format!("{}\n", answers[1]).as_bytes())
+            .unwrap();
+        stdout.read_to_end(&mut seen).unwrap();
+        drop(stdin);
+        let ok = child.wait().unwrap().success();
+        (ok, String::from_utf8_lossy(&seen).into_owned())
+    };
+    let (ok, screen) = run(["tr0ub4dor&3", "tr0ub4dor&3"]);
+    assert!(ok, "{screen}");
+    assert!(!screen.contains("tr0ub4dor"), "echoed: {screen}");
+    let phc = screen
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {screen}"));
+    assert!(gatehouse_core::secret::verify_secret("tr0ub4dor&3", phc));
+
+    let (ok, screen) = run(["tr0ub4dor&3", "tr0ub4dor&4"]);
+    assert!(!ok);
+    assert!(screen.contains("the two passwords differ"), "{screen}");
+    assert!(
+        !screen.contains("$argon2id$") && !screen.contains("tr0ub4dor"),
+        "{screen}"
+    );
+}
