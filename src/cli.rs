@@ -32,6 +32,10 @@ enum Command {
     /// Print the argon2id PHC string of a password: asked twice without echo on a terminal,
     /// else read from standard input.
     HashPassword,
+    /// Sign in as a registered client and show what the tenant issues: the browser flow with
+    /// PKCE (the callback received on a loopback redirect URI), or another grant; the tokens,
+    /// the verified claims, userinfo and a refresh.
+    DemoClient(crate::demo_client::DemoClientArgs),
     /// Print the operator's RBAC (a ClusterRole and a Role for its own namespace) as YAML.
     Rbac(RbacArgs),
     /// Let a user locked out by failed sign-ins sign in again at once, from every address.
@@ -278,6 +282,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::HashPassword => hash_password(),
+        Command::DemoClient(args) => run_to_end(crate::demo_client::run(args)),
         Command::Rbac(args) => {
             let (cluster, role) = gatehouse_controller::rbac::roles(&args.name, &args.namespace);
             let mut out = String::new();
@@ -439,7 +444,7 @@ fn hash_password() -> anyhow::Result<()> {
 
 /// Writes `text` to standard output, or says why it could not (a closed pipe, a full disk)
 /// instead of panicking as `print!` does.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

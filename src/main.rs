@@ -2,6 +2,7 @@
 
 mod cli;
 mod crdgen;
+mod demo_client;
 mod logging;
 mod operator;
 mod password_prompt;

@@ -30,7 +30,8 @@ impl Drop for Restore<'_> {
     }
 }
 
-fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+/// Asks once, without echo.
+pub fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     let stdin = std::io::stdin();
     let saved = tcgetattr(stdin.as_fd()).context("reading the terminal's settings")?;
     let mut quiet = saved.clone();

@@ -284,3 +284,120 @@ spec:
     let _ = c.close().await;
     let () = outcome;
 }
+
+/// The README's browser walk-through: `gatehouse demo-client` against the examples prints the
+/// authorization URL, a person signs in in the browser, and the command receives the callback
+/// on its loopback redirect URI, exchanges the code and shows the verified tokens and userinfo.
+#[tokio::test]
+async fn the_demo_client_takes_a_person_through_the_browser_to_verified_tokens() {
+    use std::io::BufRead;
+    // The examples, with the single-page app's redirect URI on a port free here.
+    let port = gatehouse_testkit::free_port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/spa");
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("http://127.0.0.1:9999/spa", &redirect_uri);
+            std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let g = Gatehouse::start_in("memory://", dir);
+    let issuer = g.issuer("acme");
+    let mut demo = Command::new(binary())
+        .args([
+            "demo-client",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "acme-spa",
+            "--redirect-uri",
+            &redirect_uri,
+            "--scope",
+            "openid profile billing.read",
+            "--wait",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = demo.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let authorize = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let found = lines.lock().unwrap().iter().find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{issuer}/"))
+                    .map(|rest| format!("{issuer}/{rest}"))
+            });
+            if let Some(url) = found {
+                break url;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no authorization URL: {:?}",
+                lines.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    assert!(authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="));
+
+    let (_driver, driver_port) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(driver_port, profile.path()).await;
+    let outcome = async {
+        c.goto(&authorize).await.unwrap();
+        wait_text(&c, "h1", "Sign in").await;
+        fill(&c, "username", "alice").await;
+        fill(&c, "password", "wonderland").await;
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&c, "h1", "Allow access?").await;
+        c.find(Locator::Css("button[value=allow]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&c, "h1", "Back in the terminal").await;
+        screenshot(&c, "demo-client-done").await;
+    }
+    .await;
+    let _ = c.close().await;
+    let () = outcome;
+
+    let status = demo.wait().unwrap();
+    reader.join().unwrap();
+    let out = lines.lock().unwrap().join("\n");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("ID token: verified signature") && out.contains("aud, nonce"),
+        "{out}"
+    );
+    assert!(out.contains("\"sub\": \"alice\""), "{out}");
+    assert!(
+        out.contains("Userinfo") && out.contains("Alice Liddell"),
+        "{out}"
+    );
+}

@@ -85,3 +85,93 @@ async fn the_partial_tenant_serves_its_one_grant_and_nothing_else() {
     let g = Gatehouse::start_in("memory://", examples());
     example_grants::legacy_implicit(&g.base).await;
 }
+
+/// `gatehouse demo-client` without a browser: the password grant of examples/password-app.yaml
+/// (the password read from standard input) and client credentials of examples/m2m-client.yaml,
+/// each shown verified; and a wrong secret said plainly.
+#[tokio::test]
+async fn the_demo_client_runs_the_grants_without_a_browser() {
+    use std::io::Write;
+    let g = Gatehouse::start_in("memory://", examples());
+    let issuer = g.issuer("acme");
+    let demo = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(binary())
+            .args(["demo-client", "--issuer", &issuer])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = demo(
+        &[
+            "--client-id",
+            "acme-mobile",
+            "--client-secret",
+            "mobile-secret-change-me",
+            "--grant",
+            "password",
+            "--username",
+            "alice",
+            "--scope",
+            "openid profile offline_access billing.read",
+        ],
+        "wonderland\n",
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("Access token (JWT): verified signature"),
+        "{out}"
+    );
+    assert!(out.contains("\"name\": \"Alice Liddell\""), "{out}");
+    assert!(out.contains("Refreshed"), "{out}");
+    assert!(!out.contains("wonderland") && !err.contains("wonderland"));
+
+    let (ok, out, err) = demo(
+        &[
+            "--client-id",
+            "acme-billing",
+            "--client-secret",
+            "quickstart-secret-change-me",
+            "--grant",
+            "client-credentials",
+            "--scope",
+            "billing.read",
+        ],
+        "",
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"client_id\": \"acme-billing\""), "{out}");
+
+    let (ok, _, err) = demo(
+        &[
+            "--client-id",
+            "acme-billing",
+            "--client-secret",
+            "wrong",
+            "--grant",
+            "client-credentials",
+            "--scope",
+            "billing.read",
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("the token endpoint refused: invalid_client"),
+        "{err}"
+    );
+}
