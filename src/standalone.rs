@@ -6,10 +6,11 @@ use crate::serve::{load_kek, open_store, serve};
 use anyhow::Context;
 use gatehouse_controller::publish::Publisher;
 use gatehouse_controller::standalone::kept_keys::{KEK_FILE, KekOrigin, kept_key_encryption_key};
-use gatehouse_controller::standalone::{Driver, Setting};
+use gatehouse_controller::standalone::{Driver, Setting, TenantSummary};
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_core::{clock, random};
 use gatehouse_server::{Services, TenantDirectory};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Without `--key-encryption-key-file`, the key kept beside the manifests (made on first use),
@@ -67,6 +68,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     };
     let mut driver = Driver::new(setting, Publisher::new(store.clone(), kek, random.clone()));
     let first = driver.start().await?;
+    crate::cli::write_stdout(&banner(&args, &driver.served_tenants()))?;
     directory
         .refresh()
         .await
@@ -79,4 +81,40 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         args.store_safety,
     )
     .await
+}
+
+/// What a person starting standalone needs first: where the state lives, where each tenant
+/// is, whom to sign in as, and what to run next.
+fn banner(args: &StandaloneArgs, tenants: &[TenantSummary]) -> String {
+    let mut out = format!(
+        "Gatehouse standalone: serving the manifests in {} (edits apply within a second)\n",
+        args.manifests.display()
+    );
+    let store = gatehouse_store::redact_url(&args.store);
+    if args.store.starts_with("memory:") {
+        let _ = writeln!(
+            out,
+            "  store:   {store} (in memory: everything is lost on exit)"
+        );
+    } else {
+        let _ = writeln!(out, "  store:   {store}");
+    }
+    for t in tenants {
+        let _ = writeln!(
+            out,
+            "  tenant {}: {}/.well-known/openid-configuration",
+            t.name, t.issuer
+        );
+        if !t.usernames.is_empty() {
+            let _ = writeln!(out, "    users: {}", t.usernames.join(", "));
+        }
+    }
+    if let Some(first) = tenants.first() {
+        let _ = writeln!(
+            out,
+            "  next:    gatehouse demo-client --issuer {}\n           (a browser sign-in as one of its clients: --client-id, --help)",
+            first.issuer
+        );
+    }
+    out
 }

@@ -22,7 +22,33 @@ fn examples() -> tempfile::TempDir {
 async fn every_example_is_ready_and_the_readme_commands_work() {
     let g = Gatehouse::start_in("memory://", examples());
     let out = g.stdout();
-    assert!(!out.contains(": "), "some example is not ready:\n{out}");
+    let (table, banner) = out
+        .split_once("\nGatehouse standalone: ")
+        .unwrap_or_else(|| panic!("no start-up banner after the table:\n{out}"));
+    assert!(!table.contains(": "), "some example is not ready:\n{out}");
+    // Readable in a 100-column terminal.
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line}"
+        );
+    }
+    // The banner: the store and its caveat, each tenant's discovery URL and users, what next.
+    assert!(
+        banner.contains("store:   memory:// (in memory: everything is lost on exit)"),
+        "{banner}"
+    );
+    let acme = g.issuer("acme");
+    assert!(
+        banner.contains(&format!(
+            "tenant acme: {acme}/.well-known/openid-configuration\n    users: alice, bob"
+        )),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("gatehouse demo-client --issuer {acme}")),
+        "{banner}"
+    );
     for client in [
         "acme/billing",
         "acme/portal",

@@ -86,6 +86,15 @@ pub struct Driver {
     /// Tenants' trusted issuers' keys as last read, and when a read is next due.
     trusted: TrustedKeys,
     next_issuer_read: Option<u64>,
+    /// The usernames of each tenant's users Secret, as last read (for the start-up banner).
+    usernames: HashMap<String, Vec<String>>,
+}
+
+/// A served tenant as the start-up banner shows it.
+pub struct TenantSummary {
+    pub name: String,
+    pub issuer: String,
+    pub usernames: Vec<String>,
 }
 
 impl Driver {
@@ -100,6 +109,7 @@ impl Driver {
             seen: 0,
             trusted: TrustedKeys::new(setting.issuer_refresh),
             next_issuer_read: None,
+            usernames: HashMap::new(),
             setting,
         }
     }
@@ -211,6 +221,7 @@ impl Driver {
                 .map(|(_, s)| s.clone());
         }
         self.read_issuers(&m).await;
+        self.read_usernames(&m);
         let mut reconciled = self.reconcile(&m);
         let mut written = Vec::new();
         let requests: Vec<SecretRequest> = reconciled
@@ -248,6 +259,47 @@ impl Driver {
         self.record(reconciled, &report);
         self.print_table();
         Ok(fingerprint_of(&written) ^ keeper.fingerprint_change())
+    }
+
+    /// The tenants served (those whose status names an issuer), with their users' names.
+    #[must_use]
+    pub fn served_tenants(&self) -> Vec<TenantSummary> {
+        let mut out: Vec<TenantSummary> = self
+            .tenant_status
+            .iter()
+            .filter_map(|(name, status)| {
+                Some(TenantSummary {
+                    name: name.clone(),
+                    issuer: status.issuer.clone()?,
+                    usernames: self.usernames.get(name).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Remembers the usernames of each tenant's users Secret.
+    fn read_usernames(&mut self, m: &Manifests) {
+        self.usernames = m
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                let r = &t.spec.users.as_ref()?.secret_ref;
+                let secret = m.secrets.iter().find(|s| {
+                    s.metadata.namespace.as_deref() == Some(r.namespace.as_str())
+                        && s.metadata.name.as_deref() == Some(r.name.as_str())
+                })?;
+                let text = crate::secrets::string_value(secret, crate::users::USERS_KEY)
+                    .ok()
+                    .flatten()?;
+                let users = crate::users::parse_users(&text).ok()?;
+                Some((
+                    t.name_any(),
+                    users.into_iter().map(|u| u.username).collect(),
+                ))
+            })
+            .collect();
     }
 
     /// Reads the keys of the valid tenants' trusted issuers that are due, all at once and

@@ -68,6 +68,19 @@ impl GrantType {
         }
     }
 
+    /// A short name for tables: the URNs without their `urn:ietf:params:oauth:grant-type:`
+    /// prefix, `authorization_code` as `code`, `refresh_token` as `refresh`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "code",
+            GrantType::RefreshToken => "refresh",
+            GrantType::JwtBearer => "jwt-bearer",
+            GrantType::DeviceCode => "device_code",
+            GrantType::TokenExchange => "token-exchange",
+            other => other.as_str(),
+        }
+    }
+
     // Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant
     // (it has no `grant_type` value in RFC 6749), so it never parses here.
     /// Parses the `grant_type` request parameter. `implicit` is not a token-endpoint grant (it has

@@ -186,7 +186,7 @@ pub fn render(tenants: &TenantStatuses, clients: &ClientStatuses, origins: &Orig
         } else {
             s.grant_types
                 .iter()
-                .map(|g| g.as_str())
+                .map(|g| g.short_name())
                 .collect::<Vec<_>>()
                 .join(",")
         };
