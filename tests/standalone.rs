@@ -521,6 +521,18 @@ async fn no_secret_or_token_reaches_the_logs() {
         logs.contains("gatehouse::access"),
         "debug access logs were captured"
     );
+    // Each access line says which client asked for which grant, and a failure its error code.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(r#"client="acme-billing" grant="client_credentials" status=200"#)),
+        "{logs}"
+    );
+    assert!(
+        logs.lines().any(|l| l.contains(
+            r#"client="acme-billing" grant="client_credentials" status=401 error="invalid_client""#
+        )),
+        "{logs}"
+    );
     for needle in [
         BILLING_SECRET,
         "globex-secret",

@@ -20,8 +20,17 @@ pub struct Failure {
     pub code: ErrorCode,
     /// The client, when known.
     pub client: Option<String>,
+    /// The grant asked for at the token endpoint, when it is one Gatehouse knows.
+    pub grant: Option<&'static str>,
     /// The cause behind a `server_error` or `temporarily_unavailable`, for the log only.
     pub detail: Option<String>,
+}
+
+/// What a request that succeeded was, for its access log line: the client and the grant.
+#[derive(Clone, Debug)]
+pub struct Succeeded {
+    pub client: String,
+    pub grant: &'static str,
 }
 
 /// How the error reaches the client.
@@ -63,6 +72,7 @@ impl HttpError {
         let failure = Failure {
             code: error.code,
             client: None,
+            grant: None,
             detail,
         };
         HttpError {
@@ -187,6 +197,13 @@ impl HttpError {
     #[must_use]
     pub fn for_client(mut self, client_id: &str) -> Self {
         self.failure.client = Some(client_id.to_string());
+        self
+    }
+
+    /// Names the grant asked for.
+    #[must_use]
+    pub fn for_grant(mut self, grant: Option<&'static str>) -> Self {
+        self.failure.grant = grant;
         self
     }
 

@@ -82,8 +82,13 @@ impl FromRequest<AppState> for ClientRequest {
             let header = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
             parse_basic(header).ok().map(|(id, _)| id)
         });
+        // Only a grant Gatehouse knows is named in the log, never the raw parameter.
+        let grant = params
+            .get("grant_type")
+            .and_then(gatehouse_core::GrantType::from_token_request)
+            .map(gatehouse_core::GrantType::as_str);
         let failed = |e: &Error| {
-            let error = HttpError::json(e);
+            let error = HttpError::json(e).for_grant(grant);
             match &presented {
                 Some(id) => error.for_client(id),
                 None => error,

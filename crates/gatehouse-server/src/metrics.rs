@@ -5,7 +5,7 @@
 //! or warn (5xx); successes at debug.
 
 use crate::AppState;
-use crate::error::Failure;
+use crate::error::{Failure, Succeeded};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -203,7 +203,15 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let tenant_label = tenant.as_deref().unwrap_or("-");
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let Some(failure) = failure else {
-        tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros);
+        match response.extensions().get::<Succeeded>() {
+            Some(served) => {
+                let (client, grant) = (served.client.as_str(), served.grant);
+                tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, grant, status, micros);
+            }
+            None => {
+                tracing::debug!(target: "gatehouse::access", %method, %route, tenant = tenant_label, status, micros);
+            }
+        }
         return response;
     };
     m.errors
@@ -216,18 +224,19 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     // redirect URI) at info, server errors and an unavailable store at warn.
     let error = failure.code.as_str();
     let client = failure.client.as_deref().unwrap_or("-");
+    let grant = failure.grant.unwrap_or("-");
     match (status >= 500, failure.detail.as_deref()) {
         (true, Some(detail)) => {
-            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, grant, status, error, detail, micros);
         }
         (true, None) => {
-            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, micros);
+            tracing::warn!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, grant, status, error, micros);
         }
         (false, Some(detail)) => {
-            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, detail, micros);
+            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, grant, status, error, detail, micros);
         }
         (false, None) => {
-            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, status, error, micros);
+            tracing::info!(target: "gatehouse::access", %method, %route, tenant = tenant_label, client, grant, status, error, micros);
         }
     }
     response
