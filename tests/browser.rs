@@ -380,6 +380,11 @@ async fn the_demo_client_takes_a_person_through_the_browser_to_verified_tokens()
             .unwrap();
         wait_text(&c, "h1", "Back in the terminal").await;
         screenshot(&c, "demo-client-done").await;
+        // The issuer URL itself, opened in the browser: a page of the tenant's endpoints.
+        c.goto(&issuer).await.unwrap();
+        wait_text(&c, "h1", "Endpoints").await;
+        assert_eq!(text(&c, "header p").await.to_lowercase(), "acme corp");
+        screenshot(&c, "landing").await;
     }
     .await;
     let _ = c.close().await;

@@ -129,6 +129,15 @@ async fn a_device_polls_while_a_person_approves_it() {
         "{}",
         consent.body
     );
+    // Against phishing: which device, with which code, and when to deny.
+    assert!(
+        consent.body.contains(&format!(
+            "You are connecting <strong>Living-room box</strong> with the code <strong>{user_code}</strong>"
+        )) && consent.body.contains("If someone sent you this link or code, deny."),
+        "{}",
+        consent.body
+    );
+    assert!(consent.body.contains("Not "), "{}", consent.body);
     let done = b
         .post(
             &format!("{}/tv/device", g.base),

@@ -176,7 +176,7 @@ impl FromRequest<AppState> for PendingForm {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, HttpError> {
         let (mut parts, body) = request.into_parts();
         let Served(tenant, _) = Served::<Page>::from_request_parts(&mut parts, state).await?;
-        let page_error = |e: &Error| HttpError::page(tenant.name(), e);
+        let page_error = |e: &Error| HttpError::page(tenant.display_name(), e);
         let params = form::read(&parts.headers, body)
             .await
             .map_err(|e| page_error(&e.into()))?;

@@ -38,7 +38,8 @@ button{width:100%;margin-top:1.5rem;padding:.7rem;border:0;border-radius:.5rem;f
 button.secondary{background:#fff;color:#374151;border:1px solid #d1d5db;margin-top:.75rem}
 .error{background:#fef2f2;color:#991b1b;border:1px solid #fecaca;border-radius:.5rem;padding:.75rem;margin:0 0 1rem}
 ul.scopes{padding-left:1.25rem}ul.scopes li{margin:.35rem 0}
-.muted{color:#6b7280;font-size:.875rem}
+.muted{color:#4b5563;font-size:.875rem}
+a{color:#1d4ed8}ul.endpoints{padding-left:1.25rem;font-size:.875rem;overflow-wrap:anywhere}ul.endpoints li{margin:.5rem 0}
 ";
 
 fn layout(tenant: &str, title: &str, body: &str) -> String {
@@ -138,6 +139,10 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<(String, String)>,
     /// Extra hidden form fields (name, value).
     pub hidden: Vec<(String, String)>,
+    /// The code of the device being connected, on a device confirmation.
+    pub device_code: Option<&'a str>,
+    /// Where someone who is not `username` signs out.
+    pub sign_out: &'a str,
 }
 
 pub fn consent(p: &ConsentPage<'_>) -> String {
@@ -158,14 +163,30 @@ pub fn consent(p: &ConsentPage<'_>) -> String {
     } else {
         format!("<ul class=\"scopes\">{items}</ul>")
     };
+    // Against phishing: a code someone else started and sent over would connect their device
+    // to this account.
+    let warning = p
+        .device_code
+        .map(|code| {
+            format!(
+                "<p class=\"error\" role=\"note\">You are connecting <strong>{client}</strong> with the code \
+                 <strong>{code}</strong>. Allow only if you started this yourself on a device in front of you \
+                 and it shows this code. If someone sent you this link or code, deny.</p>",
+                client = escape(p.client),
+                code = escape(code),
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
-        "<p><strong>{client}</strong> wants to access your account <strong>{user}</strong>:</p>{list}\
+        "{warning}<p><strong>{client}</strong> wants to access your account <strong>{user}</strong>:</p>{list}\
          <form method=\"post\" action=\"{action}\">\
          {pending}{hidden}\
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
-         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
+         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>\
+         <p class=\"muted\">Not {user}? <a href=\"{sign_out}\">Sign out</a>, then start again from the application.</p>",
         client = escape(p.client),
         user = escape(p.username),
+        sign_out = escape(p.sign_out),
         action = escape(p.action),
         pending = pending_fields(p.request, p.csrf),
         hidden = p.hidden.iter().fold(String::new(), |mut out, (k, v)| {
@@ -219,6 +240,30 @@ pub fn device_entry(p: &DeviceEntryPage<'_>) -> String {
         code = escape(p.user_code),
     );
     layout(p.tenant, "Connect a device", &body)
+}
+
+/// `/{tenant}`: what a person (or a developer with a browser) finds at the issuer URL: the
+/// tenant's name and its endpoints as links. Clients read the JSON metadata instead.
+pub fn landing(tenant: &str, issuer: &str, links: &[(&str, String)], grants: &[String]) -> String {
+    let items = links.iter().fold(String::new(), |mut out, (label, url)| {
+        let _ = write!(
+            out,
+            "<li>{}<br><a href=\"{url}\">{url}</a></li>",
+            escape(label),
+            url = escape(url)
+        );
+        out
+    });
+    let body = format!(
+        "<p class=\"muted\">The sign-in service of {tenant}. Its issuer is <code>{issuer}</code>; \
+         applications find everything below in its metadata.</p>\
+         <ul class=\"endpoints\">{items}</ul>\
+         <p class=\"muted\">Grants: {grants}</p>",
+        tenant = escape(tenant),
+        issuer = escape(issuer),
+        grants = escape(&grants.join(", ")),
+    );
+    layout(tenant, "Endpoints", &body)
 }
 
 /// A final page with a message and nothing left to do here.

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route(&at(endpoints::TOKEN), post(token::token))
         .route(&at(endpoints::INTROSPECTION), post(introspect::introspect))
         .route(&at(endpoints::REVOCATION), post(revoke::revoke))
+        .route("/{tenant}", get(discovery::landing))
         .route(&at(endpoints::JWKS), get(discovery::jwks))
         .route(
             &at(endpoints::OPENID_CONFIGURATION),

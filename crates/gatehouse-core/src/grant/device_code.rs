@@ -38,6 +38,16 @@ pub fn normalize_user_code(input: &str) -> String {
         .collect()
 }
 
+/// A typed code as the device shows it (`XXXX-XXXX`), whatever case and separators were typed.
+pub fn shown_user_code(input: &str) -> String {
+    let code = normalize_user_code(input);
+    if code.len() == 8 {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code
+    }
+}
+
 /// Where a device authorization stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

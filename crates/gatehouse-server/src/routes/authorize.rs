@@ -36,7 +36,7 @@ pub async fn authorize_post(
 ) -> Result<Response, HttpError> {
     let params = form::read_noting_repeats(&headers, body)
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e.into()))?;
+        .map_err(|e| HttpError::page(tenant.display_name(), &e.into()))?;
     authorize(&state, &tenant, &params, &headers, address).await
 }
 
@@ -50,7 +50,9 @@ async fn authorize(
     let jar = Jar::of(headers);
     let begun = authorize::authorize(&state.services, tenant, params, jar.browser(address))
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e).for_client_if(params.get("client_id")))?;
+        .map_err(|e| {
+            HttpError::page(tenant.display_name(), &e).for_client_if(params.get("client_id"))
+        })?;
     Ok(begun_response(state, tenant, begun))
 }
 

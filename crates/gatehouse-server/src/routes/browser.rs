@@ -92,6 +92,10 @@ fn consent_page(tenant: &ServedTenant, ask: &Ask) -> Response {
         ),
         None => (tenant.endpoint(endpoints::CONSENT), Vec::new()),
     };
+    let shown_code = ask
+        .user_code
+        .as_deref()
+        .map(gatehouse_core::grant::device_code::shown_user_code);
     pages::html(
         StatusCode::OK,
         pages::consent(&ConsentPage {
@@ -103,6 +107,8 @@ fn consent_page(tenant: &ServedTenant, ask: &Ask) -> Response {
             csrf: &ask.csrf,
             scopes,
             hidden,
+            device_code: shown_code.as_deref(),
+            sign_out: &tenant.endpoint(endpoints::END_SESSION),
         }),
     )
 }

@@ -53,7 +53,7 @@ pub async fn show(
         jar.browser(address),
     )
     .await
-    .map_err(|e| HttpError::page(tenant.name(), &e))?;
+    .map_err(|e| HttpError::page(tenant.display_name(), &e))?;
     Ok(begun_response(&state, &tenant, begun))
 }
 
@@ -82,6 +82,6 @@ pub async fn submit(
         answer,
     )
     .await
-    .map_err(|e| HttpError::page(tenant.name(), &e))?;
+    .map_err(|e| HttpError::page(tenant.display_name(), &e))?;
     Ok(browser::render(&state, &tenant, step))
 }

@@ -21,7 +21,7 @@ pub async fn show_login(
     let id = params.get("request").unwrap_or_default();
     let pending = pending::find(&state.services, &tenant, Some(id))
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e))?;
+        .map_err(|e| HttpError::page(tenant.display_name(), &e))?;
     Ok(login_page(&tenant, id, &pending, "", None))
 }
 
@@ -46,7 +46,7 @@ pub async fn submit_login(
     let client = pending.request.as_ref().map(|r| r.client_id.as_str());
     let outcome = login::sign_in(&state.services, &tenant, &id, &pending, form)
         .await
-        .map_err(|e| HttpError::page(tenant.name(), &e).for_client_if(client))?;
+        .map_err(|e| HttpError::page(tenant.display_name(), &e).for_client_if(client))?;
     Ok(match outcome {
         SignIn::Retry { message } => login_page(&tenant, &id, &pending, username, Some(message)),
         SignIn::SignedIn {
@@ -92,7 +92,7 @@ pub async fn submit_consent(
     .await
     .map_err(|e| {
         let client = pending.request.as_ref().map(|r| r.client_id.as_str());
-        HttpError::page(tenant.name(), &e).for_client_if(client)
+        HttpError::page(tenant.display_name(), &e).for_client_if(client)
     })?;
     Ok(browser::render(&state, &tenant, step))
 }

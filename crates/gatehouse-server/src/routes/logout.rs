@@ -20,7 +20,7 @@ pub async fn end_session(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let page_error = |e: &gatehouse_flows::Error| HttpError::page(tenant.name(), e);
+    let page_error = |e: &gatehouse_flows::Error| HttpError::page(tenant.display_name(), e);
     let params = if method == Method::POST {
         form::read(&headers, body).await
     } else {

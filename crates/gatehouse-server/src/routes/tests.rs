@@ -283,7 +283,10 @@ async fn browser_errors_are_pages_or_redirects_to_registered_uris_only() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(&r, header::LOCATION), "", "never redirected");
     assert_eq!(header(&r, header::X_FRAME_OPTIONS), "DENY");
-    assert!(text(r).await.contains("redirect_uri is not registered"));
+    let page = text(r).await;
+    assert!(page.contains("redirect_uri is not registered"));
+    // The tenant as people know it (its display name), not its slug.
+    assert!(page.contains("<header><p>Acme</p>"), "{page}");
 
     let uri = format!(
         "/acme/oauth2/authorize?client_id=app&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=s&prompt=none&code_challenge={challenge}&code_challenge_method=S256"
@@ -354,4 +357,32 @@ async fn discovery_names_the_endpoints_and_may_be_cached_briefly() {
     let r = send(&app, get("/acme/jwks.json")).await;
     assert_eq!(header(&r, header::CONTENT_TYPE), "application/jwk-set+json");
     assert_eq!(json(r).await["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_issuer_url_in_a_browser_is_a_page_of_the_tenants_endpoints() {
+    let (app, _) = app().await;
+    let r = send(&app, get("/acme")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, header::X_FRAME_OPTIONS), "DENY");
+    assert!(header(&r, header::CONTENT_TYPE).starts_with("text/html"));
+    let page = text(r).await;
+    assert!(
+        page.contains("<header><p>Acme</p><h1>Endpoints</h1>"),
+        "{page}"
+    );
+    for url in [
+        "https://auth.example.com/acme/.well-known/openid-configuration",
+        "https://auth.example.com/acme/oauth2/token",
+        "https://auth.example.com/acme/jwks.json",
+    ] {
+        assert!(
+            page.contains(&format!("<a href=\"{url}\">")),
+            "{url} in {page}"
+        );
+    }
+    assert_eq!(
+        send(&app, get("/nope")).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
