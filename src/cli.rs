@@ -51,6 +51,8 @@ pub struct UnlockUserArgs {
     /// `redis+cluster://host:port,...` (a password from `GATEHOUSE_STORE_PASSWORD`).
     #[arg(long, env = "GATEHOUSE_STORE")]
     store: String,
+    #[command(flatten)]
+    store_access: StoreAccessArgs,
     /// The tenant's name.
     #[arg(long)]
     tenant: String,
@@ -163,6 +165,20 @@ impl CommonArgs {
     }
 }
 
+/// How to get into Redis besides the URL. The password comes from `GATEHOUSE_STORE_PASSWORD`
+/// (environment only: never in a process listing).
+#[derive(Args, Clone, Default)]
+pub struct StoreAccessArgs {
+    /// An ACL user (Redis 6+) to authenticate as, with the password of
+    /// `GATEHOUSE_STORE_PASSWORD`; `default` when unset.
+    #[arg(long, env = "GATEHOUSE_STORE_USERNAME")]
+    pub store_username: Option<String>,
+    /// PEM CA certificates that sign a `rediss://` server's certificate (a private CA);
+    /// trusted instead of the web's roots.
+    #[arg(long, env = "GATEHOUSE_STORE_CA_FILE")]
+    pub store_ca_file: Option<PathBuf>,
+}
+
 /// Whether to start on a Redis that may evict keys.
 #[derive(Args, Clone, Copy)]
 pub struct StoreSafetyArgs {
@@ -212,6 +228,8 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub store_safety: StoreSafetyArgs,
     #[command(flatten)]
+    pub store_access: StoreAccessArgs,
+    #[command(flatten)]
     pub trusted_issuers: TrustedIssuerArgs,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -224,6 +242,8 @@ pub struct ServerArgs {
     pub store: String,
     #[command(flatten)]
     pub store_safety: StoreSafetyArgs,
+    #[command(flatten)]
+    pub store_access: StoreAccessArgs,
     /// Review ServiceAccount tokens with the API server (TokenReview) for tenants with
     /// `reviewServiceAccountTokens`; needs Kubernetes credentials (in-cluster or KUBECONFIG)
     /// allowed to create tokenreviews.
@@ -240,6 +260,8 @@ pub struct OperatorArgs {
     pub store: String,
     #[command(flatten)]
     pub store_safety: StoreSafetyArgs,
+    #[command(flatten)]
+    pub store_access: StoreAccessArgs,
     /// Base URL of the token service (the servers' --public-url), for the issuers in statuses
     /// and generated Secrets.
     #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
@@ -344,6 +366,7 @@ async fn unlock_user(args: UnlockUserArgs) -> anyhow::Result<()> {
     }
     let store = serve::open_store(
         &args.store,
+        &args.store_access,
         StoreSafetyArgs {
             allow_evicting_store: true,
         },
@@ -369,6 +392,7 @@ async fn sign_out_user(args: UnlockUserArgs) -> anyhow::Result<()> {
     }
     let store = serve::open_store(
         &args.store,
+        &args.store_access,
         StoreSafetyArgs {
             allow_evicting_store: true,
         },

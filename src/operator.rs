@@ -21,7 +21,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     if args.store.starts_with("memory:") {
         anyhow::bail!("--store memory:// would be invisible to the servers; use redis://");
     }
-    let store = open_store(&args.store, args.store_safety).await?;
+    let store = open_store(&args.store, &args.store_access, args.store_safety).await?;
     crate::serve::watch_store_settings(store.clone(), args.store_safety);
     let client = kube::Client::try_default()
         .await

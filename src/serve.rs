@@ -1,6 +1,6 @@
 //! Starting the HTTP listeners shared by `server` and `standalone`.
 
-use crate::cli::{CommonArgs, ConnectionArgs, ServerArgs, StoreSafetyArgs};
+use crate::cli::{CommonArgs, ConnectionArgs, ServerArgs, StoreAccessArgs, StoreSafetyArgs};
 use anyhow::Context;
 use gatehouse_core::keys::KeyEncryptionKey;
 use gatehouse_core::{clock, random};
@@ -35,13 +35,41 @@ pub fn read_kek(path: Option<&std::path::Path>) -> anyhow::Result<Option<KeyEncr
 }
 
 /// Opens the store; a Redis password in `GATEHOUSE_STORE_PASSWORD` (environment only, so it
-/// stays out of process listings and URLs) is added to the URL's nodes. A Redis that may
-/// evict keys is refused unless allowed.
-pub async fn open_store(url: &str, safety: StoreSafetyArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// stays out of process listings and URLs) is added to the URL's nodes, with the ACL user and
+/// CA file of `access`. A Redis that may evict keys is refused unless allowed.
+pub async fn open_store(
+    url: &str,
+    access: &StoreAccessArgs,
+    safety: StoreSafetyArgs,
+) -> anyhow::Result<Arc<dyn Store>> {
     let password = std::env::var("GATEHOUSE_STORE_PASSWORD").ok();
-    let store = gatehouse_store::open_with_password(url, password.as_deref())
-        .await
-        .with_context(|| format!("opening the store {}", gatehouse_store::redact_url(url)))?;
+    let ca_pem = match &access.store_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading --store-ca-file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let store = gatehouse_store::open_with(
+        url,
+        &gatehouse_store::Access {
+            username: access.store_username.as_deref(),
+            password: password.as_deref(),
+            ca_pem,
+        },
+    )
+    .await
+    .map_err(|e| {
+        let hint = if e.to_string().contains("certificate") && access.store_ca_file.is_none() {
+            " (signed by a private CA? give it with --store-ca-file)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "opening the store {}: {e}{hint}",
+            gatehouse_store::redact_url(url)
+        )
+    })?;
     match store.check_settings().await {
         Ok(()) => {}
         Err(StoreError::Unsafe(why)) if safety.allow_evicting_store => {
@@ -197,7 +225,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             "--store memory:// holds no configuration for a server; use redis://, or run `gatehouse standalone`"
         );
     }
-    let store = open_store(&args.store, args.store_safety).await?;
+    let store = open_store(&args.store, &args.store_access, args.store_safety).await?;
     let directory = Arc::new(TenantDirectory::new(
         store.clone(),
         Arc::new(kek),

@@ -51,7 +51,7 @@ pub async fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         kept_kek(&args.manifests)?
     };
     let kek = Arc::new(kek);
-    let store = open_store(&args.store, args.store_safety).await?;
+    let store = open_store(&args.store, &args.store_access, args.store_safety).await?;
     let directory = Arc::new(TenantDirectory::new(
         store.clone(),
         kek.clone(),

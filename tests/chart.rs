@@ -918,3 +918,64 @@ fn alert_rules_and_dashboard_queries_are_valid_promql() {
     .unwrap();
     assert!(!plain.contains("PrometheusRule") && !plain.contains("gatehouse.json"));
 }
+
+#[test]
+fn redis_acl_user_and_private_ca_reach_both_components() {
+    let docs = documents(
+        &template(&[
+            "-f",
+            chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+            "--set",
+            "redis.username=gatehouse",
+            "--set",
+            "redis.password.existingSecret=redis-credentials",
+            "--set",
+            "redis.caConfigMap.name=redis-ca",
+        ])
+        .unwrap(),
+    );
+    for component in ["-server", "-operator"] {
+        let deployment = find(&docs, "Deployment", component).unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(
+            env(container, "GATEHOUSE_STORE_USERNAME").unwrap()["value"],
+            "gatehouse"
+        );
+        assert_eq!(
+            env(container, "GATEHOUSE_STORE_CA_FILE").unwrap()["value"],
+            "/etc/gatehouse/redis-ca/ca.crt"
+        );
+        let mounted = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "redis-ca" && m["mountPath"] == "/etc/gatehouse/redis-ca");
+        assert!(mounted, "{component}: {container}");
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "redis-ca")
+            .unwrap_or_else(|| panic!("{component}: no redis-ca volume"));
+        assert_eq!(volume["configMap"]["name"], "redis-ca");
+    }
+    // The binary reads what the chart sets.
+    for role in ["server", "operator", "standalone"] {
+        let help = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args([role, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("[env: GATEHOUSE_STORE_USERNAME="), "{help}");
+        assert!(help.contains("[env: GATEHOUSE_STORE_CA_FILE="), "{help}");
+    }
+    // A username without its password is refused at install.
+    let refused = template(&[
+        "-f",
+        chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+        "--set",
+        "redis.username=gatehouse",
+    ]);
+    assert!(refused.is_err());
+}

@@ -737,3 +737,71 @@ fn printing_commands_say_why_when_their_output_is_closed_or_full() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// What production Redis asks of a client: an ACL user (not `default`), and TLS with a
+/// private CA. Each works when given, and its absence is a clear refusal at start.
+#[tokio::test]
+async fn redis_with_an_acl_user_and_a_private_ca() {
+    let refused = |store: &str, env: &[(&str, &str)]| {
+        let manifests = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(binary())
+            .args(["standalone", "--manifests"])
+            .arg(manifests.path())
+            .args(["--store", store, "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let files = |dir: &tempfile::TempDir| {
+        for (name, yaml) in fixtures() {
+            std::fs::write(dir.path().join(name), yaml).unwrap();
+        }
+    };
+
+    let acl = RedisServer::start_with_acl_user("gatehouse", "acl-secret-1");
+    let dir = tempfile::tempdir().unwrap();
+    files(&dir);
+    let g = Gatehouse::start_with_env(
+        &acl.url(),
+        dir,
+        &[
+            ("GATEHOUSE_STORE_USERNAME", "gatehouse"),
+            ("GATEHOUSE_STORE_PASSWORD", "acl-secret-1"),
+        ],
+    );
+    let r = client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        !g.stderr().contains("acl-secret-1"),
+        "the password is never logged"
+    );
+    // The default user is off: without the username the same password is refused.
+    let err = refused(&acl.url(), &[("GATEHOUSE_STORE_PASSWORD", "acl-secret-1")]);
+    assert!(err.contains("opening the store"), "{err}");
+    assert!(!err.contains("acl-secret-1"), "{err}");
+    let err = refused(&acl.url(), &[("GATEHOUSE_STORE_USERNAME", "gatehouse")]);
+    assert!(err.contains("an ACL username needs a password"), "{err}");
+
+    let tls = RedisServer::start_tls();
+    let ca = tls.ca_file();
+    let dir = tempfile::tempdir().unwrap();
+    files(&dir);
+    let g = Gatehouse::start_with_env(
+        &tls.tls_url(),
+        dir,
+        &[("GATEHOUSE_STORE_CA_FILE", ca.to_str().unwrap())],
+    );
+    let r = client_credentials(&g, "acme", "acme-billing", BILLING_SECRET, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Without the CA the server's certificate is not trusted; a CA for plain redis:// is a
+    // mistake said as one.
+    let err = refused(&tls.tls_url(), &[]);
+    assert!(err.contains("opening the store"), "{err}");
+    let err = refused(
+        &tls.url(),
+        &[("GATEHOUSE_STORE_CA_FILE", ca.to_str().unwrap())],
+    );
+    assert!(err.contains("a CA file is for a TLS URL"), "{err}");
+}

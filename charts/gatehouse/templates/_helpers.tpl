@@ -73,6 +73,17 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
       name: {{ .Values.redis.password.existingSecret }}
       key: {{ .Values.redis.password.key }}
 {{- end }}
+{{- with .Values.redis.username }}
+{{- if not $.Values.redis.password.existingSecret }}
+{{- fail "redis.username needs its password: set redis.password.existingSecret" }}
+{{- end }}
+- name: GATEHOUSE_STORE_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.redis.caConfigMap.name }}
+- name: GATEHOUSE_STORE_CA_FILE
+  value: /etc/gatehouse/redis-ca/{{ .Values.redis.caConfigMap.key }}
+{{- end }}
 - name: GATEHOUSE_PUBLIC_URL
   value: {{ include "gatehouse.publicUrl" . | quote }}
 - name: GATEHOUSE_KEY_ENCRYPTION_KEY_FILE
@@ -102,6 +113,28 @@ readOnlyRootFilesystem: true
 privileged: false
 capabilities:
   drop: [ALL]
+{{- end -}}
+
+{{/* The Redis CA (redis.caConfigMap), mounted where GATEHOUSE_STORE_CA_FILE points. */}}
+{{- define "gatehouse.redisCaMount" -}}
+{{- if .Values.redis.caConfigMap.name }}
+- name: redis-ca
+  mountPath: /etc/gatehouse/redis-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "gatehouse.redisCaVolume" -}}
+{{- with .Values.redis.caConfigMap }}
+{{- if .name }}
+- name: redis-ca
+  configMap:
+    name: {{ .name }}
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "gatehouse.kekVolume" -}}

@@ -152,7 +152,7 @@ pub fn memory_world() -> World {
 /// at the real time.
 pub async fn redis_world() -> World {
     let redis = gatehouse_testkit::RedisServer::start();
-    let store = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
+    let store = Arc::new(RedisStore::connect(&redis.url(), None).await.unwrap());
     let clock = ManualClock::at(SystemClock.now());
     world_on(store, clock, Some(redis))
 }
@@ -160,7 +160,7 @@ pub async fn redis_world() -> World {
 /// On a real 3-primary Redis Cluster.
 pub async fn cluster_world() -> World {
     let cluster = gatehouse_testkit::RedisCluster::start(3);
-    let store = Arc::new(RedisStore::connect(&cluster.url()).await.unwrap());
+    let store = Arc::new(RedisStore::connect(&cluster.url(), None).await.unwrap());
     let clock = ManualClock::at(SystemClock.now());
     let mut world = world_on(store, clock, None);
     world.cluster = Some(cluster);
@@ -171,7 +171,7 @@ pub async fn cluster_world() -> World {
 pub async fn proxied_redis_world() -> (World, gatehouse_testkit::CuttingProxy) {
     let redis = gatehouse_testkit::RedisServer::start();
     let proxy = gatehouse_testkit::CuttingProxy::start(redis.port);
-    let store = Arc::new(RedisStore::connect(&proxy.url()).await.unwrap());
+    let store = Arc::new(RedisStore::connect(&proxy.url(), None).await.unwrap());
     let clock = ManualClock::at(SystemClock.now());
     (world_on(store, clock, Some(redis)), proxy)
 }

@@ -375,43 +375,75 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`, or
 /// `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` with TLS).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    open_with_password(url, None).await
+    open_with(url, &Access::default()).await
 }
 
-/// [`open`], with the Redis password given apart from the URL (from a Kubernetes Secret, say)
-/// so it never has to be written into one. A password already in the URL is an error.
-pub async fn open_with_password(
-    url: &str,
-    password: Option<&str>,
-) -> Result<Arc<dyn Store>, StoreError> {
-    let with_password;
-    let url = match password.filter(|p| !p.is_empty()) {
-        None => url,
-        Some(password) => {
-            with_password = add_password(url, password)?;
-            with_password.as_str()
+/// How to get into a Redis besides its URL: credentials given apart from the URL (from a
+/// Kubernetes Secret, say) so they never have to be written into one, and the CA of a
+/// `rediss://` server with a private CA.
+#[derive(Default)]
+pub struct Access<'a> {
+    /// An ACL user (Redis 6+); `default` when absent.
+    pub username: Option<&'a str>,
+    /// The password (of `username`, else of `default`).
+    pub password: Option<&'a str>,
+    /// PEM CA certificates that sign the server's certificate; trusted instead of the web's
+    /// roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// [`open`] with [`Access`]. Credentials already in the URL and given apart are an error, as
+/// is a username without a password or a CA for a URL without TLS.
+pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>, StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidUrl {
+        url: redact_url(url),
+        reason: reason.into(),
+    };
+    let with_credentials;
+    let url = match (
+        access.username.filter(|u| !u.is_empty()),
+        access.password.filter(|p| !p.is_empty()),
+    ) {
+        (None, None) => url,
+        (Some(_), None) => {
+            return Err(invalid(
+                "an ACL username needs a password (GATEHOUSE_STORE_PASSWORD)",
+            ));
+        }
+        (username, Some(password)) => {
+            with_credentials = add_credentials(url, username, password)?;
+            with_credentials.as_str()
         }
     };
     if url == "memory://" || url == "memory:" {
+        if access.ca_pem.is_some() {
+            return Err(invalid("memory:// has no TLS: a CA file is for rediss://"));
+        }
         return Ok(Arc::new(MemoryStore::new()));
     }
-    if url.starts_with("redis://")
-        || url.starts_with("rediss://")
-        || url.starts_with("redis+cluster://")
-        || url.starts_with("rediss+cluster://")
-    {
-        return Ok(Arc::new(RedisStore::connect(url).await?));
+    let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
+    if access.ca_pem.is_some() && !tls {
+        return Err(invalid(
+            "a CA file is for a TLS URL: rediss:// or rediss+cluster://",
+        ));
     }
-    Err(StoreError::InvalidUrl {
-        url: redact_url(url),
-        reason: "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://"
-            .into(),
-    })
+    if url.starts_with("redis://") || url.starts_with("redis+cluster://") || tls {
+        return Ok(Arc::new(
+            RedisStore::connect(url, access.ca_pem.as_deref()).await?,
+        ));
+    }
+    Err(invalid(
+        "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://",
+    ))
 }
 
-/// `scheme://host...` → `scheme://:<percent-encoded password>@host...` (every node of a
-/// cluster URL).
-fn add_password(url: &str, password: &str) -> Result<String, StoreError> {
+/// `scheme://host...` → `scheme://[user]:<password>@host...`, percent-encoded, on every node
+/// of a cluster URL.
+fn add_credentials(
+    url: &str,
+    username: Option<&str>,
+    password: &str,
+) -> Result<String, StoreError> {
     let invalid = |reason: &str| StoreError::InvalidUrl {
         url: redact_url(url),
         reason: reason.into(),
@@ -422,19 +454,25 @@ fn add_password(url: &str, password: &str) -> Result<String, StoreError> {
     }
     if rest.contains('@') {
         return Err(invalid(
-            "the URL already holds credentials; give the password in one place only",
+            "the URL already holds credentials; give them in one place only",
         ));
     }
-    let encoded: String = password
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let user = username.map(encode).unwrap_or_default();
+    let secret = encode(password);
+    let nodes: Vec<String> = rest
+        .split(',')
+        .map(|n| format!("{user}:{secret}@{n}"))
         .collect();
-    let nodes: Vec<String> = rest.split(',').map(|n| format!(":{encoded}@{n}")).collect();
     Ok(format!("{scheme}://{}", nodes.join(",")))
 }
 
@@ -457,15 +495,20 @@ mod tests {
     #[test]
     fn a_separate_password_is_encoded_into_every_node() {
         assert_eq!(
-            add_password("redis://r:6379/0", "p@ss w/rd").unwrap(),
+            add_credentials("redis://r:6379/0", None, "p@ss w/rd").unwrap(),
             "redis://:p%40ss%20w%2Frd@r:6379/0"
         );
         assert_eq!(
-            add_password("rediss+cluster://a:1,b:2", "x").unwrap(),
+            add_credentials("rediss+cluster://a:1,b:2", None, "x").unwrap(),
             "rediss+cluster://:x@a:1,:x@b:2"
         );
-        assert!(add_password("redis://:old@r:6379", "new").is_err());
-        let refused = add_password("redis://:hunter2@r", "new").unwrap_err();
+        assert_eq!(
+            add_credentials("redis://r:6379/0", Some("gate house"), "pw").unwrap(),
+            "redis://gate%20house:pw@r:6379/0",
+            "an ACL user"
+        );
+        assert!(add_credentials("redis://:old@r:6379", None, "new").is_err());
+        let refused = add_credentials("redis://:hunter2@r", None, "new").unwrap_err();
         assert!(!format!("{refused:?}").contains("hunter2"), "{refused:?}");
     }
 

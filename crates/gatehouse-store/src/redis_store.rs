@@ -211,7 +211,12 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 impl RedisStore {
     /// Connects to a `redis://`, `rediss://`, `redis+cluster://` or `rediss+cluster://` URL,
     /// failing fast when nothing answers.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, StoreError> {
+        // A private CA: trusted instead of the web's roots.
+        let certificates = ca_pem.map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        });
         let invalid = |reason: String| StoreError::InvalidUrl {
             url: redact_url(url),
             reason,
@@ -230,15 +235,21 @@ impl RedisStore {
             if nodes.is_empty() {
                 return Err(invalid("no cluster nodes given".into()));
             }
-            let client = redis::cluster::ClusterClient::builder(nodes)
+            let mut builder = redis::cluster::ClusterClient::builder(nodes)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(RESPONSE_TIMEOUT)
-                .retries(2)
-                .build()
-                .map_err(|e| invalid(e.to_string()))?;
+                .retries(2);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let client = builder.build().map_err(|e| invalid(e.to_string()))?;
             Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
-            let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
+            let client = match certificates {
+                Some(certificates) => redis::Client::build_with_tls(url, certificates),
+                None => redis::Client::open(url),
+            }
+            .map_err(|e| invalid(e.to_string()))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))

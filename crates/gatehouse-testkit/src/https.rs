@@ -227,7 +227,9 @@ fn answer(
 }
 
 /// A throw-away CA and a server certificate for 127.0.0.1 and localhost (EC P-256).
-fn write_certificates(dir: &std::path::Path) {
+/// A CA (`ca.crt`, `ca.key`) and a server certificate for 127.0.0.1 and localhost it signed
+/// (`server.crt`, `server.key`), made with `openssl` in `dir`.
+pub(crate) fn write_certificates(dir: &std::path::Path) {
     let ec = [
         "-newkey",
         "ec",

@@ -83,6 +83,9 @@ pub struct RedisServer {
     pub port: u16,
     child: Child,
     _dir: Option<tempfile::TempDir>,
+    /// A TLS listener besides the plain one (see [`RedisServer::start_tls`]), and the
+    /// directory of its certificates.
+    tls: Option<(u16, tempfile::TempDir)>,
 }
 
 impl RedisServer {
@@ -95,12 +98,64 @@ impl RedisServer {
         self.child.id()
     }
 
+    /// A server whose `default` user is off: only `username` with `password` (an ACL user)
+    /// gets in.
+    pub fn start_with_acl_user(username: &str, password: &str) -> Self {
+        let secret = format!(">{password}");
+        Self::start_with(&[
+            "--user", "default", "off", "--user", username, "on", &secret, "~*", "&*", "+@all",
+        ])
+    }
+
+    /// A server that also listens with TLS, its certificate signed by a CA of its own
+    /// ([`RedisServer::ca_file`]), on [`RedisServer::tls_url`].
+    pub fn start_tls() -> Self {
+        let certs = tempfile::tempdir().expect("a directory for the certificates");
+        crate::https::write_certificates(certs.path());
+        let tls_port = free_port();
+        let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+        let (tls_port_s, cert, key, ca) = (
+            tls_port.to_string(),
+            path("server.crt"),
+            path("server.key"),
+            path("ca.crt"),
+        );
+        let mut server = Self::start_with(&[
+            "--tls-port",
+            &tls_port_s,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        server.tls = Some((tls_port, certs));
+        server
+    }
+
+    /// The `rediss://` URL of a [`RedisServer::start_tls`] server.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls.as_ref().map_or(0, |(p, _)| *p);
+        format!("rediss://127.0.0.1:{port}/0")
+    }
+
+    /// The CA that signed a [`RedisServer::start_tls`] server's certificate (PEM).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.tls
+            .as_ref()
+            .map(|(_, dir)| dir.path().join("ca.crt"))
+            .unwrap_or_default()
+    }
+
     /// Starts a server on a given port (to simulate a Redis that comes back empty).
     pub fn start_on(port: u16) -> Self {
         Self::spawn(&[], Some(port))
     }
 
-    fn start_with(extra: &[&str]) -> Self {
+    pub fn start_with(extra: &[&str]) -> Self {
         Self::spawn(extra, None)
     }
 
@@ -167,13 +222,15 @@ impl RedisServer {
                 .expect("starting redis-server");
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
+                // Up: it answers, even if only to say who may ask (an ACL-only server).
                 if let Ok(reply) = redis_command(port, &["PING"])
-                    && reply == "+PONG"
+                    && (reply == "+PONG" || reply.starts_with("-NOAUTH"))
                 {
                     return RedisServer {
                         port,
                         child,
                         _dir: dir,
+                        tls: None,
                     };
                 }
                 if let Ok(Some(status)) = child.try_wait() {

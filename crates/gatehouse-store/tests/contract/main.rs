@@ -14,14 +14,18 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
     contract::run_all(&store, "single").await;
 }
 
 #[tokio::test]
 async fn redis_cluster_store_keeps_the_contract() {
     let cluster = RedisCluster::start(3);
-    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    let store = RedisStore::connect(&cluster.url(), None)
+        .await
+        .expect("connect");
     contract::run_all(&store, "cluster").await;
     // The tenants of the suite hash to different slots, so the suite crossed masters.
     assert!(
@@ -35,7 +39,7 @@ async fn redis_cluster_store_keeps_the_contract() {
 async fn unreachable_redis_fails_fast_as_unavailable() {
     let port = gatehouse_testkit::free_port();
     let started = std::time::Instant::now();
-    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}")).await;
+    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), None).await;
     assert!(
         matches!(result, Err(gatehouse_store::StoreError::Unavailable(_))),
         "{:?}",
@@ -47,7 +51,9 @@ async fn unreachable_redis_fails_fast_as_unavailable() {
 #[tokio::test]
 async fn a_stopped_redis_turns_into_unavailable_errors() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
     store.ping().await.unwrap();
     drop(redis);
     let err = store.ping().await.unwrap_err();
@@ -66,7 +72,9 @@ fn evicting(port: u16, policy: &str) {
 #[tokio::test]
 async fn a_redis_that_evicts_is_named_and_refused() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url()).await.expect("connect");
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
     store.check_settings().await.expect("defaults: no limit");
     evicting(redis.port, "noeviction");
     store
@@ -87,7 +95,9 @@ async fn a_redis_that_evicts_is_named_and_refused() {
 #[tokio::test]
 async fn every_primary_of_a_cluster_is_checked() {
     let cluster = RedisCluster::start(3);
-    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    let store = RedisStore::connect(&cluster.url(), None)
+        .await
+        .expect("connect");
     store.check_settings().await.expect("defaults");
     let last = cluster.nodes.last().unwrap().port;
     evicting(last, "allkeys-lfu");
