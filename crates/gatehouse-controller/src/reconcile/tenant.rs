@@ -59,6 +59,8 @@ pub fn reconcile_tenant(
     let problems = validate_tenant(&name, spec);
     let mut verdicts = Vec::new();
     let (registration, decided, issuer, held) = if problems.is_empty() {
+        // A users Secret that cannot be read: the tenant serves, but nobody can sign in.
+        let mut users_problem = None;
         let users = match &spec.users {
             None => Vec::new(),
             Some(u) => {
@@ -86,12 +88,14 @@ pub fn reconcile_tenant(
                         users
                     }
                     Err((reason, message)) => {
+                        let message = format!("{message}; nobody can sign in until it is fixed");
                         verdicts.push(Verdict::new(
                             types::USERS_LOADED,
                             false,
                             reason,
-                            format!("{message}; nobody can sign in until it is fixed"),
+                            message.clone(),
                         ));
+                        users_problem = Some((reason, message));
                         Vec::new()
                     }
                 }
@@ -123,12 +127,21 @@ pub fn reconcile_tenant(
             verdicts.push(issuers_verdict(&trusted_issuers));
         }
         let issuer = endpoints::issuer(public_url, &name);
-        let ready = Verdict::new(
-            types::READY,
-            true,
-            reasons::RECONCILED,
-            format!("serving as {issuer}"),
-        );
+        let ready = match users_problem {
+            None => Verdict::new(
+                types::READY,
+                true,
+                reasons::RECONCILED,
+                format!("serving as {issuer}"),
+            ),
+            // Shown where people look first (READY, REASON), not only in UsersLoaded.
+            Some((reason, message)) => Verdict::new(
+                types::READY,
+                false,
+                reason,
+                format!("serving as {issuer}, but its users Secret: {message}"),
+            ),
+        };
         let accepted = Verdict::new(types::ACCEPTED, true, reasons::ACCEPTED, "spec accepted");
         (Some(config), vec![ready, accepted], Some(issuer), None)
     } else {

@@ -395,11 +395,16 @@ fn users_come_from_the_users_secret_and_a_broken_one_degrades_only_sign_in() {
         ("False", reasons::USERS_SECRET_INVALID)
     );
     assert!(loaded.message.contains("plain-text password") && !loaded.message.contains("hunter2"));
+    // Still serving, and said where people look first: READY False, its reason.
+    let ready = crate::conditions::find(&t.status.conditions, types::READY).unwrap();
     assert_eq!(
-        crate::conditions::find(&t.status.conditions, types::READY)
-            .unwrap()
-            .status,
-        "True"
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reasons::USERS_SECRET_INVALID)
+    );
+    assert!(
+        ready.message.starts_with("serving as "),
+        "{}",
+        ready.message
     );
 
     let r = run(&[tenant("acme", spec.clone())], &[], &[]);
