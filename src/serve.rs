@@ -137,8 +137,16 @@ pub async fn serve(
     common: &CommonArgs,
     safety: StoreSafetyArgs,
 ) -> anyhow::Result<()> {
-    let store = services.store.clone();
     let metrics = Arc::new(Metrics::new());
+    // Each store call timed by operation, and sign-ins counted, for /metrics.
+    let mut services = services;
+    let timing = metrics.clone();
+    services.store = Arc::new(gatehouse_store::timed::TimedStore::new(
+        services.store.clone(),
+        Arc::new(move |operation, elapsed, ok| timing.store_call(operation, elapsed, ok)),
+    ));
+    services.observer = metrics.clone();
+    let store = services.store.clone();
     tokio::spawn(directory.clone().run(REFRESH_INTERVAL));
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await

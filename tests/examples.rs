@@ -79,6 +79,46 @@ async fn every_example_is_ready_and_the_readme_commands_work() {
         legacy["response_types_supported"],
         serde_json::json!(["token"])
     );
+
+    // What an operator watches: sign-ins by outcome, client-authentication failures, the
+    // argon2 queue, and the store's latency by operation.
+    let token_url = format!("{}/acme/oauth2/token", g.base);
+    let wrong = post_form(
+        &token_url,
+        Some(&basic("acme-mobile", "mobile-secret-change-me")),
+        "grant_type=password&username=alice&password=not-hers",
+    )
+    .await;
+    assert_eq!(wrong.error(), "invalid_grant");
+    let r = post_form(
+        &token_url,
+        Some(&basic("acme-billing", "not-the-secret")),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", g.ops_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"gatehouse_sign_ins_total{tenant="acme",outcome="success"}"#,
+        r#"gatehouse_sign_ins_total{tenant="acme",outcome="failure"} 1"#,
+        r#"gatehouse_client_authentication_failures_total{tenant="acme"} 1"#,
+        "gatehouse_argon2_queue_depth 0",
+        r#"gatehouse_store_operation_duration_seconds_count{operation="issue",outcome="ok"}"#,
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
+    }
+    let jobs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_argon2_jobs_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(jobs >= 2, "argon2 ran for each password: {jobs}");
+    assert!(metrics.contains("gatehouse_argon2_queue_wait_seconds_total "));
 }
 
 /// examples/web-app.yaml and examples/single-page-app.yaml: code + PKCE, with and without a

@@ -8,7 +8,7 @@
 //! refused at once (503 with `Retry-After`), so a flood of wrong secrets cannot make every
 //! sign-in wait seconds behind it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,10 @@ pub struct Argon2Workers {
     queued: Arc<AtomicUsize>,
     /// How many may wait for [`Argon2Workers::try_run`] to take one more.
     capacity: usize,
+    /// Jobs started, and the time they waited in the queue altogether (microseconds): their
+    /// rates give the mean wait, for metrics.
+    started: Arc<AtomicU64>,
+    waited_micros: Arc<AtomicU64>,
 }
 
 /// Jobs a request may find waiting per worker before it is refused: about half a second of
@@ -91,6 +95,8 @@ impl Argon2Workers {
             jobs: Mutex::new(tx),
             queued: Arc::new(AtomicUsize::new(0)),
             capacity,
+            started: Arc::new(AtomicU64::new(0)),
+            waited_micros: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -133,6 +139,14 @@ impl Argon2Workers {
         self.queued.load(Ordering::SeqCst)
     }
 
+    /// Jobs started so far, and the seconds they spent waiting for a worker altogether.
+    pub fn waited(&self) -> (u64, f64) {
+        let started = self.started.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = self.waited_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (started, seconds)
+    }
+
     /// Queues `f` (already counted in `queued`) and waits for its result.
     async fn send<T: Send + 'static>(
         &self,
@@ -140,8 +154,13 @@ impl Argon2Workers {
     ) -> Result<T, Stopped> {
         let (tx, rx) = futures::channel::oneshot::channel();
         let queued = self.queued.clone();
+        let (started, waited_micros) = (self.started.clone(), self.waited_micros.clone());
+        let sent_at = std::time::Instant::now();
         let job: Job = Box::new(move || {
             queued.fetch_sub(1, Ordering::SeqCst);
+            started.fetch_add(1, Ordering::Relaxed);
+            let waited = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            waited_micros.fetch_add(waited, Ordering::Relaxed);
             let _ = tx.send(f());
         });
         let sent = self

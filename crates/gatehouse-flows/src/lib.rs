@@ -53,6 +53,39 @@ use std::sync::Arc;
 /// of a large installation, about 3 MiB when full.
 const VERIFIED_SECRETS: usize = 100_000;
 
+/// How a password sign-in ended (the sign-in page and the password grant alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInOutcome {
+    Success,
+    /// A wrong username or password.
+    Failure,
+    /// Refused without checking: too many failures (brute-force protection).
+    Locked,
+}
+
+impl SignInOutcome {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInOutcome::Success => "success",
+            SignInOutcome::Failure => "failure",
+            SignInOutcome::Locked => "locked",
+        }
+    }
+}
+
+/// What the flows report as it happens, for the process's metrics (the HTTP layer counts);
+/// by default nobody listens.
+pub trait Observer: Send + Sync {
+    /// A password sign-in of `tenant` ended.
+    fn sign_in(&self, _tenant: &str, _outcome: SignInOutcome) {}
+}
+
+/// Reports nowhere.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
 /// What every flow works with: the store, the clock, the randomness, and where argon2 runs.
 #[derive(Clone)]
 pub struct Services {
@@ -68,6 +101,8 @@ pub struct Services {
     /// The API server's TokenReview, for tenants that review ServiceAccount tokens; `None`
     /// where the process has no Kubernetes access (their workload sign-ins then answer 503).
     pub token_review: Option<Arc<dyn token_review::TokenReviewer>>,
+    /// Who hears of sign-ins (see [`Observer`]).
+    pub observer: Arc<dyn Observer>,
 }
 
 impl Services {
@@ -81,6 +116,7 @@ impl Services {
             secrets: Arc::new(VerifiedSecretCache::new(VERIFIED_SECRETS)),
             secret_checks: Arc::default(),
             token_review: None,
+            observer: Arc::new(NoObserver),
         }
     }
 
@@ -88,6 +124,13 @@ impl Services {
     #[must_use]
     pub fn with_token_review(mut self, reviewer: Arc<dyn token_review::TokenReviewer>) -> Self {
         self.token_review = Some(reviewer);
+        self
+    }
+
+    /// Reports sign-ins to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
         self
     }
 

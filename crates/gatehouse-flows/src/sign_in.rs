@@ -3,7 +3,7 @@
 //! guesses gets no more verifications than the limits allow, however many race. An unknown
 //! username costs the same argon2 verification as a wrong password, so timing tells nothing.
 
-use crate::{Error, ServedTenant, Services};
+use crate::{Error, ServedTenant, Services, SignInOutcome};
 use gatehouse_core::OAuthError;
 use gatehouse_core::config::UserConfig;
 use gatehouse_core::secret::{decoy_hash, verify_secret};
@@ -43,11 +43,13 @@ pub async fn verify_password(
     let pair_attempts = store.record_failure(name, &pair_key, window).await?;
     if throttle::judge_address(address_attempts, pair_attempts) == Verdict::Locked {
         tracing::info!(tenant = %name, "sign-in refused: locked out (this address)");
+        services.observer.sign_in(name, SignInOutcome::Locked);
         return Err(OAuthError::invalid_grant(LOCKED).into());
     }
     let user_attempts = store.record_failure(name, &user_key, window).await?;
     let Verdict::Verify { delay_secs } = throttle::judge_user(user_attempts) else {
         tracing::warn!(tenant = %name, "sign-in refused: username locked after failures from many addresses");
+        services.observer.sign_in(name, SignInOutcome::Locked);
         return Err(OAuthError::invalid_grant(LOCKED).into());
     };
     if delay_secs > 0 {
@@ -81,9 +83,13 @@ pub async fn verify_password(
             store.forgive_failure(name, &address_key).await?;
             store.forgive_failure(name, &user_key).await?;
             store.clear_failures(name, &pair_key).await?;
+            services.observer.sign_in(name, SignInOutcome::Success);
             Ok(user)
         }
-        _ => Err(OAuthError::invalid_grant(WRONG_CREDENTIALS).into()),
+        _ => {
+            services.observer.sign_in(name, SignInOutcome::Failure);
+            Err(OAuthError::invalid_grant(WRONG_CREDENTIALS).into())
+        }
     }
 }
 

@@ -45,6 +45,23 @@ struct ErrorLabels {
     error: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignInLabels {
+    tenant: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
 /// A route template as a `&'static str`. Templates are the router's own (a fixed, small set:
 /// requests cannot add to it), so each is leaked once and reused.
 fn route_label(template: &str) -> &'static str {
@@ -81,6 +98,7 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type StoreHistogramFamily = Family<StoreLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
@@ -89,10 +107,21 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     pub tenants: Gauge,
+    sign_ins: Family<SignInLabels, Counter>,
+    client_auth_failures: Family<TenantLabels, Counter>,
+    store_latency: StoreHistogramFamily,
+    argon2_waiting: Gauge,
+    argon2_jobs: Counter,
+    argon2_wait: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// From 50 µs (a Redis round trip on one host) to about 3 s.
+fn store_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
 impl Default for Metrics {
@@ -130,6 +159,38 @@ impl Metrics {
             errors.clone(),
         );
         registry.register("tenants", "Tenants currently served", tenants.clone());
+        let sign_ins = Family::<SignInLabels, Counter>::default();
+        registry.register(
+            "sign_ins",
+            "Password sign-ins (sign-in page and password grant) by tenant and outcome: success, failure (wrong username or password), locked (refused by brute-force protection)",
+            sign_ins.clone(),
+        );
+        let client_auth_failures = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "client_authentication_failures",
+            "Requests refused with invalid_client, by tenant",
+            client_auth_failures.clone(),
+        );
+        let store_latency: StoreHistogramFamily = Family::new_with_constructor(store_histogram);
+        registry.register(
+            "store_operation_duration_seconds",
+            "Store calls by operation (the Store method) and outcome (ok, error)",
+            store_latency.clone(),
+        );
+        let argon2_waiting = Gauge::default();
+        registry.register(
+            "argon2_queue_depth",
+            "argon2id verifications waiting for a worker",
+            argon2_waiting.clone(),
+        );
+        let argon2_jobs = Counter::default();
+        registry.register("argon2_jobs", "argon2id jobs started", argon2_jobs.clone());
+        let argon2_wait = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "argon2_queue_wait_seconds",
+            "Time argon2id jobs waited for a worker, altogether (divide by argon2_jobs for the mean)",
+            argon2_wait.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -137,6 +198,45 @@ impl Metrics {
             tokens,
             errors,
             tenants,
+            sign_ins,
+            client_auth_failures,
+            store_latency,
+            argon2_waiting,
+            argon2_jobs,
+            argon2_wait,
+        }
+    }
+
+    /// A request refused with `invalid_client`.
+    pub fn client_authentication_failed(&self, tenant: &str) {
+        self.client_auth_failures
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc();
+    }
+
+    /// A store call (see `gatehouse_store::timed`).
+    pub fn store_call(&self, operation: &'static str, elapsed: std::time::Duration, ok: bool) {
+        self.store_latency
+            .get_or_create(&StoreLabels {
+                operation,
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reads the argon2 workers' counts into the metrics (at each scrape).
+    fn read_argon2(&self) {
+        let workers = gatehouse_core::argon2_workers::Argon2Workers::shared();
+        self.argon2_waiting
+            .set(i64::try_from(workers.waiting()).unwrap_or(i64::MAX));
+        let (started, waited) = workers.waited();
+        self.argon2_jobs
+            .inc_by(started.saturating_sub(self.argon2_jobs.get()));
+        let more = waited - self.argon2_wait.get();
+        if more > 0.0 {
+            self.argon2_wait.inc_by(more);
         }
     }
 
@@ -151,6 +251,7 @@ impl Metrics {
 
     /// The registry in the Prometheus/OpenMetrics text format.
     pub fn render(&self) -> String {
+        self.read_argon2();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -220,6 +321,11 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
             error: failure.code.as_str(),
         })
         .inc();
+    if failure.code == gatehouse_core::ErrorCode::InvalidClient
+        && let Some(tenant) = &tenant
+    {
+        m.client_authentication_failed(tenant);
+    }
     // The one line a failed request gets: client errors (and errors sent back to a client's
     // redirect URI) at info, server errors and an unavailable store at warn.
     let error = failure.code.as_str();
@@ -240,4 +346,15 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         }
     }
     response
+}
+
+impl gatehouse_flows::Observer for Metrics {
+    fn sign_in(&self, tenant: &str, outcome: gatehouse_flows::SignInOutcome) {
+        self.sign_ins
+            .get_or_create(&SignInLabels {
+                tenant: tenant.to_string(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
 }

@@ -12,6 +12,7 @@
 mod memory;
 pub mod records;
 mod redis_store;
+pub mod timed;
 
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
