@@ -395,6 +395,11 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
         "{metrics}"
     );
     assert!(metrics.contains("gatehouse_operator_leader 1"), "{metrics}");
+    // Quiet by now: nothing in flight (each reconcile's guard gave its place back).
+    assert!(
+        metrics.contains("gatehouse_operator_reconciles_in_flight{kind=\"OAuthClient\"} 0"),
+        "{metrics}"
+    );
     let exit = operator.terminate();
     assert!(exit.success(), "exit {exit}:\n{}", operator.log());
     let lease = api

@@ -1455,15 +1455,16 @@ async fn an_unlabelled_users_secret_is_named_not_read() {
     );
     assert_eq!(
         condition(&status["status"], "Ready"),
-        ("True".into(), "Reconciled".into()),
-        "the tenant serves, without users"
+        ("False".into(), "SecretNotLabelled".into()),
+        "the tenant serves, without users, and says so where people look first"
     );
     let mut reasons = vec![
         world.api.expect_event("default").await.1,
         world.api.expect_event("default").await.1,
     ];
     reasons.sort();
-    assert_eq!(reasons, ["Reconciled", "SecretNotLabelled"]);
+    // One event per condition that changed: Ready and UsersLoaded both name the Secret.
+    assert_eq!(reasons, ["SecretNotLabelled", "SecretNotLabelled"]);
     task.await.unwrap().unwrap();
     world.api.expect_nothing().await;
     let stored = world.store.load_tenant("acme").await.unwrap().unwrap();

@@ -24,6 +24,7 @@ pub struct OperatorMetrics {
     reconciliations: Family<KindLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabel, Histogram>,
+    in_flight: Family<KindLabel, Gauge>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -43,6 +44,12 @@ impl OperatorMetrics {
             Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
         });
         let leader = Gauge::default();
+        let in_flight = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now, by kind (at most the controller's concurrency: a value that stays there means a queue behind it)",
+            in_flight.clone(),
+        );
         registry.register(
             "reconciliations",
             "Reconciliations run, by kind",
@@ -67,6 +74,7 @@ impl OperatorMetrics {
         // and an alert on a rate sees the first failure.
         for kind in [super::tenant::KIND, super::client::KIND] {
             let _ = reconciliations.get_or_create(&KindLabel { kind });
+            let _ = in_flight.get_or_create(&KindLabel { kind });
             for error in super::ReconcileError::LABELS {
                 let _ = errors.get_or_create(&ErrorLabels { kind, error });
             }
@@ -76,6 +84,7 @@ impl OperatorMetrics {
             reconciliations,
             errors,
             duration,
+            in_flight,
             leader,
         }
     }
@@ -85,6 +94,7 @@ impl OperatorMetrics {
         self.reconciliations
             .get_or_create(&KindLabel { kind })
             .inc();
+        self.in_flight.get_or_create(&KindLabel { kind }).inc();
         Timer {
             metrics: self,
             kind,
@@ -118,5 +128,9 @@ impl Drop for Timer<'_> {
             .duration
             .get_or_create(&KindLabel { kind: self.kind })
             .observe(self.started.elapsed().as_secs_f64());
+        self.metrics
+            .in_flight
+            .get_or_create(&KindLabel { kind: self.kind })
+            .dec();
     }
 }
