@@ -222,7 +222,7 @@ pub struct StandaloneArgs {
     /// Directory of YAML manifests (multi-document files allowed); edits are picked up live.
     #[arg(long, env = "GATEHOUSE_MANIFESTS", default_value = "examples")]
     pub manifests: PathBuf,
-    /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
     #[arg(long, env = "GATEHOUSE_STORE", default_value = "memory://")]
     pub store: String,
     #[command(flatten)]
@@ -237,7 +237,7 @@ pub struct StandaloneArgs {
 
 #[derive(Args)]
 pub struct ServerArgs {
-    /// Store URL: `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
     #[command(flatten)]
@@ -255,7 +255,7 @@ pub struct ServerArgs {
 
 #[derive(Args)]
 pub struct OperatorArgs {
-    /// Store URL: `redis://host:port/db`, `rediss://...` or `redis+cluster://host:port,...`.
+    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
     #[command(flatten)]
