@@ -317,15 +317,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::UnlockUser(args) => run_to_end(unlock_user(args)),
         Command::SignOutUser(args) => run_to_end(sign_out_user(args)),
         Command::Standalone(args) => {
-            crate::logging::init(args.common.log_format);
+            crate::logging::init(args.common.log_format)?;
             run_to_end(standalone::run(args))
         }
         Command::Operator(args) => {
-            crate::logging::init(args.log_format);
+            crate::logging::init(args.log_format)?;
             run_to_end(crate::operator::run(args))
         }
         Command::Server(args) => {
-            crate::logging::init(args.common.log_format);
+            crate::logging::init(args.common.log_format)?;
             run_to_end(serve::run_server(args))
         }
     }

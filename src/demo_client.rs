@@ -5,11 +5,9 @@
 //! access token against the tenant's published keys, calls userinfo, and uses the refresh
 //! token once.
 
-mod http;
-
+use crate::http_client::{self as http, Http};
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, ValueEnum};
-use http::Http;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write as _;

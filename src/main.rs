@@ -3,11 +3,13 @@
 mod cli;
 mod crdgen;
 mod demo_client;
+mod http_client;
 mod logging;
 mod operator;
 mod password_prompt;
 mod serve;
 mod standalone;
+mod telemetry;
 mod token_review;
 
 use clap::Parser;

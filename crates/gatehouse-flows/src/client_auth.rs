@@ -20,6 +20,7 @@ use gatehouse_core::{ClientConfig, ErrorCode, OAuthError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 /// What the client is told whenever its authentication fails.
@@ -40,6 +41,12 @@ pub struct Credentials<'a> {
 /// # Errors
 /// `invalid_client` (or `invalid_request` for a request mixing methods), the store failing,
 /// too many checks waiting (`temporarily_unavailable`), or the process shutting down.
+#[tracing::instrument(
+    target = "gatehouse::trace",
+    level = "trace",
+    name = "client_authentication",
+    skip_all
+)]
 pub async fn authenticate(
     services: &Services,
     tenant: &ServedTenant,
@@ -138,6 +145,7 @@ pub async fn authenticate(
                 .try_run(move || {
                     finish_secret_check(&tenant_name, &client_id, &phc, &creds, &cache)
                 })
+                .instrument(tracing::trace_span!(target: "gatehouse::trace", "argon2"))
                 .await
             {
                 Ok(checked) => checked,
@@ -178,6 +186,7 @@ async fn decoy_failure(
     if let Err(refused) = services
         .argon2
         .try_run(move || verify_secret(&secret, decoy_hash()))
+        .instrument(tracing::trace_span!(target: "gatehouse::trace", "argon2"))
         .await
     {
         return match attempt.not_checked().await {

@@ -22,7 +22,8 @@ async fn sign_in_turn(tenant: &ServedTenant, claims: &AccessTokenClaims) -> Resu
     let key = tenant.signing_key()?;
     let unsigned = UnsignedJwt::new(key, ACCESS_TOKEN_TYP, claims).map_err(Error::Signing)?;
     tokio::task::yield_now().await;
-    let jwt = unsigned.sign(key).map_err(Error::Signing);
+    let jwt = tracing::trace_span!(target: "gatehouse::trace", "sign")
+        .in_scope(|| unsigned.sign(key).map_err(Error::Signing));
     tokio::task::yield_now().await;
     jwt
 }

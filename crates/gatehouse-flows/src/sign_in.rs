@@ -11,6 +11,7 @@ use gatehouse_core::throttle::{self, Verdict};
 use gatehouse_store::records;
 use std::net::IpAddr;
 use std::time::Duration;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 /// Why a sign-in failed, in words safe to show: never whether the user exists.
@@ -21,6 +22,12 @@ pub const LOCKED: &str = "too many failed sign-in attempts; try again later";
 ///
 /// # Errors
 /// As above, the store failing, or the process shutting down.
+#[tracing::instrument(
+    target = "gatehouse::trace",
+    level = "trace",
+    name = "sign_in",
+    skip_all
+)]
 pub async fn verify_password(
     services: &Services,
     tenant: &ServedTenant,
@@ -65,6 +72,7 @@ pub async fn verify_password(
     let matches = match services
         .argon2
         .try_run(move || verify_secret(&presented, &hash))
+        .instrument(tracing::trace_span!(target: "gatehouse::trace", "argon2"))
         .await
     {
         Ok(matches) => matches,

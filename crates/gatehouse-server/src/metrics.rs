@@ -280,9 +280,18 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map_or("unmatched", |m| route_label(m.as_str()));
     // A `Uri` clone shares its bytes; the path is only read when the tenant is needed below.
     let uri = request.uri().clone();
-    let response = next.run(request).await;
+    // The root of the request's trace (kept only when traces are exported).
+    let span = tracing::trace_span!(
+        target: "gatehouse::trace",
+        "request",
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {

@@ -1,5 +1,5 @@
 //! A store that reports how long each call took, by operation, for the servers' metrics (and
-//! whether it failed); it changes nothing else.
+//! whether it failed), each call a trace span; it changes nothing else.
 
 use crate::{
     AccessTokenClaims, Issue, Issued, RecordKind, SigningKeyRecord, Store, StoreError,
@@ -32,7 +32,8 @@ impl TimedStore {
 macro_rules! timed {
     ($self:ident, $operation:literal, $call:expr) => {{
         let started = Instant::now();
-        let result = $call.await;
+        let span = tracing::trace_span!(target: "gatehouse::trace", "store", db.operation = $operation);
+        let result = tracing::Instrument::instrument($call, span).await;
         ($self.on_call)($operation, started.elapsed(), result.is_ok());
         result
     }};

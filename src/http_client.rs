@@ -1,5 +1,6 @@
-//! The few HTTP calls a demo client makes (discovery, keys, token, userinfo), over plain
-//! `http` for a local Gatehouse or `https` with the web's roots (plus `--ca-file`).
+//! The few HTTP calls the binary makes itself (the demo client's discovery, keys, token and
+//! userinfo calls; trace export), over plain `http` or over `https` with the web's roots (plus
+//! a CA file).
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
@@ -98,6 +99,23 @@ impl Http {
             request = request.header(hyper::header::AUTHORIZATION, format!("Basic {credentials}"));
         }
         self.send(url, request.body(Full::new(Bytes::from(form.finish())))?)
+            .await
+    }
+
+    /// A JSON document POSTed with extra headers (trace export).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        let mut request =
+            Request::post(url).header(hyper::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = serde_json::to_vec(body)?;
+        self.send(url, request.body(Full::new(Bytes::from(body)))?)
             .await
     }
 
