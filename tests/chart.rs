@@ -979,3 +979,40 @@ fn redis_acl_user_and_private_ca_reach_both_components() {
     ]);
     assert!(refused.is_err());
 }
+
+#[test]
+fn extra_environment_reaches_each_component_for_traces() {
+    let docs = documents(
+        &template(&[
+            "-f",
+            chart().join("ci/minimal-values.yaml").to_str().unwrap(),
+            "--set",
+            "server.extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT",
+            "--set",
+            "server.extraEnv[0].value=http://otel-collector:4318",
+            "--set",
+            "operator.extraEnv[0].name=OTEL_SERVICE_NAME",
+            "--set",
+            "operator.extraEnv[0].value=gatehouse-operator",
+        ])
+        .unwrap(),
+    );
+    let server = find(&docs, "Deployment", "-server").unwrap();
+    assert_eq!(
+        env(
+            &server["spec"]["template"]["spec"]["containers"][0],
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        .unwrap()["value"],
+        "http://otel-collector:4318"
+    );
+    let operator = find(&docs, "Deployment", "-operator").unwrap();
+    assert_eq!(
+        env(
+            &operator["spec"]["template"]["spec"]["containers"][0],
+            "OTEL_SERVICE_NAME"
+        )
+        .unwrap()["value"],
+        "gatehouse-operator"
+    );
+}
