@@ -141,6 +141,15 @@ async fn fill(c: &Client, name: &str, value: &str) {
     field.send_keys(value).await.unwrap();
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn screenshot(c: &Client, name: &str) {
     if let Ok(png) = c.screenshot().await {
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -229,21 +238,11 @@ spec:
         screenshot(&c, "1-sign-in").await;
         fill(&c, "username", "alice").await;
         fill(&c, "password", "not-her-password").await;
-        c.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[type=submit]").await;
         wait_text(&c, "p.error", "Wrong username or password.").await;
         screenshot(&c, "2-wrong-password").await;
         fill(&c, "password", "wonderland").await;
-        c.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[type=submit]").await;
         // Consent lists the client and the scopes with their descriptions.
         wait_text(&c, "h1", "Allow access?").await;
         let consent = c.source().await.unwrap();
@@ -252,12 +251,7 @@ spec:
             "{consent}"
         );
         screenshot(&c, "3-consent").await;
-        c.find(Locator::Css("button[value=allow]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[value=allow]").await;
         wait_text(&c, "#who", "Signed in as Alice Liddell").await;
         assert!(
             c.current_url()
@@ -365,19 +359,9 @@ async fn the_demo_client_takes_a_person_through_the_browser_to_verified_tokens()
         wait_text(&c, "h1", "Sign in").await;
         fill(&c, "username", "alice").await;
         fill(&c, "password", "wonderland").await;
-        c.find(Locator::Css("button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[type=submit]").await;
         wait_text(&c, "h1", "Allow access?").await;
-        c.find(Locator::Css("button[value=allow]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button[value=allow]").await;
         wait_text(&c, "h1", "Back in the terminal").await;
         screenshot(&c, "demo-client-done").await;
         // The issuer URL itself, opened in the browser: a page of the tenant's endpoints.

@@ -97,12 +97,7 @@ async fn every_example_is_ready_and_the_readme_commands_work() {
     )
     .await;
     assert_eq!(r.status, 401);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", g.ops_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     for needle in [
         r#"gatehouse_sign_ins_total{tenant="acme",outcome="success"}"#,
         r#"gatehouse_sign_ins_total{tenant="acme",outcome="failure"} 1"#,

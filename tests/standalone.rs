@@ -358,12 +358,7 @@ async fn operations_endpoints_and_redis_outages() {
     );
     let jwks_url = g.endpoint("acme", "jwks_uri").await;
     let kids_before = published_kids(&jwks_url).await;
-    let metrics = reqwest::get(format!("{ops}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     for needle in [
         r#"gatehouse_tokens_issued_total{tenant="acme",grant_type="client_credentials"} 1"#,
         r#"gatehouse_oauth_errors_total{tenant="acme",error="invalid_client"} 1"#,

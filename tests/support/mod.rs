@@ -222,6 +222,16 @@ impl Gatehouse {
         std::fs::remove_file(self.manifests.path().join(name)).unwrap();
     }
 
+    /// What the operations listener's `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn manifests_path(&self) -> &Path {
         self.manifests.path()
     }

@@ -86,7 +86,7 @@ pub struct Driver {
     /// Tenants' trusted issuers' keys as last read, and when a read is next due.
     trusted: TrustedKeys,
     next_issuer_read: Option<u64>,
-    /// The usernames of each tenant's users Secret, as last read (for the start-up banner).
+    /// The usernames of each served tenant, as last reconciled (for the start-up banner).
     usernames: HashMap<String, Vec<String>>,
 }
 
@@ -221,7 +221,6 @@ impl Driver {
                 .map(|(_, s)| s.clone());
         }
         self.read_issuers(&m).await;
-        self.read_usernames(&m);
         let mut reconciled = self.reconcile(&m);
         let mut written = Vec::new();
         let requests: Vec<SecretRequest> = reconciled
@@ -279,29 +278,6 @@ impl Driver {
         out
     }
 
-    /// Remembers the usernames of each tenant's users Secret.
-    fn read_usernames(&mut self, m: &Manifests) {
-        self.usernames = m
-            .tenants
-            .iter()
-            .filter_map(|t| {
-                let r = &t.spec.users.as_ref()?.secret_ref;
-                let secret = m.secrets.iter().find(|s| {
-                    s.metadata.namespace.as_deref() == Some(r.namespace.as_str())
-                        && s.metadata.name.as_deref() == Some(r.name.as_str())
-                })?;
-                let text = crate::secrets::string_value(secret, crate::users::USERS_KEY)
-                    .ok()
-                    .flatten()?;
-                let users = crate::users::parse_users(&text).ok()?;
-                Some((
-                    t.name_any(),
-                    users.into_iter().map(|u| u.username).collect(),
-                ))
-            })
-            .collect();
-    }
-
     /// Reads the keys of the valid tenants' trusted issuers that are due, all at once and
     /// waiting a short while at most: a slow issuer's read ends in the background, and the
     /// next pass (soon: [`TrustedKeys::report`]) publishes it.
@@ -341,6 +317,18 @@ impl Driver {
 
     fn record(&mut self, mut reconciled: Reconciled, report: &PublishReport) {
         record_report(&mut reconciled, report, &time_of(self.setting.clock.now()));
+        // What the reconcile read from each users Secret already: their names, for the banner.
+        self.usernames = reconciled
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                let users = &t.registration.as_ref()?.users;
+                Some((
+                    t.name.clone(),
+                    users.iter().map(|u| u.username.clone()).collect(),
+                ))
+            })
+            .collect();
         self.tenant_status = reconciled
             .tenants
             .into_iter()
