@@ -1264,6 +1264,15 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
         assert_eq!(condition(&t, "Ready").unwrap().0, "True", "{t}");
         assert_eq!(t["status"]["issuer"], format!("{public}/{tenant}"));
     }
+    // Ready says the store holds a client; the token service reads the store every 250 ms.
+    for loaded in ["tenant=acme clients=6 ", "tenant=legacy clients=1 "] {
+        wait_for(
+            10,
+            &format!("the token service serves {loaded}"),
+            || g.server.log().contains(loaded),
+            logs,
+        );
+    }
     // Every example's grant, as its client uses it.
     example_grants::billing_client_credentials(&public).await;
     example_grants::mobile_password_and_refresh(&public).await;
