@@ -105,6 +105,8 @@ struct Row {
     connections: usize,
     outcome: load::Outcome,
     cpu_per_request_us: f64,
+    /// Redis's CPU time per request: what the request costs on the load generator's core.
+    redis_cpu_per_request_us: Option<f64>,
     rss: (u64, u64),
 }
 
@@ -239,7 +241,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             };
             let row = measure(
                 addr,
-                server.pid,
+                (server.pid, Some(redis.pid())),
                 scenario,
                 connections,
                 conversations,
@@ -351,7 +353,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                         let name = format!("peer_client_credentials_{format}");
                         let row = measure(
                             p.addr,
-                            p.pid,
+                            (p.pid, None),
                             &name,
                             connections,
                             scenarios::client_credentials(&target, connections),
@@ -371,7 +373,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                         let name = format!("peer_introspect_{format}");
                         let row = measure(
                             p.addr,
-                            p.pid,
+                            (p.pid, None),
                             &name,
                             connections,
                             scenarios::introspection(&target, &pool, connections),
@@ -446,6 +448,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             "p50_ms": r.outcome.percentile_ms(0.50),
             "p99_ms": r.outcome.percentile_ms(0.99),
             "server_cpu_us_per_request": r.cpu_per_request_us,
+            "redis_cpu_us_per_request": r.redis_cpu_per_request_us,
             "server_rss_bytes": r.rss.0,
             "redis_commands_per_operation": commands.get(&r.scenario),
             "server_peak_rss_bytes": r.rss.1,
@@ -463,26 +466,32 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one scenario and reads the server's CPU time and memory around it.
+/// Runs one scenario and reads the server's (and Redis's) CPU time and memory around it.
 async fn measure(
     addr: std::net::SocketAddr,
-    pid: u32,
+    (pid, redis_pid): (u32, Option<u32>),
     scenario: &str,
     connections: usize,
     conversations: Vec<Box<dyn load::Conversation>>,
     duration: Duration,
 ) -> Row {
     let cpu_before = procfs::cpu_time(pid).unwrap_or_default();
+    let redis_before = redis_pid.and_then(procfs::cpu_time);
     let outcome = load::drive(addr, conversations, duration).await;
     let cpu = procfs::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
+    let redis_cpu = redis_pid
+        .and_then(procfs::cpu_time)
+        .zip(redis_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let rss = procfs::rss(pid).unwrap_or((0, 0));
     let requests = (outcome.ok + outcome.errors).max(1) as f64;
     Row {
         scenario: scenario.to_string(),
         connections,
         cpu_per_request_us: cpu.as_secs_f64() * 1e6 / requests,
+        redis_cpu_per_request_us: redis_cpu.map(|c| c.as_secs_f64() * 1e6 / requests),
         rss,
         outcome,
     }
@@ -500,19 +509,29 @@ fn flow_tenant(scenario: &str) -> &'static str {
 fn print_row(row: &Row, header: bool) {
     if header {
         println!(
-            "\n{:<28} {:>5} {:>10} {:>8} {:>8} {:>10} {:>9} {:>7}",
-            "scenario", "conns", "req/s", "p50 ms", "p99 ms", "cpu µs/req", "RSS MiB", "errors"
+            "\n{:<28} {:>5} {:>10} {:>8} {:>8} {:>10} {:>12} {:>9} {:>7}",
+            "scenario",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "cpu µs/req",
+            "redis µs/req",
+            "RSS MiB",
+            "errors"
         );
     }
     let o = &row.outcome;
     println!(
-        "{:<28} {:>5} {:>10.0} {:>8.3} {:>8.3} {:>10.1} {:>9.1} {:>7}",
+        "{:<28} {:>5} {:>10.0} {:>8.3} {:>8.3} {:>10.1} {:>12} {:>9.1} {:>7}",
         row.scenario,
         row.connections,
         o.rate(),
         o.percentile_ms(0.50),
         o.percentile_ms(0.99),
         row.cpu_per_request_us,
+        row.redis_cpu_per_request_us
+            .map_or(String::new(), |us| format!("{us:.1}")),
         row.rss.0 as f64 / 1_048_576.0,
         o.errors
     );

@@ -5,10 +5,12 @@
 //! key copied to another tenant's record does not open. Parsed key pairs are built once per key
 //! (not per token): parsing a PKCS#8 document costs more than an ES256 signature.
 
+use crate::grant::refresh_token::RefreshTokenKey;
 use crate::model::SigningAlgorithm;
 use crate::random::{NoRandomness, Randomness};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
@@ -58,6 +60,9 @@ pub enum KeyError {
 /// The key-encryption key that seals signing keys at rest.
 pub struct KeyEncryptionKey {
     key: LessSafeKey,
+    /// The root of every tenant's refresh-token key: a MAC of a fixed label under the KEK, so
+    /// the KEK itself never keys anything but the seal.
+    refresh_root: hmac::Key,
 }
 
 impl std::fmt::Debug for KeyEncryptionKey {
@@ -74,9 +79,22 @@ impl KeyEncryptionKey {
         }
         let unbound =
             UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::KekLength(bytes.len()))?;
+        let root = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            b"gatehouse refresh tokens v1",
+        );
         Ok(KeyEncryptionKey {
             key: LessSafeKey::new(unbound),
+            refresh_root: hmac::Key::new(hmac::HMAC_SHA256, root.as_ref()),
         })
+    }
+
+    /// The key that signs `tenant`'s refresh tokens: every replica holding this KEK derives
+    /// the same one, and no two tenants share it (a token copied to another tenant does not
+    /// verify there).
+    #[must_use]
+    pub fn refresh_token_key(&self, tenant: &str) -> RefreshTokenKey {
+        RefreshTokenKey::from_material(hmac::sign(&self.refresh_root, tenant.as_bytes()).as_ref())
     }
 
     /// Parses the file format DESIGN.md fixes: 32 random bytes, base64 (surrounding whitespace

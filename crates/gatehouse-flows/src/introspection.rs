@@ -2,7 +2,7 @@
 //! ask): a JWT of this tenant that verifies and is not revoked, or an opaque token the store
 //! still holds.
 
-use crate::{Error, ServedTenant, Services};
+use crate::{Error, ServedTenant, Services, refresh_tokens};
 use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
 use gatehouse_core::subject::is_user_subject;
 use gatehouse_core::token::{
@@ -10,7 +10,6 @@ use gatehouse_core::token::{
 };
 use gatehouse_core::{ClientAuthMethod, ClientConfig, OAuthError};
 use gatehouse_store::RecordKind;
-use gatehouse_store::records;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -204,7 +203,7 @@ async fn live_refresh_token(
     let store = services.store();
     let name = tenant.name();
     let id = opaque_token_id(token);
-    let Some(record) = records::get::<RefreshTokenRecord>(store, name, &id).await? else {
+    let Some(record) = refresh_tokens::record_of(services, tenant, token).await? else {
         return Ok(None);
     };
     let registered = tenant
@@ -222,7 +221,7 @@ async fn live_refresh_token(
     {
         return Ok(None);
     }
-    if store.is_family_revoked(name, &record.family).await? {
+    if !store.is_family_live(name, &record.family).await? {
         return Ok(None);
     }
     if is_user_subject(&record.sub)

@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod mint;
 pub mod params;
 pub mod redirect;
+pub mod refresh_tokens;
 pub mod revocation;
 pub mod sign_in;
 pub mod tenant;

@@ -2,11 +2,9 @@
 //! invalid token succeeds, as the RFC asks; revoking another client's token is refused.
 
 use crate::introspection::active_claims;
-use crate::{Error, ServedTenant, Services, family};
-use gatehouse_core::grant::refresh_token::RefreshTokenRecord;
+use crate::{Error, ServedTenant, Services, family, refresh_tokens};
 use gatehouse_core::token::{looks_like_jwt, opaque_token_id};
 use gatehouse_core::{ClientConfig, OAuthError};
-use gatehouse_store::records;
 
 /// Revokes `token` if it is live and `client`'s.
 ///
@@ -37,11 +35,8 @@ pub async fn revoke(
                 .await?;
         }
         tracing::info!(tenant = %name, client = %client.client_id, jti = %claims.jti, "access token revoked");
-    } else if let Some(stored) =
-        records::get::<RefreshTokenRecord>(store, name, &opaque_token_id(token)).await?
-    {
+    } else if let Some(record) = refresh_tokens::record_of(services, tenant, token).await? {
         // RFC 7009 section 2.1: revoking a refresh token revokes what its grant issued.
-        let record = stored;
         if record.client_id != client.client_id {
             return Err(not_yours());
         }

@@ -4,6 +4,7 @@
 
 use crate::metadata;
 use crate::verified_tokens::VerifiedTokens;
+use gatehouse_core::grant::refresh_token::RefreshTokenKey;
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState, SigningKey};
 use gatehouse_core::token::VerificationKey;
 use gatehouse_core::{ClientConfig, OAuthError, TenantConfig, endpoints};
@@ -27,6 +28,8 @@ pub struct ServedTenant {
     pub openid_metadata: String,
     /// JWTs already verified here (introspection, userinfo).
     pub verified_tokens: VerifiedTokens,
+    /// Signs and verifies the tenant's refresh tokens.
+    pub refresh_tokens: RefreshTokenKey,
 }
 
 impl ServedTenant {
@@ -76,6 +79,7 @@ impl ServedTenant {
             oauth_metadata: documents.oauth,
             openid_metadata: documents.openid,
             verified_tokens: VerifiedTokens::default(),
+            refresh_tokens: kek.refresh_token_key(&name),
         }
     }
 

@@ -227,7 +227,13 @@ async fn issue(
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh_token::rotate(services, &ctx, &refresh_token, scope.as_deref(), jti).await?,
+        } => {
+            let presented = refresh_token::Presented {
+                token: &refresh_token,
+                scope: scope.as_deref(),
+            };
+            refresh_token::rotate(services, &ctx, tenant, presented, jti).await?
+        }
         TokenRequest::DeviceCode { device_code } => {
             device_code::poll(services, &ctx, &device_code, jti).await?
         }
@@ -298,6 +304,15 @@ struct Spending {
     until: u64,
 }
 
+/// The grant family an access token joins.
+struct GrantFamily {
+    id: String,
+    /// Until when it matters (see [`FamilyMember::until`]).
+    until: u64,
+    /// Whether it exists already (a rotation) or this grant starts it.
+    existing: bool,
+}
+
 /// What a grant decided, before anything is minted.
 struct Outcome {
     claims: AccessTokenClaims,
@@ -305,8 +320,8 @@ struct Outcome {
     spend: Option<Spending>,
     /// A refresh token to issue with the access token.
     refresh: Option<RefreshTokenRecord>,
-    /// The grant family the access token joins, and until when that matters.
-    family: Option<(String, u64)>,
+    /// The grant family the access token joins.
+    family: Option<GrantFamily>,
     /// For OpenID Connect code flows: what the ID token needs besides the access token.
     id_token: Option<IdTokenClaims>,
     /// When the user the grant is for signed in (a grant that came of no sign-in has none):
@@ -343,7 +358,11 @@ impl Outcome {
         } else {
             None
         };
-        let family = refresh.as_ref().map(|r| (r.family.clone(), r.expires_at));
+        let family = refresh.as_ref().map(|r| GrantFamily {
+            id: r.family.clone(),
+            until: r.expires_at,
+            existing: false,
+        });
         Ok(Outcome {
             claims,
             spend: None,
@@ -370,16 +389,20 @@ async fn mint_outcome(
     let mut body = TokenResponse::bearer(minted.token.clone(), &outcome.claims);
     let refresh = match &outcome.refresh {
         Some(record) => {
-            let token = services.random.token()?;
-            let json = serde_json::to_string(record).map_err(|e| StoreError::Encode {
-                kind: RecordKind::RefreshToken,
-                reason: e.to_string(),
-            })?;
-            Some((token, json, record.expires_at))
+            let nonce = services.random.id()?;
+            let token =
+                tenant
+                    .refresh_tokens
+                    .seal(&nonce, record)
+                    .map_err(|e| StoreError::Encode {
+                        kind: RecordKind::RefreshToken,
+                        reason: e.to_string(),
+                    })?;
+            Some(token)
         }
         None => None,
     };
-    let refresh_id = refresh.as_ref().map(|(token, _, _)| opaque_token_id(token));
+    let refresh_id = refresh.as_deref().map(opaque_token_id);
     let issue = Issue {
         spend: outcome.spend.as_ref().map(|s| Spend {
             kind: s.kind,
@@ -387,26 +410,22 @@ async fn mint_outcome(
             until: s.until,
             attempt: &outcome.claims.jti,
         }),
-        family: outcome.family.as_ref().map(|(family, until)| FamilyMember {
-            family,
+        family: outcome.family.as_ref().map(|family| FamilyMember {
+            family: &family.id,
             jti: &outcome.claims.jti,
             exp: outcome.claims.exp,
-            until: *until,
+            until: family.until,
+            existing: family.existing,
         }),
-        refresh: refresh
-            .as_ref()
-            .zip(refresh_id.as_deref())
-            .map(|((_, json, expires_at), id)| (id, json.as_str(), *expires_at)),
+        successor: refresh_id.as_deref(),
         opaque: minted.opaque_id.as_deref().map(|id| (id, &outcome.claims)),
         signed_in: outcome
             .signed_in
             .filter(|_| gatehouse_core::subject::is_user_subject(&outcome.claims.sub))
             .map(|at| (outcome.claims.sub.as_str(), at)),
     };
-    let nothing_to_write = issue.spend.is_none()
-        && issue.family.is_none()
-        && issue.refresh.is_none()
-        && issue.opaque.is_none();
+    let nothing_to_write =
+        issue.spend.is_none() && issue.family.is_none() && issue.opaque.is_none();
     if !nothing_to_write {
         let issued = match store.issue(name, &issue).await {
             Ok(issued) => issued,
@@ -442,6 +461,11 @@ async fn mint_outcome(
                 return Err(spent_again(services, name, &outcome).await);
             }
             gatehouse_store::Issued::Revoked => return Err(revoked(&outcome)),
+            // Its grant expired, or the store lost it: refused as the store's record of the
+            // token would have been.
+            gatehouse_store::Issued::Unknown => {
+                return Err(OAuthError::invalid_grant("unknown or expired refresh token").into());
+            }
             gatehouse_store::Issued::SignedOut => {
                 return Err(OAuthError::invalid_grant(
                     "the sign-in this grant came of has been ended: the user was signed out everywhere",
@@ -450,7 +474,7 @@ async fn mint_outcome(
             }
         }
     }
-    body.refresh_token = refresh.map(|(token, _, _)| token);
+    body.refresh_token = refresh;
     if let Some(mut id) = outcome.id_token {
         id.at_hash = Some(at_hash(&minted.token, tenant.config.signing_algorithm));
         body.id_token = Some(mint::id_token(tenant, &id)?);
@@ -478,8 +502,8 @@ async fn spent_again(services: &Services, tenant: &str, outcome: &Outcome) -> Er
         }
         _ => return OAuthError::invalid_grant("the device code was already used").into(),
     };
-    if let Some((family, until)) = &outcome.family
-        && let Err(e) = family::revoke(services.store(), tenant, family, *until).await
+    if let Some(family) = &outcome.family
+        && let Err(e) = family::revoke(services.store(), tenant, &family.id, family.until).await
     {
         return e;
     }

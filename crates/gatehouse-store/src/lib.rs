@@ -150,6 +150,11 @@ pub struct FamilyMember<'a> {
     /// How long the family must be remembered: the same for every token of a refresh-token
     /// family (its lifetime does not grow with rotation), later for a later code's family.
     pub until: u64,
+    /// Whether the family must exist already (a refresh token's rotation): one the store does
+    /// not know (expired, or lost with the store's data) refuses the issue
+    /// ([`Issued::Unknown`]). Otherwise (a code, a password sign-in, a device approval) issuing
+    /// starts it, remembered until `until`.
+    pub existing: bool,
 }
 
 /// What issuing tokens writes (see [`Store::issue`]).
@@ -159,8 +164,9 @@ pub struct Issue<'a> {
     pub spend: Option<Spend<'a>>,
     /// The family the access token joins; a revoked family refuses it.
     pub family: Option<FamilyMember<'a>>,
-    /// A refresh token record: (id, JSON, expires at).
-    pub refresh: Option<(&'a str, &'a str, u64)>,
+    /// The id of the refresh token issued (it carries its own record, so nothing is written
+    /// for it): a retry after an unanswered spending retires it.
+    pub successor: Option<&'a str>,
     /// An opaque access token: (id, claims).
     pub opaque: Option<(&'a str, &'a AccessTokenClaims)>,
     /// The user a grant is for and when they signed in: refused ([`Issued::SignedOut`]) when
@@ -180,6 +186,9 @@ pub enum Issued {
     /// The user was signed out everywhere since the sign-in the grant came of: nothing was
     /// written.
     SignedOut,
+    /// The family to join ([`FamilyMember::existing`]) is not known (expired, or lost with
+    /// the store's data): nothing was written.
+    Unknown,
 }
 
 /// A tenant's configuration version; bumped on every configuration write of the tenant.
@@ -304,10 +313,10 @@ pub trait Store: Send + Sync + 'static {
         kind: RecordKind,
         id: &str,
     ) -> Result<(), StoreError>;
-    /// Writes what issuing tokens writes, atomically: spends what was presented, adds the
-    /// access token to its grant family, stores the new refresh token and the opaque access
-    /// token — all of it, or (when the presented code or token was spent already, or the family
-    /// is revoked, or the store fails) none of it. Revocation ([`Store::revoke_family`]) and
+    /// Writes what issuing tokens writes, atomically: spends what was presented (its mark
+    /// naming the refresh token issued), starts or joins the grant family, stores the opaque
+    /// access token — all of it, or (when the presented code or token was spent already, or the
+    /// family is revoked or unknown, or the store fails) none of it. Revocation ([`Store::revoke_family`]) and
     /// issuing never interleave: a token is either in the family when it is revoked, or refused.
     async fn issue(&self, tenant: &str, issue: &Issue<'_>) -> Result<Issued, StoreError>;
     /// Revokes a family until `until` and, atomically with it, every access token it issued
@@ -334,9 +343,10 @@ pub trait Store: Send + Sync + 'static {
     /// The second up to which `user`'s sign-ins are over, if they were signed out.
     async fn signed_out_at(&self, tenant: &str, user: &str) -> Result<Option<u64>, StoreError>;
 
-    /// Whether a grant family is revoked (a refresh token of it is then dead, whatever its
-    /// record says; introspection asks this, issuing decides it inside [`Store::issue`]).
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
+    /// Whether a grant family is known and not revoked (a refresh token of another family is
+    /// dead, whatever it carries; introspection asks this, issuing decides it inside
+    /// [`Store::issue`]).
+    async fn is_family_live(&self, tenant: &str, family: &str) -> Result<bool, StoreError>;
 
     /// The attempt whose spending marked `(kind, id)` used, if it is used: a server whose
     /// [`Store::issue`] failed without an answer asks, to learn whether it went through.

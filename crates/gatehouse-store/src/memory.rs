@@ -9,10 +9,11 @@ use gatehouse_core::{ClientConfig, TenantConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// A refresh-token family: the access tokens it issued (`jti`, `exp`) and, once revoked, until
-/// when.
+/// A grant family: until when it is known (0: never started, only revoked), the access tokens
+/// it issued (`jti`, `exp`) and, once revoked, until when.
 #[derive(Default)]
 struct Family {
+    until: u64,
     issued: Vec<(String, u64)>,
     revoked_until: Option<u64>,
 }
@@ -67,10 +68,7 @@ impl TenantData {
         }
         let lost = self.marks.get(key).and_then(|(_, s)| s.clone());
         if let Some(lost) = lost {
-            let until = issue.refresh.map_or_else(
-                || issue.spend.map_or(now + 1, |s| s.until),
-                |(_, _, until)| until,
-            );
+            let until = issue.spend.map_or(now + 1, |s| s.until);
             if !self.spend(RecordKind::RefreshToken, &lost, until, now) {
                 return false;
             }
@@ -456,34 +454,32 @@ impl Store for MemoryStore {
             {
                 return Issued::SignedOut;
             }
-            if let Some(member) = &issue.family
-                && d.families
-                    .get(member.family)
+            if let Some(member) = &issue.family {
+                let family = d.families.get(member.family);
+                if family
                     .and_then(|f| f.revoked_until)
                     .is_some_and(|u| u > now)
-            {
-                return Issued::Revoked;
+                {
+                    return Issued::Revoked;
+                }
+                if member.existing && family.is_none_or(|f| f.until <= now) {
+                    return Issued::Unknown;
+                }
             }
             if let Some(spend) = &issue.spend {
                 let key = (spend.kind, spend.id.to_string());
                 if !d.spend(spend.kind, spend.id, spend.until, now) && !d.retry(&key, issue, now) {
                     return Issued::Spent;
                 }
-                let successor = issue.refresh.map(|(id, _, _)| id.to_string());
+                let successor = issue.successor.map(str::to_string);
                 d.marks.insert(key, (spend.attempt.to_string(), successor));
             }
             if let Some(member) = &issue.family {
-                d.families
-                    .entry(member.family.to_string())
-                    .or_default()
-                    .issued
-                    .push((member.jti.to_string(), member.exp));
-            }
-            if let Some((id, json, expires_at)) = issue.refresh {
-                d.records.insert(
-                    (RecordKind::RefreshToken, id.to_string()),
-                    (json.to_string(), expires_at),
-                );
+                let family = d.families.entry(member.family.to_string()).or_default();
+                if !member.existing {
+                    family.until = family.until.max(member.until);
+                }
+                family.issued.push((member.jti.to_string(), member.exp));
             }
             if let Some((id, claims)) = issue.opaque {
                 d.opaque.insert(id.to_string(), claims.clone());
@@ -539,13 +535,12 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+    async fn is_family_live(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         let now = self.now();
         Ok(self.with(|all| {
             all.get(tenant)
                 .and_then(|d| d.families.get(family))
-                .and_then(|f| f.revoked_until)
-                .is_some_and(|u| u > now)
+                .is_some_and(|f| f.until > now && f.revoked_until.is_none_or(|u| u <= now))
         }))
     }
 

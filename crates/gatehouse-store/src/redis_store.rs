@@ -77,39 +77,38 @@ for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end
 return {r[1], #r[2]}";
 
 /// Issuing tokens, atomically (see `Store::issue`). Keys: the used mark of what is spent, the
-/// family's revoked mark and token set, the new refresh record, the opaque token. Flags in
-/// ARGV say which parts apply; absent parts get placeholder keys in the tenant's slot.
+/// family's revoked mark and token set, the opaque token, the unanswered mark, the user's
+/// signed-out mark; absent parts get placeholder keys in the tenant's slot. ARGV[3] says
+/// whether the family is started (`new`: its set gets its lifetime) or must exist already
+/// (`existing`, a rotation: a set that is gone, expired or lost with the store's data, refuses).
 /// The used mark holds `attempt[ successor-id]`. When the mark exists and the spending was
-/// recorded as unanswered (KEYS[6], see `Store::mark_unanswered`), the presentation is a
+/// recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the presentation is a
 /// retry: the successor the lost answer carried gets its own used mark (a key in the same
-/// slot, named from the prefix in ARGV[13]) unless it was presented already, which makes the
+/// slot, named from the prefix in ARGV[10]) unless it was presented already, which makes the
 /// retry a reuse after all.
 const ISSUE_SCRIPT: &str = r"
-if ARGV[14] ~= '' then
-  local out = redis.call('GET', KEYS[7])
-  if out and tonumber(ARGV[14]) <= tonumber(out) then return 'signed_out' end
+if ARGV[11] ~= '' then
+  local out = redis.call('GET', KEYS[6])
+  if out and tonumber(ARGV[11]) <= tonumber(out) then return 'signed_out' end
 end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
-if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[12], 'NX', 'EXAT', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[6]) == 0 then return 'spent' end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
+if ARGV[3] == 'existing' and redis.call('EXISTS', KEYS[3]) == 0 then return 'unknown' end
+if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[9], 'NX', 'EXAT', ARGV[2]) then
+  if redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
   local mark = redis.call('GET', KEYS[1]) or ''
   local sep = string.find(mark, ' ', 1, true)
   if sep then
-    local lost = string.sub(mark, sep + 1)
-    local lost_until = ARGV[6] == '1' and ARGV[8] or ARGV[2]
-    if not redis.call('SET', ARGV[13] .. lost, 'superseded', 'NX', 'EXAT', lost_until) then
-      return 'spent'
-    end
+    local lost = ARGV[10] .. string.sub(mark, sep + 1)
+    if not redis.call('SET', lost, 'superseded', 'NX', 'EXAT', ARGV[2]) then return 'spent' end
   end
-  redis.call('DEL', KEYS[6])
-  redis.call('SET', KEYS[1], ARGV[12], 'KEEPTTL')
+  redis.call('DEL', KEYS[5])
+  redis.call('SET', KEYS[1], ARGV[9], 'KEEPTTL')
 end
-if ARGV[3] == '1' then
+if ARGV[3] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[4])
-  redis.call('EXPIREAT', KEYS[3], ARGV[5])
+  if ARGV[3] == 'new' then redis.call('EXPIREAT', KEYS[3], ARGV[5]) end
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
-if ARGV[9] == '1' then redis.call('SET', KEYS[5], ARGV[10], 'EXAT', ARGV[11]) end
 return 'done'";
 
 /// A sign-out mark that only moves forward (see `Store::sign_out_user`).
@@ -617,6 +616,13 @@ impl Store for RedisStore {
         let flag = |on: bool| if on { "1" } else { "0" };
         let spend = issue.spend;
         let family = issue.family;
+        // The mark a spending leaves: the attempt, and the refresh token it issued.
+        let mark = match (spend, issue.successor) {
+            (Some(s), Some(id)) => format!("{} {id}", s.attempt),
+            (Some(s), None) => s.attempt.to_string(),
+            (None, _) => String::new(),
+        };
+        let opaque = issue.opaque.map(|o| encode(o.1)).transpose()?;
         let mut invocation = self.issue.prepare_invoke();
         invocation
             .key(spend.map_or_else(
@@ -625,51 +631,30 @@ impl Store for RedisStore {
             ))
             .key(family_revoked_key(tenant, family.map_or("-", |f| f.family)))
             .key(family_tokens_key(tenant, family.map_or("-", |f| f.family)))
-            .key(record_key(
-                tenant,
-                RecordKind::RefreshToken,
-                issue.refresh.map_or("-", |r| r.0),
-            ))
             .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
             .key(spend.map_or_else(
                 || unanswered_key(tenant, RecordKind::RefreshToken, "-"),
                 |s| unanswered_key(tenant, s.kind, s.id),
             ))
+            .key(signed_out_key(
+                tenant,
+                issue.signed_in.map_or("-", |(u, _)| u),
+            ))
             .arg(flag(spend.is_some()))
             .arg(spend.map_or(1, |s| s.until.max(1)))
-            .arg(flag(family.is_some()))
+            .arg(family.map_or("", |f| if f.existing { "existing" } else { "new" }))
             .arg(family.map_or_else(String::new, |f| format!("{}:{}", f.exp, f.jti)))
             .arg(family.map_or(1, |f| f.until.max(1)))
-            .arg(flag(issue.refresh.is_some()))
-            .arg(issue.refresh.map_or("", |r| r.1))
-            .arg(issue.refresh.map_or(1, |r| r.2.max(1)))
-            .arg(flag(issue.opaque.is_some()))
-            .arg(
-                issue
-                    .opaque
-                    .map(|o| encode(o.1))
-                    .transpose()?
-                    .unwrap_or_default(),
-            )
-            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)));
-        // The mark a spending leaves: the attempt, and the refresh token it issued.
-        let mark = match (spend, issue.refresh) {
-            (Some(s), Some((id, _, _))) => format!("{} {id}", s.attempt),
-            (Some(s), None) => s.attempt.to_string(),
-            (None, _) => String::new(),
-        };
-        invocation
+            .arg(flag(opaque.is_some()))
+            .arg(opaque.unwrap_or_default())
+            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
             .arg(mark)
             .arg(used_key(tenant, RecordKind::RefreshToken, ""))
             .arg(
                 issue
                     .signed_in
                     .map_or_else(String::new, |(_, at)| at.to_string()),
-            )
-            .key(signed_out_key(
-                tenant,
-                issue.signed_in.map_or("-", |(u, _)| u),
-            ));
+            );
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -679,6 +664,7 @@ impl Store for RedisStore {
             "spent" => Issued::Spent,
             "revoked" => Issued::Revoked,
             "signed_out" => Issued::SignedOut,
+            "unknown" => Issued::Unknown,
             _ => Issued::Done,
         })
     }
@@ -727,11 +713,15 @@ impl Store for RedisStore {
         Ok(at)
     }
 
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+    async fn is_family_live(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        conn.exists(family_revoked_key(tenant, family))
+        let (revoked, known): (bool, bool) = redis::pipe()
+            .exists(family_revoked_key(tenant, family))
+            .exists(family_tokens_key(tenant, family))
+            .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(known && !revoked)
     }
 
     async fn spent_by(

@@ -279,11 +279,11 @@ impl Store for TimedStore {
         )
     }
 
-    async fn is_family_revoked(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
+    async fn is_family_live(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         timed!(
             self,
-            "is_family_revoked",
-            self.inner.is_family_revoked(tenant, family)
+            "is_family_live",
+            self.inner.is_family_live(tenant, family)
         )
     }
 

@@ -7,7 +7,70 @@ use crate::error::OAuthError;
 use crate::model::GrantType;
 use crate::scope::{issued_scopes, parse_scope, scope_string};
 use crate::token::{AccessTokenClaims, Audience};
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+
+/// Signs and verifies a tenant's refresh tokens (see
+/// [`crate::keys::KeyEncryptionKey::refresh_token_key`]).
+///
+/// A refresh token carries its own record, signed: `base64url(JSON [nonce, record]) "."
+/// base64url(HMAC-SHA256)`. Rotating one then reads nothing and writes no record; what the
+/// store keeps per grant is its family (whose absence refuses every token of it, so a store
+/// that lost its data resurrects nothing) and the used marks. The record is signed, not
+/// encrypted: it holds what the access tokens of the grant already show the client. One dot,
+/// so it never looks like a JWT; tokens issued before this format (random handles whose record
+/// the store holds) have none.
+pub struct RefreshTokenKey(hmac::Key);
+
+impl std::fmt::Debug for RefreshTokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshTokenKey(..)")
+    }
+}
+
+impl RefreshTokenKey {
+    pub(crate) fn from_material(material: &[u8]) -> Self {
+        RefreshTokenKey(hmac::Key::new(hmac::HMAC_SHA256, material))
+    }
+
+    /// The token for `record`; `nonce` (random) makes every token distinct.
+    ///
+    /// # Errors
+    /// The record not encoding (never, for a record built by this crate).
+    pub fn seal(
+        &self,
+        nonce: &str,
+        record: &RefreshTokenRecord,
+    ) -> Result<String, serde_json::Error> {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(nonce, record))?);
+        let tag = hmac::sign(&self.0, payload.as_bytes());
+        let mut token = payload;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+        Ok(token)
+    }
+
+    /// The record of a token this key signed; `None` for anything else (altered, another
+    /// tenant's or another KEK's, not this format).
+    #[must_use]
+    pub fn open(&self, token: &str) -> Option<RefreshTokenRecord> {
+        let (payload, tag) = token.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.0, payload.as_bytes(), &tag).ok()?;
+        let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let (_nonce, record): (String, RefreshTokenRecord) = serde_json::from_slice(&json).ok()?;
+        Some(record)
+    }
+
+    /// Whether `token` is in the signed format (else: a handle from before it, looked up in
+    /// the store).
+    #[must_use]
+    pub fn is_signed_format(token: &str) -> bool {
+        token.contains('.')
+    }
+}
 
 /// What the store keeps for a refresh token (under the digest of the token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +201,31 @@ mod tests {
     use super::*;
     use crate::error::ErrorCode;
     use crate::testing::{client, tenant};
+
+    #[test]
+    fn signed_tokens_open_only_with_their_tenants_key_and_unaltered() {
+        let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        let acme = kek.refresh_token_key("acme");
+        let token = acme.seal("n1", &record("a b")).unwrap();
+        assert!(RefreshTokenKey::is_signed_format(&token));
+        assert!(!crate::token::looks_like_jwt(&token));
+        assert_eq!(acme.open(&token), Some(record("a b")));
+        // Distinct tokens for the same record.
+        assert_ne!(acme.seal("n2", &record("a b")).unwrap(), token);
+        // Another tenant, another KEK: no.
+        assert_eq!(kek.refresh_token_key("other").open(&token), None);
+        let other_kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        assert_eq!(other_kek.refresh_token_key("acme").open(&token), None);
+        // A payload altered (a wider scope), a tag cut, or garbage: no.
+        let (payload, tag) = token.split_once('.').unwrap();
+        let wider =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&("n1", record("a b admin"))).unwrap());
+        assert_eq!(acme.open(&format!("{wider}.{tag}")), None);
+        assert_eq!(acme.open(&format!("{payload}.{}", &tag[..10])), None);
+        assert_eq!(acme.open(payload), None);
+        assert_eq!(acme.open("."), None);
+        assert!(!RefreshTokenKey::is_signed_format("legacyHandle_-"));
+    }
 
     fn record(scope: &str) -> RefreshTokenRecord {
         RefreshTokenRecord {

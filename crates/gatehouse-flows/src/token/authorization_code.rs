@@ -1,7 +1,7 @@
 //! Redeeming an authorization code (RFC 6749 section 4.1.3) once. A code presented again
 //! revokes every token it issued (section 4.1.2): the code's grant family.
 
-use super::{Outcome, Spending};
+use super::{GrantFamily, Outcome, Spending};
 use crate::{Error, Services, family};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
@@ -94,7 +94,11 @@ pub(super) async fn redeem(
             until,
         }),
         refresh,
-        family: Some((record.family, until)),
+        family: Some(GrantFamily {
+            id: record.family,
+            until,
+            existing: false,
+        }),
         id_token,
         signed_in: Some(record.auth_time),
     })

@@ -2,26 +2,29 @@
 //! and everything the family issued; a good one is spent and, with rotation on, replaced by a
 //! successor in the same family.
 
-use super::{Outcome, Spending};
-use crate::{Error, Services};
+use super::{GrantFamily, Outcome, Spending};
+use crate::{Error, ServedTenant, Services, refresh_tokens};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
-use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, refresh};
+use gatehouse_core::grant::refresh_token::refresh;
 use gatehouse_core::token::opaque_token_id;
 use gatehouse_store::RecordKind;
-use gatehouse_store::records;
+
+/// What the client sent.
+pub(super) struct Presented<'a> {
+    pub token: &'a str,
+    pub scope: Option<&'a str>,
+}
 
 pub(super) async fn rotate(
     services: &Services,
     ctx: &GrantContext<'_>,
-    presented: &str,
-    scope: Option<&str>,
+    tenant: &ServedTenant,
+    presented: Presented<'_>,
     jti: String,
 ) -> Result<Outcome, Error> {
-    let store = services.store();
-    let name = &ctx.tenant.name;
-    let id = opaque_token_id(presented);
-    let record = records::get::<RefreshTokenRecord>(store, name, &id)
+    let id = opaque_token_id(presented.token);
+    let record = refresh_tokens::record_of(services, tenant, presented.token)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown or expired refresh token"))?;
     if record.client_id != ctx.client.client_id {
@@ -31,7 +34,7 @@ pub(super) async fn rotate(
         );
     }
     // Checked before anything is spent: a request that fails keeps its token usable.
-    let (claims, successor) = refresh(ctx, &record, scope, jti)?;
+    let (claims, successor) = refresh(ctx, &record, presented.scope, jti)?;
     let rotation = ctx.tenant.refresh_token_rotation;
     // Without rotation the presented token stays valid and no new one is issued; with it,
     // issuing spends the token (a token spent already is a reuse: see `spent_again`).
@@ -43,7 +46,11 @@ pub(super) async fn rotate(
             until: record.expires_at,
         }),
         refresh: rotation.then_some(successor),
-        family: Some((record.family.clone(), record.expires_at)),
+        family: Some(GrantFamily {
+            id: record.family.clone(),
+            until: record.expires_at,
+            existing: true,
+        }),
         id_token: None,
         signed_in: Some(record.auth_time),
     })

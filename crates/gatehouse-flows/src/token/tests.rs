@@ -264,6 +264,99 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family_on_redis() {
     refresh_tokens_rotate_and_a_reused_one_revokes_the_family(redis_world().await).await;
 }
 
+/// A refresh token carries its record, signed: one altered (a wider scope written in), or
+/// signed for another tenant, does not open; and one whose grant the store no longer knows
+/// (its data lost: flushed, or restarted empty) is refused like an unknown handle, spending
+/// nothing, while its family's access tokens went with the data.
+#[tokio::test]
+async fn a_refresh_token_is_refused_altered_foreign_or_once_the_store_lost_its_grant() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let world = redis_world().await;
+    let code = code_for(&world, "billing.read").await;
+    let rt = redeem(&world, &code)
+        .await
+        .unwrap()
+        .response
+        .refresh_token
+        .unwrap();
+
+    let (payload, tag) = rt.split_once('.').unwrap();
+    let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert!(json.contains("billing.read"), "{json}");
+    let wider = URL_SAFE_NO_PAD.encode(json.replace("billing.read", "billing.read admin"));
+    let foreign = gatehouse_core::keys::KeyEncryptionKey::generate()
+        .unwrap()
+        .0
+        .refresh_token_key("acme")
+        .seal("n", &world.tenant.refresh_tokens.open(&rt).unwrap())
+        .unwrap();
+    for bad in [format!("{wider}.{tag}"), foreign, format!("{payload}.")] {
+        let e = refresh_with(&world, &bad).await.unwrap_err();
+        assert_eq!(
+            (code_of(&e), e.to_oauth().description.as_str()),
+            (ErrorCode::InvalidGrant, "unknown or expired refresh token"),
+            "{bad}"
+        );
+    }
+
+    let port = world.redis.as_ref().unwrap().port;
+    gatehouse_testkit::redis_command(port, &["FLUSHALL"]).unwrap();
+    let e = refresh_with(&world, &rt).await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (ErrorCode::InvalidGrant, "unknown or expired refresh token")
+    );
+    assert_eq!(
+        world
+            .services
+            .store()
+            .spent_by(
+                "acme",
+                gatehouse_store::RecordKind::RefreshToken,
+                &opaque_token_id(&rt)
+            )
+            .await
+            .unwrap(),
+        None,
+        "a refused rotation spends nothing"
+    );
+}
+
+/// A refresh token issued before signed tokens (a random handle whose record the store holds)
+/// still rotates, into a signed successor, and its reuse still revokes the grant.
+#[tokio::test]
+async fn a_refresh_handle_from_before_signed_tokens_still_rotates() {
+    let world = memory_world();
+    let code = code_for(&world, "billing.read").await;
+    let first = redeem(&world, &code).await.unwrap().response;
+    let record = world
+        .tenant
+        .refresh_tokens
+        .open(first.refresh_token.as_deref().unwrap())
+        .unwrap();
+    let handle = world.services.random.token().unwrap();
+    records::put(
+        &*world.services.store,
+        "acme",
+        &opaque_token_id(&handle),
+        &record,
+        record.expires_at,
+    )
+    .await
+    .unwrap();
+    let rotated = refresh_with(&world, &handle).await.unwrap().response;
+    let successor = rotated.refresh_token.unwrap();
+    assert!(world.tenant.refresh_tokens.open(&successor).is_some());
+    assert!(refresh_with(&world, &successor).await.is_ok());
+    let e = refresh_with(&world, &handle).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "the refresh token was already used; every token of its grant is now revoked"
+    );
+    assert!(!is_active(&world, &rotated.access_token).await);
+}
+
 #[tokio::test]
 async fn a_refresh_token_is_the_client_incarnations_and_expires_with_its_family() {
     let world = memory_world();
