@@ -147,6 +147,51 @@ async fn the_partial_tenant_serves_its_one_grant_and_nothing_else() {
     example_grants::legacy_implicit(&g.base).await;
 }
 
+/// `gatehouse demo-client --grant device-code` with the TV of examples/device.yaml: it shows
+/// the page and code to enter and polls; alice approves on "another device"; it shows the
+/// verified tokens and a refresh.
+#[tokio::test]
+async fn the_demo_client_connects_a_device() {
+    use std::io::BufRead;
+    let g = Gatehouse::start_in("memory://", examples());
+    let mut child = std::process::Command::new(binary())
+        .args(["demo-client", "--issuer", &g.issuer("acme")])
+        .args(["--client-id", "acme-tv", "--grant", "device-code"])
+        .args(["--scope", "offline_access billing.read", "--wait", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut shown = String::new();
+    let (complete, user_code) = loop {
+        let line = lines.next().expect("demo-client ended early").unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("(or open ") {
+            let code = rest
+                .rsplit(" and enter ")
+                .next()
+                .unwrap()
+                .trim_end_matches(')');
+            let complete = shown.lines().rev().nth(1).unwrap().trim().to_string();
+            break (complete, code.to_string());
+        }
+    };
+    assert!(complete.contains("/acme/device?user_code="), "{shown}");
+    example_grants::approve_tv(&g.base, &complete, &user_code).await;
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = format!("{shown}{}", rest.join("\n"));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("Access token (JWT): verified signature"),
+        "{out}"
+    );
+    assert!(out.contains("\"client_id\": \"acme-tv\""), "{out}");
+    assert!(out.contains("Refreshed"), "{out}");
+}
+
 /// `gatehouse demo-client` without a browser: the password grant of examples/password-app.yaml
 /// (the password read from standard input) and client credentials of examples/m2m-client.yaml,
 /// each shown verified; and a wrong secret said plainly.

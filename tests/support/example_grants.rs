@@ -143,10 +143,31 @@ pub async fn tv_device_code(base: &str) {
     )
     .await;
     assert_eq!(d.status, 200, "{}", d.body);
+    approve_tv(
+        base,
+        d.body["verification_uri_complete"].as_str().unwrap(),
+        d.body["user_code"].as_str().unwrap(),
+    )
+    .await;
+    let r = post_form(
+        &endpoint(base, "acme", "token_endpoint").await,
+        None,
+        &form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", "acme-tv"),
+            ("device_code", d.body["device_code"].as_str().unwrap()),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["refresh_token"].is_string());
+}
+
+/// alice approves the device of examples/device.yaml showing `user_code`: she opens
+/// `verification_uri_complete`, signs in, confirms the code and allows.
+pub async fn approve_tv(base: &str, verification_uri_complete: &str, user_code: &str) {
     let mut b = Browser::new();
-    let to_login = b
-        .get(d.body["verification_uri_complete"].as_str().unwrap())
-        .await;
+    let to_login = b.get(verification_uri_complete).await;
     let login = b.get(to_login.location.as_deref().unwrap()).await;
     let device_page = format!("{base}/acme/device");
     let entry = log_in(&mut b, base, "acme", &login).await;
@@ -156,7 +177,7 @@ pub async fn tv_device_code(base: &str) {
             &[
                 ("request", &entry.field("request")),
                 ("csrf", &entry.field("csrf")),
-                ("user_code", d.body["user_code"].as_str().unwrap()),
+                ("user_code", user_code),
             ],
         )
         .await;
@@ -173,18 +194,6 @@ pub async fn tv_device_code(base: &str) {
         )
         .await;
     assert!(done.body.contains("Device connected"), "{}", done.body);
-    let r = post_form(
-        &endpoint(base, "acme", "token_endpoint").await,
-        None,
-        &form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("client_id", "acme-tv"),
-            ("device_code", d.body["device_code"].as_str().unwrap()),
-        ]),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body["refresh_token"].is_string());
 }
 
 /// examples/jwt-bearer-service.yaml: the service signs with the fixture key whose public half
