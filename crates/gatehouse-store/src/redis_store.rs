@@ -84,8 +84,9 @@ return {r[1], #r[2]}";
 /// The used mark holds `attempt[ successor-id]`. When the mark exists and the spending was
 /// recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the presentation is a
 /// retry: the successor the lost answer carried gets its own used mark (a key in the same
-/// slot, named from the prefix in ARGV[10]) unless it was presented already, which makes the
-/// retry a reuse after all.
+/// slot, named from the prefix in ARGV[10], kept until ARGV[12]: as long as its family, the
+/// longest that lost token could live) unless it was presented already, which makes the retry
+/// a reuse after all.
 const ISSUE_SCRIPT: &str = r"
 if ARGV[11] ~= '' then
   local out = redis.call('GET', KEYS[6])
@@ -99,7 +100,7 @@ if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[9], 'NX', 'EXAT', ARGV
   local sep = string.find(mark, ' ', 1, true)
   if sep then
     local lost = ARGV[10] .. string.sub(mark, sep + 1)
-    if not redis.call('SET', lost, 'superseded', 'NX', 'EXAT', ARGV[2]) then return 'spent' end
+    if not redis.call('SET', lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then return 'spent' end
   end
   redis.call('DEL', KEYS[5])
   redis.call('SET', KEYS[1], ARGV[9], 'KEEPTTL')
@@ -110,6 +111,13 @@ if ARGV[3] ~= '' then
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 return 'done'";
+
+/// How long the refresh token of a lost answer stays retired after a retry: as long as its
+/// family (the longest it could live), and no shorter than the spent token's mark.
+fn retired_until(issue: &Issue<'_>) -> u64 {
+    let spent = issue.spend.map_or(1, |s| s.until);
+    issue.family.map_or(spent, |f| f.until.max(spent)).max(1)
+}
 
 /// A sign-out mark that only moves forward (see `Store::sign_out_user`).
 const SIGN_OUT_SCRIPT: &str = r"
@@ -654,7 +662,8 @@ impl Store for RedisStore {
                 issue
                     .signed_in
                     .map_or_else(String::new, |(_, at)| at.to_string()),
-            );
+            )
+            .arg(retired_until(issue));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
