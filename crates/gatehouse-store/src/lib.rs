@@ -174,6 +174,17 @@ pub struct Issue<'a> {
     pub signed_in: Option<(&'a str, u64)>,
 }
 
+impl Issue<'_> {
+    /// How long the refresh token of a lost answer stays retired after a retry (see
+    /// [`Store::mark_unanswered`]): as long as its family, the longest it could live, and no
+    /// shorter than the spent token's mark.
+    #[must_use]
+    pub fn retired_until(&self) -> u64 {
+        let spent = self.spend.map_or(0, |s| s.until);
+        self.family.map_or(spent, |f| f.until.max(spent))
+    }
+}
+
 /// How [`Store::issue`] went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Issued {

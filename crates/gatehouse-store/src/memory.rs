@@ -68,9 +68,7 @@ impl TenantData {
         }
         let lost = self.marks.get(key).and_then(|(_, s)| s.clone());
         if let Some(lost) = lost {
-            // As long as its family (the longest it could live): see the Redis store.
-            let spent = issue.spend.map_or(now + 1, |s| s.until);
-            let until = issue.family.map_or(spent, |f| f.until.max(spent));
+            let until = issue.retired_until();
             if !self.spend(RecordKind::RefreshToken, &lost, until, now) {
                 return false;
             }

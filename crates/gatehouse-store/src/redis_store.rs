@@ -112,13 +112,6 @@ end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 return 'done'";
 
-/// How long the refresh token of a lost answer stays retired after a retry: as long as its
-/// family (the longest it could live), and no shorter than the spent token's mark.
-fn retired_until(issue: &Issue<'_>) -> u64 {
-    let spent = issue.spend.map_or(1, |s| s.until);
-    issue.family.map_or(spent, |f| f.until.max(spent)).max(1)
-}
-
 /// A sign-out mark that only moves forward (see `Store::sign_out_user`).
 const SIGN_OUT_SCRIPT: &str = r"
 local out = redis.call('GET', KEYS[1])
@@ -663,7 +656,7 @@ impl Store for RedisStore {
                     .signed_in
                     .map_or_else(String::new, |(_, at)| at.to_string()),
             )
-            .arg(retired_until(issue));
+            .arg(issue.retired_until().max(1));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)

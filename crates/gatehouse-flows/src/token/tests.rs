@@ -79,6 +79,17 @@ async fn redeem(world: &World, code: &str) -> Result<Issued, Error> {
     .await
 }
 
+/// A refresh token of a new grant: alice's code for `billing.read`, redeemed.
+async fn fresh_refresh_token(world: &World) -> String {
+    let code = code_for(world, "billing.read").await;
+    redeem(world, &code)
+        .await
+        .unwrap()
+        .response
+        .refresh_token
+        .unwrap()
+}
+
 async fn refresh_with(world: &World, refresh_token: &str) -> Result<Issued, Error> {
     ask(
         world,
@@ -273,13 +284,7 @@ async fn a_refresh_token_is_refused_altered_foreign_or_once_the_store_lost_its_g
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let world = redis_world().await;
-    let code = code_for(&world, "billing.read").await;
-    let rt = redeem(&world, &code)
-        .await
-        .unwrap()
-        .response
-        .refresh_token
-        .unwrap();
+    let rt = fresh_refresh_token(&world).await;
 
     let (payload, tag) = rt.split_once('.').unwrap();
     let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
@@ -866,13 +871,7 @@ async fn codes_and_refresh_tokens_race(world: World, n: usize) {
     );
 
     // A refresh token presented n times at once.
-    let code = code_for(&world, "billing.read").await;
-    let rt = redeem(&world, &code)
-        .await
-        .unwrap()
-        .response
-        .refresh_token
-        .unwrap();
+    let rt = fresh_refresh_token(&world).await;
     let results = race(n, || refresh_with(&world, &rt)).await;
     let winners: Vec<&Issued> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1);
