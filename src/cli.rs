@@ -48,7 +48,8 @@ enum Command {
 #[derive(Args)]
 pub struct UnlockUserArgs {
     /// The store the token service uses: `redis://host:port/db`, `rediss://...` or
-    /// `redis+cluster://host:port,...` (a password from `GATEHOUSE_STORE_PASSWORD`).
+    /// `redis+cluster://host:port,...` or `redis+sentinel://host:26379,.../primary-name[/db]`
+    /// (a password from `GATEHOUSE_STORE_PASSWORD`).
     #[arg(long, env = "GATEHOUSE_STORE")]
     store: String,
     #[command(flatten)]
@@ -165,7 +166,8 @@ impl CommonArgs {
     }
 }
 
-/// How to get into Redis besides the URL. The password comes from `GATEHOUSE_STORE_PASSWORD`
+/// How to get into Redis besides the URL. The password comes from `GATEHOUSE_STORE_PASSWORD`,
+/// and for `redis+sentinel://` the Sentinels' own from `GATEHOUSE_STORE_SENTINEL_PASSWORD`
 /// (environment only: never in a process listing).
 #[derive(Args, Clone, Default)]
 pub struct StoreAccessArgs {
@@ -222,7 +224,7 @@ pub struct StandaloneArgs {
     /// Directory of YAML manifests (multi-document files allowed); edits are picked up live.
     #[arg(long, env = "GATEHOUSE_MANIFESTS", default_value = "examples")]
     pub manifests: PathBuf,
-    /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
+    /// Store URL: `memory://`, `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...`, `rediss+cluster://...`, `redis+sentinel://host:26379,.../primary-name[/db]` or `rediss+sentinel://...`.
     #[arg(long, env = "GATEHOUSE_STORE", default_value = "memory://")]
     pub store: String,
     #[command(flatten)]
@@ -237,7 +239,7 @@ pub struct StandaloneArgs {
 
 #[derive(Args)]
 pub struct ServerArgs {
-    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
+    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...`, `rediss+cluster://...`, `redis+sentinel://host:26379,.../primary-name[/db]` or `rediss+sentinel://...`.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
     #[command(flatten)]
@@ -255,7 +257,7 @@ pub struct ServerArgs {
 
 #[derive(Args)]
 pub struct OperatorArgs {
-    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...` or `rediss+cluster://...`.
+    /// Store URL: `redis://host:port/db`, `rediss://...`, `redis+cluster://host:port,...`, `rediss+cluster://...`, `redis+sentinel://host:26379,.../primary-name[/db]` or `rediss+sentinel://...`.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: String,
     #[command(flatten)]

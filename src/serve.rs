@@ -43,6 +43,7 @@ pub async fn open_store(
     safety: StoreSafetyArgs,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let password = std::env::var("GATEHOUSE_STORE_PASSWORD").ok();
+    let sentinel_password = std::env::var("GATEHOUSE_STORE_SENTINEL_PASSWORD").ok();
     let ca_pem = match &access.store_ca_file {
         Some(path) => Some(
             std::fs::read(path)
@@ -56,12 +57,16 @@ pub async fn open_store(
             username: access.store_username.as_deref(),
             password: password.as_deref(),
             ca_pem,
+            sentinel_password: sentinel_password.as_deref(),
         },
     )
     .await
     .map_err(|e| {
-        let hint = if e.to_string().contains("certificate") && access.store_ca_file.is_none() {
+        let message = e.to_string();
+        let hint = if message.contains("certificate") && access.store_ca_file.is_none() {
             " (signed by a private CA? give it with --store-ca-file)"
+        } else if message.contains("NOAUTH") {
+            " (a password is missing: GATEHOUSE_STORE_PASSWORD for Redis, GATEHOUSE_STORE_SENTINEL_PASSWORD for Sentinels)"
         } else {
             ""
         };

@@ -367,6 +367,59 @@ fn redis_settings_reach_both_components() {
     );
 }
 
+#[test]
+fn a_redis_behind_sentinel_reaches_both_components() {
+    let rendered = template(&[
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis+sentinel://sentinel-0:26379\\,sentinel-1:26379/gatehouse/0",
+        "--set",
+        "redis.tls=true",
+        "--set",
+        "redis.password.existingSecret=redis-auth",
+        "--set",
+        "redis.sentinelPassword.existingSecret=sentinel-auth",
+    ])
+    .unwrap();
+    let docs = documents(&rendered);
+    for name in ["-server", "-operator"] {
+        let c =
+            &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE").unwrap()["value"],
+            "rediss+sentinel://sentinel-0:26379,sentinel-1:26379/gatehouse/0",
+            "tls: true turns the scheme into rediss"
+        );
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+            json!({"name": "redis-auth", "key": "password"})
+        );
+        assert_eq!(
+            env(c, "GATEHOUSE_STORE_SENTINEL_PASSWORD").unwrap()["valueFrom"]["secretKeyRef"],
+            json!({"name": "sentinel-auth", "key": "password"})
+        );
+    }
+    let misplaced = template(&[
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis://r:6379",
+        "--set",
+        "redis.sentinelPassword.existingSecret=sentinel-auth",
+    ])
+    .unwrap_err();
+    assert!(misplaced.contains("Sentinel URL"), "{misplaced}");
+    let credentials_in_url = template(&[
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis+sentinel://:pw@sentinel-0:26379/gatehouse",
+    ])
+    .unwrap_err();
+    assert!(credentials_in_url.contains("redis"), "{credentials_in_url}");
+}
+
 fn decode(value: &Value) -> String {
     use base64::Engine;
     String::from_utf8(

@@ -746,3 +746,122 @@ async fn redis_killed_under_load_loses_no_rotating_chain() {
         lost.len()
     );
 }
+
+/// Redis behind Sentinel: the primary is killed under load, the Sentinels promote its
+/// replica, and the server follows without a restart. Meanwhile requests get 503 (nothing else),
+/// and afterwards every chain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_under_load_loses_no_rotating_chain() {
+    let mut set = gatehouse_testkit::SentinelSet::start(3);
+    let g = std::sync::Arc::new(Gatehouse::start(&set.url(), &[("initech.yaml", INITECH)]));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut chains = Vec::new();
+    for _ in 0..6 {
+        let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let rt = r.body["refresh_token"].as_str().unwrap().to_string();
+        let (g, stop) = (g.clone(), stop.clone());
+        chains.push(tokio::spawn(
+            async move { rotate_until(&g, rt, stop).await },
+        ));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let old = set.kill_primary();
+    let new = tokio::task::spawn_blocking(move || {
+        let new = set.wait_for_failover(old, std::time::Duration::from_secs(30));
+        (set, new)
+    })
+    .await
+    .unwrap();
+    let (_set, new) = new;
+    assert_ne!(new, old);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut lost, mut rotations, mut unavailable) = (Vec::new(), 0, 0);
+    for chain in chains {
+        let (outcome, r, u) = chain.await.unwrap();
+        rotations += r;
+        unavailable += u;
+        match outcome {
+            Ok(rt) => {
+                let r = refresh(&g, APP, &rt, None).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert!(active(&g, r.body["access_token"].as_str().unwrap()).await);
+            }
+            Err(why) => lost.push(why),
+        }
+    }
+    assert!(unavailable > 0, "the failover was noticed");
+    assert!(rotations > 60, "the chains rotated under load: {rotations}");
+    assert!(
+        lost.is_empty(),
+        "lost {} of 6 chains over {rotations} rotations and {unavailable} 503s: {lost:?}",
+        lost.len()
+    );
+    assert!(
+        g.stderr().contains("asking the Sentinels"),
+        "the server says it looked for the new primary"
+    );
+    // A new grant after the failover is written to the new primary.
+    let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Sentinels and a primary that each require a password: the primary's comes from
+/// `GATEHOUSE_STORE_PASSWORD`, the Sentinels' from `GATEHOUSE_STORE_SENTINEL_PASSWORD`; without
+/// the latter the start fails and says why.
+#[tokio::test]
+async fn sentinels_and_primary_with_passwords_of_their_own() {
+    let set = gatehouse_testkit::SentinelSet::start_with_passwords(
+        1,
+        Some("primary-secret"),
+        Some("sentinel-secret"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("initech.yaml"), INITECH).unwrap();
+    let manifests = dir.path().to_str().unwrap();
+    let mut refused = spawn(
+        dir.path(),
+        "no-sentinel-password",
+        &[
+            "standalone",
+            "--manifests",
+            manifests,
+            "--store",
+            &set.url(),
+        ],
+        &[("GATEHOUSE_STORE_PASSWORD", "primary-secret")],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = refused.try_wait() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", refused.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let log = refused.log();
+    assert!(
+        log.contains("gatehouse-primary") && log.contains("NOAUTH"),
+        "names the primary and the refusal: {log}"
+    );
+    assert!(!log.contains("secret"), "no password in the log: {log}");
+    assert!(
+        log.contains("GATEHOUSE_STORE_SENTINEL_PASSWORD"),
+        "says where a password goes: {log}"
+    );
+
+    let g = Gatehouse::start_with_env(
+        &set.url(),
+        dir,
+        &[
+            ("GATEHOUSE_STORE_PASSWORD", "primary-secret"),
+            ("GATEHOUSE_STORE_SENTINEL_PASSWORD", "sentinel-secret"),
+        ],
+    );
+    let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rt = r.body["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&g, APP, rt, None).await.status, 200);
+}

@@ -51,6 +51,8 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
 {{- $url = printf "rediss://%s" (trimPrefix "redis://" $url) -}}
 {{- else if and .Values.redis.tls (hasPrefix "redis+cluster://" $url) -}}
 {{- $url = printf "rediss+cluster://%s" (trimPrefix "redis+cluster://" $url) -}}
+{{- else if and .Values.redis.tls (hasPrefix "redis+sentinel://" $url) -}}
+{{- $url = printf "rediss+sentinel://%s" (trimPrefix "redis+sentinel://" $url) -}}
 {{- end -}}
 {{- $url -}}
 {{- end -}}
@@ -72,6 +74,16 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
     secretKeyRef:
       name: {{ .Values.redis.password.existingSecret }}
       key: {{ .Values.redis.password.key }}
+{{- end }}
+{{- with .Values.redis.sentinelPassword.existingSecret }}
+{{- if not (or (hasPrefix "redis+sentinel://" $.Values.redis.url) (hasPrefix "rediss+sentinel://" $.Values.redis.url)) }}
+{{- fail "redis.sentinelPassword is for a Sentinel URL: redis.url redis+sentinel://..." }}
+{{- end }}
+- name: GATEHOUSE_STORE_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.redis.sentinelPassword.key }}
 {{- end }}
 {{- with .Values.redis.username }}
 {{- if not $.Values.redis.password.existingSecret }}

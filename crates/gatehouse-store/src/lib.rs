@@ -12,6 +12,7 @@
 mod memory;
 pub mod records;
 mod redis_store;
+mod sentinel;
 pub mod timed;
 
 pub use memory::MemoryStore;
@@ -394,8 +395,9 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`, or
-/// `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` with TLS).
+/// Opens the store a URL names: `memory://`, `redis://host:port/db`, `rediss://...`,
+/// `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` with TLS), or
+/// `redis+sentinel://host:port[,host:port...]/primary-name[/db]` (`rediss+sentinel://` with TLS).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     open_with(url, &Access::default()).await
 }
@@ -412,6 +414,8 @@ pub struct Access<'a> {
     /// PEM CA certificates that sign the server's certificate; trusted instead of the web's
     /// roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// The Sentinels' own password (`requirepass` of a Sentinel), for `redis+sentinel://`.
+    pub sentinel_password: Option<&'a str>,
 }
 
 /// [`open`] with [`Access`]. Credentials already in the URL and given apart are an error, as
@@ -421,6 +425,22 @@ pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>,
         url: redact_url(url),
         reason: reason.into(),
     };
+    if access.sentinel_password.is_some_and(|p| !p.is_empty()) && !sentinel::is_sentinel_url(url) {
+        return Err(invalid(
+            "a Sentinel password is for a Sentinel URL: redis+sentinel:// or rediss+sentinel://",
+        ));
+    }
+    if sentinel::is_sentinel_url(url) {
+        // The credentials go to the primary the Sentinels name, not into the URL.
+        if access.username.is_some_and(|u| !u.is_empty())
+            && access.password.is_none_or(str::is_empty)
+        {
+            return Err(invalid(
+                "an ACL username needs a password (GATEHOUSE_STORE_PASSWORD)",
+            ));
+        }
+        return Ok(Arc::new(RedisStore::connect_sentinel(url, access).await?));
+    }
     let with_credentials;
     let url = match (
         access.username.filter(|u| !u.is_empty()),
@@ -455,7 +475,7 @@ pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>,
         ));
     }
     Err(invalid(
-        "expected memory://, redis://, rediss://, redis+cluster:// or rediss+cluster://",
+        "expected memory://, redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel:// or rediss+sentinel://",
     ))
 }
 

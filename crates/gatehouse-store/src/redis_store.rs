@@ -1,7 +1,9 @@
-//! The Redis store: a single server (`redis://`, `rediss://`) or a Redis Cluster
-//! (`redis+cluster://`), multiplexed connections that reconnect on their own, and short
-//! timeouts so an unreachable Redis fails requests fast instead of queueing them.
+//! The Redis store: a single server (`redis://`, `rediss://`), a Redis Cluster
+//! (`redis+cluster://`) or a primary behind Sentinel (`redis+sentinel://`, see [`crate::sentinel`]),
+//! multiplexed connections that reconnect on their own, and short timeouts so an unreachable
+//! Redis fails requests fast instead of queueing them.
 
+use crate::sentinel::{self, PrimaryConnection, SentinelAccess};
 use crate::{
     Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url,
 };
@@ -150,6 +152,7 @@ return 0";
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(PrimaryConnection),
 }
 
 impl ConnectionLike for Connection {
@@ -157,6 +160,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.req_packed_command(cmd),
             Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -169,6 +173,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -176,6 +181,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
+            Connection::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -261,13 +267,48 @@ impl RedisStore {
                     .map_err(unavailable)?,
             )
         };
-        Ok(RedisStore {
+        Ok(Self::with(conn))
+    }
+
+    /// Connects to the primary the Sentinels of a `redis+sentinel://` or
+    /// `rediss+sentinel://` URL name, and follows it through failovers.
+    pub async fn connect_sentinel(
+        url: &str,
+        access: &crate::Access<'_>,
+    ) -> Result<Self, StoreError> {
+        let invalid = |reason: String| StoreError::InvalidUrl {
+            url: redact_url(url),
+            reason,
+        };
+        let parsed = sentinel::parse(url).map_err(invalid)?;
+        if access.ca_pem.is_some() && !parsed.tls {
+            return Err(invalid(
+                "a CA file is for a TLS URL: rediss+sentinel://".to_string(),
+            ));
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let sentinel_access = SentinelAccess {
+            username: access.username,
+            password: access.password,
+            sentinel_password: access.sentinel_password,
+            ca_pem: access.ca_pem.as_deref(),
+        };
+        let conn = PrimaryConnection::connect(&parsed, &sentinel_access, config)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::with(Connection::Sentinel(conn)))
+    }
+
+    fn with(conn: Connection) -> Self {
+        RedisStore {
             conn,
             bump: redis::Script::new(BUMP_SCRIPT),
             purge: redis::Script::new(PURGE_SCRIPT),
             issue: redis::Script::new(ISSUE_SCRIPT),
             revoke: redis::Script::new(REVOKE_SCRIPT),
-        })
+        }
     }
 
     /// `SET key 1 NX EXAT until`: true for the one caller that set it.

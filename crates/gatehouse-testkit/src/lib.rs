@@ -1,4 +1,5 @@
-//! Test harness: real `redis-server` processes (single and a 3-master cluster) on free ports,
+//! Test harness: real `redis-server` processes (single, a 3-master cluster, and a primary with
+//! a replica behind Sentinels: [`sentinel`]) on free ports,
 //! a real Kubernetes control plane built from source ([`kube`]), an in-memory Kubernetes API
 //! server ([`apiserver`]) for the operator's scale runs and the tests that pin its exact calls,
 //! a proxy that cuts Redis connections at a chosen command ([`proxy`]), and an HTTPS server
@@ -13,8 +14,10 @@ pub mod https;
 pub mod kube;
 pub mod proxy;
 pub mod selectors;
+pub mod sentinel;
 
 pub use proxy::CuttingProxy;
+pub use sentinel::SentinelSet;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -51,8 +54,23 @@ fn redis_server_binary() -> PathBuf {
 
 /// Sends one command in RESP and returns the raw reply (enough for the harness's own needs).
 pub fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    command_on(stream, args)
+}
+
+/// [`redis_command`] on a connection that first authenticates with `password`.
+pub fn redis_command_as(port: u16, password: &str, args: &[&str]) -> std::io::Result<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = command_on(stream.try_clone()?, &["AUTH", password])?;
+    if auth != "+OK" {
+        return Err(std::io::Error::other(format!("AUTH: {auth}")));
+    }
+    command_on(stream, args)
+}
+
+fn command_on(mut stream: TcpStream, args: &[&str]) -> std::io::Result<String> {
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push('$');

@@ -108,3 +108,88 @@ async fn every_primary_of_a_cluster_is_checked() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn redis_behind_sentinel_keeps_the_contract() {
+    let set = gatehouse_testkit::SentinelSet::start(1);
+    let store = gatehouse_store::open(&set.url()).await.expect("connect");
+    store
+        .check_settings()
+        .await
+        .expect("the primary does not evict");
+    contract::run_all(store.as_ref(), "sentinel").await;
+}
+
+#[tokio::test]
+async fn sentinels_that_know_no_such_primary_are_named_in_the_error() {
+    let set = gatehouse_testkit::SentinelSet::start(1);
+    let url = set
+        .url()
+        .replace(gatehouse_testkit::sentinel::PRIMARY_NAME, "no-such-primary");
+    let started = std::time::Instant::now();
+    let error = gatehouse_store::open(&url).await.err().expect("refused");
+    assert!(
+        matches!(error, gatehouse_store::StoreError::Unavailable(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("no-such-primary"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// A failover: the store follows the Sentinels to the promoted replica without being opened
+/// again, what it wrote before is there, and meanwhile calls fail as unavailable.
+#[tokio::test]
+async fn a_sentinel_failover_is_followed_without_reopening_the_store() {
+    let mut set = gatehouse_testkit::SentinelSet::start(3);
+    let store = gatehouse_store::open(&set.url()).await.expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    store
+        .put_record(
+            "t",
+            gatehouse_store::RecordKind::Session,
+            "s1",
+            "{}",
+            now + 600,
+        )
+        .await
+        .unwrap();
+    // Replicated before the primary goes.
+    let primary = set.primary_port().unwrap();
+    gatehouse_testkit::redis_command(primary, &["WAIT", "1", "5000"]).unwrap();
+    let old = set.kill_primary();
+    let error = store.ping().await.unwrap_err();
+    assert!(
+        matches!(error, gatehouse_store::StoreError::Unavailable(_)),
+        "{error}"
+    );
+    let new = set.wait_for_failover(old, std::time::Duration::from_secs(30));
+    assert_ne!(new, old);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store
+            .get_record("t", gatehouse_store::RecordKind::Session, "s1")
+            .await
+        {
+            Ok(record) => {
+                assert_eq!(record.as_deref(), Some("{}"));
+                break;
+            }
+            Err(gatehouse_store::StoreError::Unavailable(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the store did not follow the failover: {e}"),
+        }
+    }
+    assert!(
+        store
+            .mark_used("t", gatehouse_store::RecordKind::Session, "s1", now + 600)
+            .await
+            .unwrap(),
+        "writes go to the new primary"
+    );
+}
