@@ -193,3 +193,22 @@ async fn a_sentinel_failover_is_followed_without_reopening_the_store() {
         "writes go to the new primary"
     );
 }
+
+/// `rediss+sentinel://`: TLS to the Sentinels and to the primary they name, both trusted
+/// through the given CA (and refused without it).
+#[tokio::test]
+async fn sentinels_and_primary_over_tls_with_a_private_ca() {
+    let set = gatehouse_testkit::SentinelSet::start_tls(1);
+    let url = set.url();
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    let untrusted = gatehouse_store::open(&url).await.err().expect("refused");
+    assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
+    let access = gatehouse_store::Access {
+        ca_pem: Some(std::fs::read(set.ca_file()).unwrap()),
+        ..gatehouse_store::Access::default()
+    };
+    let store = gatehouse_store::open_with(&url, &access)
+        .await
+        .expect("connect over TLS");
+    contract::run_all(store.as_ref(), "sentinel-tls").await;
+}
