@@ -383,7 +383,19 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
     })
     .await;
 
-    // Metrics, then a graceful stop that hands the lease on.
+    // Metrics, then a graceful stop that hands the lease on. Nothing waits to be reconciled
+    // by now (the backlog is counted every few seconds).
+    eventually(15, "an empty backlog", || async {
+        let metrics = reqwest::get(format!("http://{ops_addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.contains("gatehouse_operator_objects_pending{kind=\"OAuthClient\"} 0")
+            && metrics.contains("gatehouse_operator_objects_pending{kind=\"Tenant\"} 0")
+    })
+    .await;
     let metrics = reqwest::get(format!("http://{ops_addr}/metrics"))
         .await
         .unwrap()

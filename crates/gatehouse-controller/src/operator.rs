@@ -21,7 +21,7 @@ mod workloads;
 
 pub use client::reconcile_client;
 pub use context::{Caches, Context, Setting, time_of};
-pub use controllers::lost_tenants;
+pub use controllers::{lost_tenants, pending};
 pub use tenant::reconcile_tenant;
 
 use crate::cluster::{ClusterError, Kube};

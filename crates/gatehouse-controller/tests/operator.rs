@@ -5,7 +5,7 @@ mod support;
 
 use gatehouse_controller::cluster::{KEYS_SECRET_KEY, keys_secret_name};
 use gatehouse_controller::operator::{
-    error_policy, lost_tenants, reconcile_client, reconcile_tenant,
+    error_policy, lost_tenants, pending, reconcile_client, reconcile_tenant,
 };
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState, SigningKeyRecord, generate_signing_key};
 use gatehouse_core::secret::verify_secret;
@@ -1469,4 +1469,31 @@ async fn an_unlabelled_users_secret_is_named_not_read() {
     world.api.expect_nothing().await;
     let stored = world.store.load_tenant("acme").await.unwrap().unwrap();
     assert!(stored.config.users.is_empty());
+}
+
+#[test]
+fn the_backlog_counts_what_the_controller_has_not_reconciled_yet() {
+    let observed = |t: &Tenant| t.status.as_ref().and_then(|s| s.observed_generation);
+    let at = |generation: i64, status: Option<Value>| {
+        let mut t = cc_tenant();
+        t.metadata.generation = Some(generation);
+        match status {
+            Some(s) => with_status(&t, &s),
+            None => t,
+        }
+    };
+    let done = at(2, Some(json!({"observedGeneration": 2})));
+    let edited = at(3, Some(json!({"observedGeneration": 2})));
+    let new = at(1, None);
+    let mut deleting = done.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    let all: Vec<Arc<Tenant>> = [done.clone(), edited, new, deleting]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    assert_eq!(pending(&all, observed), 3);
+    assert_eq!(pending(&[Arc::new(done)], observed), 0);
 }

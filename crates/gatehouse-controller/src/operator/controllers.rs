@@ -25,6 +25,8 @@ use std::sync::Arc;
 const CLIENT_CONCURRENCY: u16 = 32;
 /// Tenants are few; their reconciles are cheap but write Secrets and keys.
 const TENANT_CONCURRENCY: u16 = 4;
+/// How often the backlog (`gatehouse_operator_objects_pending`) is counted.
+const BACKLOG_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs both controllers until `end` resolves.
 pub async fn run(
@@ -37,6 +39,7 @@ pub async fn run(
     let (drift_clients_tx, drift_clients) = futures::channel::mpsc::unbounded::<()>();
     let store = ctx.publisher.store();
     let ctx_for_workloads = ctx.clone();
+    let metrics = ctx.metrics.clone();
     let drift = {
         let tenants = watches.caches.tenants.clone();
         async move {
@@ -51,6 +54,26 @@ pub async fn run(
                     let _ = drift_tenants_tx.unbounded_send(());
                     let _ = drift_clients_tx.unbounded_send(());
                 }
+            }
+        }
+    };
+    let backlog = {
+        let (tenants, clients) = (
+            watches.caches.tenants.clone(),
+            watches.caches.clients.clone(),
+        );
+        let metrics = metrics.clone();
+        async move {
+            loop {
+                let t = pending(&tenants.state(), |t: &Tenant| {
+                    t.status.as_ref().and_then(|s| s.observed_generation)
+                });
+                let c = pending(&clients.state(), |c: &OAuthClient| {
+                    c.status.as_ref().and_then(|s| s.observed_generation)
+                });
+                metrics.set_pending(tenant::KIND, t);
+                metrics.set_pending(client::KIND, c);
+                tokio::time::sleep(BACKLOG_SAMPLE).await;
             }
         }
     };
@@ -103,8 +126,27 @@ pub async fn run(
     tokio::select! {
         _ = futures::future::join(tenant_controller, client_controller) => {}
         () = drift => {}
+        () = backlog => {}
         () = workloads::run(ctx_for_workloads) => {}
     }
+    // No longer leading: the backlog is another replica's to report.
+    metrics.set_pending(tenant::KIND, 0);
+    metrics.set_pending(client::KIND, 0);
+}
+
+/// Objects whose latest generation has not been reconciled (never, or an older one), or whose
+/// deletion waits for its finalizer: what the controller has yet to get to.
+pub fn pending<K: kube::Resource>(
+    objects: &[Arc<K>],
+    observed: impl Fn(&K) -> Option<i64>,
+) -> usize {
+    objects
+        .iter()
+        .filter(|o| {
+            o.meta().deletion_timestamp.is_some()
+                || o.meta().generation.is_some_and(|g| observed(o) != Some(g))
+        })
+        .count()
 }
 
 /// Tenants that are Ready (so were published) but that the store no longer holds: the sign

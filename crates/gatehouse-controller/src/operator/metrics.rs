@@ -25,6 +25,7 @@ pub struct OperatorMetrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabel, Histogram>,
     in_flight: Family<KindLabel, Gauge>,
+    pending: Family<KindLabel, Gauge>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
 }
@@ -45,6 +46,12 @@ impl OperatorMetrics {
         });
         let leader = Gauge::default();
         let in_flight = Family::<KindLabel, Gauge>::default();
+        let pending = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "objects_pending",
+            "Objects whose latest spec or deletion is not reconciled yet, by kind: the controller's backlog (sampled every few seconds while leading)",
+            pending.clone(),
+        );
         registry.register(
             "reconciles_in_flight",
             "Reconciliations running now, by kind (at most the controller's concurrency: a value that stays there means a queue behind it)",
@@ -75,6 +82,7 @@ impl OperatorMetrics {
         for kind in [super::tenant::KIND, super::client::KIND] {
             let _ = reconciliations.get_or_create(&KindLabel { kind });
             let _ = in_flight.get_or_create(&KindLabel { kind });
+            let _ = pending.get_or_create(&KindLabel { kind });
             for error in super::ReconcileError::LABELS {
                 let _ = errors.get_or_create(&ErrorLabels { kind, error });
             }
@@ -85,8 +93,16 @@ impl OperatorMetrics {
             errors,
             duration,
             in_flight,
+            pending,
             leader,
         }
+    }
+
+    /// Sets how many objects of `kind` wait to be reconciled.
+    pub fn set_pending(&self, kind: &'static str, count: usize) {
+        self.pending
+            .get_or_create(&KindLabel { kind })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts one reconciliation of `kind`; its duration is recorded when the guard drops.
