@@ -417,7 +417,25 @@ fn a_redis_behind_sentinel_reaches_both_components() {
         "redis.url=redis+sentinel://:pw@sentinel-0:26379/gatehouse",
     ])
     .unwrap_err();
-    assert!(credentials_in_url.contains("redis"), "{credentials_in_url}");
+    assert!(
+        credentials_in_url.contains("redis.url: Does not match pattern"),
+        "{credentials_in_url}"
+    );
+    let embedded = template(&[
+        "--set",
+        "publicUrl=https://a.example",
+        "--set",
+        "redis.url=redis+sentinel://sentinel-0:26379/gatehouse",
+        "--set",
+        "redis.embedded.enabled=true",
+        "--set",
+        "redis.sentinelPassword.existingSecret=sentinel-auth",
+    ])
+    .unwrap_err();
+    assert!(
+        embedded.contains("Sentinel URL"),
+        "the embedded Redis is no Sentinel: {embedded}"
+    );
 }
 
 fn decode(value: &Value) -> String {

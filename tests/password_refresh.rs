@@ -791,13 +791,15 @@ async fn a_sentinel_failover_under_load_loses_no_rotating_chain() {
             Err(why) => lost.push(why),
         }
     }
-    assert!(unavailable > 0, "the failover was noticed");
     assert!(rotations > 60, "the chains rotated under load: {rotations}");
     assert!(
         lost.is_empty(),
         "lost {} of 6 chains over {rotations} rotations and {unavailable} 503s: {lost:?}",
         lost.len()
     );
+    // The server met the failover and looked for the new primary. Requests meanwhile waited
+    // for the store up to their limit, then answered 503 (or their tokens, if their write had
+    // reached the replica): `rotate_until` took nothing else.
     assert!(
         g.stderr().contains("asking the Sentinels"),
         "the server says it looked for the new primary"

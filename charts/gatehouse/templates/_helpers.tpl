@@ -76,7 +76,8 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
       key: {{ .Values.redis.password.key }}
 {{- end }}
 {{- with .Values.redis.sentinelPassword.existingSecret }}
-{{- if not (or (hasPrefix "redis+sentinel://" $.Values.redis.url) (hasPrefix "rediss+sentinel://" $.Values.redis.url)) }}
+{{- $storeUrl := include "gatehouse.storeUrl" $ }}
+{{- if not (or (hasPrefix "redis+sentinel://" $storeUrl) (hasPrefix "rediss+sentinel://" $storeUrl)) }}
 {{- fail "redis.sentinelPassword is for a Sentinel URL: redis.url redis+sentinel://..." }}
 {{- end }}
 - name: GATEHOUSE_STORE_SENTINEL_PASSWORD

@@ -7,8 +7,10 @@
 //! that met the failure fails (the caller answers 503, as for any Redis outage; nothing of an
 //! unanswered script is half-written, see `Store::issue`), and the next request asks the
 //! Sentinels again. A Sentinel promotes a replica only after the primary has been down for
-//! its `down-after-milliseconds`, so requests meanwhile fail fast: one lookup at a time, and a
-//! failed lookup is not repeated for [`LOOKUP_BACKOFF`].
+//! its `down-after-milliseconds`; meanwhile one lookup runs at a time (bounded by
+//! [`LOOKUP_TIMEOUT`], requests arriving during it wait for its outcome), and a failed lookup
+//! is not repeated for [`LOOKUP_BACKOFF`]. A lookup runs as a task of its own, so a caller
+//! that gives up (a readiness probe's timeout) does not cancel it.
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
@@ -56,10 +58,10 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, String> {
     } else {
         return Err("expected redis+sentinel:// or rediss+sentinel://".into());
     };
-    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if hosts.contains('@') {
+    if rest.contains('@') {
         return Err("credentials do not go into a Sentinel URL: give the primary's password with GATEHOUSE_STORE_PASSWORD and the Sentinels' with GATEHOUSE_STORE_SENTINEL_PASSWORD".into());
     }
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut sentinels = Vec::new();
     for host in hosts.split(',').filter(|h| !h.is_empty()) {
         let (name, port) = match host.rsplit_once(':') {
@@ -206,24 +208,70 @@ impl PrimaryConnection {
 
     /// The connection in use, or a new one to the primary the Sentinels name now.
     async fn current(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.in_use() {
+        if let Some(current) = self.inner.in_use() {
             return Ok(current);
         }
-        let mut lookup = self.inner.lookup.lock().await;
-        // Another request may have found the primary while this one waited.
+        let following = self.inner.clone();
+        tokio::spawn(async move { following.look_up().await })
+            .await
+            .unwrap_or_else(|e| Err(no_primary(&self.inner.primary, &e.to_string())))
+    }
+
+    /// After `error` on the connection of `generation`: if it says the primary may have
+    /// moved, that connection is dropped and the next request asks the Sentinels.
+    fn met(&self, generation: u64, error: &RedisError) {
+        if primary_may_have_moved(error) {
+            self.inner.forget(generation, &error.to_string());
+        }
+    }
+
+    /// After an error reply on the connection of `generation` (the server answered; a
+    /// reply is not an `Err` of the connection).
+    fn answered(&self, generation: u64, reply: &Value) {
+        if let Value::ServerError(e) = reply
+            && replica_reply(e.code(), e.details())
+        {
+            self.inner
+                .forget(generation, &format!("{}", RedisError::from(e.clone())));
+        }
+    }
+}
+
+impl Following {
+    fn in_use(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.lock_current().clone()
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
+        // A poisoned lock only means a panic elsewhere; the connection in it is still whole.
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn forget(&self, generation: u64, why: &str) {
+        let mut current = self.lock_current();
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            tracing::warn!(primary = %self.primary, error = %why, "lost the Redis primary; asking the Sentinels which server it is now");
+            *current = None;
+        }
+    }
+
+    /// Asks the Sentinels, unless another lookup found the primary meanwhile or one failed
+    /// a moment ago.
+    async fn look_up(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        let mut lookup = self.lookup.lock().await;
         if let Some(current) = self.in_use() {
             return Ok(current);
         }
         if let Some((at, why)) = &lookup.failed
             && at.elapsed() < LOOKUP_BACKOFF
         {
-            return Err(no_primary(&self.inner.primary, why));
+            return Err(no_primary(&self.primary, why));
         }
         let found = tokio::time::timeout(
             LOOKUP_TIMEOUT,
-            lookup
-                .client
-                .get_async_connection_with_config(&self.inner.config),
+            lookup.client.get_async_connection_with_config(&self.config),
         )
         .await;
         match found {
@@ -236,39 +284,14 @@ impl PrimaryConnection {
             }
             Ok(Err(e)) => {
                 lookup.failed = Some((Instant::now(), e.to_string()));
-                Err(no_primary(&self.inner.primary, &e.to_string()))
+                Err(no_primary(&self.primary, &e.to_string()))
             }
             Err(_) => {
                 let why = format!("no answer within {LOOKUP_TIMEOUT:?}");
-                let error = no_primary(&self.inner.primary, &why);
+                let error = no_primary(&self.primary, &why);
                 lookup.failed = Some((Instant::now(), why));
                 Err(error)
             }
-        }
-    }
-
-    fn in_use(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.lock_current().clone()
-    }
-
-    fn lock_current(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
-        // A poisoned lock only means a panic elsewhere; the connection in it is still whole.
-        self.inner
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// After `error` on the connection of `generation`: if it says the primary may have
-    /// moved, that connection is dropped and the next request asks the Sentinels.
-    fn met(&self, generation: u64, error: &RedisError) {
-        if !primary_may_have_moved(error) {
-            return;
-        }
-        let mut current = self.lock_current();
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
-            tracing::warn!(primary = %self.inner.primary, %error, "lost the Redis primary; asking the Sentinels which server it is now");
-            *current = None;
         }
     }
 }
@@ -288,7 +311,15 @@ fn primary_may_have_moved(error: &RedisError) -> bool {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
-        || matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || replica_reply(error.code().unwrap_or(""), error.detail())
+}
+
+/// A reply that only a server which is not (or not yet) a writable primary gives: `READONLY`
+/// (a replica; inside a script on older servers, `ERR ... -READONLY ...`), `MASTERDOWN`,
+/// `LOADING`.
+fn replica_reply(code: &str, details: Option<&str>) -> bool {
+    matches!(code, "READONLY" | "MASTERDOWN" | "LOADING")
+        || details.is_some_and(|d| d.contains("READONLY"))
 }
 
 impl ConnectionLike for PrimaryConnection {
@@ -296,8 +327,9 @@ impl ConnectionLike for PrimaryConnection {
         Box::pin(async move {
             let (generation, mut connection) = self.current().await?;
             let answer = connection.req_packed_command(cmd).await;
-            if let Err(e) = &answer {
-                self.met(generation, e);
+            match &answer {
+                Ok(reply) => self.answered(generation, reply),
+                Err(e) => self.met(generation, e),
             }
             answer
         })
@@ -314,8 +346,13 @@ impl ConnectionLike for PrimaryConnection {
             let answer = connection
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            if let Err(e) = &answer {
-                self.met(generation, e);
+            match &answer {
+                Ok(replies) => {
+                    for reply in replies {
+                        self.answered(generation, reply);
+                    }
+                }
+                Err(e) => self.met(generation, e),
             }
             answer
         })
@@ -366,10 +403,14 @@ mod tests {
                 "redis+sentinel://:hunter2@s1/mymaster",
                 "GATEHOUSE_STORE_SENTINEL_PASSWORD",
             ),
+            (
+                "redis+sentinel://admin:hun/ter2@s1/mymaster",
+                "GATEHOUSE_STORE_SENTINEL_PASSWORD",
+            ),
         ] {
             let error = parse(url).unwrap_err();
             assert!(error.contains(says), "{url}: {error}");
-            assert!(!error.contains("hunter2"), "{error}");
+            assert!(!error.contains("hun"), "{error}");
         }
     }
 
@@ -387,5 +428,14 @@ mod tests {
             "ERR wrong number of arguments",
         ));
         assert!(!primary_may_have_moved(&script));
+        assert!(replica_reply(
+            "READONLY",
+            Some("You can't write against a read only replica.")
+        ));
+        assert!(replica_reply(
+            "ERR",
+            Some("Error running script (call to f_0): @user_script:1: -READONLY You can't write")
+        ));
+        assert!(!replica_reply("ERR", Some("wrong number of arguments")));
     }
 }

@@ -191,6 +191,11 @@ impl SentinelSet {
             .map(|(server, _)| server.port)
     }
 
+    /// The plain ports of the Redis servers (the first was primary at the start).
+    pub fn ports(&self) -> Vec<u16> {
+        self.servers.iter().map(|(s, _)| s.port).collect()
+    }
+
     fn ask_sentinel(&self, port: u16, args: &[&str]) -> std::io::Result<String> {
         authed_command(port, self.sentinel_password.as_deref(), args)
     }

@@ -212,3 +212,52 @@ async fn sentinels_and_primary_over_tls_with_a_private_ca() {
         .expect("connect over TLS");
     contract::run_all(store.as_ref(), "sentinel-tls").await;
 }
+
+/// A primary demoted behind the store's back (`REPLICAOF`, without the `CLIENT KILL` a
+/// Sentinel sends): its first `READONLY` answer drops the connection, the next request asks the
+/// Sentinels again (who still name it: refused, as it says it is a replica), and once it is
+/// primary again the store goes on.
+#[tokio::test]
+async fn a_demoted_primary_is_left_at_its_first_readonly_answer() {
+    use gatehouse_store::RecordKind::Session;
+    use gatehouse_testkit::redis_command;
+    let set = gatehouse_testkit::SentinelSet::start(1);
+    let store = gatehouse_store::open(&set.url()).await.expect("connect");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    store
+        .put_record("t", Session, "a", "{}", until)
+        .await
+        .unwrap();
+    let primary = set.primary_port().unwrap();
+    let replica = set.ports().into_iter().find(|p| *p != primary).unwrap();
+    let replica_s = replica.to_string();
+    let primary_s = primary.to_string();
+    redis_command(replica, &["REPLICAOF", "NO", "ONE"]).unwrap();
+    redis_command(primary, &["REPLICAOF", "127.0.0.1", &replica_s]).unwrap();
+
+    let readonly = store
+        .put_record("t", Session, "b", "{}", until)
+        .await
+        .unwrap_err();
+    assert!(readonly.to_string().contains("read only"), "{readonly}");
+    let next = store
+        .put_record("t", Session, "c", "{}", until)
+        .await
+        .unwrap_err();
+    assert!(
+        next.to_string().contains("Sentinels") && !next.to_string().contains("read only"),
+        "asked the Sentinels again: {next}"
+    );
+
+    redis_command(primary, &["REPLICAOF", "NO", "ONE"]).unwrap();
+    redis_command(replica, &["REPLICAOF", "127.0.0.1", &primary_s]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = store.put_record("t", Session, "d", "{}", until).await {
+        assert!(std::time::Instant::now() < deadline, "did not recover: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
