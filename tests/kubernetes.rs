@@ -1710,22 +1710,12 @@ async fn the_operator_with_the_charts_rbac_serves_the_examples() {
     );
     assert_ne!(lease["spec"]["holderIdentity"], leader);
     let survivor = &g.metrics[1 - leader_index];
-    let metrics = reqwest::get(format!("http://{survivor}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(survivor).await;
     assert!(metrics.contains("gatehouse_operator_leader 1"), "{metrics}");
 
     // The chart's alert rules and dashboard read only metrics these processes export.
     let mut exported = monitoring::exported_names(&metrics);
-    let served = reqwest::get(format!("http://{}/metrics", g.server_metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = scrape(&g.server_metrics).await;
     exported.extend(monitoring::exported_names(&served));
     for query in monitoring::rendered_queries() {
         for name in monitoring::metric_names(&query) {

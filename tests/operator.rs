@@ -268,12 +268,7 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
     // Redis loses everything once the operator is idle: its drift check notices and restores
     // it, with nobody touching a resource.
     let reconciliations = || async {
-        let text = reqwest::get(format!("http://{ops_addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(&ops_addr).await;
         text.lines()
             .filter(|l| l.starts_with("gatehouse_operator_reconciliations_total"))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
@@ -386,22 +381,12 @@ async fn the_operator_binary_reconciles_a_cluster_through_a_kubeconfig() {
     // Metrics, then a graceful stop that hands the lease on. Nothing waits to be reconciled
     // by now (the backlog is counted every few seconds).
     eventually(15, "an empty backlog", || async {
-        let metrics = reqwest::get(format!("http://{ops_addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(&ops_addr).await;
         metrics.contains("gatehouse_operator_objects_pending{kind=\"OAuthClient\"} 0")
             && metrics.contains("gatehouse_operator_objects_pending{kind=\"Tenant\"} 0")
     })
     .await;
-    let metrics = reqwest::get(format!("http://{ops_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&ops_addr).await;
     assert!(
         metrics.contains("gatehouse_operator_reconciliations_total{kind=\"OAuthClient\"}"),
         "{metrics}"

@@ -696,16 +696,17 @@ async fn rotate_until(
     (Ok(rt), rotations, unavailable)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_under_load_loses_no_rotating_chain() {
-    let data = tempfile::tempdir().unwrap();
-    let mut redis = RedisServer::start_persistent(data.path(), None);
-    let port = redis.port;
-    let g = std::sync::Arc::new(start(&redis));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// A rotating chain: its last token or why it was lost, its rotations and its 503s.
+type Chain = tokio::task::JoinHandle<(Result<String, String>, u32, u32)>;
+
+/// Six of alice's grants, each rotating its refresh token in a task until `stop`.
+async fn start_chains(
+    g: &std::sync::Arc<Gatehouse>,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Chain> {
     let mut chains = Vec::new();
     for _ in 0..6 {
-        let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
+        let r = password(g, APP, "alice", "wonderland", "reports offline_access").await;
         assert_eq!(r.status, 200, "{}", r.body);
         let rt = r.body["refresh_token"].as_str().unwrap().to_string();
         let (g, stop) = (g.clone(), stop.clone());
@@ -713,6 +714,37 @@ async fn redis_killed_under_load_loses_no_rotating_chain() {
             async move { rotate_until(&g, rt, stop).await },
         ));
     }
+    chains
+}
+
+/// Waits for the chains (stopped): each one still standing must rotate once more, its new
+/// access token live. Returns why the others were lost, and the rotations and 503s seen.
+async fn settle_chains(g: &Gatehouse, chains: Vec<Chain>) -> (Vec<String>, u32, u32) {
+    let (mut lost, mut rotations, mut unavailable) = (Vec::new(), 0, 0);
+    for chain in chains {
+        let (outcome, r, u) = chain.await.unwrap();
+        rotations += r;
+        unavailable += u;
+        match outcome {
+            Ok(rt) => {
+                let r = refresh(g, APP, &rt, None).await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert!(active(g, r.body["access_token"].as_str().unwrap()).await);
+            }
+            Err(why) => lost.push(why),
+        }
+    }
+    (lost, rotations, unavailable)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_loses_no_rotating_chain() {
+    let data = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start_persistent(data.path(), None);
+    let port = redis.port;
+    let g = std::sync::Arc::new(start(&redis));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chains = start_chains(&g, &stop).await;
     // Short outages (a request waits them out and answers after all) and one longer than a
     // request waits (answered 503; the server records what it learns once Redis is back).
     for (round, down_ms) in [(0, 300), (1, 300), (2, 3_000)] {
@@ -723,21 +755,7 @@ async fn redis_killed_under_load_loses_no_rotating_chain() {
     }
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut lost, mut rotations, mut unavailable) = (Vec::new(), 0, 0);
-    for chain in chains {
-        let (outcome, r, u) = chain.await.unwrap();
-        rotations += r;
-        unavailable += u;
-        match outcome {
-            Ok(rt) => {
-                // Each chain goes on after the outages, and its access tokens are live.
-                let r = refresh(&g, APP, &rt, None).await;
-                assert_eq!(r.status, 200, "{}", r.body);
-                assert!(active(&g, r.body["access_token"].as_str().unwrap()).await);
-            }
-            Err(why) => lost.push(why),
-        }
-    }
+    let (lost, rotations, unavailable) = settle_chains(&g, chains).await;
     assert!(unavailable > 0, "the kills were noticed");
     assert!(rotations > 60, "the chains rotated under load: {rotations}");
     assert!(
@@ -755,16 +773,7 @@ async fn a_sentinel_failover_under_load_loses_no_rotating_chain() {
     let mut set = gatehouse_testkit::SentinelSet::start(3);
     let g = std::sync::Arc::new(Gatehouse::start(&set.url(), &[("initech.yaml", INITECH)]));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut chains = Vec::new();
-    for _ in 0..6 {
-        let r = password(&g, APP, "alice", "wonderland", "reports offline_access").await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let rt = r.body["refresh_token"].as_str().unwrap().to_string();
-        let (g, stop) = (g.clone(), stop.clone());
-        chains.push(tokio::spawn(
-            async move { rotate_until(&g, rt, stop).await },
-        ));
-    }
+    let chains = start_chains(&g, &stop).await;
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let old = set.kill_primary();
     let new = tokio::task::spawn_blocking(move || {
@@ -777,20 +786,7 @@ async fn a_sentinel_failover_under_load_loses_no_rotating_chain() {
     assert_ne!(new, old);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut lost, mut rotations, mut unavailable) = (Vec::new(), 0, 0);
-    for chain in chains {
-        let (outcome, r, u) = chain.await.unwrap();
-        rotations += r;
-        unavailable += u;
-        match outcome {
-            Ok(rt) => {
-                let r = refresh(&g, APP, &rt, None).await;
-                assert_eq!(r.status, 200, "{}", r.body);
-                assert!(active(&g, r.body["access_token"].as_str().unwrap()).await);
-            }
-            Err(why) => lost.push(why),
-        }
-    }
+    let (lost, rotations, unavailable) = settle_chains(&g, chains).await;
     assert!(rotations > 60, "the chains rotated under load: {rotations}");
     assert!(
         lost.is_empty(),

@@ -229,12 +229,7 @@ impl Gatehouse {
 
     /// What the operations listener's `/metrics` shows now.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        scrape(&format!("127.0.0.1:{}", self.ops_port)).await
     }
 
     pub fn manifests_path(&self) -> &Path {
@@ -289,6 +284,16 @@ impl Reply {
     pub fn error(&self) -> &str {
         self.body["error"].as_str().unwrap_or("<no error>")
     }
+}
+
+/// What the `/metrics` of an operations listener at `address` (`host:port`) shows now.
+pub async fn scrape(address: &str) -> String {
+    reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 pub fn basic(id: &str, secret: &str) -> String {

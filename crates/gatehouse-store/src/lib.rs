@@ -425,34 +425,31 @@ pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>,
         url: redact_url(url),
         reason: reason.into(),
     };
-    if access.sentinel_password.is_some_and(|p| !p.is_empty()) && !sentinel::is_sentinel_url(url) {
+    let sentinels = sentinel::is_sentinel_url(url);
+    if access.sentinel_password.is_some_and(|p| !p.is_empty()) && !sentinels {
         return Err(invalid(
             "a Sentinel password is for a Sentinel URL: redis+sentinel:// or rediss+sentinel://",
         ));
     }
-    if sentinel::is_sentinel_url(url) {
-        // The credentials go to the primary the Sentinels name, not into the URL.
-        if access.username.is_some_and(|u| !u.is_empty())
-            && access.password.is_none_or(str::is_empty)
-        {
-            return Err(invalid(
-                "an ACL username needs a password (GATEHOUSE_STORE_PASSWORD)",
-            ));
-        }
-        return Ok(Arc::new(RedisStore::connect_sentinel(url, access).await?));
-    }
-    let with_credentials;
-    let url = match (
+    let credentials = match (
         access.username.filter(|u| !u.is_empty()),
         access.password.filter(|p| !p.is_empty()),
     ) {
-        (None, None) => url,
         (Some(_), None) => {
             return Err(invalid(
                 "an ACL username needs a password (GATEHOUSE_STORE_PASSWORD)",
             ));
         }
-        (username, Some(password)) => {
+        (username, password) => password.map(|p| (username, p)),
+    };
+    if sentinels {
+        // The credentials go to the primary the Sentinels name, not into the URL.
+        return Ok(Arc::new(RedisStore::connect_sentinel(url, access).await?));
+    }
+    let with_credentials;
+    let url = match credentials {
+        None => url,
+        Some((username, password)) => {
             with_credentials = add_credentials(url, username, password)?;
             with_credentials.as_str()
         }
@@ -552,6 +549,34 @@ mod tests {
         assert!(add_credentials("redis://:old@r:6379", None, "new").is_err());
         let refused = add_credentials("redis://:hunter2@r", None, "new").unwrap_err();
         assert!(!format!("{refused:?}").contains("hunter2"), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn credentials_given_apart_are_checked_before_anything_connects() {
+        let refused = |url: &'static str, access: Access<'static>| async move {
+            match open_with(url, &access).await {
+                Err(StoreError::InvalidUrl { reason, .. }) => reason,
+                other => panic!("{url}: {:?}", other.map(|_| ())),
+            }
+        };
+        let user_only = || Access {
+            username: Some("gatehouse"),
+            ..Access::default()
+        };
+        for url in ["redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/p"] {
+            let reason = refused(url, user_only()).await;
+            assert!(
+                reason.contains("GATEHOUSE_STORE_PASSWORD"),
+                "{url}: {reason}"
+            );
+        }
+        let misplaced = Access {
+            sentinel_password: Some("s3cret"),
+            ..Access::default()
+        };
+        let reason = refused("redis://127.0.0.1:1/0", misplaced).await;
+        assert!(reason.contains("Sentinel URL"), "{reason}");
+        assert!(!reason.contains("s3cret"), "{reason}");
     }
 
     #[test]

@@ -231,8 +231,7 @@ impl PrimaryConnection {
         if let Value::ServerError(e) = reply
             && replica_reply(e.code(), e.details())
         {
-            self.inner
-                .forget(generation, &format!("{}", RedisError::from(e.clone())));
+            self.inner.forget(generation, &e.to_string());
         }
     }
 }

@@ -96,6 +96,27 @@ fn command_on(mut stream: TcpStream, args: &[&str]) -> std::io::Result<String> {
     Ok(line.trim_end().to_string())
 }
 
+/// Waits up to 10 s until a `redis-server` (a Sentinel too) answers on `port`, even if only to
+/// say who may ask (a server with a password); otherwise says why not: it exited (with what it
+/// wrote on standard error), or it stayed silent.
+fn wait_until_answering(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis_command(port, &["PING"]).is_ok_and(|r| r == "+PONG" || r.starts_with("-NOAUTH")) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!("exited with {status}: {err}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("did not answer on port {port}"))
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     pub port: u16,
@@ -238,12 +259,8 @@ impl RedisServer {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("starting redis-server");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                // Up: it answers, even if only to say who may ask (an ACL-only server).
-                if let Ok(reply) = redis_command(port, &["PING"])
-                    && (reply == "+PONG" || reply.starts_with("-NOAUTH"))
-                {
+            match wait_until_answering(&mut child, port) {
+                Ok(()) => {
                     return RedisServer {
                         port,
                         child,
@@ -251,15 +268,7 @@ impl RedisServer {
                         tls: None,
                     };
                 }
-                if let Ok(Some(status)) = child.try_wait() {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    last_err = format!("redis-server exited with {status}: {err}");
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                Err(why) => last_err = why,
             }
             let _ = child.kill();
             let _ = child.wait();

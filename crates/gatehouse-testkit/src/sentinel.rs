@@ -1,8 +1,7 @@
 //! A primary, a replica and Sentinels watching them: real `redis-server` processes (Sentinel
 //! is `redis-server --sentinel`), on free ports, quick to fail over.
 
-use crate::{RedisServer, free_port, redis_command, redis_server_binary};
-use std::io::Read;
+use crate::{RedisServer, free_port, redis_command, redis_server_binary, wait_until_answering};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -285,30 +284,17 @@ impl Sentinel {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting redis-server --sentinel");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if redis_command(port, &["PING"])
-                .is_ok_and(|r| r == "+PONG" || r.starts_with("-NOAUTH"))
-            {
-                return Sentinel {
-                    port,
-                    tls_port,
-                    child,
-                    _dir: dir,
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("redis-server --sentinel exited with {status}: {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(why) = wait_until_answering(&mut child, port) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-server --sentinel {why}");
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server --sentinel did not answer on port {port}");
+        Sentinel {
+            port,
+            tls_port,
+            child,
+            _dir: dir,
+        }
     }
 }
 
