@@ -171,6 +171,11 @@ impl Kube {
     /// Writes `status` when it differs from the object's, by server-side apply under the
     /// operator's field manager (forced: the status is the operator's alone), then publishes
     /// the events its condition transitions deserve. True if it wrote.
+    ///
+    /// The apply carries the resourceVersion the object was read at: the events are worked
+    /// out against that copy's status, so a cache that has not seen this operator's last
+    /// write yet must not write (and announce the same transition twice); it gets a 409,
+    /// [`ClusterError::Stale`], and the retry reads the newer copy.
     pub async fn write_status<K, S>(
         &self,
         api: &Api<K>,
@@ -190,17 +195,32 @@ impl Kube {
             return Ok(false);
         }
         // Applied whole: what the status no longer has is dropped with it.
-        let body = json!({
+        let mut body = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
-        api.patch_status(
-            &object.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await?;
+        if let Some(read_at) = &object.meta().resource_version {
+            body["metadata"] = json!({ "resourceVersion": read_at });
+        }
+        match api
+            .patch_status(
+                &object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(reply)) if reply.code == 409 => {
+                return Err(ClusterError::Stale(format!(
+                    "the status of {} {} changed since it was read",
+                    K::kind(&()),
+                    object.name_any()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
         let previous = current.map(HasConditions::conditions).unwrap_or_default();
         for (type_, reason, note) in transition_events(previous, status.conditions()) {
             self.event(&object.object_ref(&()), type_, &reason, &note)

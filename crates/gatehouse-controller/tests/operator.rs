@@ -224,6 +224,40 @@ async fn a_tenant_is_created_with_keys_in_a_secret_then_a_resync_writes_nothing(
     );
 }
 
+/// A status write carries the resourceVersion its object was read at. A cache that has not
+/// caught up with the operator's own last status write gets a 409 and announces nothing:
+/// otherwise the same transition would be evented twice ("Reconciled (x2)").
+#[tokio::test]
+async fn a_stale_copy_writes_no_status_and_announces_nothing() {
+    let mut world = World::new(memory());
+    let mut t = settle_tenant(&mut world, &cc_tenant()).await;
+    // The watch delivered the tenant as it was before its status was written.
+    t.status = None;
+    t.metadata.resource_version = Some("41".into());
+    world.put_tenant(&t);
+    let task = tokio::spawn(reconcile_tenant(Arc::new(t.clone()), world.ctx.clone()));
+    let applied = world
+        .api
+        .expect(
+            Method::PATCH,
+            TENANT_STATUS,
+            409,
+            Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Conflict", "code": 409,
+                        "message": "the object has been modified; please apply your changes to the latest version and try again"})),
+        )
+        .await;
+    assert_eq!(applied["metadata"]["resourceVersion"], "41");
+    let error = task.await.unwrap().unwrap_err();
+    assert_eq!(error.label(), "conflict", "{error}");
+    world.api.expect_nothing().await;
+    assert_eq!(
+        error_policy(Arc::new(t), &error, world.ctx.clone(), "Tenant"),
+        Action::requeue(Duration::from_secs(1)),
+        "retried as soon as the watch has had time to deliver"
+    );
+}
+
 #[tokio::test]
 async fn a_client_gets_a_generated_owned_secret_then_goes_live() {
     let mut world = World::new(memory());
