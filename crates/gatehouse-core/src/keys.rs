@@ -5,6 +5,7 @@
 //! key copied to another tenant's record does not open. Parsed key pairs are built once per key
 //! (not per token): parsing a PKCS#8 document costs more than an ES256 signature.
 
+use crate::grant::authorization_code::CodeKey;
 use crate::grant::refresh_token::RefreshTokenKey;
 use crate::model::SigningAlgorithm;
 use crate::random::{NoRandomness, Randomness};
@@ -63,6 +64,8 @@ pub struct KeyEncryptionKey {
     /// The root of every tenant's refresh-token key: a MAC of a fixed label under the KEK, so
     /// the KEK itself never keys anything but the seal.
     refresh_root: hmac::Key,
+    /// The root of every tenant's authorization-code key, made the same way.
+    code_root: hmac::Key,
 }
 
 impl std::fmt::Debug for KeyEncryptionKey {
@@ -79,13 +82,13 @@ impl KeyEncryptionKey {
         }
         let unbound =
             UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::KekLength(bytes.len()))?;
-        let root = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
-            b"gatehouse refresh tokens v1",
-        );
+        let kek = hmac::Key::new(hmac::HMAC_SHA256, bytes);
+        let root = hmac::sign(&kek, b"gatehouse refresh tokens v1");
+        let code_root = hmac::sign(&kek, b"gatehouse authorization codes v1");
         Ok(KeyEncryptionKey {
             key: LessSafeKey::new(unbound),
             refresh_root: hmac::Key::new(hmac::HMAC_SHA256, root.as_ref()),
+            code_root: hmac::Key::new(hmac::HMAC_SHA256, code_root.as_ref()),
         })
     }
 
@@ -95,6 +98,13 @@ impl KeyEncryptionKey {
     #[must_use]
     pub fn refresh_token_key(&self, tenant: &str) -> RefreshTokenKey {
         RefreshTokenKey::from_material(hmac::sign(&self.refresh_root, tenant.as_bytes()).as_ref())
+    }
+
+    /// The key that seals `tenant`'s authorization codes: the same on every replica holding
+    /// this KEK, and another for every tenant (a code copied to another tenant does not open).
+    #[must_use]
+    pub fn code_key(&self, tenant: &str) -> CodeKey {
+        CodeKey::from_material(hmac::sign(&self.code_root, tenant.as_bytes()).as_ref())
     }
 
     /// Parses the file format DESIGN.md fixes: 32 random bytes, base64 (surrounding whitespace

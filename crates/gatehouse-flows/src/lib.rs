@@ -16,6 +16,7 @@
 pub mod assertions;
 pub mod browser;
 pub mod client_auth;
+pub mod codes;
 pub mod device_authorization;
 pub mod directory;
 pub mod error;

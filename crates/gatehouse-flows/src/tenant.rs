@@ -4,6 +4,7 @@
 
 use crate::metadata;
 use crate::verified_tokens::VerifiedTokens;
+use gatehouse_core::grant::authorization_code::CodeKey;
 use gatehouse_core::grant::refresh_token::RefreshTokenKey;
 use gatehouse_core::keys::{KeyEncryptionKey, KeyState, SigningKey};
 use gatehouse_core::token::VerificationKey;
@@ -30,6 +31,8 @@ pub struct ServedTenant {
     pub verified_tokens: VerifiedTokens,
     /// Signs and verifies the tenant's refresh tokens.
     pub refresh_tokens: RefreshTokenKey,
+    /// Seals and opens the tenant's authorization codes.
+    pub codes: CodeKey,
 }
 
 impl ServedTenant {
@@ -80,6 +83,7 @@ impl ServedTenant {
             openid_metadata: documents.openid,
             verified_tokens: VerifiedTokens::default(),
             refresh_tokens: kek.refresh_token_key(&name),
+            codes: kek.code_key(&name),
         }
     }
 

@@ -277,7 +277,7 @@ async fn issue(
                 redirect_uri: redirect_uri.as_deref(),
                 code_verifier: code_verifier.as_deref(),
             };
-            authorization_code::redeem(services, &ctx, presented, jti).await?
+            authorization_code::redeem(services, &ctx, tenant, presented, jti).await?
         }
     };
     // A person removed from the users Secret gets nothing more: no refresh, no code or device
@@ -464,7 +464,11 @@ async fn mint_outcome(
             // Its grant expired, or the store lost it: refused as the store's record of the
             // token would have been.
             gatehouse_store::Issued::Unknown => {
-                return Err(OAuthError::invalid_grant("unknown or expired refresh token").into());
+                let what = match outcome.spend.as_ref().map(|s| s.kind) {
+                    Some(RecordKind::AuthorizationCode) => "authorization code",
+                    _ => "refresh token",
+                };
+                return Err(OAuthError::invalid_grant(format!("unknown or expired {what}")).into());
             }
             gatehouse_store::Issued::SignedOut => {
                 return Err(OAuthError::invalid_grant(

@@ -331,6 +331,11 @@ pub trait Store: Send + Sync + 'static {
     /// family is revoked or unknown, or the store fails) none of it. Revocation ([`Store::revoke_family`]) and
     /// issuing never interleave: a token is either in the family when it is revoked, or refused.
     async fn issue(&self, tenant: &str, issue: &Issue<'_>) -> Result<Issued, StoreError>;
+    /// Starts a grant family before anything is issued into it (an authorization code's, when
+    /// the code is issued), known until `until`: its tokens then join it as
+    /// [`FamilyMember::existing`], so a store that lost the family refuses them. Starting a
+    /// family that exists only extends how long it is known.
+    async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError>;
     /// Revokes a family until `until` and, atomically with it, every access token it issued
     /// (until each one's `exp`). Returns how many access tokens were revoked.
     async fn revoke_family(

@@ -488,6 +488,15 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError> {
+        self.with(|all| {
+            let d = all.entry(tenant.to_string()).or_default();
+            let f = d.families.entry(family.to_string()).or_default();
+            f.until = f.until.max(until);
+        });
+        Ok(())
+    }
+
     async fn revoke_family(
         &self,
         tenant: &str,

@@ -123,17 +123,29 @@ end
 return 1";
 
 /// Revoking a family and, in the same step, every access token it issued (members are
-/// `exp:jti`; each revocation mark lives until that token's `exp`).
+/// `exp:jti`; each revocation mark lives until that token's `exp`; the member `started` of
+/// [`START_FAMILY_SCRIPT`] is no token).
 const REVOKE_SCRIPT: &str = r"
 redis.call('SET', KEYS[1], '1', 'EXAT', ARGV[1])
 local members = redis.call('SMEMBERS', KEYS[2])
+local revoked = 0
 for _, m in ipairs(members) do
   local sep = string.find(m, ':', 1, true)
   if sep then
     redis.call('SET', ARGV[2] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
+    revoked = revoked + 1
   end
 end
-return #members";
+return revoked";
+
+/// Starting a family before its first token (see `Store::start_family`): a set exists only
+/// with a member, so it gets this one (no colon: no token's `exp:jti`). Its lifetime only
+/// grows.
+const START_FAMILY_SCRIPT: &str = r"
+redis.call('SADD', KEYS[1], 'started')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
+return 1";
 
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
 const FAILURE_SCRIPT: &str = r"
@@ -193,6 +205,7 @@ pub struct RedisStore {
     purge: redis::Script,
     issue: redis::Script,
     revoke: redis::Script,
+    start_family: redis::Script,
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `.map_err(unavailable)`
@@ -308,6 +321,7 @@ impl RedisStore {
             purge: redis::Script::new(PURGE_SCRIPT),
             issue: redis::Script::new(ISSUE_SCRIPT),
             revoke: redis::Script::new(REVOKE_SCRIPT),
+            start_family: redis::Script::new(START_FAMILY_SCRIPT),
         }
     }
 
@@ -710,6 +724,18 @@ impl Store for RedisStore {
             "unknown" => Issued::Unknown,
             _ => Issued::Done,
         })
+    }
+
+    async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .start_family
+            .key(family_tokens_key(tenant, family))
+            .arg(until.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn revoke_family(

@@ -244,6 +244,14 @@ impl Store for TimedStore {
         timed!(self, "issue", self.inner.issue(tenant, issue))
     }
 
+    async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError> {
+        timed!(
+            self,
+            "start_family",
+            self.inner.start_family(tenant, family, until)
+        )
+    }
+
     async fn revoke_family(
         &self,
         tenant: &str,

@@ -310,7 +310,101 @@ fn named() -> bool {
     true
 }
 
-/// What the store keeps for an authorization code (under the code's digest).
+/// Seals and opens a tenant's authorization codes (see
+/// [`crate::keys::KeyEncryptionKey::code_key`]).
+///
+/// A code carries its own record, encrypted and authenticated with AES-256-GCM:
+/// `base64url(nonce) "." base64url(ciphertext and tag)`. Redeeming one then reads nothing
+/// from the store: what the store keeps is the code's grant family (started when the code is
+/// issued; its absence refuses the code, so a store that lost its data resurrects no spent
+/// code) and the used mark. Encrypted, not only signed: a code travels through the browser,
+/// its history and the logs of whatever serves the redirect URI, and must not show who signed
+/// in, their session or the nonce. Codes issued before this format (random handles whose
+/// record the store holds) have no dot.
+pub struct CodeKey(aws_lc_rs::aead::LessSafeKey);
+
+impl std::fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeKey(..)")
+    }
+}
+
+/// The associated data every sealed code is bound to: a code never opens as anything else
+/// sealed under a key derived the same way.
+const CODE_AAD: &[u8] = b"gatehouse authorization code v1";
+
+impl CodeKey {
+    pub(crate) fn from_material(material: &[u8]) -> Self {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        // HMAC-SHA256 output: always the 32 bytes AES-256 takes.
+        let unbound = UnboundKey::new(&AES_256_GCM, &material[..32])
+            .unwrap_or_else(|_| unreachable!("32 bytes always make an AES-256 key"));
+        CodeKey(LessSafeKey::new(unbound))
+    }
+
+    /// The code for `record`; `nonce` must be random (never repeated under one key).
+    ///
+    /// # Errors
+    /// The record not encoding, or the cipher refusing (neither happens for a record built
+    /// by this crate).
+    pub fn seal(
+        &self,
+        nonce: [u8; aws_lc_rs::aead::NONCE_LEN],
+        record: &CodeRecord,
+    ) -> Result<String, CodeSealError> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut sealed = serde_json::to_vec(record).map_err(|_| CodeSealError)?;
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(CODE_AAD),
+                &mut sealed,
+            )
+            .map_err(|_| CodeSealError)?;
+        let mut code = URL_SAFE_NO_PAD.encode(nonce);
+        code.push('.');
+        URL_SAFE_NO_PAD.encode_string(&sealed, &mut code);
+        Ok(code)
+    }
+
+    /// The record of a code this key sealed; `None` for anything else (altered, another
+    /// tenant's or another KEK's, not this format).
+    #[must_use]
+    pub fn open(&self, code: &str) -> Option<CodeRecord> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (nonce, sealed) = code.split_once('.')?;
+        let nonce: [u8; NONCE_LEN] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
+        let mut sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        let json = self
+            .0
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(CODE_AAD),
+                &mut sealed,
+            )
+            .ok()?;
+        serde_json::from_slice(json).ok()
+    }
+
+    /// Whether `code` is in the sealed format (else: a handle from before it, looked up in
+    /// the store).
+    #[must_use]
+    pub fn is_sealed_format(code: &str) -> bool {
+        code.contains('.')
+    }
+}
+
+/// A code could not be sealed.
+#[derive(Debug, thiserror::Error)]
+#[error("the authorization code could not be sealed")]
+pub struct CodeSealError;
+
+/// What an authorization code carries (sealed in it, see [`CodeKey`]; for a code from before
+/// sealed codes, what the store keeps under the code's digest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
     /// The client the code was issued to.
@@ -400,6 +494,63 @@ mod tests {
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn sealed_record() -> CodeRecord {
+        CodeRecord {
+            client_id: "acme-billing".into(),
+            redirect_uri: "https://app.example.com/cb".into(),
+            redirect_uri_named: true,
+            scope: Some("openid".into()),
+            sub: "alice".into(),
+            auth_time: 10,
+            nonce: Some("n-0S6_WzA2Mj".into()),
+            code_challenge: Some(CHALLENGE.into()),
+            sid: "sid-1".into(),
+            family: "fam-1".into(),
+            expires_at: 70,
+        }
+    }
+
+    #[test]
+    fn sealed_codes_open_only_with_their_tenants_key_unaltered_and_show_nothing() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        let acme = kek.code_key("acme");
+        let code = acme.seal([1; 12], &sealed_record()).unwrap();
+        assert!(CodeKey::is_sealed_format(&code));
+        assert!(!CodeKey::is_sealed_format("legacyHandle_-"));
+        assert_eq!(acme.open(&code), Some(sealed_record()));
+        // Encrypted: nothing of the record shows, even decoded.
+        let (_, body) = code.split_once('.').unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(body).unwrap();
+        let shown = String::from_utf8_lossy(&bytes);
+        for secret in ["alice", "sid-1", "n-0S6_WzA2Mj", "fam-1", "client_id"] {
+            assert!(!shown.contains(secret), "{secret} shows in {code}");
+        }
+        // Distinct codes for the same record under distinct nonces.
+        assert_ne!(acme.seal([2; 12], &sealed_record()).unwrap(), code);
+        // Another tenant, another KEK, the refresh-token key's derivation: no.
+        assert_eq!(kek.code_key("acme2").open(&code), None);
+        let other_kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        assert_eq!(other_kek.code_key("acme").open(&code), None);
+        // A bit flipped anywhere, a nonce swapped, a tag cut, or garbage: no.
+        let (nonce, _) = code.split_once('.').unwrap();
+        let mut flipped = bytes.clone();
+        flipped[3] ^= 1;
+        let flipped = format!("{nonce}.{}", URL_SAFE_NO_PAD.encode(&flipped));
+        assert_eq!(acme.open(&flipped), None);
+        let other_nonce = format!("{}.{body}", URL_SAFE_NO_PAD.encode([9u8; 12]));
+        assert_eq!(acme.open(&other_nonce), None);
+        let cut = format!(
+            "{nonce}.{}",
+            URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() - 1])
+        );
+        assert_eq!(acme.open(&cut), None);
+        assert_eq!(acme.open("."), None);
+        assert_eq!(acme.open("a.b"), None);
+        assert_eq!(acme.open(&format!("{nonce}.")), None);
+    }
 
     fn setup() -> (TenantConfig, ClientConfig) {
         let (mut t, mut c) = (tenant(), client());

@@ -7,16 +7,14 @@ use super::pending::{self, Begun, Browser, Pending, signed_in_user};
 use super::session::Session;
 use super::{Ask, Entry, Step, consent};
 use crate::redirect::{RedirectError, with_params};
-use crate::{Error, Params, ServedTenant, Services, mint};
+use crate::{Error, Params, ServedTenant, Services, codes, mint};
 use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::authorization_code::{
     AuthorizationRequest, AuthorizeError, AuthorizeParams, CodeRecord, ResponseType,
     validate_request,
 };
 use gatehouse_core::grant::resolve_audience;
-use gatehouse_core::token::opaque_token_id;
 use gatehouse_core::{ErrorCode, OAuthError};
-use gatehouse_store::records;
 
 /// The authorization endpoint: validates the request and starts a sign-in for it. Problems
 /// with the client or its redirect URI are `Err` (shown on a page, never redirected); the rest
@@ -227,7 +225,7 @@ pub async fn complete(
     })
 }
 
-/// A fresh authorization code for the request, stored (under its digest) past its validity so
+/// A fresh authorization code for the request, its family kept past the code's validity so
 /// that a replay can still be recognised and its tokens revoked.
 async fn issue_code(
     services: &Services,
@@ -236,7 +234,6 @@ async fn issue_code(
     session: &Session,
 ) -> Result<String, Error> {
     let config = &tenant.config;
-    let code = services.random.token()?;
     let record = CodeRecord {
         client_id: req.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
@@ -254,15 +251,7 @@ async fn issue_code(
         + config
             .access_token_ttl_secs
             .max(config.refresh_token_ttl_secs);
-    records::put(
-        services.store(),
-        tenant.name(),
-        &opaque_token_id(&code),
-        &record,
-        keep_until,
-    )
-    .await?;
-    Ok(code)
+    codes::issue(services, tenant, &record, keep_until).await
 }
 
 /// The implicit grant's access token (RFC 6749 section 4.2.2) and its scope.

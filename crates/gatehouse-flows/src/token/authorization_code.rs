@@ -2,16 +2,15 @@
 //! revokes every token it issued (section 4.1.2): the code's grant family.
 
 use super::{GrantFamily, Outcome, Spending};
-use crate::{Error, Services, family};
+use crate::{Error, ServedTenant, Services, codes, family};
 use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
-use gatehouse_core::grant::authorization_code::{CodeRecord, exchange};
+use gatehouse_core::grant::authorization_code::exchange;
 use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, issues_refresh_token, new_family};
 use gatehouse_core::id_token::{IdTokenClaims, user_claims};
 use gatehouse_core::scope::issued_scopes;
 use gatehouse_core::token::opaque_token_id;
 use gatehouse_store::RecordKind;
-use gatehouse_store::records;
 
 pub(super) struct Presented<'a> {
     pub code: &'a str,
@@ -29,13 +28,17 @@ pub fn family_lifetime(ctx: &GrantContext<'_>) -> u64 {
 pub(super) async fn redeem(
     services: &Services,
     ctx: &GrantContext<'_>,
+    tenant: &ServedTenant,
     presented: Presented<'_>,
     jti: String,
 ) -> Result<Outcome, Error> {
     let store = services.store();
     let name = &ctx.tenant.name;
     let id = opaque_token_id(presented.code);
-    let record = records::get::<CodeRecord>(store, name, &id)
+    let codes::Presented {
+        record,
+        family_started,
+    } = codes::record_of(services, tenant, presented.code)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown or expired authorization code"))?;
     if record.client_id != ctx.client.client_id {
@@ -53,7 +56,10 @@ pub(super) async fn redeem(
         Err(refused) => {
             // A code works once, even for a request that fails: spend it, and treat a code
             // already spent as the replay it is.
-            if records::mark_used::<CodeRecord>(store, name, &id, until).await? {
+            if store
+                .mark_used(name, RecordKind::AuthorizationCode, &id, until)
+                .await?
+            {
                 return Err(refused.into());
             }
             family::revoke(store, name, &record.family, until).await?;
@@ -94,10 +100,12 @@ pub(super) async fn redeem(
             until,
         }),
         refresh,
+        // A sealed code's family was started with it: one the store no longer knows (lost
+        // with its data) refuses the code, so a code spent before that is not spent anew.
         family: Some(GrantFamily {
             id: record.family,
             until,
-            existing: false,
+            existing: family_started,
         }),
         id_token,
         signed_in: Some(record.auth_time),

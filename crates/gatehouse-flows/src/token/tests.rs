@@ -37,10 +37,37 @@ async fn is_active(world: &World, access_token: &str) -> bool {
         .is_some()
 }
 
-/// Stores a code as the browser flow would, for alice with `scope`.
+/// Issues a code as the browser flow does (sealed, its family started), for alice with
+/// `scope`.
 async fn code_for(world: &World, scope: &str) -> String {
+    crate::codes::issue(
+        &world.services,
+        &world.tenant,
+        &code_record(world, scope),
+        world.now() + 90_000,
+    )
+    .await
+    .unwrap()
+}
+
+/// Stores a code as servers did before sealed codes: a random handle, its record in the
+/// store under the handle's digest.
+async fn stored_code_for(world: &World, scope: &str) -> String {
     let code = world.services.random.token().unwrap();
-    let record = CodeRecord {
+    records::put(
+        &*world.services.store,
+        "acme",
+        &opaque_token_id(&code),
+        &code_record(world, scope),
+        world.now() + 90_000,
+    )
+    .await
+    .unwrap();
+    code
+}
+
+fn code_record(world: &World, scope: &str) -> CodeRecord {
+    CodeRecord {
         client_id: "portal".into(),
         redirect_uri: REDIRECT.into(),
         redirect_uri_named: true,
@@ -52,17 +79,7 @@ async fn code_for(world: &World, scope: &str) -> String {
         sid: "sid-1".into(),
         family: world.services.random.id().unwrap(),
         expires_at: world.now() + 60,
-    };
-    records::put(
-        &*world.services.store,
-        "acme",
-        &opaque_token_id(&code),
-        &record,
-        world.now() + 90_000,
-    )
-    .await
-    .unwrap();
-    code
+    }
 }
 
 async fn redeem(world: &World, code: &str) -> Result<Issued, Error> {
@@ -204,6 +221,95 @@ async fn a_replayed_code_revokes_what_it_issued_in_memory() {
 #[tokio::test]
 async fn a_replayed_code_revokes_what_it_issued_on_redis() {
     a_replayed_code_revokes_what_it_issued(redis_world().await).await;
+}
+
+/// Codes issued before sealed codes (a handle whose record the store holds) still redeem
+/// once, and a replay still revokes what they issued.
+async fn a_stored_code_from_before_sealed_codes(world: World) {
+    let code = stored_code_for(&world, "offline_access billing.read").await;
+    assert!(!code.contains('.'));
+    let first = redeem(&world, &code).await.unwrap().response;
+    assert!(is_active(&world, &first.access_token).await);
+    let replay = redeem(&world, &code).await.unwrap_err();
+    assert_eq!(
+        replay.to_oauth().description,
+        "the authorization code was already used; the tokens it issued are revoked"
+    );
+    assert!(!is_active(&world, &first.access_token).await);
+}
+
+#[tokio::test]
+async fn a_stored_code_from_before_sealed_codes_in_memory() {
+    a_stored_code_from_before_sealed_codes(memory_world()).await;
+}
+
+#[tokio::test]
+async fn a_stored_code_from_before_sealed_codes_on_redis() {
+    a_stored_code_from_before_sealed_codes(redis_world().await).await;
+}
+
+/// A sealed code is only what its tenant sealed: altered, or another tenant's, it is unknown
+/// (and spends nothing); one whose family the store lost (its data gone) is refused, so a
+/// code spent before the loss is not spent anew.
+async fn a_sealed_code_is_refused_altered_or_without_its_family(world: World) {
+    let code = code_for(&world, "billing.read").await;
+    let (nonce, sealed) = code.split_once('.').unwrap();
+    let mut altered = sealed.to_string();
+    let last = if altered.ends_with('A') { "B" } else { "A" };
+    altered.replace_range(altered.len() - 1.., last);
+    for forged in [format!("{nonce}.{altered}"), format!("{nonce}x.{sealed}")] {
+        let e = redeem(&world, &forged).await.unwrap_err();
+        assert_eq!(
+            (code_of(&e), e.to_oauth().description.as_str()),
+            (
+                ErrorCode::InvalidGrant,
+                "unknown or expired authorization code"
+            )
+        );
+    }
+    // Sealed under another KEK (another installation's, or a KEK replaced since).
+    let other_kek = gatehouse_core::keys::KeyEncryptionKey::generate()
+        .unwrap()
+        .0;
+    let foreign = other_kek
+        .code_key("acme")
+        .seal([7; 12], &code_record(&world, "billing.read"))
+        .unwrap();
+    let e = redeem(&world, &foreign).await.unwrap_err();
+    assert_eq!(
+        e.to_oauth().description,
+        "unknown or expired authorization code"
+    );
+    assert!(
+        redeem(&world, &code).await.is_ok(),
+        "the real one still works"
+    );
+
+    // Sealed with the tenant's key, but its family never started (as after a store that
+    // lost its data): refused, nothing issued.
+    let orphan = world
+        .tenant
+        .codes
+        .seal([8; 12], &code_record(&world, "billing.read"))
+        .unwrap();
+    let e = redeem(&world, &orphan).await.unwrap_err();
+    assert_eq!(
+        (code_of(&e), e.to_oauth().description.as_str()),
+        (
+            ErrorCode::InvalidGrant,
+            "unknown or expired authorization code"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_code_is_refused_altered_or_without_its_family_in_memory() {
+    a_sealed_code_is_refused_altered_or_without_its_family(memory_world()).await;
+}
+
+#[tokio::test]
+async fn a_sealed_code_is_refused_altered_or_without_its_family_on_redis() {
+    a_sealed_code_is_refused_altered_or_without_its_family(redis_world().await).await;
 }
 
 #[tokio::test]

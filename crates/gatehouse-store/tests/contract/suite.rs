@@ -93,6 +93,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     failures_count_in_a_window(store, &format!("{prefix}-fail")).await;
     records_are_used_once_and_families_revoke(store, &format!("{prefix}-rec")).await;
     issuing_is_atomic_and_revocation_cannot_miss_a_token(store, &format!("{prefix}-issue")).await;
+    a_family_started_before_its_first_token(store, &format!("{prefix}-start")).await;
     a_spending_whose_answer_was_lost_can_be_retried_once(store, &format!("{prefix}-retry")).await;
     signing_a_user_out_ends_their_grants_and_sessions(store, &format!("{prefix}-out")).await;
     store.ping().await.expect("ping");
@@ -534,6 +535,86 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
 /// the answer learns it went through (`spent_by`), records it as unanswered, and one more
 /// presentation issues again, retiring the refresh token of the lost answer. Without that
 /// record a second presentation is a replay, however soon.
+/// An authorization code's family is started when the code is issued: the code's tokens join
+/// it as existing, a family never started refuses them, a started one is live before any
+/// token, and revoking it counts only tokens.
+async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Spend};
+    let now = unix_now();
+    let opaque = claims(now + 30);
+    let exchange = |family: &'static str, code: &'static str, jti: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: code,
+            until: now + 60,
+            attempt: jti,
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 60,
+            existing: true,
+        }),
+        opaque: Some((jti, &opaque)),
+        ..Issue::default()
+    };
+    // Never started (or lost with the store's data): refused, nothing spent or written.
+    assert_eq!(
+        store
+            .issue(t, &exchange("fam-x", "code-x", "jti-x"))
+            .await
+            .unwrap(),
+        Issued::Unknown
+    );
+    assert_eq!(store.get_opaque_token(t, "jti-x").await.unwrap(), None);
+    assert!(
+        store
+            .mark_used(t, RecordKind::AuthorizationCode, "code-x", now + 60)
+            .await
+            .unwrap(),
+        "the refused code was not spent"
+    );
+
+    store.start_family(t, "fam-a", now + 60).await.unwrap();
+    assert!(store.is_family_live(t, "fam-a").await.unwrap());
+    assert!(!store.is_family_live(t, "fam-b").await.unwrap());
+    // Starting again (or later) never shortens it.
+    store.start_family(t, "fam-a", now + 5).await.unwrap();
+    assert!(store.is_family_live(t, "fam-a").await.unwrap());
+    assert_eq!(
+        store
+            .issue(t, &exchange("fam-a", "code-a", "jti-a"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert!(store.get_opaque_token(t, "jti-a").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .issue(t, &exchange("fam-a", "code-a", "jti-a2"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    // Revoked: one token revoked (the start is none), and nothing joins any more.
+    assert_eq!(store.revoke_family(t, "fam-a", now + 60).await.unwrap(), 1);
+    assert!(store.is_revoked(t, "jti-a").await.unwrap());
+    assert!(!store.is_family_live(t, "fam-a").await.unwrap());
+    // A family revoked before its first token (a code presented twice at once, the loser
+    // revoking first) refuses it.
+    store.start_family(t, "fam-c", now + 60).await.unwrap();
+    assert_eq!(store.revoke_family(t, "fam-c", now + 60).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .issue(t, &exchange("fam-c", "code-c", "jti-c"))
+            .await
+            .unwrap(),
+        Issued::Revoked
+    );
+    assert_eq!(store.get_opaque_token(t, "jti-c").await.unwrap(), None);
+}
+
 async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store, t: &str) {
     use gatehouse_store::{Issue, Issued, Spend};
     let now = unix_now();
