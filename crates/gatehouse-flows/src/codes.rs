@@ -15,8 +15,9 @@ pub struct Presented {
     pub family_started: bool,
 }
 
-/// A fresh code for `record`, its family started in the store until `keep_until` (as long as
-/// a replay must still be recognised and anything the code issued may live).
+/// A fresh code for `record`, its family started in the store for as long as the code is
+/// valid (redeeming it keeps the family as long as its tokens may live; an unredeemed code
+/// costs the store nothing after that).
 ///
 /// # Errors
 /// The store failing (nothing is issued), or no randomness.
@@ -24,7 +25,6 @@ pub async fn issue(
     services: &Services,
     tenant: &ServedTenant,
     record: &CodeRecord,
-    keep_until: u64,
 ) -> Result<String, Error> {
     let code = tenant
         .codes
@@ -35,7 +35,7 @@ pub async fn issue(
         })?;
     services
         .store()
-        .start_family(tenant.name(), &record.family, keep_until)
+        .start_family(tenant.name(), &record.family, record.expires_at)
         .await?;
     Ok(code)
 }

@@ -19,7 +19,7 @@ use gatehouse_core::id_token::{IdTokenClaims, at_hash};
 use gatehouse_core::subject::is_user_subject;
 use gatehouse_core::token::{AccessTokenClaims, opaque_token_id};
 use gatehouse_core::{ClientConfig, GrantType, OAuthError};
-use gatehouse_store::{FamilyMember, Issue, RecordKind, Spend, StoreError};
+use gatehouse_store::{FamilyMember, Issue, Joining, RecordKind, Spend, StoreError};
 use std::net::IpAddr;
 use zeroize::Zeroizing;
 
@@ -309,8 +309,8 @@ struct GrantFamily {
     id: String,
     /// Until when it matters (see [`FamilyMember::until`]).
     until: u64,
-    /// Whether it exists already (a rotation) or this grant starts it.
-    existing: bool,
+    /// Whether this grant starts it, or it was started already (see [`Joining`]).
+    joining: Joining,
 }
 
 /// What a grant decided, before anything is minted.
@@ -361,7 +361,7 @@ impl Outcome {
         let family = refresh.as_ref().map(|r| GrantFamily {
             id: r.family.clone(),
             until: r.expires_at,
-            existing: false,
+            joining: Joining::Starts,
         });
         Ok(Outcome {
             claims,
@@ -415,7 +415,7 @@ async fn mint_outcome(
             jti: &outcome.claims.jti,
             exp: outcome.claims.exp,
             until: family.until,
-            existing: family.existing,
+            joining: family.joining,
         }),
         successor: refresh_id.as_deref(),
         opaque: minted.opaque_id.as_deref().map(|id| (id, &outcome.claims)),

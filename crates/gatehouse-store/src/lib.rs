@@ -151,11 +151,31 @@ pub struct FamilyMember<'a> {
     /// How long the family must be remembered: the same for every token of a refresh-token
     /// family (its lifetime does not grow with rotation), later for a later code's family.
     pub until: u64,
-    /// Whether the family must exist already (a refresh token's rotation): one the store does
-    /// not know (expired, or lost with the store's data) refuses the issue
-    /// ([`Issued::Unknown`]). Otherwise (a code, a password sign-in, a device approval) issuing
-    /// starts it, remembered until `until`.
-    pub existing: bool,
+    /// Whether the family exists already, and whose lifetime counts.
+    pub joining: Joining,
+}
+
+/// How an access token joins its family (see [`FamilyMember`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Joining {
+    /// The grant starts the family (a password sign-in, a device approval, a code from before
+    /// sealed codes): remembered from now until `until`.
+    Starts,
+    /// The family was started before its first token ([`Store::start_family`], a sealed
+    /// code's): it must exist, and is remembered from now until `until` (longer than the
+    /// code it was started for).
+    Started,
+    /// A refresh token's rotation: the family must exist, and keeps its lifetime.
+    Existing,
+}
+
+impl Joining {
+    /// Whether the family must exist already: one the store does not know (expired, or lost
+    /// with the store's data) refuses the issue ([`Issued::Unknown`]).
+    #[must_use]
+    pub fn must_exist(self) -> bool {
+        self != Joining::Starts
+    }
 }
 
 /// What issuing tokens writes (see [`Store::issue`]).

@@ -1,6 +1,8 @@
 //! The in-memory store: one process only (`standalone` without Redis, tests).
 
-use crate::{Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version};
+use crate::{
+    Issue, Issued, Joining, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version,
+};
 use async_trait::async_trait;
 use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::keys::SigningKeyRecord;
@@ -462,7 +464,7 @@ impl Store for MemoryStore {
                 {
                     return Issued::Revoked;
                 }
-                if member.existing && family.is_none_or(|f| f.until <= now) {
+                if member.joining.must_exist() && family.is_none_or(|f| f.until <= now) {
                     return Issued::Unknown;
                 }
             }
@@ -476,7 +478,7 @@ impl Store for MemoryStore {
             }
             if let Some(member) = &issue.family {
                 let family = d.families.entry(member.family.to_string()).or_default();
-                if !member.existing {
+                if member.joining != Joining::Existing {
                     family.until = family.until.max(member.until);
                 }
                 family.issued.push((member.jti.to_string(), member.exp));

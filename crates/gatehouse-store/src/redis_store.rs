@@ -5,7 +5,8 @@
 
 use crate::sentinel::{self, PrimaryConnection, SentinelAccess};
 use crate::{
-    Issue, Issued, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version, redact_url,
+    Issue, Issued, Joining, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version,
+    redact_url,
 };
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -81,8 +82,10 @@ return {r[1], #r[2]}";
 /// Issuing tokens, atomically (see `Store::issue`). Keys: the used mark of what is spent, the
 /// family's revoked mark and token set, the opaque token, the unanswered mark, the user's
 /// signed-out mark; absent parts get placeholder keys in the tenant's slot. ARGV[3] says
-/// whether the family is started (`new`: its set gets its lifetime) or must exist already
-/// (`existing`, a rotation: a set that is gone, expired or lost with the store's data, refuses).
+/// whether the family is started (`new`: its set gets its lifetime) or must exist already:
+/// `started` (a sealed code's, started with the code: its lifetime grows to ARGV[5]) or
+/// `existing` (a rotation: unchanged). A set that is gone, expired or lost with the store's
+/// data refuses both.
 /// The used mark holds `attempt[ successor-id]`. When the mark exists and the spending was
 /// recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the presentation is a
 /// retry: the successor the lost answer carried gets its own used mark (a key in the same
@@ -95,7 +98,9 @@ if ARGV[11] ~= '' then
   if out and tonumber(ARGV[11]) <= tonumber(out) then return 'signed_out' end
 end
 if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
-if ARGV[3] == 'existing' and redis.call('EXISTS', KEYS[3]) == 0 then return 'unknown' end
+if (ARGV[3] == 'existing' or ARGV[3] == 'started') and redis.call('EXISTS', KEYS[3]) == 0 then
+  return 'unknown'
+end
 if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[9], 'NX', 'EXAT', ARGV[2]) then
   if redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
   local mark = redis.call('GET', KEYS[1]) or ''
@@ -110,6 +115,7 @@ end
 if ARGV[3] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[4])
   if ARGV[3] == 'new' then redis.call('EXPIREAT', KEYS[3], ARGV[5]) end
+  if ARGV[3] == 'started' then redis.call('EXPIREAT', KEYS[3], ARGV[5], 'GT') end
 end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 return 'done'";
@@ -698,7 +704,11 @@ impl Store for RedisStore {
             ))
             .arg(flag(spend.is_some()))
             .arg(spend.map_or(1, |s| s.until.max(1)))
-            .arg(family.map_or("", |f| if f.existing { "existing" } else { "new" }))
+            .arg(family.map_or("", |f| match f.joining {
+                Joining::Starts => "new",
+                Joining::Started => "started",
+                Joining::Existing => "existing",
+            }))
             .arg(family.map_or_else(String::new, |f| format!("{}:{}", f.exp, f.jti)))
             .arg(family.map_or(1, |f| f.until.max(1)))
             .arg(flag(opaque.is_some()))

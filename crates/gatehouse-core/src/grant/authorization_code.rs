@@ -314,14 +314,20 @@ fn named() -> bool {
 /// [`crate::keys::KeyEncryptionKey::code_key`]).
 ///
 /// A code carries its own record, encrypted and authenticated with AES-256-GCM:
-/// `base64url(nonce) "." base64url(ciphertext and tag)`. Redeeming one then reads nothing
+/// `base64url(salt) "." base64url(ciphertext and tag)`. Redeeming one then reads nothing
 /// from the store: what the store keeps is the code's grant family (started when the code is
 /// issued; its absence refuses the code, so a store that lost its data resurrects no spent
 /// code) and the used mark. Encrypted, not only signed: a code travels through the browser,
 /// its history and the logs of whatever serves the redirect URI, and must not show who signed
-/// in, their session or the nonce. Codes issued before this format (random handles whose
-/// record the store holds) have no dot.
-pub struct CodeKey(aws_lc_rs::aead::LessSafeKey);
+/// in, their session or the nonce; the record is padded to a multiple of
+/// [`CODE_PADDING`] bytes so that the code's length shows little of it either.
+///
+/// Every code is sealed under its own key, HMAC-SHA256 of the tenant's code key over 128
+/// random bits (the salt, carried in the code), with a fixed nonce: a random 96-bit GCM nonce
+/// under one long-lived key would risk a repeat (and with it forged codes) after some 2^32
+/// codes, which a busy tenant reaches; 128-bit salts do not collide. Codes issued before this
+/// format (random handles whose record the store holds) have no dot.
+pub struct CodeKey(aws_lc_rs::hmac::Key);
 
 impl std::fmt::Debug for CodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -333,37 +339,53 @@ impl std::fmt::Debug for CodeKey {
 /// sealed under a key derived the same way.
 const CODE_AAD: &[u8] = b"gatehouse authorization code v1";
 
+/// Records are padded with JSON whitespace to a multiple of this many bytes before sealing.
+pub const CODE_PADDING: usize = 64;
+
+/// The random bytes that make each code's key.
+pub const CODE_SALT_LEN: usize = 16;
+
 impl CodeKey {
     pub(crate) fn from_material(material: &[u8]) -> Self {
-        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
-        // HMAC-SHA256 output: always the 32 bytes AES-256 takes.
-        let unbound = UnboundKey::new(&AES_256_GCM, &material[..32])
-            .unwrap_or_else(|_| unreachable!("32 bytes always make an AES-256 key"));
-        CodeKey(LessSafeKey::new(unbound))
+        CodeKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            material,
+        ))
     }
 
-    /// The code for `record`; `nonce` must be random (never repeated under one key).
+    /// The one-code key for `salt`.
+    fn sealing_key(&self, salt: &[u8; CODE_SALT_LEN]) -> Option<aws_lc_rs::aead::LessSafeKey> {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        let material = aws_lc_rs::hmac::sign(&self.0, salt);
+        // HMAC-SHA256 gives exactly the 32 bytes AES-256 takes.
+        let unbound = UnboundKey::new(&AES_256_GCM, material.as_ref()).ok()?;
+        Some(LessSafeKey::new(unbound))
+    }
+
+    /// The code for `record`; `salt` must be random.
     ///
     /// # Errors
     /// The record not encoding, or the cipher refusing (neither happens for a record built
     /// by this crate).
     pub fn seal(
         &self,
-        nonce: [u8; aws_lc_rs::aead::NONCE_LEN],
+        salt: [u8; CODE_SALT_LEN],
         record: &CodeRecord,
     ) -> Result<String, CodeSealError> {
-        use aws_lc_rs::aead::{Aad, Nonce};
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut sealed = serde_json::to_vec(record).map_err(|_| CodeSealError)?;
-        self.0
+        sealed.resize(sealed.len().div_ceil(CODE_PADDING) * CODE_PADDING, b' ');
+        self.sealing_key(&salt)
+            .ok_or(CodeSealError)?
             .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
+                Nonce::assume_unique_for_key([0; NONCE_LEN]),
                 Aad::from(CODE_AAD),
                 &mut sealed,
             )
             .map_err(|_| CodeSealError)?;
-        let mut code = URL_SAFE_NO_PAD.encode(nonce);
+        let mut code = URL_SAFE_NO_PAD.encode(salt);
         code.push('.');
         URL_SAFE_NO_PAD.encode_string(&sealed, &mut code);
         Ok(code)
@@ -376,13 +398,13 @@ impl CodeKey {
         use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let (nonce, sealed) = code.split_once('.')?;
-        let nonce: [u8; NONCE_LEN] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
+        let (salt, sealed) = code.split_once('.')?;
+        let salt: [u8; CODE_SALT_LEN] = URL_SAFE_NO_PAD.decode(salt).ok()?.try_into().ok()?;
         let mut sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         let json = self
-            .0
+            .sealing_key(&salt)?
             .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
+                Nonce::assume_unique_for_key([0; NONCE_LEN]),
                 Aad::from(CODE_AAD),
                 &mut sealed,
             )
@@ -409,6 +431,11 @@ pub struct CodeSealError;
 pub struct CodeRecord {
     /// The client the code was issued to.
     pub client_id: String,
+    /// The client registration it was issued to (see `ClientConfig::incarnation`): a client
+    /// deleted and registered again under the same id does not redeem its predecessor's
+    /// codes. Absent in records stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_incarnation: Option<String>,
     /// The redirect URI the code was sent to.
     pub redirect_uri: String,
     /// Whether the authorization request named it, so the token request must name it again
@@ -447,6 +474,15 @@ pub fn exchange(
     if code.client_id != ctx.client.client_id {
         return Err(OAuthError::invalid_grant(
             "the code was issued to another client",
+        ));
+    }
+    if code
+        .client_incarnation
+        .as_ref()
+        .is_some_and(|issued_to| *issued_to != ctx.client.incarnation)
+    {
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to a client since deleted",
         ));
     }
     if code.expires_at <= ctx.now {
@@ -498,6 +534,7 @@ mod tests {
     fn sealed_record() -> CodeRecord {
         CodeRecord {
             client_id: "acme-billing".into(),
+            client_incarnation: Some("first".into()),
             redirect_uri: "https://app.example.com/cb".into(),
             redirect_uri_named: true,
             scope: Some("openid".into()),
@@ -517,7 +554,7 @@ mod tests {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
         let acme = kek.code_key("acme");
-        let code = acme.seal([1; 12], &sealed_record()).unwrap();
+        let code = acme.seal([1; 16], &sealed_record()).unwrap();
         assert!(CodeKey::is_sealed_format(&code));
         assert!(!CodeKey::is_sealed_format("legacyHandle_-"));
         assert_eq!(acme.open(&code), Some(sealed_record()));
@@ -529,7 +566,7 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} shows in {code}");
         }
         // Distinct codes for the same record under distinct nonces.
-        assert_ne!(acme.seal([2; 12], &sealed_record()).unwrap(), code);
+        assert_ne!(acme.seal([2; 16], &sealed_record()).unwrap(), code);
         // Another tenant, another KEK, the refresh-token key's derivation: no.
         assert_eq!(kek.code_key("acme2").open(&code), None);
         let other_kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
@@ -540,7 +577,7 @@ mod tests {
         flipped[3] ^= 1;
         let flipped = format!("{nonce}.{}", URL_SAFE_NO_PAD.encode(&flipped));
         assert_eq!(acme.open(&flipped), None);
-        let other_nonce = format!("{}.{body}", URL_SAFE_NO_PAD.encode([9u8; 12]));
+        let other_nonce = format!("{}.{body}", URL_SAFE_NO_PAD.encode([9u8; 16]));
         assert_eq!(acme.open(&other_nonce), None);
         let cut = format!(
             "{nonce}.{}",
@@ -550,6 +587,47 @@ mod tests {
         assert_eq!(acme.open("."), None);
         assert_eq!(acme.open("a.b"), None);
         assert_eq!(acme.open(&format!("{nonce}.")), None);
+        // Padded: records a few bytes apart make codes of one length.
+        let mut longer = sealed_record();
+        longer.sub.push_str("-x");
+        assert_eq!(acme.seal([3; 16], &longer).unwrap().len(), code.len());
+        assert_eq!((bytes.len() - 16) % CODE_PADDING, 0);
+    }
+
+    #[test]
+    fn a_code_is_redeemed_only_by_the_registration_it_was_issued_to() {
+        let (t, mut c) = setup();
+        c.incarnation = "second".into();
+        let ctx = GrantContext {
+            tenant: &t,
+            issuer: "i",
+            client: &c,
+            now: 50,
+        };
+        let redeem = |record: &CodeRecord| {
+            exchange(
+                &ctx,
+                record,
+                Some("https://app.example.com/cb"),
+                Some(VERIFIER),
+                "j".into(),
+            )
+        };
+        let mut code = sealed_record();
+        code.client_id = c.client_id.clone();
+        let e = redeem(&code).unwrap_err();
+        assert_eq!(
+            (e.code, e.description.as_str()),
+            (
+                ErrorCode::InvalidGrant,
+                "the code was issued to a client since deleted"
+            )
+        );
+        code.client_incarnation = Some("second".into());
+        assert!(redeem(&code).is_ok());
+        // A record stored before registrations were named is not refused for it.
+        code.client_incarnation = None;
+        assert!(redeem(&code).is_ok());
     }
 
     fn setup() -> (TenantConfig, ClientConfig) {
@@ -742,6 +820,7 @@ mod tests {
         assert!(!r.redirect_uri_named);
         let code = CodeRecord {
             client_id: c.client_id.clone(),
+            client_incarnation: None,
             redirect_uri: r.redirect_uri.clone(),
             redirect_uri_named: r.redirect_uri_named,
             scope: None,
@@ -804,6 +883,7 @@ mod tests {
         let (t, c) = setup();
         let code = CodeRecord {
             client_id: c.client_id.clone(),
+            client_incarnation: None,
             redirect_uri: "https://app.example.com/cb".into(),
             redirect_uri_named: true,
             scope: Some("billing.read".into()),

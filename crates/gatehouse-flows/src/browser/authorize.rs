@@ -225,8 +225,7 @@ pub async fn complete(
     })
 }
 
-/// A fresh authorization code for the request, its family kept past the code's validity so
-/// that a replay can still be recognised and its tokens revoked.
+/// A fresh authorization code for the request, bound to the client's registration.
 async fn issue_code(
     services: &Services,
     tenant: &ServedTenant,
@@ -234,8 +233,12 @@ async fn issue_code(
     session: &Session,
 ) -> Result<String, Error> {
     let config = &tenant.config;
+    let client = tenant
+        .client(&req.client_id)
+        .ok_or_else(|| OAuthError::invalid_client("the client no longer exists"))?;
     let record = CodeRecord {
         client_id: req.client_id.clone(),
+        client_incarnation: Some(client.incarnation.clone()),
         redirect_uri: req.redirect_uri.clone(),
         redirect_uri_named: req.redirect_uri_named,
         scope: req.scope_string(),
@@ -247,11 +250,7 @@ async fn issue_code(
         family: services.random.id()?,
         expires_at: services.now() + config.authorization_code_ttl_secs,
     };
-    let keep_until = record.expires_at
-        + config
-            .access_token_ttl_secs
-            .max(config.refresh_token_ttl_secs);
-    codes::issue(services, tenant, &record, keep_until).await
+    codes::issue(services, tenant, &record).await
 }
 
 /// The implicit grant's access token (RFC 6749 section 4.2.2) and its scope.

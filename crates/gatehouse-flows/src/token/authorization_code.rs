@@ -10,7 +10,7 @@ use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, issues_refresh_to
 use gatehouse_core::id_token::{IdTokenClaims, user_claims};
 use gatehouse_core::scope::issued_scopes;
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_store::RecordKind;
+use gatehouse_store::{Joining, RecordKind};
 
 pub(super) struct Presented<'a> {
     pub code: &'a str,
@@ -105,7 +105,11 @@ pub(super) async fn redeem(
         family: Some(GrantFamily {
             id: record.family,
             until,
-            existing: family_started,
+            joining: if family_started {
+                Joining::Started
+            } else {
+                Joining::Starts
+            },
         }),
         id_token,
         signed_in: Some(record.auth_time),

@@ -8,7 +8,7 @@ use gatehouse_core::OAuthError;
 use gatehouse_core::grant::GrantContext;
 use gatehouse_core::grant::refresh_token::refresh;
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_store::RecordKind;
+use gatehouse_store::{Joining, RecordKind};
 
 /// What the client sent.
 pub(super) struct Presented<'a> {
@@ -49,7 +49,7 @@ pub(super) async fn rotate(
         family: Some(GrantFamily {
             id: record.family.clone(),
             until: record.expires_at,
-            existing: true,
+            joining: Joining::Existing,
         }),
         id_token: None,
         signed_in: Some(record.auth_time),

@@ -40,35 +40,15 @@ async fn is_active(world: &World, access_token: &str) -> bool {
 /// Issues a code as the browser flow does (sealed, its family started), for alice with
 /// `scope`.
 async fn code_for(world: &World, scope: &str) -> String {
-    crate::codes::issue(
-        &world.services,
-        &world.tenant,
-        &code_record(world, scope),
-        world.now() + 90_000,
-    )
-    .await
-    .unwrap()
-}
-
-/// Stores a code as servers did before sealed codes: a random handle, its record in the
-/// store under the handle's digest.
-async fn stored_code_for(world: &World, scope: &str) -> String {
-    let code = world.services.random.token().unwrap();
-    records::put(
-        &*world.services.store,
-        "acme",
-        &opaque_token_id(&code),
-        &code_record(world, scope),
-        world.now() + 90_000,
-    )
-    .await
-    .unwrap();
-    code
+    crate::codes::issue(&world.services, &world.tenant, &code_record(world, scope))
+        .await
+        .unwrap()
 }
 
 fn code_record(world: &World, scope: &str) -> CodeRecord {
     CodeRecord {
         client_id: "portal".into(),
+        client_incarnation: Some(world.client("portal").incarnation.clone()),
         redirect_uri: REDIRECT.into(),
         redirect_uri_named: true,
         scope: Some(scope.into()),
@@ -226,7 +206,19 @@ async fn a_replayed_code_revokes_what_it_issued_on_redis() {
 /// Codes issued before sealed codes (a handle whose record the store holds) still redeem
 /// once, and a replay still revokes what they issued.
 async fn a_stored_code_from_before_sealed_codes(world: World) {
-    let code = stored_code_for(&world, "offline_access billing.read").await;
+    let mut record = code_record(&world, "offline_access billing.read");
+    // Stored records from before did not name the client's registration.
+    record.client_incarnation = None;
+    let code = world.services.random.token().unwrap();
+    records::put(
+        &*world.services.store,
+        "acme",
+        &opaque_token_id(&code),
+        &record,
+        world.now() + 90_000,
+    )
+    .await
+    .unwrap();
     assert!(!code.contains('.'));
     let first = redeem(&world, &code).await.unwrap().response;
     assert!(is_active(&world, &first.access_token).await);
@@ -273,7 +265,7 @@ async fn a_sealed_code_is_refused_altered_or_without_its_family(world: World) {
         .0;
     let foreign = other_kek
         .code_key("acme")
-        .seal([7; 12], &code_record(&world, "billing.read"))
+        .seal([7; 16], &code_record(&world, "billing.read"))
         .unwrap();
     let e = redeem(&world, &foreign).await.unwrap_err();
     assert_eq!(
@@ -290,7 +282,7 @@ async fn a_sealed_code_is_refused_altered_or_without_its_family(world: World) {
     let orphan = world
         .tenant
         .codes
-        .seal([8; 12], &code_record(&world, "billing.read"))
+        .seal([8; 16], &code_record(&world, "billing.read"))
         .unwrap();
     let e = redeem(&world, &orphan).await.unwrap_err();
     assert_eq!(

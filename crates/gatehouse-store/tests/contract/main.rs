@@ -261,3 +261,45 @@ async fn a_demoted_primary_is_left_at_its_first_readonly_answer() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A sealed code's family is started for the code's short life; redeeming the code keeps it
+/// as long as the tokens it issues may live, and a rotation leaves a family's lifetime alone
+/// (so an unredeemed code costs Redis a minute, not the refresh tokens' month).
+#[tokio::test]
+async fn a_started_family_lives_on_once_its_code_is_redeemed_and_rotation_leaves_it() {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Joining};
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ttl = || {
+        // An integer reply, `:N`.
+        let reply =
+            gatehouse_testkit::redis_command(redis.port, &["TTL", "{t:acme}:rfa:fam"]).unwrap();
+        reply.trim_start_matches(':').parse::<i64>().unwrap()
+    };
+    store.start_family("acme", "fam", now + 60).await.unwrap();
+    assert!((55..=60).contains(&ttl()), "{}", ttl());
+    let join = |jti: &'static str, until: u64, joining: Joining| Issue {
+        family: Some(FamilyMember {
+            family: "fam",
+            jti,
+            exp: now + 30,
+            until,
+            joining,
+        }),
+        ..Issue::default()
+    };
+    let redeemed = join("jti-1", now + 3_600, Joining::Started);
+    assert_eq!(store.issue("acme", &redeemed).await.unwrap(), Issued::Done);
+    assert!((3_590..=3_600).contains(&ttl()), "{}", ttl());
+    // Never shortened by a later start, nor lengthened by a rotation.
+    store.start_family("acme", "fam", now + 60).await.unwrap();
+    let rotated = join("jti-2", now + 7_200, Joining::Existing);
+    assert_eq!(store.issue("acme", &rotated).await.unwrap(), Issued::Done);
+    assert!((3_590..=3_600).contains(&ttl()), "{}", ttl());
+}

@@ -2,7 +2,7 @@
 //! backend run (memory, a single Redis, a Redis Cluster).
 
 use gatehouse_core::clock::{Clock, SystemClock};
-use gatehouse_store::{RecordKind, Store};
+use gatehouse_store::{Joining, RecordKind, Store};
 
 fn unix_now() -> u64 {
     SystemClock.now()
@@ -421,10 +421,10 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         jti,
         exp: now + 30,
         until: now + 60,
-        existing: false,
+        joining: Joining::Starts,
     };
     let joining = |jti: &'static str| FamilyMember {
-        existing: true,
+        joining: Joining::Existing,
         ..member(jti)
     };
     // A rotation into a family the store does not know (never started, or lost with the
@@ -554,7 +554,7 @@ async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
             jti,
             exp: now + 30,
             until: now + 60,
-            existing: true,
+            joining: Joining::Started,
         }),
         opaque: Some((jti, &opaque)),
         ..Issue::default()
@@ -759,7 +759,7 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
             jti: "jti-out",
             exp: now + 30,
             until: now + 60,
-            existing: false,
+            joining: Joining::Starts,
         }),
         opaque: Some(("op-out", &opaque)),
         ..Issue::default()
