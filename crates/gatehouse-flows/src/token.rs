@@ -464,10 +464,7 @@ async fn mint_outcome(
             // Its grant expired, or the store lost it: refused as the store's record of the
             // token would have been.
             gatehouse_store::Issued::Unknown => {
-                let what = match outcome.spend.as_ref().map(|s| s.kind) {
-                    Some(RecordKind::AuthorizationCode) => "authorization code",
-                    _ => "refresh token",
-                };
+                let what = presented(&outcome);
                 return Err(OAuthError::invalid_grant(format!("unknown or expired {what}")).into());
             }
             gatehouse_store::Issued::SignedOut => {
@@ -515,11 +512,15 @@ async fn spent_again(services: &Services, tenant: &str, outcome: &Outcome) -> Er
 }
 
 fn revoked(outcome: &Outcome) -> Error {
-    let what = match outcome.spend.as_ref().map(|s| s.kind) {
-        Some(RecordKind::AuthorizationCode) => "the authorization code",
-        _ => "the refresh token",
-    };
-    OAuthError::invalid_grant(format!("{what} was revoked")).into()
+    OAuthError::invalid_grant(format!("the {} was revoked", presented(outcome))).into()
+}
+
+/// What was presented to join an existing family: a code, or else a refresh token.
+fn presented(outcome: &Outcome) -> &'static str {
+    match outcome.spend.as_ref().map(|s| s.kind) {
+        Some(RecordKind::AuthorizationCode) => "authorization code",
+        _ => "refresh token",
+    }
 }
 
 #[cfg(test)]

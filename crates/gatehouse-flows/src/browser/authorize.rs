@@ -14,7 +14,7 @@ use gatehouse_core::grant::authorization_code::{
     validate_request,
 };
 use gatehouse_core::grant::resolve_audience;
-use gatehouse_core::{ErrorCode, OAuthError};
+use gatehouse_core::{ClientConfig, ErrorCode, OAuthError};
 
 /// The authorization endpoint: validates the request and starts a sign-in for it. Problems
 /// with the client or its redirect URI are `Err` (shown on a page, never redirected); the rest
@@ -198,10 +198,13 @@ pub async fn complete(
         );
     };
     pending::finish(services, tenant, id).await?;
+    let client = tenant
+        .client(&req.client_id)
+        .ok_or_else(|| OAuthError::invalid_client("the client no longer exists"))?;
     let mut params: Vec<(&str, String)> = Vec::new();
     let implicit = req.response_type == ResponseType::Token;
     if implicit {
-        let (token, scope) = implicit_token(services, tenant, req, session).await?;
+        let (token, scope) = implicit_token(services, tenant, client, req, session).await?;
         params.push(("access_token", token));
         params.push(("token_type", "Bearer".into()));
         params.push((
@@ -212,7 +215,8 @@ pub async fn complete(
             params.push(("scope", scope));
         }
     } else {
-        params.push(("code", issue_code(services, tenant, req, session).await?));
+        let code = issue_code(services, tenant, client, req, session).await?;
+        params.push(("code", code));
     }
     if let Some(s) = &req.state {
         params.push(("state", s.clone()));
@@ -229,13 +233,11 @@ pub async fn complete(
 async fn issue_code(
     services: &Services,
     tenant: &ServedTenant,
+    client: &ClientConfig,
     req: &AuthorizationRequest,
     session: &Session,
 ) -> Result<String, Error> {
     let config = &tenant.config;
-    let client = tenant
-        .client(&req.client_id)
-        .ok_or_else(|| OAuthError::invalid_client("the client no longer exists"))?;
     let record = CodeRecord {
         client_id: req.client_id.clone(),
         client_incarnation: Some(client.incarnation.clone()),
@@ -257,12 +259,10 @@ async fn issue_code(
 async fn implicit_token(
     services: &Services,
     tenant: &ServedTenant,
+    client: &ClientConfig,
     req: &AuthorizationRequest,
     session: &Session,
 ) -> Result<(String, Option<String>), Error> {
-    let client = tenant
-        .client(&req.client_id)
-        .ok_or_else(|| OAuthError::invalid_client("the client no longer exists"))?;
     let ctx = GrantContext {
         tenant: &tenant.config,
         issuer: &tenant.issuer,
