@@ -35,7 +35,8 @@ impl RefreshTokenKey {
         RefreshTokenKey(hmac::Key::new(hmac::HMAC_SHA256, material))
     }
 
-    /// The token for `record`; `nonce` (random) makes every token distinct.
+    /// The token for `record`; `nonce` (random, used once: the jti of the access token issued
+    /// with it) makes every token distinct.
     ///
     /// # Errors
     /// The record not encoding (never, for a record built by this crate).
