@@ -27,6 +27,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds another run's counts, errors and latencies (its time is added apart: runs on
+    /// parallel connections overlap).
+    pub fn add(&mut self, other: Outcome) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
+
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -47,6 +58,16 @@ pub async fn drive(
     conversations: Vec<Box<dyn Conversation>>,
     duration: Duration,
 ) -> Outcome {
+    drive_keeping(addr, conversations, duration).await.0
+}
+
+/// Like [`drive`], and hands the conversations back where they stopped (a refresh chain at
+/// its latest token), to be driven again later.
+pub async fn drive_keeping(
+    addr: SocketAddr,
+    conversations: Vec<Box<dyn Conversation>>,
+    duration: Duration,
+) -> (Outcome, Vec<Box<dyn Conversation>>) {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -54,28 +75,25 @@ pub async fn drive(
         tasks.push(tokio::spawn(connection(addr, conversation, deadline)));
     }
     let mut total = Outcome::default();
+    let mut kept = Vec::new();
     for task in tasks {
-        let Ok(outcome) = task.await else {
+        let Ok((outcome, conversation)) = task.await else {
             total.errors += 1;
             continue;
         };
-        total.ok += outcome.ok;
-        total.errors += outcome.errors;
-        if total.first_error.is_none() {
-            total.first_error = outcome.first_error;
-        }
-        total.latencies_us.extend(outcome.latencies_us);
+        kept.push(conversation);
+        total.add(outcome);
     }
     total.elapsed = started.elapsed();
     total.latencies_us.sort_unstable();
-    total
+    (total, kept)
 }
 
 async fn connection(
     addr: SocketAddr,
     mut talk: Box<dyn Conversation>,
     deadline: Instant,
-) -> Outcome {
+) -> (Outcome, Box<dyn Conversation>) {
     let mut outcome = Outcome::default();
     let fail = |outcome: &mut Outcome, why: String| {
         outcome.errors += 1;
@@ -85,7 +103,7 @@ async fn connection(
         Ok(s) => s,
         Err(e) => {
             fail(&mut outcome, format!("connect: {e}"));
-            return outcome;
+            return (outcome, talk);
         }
     };
     let _ = stream.set_nodelay(true);
@@ -94,7 +112,7 @@ async fn connection(
         Ok(pair) => pair,
         Err(e) => {
             fail(&mut outcome, format!("handshake: {e}"));
-            return outcome;
+            return (outcome, talk);
         }
     };
     tokio::spawn(conn);
@@ -123,5 +141,5 @@ async fn connection(
             Err(why) => fail(&mut outcome, why),
         }
     }
-    outcome
+    (outcome, talk)
 }

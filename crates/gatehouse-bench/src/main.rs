@@ -31,6 +31,7 @@ use gatehouse_core::SigningAlgorithm;
 use scenarios::Target;
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -66,6 +67,11 @@ struct Args {
     /// --connections; JSON to target/bench/scale.json.
     #[arg(long)]
     scale: bool,
+    /// Measure the scenarios in turns of one second, --seconds turns each, the order rotating
+    /// every round, instead of one after another: on a machine whose speed drifts, their
+    /// rates are then compared under the same conditions.
+    #[arg(long)]
+    interleave: bool,
 }
 
 /// Parts of the run that can be left out.
@@ -187,71 +193,50 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         }
     }
 
+    let mut prepared = Prepared {
+        addr,
+        seconds: args.seconds,
+        introspection_pool: args.introspection_pool,
+        pools: std::collections::BTreeMap::new(),
+        sessions: std::collections::BTreeMap::new(),
+    };
+    let pids = (server.pid, Some(redis.pid()));
     let mut rows = Vec::new();
-    let mut pools = std::collections::BTreeMap::new();
-    let mut sessions: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
-    for scenario in &selected {
-        for &connections in &args.connections {
-            let conversations = match *scenario {
-                "client_credentials_es256" => {
-                    scenarios::client_credentials(&Target::tenant("es256"), connections)
-                }
-                "client_credentials_eddsa" => {
-                    scenarios::client_credentials(&Target::tenant("eddsa"), connections)
-                }
-                "client_credentials_opaque" => {
-                    scenarios::client_credentials(&Target::tenant("opaque"), connections)
-                }
-                "introspect_jwt" | "introspect_opaque" => {
-                    let tenant = if *scenario == "introspect_jwt" {
-                        "es256"
-                    } else {
-                        "opaque"
-                    };
-                    let target = Target::tenant(tenant);
-                    if !pools.contains_key(tenant) {
-                        let pool =
-                            scenarios::token_pool(addr, &target, args.introspection_pool).await?;
-                        pools.insert(tenant, pool);
-                    }
-                    scenarios::introspection(&target, &pools[tenant], connections)
-                }
-                "refresh_token" => scenarios::refresh_chains(addr, "es256", connections).await?,
-                "refresh_token_opaque" => {
-                    scenarios::refresh_chains(addr, "opaque", connections).await?
-                }
-                "authorization_code" | "authorization_code_opaque" => {
-                    let tenant = flow_tenant(scenario);
-                    if !sessions.contains_key(tenant) {
-                        let cookie = scenarios::sign_in(addr, tenant)
-                            .await
-                            .context("signing alice in")?;
-                        sessions.insert(tenant, cookie);
-                    }
-                    let cookie = sessions[tenant].clone();
-                    // Enough codes for the run at a generous rate; the run ends early if they
-                    // run out (the rate is over the time actually spent).
-                    let count = (connections.min(8) as u64 * 4_000 * args.seconds) as usize;
-                    let codes =
-                        scenarios::mint_codes(addr, tenant, &cookie, count.max(1_000), 16).await?;
-                    scenarios::code_exchange(&codes, tenant, connections)
-                }
-                "token_exchange" => scenarios::token_exchange(addr, "es256", connections).await?,
-                other => anyhow::bail!("unknown scenario {other}"),
-            };
-            let row = measure(
-                addr,
-                (server.pid, Some(redis.pid())),
-                scenario,
-                connections,
-                conversations,
-                duration,
-            )
-            .await;
+    if args.interleave {
+        let mut runs = Vec::new();
+        for scenario in &selected {
+            for &connections in &args.connections {
+                let talks = prepared.conversations(scenario, connections).await?;
+                runs.push((*scenario, connections, Some(talks), Sample::default()));
+            }
+        }
+        // Each round gives every run one turn, starting one further along each time.
+        for round in 0..runs.len() * args.seconds as usize {
+            let at = (round + round / runs.len()) % runs.len();
+            let (_, _, talks, sample) = &mut runs[at];
+            let (slice, kept) = measure(addr, pids, talks.take().unwrap_or_default(), TURN).await;
+            *talks = Some(kept);
+            sample.add(slice);
+        }
+        for (scenario, connections, _, sample) in runs {
+            let row = sample.row(scenario, connections, server.pid);
             print_row(&row, rows.is_empty());
             rows.push(row);
         }
+    } else {
+        for scenario in &selected {
+            for &connections in &args.connections {
+                let talks = prepared.conversations(scenario, connections).await?;
+                let (sample, _) = measure(addr, pids, talks, duration).await;
+                let row = sample.row(scenario, connections, server.pid);
+                print_row(&row, rows.is_empty());
+                rows.push(row);
+            }
+        }
     }
+    let Prepared {
+        sessions, pools, ..
+    } = prepared;
 
     // Commands per operation, each scenario on one connection for a second, less what the
     // idle server sends meanwhile (its configuration polling).
@@ -351,15 +336,14 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                     anyhow::ensure!(warm.errors == 0, "peer ({format}): {:?}", warm.first_error);
                     for &connections in &args.connections {
                         let name = format!("peer_client_credentials_{format}");
-                        let row = measure(
+                        let (sample, _) = measure(
                             p.addr,
                             (p.pid, None),
-                            &name,
-                            connections,
                             scenarios::client_credentials(&target, connections),
                             duration,
                         )
                         .await;
+                        let row = sample.row(&name, connections, p.pid);
                         print_row(&row, false);
                         rows.push(row);
                         // It does not introspect JWT access tokens at all; and its default
@@ -371,15 +355,14 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                         let size = args.introspection_pool.min(PEER_POOL);
                         let pool = scenarios::token_pool(p.addr, &target, size).await?;
                         let name = format!("peer_introspect_{format}");
-                        let row = measure(
+                        let (sample, _) = measure(
                             p.addr,
                             (p.pid, None),
-                            &name,
-                            connections,
                             scenarios::introspection(&target, &pool, connections),
                             duration,
                         )
                         .await;
+                        let row = sample.row(&name, connections, p.pid);
                         print_row(&row, false);
                         rows.push(row);
                     }
@@ -466,18 +449,53 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one scenario and reads the server's (and Redis's) CPU time and memory around it.
+/// One turn of a scenario in `--interleave` mode.
+const TURN: Duration = Duration::from_secs(1);
+
+/// What one or more runs of a scenario measured: answers, and the server's and Redis's CPU.
+#[derive(Default)]
+struct Sample {
+    outcome: load::Outcome,
+    cpu: Duration,
+    redis_cpu: Option<Duration>,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.outcome.elapsed += other.outcome.elapsed;
+        self.outcome.add(other.outcome);
+        self.outcome.latencies_us.sort_unstable();
+        self.cpu += other.cpu;
+        self.redis_cpu = match (self.redis_cpu, other.redis_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn row(self, scenario: &str, connections: usize, pid: u32) -> Row {
+        let requests = (self.outcome.ok + self.outcome.errors).max(1) as f64;
+        Row {
+            scenario: scenario.to_string(),
+            connections,
+            cpu_per_request_us: self.cpu.as_secs_f64() * 1e6 / requests,
+            redis_cpu_per_request_us: self.redis_cpu.map(|c| c.as_secs_f64() * 1e6 / requests),
+            rss: procfs::rss(pid).unwrap_or((0, 0)),
+            outcome: self.outcome,
+        }
+    }
+}
+
+/// Runs one scenario and reads the server's (and Redis's) CPU time around it; hands the
+/// conversations back for another turn.
 async fn measure(
     addr: std::net::SocketAddr,
     (pid, redis_pid): (u32, Option<u32>),
-    scenario: &str,
-    connections: usize,
     conversations: Vec<Box<dyn load::Conversation>>,
     duration: Duration,
-) -> Row {
+) -> (Sample, Vec<Box<dyn load::Conversation>>) {
     let cpu_before = procfs::cpu_time(pid).unwrap_or_default();
     let redis_before = redis_pid.and_then(procfs::cpu_time);
-    let outcome = load::drive(addr, conversations, duration).await;
+    let (outcome, kept) = load::drive_keeping(addr, conversations, duration).await;
     let cpu = procfs::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
@@ -485,15 +503,81 @@ async fn measure(
         .and_then(procfs::cpu_time)
         .zip(redis_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let rss = procfs::rss(pid).unwrap_or((0, 0));
-    let requests = (outcome.ok + outcome.errors).max(1) as f64;
-    Row {
-        scenario: scenario.to_string(),
-        connections,
-        cpu_per_request_us: cpu.as_secs_f64() * 1e6 / requests,
-        redis_cpu_per_request_us: redis_cpu.map(|c| c.as_secs_f64() * 1e6 / requests),
-        rss,
-        outcome,
+    (
+        Sample {
+            outcome,
+            cpu,
+            redis_cpu,
+        },
+        kept,
+    )
+}
+
+/// What the scenarios are set up with, made once and shared: token pools for introspection,
+/// alice's sessions for the code flows.
+struct Prepared {
+    addr: std::net::SocketAddr,
+    seconds: u64,
+    introspection_pool: usize,
+    pools: std::collections::BTreeMap<&'static str, Arc<Vec<String>>>,
+    sessions: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Prepared {
+    /// One conversation per connection for `scenario`, its tokens, chains or codes made.
+    async fn conversations(
+        &mut self,
+        scenario: &str,
+        connections: usize,
+    ) -> anyhow::Result<Vec<Box<dyn load::Conversation>>> {
+        let addr = self.addr;
+        Ok(match scenario {
+            "client_credentials_es256" => {
+                scenarios::client_credentials(&Target::tenant("es256"), connections)
+            }
+            "client_credentials_eddsa" => {
+                scenarios::client_credentials(&Target::tenant("eddsa"), connections)
+            }
+            "client_credentials_opaque" => {
+                scenarios::client_credentials(&Target::tenant("opaque"), connections)
+            }
+            "introspect_jwt" | "introspect_opaque" => {
+                let tenant = if scenario == "introspect_jwt" {
+                    "es256"
+                } else {
+                    "opaque"
+                };
+                let target = Target::tenant(tenant);
+                if !self.pools.contains_key(tenant) {
+                    let pool =
+                        scenarios::token_pool(addr, &target, self.introspection_pool).await?;
+                    self.pools.insert(tenant, pool);
+                }
+                scenarios::introspection(&target, &self.pools[tenant], connections)
+            }
+            "refresh_token" => scenarios::refresh_chains(addr, "es256", connections).await?,
+            "refresh_token_opaque" => {
+                scenarios::refresh_chains(addr, "opaque", connections).await?
+            }
+            "authorization_code" | "authorization_code_opaque" => {
+                let tenant = flow_tenant(scenario);
+                if !self.sessions.contains_key(tenant) {
+                    let cookie = scenarios::sign_in(addr, tenant)
+                        .await
+                        .context("signing alice in")?;
+                    self.sessions.insert(tenant, cookie);
+                }
+                let cookie = self.sessions[tenant].clone();
+                // Enough codes for the run at a generous rate; the run ends early if they
+                // run out (the rate is over the time actually spent).
+                let count = (connections.min(8) as u64 * 4_000 * self.seconds) as usize;
+                let codes =
+                    scenarios::mint_codes(addr, tenant, &cookie, count.max(1_000), 16).await?;
+                scenarios::code_exchange(&codes, tenant, connections)
+            }
+            "token_exchange" => scenarios::token_exchange(addr, "es256", connections).await?,
+            other => anyhow::bail!("unknown scenario {other}"),
+        })
     }
 }
 
