@@ -113,6 +113,9 @@ struct Row {
     cpu_per_request_us: f64,
     /// Redis's CPU time per request: what the request costs on the load generator's core.
     redis_cpu_per_request_us: Option<f64>,
+    /// This load generator's CPU time per request, on the same core as Redis: with the two,
+    /// it tells which core bounds the rate.
+    load_cpu_per_request_us: f64,
     rss: (u64, u64),
 }
 
@@ -432,6 +435,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             "p99_ms": r.outcome.percentile_ms(0.99),
             "server_cpu_us_per_request": r.cpu_per_request_us,
             "redis_cpu_us_per_request": r.redis_cpu_per_request_us,
+            "load_generator_cpu_us_per_request": r.load_cpu_per_request_us,
             "server_rss_bytes": r.rss.0,
             "redis_commands_per_operation": commands.get(&r.scenario),
             "server_peak_rss_bytes": r.rss.1,
@@ -458,6 +462,7 @@ struct Sample {
     outcome: load::Outcome,
     cpu: Duration,
     redis_cpu: Option<Duration>,
+    load_cpu: Duration,
 }
 
 impl Sample {
@@ -466,6 +471,7 @@ impl Sample {
         self.outcome.add(other.outcome);
         self.outcome.latencies_us.sort_unstable();
         self.cpu += other.cpu;
+        self.load_cpu += other.load_cpu;
         self.redis_cpu = match (self.redis_cpu, other.redis_cpu) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -479,6 +485,7 @@ impl Sample {
             connections,
             cpu_per_request_us: self.cpu.as_secs_f64() * 1e6 / requests,
             redis_cpu_per_request_us: self.redis_cpu.map(|c| c.as_secs_f64() * 1e6 / requests),
+            load_cpu_per_request_us: self.load_cpu.as_secs_f64() * 1e6 / requests,
             rss: procfs::rss(pid).unwrap_or((0, 0)),
             outcome: self.outcome,
         }
@@ -495,7 +502,11 @@ async fn measure(
 ) -> (Sample, Vec<Box<dyn load::Conversation>>) {
     let cpu_before = procfs::cpu_time(pid).unwrap_or_default();
     let redis_before = redis_pid.and_then(procfs::cpu_time);
+    let load_before = procfs::cpu_time(std::process::id()).unwrap_or_default();
     let (outcome, kept) = load::drive_keeping(addr, conversations, duration).await;
+    let load_cpu = procfs::cpu_time(std::process::id())
+        .unwrap_or_default()
+        .saturating_sub(load_before);
     let cpu = procfs::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
@@ -508,6 +519,7 @@ async fn measure(
             outcome,
             cpu,
             redis_cpu,
+            load_cpu,
         },
         kept,
     )
@@ -593,7 +605,7 @@ fn flow_tenant(scenario: &str) -> &'static str {
 fn print_row(row: &Row, header: bool) {
     if header {
         println!(
-            "\n{:<28} {:>5} {:>10} {:>8} {:>8} {:>10} {:>12} {:>9} {:>7}",
+            "\n{:<28} {:>5} {:>10} {:>8} {:>8} {:>10} {:>12} {:>11} {:>9} {:>7}",
             "scenario",
             "conns",
             "req/s",
@@ -601,13 +613,14 @@ fn print_row(row: &Row, header: bool) {
             "p99 ms",
             "cpu µs/req",
             "redis µs/req",
+            "load µs/req",
             "RSS MiB",
             "errors"
         );
     }
     let o = &row.outcome;
     println!(
-        "{:<28} {:>5} {:>10.0} {:>8.3} {:>8.3} {:>10.1} {:>12} {:>9.1} {:>7}",
+        "{:<28} {:>5} {:>10.0} {:>8.3} {:>8.3} {:>10.1} {:>12} {:>11.1} {:>9.1} {:>7}",
         row.scenario,
         row.connections,
         o.rate(),
@@ -616,6 +629,7 @@ fn print_row(row: &Row, header: bool) {
         row.cpu_per_request_us,
         row.redis_cpu_per_request_us
             .map_or(String::new(), |us| format!("{us:.1}")),
+        row.load_cpu_per_request_us,
         row.rss.0 as f64 / 1_048_576.0,
         o.errors
     );

@@ -26,17 +26,33 @@ impl Serialize for Audience {
 }
 
 impl<'de> Deserialize<'de> for Audience {
+    /// One string or an array of them (RFC 7519 section 4.1.3), read in one pass: an
+    /// untagged enum would buffer the value first, on every refresh token and code opened.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Audience, E> {
+                Ok(Audience(vec![one.to_string()]))
+            }
+            fn visit_string<E: serde::de::Error>(self, one: String) -> Result<Audience, E> {
+                Ok(Audience(vec![one]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
+                let mut many = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Audience(many))
+            }
         }
-        Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => Audience(vec![s]),
-            OneOrMany::Many(v) => Audience(v),
-        })
+        d.deserialize_any(OneOrMany)
     }
 }
 
@@ -323,6 +339,14 @@ mod tests {
         );
         let a: Audience = serde_json::from_str("\"x\"").unwrap();
         assert_eq!(a.0, vec!["x"]);
+        let a: Audience = serde_json::from_str("[\"x\",\"y\\u0041\"]").unwrap();
+        assert_eq!(a.0, vec!["x", "yA"]);
+        let a: Audience = serde_json::from_str("[]").unwrap();
+        assert!(a.0.is_empty());
+        for wrong in ["1", "{}", "[1]", "null", "[\"x\",null]"] {
+            let e = serde_json::from_str::<Audience>(wrong).unwrap_err();
+            assert!(e.is_data(), "{wrong}: {e}");
+        }
     }
 
     #[test]
