@@ -69,7 +69,9 @@ struct Args {
     scale: bool,
     /// Measure the scenarios in turns of one second, --seconds turns each, the order rotating
     /// every round, instead of one after another: on a machine whose speed drifts, their
-    /// rates are then compared under the same conditions.
+    /// rates are then compared under the same conditions. Everything is prepared before the
+    /// first turn (authorization codes live 10 minutes: keep the whole run well under that),
+    /// and a refresh chain broken by an error stays broken (the errors are reported).
     #[arg(long)]
     interleave: bool,
 }
@@ -222,7 +224,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             sample.add(slice);
         }
         for (scenario, connections, _, sample) in runs {
-            let row = sample.row(scenario, connections, server.pid);
+            let row = sample.row(scenario, connections);
             print_row(&row, rows.is_empty());
             rows.push(row);
         }
@@ -231,7 +233,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
             for &connections in &args.connections {
                 let talks = prepared.conversations(scenario, connections).await?;
                 let (sample, _) = measure(addr, pids, talks, duration).await;
-                let row = sample.row(scenario, connections, server.pid);
+                let row = sample.row(scenario, connections);
                 print_row(&row, rows.is_empty());
                 rows.push(row);
             }
@@ -346,7 +348,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                             duration,
                         )
                         .await;
-                        let row = sample.row(&name, connections, p.pid);
+                        let row = sample.row(&name, connections);
                         print_row(&row, false);
                         rows.push(row);
                         // It does not introspect JWT access tokens at all; and its default
@@ -365,7 +367,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
                             duration,
                         )
                         .await;
-                        let row = sample.row(&name, connections, p.pid);
+                        let row = sample.row(&name, connections);
                         print_row(&row, false);
                         rows.push(row);
                     }
@@ -463,6 +465,8 @@ struct Sample {
     cpu: Duration,
     redis_cpu: Option<Duration>,
     load_cpu: Duration,
+    /// The server's (current, peak) RSS after the latest run.
+    rss: (u64, u64),
 }
 
 impl Sample {
@@ -472,13 +476,14 @@ impl Sample {
         self.outcome.latencies_us.sort_unstable();
         self.cpu += other.cpu;
         self.load_cpu += other.load_cpu;
+        self.rss = other.rss;
         self.redis_cpu = match (self.redis_cpu, other.redis_cpu) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
     }
 
-    fn row(self, scenario: &str, connections: usize, pid: u32) -> Row {
+    fn row(self, scenario: &str, connections: usize) -> Row {
         let requests = (self.outcome.ok + self.outcome.errors).max(1) as f64;
         Row {
             scenario: scenario.to_string(),
@@ -486,7 +491,7 @@ impl Sample {
             cpu_per_request_us: self.cpu.as_secs_f64() * 1e6 / requests,
             redis_cpu_per_request_us: self.redis_cpu.map(|c| c.as_secs_f64() * 1e6 / requests),
             load_cpu_per_request_us: self.load_cpu.as_secs_f64() * 1e6 / requests,
-            rss: procfs::rss(pid).unwrap_or((0, 0)),
+            rss: self.rss,
             outcome: self.outcome,
         }
     }
@@ -507,6 +512,7 @@ async fn measure(
     let load_cpu = procfs::cpu_time(std::process::id())
         .unwrap_or_default()
         .saturating_sub(load_before);
+    let rss = procfs::rss(pid).unwrap_or((0, 0));
     let cpu = procfs::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
@@ -520,6 +526,7 @@ async fn measure(
             cpu,
             redis_cpu,
             load_cpu,
+            rss,
         },
         kept,
     )

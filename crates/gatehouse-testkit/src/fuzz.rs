@@ -24,14 +24,17 @@ impl Rng {
     }
 }
 
-/// The seed and number of cases of a run: the environment's, else the test's defaults.
+/// The seed and number of cases of a run: the environment's, else the test's defaults (a
+/// seed of 0, which xorshift never leaves, is taken as 1).
 #[must_use]
 pub fn settings(default_seed: u64, default_cases: usize) -> (u64, usize) {
     let read = |name: &str| std::env::var(name).ok();
     (
         read("GATEHOUSE_FUZZ_SEED")
             .and_then(|s| s.parse().ok())
-            .unwrap_or(default_seed),
+            .unwrap_or(default_seed)
+            // xorshift stays at zero from zero: every case would be the same empty input.
+            .max(1),
         read("GATEHOUSE_FUZZ_CASES")
             .and_then(|s| s.parse().ok())
             .unwrap_or(default_cases),
