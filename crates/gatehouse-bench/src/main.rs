@@ -212,15 +212,15 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         for scenario in &selected {
             for &connections in &args.connections {
                 let talks = prepared.conversations(scenario, connections).await?;
-                runs.push((*scenario, connections, Some(talks), Sample::default()));
+                runs.push((*scenario, connections, talks, Sample::default()));
             }
         }
         // Each round gives every run one turn, starting one further along each time.
         for round in 0..runs.len() * args.seconds as usize {
             let at = (round + round / runs.len()) % runs.len();
             let (_, _, talks, sample) = &mut runs[at];
-            let (slice, kept) = measure(addr, pids, talks.take().unwrap_or_default(), TURN).await;
-            *talks = Some(kept);
+            let (slice, kept) = measure(addr, pids, std::mem::take(talks), TURN).await;
+            *talks = kept;
             sample.add(slice);
         }
         for (scenario, connections, _, sample) in runs {
@@ -473,7 +473,6 @@ impl Sample {
     fn add(&mut self, other: Sample) {
         self.outcome.elapsed += other.outcome.elapsed;
         self.outcome.add(other.outcome);
-        self.outcome.latencies_us.sort_unstable();
         self.cpu += other.cpu;
         self.load_cpu += other.load_cpu;
         self.rss = other.rss;
@@ -483,7 +482,9 @@ impl Sample {
         };
     }
 
-    fn row(self, scenario: &str, connections: usize) -> Row {
+    fn row(mut self, scenario: &str, connections: usize) -> Row {
+        // Percentiles read the latencies sorted; turns added are each sorted, not together.
+        self.outcome.latencies_us.sort_unstable();
         let requests = (self.outcome.ok + self.outcome.errors).max(1) as f64;
         Row {
             scenario: scenario.to_string(),

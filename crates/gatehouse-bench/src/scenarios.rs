@@ -219,9 +219,10 @@ struct RefreshChain {
 
 impl Conversation for RefreshChain {
     fn next(&mut self) -> Option<Request<Full<Bytes>>> {
-        let mut body = String::with_capacity(40 + self.token.len());
-        body.push_str("grant_type=refresh_token&refresh_token=");
-        body.extend(form_urlencoded::byte_serialize(self.token.as_bytes()));
+        let body = form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &self.token),
+        ]);
         Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
@@ -448,9 +449,7 @@ struct Exchange {
 impl Conversation for Exchange {
     fn next(&mut self) -> Option<Request<Full<Bytes>>> {
         let code = self.codes.lock().ok()?.pop()?;
-        let mut body = String::with_capacity(64 + code.len() + self.rest.len());
-        body.push_str("grant_type=authorization_code&code=");
-        body.extend(form_urlencoded::byte_serialize(code.as_bytes()));
+        let mut body = form(&[("grant_type", "authorization_code"), ("code", &code)]);
         body.push('&');
         body.push_str(&self.rest);
         Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))

@@ -113,7 +113,9 @@ fn pairs_of(bytes: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> 
         })
 }
 
-/// UTF-8 text, invalid sequences replaced as `String::from_utf8_lossy` does.
+/// UTF-8 text, invalid sequences replaced as `String::from_utf8_lossy` does; valid text (all
+/// but hostile input) is checked by `from_utf8`, which reads words at a time where the lossy
+/// reader goes byte by byte.
 fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Cow::Borrowed(text),
