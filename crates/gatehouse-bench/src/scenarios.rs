@@ -2,11 +2,10 @@
 //! refresh chains and authorization codes are made beforehand through the real endpoints.
 
 use crate::http::{self, Browser, basic, form, json_str};
-use crate::load::{Conversation, drive};
+use crate::load::{Conversation, Post, drive};
 use crate::setup::{SECRET, WEB_REDIRECT};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,14 +15,18 @@ pub const VERIFIER: &str = "bench-verifier-0123456789-0123456789-0123456789";
 /// The same request every time; the answer must be 200 and hold `expect`.
 struct Repeat {
     path: String,
-    body: Bytes,
+    body: String,
     auth: String,
     expect: &'static [u8],
 }
 
 impl Conversation for Repeat {
-    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
-        Some(http::post(&self.path, self.body.clone(), Some(&self.auth)))
+    fn next(&mut self) -> Option<Post<'_>> {
+        Some(Post {
+            path: &self.path,
+            auth: &self.auth,
+            body: Cow::Borrowed(&self.body),
+        })
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, self.expect)
@@ -91,7 +94,7 @@ impl Target {
 fn cc_request(target: &Target) -> Repeat {
     Repeat {
         path: target.token.clone(),
-        body: Bytes::from_static(b"grant_type=client_credentials&scope=bench.read"),
+        body: "grant_type=client_credentials&scope=bench.read".into(),
         auth: target.auth.clone(),
         expect: b"\"access_token\"",
     }
@@ -112,7 +115,7 @@ struct Mint {
 }
 
 impl Conversation for Mint {
-    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+    fn next(&mut self) -> Option<Post<'_>> {
         let have = self.sink.lock().map_or(usize::MAX, |s| s.len());
         (have < self.target).then(|| self.inner.next()).flatten()
     }
@@ -179,14 +182,14 @@ struct Introspect {
 }
 
 impl Conversation for Introspect {
-    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+    fn next(&mut self) -> Option<Post<'_>> {
         let token = &self.pool[self.at % self.pool.len()];
         self.at += 1;
-        Some(http::post(
-            &self.path,
-            Bytes::from(format!("token={token}")),
-            Some(&self.auth),
-        ))
+        Some(Post {
+            path: &self.path,
+            auth: &self.auth,
+            body: Cow::Owned(format!("token={token}")),
+        })
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, b"\"active\":true")
@@ -218,12 +221,16 @@ struct RefreshChain {
 }
 
 impl Conversation for RefreshChain {
-    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+    fn next(&mut self) -> Option<Post<'_>> {
         let body = form(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", &self.token),
         ]);
-        Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))
+        Some(Post {
+            path: &self.path,
+            auth: &self.auth,
+            body: Cow::Owned(body),
+        })
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, b"\"access_token\"")?;
@@ -300,7 +307,7 @@ pub async fn token_exchange(
         ]);
         out.push(Box::new(Repeat {
             path: path.clone(),
-            body: Bytes::from(body),
+            body,
             auth: auth.clone(),
             expect: b"\"issued_token_type\"",
         }));
@@ -447,12 +454,16 @@ struct Exchange {
 }
 
 impl Conversation for Exchange {
-    fn next(&mut self) -> Option<Request<Full<Bytes>>> {
+    fn next(&mut self) -> Option<Post<'_>> {
         let code = self.codes.lock().ok()?.pop()?;
         let mut body = form(&[("grant_type", "authorization_code"), ("code", &code)]);
         body.push('&');
         body.push_str(&self.rest);
-        Some(http::post(&self.path, Bytes::from(body), Some(&self.auth)))
+        Some(Post {
+            path: &self.path,
+            auth: &self.auth,
+            body: Cow::Owned(body),
+        })
     }
     fn check(&mut self, status: u16, body: &[u8]) -> Result<(), String> {
         check_ok(status, body, b"\"access_token\"")
