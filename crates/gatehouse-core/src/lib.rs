@@ -14,6 +14,7 @@ pub mod argon2_workers;
 pub mod assertion;
 pub mod client_auth;
 pub mod clock;
+mod compact;
 pub mod config;
 pub mod duration;
 pub mod endpoints;

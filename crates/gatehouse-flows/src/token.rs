@@ -391,14 +391,7 @@ async fn mint_outcome(
         Some(record) => {
             // The access token's jti, random and minted with it, makes the refresh token
             // distinct too: one draw from the generator fewer per rotation.
-            let token = tenant
-                .refresh_tokens
-                .seal(&outcome.claims.jti, record)
-                .map_err(|e| StoreError::Encode {
-                    kind: RecordKind::RefreshToken,
-                    reason: e.to_string(),
-                })?;
-            Some(token)
+            Some(tenant.refresh_tokens.seal(&outcome.claims.jti, record))
         }
         None => None,
     };

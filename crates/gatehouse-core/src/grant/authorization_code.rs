@@ -6,6 +6,7 @@
 //! else is sent back to the registered redirect URI.
 
 use super::{GrantContext, check_grant_allowed, resolve_audience};
+use crate::compact::{Malformed, Reader, Writer};
 use crate::config::{ClientConfig, TenantConfig};
 use crate::error::{ErrorCode, OAuthError};
 use crate::model::GrantType;
@@ -339,8 +340,12 @@ impl std::fmt::Debug for CodeKey {
 /// sealed under a key derived the same way.
 const CODE_AAD: &[u8] = b"gatehouse authorization code v1";
 
-/// Records are padded with JSON whitespace to a multiple of this many bytes before sealing.
+/// Records are padded with zero bytes to a multiple of this many bytes before sealing.
 pub const CODE_PADDING: usize = 64;
+
+/// The format byte of a code's compact record (see [`crate::compact`]); a record sealed
+/// before it is JSON, which starts with `{`.
+const COMPACT_FORMAT: u8 = 1;
 
 /// The random bytes that make each code's key.
 pub const CODE_SALT_LEN: usize = 16;
@@ -375,8 +380,8 @@ impl CodeKey {
         use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut sealed = serde_json::to_vec(record).map_err(|_| CodeSealError)?;
-        sealed.resize(sealed.len().div_ceil(CODE_PADDING) * CODE_PADDING, b' ');
+        let mut sealed = record.to_compact();
+        sealed.resize(sealed.len().div_ceil(CODE_PADDING) * CODE_PADDING, 0);
         self.sealing_key(&salt)
             .ok_or(CodeSealError)?
             .seal_in_place_append_tag(
@@ -401,7 +406,7 @@ impl CodeKey {
         let (salt, sealed) = code.split_once('.')?;
         let salt: [u8; CODE_SALT_LEN] = URL_SAFE_NO_PAD.decode(salt).ok()?.try_into().ok()?;
         let mut sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        let json = self
+        let plain = self
             .sealing_key(&salt)?
             .open_in_place(
                 Nonce::assume_unique_for_key([0; NONCE_LEN]),
@@ -409,7 +414,10 @@ impl CodeKey {
                 &mut sealed,
             )
             .ok()?;
-        serde_json::from_slice(json).ok()
+        if plain.first() == Some(&b'{') {
+            return serde_json::from_slice(plain).ok();
+        }
+        CodeRecord::from_compact(plain).ok()
     }
 
     /// Whether `code` is in the sealed format (else: a handle from before it, looked up in
@@ -461,6 +469,47 @@ pub struct CodeRecord {
     pub family: String,
     /// Unix seconds after which the code is refused.
     pub expires_at: u64,
+}
+
+impl CodeRecord {
+    /// The record's fields in their declared order.
+    fn to_compact(&self) -> Vec<u8> {
+        let mut w = Writer::new(COMPACT_FORMAT);
+        w.text(&self.client_id)
+            .optional(self.client_incarnation.as_deref())
+            .text(&self.redirect_uri)
+            .flag(self.redirect_uri_named)
+            .optional(self.scope.as_deref())
+            .text(&self.sub)
+            .number(self.auth_time)
+            .optional(self.nonce.as_deref())
+            .optional(self.code_challenge.as_deref())
+            .text(&self.sid)
+            .text(&self.family)
+            .number(self.expires_at);
+        w.into_bytes()
+    }
+
+    /// A record and its padding.
+    fn from_compact(plain: &[u8]) -> Result<CodeRecord, Malformed> {
+        let mut r = Reader::new(plain, COMPACT_FORMAT)?;
+        let record = CodeRecord {
+            client_id: r.text()?,
+            client_incarnation: r.optional()?,
+            redirect_uri: r.text()?,
+            redirect_uri_named: r.flag()?,
+            scope: r.optional()?,
+            sub: r.text()?,
+            auth_time: r.number()?,
+            nonce: r.optional()?,
+            code_challenge: r.optional()?,
+            sid: r.text()?,
+            family: r.text()?,
+            expires_at: r.number()?,
+        };
+        r.end_padded()?;
+        Ok(record)
+    }
 }
 
 /// Redeems a code (already checked unused): client, redirect URI and PKCE verifier must match.
@@ -592,6 +641,46 @@ mod tests {
         longer.sub.push_str("-x");
         assert_eq!(acme.seal([3; 16], &longer).unwrap().len(), code.len());
         assert_eq!((bytes.len() - 16) % CODE_PADDING, 0);
+    }
+
+    #[test]
+    fn codes_sealed_before_the_compact_layout_still_open() {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        let acme = kek.code_key("acme");
+        let seal = |mut plain: Vec<u8>| {
+            let salt = [4; CODE_SALT_LEN];
+            acme.sealing_key(&salt)
+                .unwrap()
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key([0; NONCE_LEN]),
+                    Aad::from(CODE_AAD),
+                    &mut plain,
+                )
+                .unwrap();
+            format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(salt),
+                URL_SAFE_NO_PAD.encode(&plain)
+            )
+        };
+        // JSON, padded with spaces, as codes were sealed before.
+        let mut json = serde_json::to_vec(&sealed_record()).unwrap();
+        json.resize(json.len().div_ceil(CODE_PADDING) * CODE_PADDING, b' ');
+        let legacy = seal(json);
+        assert_eq!(acme.open(&legacy), Some(sealed_record()));
+        let compact = acme.seal([4; 16], &sealed_record()).unwrap();
+        assert!(compact.len() < legacy.len(), "{compact} {legacy}");
+        // Padding that is not zeros, or a format byte it does not know: refused.
+        let mut plain = sealed_record().to_compact();
+        plain.extend_from_slice(&[0, 0, 1]);
+        assert_eq!(acme.open(&seal(plain.clone())), None);
+        plain.truncate(plain.len() - 1);
+        assert_eq!(acme.open(&seal(plain.clone())), Some(sealed_record()));
+        plain[0] = 2;
+        assert_eq!(acme.open(&seal(plain)), None);
     }
 
     #[test]

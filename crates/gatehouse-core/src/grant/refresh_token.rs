@@ -3,6 +3,7 @@
 //! family issued (OAuth 2.0 Security BCP, section 4.14).
 
 use super::{GrantContext, check_grant_allowed, resolve_audience};
+use crate::compact::{Malformed, Reader, Writer};
 use crate::error::OAuthError;
 use crate::model::GrantType;
 use crate::scope::{issued_scopes, parse_scope, scope_string};
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 /// Signs and verifies a tenant's refresh tokens (see
 /// [`crate::keys::KeyEncryptionKey::refresh_token_key`]).
 ///
-/// A refresh token carries its own record, signed: `base64url(JSON [nonce, record]) "."
-/// base64url(HMAC-SHA256)`. Rotating one then reads nothing and writes no record; what the
+/// A refresh token carries its own record, signed: `base64url(payload) "."
+/// base64url(HMAC-SHA256)`, the payload the nonce and the record in the
+/// [compact layout](crate::compact) (tokens signed before it hold `JSON [nonce, record]`, still
+/// read). Rotating one then reads nothing and writes no record; what the
 /// store keeps per grant is its family (whose absence refuses every token of it, so a store
 /// that lost its data resurrects nothing) and the used marks. The record is signed, not
 /// encrypted: it holds what the access tokens of the grant already show the client. One dot,
@@ -37,20 +40,14 @@ impl RefreshTokenKey {
 
     /// The token for `record`; `nonce` (random, used once: the jti of the access token issued
     /// with it) makes every token distinct.
-    ///
-    /// # Errors
-    /// The record not encoding (never, for a record built by this crate).
-    pub fn seal(
-        &self,
-        nonce: &str,
-        record: &RefreshTokenRecord,
-    ) -> Result<String, serde_json::Error> {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(nonce, record))?);
+    #[must_use]
+    pub fn seal(&self, nonce: &str, record: &RefreshTokenRecord) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(record.to_compact(nonce));
         let tag = hmac::sign(&self.0, payload.as_bytes());
         let mut token = payload;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
-        Ok(token)
+        token
     }
 
     /// The record of a token this key signed; `None` for anything else (altered, another
@@ -60,9 +57,13 @@ impl RefreshTokenKey {
         let (payload, tag) = token.split_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         hmac::verify(&self.0, payload.as_bytes(), &tag).ok()?;
-        let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let (_nonce, record): (String, RefreshTokenRecord) = serde_json::from_slice(&json).ok()?;
-        Some(record)
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        if payload.first() == Some(&b'[') {
+            let (_nonce, record): (String, RefreshTokenRecord) =
+                serde_json::from_slice(&payload).ok()?;
+            return Some(record);
+        }
+        RefreshTokenRecord::from_compact(&payload).ok()
     }
 
     /// Whether `token` is in the signed format (else: a handle from before it, looked up in
@@ -94,6 +95,43 @@ pub struct RefreshTokenRecord {
     pub auth_time: u64,
     /// Unix seconds.
     pub expires_at: u64,
+}
+
+/// The format byte of a refresh token's compact payload.
+const COMPACT_FORMAT: u8 = 1;
+
+impl RefreshTokenRecord {
+    /// The payload of a token: `nonce`, then the fields in their declared order.
+    fn to_compact(&self, nonce: &str) -> Vec<u8> {
+        let mut w = Writer::new(COMPACT_FORMAT);
+        w.text(nonce)
+            .text(&self.family)
+            .text(&self.client_id)
+            .text(&self.client_incarnation)
+            .text(&self.sub)
+            .optional(self.scope.as_deref())
+            .texts(&self.aud.0)
+            .number(self.auth_time)
+            .number(self.expires_at);
+        w.into_bytes()
+    }
+
+    fn from_compact(payload: &[u8]) -> Result<RefreshTokenRecord, Malformed> {
+        let mut r = Reader::new(payload, COMPACT_FORMAT)?;
+        let _nonce = r.text()?;
+        let record = RefreshTokenRecord {
+            family: r.text()?,
+            client_id: r.text()?,
+            client_incarnation: r.text()?,
+            sub: r.text()?,
+            scope: r.optional()?,
+            aud: Audience(r.texts()?),
+            auth_time: r.number()?,
+            expires_at: r.number()?,
+        };
+        r.end()?;
+        Ok(record)
+    }
 }
 
 /// Whether a refresh token is issued with an access token: the tenant enables the grant, the
@@ -207,12 +245,12 @@ mod tests {
     fn signed_tokens_open_only_with_their_tenants_key_and_unaltered() {
         let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
         let acme = kek.refresh_token_key("acme");
-        let token = acme.seal("n1", &record("a b")).unwrap();
+        let token = acme.seal("n1", &record("a b"));
         assert!(RefreshTokenKey::is_signed_format(&token));
         assert!(!crate::token::looks_like_jwt(&token));
         assert_eq!(acme.open(&token), Some(record("a b")));
         // Distinct tokens for the same record.
-        assert_ne!(acme.seal("n2", &record("a b")).unwrap(), token);
+        assert_ne!(acme.seal("n2", &record("a b")), token);
         // Another tenant, another KEK: no.
         assert_eq!(kek.refresh_token_key("other").open(&token), None);
         let other_kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
@@ -226,6 +264,30 @@ mod tests {
         assert_eq!(acme.open(payload), None);
         assert_eq!(acme.open("."), None);
         assert!(!RefreshTokenKey::is_signed_format("legacyHandle_-"));
+    }
+
+    #[test]
+    fn tokens_signed_before_the_compact_layout_still_open() {
+        let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
+        let acme = kek.refresh_token_key("acme");
+        let sign = |payload: &[u8]| {
+            let payload = URL_SAFE_NO_PAD.encode(payload);
+            let tag = hmac::sign(&acme.0, payload.as_bytes());
+            format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        };
+        let legacy = sign(&serde_json::to_vec(&("n1", record("a b"))).unwrap());
+        assert_eq!(acme.open(&legacy), Some(record("a b")));
+        // The compact token is the shorter, and one extra byte after its record, or a format
+        // byte it does not know, is refused even when signed.
+        let compact = acme.seal("n1", &record("a b"));
+        assert!(compact.len() * 3 < legacy.len() * 2, "{compact} {legacy}");
+        let mut payload = record("a b").to_compact("n1");
+        assert_eq!(acme.open(&sign(&payload)), Some(record("a b")));
+        payload.push(0);
+        assert_eq!(acme.open(&sign(&payload)), None);
+        payload.pop();
+        payload[0] = 2;
+        assert_eq!(acme.open(&sign(&payload)), None);
     }
 
     fn record(scope: &str) -> RefreshTokenRecord {
