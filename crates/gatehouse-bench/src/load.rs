@@ -133,19 +133,27 @@ async fn connection(
             fail(&mut outcome, format!("request: {e}"));
             break;
         }
-        if let Err(why) = answer.read(&mut stream).await {
-            fail(&mut outcome, why);
-            break;
+        let read = answer.read(&mut stream);
+        match tokio::time::timeout_at((deadline + ANSWER_GRACE).into(), read).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                fail(&mut outcome, why);
+                break;
+            }
+            Err(_) => {
+                fail(&mut outcome, "no answer before the run ended".into());
+                break;
+            }
         }
         let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
         outcome.latencies_us.push(micros);
-        match talk.check(answer.status, answer.body()) {
-            Ok(()) => outcome.ok += 1,
-            Err(why) => fail(&mut outcome, why),
-        }
         if answer.closes {
             fail(&mut outcome, "the server closed the connection".into());
             break;
+        }
+        match talk.check(answer.status, answer.body()) {
+            Ok(()) => outcome.ok += 1,
+            Err(why) => fail(&mut outcome, why),
         }
     }
     (outcome, talk)
@@ -181,6 +189,10 @@ struct Answer {
     /// The server said `Connection: close`.
     closes: bool,
 }
+
+/// How long past the end of a run an answer is waited for before the connection is given up
+/// (a server that stopped answering would otherwise hold the benchmark forever).
+const ANSWER_GRACE: Duration = Duration::from_secs(10);
 
 /// Largest answer head accepted; more is a broken server, not a slow one.
 const MAX_HEAD: usize = 16 * 1024;
@@ -243,18 +255,26 @@ impl Answer {
         let mut framing = None;
         for h in head.headers.iter() {
             let value = std::str::from_utf8(h.value).unwrap_or_default().trim();
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let len = value
-                    .parse()
-                    .map_err(|_| format!("answer content-length {value:?}"))?;
-                framing = Some(Framing::Length(len));
+            let this = if h.name.eq_ignore_ascii_case("content-length") {
+                Framing::Length(
+                    digits(value, 10).ok_or_else(|| format!("answer content-length {value:?}"))?,
+                )
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 if !value.eq_ignore_ascii_case("chunked") {
                     return Err(format!("answer transfer-encoding {value:?}"));
                 }
-                framing = Some(Framing::Chunked);
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                self.closes = value.eq_ignore_ascii_case("close");
+                Framing::Chunked
+            } else {
+                if h.name.eq_ignore_ascii_case("connection") {
+                    self.closes = value
+                        .split(',')
+                        .any(|option| option.trim().eq_ignore_ascii_case("close"));
+                }
+                continue;
+            };
+            // One framing header, once: two could frame the body two ways.
+            if framing.replace(this).is_some() {
+                return Err("answer framed twice (content-length, transfer-encoding)".into());
             }
         }
         framing
@@ -281,8 +301,9 @@ impl Answer {
             };
             let size_text = std::str::from_utf8(&self.buf[at..at + line]).unwrap_or_default();
             let size_text = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| format!("answer chunk size {size_text:?}"))?;
+            let size = digits(size_text, 16)
+                .filter(|size| *size <= MAX_BODY)
+                .ok_or_else(|| format!("answer chunk size {size_text:?}"))?;
             if end - self.body_at + size > MAX_BODY {
                 return Err("answer body larger than 4 MiB".into());
             }
@@ -315,6 +336,14 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("answer: {e}")),
     }
+}
+
+/// A number written in digits of `radix` only (no sign, no spaces), at most 16 of them.
+fn digits(text: &str, radix: u32) -> Option<usize> {
+    let plain = !text.is_empty() && text.len() <= 16 && text.chars().all(|c| c.is_digit(radix));
+    plain
+        .then(|| usize::from_str_radix(text, radix).ok())
+        .flatten()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -361,7 +390,7 @@ mod tests {
         );
 
         let (r, a) = read(&[
-            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\nconnection: keep-alive, Close\r\n\r\n",
             b"4\r\nab",
             b"cd\r\n3;x=y\r\nefg\r\n0\r\n\r\n",
         ])
@@ -399,6 +428,15 @@ mod tests {
                 "size",
             ),
             (&[&b"SMTP ready\r\n\r\n"[..]][..], "head"),
+            (&[&b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nab"[..]][..], "content-length"),
+            (
+                &[&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"[..]][..],
+                "twice",
+            ),
+            (
+                &[&b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\nfffffffffffffffe\r\n"[..]][..],
+                "size",
+            ),
         ] {
             let (r, _) = read(pieces).await;
             let e = r.unwrap_err();

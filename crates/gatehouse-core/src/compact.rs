@@ -14,7 +14,6 @@
 //! strictness is there so that one record has exactly one encoding.
 
 /// Builds a record.
-#[derive(Default)]
 pub(crate) struct Writer(Vec<u8>);
 
 impl Writer {
@@ -159,9 +158,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The end of a padded record: only zero bytes may follow.
-    pub(crate) fn end_padded(self) -> Result<(), Malformed> {
-        if self.0.iter().all(|&b| b == 0) {
+    /// The end of a record padded to a multiple of `block` bytes: only the zero bytes that
+    /// make it so may follow.
+    pub(crate) fn end_padded(self, whole: usize, block: usize) -> Result<(), Malformed> {
+        if whole.is_multiple_of(block) && self.0.len() < block && self.0.iter().all(|&b| b == 0) {
             Ok(())
         } else {
             Err(Malformed)
@@ -222,10 +222,14 @@ mod tests {
         let eleven = [0x80; 11];
         assert!(!read(&eleven, |r| r.number().is_ok()));
         // A count of strings larger than the bytes left.
-        assert!(!read(&[200, 0], |r| r.texts().is_ok()));
+        assert!(!read(&[3, 1, b'a'], |r| r.texts().is_ok()));
+        assert!(read(&[2, 1, b'a', 0], |r| r.texts().is_ok()));
         // Trailing bytes; padding that is not zeros.
         assert_eq!(Reader(&[0]).end(), Err(Malformed));
-        assert_eq!(Reader(&[0, 0]).end_padded(), Ok(()));
-        assert_eq!(Reader(&[0, 1]).end_padded(), Err(Malformed));
+        assert_eq!(Reader(&[0, 0]).end_padded(4, 4), Ok(()));
+        assert_eq!(Reader(&[0, 1]).end_padded(4, 4), Err(Malformed));
+        // Not a whole number of blocks, or a whole block of padding or more.
+        assert_eq!(Reader(&[0, 0]).end_padded(5, 4), Err(Malformed));
+        assert_eq!(Reader(&[0; 4]).end_padded(8, 4), Err(Malformed));
     }
 }

@@ -507,7 +507,7 @@ impl CodeRecord {
             family: r.text()?,
             expires_at: r.number()?,
         };
-        r.end_padded()?;
+        r.end_padded(plain.len(), CODE_PADDING)?;
         Ok(record)
     }
 }
@@ -611,7 +611,7 @@ mod tests {
         let (_, body) = code.split_once('.').unwrap();
         let bytes = URL_SAFE_NO_PAD.decode(body).unwrap();
         let shown = String::from_utf8_lossy(&bytes);
-        for secret in ["alice", "sid-1", "n-0S6_WzA2Mj", "fam-1", "client_id"] {
+        for secret in ["alice", "sid-1", "n-0S6_WzA2Mj", "fam-1", "app.example.com"] {
             assert!(!shown.contains(secret), "{secret} shows in {code}");
         }
         // Distinct codes for the same record under distinct nonces.
@@ -673,12 +673,20 @@ mod tests {
         assert_eq!(acme.open(&legacy), Some(sealed_record()));
         let compact = acme.seal([4; 16], &sealed_record()).unwrap();
         assert!(compact.len() < legacy.len(), "{compact} {legacy}");
-        // Padding that is not zeros, or a format byte it does not know: refused.
+        // Padded to whole blocks with zeros it opens; padding that is not zeros, a record not
+        // padded to whole blocks or padded by a block too many, or a format byte it does not
+        // know: refused.
         let mut plain = sealed_record().to_compact();
-        plain.extend_from_slice(&[0, 0, 1]);
-        assert_eq!(acme.open(&seal(plain.clone())), None);
-        plain.truncate(plain.len() - 1);
+        let padded = plain.len().div_ceil(CODE_PADDING) * CODE_PADDING;
+        plain.resize(padded, 0);
         assert_eq!(acme.open(&seal(plain.clone())), Some(sealed_record()));
+        plain[padded - 1] = 1;
+        assert_eq!(acme.open(&seal(plain.clone())), None);
+        plain[padded - 1] = 0;
+        assert_eq!(acme.open(&seal(plain[..padded - 1].to_vec())), None);
+        let mut overpadded = plain.clone();
+        overpadded.resize(padded + CODE_PADDING, 0);
+        assert_eq!(acme.open(&seal(overpadded)), None);
         plain[0] = 2;
         assert_eq!(acme.open(&seal(plain)), None);
     }
