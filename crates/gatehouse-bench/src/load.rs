@@ -10,6 +10,7 @@
 //! requests; anything but a complete `Content-Length` or chunked body is an error.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -172,8 +173,8 @@ fn write_post(out: &mut Vec<u8>, post: &Post<'_>) {
     ] {
         out.extend_from_slice(part.as_bytes());
     }
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}\r\n\r\n", body.len());
     out.extend_from_slice(body);
 }
 
@@ -257,7 +258,7 @@ impl Answer {
             let value = std::str::from_utf8(h.value).unwrap_or_default().trim();
             let this = if h.name.eq_ignore_ascii_case("content-length") {
                 Framing::Length(
-                    digits(value, 10).ok_or_else(|| format!("answer content-length {value:?}"))?,
+                    length(value).ok_or_else(|| format!("answer content-length {value:?}"))?,
                 )
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 if !value.eq_ignore_ascii_case("chunked") {
@@ -290,24 +291,25 @@ impl Answer {
         let mut at = self.body_at;
         let mut end = self.body_at;
         loop {
-            let line = loop {
-                if let Some(n) = find(&self.buf[at..], b"\r\n") {
-                    break n;
+            // The size line (hex, extensions allowed), parsed as the server's own HTTP layer
+            // parses them.
+            let (line, size) = loop {
+                match httparse::parse_chunk_size(&self.buf[at..]) {
+                    Ok(httparse::Status::Complete((line, size))) => break (line, size),
+                    Ok(httparse::Status::Partial) if self.buf.len() - at <= 64 => {
+                        fill(stream, &mut self.buf).await?;
+                    }
+                    _ => return Err("answer chunk size line malformed".into()),
                 }
-                if self.buf.len() - at > 64 {
-                    return Err("answer chunk size line too long".into());
-                }
-                fill(stream, &mut self.buf).await?;
             };
-            let size_text = std::str::from_utf8(&self.buf[at..at + line]).unwrap_or_default();
-            let size_text = size_text.split(';').next().unwrap_or_default().trim();
-            let size = digits(size_text, 16)
+            let size = usize::try_from(size)
+                .ok()
                 .filter(|size| *size <= MAX_BODY)
-                .ok_or_else(|| format!("answer chunk size {size_text:?}"))?;
+                .ok_or_else(|| format!("answer chunk size {size}"))?;
             if end - self.body_at + size > MAX_BODY {
                 return Err("answer body larger than 4 MiB".into());
             }
-            let data = at + line + 2;
+            let data = at + line;
             while self.buf.len() < data + size + 2 {
                 fill(stream, &mut self.buf).await?;
             }
@@ -338,16 +340,10 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
     }
 }
 
-/// A number written in digits of `radix` only (no sign, no spaces), at most 16 of them.
-fn digits(text: &str, radix: u32) -> Option<usize> {
-    let plain = !text.is_empty() && text.len() <= 16 && text.chars().all(|c| c.is_digit(radix));
-    plain
-        .then(|| usize::from_str_radix(text, radix).ok())
-        .flatten()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// A `Content-Length`: decimal digits only (no sign, no spaces), at most 16 of them.
+fn length(text: &str) -> Option<usize> {
+    let plain = !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_digit());
+    plain.then(|| text.parse().ok()).flatten()
 }
 
 #[cfg(test)]

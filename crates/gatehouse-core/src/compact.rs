@@ -65,6 +65,13 @@ impl Writer {
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.0
     }
+
+    /// The record followed by the zero bytes that make it a whole number of `block`s (read
+    /// back with [`Reader::end_padded`]).
+    pub(crate) fn into_padded(mut self, block: usize) -> Vec<u8> {
+        self.0.resize(self.0.len().div_ceil(block) * block, 0);
+        self.0
+    }
 }
 
 /// A record not in the exact layout.

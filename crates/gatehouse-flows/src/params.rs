@@ -136,10 +136,10 @@ fn decoded(part: &[u8]) -> Cow<'_, str> {
         next = rest.iter().position(special);
     }
     out.extend_from_slice(rest);
-    match String::from_utf8(out) {
-        Ok(text) => Cow::Owned(text),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// The value of one hex digit.

@@ -381,7 +381,6 @@ impl CodeKey {
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut sealed = record.to_compact();
-        sealed.resize(sealed.len().div_ceil(CODE_PADDING) * CODE_PADDING, 0);
         self.sealing_key(&salt)
             .ok_or(CodeSealError)?
             .seal_in_place_append_tag(
@@ -472,7 +471,7 @@ pub struct CodeRecord {
 }
 
 impl CodeRecord {
-    /// The record's fields in their declared order.
+    /// The record's fields in their declared order, padded to whole [`CODE_PADDING`] blocks.
     fn to_compact(&self) -> Vec<u8> {
         let mut w = Writer::new(COMPACT_FORMAT);
         w.text(&self.client_id)
@@ -487,7 +486,7 @@ impl CodeRecord {
             .text(&self.sid)
             .text(&self.family)
             .number(self.expires_at);
-        w.into_bytes()
+        w.into_padded(CODE_PADDING)
     }
 
     /// A record and its padding.
