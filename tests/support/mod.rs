@@ -111,7 +111,7 @@ impl Gatehouse {
         manifests: tempfile::TempDir,
         env: &[(&str, &str)],
     ) -> Gatehouse {
-        Self::spawn(Command::new(binary()), store, manifests, env)
+        Self::spawn(|| Command::new(binary()), store, manifests, env)
     }
 
     /// Starts pinned to one core (`taskset -c 0`), as in a pod limited to one CPU.
@@ -120,12 +120,37 @@ impl Gatehouse {
         for (name, yaml) in files {
             std::fs::write(manifests.path().join(name), yaml).unwrap();
         }
-        let mut command = Command::new("taskset");
-        command.args(["-c", "0"]).arg(binary());
+        let command = || {
+            let mut command = Command::new("taskset");
+            command.args(["-c", "0"]).arg(binary());
+            command
+        };
         Self::spawn(command, store, manifests, &[])
     }
 
+    /// Starts `command` (made anew for each try) and waits until it is ready. The ports are
+    /// picked free, but another process may take one before Gatehouse binds it: a start that
+    /// fails on an address in use is tried again on other ports.
     fn spawn(
+        command: impl Fn() -> Command,
+        store: &str,
+        mut manifests: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Gatehouse {
+        for attempt in 1.. {
+            let mut g = Self::spawn_once(command(), store, manifests, env);
+            match g.wait_ready() {
+                Ok(()) => return g,
+                Err(why) if attempt < 5 && why.contains("Address already in use") => {
+                    manifests = std::mem::replace(&mut g.manifests, tempfile::tempdir().unwrap());
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn spawn_once(
         mut command: Command,
         store: &str,
         manifests: tempfile::TempDir,
@@ -154,7 +179,7 @@ impl Gatehouse {
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .expect("starting gatehouse standalone");
-        let mut g = Gatehouse {
+        Gatehouse {
             child,
             port,
             ops_port,
@@ -163,29 +188,31 @@ impl Gatehouse {
             log,
             out,
             _logs: logs,
-        };
-        g.wait_ready();
-        g
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the process answers `/readyz`; `Err` says why it will not.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "gatehouse exited early with {status}\nstdout:\n{}\nstderr:\n{}",
                     self.stdout(),
                     self.stderr()
-                );
+                ));
             }
             if let Ok(r) = http_status(&format!("http://127.0.0.1:{}/readyz", self.ops_port))
                 && r == 200
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("gatehouse did not become ready\nstderr:\n{}", self.stderr());
+        Err(format!(
+            "gatehouse did not become ready\nstderr:\n{}",
+            self.stderr()
+        ))
     }
 
     /// Sends SIGTERM and waits up to `within` for the process to exit: its status, or `None`
