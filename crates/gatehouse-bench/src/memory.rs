@@ -2,8 +2,10 @@
 //! many objects of one kind through the real endpoints, divided by their number. Key, value,
 //! expiry entry and allocator rounding are all counted, as a production Redis pays them.
 
+use crate::load;
 use crate::scenarios::{self, Target};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// One kind of object and what each costs.
 pub struct PerObject {
@@ -95,6 +97,28 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
     })
 }
 
+/// What each rotation leaves in Redis until its family expires (the spent token's mark, the
+/// new JWT access token's place in the family): `grants` chains rotated for two seconds, on a
+/// tenant whose keys [`per_key`] does not sample, so that its figures stay those of fresh
+/// grants.
+async fn rotations(addr: SocketAddr, port: u16, grants: usize) -> anyhow::Result<PerObject> {
+    let chains = scenarios::refresh_chains(addr, "rotate", grants).await?;
+    let before = used_memory(port)?;
+    let rotated = load::drive(addr, chains, Duration::from_secs(2)).await;
+    anyhow::ensure!(
+        rotated.errors == 0,
+        "rotations: {} errors, the first: {:?}",
+        rotated.errors,
+        rotated.first_error
+    );
+    let after = used_memory(port)?;
+    Ok(PerObject {
+        what: "refresh rotation (spent mark, access token in its family)",
+        count: usize::try_from(rotated.ok)?,
+        bytes: after.saturating_sub(before) as f64 / rotated.ok.max(1) as f64,
+    })
+}
+
 /// Bytes per opaque access token, refresh token (with its grant family), authorization code
 /// and browser session, each on its own tenant's real flow.
 pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec<PerObject>> {
@@ -124,6 +148,7 @@ pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec
         )
         .await?,
     );
+    out.push(rotations(addr, redis_port, GRANTS).await?);
     let mut cookie = String::new();
     out.push(
         measure(

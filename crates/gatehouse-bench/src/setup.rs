@@ -102,6 +102,15 @@ pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyh
     tenant(&mut y, "es256", "ES256", "jwt", &exchange);
     tenant(&mut y, "eddsa", "EdDSA", "jwt", "client_credentials");
     tenant(&mut y, "opaque", "ES256", "opaque", all);
+    // Refresh grants rotated only by the memory part, whose keys it does not sample.
+    tenant(&mut y, "rotate", "ES256", "jwt", "password, refresh_token");
+    client(
+        &mut y,
+        "app-rotate",
+        "rotate",
+        "password, refresh_token",
+        "",
+    );
     client(&mut y, "cc-es256", "es256", "client_credentials", "");
     client(&mut y, "cc-eddsa", "eddsa", "client_credentials", "");
     client(&mut y, "cc-opaque", "opaque", "client_credentials", "");
