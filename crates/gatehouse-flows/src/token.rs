@@ -387,14 +387,12 @@ async fn mint_outcome(
     let store = services.store();
     let minted = mint::access_token(services, tenant, &outcome.claims).await?;
     let mut body = TokenResponse::bearer(minted.token.clone(), &outcome.claims);
-    let refresh = match &outcome.refresh {
-        Some(record) => {
-            // The access token's jti, random and minted with it, makes the refresh token
-            // distinct too: one draw from the generator fewer per rotation.
-            Some(tenant.refresh_tokens.seal(&outcome.claims.jti, record))
-        }
-        None => None,
-    };
+    // The access token's jti, random and minted with it, makes the refresh token distinct
+    // too: one draw from the generator fewer per rotation.
+    let refresh = outcome
+        .refresh
+        .as_ref()
+        .map(|record| tenant.refresh_tokens.seal(&outcome.claims.jti, record));
     let refresh_id = refresh.as_deref().map(opaque_token_id);
     let issue = Issue {
         spend: outcome.spend.as_ref().map(|s| Spend {

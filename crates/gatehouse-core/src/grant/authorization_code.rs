@@ -370,17 +370,24 @@ impl CodeKey {
     /// The code for `record`; `salt` must be random.
     ///
     /// # Errors
-    /// The record not encoding, or the cipher refusing (neither happens for a record built
-    /// by this crate).
+    /// The cipher refusing (which does not happen for a key this crate derived).
     pub fn seal(
         &self,
         salt: [u8; CODE_SALT_LEN],
         record: &CodeRecord,
     ) -> Result<String, CodeSealError> {
+        self.seal_plain(salt, record.to_compact())
+    }
+
+    /// `plain` sealed under the key for `salt`, in the code's format.
+    fn seal_plain(
+        &self,
+        salt: [u8; CODE_SALT_LEN],
+        mut sealed: Vec<u8>,
+    ) -> Result<String, CodeSealError> {
         use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
         use base64::Engine;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let mut sealed = record.to_compact();
         self.sealing_key(&salt)
             .ok_or(CodeSealError)?
             .seal_in_place_append_tag(
@@ -644,27 +651,9 @@ mod tests {
 
     #[test]
     fn codes_sealed_before_the_compact_layout_still_open() {
-        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
-        use base64::Engine;
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
         let acme = kek.code_key("acme");
-        let seal = |mut plain: Vec<u8>| {
-            let salt = [4; CODE_SALT_LEN];
-            acme.sealing_key(&salt)
-                .unwrap()
-                .seal_in_place_append_tag(
-                    Nonce::assume_unique_for_key([0; NONCE_LEN]),
-                    Aad::from(CODE_AAD),
-                    &mut plain,
-                )
-                .unwrap();
-            format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(salt),
-                URL_SAFE_NO_PAD.encode(&plain)
-            )
-        };
+        let seal = |plain: Vec<u8>| acme.seal_plain([4; CODE_SALT_LEN], plain).unwrap();
         // JSON, padded with spaces, as codes were sealed before.
         let mut json = serde_json::to_vec(&sealed_record()).unwrap();
         json.resize(json.len().div_ceil(CODE_PADDING) * CODE_PADDING, b' ');
@@ -676,8 +665,8 @@ mod tests {
         // padded to whole blocks or padded by a block too many, or a format byte it does not
         // know: refused.
         let mut plain = sealed_record().to_compact();
-        let padded = plain.len().div_ceil(CODE_PADDING) * CODE_PADDING;
-        plain.resize(padded, 0);
+        let padded = plain.len();
+        assert_eq!(padded % CODE_PADDING, 0);
         assert_eq!(acme.open(&seal(plain.clone())), Some(sealed_record()));
         plain[padded - 1] = 1;
         assert_eq!(acme.open(&seal(plain.clone())), None);

@@ -42,7 +42,12 @@ impl RefreshTokenKey {
     /// with it) makes every token distinct.
     #[must_use]
     pub fn seal(&self, nonce: &str, record: &RefreshTokenRecord) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(record.to_compact(nonce));
+        self.sign(&record.to_compact(nonce))
+    }
+
+    /// `payload` and its tag, in the token's format.
+    fn sign(&self, payload: &[u8]) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(payload);
         let tag = hmac::sign(&self.0, payload.as_bytes());
         let mut token = payload;
         token.push('.');
@@ -270,11 +275,7 @@ mod tests {
     fn tokens_signed_before_the_compact_layout_still_open() {
         let kek = crate::keys::KeyEncryptionKey::generate().unwrap().0;
         let acme = kek.refresh_token_key("acme");
-        let sign = |payload: &[u8]| {
-            let payload = URL_SAFE_NO_PAD.encode(payload);
-            let tag = hmac::sign(&acme.0, payload.as_bytes());
-            format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
-        };
+        let sign = |payload: &[u8]| acme.sign(payload);
         let legacy = sign(&serde_json::to_vec(&("n1", record("a b"))).unwrap());
         assert_eq!(acme.open(&legacy), Some(record("a b")));
         // The compact token is the shorter, and one extra byte after its record, or a format
