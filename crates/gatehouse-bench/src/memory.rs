@@ -80,20 +80,19 @@ fn used_memory(port: u16) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO memory"))
 }
 
-/// Runs `create`, which makes `count` objects, and measures what they added.
-async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
+/// Runs `create`, which makes objects and says how many, and measures what they added.
+async fn measure<F: std::future::Future<Output = anyhow::Result<usize>>>(
     port: u16,
     what: &'static str,
-    count: usize,
     create: F,
 ) -> anyhow::Result<PerObject> {
     let before = used_memory(port)?;
-    create.await?;
+    let count = create.await?;
     let after = used_memory(port)?;
     Ok(PerObject {
         what,
         count,
-        bytes: after.saturating_sub(before) as f64 / count as f64,
+        bytes: after.saturating_sub(before) as f64 / count.max(1) as f64,
     })
 }
 
@@ -103,20 +102,21 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
 /// grants.
 async fn rotations(addr: SocketAddr, port: u16, grants: usize) -> anyhow::Result<PerObject> {
     let chains = scenarios::refresh_chains(addr, "rotate", grants).await?;
-    let before = used_memory(port)?;
-    let rotated = load::drive(addr, chains, Duration::from_secs(2)).await;
-    anyhow::ensure!(
-        rotated.errors == 0,
-        "rotations: {} errors, the first: {:?}",
-        rotated.errors,
-        rotated.first_error
-    );
-    let after = used_memory(port)?;
-    Ok(PerObject {
-        what: "refresh rotation (spent mark, access token in its family)",
-        count: usize::try_from(rotated.ok)?,
-        bytes: after.saturating_sub(before) as f64 / rotated.ok.max(1) as f64,
-    })
+    measure(
+        port,
+        "refresh rotation (spent mark, access token in its family)",
+        async {
+            let rotated = load::drive(addr, chains, Duration::from_secs(2)).await;
+            anyhow::ensure!(
+                rotated.errors == 0,
+                "rotations: {} errors, the first: {:?}",
+                rotated.errors,
+                rotated.first_error
+            );
+            Ok(usize::try_from(rotated.ok)?)
+        },
+    )
+    .await
 }
 
 /// Bytes per opaque access token, refresh token (with its grant family), authorization code
@@ -130,9 +130,9 @@ pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec
     const SESSIONS: usize = 250;
     let mut out = Vec::new();
     out.push(
-        measure(redis_port, "opaque access token", TOKENS, async {
+        measure(redis_port, "opaque access token", async {
             scenarios::token_pool(addr, &Target::tenant("opaque"), TOKENS).await?;
-            Ok(())
+            Ok(TOKENS)
         })
         .await?,
     );
@@ -140,10 +140,9 @@ pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec
         measure(
             redis_port,
             "refresh token (a grant: token, family, JWT access token)",
-            GRANTS,
             async {
                 scenarios::refresh_chains(addr, "es256", GRANTS).await?;
-                Ok(())
+                Ok(GRANTS)
             },
         )
         .await?,
@@ -154,20 +153,19 @@ pub async fn per_object(addr: SocketAddr, redis_port: u16) -> anyhow::Result<Vec
         measure(
             redis_port,
             "browser sign-in (session, its request and the code it returned)",
-            SESSIONS,
             async {
                 for _ in 0..SESSIONS {
                     cookie = scenarios::sign_in(addr, "es256").await?;
                 }
-                Ok(())
+                Ok(SESSIONS)
             },
         )
         .await?,
     );
     out.push(
-        measure(redis_port, "authorization code", CODES, async {
+        measure(redis_port, "authorization code", async {
             scenarios::mint_codes(addr, "es256", &cookie, CODES, 16).await?;
-            Ok(())
+            Ok(CODES)
         })
         .await?,
     );

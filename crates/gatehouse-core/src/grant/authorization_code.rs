@@ -379,7 +379,7 @@ impl CodeKey {
         self.seal_plain(salt, record.to_compact())
     }
 
-    /// `plain` sealed under the key for `salt`, in the code's format.
+    /// A record's bytes, sealed in place under the key for `salt`, in the code's format.
     fn seal_plain(
         &self,
         salt: [u8; CODE_SALT_LEN],
