@@ -179,6 +179,31 @@ pub struct StoreAccessArgs {
     /// trusted instead of the web's roots.
     #[arg(long, env = "GATEHOUSE_STORE_CA_FILE")]
     pub store_ca_file: Option<PathBuf>,
+    /// How Redis keeps the grant families started from now on: `hash` (one key per family),
+    /// or `sets` (the layout of servers from before the hash, for a rolling upgrade from them:
+    /// roll every server to this version with `sets`, then switch to `hash`). Families
+    /// already written are read in either layout.
+    #[arg(long, env = "GATEHOUSE_FAMILY_LAYOUT", value_enum, default_value_t = FamilyLayoutArg::Hash)]
+    pub family_layout: FamilyLayoutArg,
+}
+
+/// `--family-layout` (see [`gatehouse_store::FamilyLayout`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FamilyLayoutArg {
+    /// One hash per family.
+    #[default]
+    Hash,
+    /// A set per family, each mark a key of its own.
+    Sets,
+}
+
+impl From<FamilyLayoutArg> for gatehouse_store::FamilyLayout {
+    fn from(arg: FamilyLayoutArg) -> Self {
+        match arg {
+            FamilyLayoutArg::Hash => gatehouse_store::FamilyLayout::Hash,
+            FamilyLayoutArg::Sets => gatehouse_store::FamilyLayout::Sets,
+        }
+    }
 }
 
 /// Whether to start on a Redis that may evict keys.

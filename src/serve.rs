@@ -58,6 +58,7 @@ pub async fn open_store(
             password: password.as_deref(),
             ca_pem,
             sentinel_password: sentinel_password.as_deref(),
+            new_families: access.family_layout.into(),
         },
     )
     .await

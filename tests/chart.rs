@@ -639,6 +639,8 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
             chart().join("ci/production-values.yaml").to_str().unwrap(),
             "--set",
             "redis.allowEvictingStore=true",
+            "--set",
+            "redis.familyLayout=sets",
         ])
         .unwrap(),
     );
@@ -649,7 +651,22 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
             env(c, "GATEHOUSE_ALLOW_EVICTING_STORE").unwrap()["value"],
             "true"
         );
+        assert_eq!(env(c, "GATEHOUSE_FAMILY_LAYOUT").unwrap()["value"], "sets");
+        let default =
+            &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            env(default, "GATEHOUSE_FAMILY_LAYOUT").unwrap()["value"],
+            "hash"
+        );
     }
+    let refused = template(&[
+        "-f",
+        chart().join("ci/production-values.yaml").to_str().unwrap(),
+        "--set",
+        "redis.familyLayout=hashes",
+    ])
+    .unwrap_err();
+    assert!(refused.contains("familyLayout"), "{refused}");
     let docs = render(&chart().join("ci/evaluation-values.yaml"));
     let redis =
         &find(&docs, "StatefulSet", "-redis").unwrap()["spec"]["template"]["spec"]["containers"][0];

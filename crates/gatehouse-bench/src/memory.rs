@@ -47,6 +47,7 @@ pub fn per_key(port: u16, tenant: &str) -> anyhow::Result<Vec<PerKey>> {
         "rv",
         "rt",
         "rt.used",
+        "fam",
         "rfa",
         "rfr",
         "code",

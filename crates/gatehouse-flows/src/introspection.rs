@@ -215,7 +215,7 @@ async fn live_refresh_token(
     }
     if tenant.config.refresh_token_rotation
         && store
-            .spent_by(name, RecordKind::RefreshToken, &id)
+            .spent_by(name, RecordKind::RefreshToken, &id, Some(&record.family))
             .await?
             .is_some()
     {

@@ -302,6 +302,8 @@ struct Spending {
     id: String,
     /// How long the mark is kept, so that a replay is recognised.
     until: u64,
+    /// The grant family it carries, where its mark is kept (see [`Spend::family`]).
+    family: Option<String>,
 }
 
 /// The grant family an access token joins.
@@ -400,6 +402,7 @@ async fn mint_outcome(
             id: &s.id,
             until: s.until,
             attempt: &outcome.claims.jti,
+            family: s.family.as_deref(),
         }),
         family: outcome.family.as_ref().map(|family| FamilyMember {
             family: &family.id,
@@ -430,6 +433,7 @@ async fn mint_outcome(
                     id: spend.id.clone(),
                     attempt: outcome.claims.jti.clone(),
                     until: spend.until,
+                    family: spend.family.clone(),
                 };
                 if !unknown.went_through(services, name).await {
                     return Err(e.into());

@@ -36,6 +36,8 @@ pub(crate) struct Unanswered {
     pub attempt: String,
     /// When the spent code or token would have expired anyway.
     pub until: u64,
+    /// The grant family it carries, where its mark is kept.
+    pub family: Option<String>,
 }
 
 impl Unanswered {
@@ -44,7 +46,11 @@ impl Unanswered {
     pub(crate) async fn went_through(self, services: &Services, tenant: &str) -> bool {
         let deadline = tokio::time::Instant::now() + WAIT_IN_REQUEST;
         loop {
-            match services.store.spent_by(tenant, self.kind, &self.id).await {
+            match services
+                .store
+                .spent_by(tenant, self.kind, &self.id, self.family.as_deref())
+                .await
+            {
                 Ok(mark) => return mark.as_deref() == Some(self.attempt.as_str()),
                 Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(EVERY).await;
@@ -63,7 +69,10 @@ impl Unanswered {
     async fn settle_later(self, store: Arc<dyn Store>, tenant: &str, retry_until: u64) {
         let deadline = tokio::time::Instant::now() + KEEP_ASKING;
         while tokio::time::Instant::now() < deadline {
-            match store.spent_by(tenant, self.kind, &self.id).await {
+            match store
+                .spent_by(tenant, self.kind, &self.id, self.family.as_deref())
+                .await
+            {
                 Ok(Some(mark)) if mark == self.attempt => {
                     match store
                         .mark_unanswered(tenant, self.kind, &self.id, retry_until)

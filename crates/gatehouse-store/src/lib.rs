@@ -137,6 +137,12 @@ pub struct Spend<'a> {
     /// by which a server that lost the store's answer learns whether its attempt went through
     /// ([`Store::spent_by`]).
     pub attempt: &'a str,
+    /// The grant family the presented code or refresh token carries, authenticated with it
+    /// (a refresh token's, a sealed code's), so that a replay names the same family: the mark
+    /// is then kept with the family, where issuing reads it with the family's state in one
+    /// step. `None` for what carries no family of its own (a device code, a code from before
+    /// sealed codes). When the issue joins a family too, it is this one.
+    pub family: Option<&'a str>,
 }
 
 /// An access token joining its grant family.
@@ -387,11 +393,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The attempt whose spending marked `(kind, id)` used, if it is used: a server whose
     /// [`Store::issue`] failed without an answer asks, to learn whether it went through.
+    /// `family` is the spending's [`Spend::family`].
     async fn spent_by(
         &self,
         tenant: &str,
         kind: RecordKind,
         id: &str,
+        family: Option<&str>,
     ) -> Result<Option<String>, StoreError>;
 
     /// Records that the spending of `(kind, id)` went through but its answer never reached
@@ -441,6 +449,23 @@ pub struct Access<'a> {
     pub ca_pem: Option<Vec<u8>>,
     /// The Sentinels' own password (`requirepass` of a Sentinel), for `redis+sentinel://`.
     pub sentinel_password: Option<&'a str>,
+    /// What grant families started from now on are written as. Not access, but given with it
+    /// to every opening of a store, since only Redis has a choice.
+    pub new_families: FamilyLayout,
+}
+
+/// How Redis keeps a grant family started from now on. Families already written keep their
+/// layout until they expire, and both layouts are read, revoked and rotated alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FamilyLayout {
+    /// One hash per family: its state, its tokens and the marks of its spent codes and refresh
+    /// tokens. Issuing reads it with one command and writes it with one more.
+    #[default]
+    Hash,
+    /// A set of the family's tokens, with its revocation and each spent mark a key of its own:
+    /// what servers from before the hash write and read. For a rolling upgrade from such a
+    /// server: run every server so first, then switch to [`FamilyLayout::Hash`].
+    Sets,
 }
 
 /// [`open`] with [`Access`]. Credentials already in the URL and given apart are an error, as
@@ -469,7 +494,11 @@ pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>,
     };
     if sentinels {
         // The credentials go to the primary the Sentinels name, not into the URL.
-        return Ok(Arc::new(RedisStore::connect_sentinel(url, access).await?));
+        return Ok(Arc::new(
+            RedisStore::connect_sentinel(url, access)
+                .await?
+                .with_new_families(access.new_families),
+        ));
     }
     let with_credentials;
     let url = match credentials {
@@ -493,7 +522,9 @@ pub async fn open_with(url: &str, access: &Access<'_>) -> Result<Arc<dyn Store>,
     }
     if url.starts_with("redis://") || url.starts_with("redis+cluster://") || tls {
         return Ok(Arc::new(
-            RedisStore::connect(url, access.ca_pem.as_deref()).await?,
+            RedisStore::connect(url, access.ca_pem.as_deref())
+                .await?
+                .with_new_families(access.new_families),
         ));
     }
     Err(invalid(

@@ -560,6 +560,7 @@ impl Store for MemoryStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
+        _family: Option<&str>,
     ) -> Result<Option<String>, StoreError> {
         let now = self.now();
         Ok(self.with(|all| {

@@ -5,8 +5,8 @@
 
 use crate::sentinel::{self, PrimaryConnection, SentinelAccess};
 use crate::{
-    Issue, Issued, Joining, RecordKind, Store, StoreError, TenantBundle, TenantSettings, Version,
-    redact_url,
+    FamilyLayout, Issue, Issued, Joining, RecordKind, Store, StoreError, TenantBundle,
+    TenantSettings, Version, redact_url,
 };
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -60,10 +60,20 @@ fn used_key(t: &str, kind: RecordKind, id: &str) -> String {
 fn unanswered_key(t: &str, kind: RecordKind, id: &str) -> String {
     format!("{{t:{t}}}:{}.unanswered:{id}", kind.prefix())
 }
-fn family_tokens_key(t: &str, family: &str) -> String {
+/// A grant family, one hash: `k` (known: started, or a token issued into it), `r` (revoked),
+/// `a:<jti>` = `exp` for each access token issued into it, and `u:<id>` = the mark of each
+/// code or refresh token of the family spent (see [`Spend::family`]). One key, so issuing
+/// reads everything it decides on with one command and writes with one more.
+fn family_key(t: &str, family: &str) -> String {
+    format!("{{t:{t}}}:fam:{family}")
+}
+/// The layout before a family was one hash: its tokens as a set of `exp:jti` (with the member
+/// `started` for a family started before its first token), its revocation as its own key, and
+/// its spent marks as `used_key`s. Families written so are read and kept so until they expire.
+fn legacy_family_tokens_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfa:{family}")
 }
-fn family_revoked_key(t: &str, family: &str) -> String {
+fn legacy_family_revoked_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:rfr:{family}")
 }
 /// Up to when a user's sign-ins are over (see `Store::sign_out_user`).
@@ -79,44 +89,109 @@ local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end
 return {r[1], #r[2]}";
 
-/// Issuing tokens, atomically (see `Store::issue`). Keys: the used mark of what is spent, the
-/// family's revoked mark and token set, the opaque token, the unanswered mark, the user's
-/// signed-out mark; absent parts get placeholder keys in the tenant's slot. ARGV[3] says
-/// whether the family is started (`new`: its set gets its lifetime) or must exist already:
-/// `started` (a sealed code's, started with the code: its lifetime grows to ARGV[5]) or
-/// `existing` (a rotation: unchanged). A set that is gone, expired or lost with the store's
-/// data refuses both.
-/// The used mark holds `attempt[ successor-id]`. When the mark exists and the spending was
-/// recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the presentation is a
-/// retry: the successor the lost answer carried gets its own used mark (a key in the same
-/// slot, named from the prefix in ARGV[10], kept until ARGV[12]: as long as its family, the
-/// longest that lost token could live) unless it was presented already, which makes the retry
-/// a reuse after all.
+/// Issuing tokens, atomically (see `Store::issue`).
+///
+/// Keys: 1 the separate used mark of what is spent, 2 and 3 a family's revoked mark and token
+/// set in the legacy layout, 4 the opaque token, 5 the unanswered mark, 6 the user's
+/// signed-out mark, 7 the family's hash; absent parts get placeholder keys in the tenant's
+/// slot.
+///
+/// ARGV: 1 whether something is spent, 2 until when its separate mark is kept, 3 how the
+/// family is joined (`new`: started now, for ARGV[5]; `started`: started with a sealed code,
+/// it must exist and its lifetime grows to ARGV[5]; `existing`: a rotation, it must exist and
+/// keeps its lifetime; empty: no family), 4 the access token's jti, 5 the family's lifetime,
+/// 6–8 the opaque token (whether, value, exp), 9 the spending's mark `attempt[ successor-id]`,
+/// 10 the prefix of a refresh token's separate used mark, 11 when the user signed in (or
+/// empty), 12 until when a retired successor's separate mark is kept, 13 whether the spent
+/// mark is kept in the family's hash, 14 the spent id, 15 the access token's exp, 16 whether a
+/// family started here is a hash (see [`crate::FamilyLayout`]), 17 the prefix of a family's
+/// hash, 18 the family's id.
+///
+/// A family kept as a hash is decided on with one HMGET (known, revoked, the spent mark) and
+/// written with one HSET. A family in the layout of sets (no hash, its set exists) is read and
+/// written in its own keys, marks included. A set that is gone, expired or lost with the
+/// store's data refuses `started` and `existing` both. When the spent mark exists and the
+/// spending was recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the
+/// presentation is a retry: the successor the lost answer carried gets its own mark where its
+/// presentation looks (its family's hash, or a key of its own) unless it was presented already,
+/// which makes the retry a reuse after all. A spending kept apart (a device code, a code from
+/// before sealed codes) that started a hash family notes that family's id after the
+/// successor's, since a retry starts a family of its own.
 const ISSUE_SCRIPT: &str = r"
 if ARGV[11] ~= '' then
   local out = redis.call('GET', KEYS[6])
   if out and tonumber(ARGV[11]) <= tonumber(out) then return 'signed_out' end
 end
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
-if (ARGV[3] == 'existing' or ARGV[3] == 'started') and redis.call('EXISTS', KEYS[3]) == 0 then
-  return 'unknown'
+local join = ARGV[3]
+local f = {false, false, false}
+if join ~= '' or ARGV[13] == '1' then
+  f = redis.call('HMGET', KEYS[7], 'k', 'r', 'u:' .. ARGV[14])
 end
-if ARGV[1] == '1' and not redis.call('SET', KEYS[1], ARGV[9], 'NX', 'EXAT', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
-  local mark = redis.call('GET', KEYS[1]) or ''
-  local sep = string.find(mark, ' ', 1, true)
-  if sep then
-    local lost = ARGV[10] .. string.sub(mark, sep + 1)
-    if not redis.call('SET', lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then return 'spent' end
+if join ~= '' and f[2] then return 'revoked' end
+local hashed = (f[1] or f[2]) and true or false
+if not hashed and join ~= '' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
+  if join == 'new' then
+    hashed = ARGV[16] == '1'
+  elseif redis.call('EXISTS', KEYS[3]) == 0 then
+    return 'unknown'
   end
-  redis.call('DEL', KEYS[5])
-  redis.call('SET', KEYS[1], ARGV[9], 'KEEPTTL')
 end
-if ARGV[3] ~= '' then
-  redis.call('SADD', KEYS[3], ARGV[4])
-  if ARGV[3] == 'new' then redis.call('EXPIREAT', KEYS[3], ARGV[5]) end
-  if ARGV[3] == 'started' then redis.call('EXPIREAT', KEYS[3], ARGV[5], 'GT') end
+local in_hash = hashed and ARGV[13] == '1'
+local note = ARGV[9]
+if hashed and not in_hash and string.find(note, ' ', 1, true) then
+  note = note .. ' ' .. ARGV[18]
 end
+local fields = {}
+if ARGV[1] == '1' then
+  local mark = false
+  if in_hash then
+    mark = f[3]
+  elseif not redis.call('SET', KEYS[1], note, 'NX', 'EXAT', ARGV[2]) then
+    mark = redis.call('GET', KEYS[1]) or ''
+  end
+  if mark then
+    if redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
+    local sep = string.find(mark, ' ', 1, true)
+    if sep then
+      local lost = string.sub(mark, sep + 1)
+      local at = string.find(lost, ' ', 1, true)
+      local hash = in_hash and KEYS[7]
+      if at then
+        hash = ARGV[17] .. string.sub(lost, at + 1)
+        lost = string.sub(lost, 1, at - 1)
+      end
+      if hash then
+        if redis.call('HSETNX', hash, 'u:' .. lost, 'superseded') == 0 then return 'spent' end
+      elseif not redis.call('SET', ARGV[10] .. lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then
+        return 'spent'
+      end
+    end
+    redis.call('DEL', KEYS[5])
+    if not in_hash then redis.call('SET', KEYS[1], note, 'KEEPTTL') end
+  end
+  if in_hash then
+    fields[#fields + 1] = 'u:' .. ARGV[14]
+    fields[#fields + 1] = ARGV[9]
+  end
+end
+if join ~= '' then
+  if hashed then
+    fields[#fields + 1] = 'a:' .. ARGV[4]
+    fields[#fields + 1] = ARGV[15]
+    if join == 'new' then
+      fields[#fields + 1] = 'k'
+      fields[#fields + 1] = '1'
+    end
+  else
+    redis.call('SADD', KEYS[3], ARGV[15] .. ':' .. ARGV[4])
+    if join == 'new' then redis.call('EXPIREAT', KEYS[3], ARGV[5]) end
+    if join == 'started' then redis.call('EXPIREAT', KEYS[3], ARGV[5], 'GT') end
+  end
+end
+if #fields > 0 then redis.call('HSET', KEYS[7], unpack(fields)) end
+if hashed and join == 'new' then redis.call('EXPIREAT', KEYS[7], ARGV[5]) end
+if hashed and join == 'started' then redis.call('EXPIREAT', KEYS[7], ARGV[5], 'GT') end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EXAT', ARGV[8]) end
 return 'done'";
 
@@ -128,30 +203,61 @@ if not out or tonumber(out) <= tonumber(ARGV[1]) then
 end
 return 1";
 
-/// Revoking a family and, in the same step, every access token it issued (members are
-/// `exp:jti`; each revocation mark lives until that token's `exp`; the member `started` of
-/// [`START_FAMILY_SCRIPT`] is no token).
+/// Revoking a family and, in the same step, every access token it issued (each revocation
+/// mark lives until that token's `exp`). Keys: the family's hash, then its revoked mark and
+/// token set in the layout of sets (see `legacy_family_tokens_key`): the mark is written unless
+/// the family is a hash (so that a server writing sets, or one from before hashes, sees it),
+/// and the set's tokens are revoked too. ARGV: until when the family is remembered as revoked, the prefix of a token's
+/// revocation mark. The hash's lifetime only grows.
 const REVOKE_SCRIPT: &str = r"
-redis.call('SET', KEYS[1], '1', 'EXAT', ARGV[1])
-local members = redis.call('SMEMBERS', KEYS[2])
+local hashed = redis.call('HEXISTS', KEYS[1], 'k') == 1
+redis.call('HSET', KEYS[1], 'r', '1')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
 local revoked = 0
-for _, m in ipairs(members) do
-  local sep = string.find(m, ':', 1, true)
-  if sep then
-    redis.call('SET', ARGV[2] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'a:' then
+    redis.call('SET', ARGV[2] .. string.sub(all[i], 3), '1', 'EXAT', all[i + 1])
     revoked = revoked + 1
+  end
+end
+if not hashed or redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[2], '1', 'EXAT', ARGV[1])
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local sep = string.find(m, ':', 1, true)
+    if sep then
+      redis.call('SET', ARGV[2] .. string.sub(m, sep + 1), '1', 'EXAT', string.sub(m, 1, sep - 1))
+      revoked = revoked + 1
+    end
   end
 end
 return revoked";
 
-/// Starting a family before its first token (see `Store::start_family`): a set exists only
-/// with a member, so it gets this one (no colon: no token's `exp:jti`). Its lifetime only
-/// grows.
+/// Starting a family before its first token (see `Store::start_family`): known, and its
+/// lifetime only grows.
 const START_FAMILY_SCRIPT: &str = r"
+redis.call('HSET', KEYS[1], 'k', '1')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
+redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
+return 1";
+
+/// [`START_FAMILY_SCRIPT`] in the layout of sets (see [`FamilyLayout::Sets`]): a set exists
+/// only with a member, so it gets `started` (no colon: no token's `exp:jti`).
+const START_FAMILY_SET_SCRIPT: &str = r"
 redis.call('SADD', KEYS[1], 'started')
 redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
 redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
 return 1";
+
+/// Whether a family is known and not revoked, in whichever layout it was written (see
+/// `family_key`). Keys: its hash, its legacy revoked mark and token set.
+const FAMILY_LIVE_SCRIPT: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'k', 'r')
+if f[2] then return 0 end
+if f[1] then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+return redis.call('EXISTS', KEYS[3])";
 
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
 const FAILURE_SCRIPT: &str = r"
@@ -207,11 +313,14 @@ impl ConnectionLike for Connection {
 /// A Redis (or Redis Cluster) store.
 pub struct RedisStore {
     conn: Connection,
+    new_families: FamilyLayout,
     bump: redis::Script,
     purge: redis::Script,
     issue: redis::Script,
     revoke: redis::Script,
     start_family: redis::Script,
+    start_family_set: redis::Script,
+    family_live: redis::Script,
 }
 
 #[allow(clippy::needless_pass_by_value)] // used as `.map_err(unavailable)`
@@ -320,14 +429,24 @@ impl RedisStore {
         Ok(Self::with(Connection::Sentinel(conn)))
     }
 
+    /// Sets what grant families started from now on are written as (see [`FamilyLayout`]).
+    #[must_use]
+    pub fn with_new_families(mut self, layout: FamilyLayout) -> Self {
+        self.new_families = layout;
+        self
+    }
+
     fn with(conn: Connection) -> Self {
         RedisStore {
             conn,
+            new_families: FamilyLayout::default(),
             bump: redis::Script::new(BUMP_SCRIPT),
             purge: redis::Script::new(PURGE_SCRIPT),
             issue: redis::Script::new(ISSUE_SCRIPT),
             revoke: redis::Script::new(REVOKE_SCRIPT),
             start_family: redis::Script::new(START_FAMILY_SCRIPT),
+            start_family_set: redis::Script::new(START_FAMILY_SET_SCRIPT),
+            family_live: redis::Script::new(FAMILY_LIVE_SCRIPT),
         }
     }
 
@@ -678,6 +797,12 @@ impl Store for RedisStore {
         let flag = |on: bool| if on { "1" } else { "0" };
         let spend = issue.spend;
         let family = issue.family;
+        let spend_family = spend.and_then(|s| s.family);
+        debug_assert!(
+            spend_family.is_none() || family.is_none_or(|f| Some(f.family) == spend_family),
+            "a spending's family is the one the issue joins"
+        );
+        let family_id = spend_family.or(family.map(|f| f.family)).unwrap_or("-");
         // The mark a spending leaves: the attempt, and the refresh token it issued.
         let mark = match (spend, issue.successor) {
             (Some(s), Some(id)) => format!("{} {id}", s.attempt),
@@ -685,23 +810,20 @@ impl Store for RedisStore {
             (None, _) => String::new(),
         };
         let opaque = issue.opaque.map(|o| encode(o.1)).transpose()?;
+        let (spent_kind, spent_id) =
+            spend.map_or((RecordKind::RefreshToken, "-"), |s| (s.kind, s.id));
         let mut invocation = self.issue.prepare_invoke();
         invocation
-            .key(spend.map_or_else(
-                || used_key(tenant, RecordKind::RefreshToken, "-"),
-                |s| used_key(tenant, s.kind, s.id),
-            ))
-            .key(family_revoked_key(tenant, family.map_or("-", |f| f.family)))
-            .key(family_tokens_key(tenant, family.map_or("-", |f| f.family)))
+            .key(used_key(tenant, spent_kind, spent_id))
+            .key(legacy_family_revoked_key(tenant, family_id))
+            .key(legacy_family_tokens_key(tenant, family_id))
             .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
-            .key(spend.map_or_else(
-                || unanswered_key(tenant, RecordKind::RefreshToken, "-"),
-                |s| unanswered_key(tenant, s.kind, s.id),
-            ))
+            .key(unanswered_key(tenant, spent_kind, spent_id))
             .key(signed_out_key(
                 tenant,
                 issue.signed_in.map_or("-", |(u, _)| u),
             ))
+            .key(family_key(tenant, family_id))
             .arg(flag(spend.is_some()))
             .arg(spend.map_or(1, |s| s.until.max(1)))
             .arg(family.map_or("", |f| match f.joining {
@@ -709,7 +831,7 @@ impl Store for RedisStore {
                 Joining::Started => "started",
                 Joining::Existing => "existing",
             }))
-            .arg(family.map_or_else(String::new, |f| format!("{}:{}", f.exp, f.jti)))
+            .arg(family.map_or("", |f| f.jti))
             .arg(family.map_or(1, |f| f.until.max(1)))
             .arg(flag(opaque.is_some()))
             .arg(opaque.unwrap_or_default())
@@ -721,7 +843,13 @@ impl Store for RedisStore {
                     .signed_in
                     .map_or_else(String::new, |(_, at)| at.to_string()),
             )
-            .arg(issue.retired_until().max(1));
+            .arg(issue.retired_until().max(1))
+            .arg(flag(spend_family.is_some()))
+            .arg(spent_id)
+            .arg(family.map_or(1, |f| f.exp.max(1)))
+            .arg(flag(self.new_families == FamilyLayout::Hash))
+            .arg(family_key(tenant, ""))
+            .arg(family_id);
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -738,9 +866,15 @@ impl Store for RedisStore {
 
     async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .start_family
-            .key(family_tokens_key(tenant, family))
+        let (script, key) = match self.new_families {
+            FamilyLayout::Hash => (&self.start_family, family_key(tenant, family)),
+            FamilyLayout::Sets => (
+                &self.start_family_set,
+                legacy_family_tokens_key(tenant, family),
+            ),
+        };
+        let _: i64 = script
+            .key(key)
             .arg(until.max(1))
             .invoke_async(&mut conn)
             .await
@@ -756,8 +890,9 @@ impl Store for RedisStore {
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
         self.revoke
-            .key(family_revoked_key(tenant, family))
-            .key(family_tokens_key(tenant, family))
+            .key(family_key(tenant, family))
+            .key(legacy_family_revoked_key(tenant, family))
+            .key(legacy_family_tokens_key(tenant, family))
             .arg(until.max(1))
             .arg(revoked_key(tenant, ""))
             .invoke_async(&mut conn)
@@ -794,13 +929,13 @@ impl Store for RedisStore {
 
     async fn is_family_live(&self, tenant: &str, family: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let (revoked, known): (bool, bool) = redis::pipe()
-            .exists(family_revoked_key(tenant, family))
-            .exists(family_tokens_key(tenant, family))
-            .query_async(&mut conn)
+        self.family_live
+            .key(family_key(tenant, family))
+            .key(legacy_family_revoked_key(tenant, family))
+            .key(legacy_family_tokens_key(tenant, family))
+            .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
-        Ok(known && !revoked)
+            .map_err(unavailable)
     }
 
     async fn spent_by(
@@ -808,13 +943,17 @@ impl Store for RedisStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
+        family: Option<&str>,
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let mark: Option<String> = redis::cmd("GET")
-            .arg(used_key(tenant, kind, id))
+        // Kept with its family, or (no family, or one from before families were hashes) apart.
+        let (kept_with_family, apart): (Option<String>, Option<String>) = redis::pipe()
+            .hget(family_key(tenant, family.unwrap_or("-")), format!("u:{id}"))
+            .get(used_key(tenant, kind, id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        let mark = family.and(kept_with_family).or(apart);
         Ok(mark.map(|m| m.split(' ').next().unwrap_or_default().to_string()))
     }
 

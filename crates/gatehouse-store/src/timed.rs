@@ -300,8 +300,13 @@ impl Store for TimedStore {
         tenant: &str,
         kind: RecordKind,
         id: &str,
+        family: Option<&str>,
     ) -> Result<Option<String>, StoreError> {
-        timed!(self, "spent_by", self.inner.spent_by(tenant, kind, id))
+        timed!(
+            self,
+            "spent_by",
+            self.inner.spent_by(tenant, kind, id, family)
+        )
     }
 
     async fn mark_unanswered(

@@ -10,7 +10,7 @@ use gatehouse_core::grant::refresh_token::{RefreshTokenRecord, issues_refresh_to
 use gatehouse_core::id_token::{IdTokenClaims, user_claims};
 use gatehouse_core::scope::issued_scopes;
 use gatehouse_core::token::opaque_token_id;
-use gatehouse_store::{Joining, RecordKind};
+use gatehouse_store::{Issue, Issued, Joining, RecordKind, Spend, Store, StoreError};
 
 pub(super) struct Presented<'a> {
     pub code: &'a str,
@@ -23,6 +23,35 @@ pub fn family_lifetime(ctx: &GrantContext<'_>) -> u64 {
     ctx.tenant
         .access_token_ttl_secs
         .max(ctx.tenant.refresh_token_ttl_secs)
+}
+
+/// Spends a code whose exchange was refused: true if it was not spent before. Its mark goes
+/// where issuing would have put it (with the family a sealed code carries), so that the code
+/// presented once more, with or without the mistake, is the replay it is.
+async fn spend_refused(
+    store: &dyn Store,
+    tenant: &str,
+    id: &str,
+    until: u64,
+    family: Option<&str>,
+) -> Result<bool, StoreError> {
+    let Some(family) = family else {
+        return store
+            .mark_used(tenant, RecordKind::AuthorizationCode, id, until)
+            .await;
+    };
+    let spend = Spend {
+        kind: RecordKind::AuthorizationCode,
+        id,
+        until,
+        attempt: "refused",
+        family: Some(family),
+    };
+    let issue = Issue {
+        spend: Some(spend),
+        ..Issue::default()
+    };
+    Ok(store.issue(tenant, &issue).await? == Issued::Done)
 }
 
 pub(super) async fn redeem(
@@ -56,9 +85,14 @@ pub(super) async fn redeem(
         Err(refused) => {
             // A code works once, even for a request that fails: spend it, and treat a code
             // already spent as the replay it is.
-            if store
-                .mark_used(name, RecordKind::AuthorizationCode, &id, until)
-                .await?
+            if spend_refused(
+                store,
+                name,
+                &id,
+                until,
+                family_started.then_some(&record.family),
+            )
+            .await?
             {
                 return Err(refused.into());
             }
@@ -98,6 +132,7 @@ pub(super) async fn redeem(
             kind: RecordKind::AuthorizationCode,
             id,
             until,
+            family: family_started.then(|| record.family.clone()),
         }),
         refresh,
         // A sealed code's family was started with it: one the store no longer knows (lost

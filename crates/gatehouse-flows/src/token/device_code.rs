@@ -36,6 +36,7 @@ pub(super) async fn poll(
                 kind: RecordKind::DeviceCode,
                 id,
                 until: ctx.now + device_authorization::EXPIRED_GRACE_SECS,
+                family: None,
             });
             Ok(outcome)
         }

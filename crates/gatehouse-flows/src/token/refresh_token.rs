@@ -44,6 +44,7 @@ pub(super) async fn rotate(
             kind: RecordKind::RefreshToken,
             id,
             until: record.expires_at,
+            family: Some(record.family.clone()),
         }),
         refresh: rotation.then_some(successor),
         family: Some(GrantFamily {

@@ -422,7 +422,8 @@ async fn a_refresh_token_is_refused_altered_foreign_or_once_the_store_lost_its_g
             .spent_by(
                 "acme",
                 gatehouse_store::RecordKind::RefreshToken,
-                &opaque_token_id(&rt)
+                &opaque_token_id(&rt),
+                Some(&world.tenant.refresh_tokens.open(&rt).unwrap().family),
             )
             .await
             .unwrap(),

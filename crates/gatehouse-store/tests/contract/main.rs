@@ -279,7 +279,7 @@ async fn a_started_family_lives_on_once_its_code_is_redeemed_and_rotation_leaves
     let ttl = || {
         // An integer reply, `:N`.
         let reply =
-            gatehouse_testkit::redis_command(redis.port, &["TTL", "{t:acme}:rfa:fam"]).unwrap();
+            gatehouse_testkit::redis_command(redis.port, &["TTL", "{t:acme}:fam:fam"]).unwrap();
         reply.trim_start_matches(':').parse::<i64>().unwrap()
     };
     store.start_family("acme", "fam", now + 60).await.unwrap();
@@ -302,4 +302,371 @@ async fn a_started_family_lives_on_once_its_code_is_redeemed_and_rotation_leaves
     let rotated = join("jti-2", now + 7_200, Joining::Existing);
     assert_eq!(store.issue("acme", &rotated).await.unwrap(), Issued::Done);
     assert!((3_590..=3_600).contains(&ttl()), "{}", ttl());
+}
+
+/// Families written before a family was one hash (its tokens a set, its revocation and its
+/// spent marks keys of their own) keep working in that layout until they expire: they rotate,
+/// a spent token of theirs is spent, a revoked one refuses, revocation reaches their tokens,
+/// and a sealed code's family started so is redeemed.
+#[tokio::test]
+async fn families_written_in_the_layout_before_hashes_keep_working() {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    use gatehouse_testkit::redis_command;
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let exp = (now + 30).to_string();
+    let until = (now + 600).to_string();
+    let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
+    // Written by the layout before: a family with one token, one of its refresh tokens spent
+    // (naming its successor), a revoked family, and a code's family started before its token.
+    raw(&["SADD", "{t:acme}:rfa:old", &format!("{exp}:jti-old")]);
+    raw(&["EXPIREAT", "{t:acme}:rfa:old", &until]);
+    raw(&[
+        "SET",
+        "{t:acme}:rt.used:rt-spent",
+        "jti-old rt-next",
+        "EXAT",
+        &until,
+    ]);
+    raw(&["SADD", "{t:acme}:rfa:gone", &format!("{exp}:jti-gone")]);
+    raw(&["EXPIREAT", "{t:acme}:rfa:gone", &until]);
+    raw(&["SET", "{t:acme}:rfr:gone", "1", "EXAT", &until]);
+    raw(&["SADD", "{t:acme}:rfa:code-fam", "started"]);
+    raw(&["EXPIREAT", "{t:acme}:rfa:code-fam", &(now + 60).to_string()]);
+
+    let rotate = |family: &'static str, id: &'static str, jti: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id,
+            until: now + 600,
+            attempt: jti,
+            family: Some(family),
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 600,
+            joining: Joining::Existing,
+        }),
+        successor: Some("rt-successor"),
+        ..Issue::default()
+    };
+    assert!(store.is_family_live("acme", "old").await.unwrap());
+    assert!(!store.is_family_live("acme", "gone").await.unwrap());
+    assert_eq!(
+        store
+            .issue("acme", &rotate("old", "rt-spent", "jti-x"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        store
+            .spent_by("acme", RecordKind::RefreshToken, "rt-spent", Some("old"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("jti-old")
+    );
+    assert_eq!(
+        store
+            .issue("acme", &rotate("old", "rt-next", "jti-new"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    // Kept in the old layout: its set gained the token, its mark is a key of its own.
+    assert_eq!(
+        raw(&["SISMEMBER", "{t:acme}:rfa:old", &format!("{exp}:jti-new")]),
+        ":1"
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:rt.used:rt-next"]), ":1");
+    assert_eq!(raw(&["EXISTS", "{t:acme}:fam:old"]), ":0");
+    assert_eq!(
+        store
+            .issue("acme", &rotate("old", "rt-next", "jti-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        store
+            .issue("acme", &rotate("gone", "rt-gone", "jti-g"))
+            .await
+            .unwrap(),
+        Issued::Revoked
+    );
+
+    // Revocation reaches the tokens of both layouts, and nothing joins afterwards.
+    assert_eq!(
+        store.revoke_family("acme", "old", now + 600).await.unwrap(),
+        2
+    );
+    assert!(store.is_revoked("acme", "jti-old").await.unwrap());
+    assert!(store.is_revoked("acme", "jti-new").await.unwrap());
+    assert!(!store.is_family_live("acme", "old").await.unwrap());
+    assert_eq!(
+        store
+            .issue("acme", &rotate("old", "rt-successor", "jti-late"))
+            .await
+            .unwrap(),
+        Issued::Revoked
+    );
+
+    // A sealed code's family started in the old layout is redeemed, and lives on as long as
+    // its tokens may.
+    let exchange = Issue {
+        spend: Some(Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: "code",
+            until: now + 3_600,
+            attempt: "jti-c",
+            family: Some("code-fam"),
+        }),
+        family: Some(FamilyMember {
+            family: "code-fam",
+            jti: "jti-c",
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Started,
+        }),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue("acme", &exchange).await.unwrap(), Issued::Done);
+    assert_eq!(store.issue("acme", &exchange).await.unwrap(), Issued::Spent);
+    let ttl: i64 = raw(&["TTL", "{t:acme}:rfa:code-fam"])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((3_590..=3_600).contains(&ttl), "{ttl}");
+}
+
+/// A rolling upgrade from servers that write families as sets: the servers of this version
+/// run with `FamilyLayout::Sets` first, then switch to `FamilyLayout::Hash`. Meanwhile both
+/// share one Redis: a server writing sets writes nothing a server from before hashes would
+/// miss, each rotates, spends and revokes the other's families, and a family keeps the layout
+/// it started in.
+#[tokio::test]
+async fn servers_writing_sets_and_hashes_share_one_store() {
+    use gatehouse_store::{FamilyLayout, FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    use gatehouse_testkit::redis_command;
+    let redis = RedisServer::start();
+    let sets = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect")
+        .with_new_families(FamilyLayout::Sets);
+    let hash = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
+    let keys = |pattern: &str| raw(&["KEYS", pattern]);
+    // A family started by a device code (nothing of its own to spend with it), then rotated.
+    let start = |family: &'static str, device_code: &'static str, jti: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::DeviceCode,
+            id: device_code,
+            until: now + 600,
+            attempt: jti,
+            family: None,
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Starts,
+        }),
+        successor: Some(family),
+        ..Issue::default()
+    };
+    let rotate = |family: &'static str, id: &'static str, jti: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id,
+            until: now + 3_600,
+            attempt: jti,
+            family: Some(family),
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Existing,
+        }),
+        successor: Some(jti),
+        ..Issue::default()
+    };
+
+    // Written as sets: a device code's family, a sealed code's family, rotations. Nothing a
+    // server from before hashes would not read.
+    assert_eq!(
+        sets.issue("acme", &start("s", "dc-s", "s1")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        sets.issue("acme", &rotate("s", "s", "s2")).await.unwrap(),
+        Issued::Done
+    );
+    sets.start_family("acme", "code-s", now + 60).await.unwrap();
+    assert_eq!(keys("*:fam:*"), "*0", "no hash while writing sets");
+    assert_eq!(
+        raw(&["SISMEMBER", "{t:acme}:rfa:s", &format!("{}:s2", now + 30)]),
+        ":1"
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:rt.used:s"]), ":1");
+    assert_eq!(raw(&["SISMEMBER", "{t:acme}:rfa:code-s", "started"]), ":1");
+
+    // Written as a hash, by the other server; each server rotates the other's family, which
+    // keeps its layout, and sees the other's spent marks.
+    assert_eq!(
+        hash.issue("acme", &start("h", "dc-h", "h1")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:fam:h"]), ":1");
+    assert_eq!(
+        sets.issue("acme", &rotate("h", "h", "h2")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        hash.issue("acme", &rotate("h", "h", "h2-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        hash.issue("acme", &rotate("s", "s2", "s3")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        sets.issue("acme", &rotate("s", "s2", "s3-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        raw(&["EXISTS", "{t:acme}:fam:s"]),
+        ":0",
+        "the sets family stays sets"
+    );
+
+    // Revocation by either reaches the other's tokens; a revocation by the server writing
+    // sets leaves the mark a server from before hashes reads.
+    assert_eq!(
+        sets.revoke_family("acme", "h", now + 3_600).await.unwrap(),
+        2
+    );
+    assert!(hash.is_revoked("acme", "h2").await.unwrap());
+    assert_eq!(
+        hash.issue("acme", &rotate("h", "h2", "h3")).await.unwrap(),
+        Issued::Revoked
+    );
+    assert_eq!(
+        hash.revoke_family("acme", "s", now + 3_600).await.unwrap(),
+        3
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:rfr:s"]), ":1");
+    assert!(sets.is_revoked("acme", "s3").await.unwrap());
+    sets.revoke_family("acme", "never-started", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(raw(&["EXISTS", "{t:acme}:rfr:never-started"]), ":1");
+}
+
+/// A device code spent by an answer that was lost, then presented again: the retry starts a
+/// family of its own, and the refresh token the lost answer carried, whose family is a hash,
+/// is retired where its presentation looks.
+#[tokio::test]
+async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let redeem = |family: &'static str, jti: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::DeviceCode,
+            id: "dc",
+            until: now + 600,
+            attempt: jti,
+            family: None,
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Starts,
+        }),
+        successor: Some("lost-rt"),
+        ..Issue::default()
+    };
+    assert_eq!(
+        store.issue("acme", &redeem("f1", "j1")).await.unwrap(),
+        Issued::Done
+    );
+    store
+        .mark_unanswered("acme", RecordKind::DeviceCode, "dc", now + 600)
+        .await
+        .unwrap();
+    let retry = Issue {
+        successor: Some("retry-rt"),
+        ..redeem("f2", "j2")
+    };
+    assert_eq!(store.issue("acme", &retry).await.unwrap(), Issued::Done);
+    let present_lost = Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id: "lost-rt",
+            until: now + 3_600,
+            attempt: "j3",
+            family: Some("f1"),
+        }),
+        family: Some(FamilyMember {
+            family: "f1",
+            jti: "j3",
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Existing,
+        }),
+        successor: Some("next"),
+        ..Issue::default()
+    };
+    assert_eq!(
+        store.issue("acme", &present_lost).await.unwrap(),
+        Issued::Spent,
+        "the lost answer's refresh token is retired"
+    );
+    assert_eq!(
+        store
+            .spent_by("acme", RecordKind::RefreshToken, "lost-rt", Some("f1"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("superseded")
+    );
+    assert_eq!(
+        store
+            .spent_by("acme", RecordKind::DeviceCode, "dc", None)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("j2"),
+        "the retry's attempt is the device code's mark"
+    );
 }

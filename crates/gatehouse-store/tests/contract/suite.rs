@@ -94,7 +94,15 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     records_are_used_once_and_families_revoke(store, &format!("{prefix}-rec")).await;
     issuing_is_atomic_and_revocation_cannot_miss_a_token(store, &format!("{prefix}-issue")).await;
     a_family_started_before_its_first_token(store, &format!("{prefix}-start")).await;
-    a_spending_whose_answer_was_lost_can_be_retried_once(store, &format!("{prefix}-retry")).await;
+    a_spending_whose_answer_was_lost_can_be_retried_once(store, &format!("{prefix}-retry"), None)
+        .await;
+    // The same with the marks kept with the family the spent code and tokens carry.
+    a_spending_whose_answer_was_lost_can_be_retried_once(
+        store,
+        &format!("{prefix}-retry-fam"),
+        Some("fam"),
+    )
+    .await;
     signing_a_user_out_ends_their_grants_and_sessions(store, &format!("{prefix}-out")).await;
     store.ping().await.expect("ping");
 }
@@ -415,6 +423,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         id: "code-1",
         until: now + 60,
         attempt: "jti-1",
+        family: None,
     };
     let member = |jti: &'static str| FamilyMember {
         family: "fam",
@@ -435,6 +444,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
             id: "rt-0",
             until: now + 60,
             attempt: "jti-0",
+            family: Some("fam"),
         }),
         family: Some(joining("jti-0")),
         opaque: Some(("op-0", &opaque)),
@@ -444,7 +454,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
     assert_eq!(store.get_opaque_token(t, "op-0").await.unwrap(), None);
     assert_eq!(
         store
-            .spent_by(t, RecordKind::RefreshToken, "rt-0")
+            .spent_by(t, RecordKind::RefreshToken, "rt-0", Some("fam"))
             .await
             .unwrap(),
         None
@@ -501,6 +511,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
             id: "rt-1",
             until: now + 60,
             attempt: "jti-4",
+            family: Some("fam"),
         }),
         family: Some(joining("jti-4")),
         successor: Some("rt-4"),
@@ -515,12 +526,22 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         ..Issue::default()
     };
     assert_eq!(store.issue(t, &restart).await.unwrap(), Issued::Revoked);
-    assert!(
+    assert_eq!(
         store
-            .mark_used(t, RecordKind::RefreshToken, "rt-1", now + 60)
+            .spent_by(t, RecordKind::RefreshToken, "rt-1", Some("fam"))
             .await
             .unwrap(),
+        None,
         "a refused issue spends nothing"
+    );
+    // The rotation that joined it is spent, its mark kept with the family.
+    assert_eq!(
+        store
+            .spent_by(t, RecordKind::RefreshToken, "rt-0", Some("fam"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("jti-0")
     );
     // A bare opaque token (client credentials) is just stored.
     let bare = Issue {
@@ -548,6 +569,7 @@ async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
             id: code,
             until: now + 60,
             attempt: jti,
+            family: Some(family),
         }),
         family: Some(FamilyMember {
             family,
@@ -568,11 +590,12 @@ async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
         Issued::Unknown
     );
     assert_eq!(store.get_opaque_token(t, "jti-x").await.unwrap(), None);
-    assert!(
+    assert_eq!(
         store
-            .mark_used(t, RecordKind::AuthorizationCode, "code-x", now + 60)
+            .spent_by(t, RecordKind::AuthorizationCode, "code-x", Some("fam-x"))
             .await
             .unwrap(),
+        None,
         "the refused code was not spent"
     );
 
@@ -613,17 +636,51 @@ async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
         Issued::Revoked
     );
     assert_eq!(store.get_opaque_token(t, "jti-c").await.unwrap(), None);
+    // A code whose exchange failed (a wrong verifier) is spent alone, its mark with its
+    // family: presented again, even rightly, it is spent.
+    store.start_family(t, "fam-d", now + 60).await.unwrap();
+    let refused = Issue {
+        spend: exchange("fam-d", "code-d", "refused").spend,
+        ..Issue::default()
+    };
+    assert_eq!(store.issue(t, &refused).await.unwrap(), Issued::Done);
+    assert_eq!(store.issue(t, &refused).await.unwrap(), Issued::Spent);
+    assert_eq!(
+        store
+            .issue(t, &exchange("fam-d", "code-d", "jti-d"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        store
+            .spent_by(t, RecordKind::AuthorizationCode, "code-d", Some("fam-d"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("refused")
+    );
+    assert_eq!(store.get_opaque_token(t, "jti-d").await.unwrap(), None);
+    assert!(store.is_family_live(t, "fam-d").await.unwrap());
 }
 
-async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store, t: &str) {
+async fn a_spending_whose_answer_was_lost_can_be_retried_once(
+    store: &dyn Store,
+    t: &str,
+    family: Option<&'static str>,
+) {
     use gatehouse_store::{Issue, Issued, Spend};
     let now = unix_now();
+    if let Some(family) = family {
+        store.start_family(t, family, now + 600).await.unwrap();
+    }
     let rotate = |presented: &'static str, attempt: &'static str, successor: &'static str| Issue {
         spend: Some(Spend {
             kind: RecordKind::RefreshToken,
             id: presented,
             until: now + 600,
             attempt,
+            family,
         }),
         family: None,
         successor: Some(successor),
@@ -631,13 +688,17 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
         signed_in: None,
     };
     let kind = RecordKind::RefreshToken;
-    assert_eq!(store.spent_by(t, kind, "rt-0").await.unwrap(), None);
+    assert_eq!(store.spent_by(t, kind, "rt-0", family).await.unwrap(), None);
     assert_eq!(
         store.issue(t, &rotate("rt-0", "a1", "rt-1")).await.unwrap(),
         Issued::Done
     );
     assert_eq!(
-        store.spent_by(t, kind, "rt-0").await.unwrap().as_deref(),
+        store
+            .spent_by(t, kind, "rt-0", family)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("a1")
     );
     // Not recorded as unanswered: a second presentation is a replay.
@@ -656,7 +717,11 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
         Issued::Done
     );
     assert_eq!(
-        store.spent_by(t, kind, "rt-0").await.unwrap().as_deref(),
+        store
+            .spent_by(t, kind, "rt-0", family)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("a3")
     );
     // Only one: the next is a replay again.
@@ -696,6 +761,7 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(store: &dyn Store,
             id: "code",
             until: now + 600,
             attempt,
+            family,
         }),
         family: None,
         successor: None,
