@@ -128,7 +128,7 @@ if join ~= '' or ARGV[13] == '1' then
   f = redis.call('HMGET', KEYS[7], 'k', 'r', 'u:' .. ARGV[14])
 end
 if join ~= '' and f[2] then return 'revoked' end
-local hashed = (f[1] or f[2]) and true or false
+local hashed = f[1] and true or false
 if not hashed and join ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
   if join == 'new' then

@@ -670,3 +670,43 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
         "the retry's attempt is the device code's mark"
     );
 }
+
+/// A family written as sets and revoked since by a server of this version gains a hash that
+/// only says so: its spent marks are still read where they were written, so a spent code of
+/// it presented again (a refused exchange spends it) is still the replay it is.
+#[tokio::test]
+async fn a_revoked_family_of_sets_keeps_its_spent_marks() {
+    use gatehouse_store::{Issue, Issued, RecordKind, Spend};
+    use gatehouse_testkit::redis_command;
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let until = (now + 600).to_string();
+    let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
+    raw(&["SADD", "{t:acme}:rfa:old", &format!("{}:jti-old", now + 30)]);
+    raw(&["EXPIREAT", "{t:acme}:rfa:old", &until]);
+    raw(&["SET", "{t:acme}:code.used:c", "jti-old", "EXAT", &until]);
+    assert_eq!(
+        store.revoke_family("acme", "old", now + 600).await.unwrap(),
+        1
+    );
+    let refused_again = Issue {
+        spend: Some(Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: "c",
+            until: now + 600,
+            attempt: "refused",
+            family: Some("old"),
+        }),
+        ..Issue::default()
+    };
+    assert_eq!(
+        store.issue("acme", &refused_again).await.unwrap(),
+        Issued::Spent
+    );
+}
