@@ -145,6 +145,13 @@ pub struct Spend<'a> {
     pub family: Option<&'a str>,
 }
 
+impl Spend<'_> {
+    /// The attempt of a spending that issues nothing (a code whose exchange was refused is
+    /// spent all the same): it never counts as the retry of a lost answer, so a mark found is
+    /// a replay. No access token's `jti` takes this value.
+    pub const REFUSED: &'static str = "refused";
+}
+
 /// An access token joining its grant family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FamilyMember<'a> {

@@ -105,7 +105,7 @@ return {r[1], #r[2]}";
 /// empty), 12 until when a retired successor's separate mark is kept, 13 whether the spent
 /// mark is kept in the family's hash, 14 the spent id, 15 the access token's exp, 16 whether a
 /// family started here is a hash (see [`crate::FamilyLayout`]), 17 the prefix of a family's
-/// hash, 18 the family's id.
+/// hash, 18 the family's id, 19 the attempt of a refusal.
 ///
 /// A family kept as a hash is decided on with one HMGET (known, revoked, the spent mark) and
 /// written with one HSET. A family in the layout of sets (no hash, its set exists) is read and
@@ -116,7 +116,11 @@ return {r[1], #r[2]}";
 /// presentation looks (its family's hash, or a key of its own) unless it was presented already,
 /// which makes the retry a reuse after all. A spending kept apart (a device code, a code from
 /// before sealed codes) that started a hash family notes that family's id after the
-/// successor's, since a retry starts a family of its own.
+/// successor's, since a retry starts a family of its own. A family keeps the layout it
+/// started in: `new` joins a set that exists already (the retry of a code from before sealed
+/// codes, first redeemed by a server writing sets) as a set. A refusal (the attempt
+/// [`crate::Spend::REFUSED`]) only spends: a mark found makes it a replay even when an answer
+/// was lost, as before families were hashes.
 const ISSUE_SCRIPT: &str = r"
 if ARGV[11] ~= '' then
   local out = redis.call('GET', KEYS[6])
@@ -132,7 +136,7 @@ local hashed = f[1] and true or false
 if not hashed and join ~= '' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
   if join == 'new' then
-    hashed = ARGV[16] == '1'
+    hashed = ARGV[16] == '1' and redis.call('EXISTS', KEYS[3]) == 0
   elseif redis.call('EXISTS', KEYS[3]) == 0 then
     return 'unknown'
   end
@@ -151,7 +155,7 @@ if ARGV[1] == '1' then
     mark = redis.call('GET', KEYS[1]) or ''
   end
   if mark then
-    if redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
+    if ARGV[9] == ARGV[19] or redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
     local sep = string.find(mark, ' ', 1, true)
     if sep then
       local lost = string.sub(mark, sep + 1)
@@ -163,6 +167,7 @@ if ARGV[1] == '1' then
       end
       if hash then
         if redis.call('HSETNX', hash, 'u:' .. lost, 'superseded') == 0 then return 'spent' end
+        redis.call('EXPIREAT', hash, ARGV[12], 'NX')
       elseif not redis.call('SET', ARGV[10] .. lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then
         return 'spent'
       end
@@ -205,21 +210,23 @@ return 1";
 
 /// Revoking a family and, in the same step, every access token it issued (each revocation
 /// mark lives until that token's `exp`). Keys: the family's hash, then its revoked mark and
-/// token set in the layout of sets (see `legacy_family_tokens_key`): the mark is written unless
-/// the family is a hash (so that a server writing sets, or one from before hashes, sees it),
-/// and the set's tokens are revoked too. ARGV: until when the family is remembered as revoked, the prefix of a token's
-/// revocation mark. The hash's lifetime only grows.
+/// token set in the layout of sets (see `legacy_family_tokens_key`). A hash family is marked
+/// revoked in its hash (whose lifetime only grows); any other, known or not, gets the separate
+/// revoked mark, which servers writing sets and servers from before hashes read, and the
+/// tokens of its set, if any, are revoked. ARGV: until when the family is remembered as
+/// revoked, the prefix of a token's revocation mark.
 const REVOKE_SCRIPT: &str = r"
 local hashed = redis.call('HEXISTS', KEYS[1], 'k') == 1
-redis.call('HSET', KEYS[1], 'r', '1')
-redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
-redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
 local revoked = 0
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) == 'a:' then
-    redis.call('SET', ARGV[2] .. string.sub(all[i], 3), '1', 'EXAT', all[i + 1])
-    revoked = revoked + 1
+if hashed then
+  redis.call('HSET', KEYS[1], 'r', '1')
+  redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'a:' then
+      redis.call('SET', ARGV[2] .. string.sub(all[i], 3), '1', 'EXAT', all[i + 1])
+      revoked = revoked + 1
+    end
   end
 end
 if not hashed or redis.call('EXISTS', KEYS[3]) == 1 then
@@ -849,7 +856,8 @@ impl Store for RedisStore {
             .arg(family.map_or(1, |f| f.exp.max(1)))
             .arg(flag(self.new_families == FamilyLayout::Hash))
             .arg(family_key(tenant, ""))
-            .arg(family_id);
+            .arg(family_id)
+            .arg(crate::Spend::REFUSED);
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)

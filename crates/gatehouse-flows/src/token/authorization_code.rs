@@ -44,7 +44,7 @@ async fn spend_refused(
         kind: RecordKind::AuthorizationCode,
         id,
         until,
-        attempt: "refused",
+        attempt: Spend::REFUSED,
         family: Some(family),
     };
     let issue = Issue {

@@ -582,6 +582,69 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
         .await
         .unwrap();
     assert_eq!(raw(&["EXISTS", "{t:acme}:rfr:never-started"]), ":1");
+    assert_eq!(
+        raw(&["EXISTS", "{t:acme}:fam:s", "{t:acme}:fam:never-started"]),
+        ":0",
+        "revoking a family that is no hash writes no hash"
+    );
+
+    // A code from before sealed codes starts its family when redeemed: redeemed by the
+    // server writing sets, its answer lost, and retried at the other, the family stays sets,
+    // and the refresh token the lost answer carried is retired where it is looked for.
+    let redeem_handle = |jti: &'static str, successor: &'static str| Issue {
+        spend: Some(Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: "handle",
+            until: now + 600,
+            attempt: jti,
+            family: None,
+        }),
+        family: Some(FamilyMember {
+            family: "c",
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Starts,
+        }),
+        successor: Some(successor),
+        ..Issue::default()
+    };
+    assert_eq!(
+        sets.issue("acme", &redeem_handle("c1", "lost"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    sets.mark_unanswered("acme", RecordKind::AuthorizationCode, "handle", now + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        hash.issue("acme", &redeem_handle("c2", "kept"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        raw(&["EXISTS", "{t:acme}:fam:c"]),
+        ":0",
+        "the family stays sets"
+    );
+    for store in [&hash, &sets] {
+        assert_eq!(
+            store
+                .issue("acme", &rotate("c", "lost", "c3"))
+                .await
+                .unwrap(),
+            Issued::Spent,
+            "the lost answer's refresh token is retired"
+        );
+    }
+    assert_eq!(
+        hash.issue("acme", &rotate("c", "kept", "c4"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
 }
 
 /// A device code spent by an answer that was lost, then presented again: the retry starts a
@@ -668,6 +731,97 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
             .as_deref(),
         Some("j2"),
         "the retry's attempt is the device code's mark"
+    );
+
+    // The lost answer's family gone meanwhile (lost with Redis's data, say): retiring its
+    // refresh token leaves nothing that never expires.
+    let other = |family: &'static str, jti: &'static str, successor: &'static str| Issue {
+        spend: Some(Spend {
+            id: "dc2",
+            ..redeem(family, jti).spend.unwrap()
+        }),
+        successor: Some(successor),
+        ..redeem(family, jti)
+    };
+    assert_eq!(
+        store
+            .issue("acme", &other("g1", "k1", "lost-2"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    gatehouse_testkit::redis_command(redis.port, &["DEL", "{t:acme}:fam:g1"]).unwrap();
+    store
+        .mark_unanswered("acme", RecordKind::DeviceCode, "dc2", now + 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .issue("acme", &other("g2", "k2", "retry-2"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    let ttl: i64 = gatehouse_testkit::redis_command(redis.port, &["TTL", "{t:acme}:fam:g1"])
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((1..=3_600).contains(&ttl), "{ttl}");
+}
+
+/// A sealed code whose answer was lost, presented again in a request that is refused (a wrong
+/// verifier): the refusal is no retry, so the code counts as replayed, as before families
+/// were hashes, and the client's retry is not taken over by it.
+#[tokio::test]
+async fn a_refused_presentation_is_no_retry_of_a_lost_answer() {
+    use gatehouse_store::{FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    store.start_family("acme", "f", now + 60).await.unwrap();
+    let spend = |attempt: &'static str| Spend {
+        kind: RecordKind::AuthorizationCode,
+        id: "code",
+        until: now + 3_600,
+        attempt,
+        family: Some("f"),
+    };
+    let exchange = Issue {
+        spend: Some(spend("j1")),
+        family: Some(FamilyMember {
+            family: "f",
+            jti: "j1",
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Started,
+        }),
+        successor: Some("rt"),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue("acme", &exchange).await.unwrap(), Issued::Done);
+    store
+        .mark_unanswered("acme", RecordKind::AuthorizationCode, "code", now + 600)
+        .await
+        .unwrap();
+    let refused = Issue {
+        spend: Some(spend(Spend::REFUSED)),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue("acme", &refused).await.unwrap(), Issued::Spent);
+    assert_eq!(
+        store
+            .spent_by("acme", RecordKind::AuthorizationCode, "code", Some("f"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("j1"),
+        "the refusal wrote nothing"
     );
 }
 
