@@ -470,7 +470,11 @@ impl Store for MemoryStore {
             }
             if let Some(spend) = &issue.spend {
                 let key = (spend.kind, spend.id.to_string());
-                if !d.spend(spend.kind, spend.id, spend.until, now) && !d.retry(&key, issue, now) {
+                // A refusal only spends: a mark found is a replay, whatever answer was lost.
+                let refusal = spend.attempt == crate::Spend::REFUSED;
+                if !d.spend(spend.kind, spend.id, spend.until, now)
+                    && (refusal || !d.retry(&key, issue, now))
+                {
                     return Issued::Spent;
                 }
                 let successor = issue.successor.map(str::to_string);

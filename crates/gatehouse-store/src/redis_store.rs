@@ -105,7 +105,7 @@ return {r[1], #r[2]}";
 /// empty), 12 until when a retired successor's separate mark is kept, 13 whether the spent
 /// mark is kept in the family's hash, 14 the spent id, 15 the access token's exp, 16 whether a
 /// family started here is a hash (see [`crate::FamilyLayout`]), 17 the prefix of a family's
-/// hash, 18 the family's id, 19 the attempt of a refusal.
+/// hash, 18 the family's id, 19 whether the spending is a refusal.
 ///
 /// A family kept as a hash is decided on with one HMGET (known, revoked, the spent mark) and
 /// written with one HSET. A family in the layout of sets (no hash, its set exists) is read and
@@ -116,7 +116,8 @@ return {r[1], #r[2]}";
 /// presentation looks (its family's hash, or a key of its own) unless it was presented already,
 /// which makes the retry a reuse after all. A spending kept apart (a device code, a code from
 /// before sealed codes) that started a hash family notes that family's id after the
-/// successor's, since a retry starts a family of its own. A family keeps the layout it
+/// successor's, since a retry starts a family of its own (a noted family that is gone, lost
+/// with the store's data, gets the retired mark as a key of its own). A family keeps the layout it
 /// started in: `new` joins a set that exists already (the retry of a code from before sealed
 /// codes, first redeemed by a server writing sets) as a set. A refusal (the attempt
 /// [`crate::Spend::REFUSED`]) only spends: a mark found makes it a replay even when an answer
@@ -155,19 +156,19 @@ if ARGV[1] == '1' then
     mark = redis.call('GET', KEYS[1]) or ''
   end
   if mark then
-    if ARGV[9] == ARGV[19] or redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
+    if ARGV[19] == '1' or redis.call('EXISTS', KEYS[5]) == 0 then return 'spent' end
     local sep = string.find(mark, ' ', 1, true)
     if sep then
       local lost = string.sub(mark, sep + 1)
       local at = string.find(lost, ' ', 1, true)
       local hash = in_hash and KEYS[7]
       if at then
-        hash = ARGV[17] .. string.sub(lost, at + 1)
+        local noted = ARGV[17] .. string.sub(lost, at + 1)
+        if redis.call('HEXISTS', noted, 'k') == 1 then hash = noted end
         lost = string.sub(lost, 1, at - 1)
       end
       if hash then
         if redis.call('HSETNX', hash, 'u:' .. lost, 'superseded') == 0 then return 'spent' end
-        redis.call('EXPIREAT', hash, ARGV[12], 'NX')
       elseif not redis.call('SET', ARGV[10] .. lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then
         return 'spent'
       end
@@ -857,7 +858,9 @@ impl Store for RedisStore {
             .arg(flag(self.new_families == FamilyLayout::Hash))
             .arg(family_key(tenant, ""))
             .arg(family_id)
-            .arg(crate::Spend::REFUSED);
+            .arg(flag(
+                spend.is_some_and(|s| s.attempt == crate::Spend::REFUSED),
+            ));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)

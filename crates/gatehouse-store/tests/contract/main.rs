@@ -645,6 +645,44 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
             .unwrap(),
         Issued::Done
     );
+
+    // The other way round, with the family's hash lost meanwhile (Redis's data): the retry at
+    // the server writing sets starts the family as a set, and the lost answer's refresh token
+    // is retired where a family of sets looks.
+    let redeem_d = |jti: &'static str, successor: &'static str| Issue {
+        spend: Some(Spend {
+            id: "handle-d",
+            ..redeem_handle(jti, successor).spend.unwrap()
+        }),
+        family: Some(FamilyMember {
+            family: "d",
+            ..redeem_handle(jti, successor).family.unwrap()
+        }),
+        ..redeem_handle(jti, successor)
+    };
+    assert_eq!(
+        hash.issue("acme", &redeem_d("d1", "lost-d")).await.unwrap(),
+        Issued::Done
+    );
+    hash.mark_unanswered("acme", RecordKind::AuthorizationCode, "handle-d", now + 600)
+        .await
+        .unwrap();
+    raw(&["DEL", "{t:acme}:fam:d"]);
+    assert_eq!(
+        sets.issue("acme", &redeem_d("d2", "kept-d")).await.unwrap(),
+        Issued::Done
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:fam:d"]), ":0");
+    for store in [&hash, &sets] {
+        assert_eq!(
+            store
+                .issue("acme", &rotate("d", "lost-d", "d3"))
+                .await
+                .unwrap(),
+            Issued::Spent,
+            "the lost answer's refresh token is retired"
+        );
+    }
 }
 
 /// A device code spent by an answer that was lost, then presented again: the retry starts a
@@ -733,8 +771,8 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
         "the retry's attempt is the device code's mark"
     );
 
-    // The lost answer's family gone meanwhile (lost with Redis's data, say): retiring its
-    // refresh token leaves nothing that never expires.
+    // The lost answer's family gone meanwhile (lost with Redis's data, say): its refresh
+    // token is retired under a key of its own, and no hash is made again without expiry.
     let other = |family: &'static str, jti: &'static str, successor: &'static str| Issue {
         spend: Some(Spend {
             id: "dc2",
@@ -762,8 +800,9 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
             .unwrap(),
         Issued::Done
     );
-    let ttl: i64 = gatehouse_testkit::redis_command(redis.port, &["TTL", "{t:acme}:fam:g1"])
-        .unwrap()
+    let raw = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
+    assert_eq!(raw(&["EXISTS", "{t:acme}:fam:g1"]), ":0");
+    let ttl: i64 = raw(&["TTL", "{t:acme}:rt.used:lost-2"])
         .trim_start_matches(':')
         .parse()
         .unwrap();

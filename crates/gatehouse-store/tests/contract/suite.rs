@@ -775,6 +775,25 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(
         .unwrap();
     assert_eq!(store.issue(t, &code("c2")).await.unwrap(), Issued::Done);
     assert_eq!(store.issue(t, &code("c3")).await.unwrap(), Issued::Spent);
+
+    // A refusal (a request refused that spends the code all the same) is no retry: with an
+    // answer lost, the code presented so is the replay it is, and its mark stays.
+    store
+        .mark_unanswered(t, RecordKind::AuthorizationCode, "code", now + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.issue(t, &code(Spend::REFUSED)).await.unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        store
+            .spent_by(t, RecordKind::AuthorizationCode, "code", family)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c2")
+    );
 }
 
 /// Signing a user out refuses every grant of a sign-in up to that second, atomically with
