@@ -304,6 +304,72 @@ async fn a_started_family_lives_on_once_its_code_is_redeemed_and_rotation_leaves
     assert!((3_590..=3_600).contains(&ttl()), "{}", ttl());
 }
 
+/// Seconds a key has left (`TTL`), read straight from Redis.
+fn ttl(port: u16, key: &str) -> i64 {
+    let reply = gatehouse_testkit::redis_command(port, &["TTL", key]).unwrap();
+    reply.trim_start_matches(':').parse().unwrap()
+}
+
+/// Presenting refresh token `id` of `family` (valid an hour), rotated into an access token
+/// `jti` and a successor of the same id.
+fn rotation(
+    now: u64,
+    family: &'static str,
+    id: &'static str,
+    jti: &'static str,
+) -> gatehouse_store::Issue<'static> {
+    use gatehouse_store::{FamilyMember, Issue, Joining, RecordKind, Spend};
+    Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id,
+            until: now + 3_600,
+            attempt: jti,
+            family: Some(family),
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Existing,
+        }),
+        successor: Some(jti),
+        ..Issue::default()
+    }
+}
+
+/// Redeeming what carries no family of its own (a device code, a code from before sealed
+/// codes): it starts `family` with an access token `jti` and the refresh token `successor`.
+fn redemption_apart(
+    now: u64,
+    kind: gatehouse_store::RecordKind,
+    id: &'static str,
+    family: &'static str,
+    jti: &'static str,
+    successor: &'static str,
+) -> gatehouse_store::Issue<'static> {
+    use gatehouse_store::{FamilyMember, Issue, Joining, Spend};
+    Issue {
+        spend: Some(Spend {
+            kind,
+            id,
+            until: now + 600,
+            attempt: jti,
+            family: None,
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Starts,
+        }),
+        successor: Some(successor),
+        ..Issue::default()
+    }
+}
+
 /// Families written before a family was one hash (its tokens a set, its revocation and its
 /// spent marks keys of their own) keep working in that layout until they expire: they rotate,
 /// a spent token of theirs is spent, a revoked one refuses, revocation reaches their tokens,
@@ -316,10 +382,7 @@ async fn families_written_in_the_layout_before_hashes_keep_working() {
     let store = RedisStore::connect(&redis.url(), None)
         .await
         .expect("connect");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = contract::unix_now();
     let exp = (now + 30).to_string();
     let until = (now + 600).to_string();
     let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
@@ -340,24 +403,7 @@ async fn families_written_in_the_layout_before_hashes_keep_working() {
     raw(&["SADD", "{t:acme}:rfa:code-fam", "started"]);
     raw(&["EXPIREAT", "{t:acme}:rfa:code-fam", &(now + 60).to_string()]);
 
-    let rotate = |family: &'static str, id: &'static str, jti: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::RefreshToken,
-            id,
-            until: now + 600,
-            attempt: jti,
-            family: Some(family),
-        }),
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 600,
-            joining: Joining::Existing,
-        }),
-        successor: Some("rt-successor"),
-        ..Issue::default()
-    };
+    let rotate = |family, id, jti| rotation(now, family, id, jti);
     assert!(store.is_family_live("acme", "old").await.unwrap());
     assert!(!store.is_family_live("acme", "gone").await.unwrap());
     assert_eq!(
@@ -441,10 +487,7 @@ async fn families_written_in_the_layout_before_hashes_keep_working() {
     };
     assert_eq!(store.issue("acme", &exchange).await.unwrap(), Issued::Done);
     assert_eq!(store.issue("acme", &exchange).await.unwrap(), Issued::Spent);
-    let ttl: i64 = raw(&["TTL", "{t:acme}:rfa:code-fam"])
-        .trim_start_matches(':')
-        .parse()
-        .unwrap();
+    let ttl = ttl(redis.port, "{t:acme}:rfa:code-fam");
     assert!((3_590..=3_600).contains(&ttl), "{ttl}");
 }
 
@@ -455,7 +498,7 @@ async fn families_written_in_the_layout_before_hashes_keep_working() {
 /// it started in.
 #[tokio::test]
 async fn servers_writing_sets_and_hashes_share_one_store() {
-    use gatehouse_store::{FamilyLayout, FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    use gatehouse_store::{FamilyLayout, Issued, RecordKind};
     use gatehouse_testkit::redis_command;
     let redis = RedisServer::start();
     let sets = RedisStore::connect(&redis.url(), None)
@@ -465,49 +508,21 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
     let hash = RedisStore::connect(&redis.url(), None)
         .await
         .expect("connect");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = contract::unix_now();
     let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
     let keys = |pattern: &str| raw(&["KEYS", pattern]);
     // A family started by a device code (nothing of its own to spend with it), then rotated.
-    let start = |family: &'static str, device_code: &'static str, jti: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::DeviceCode,
-            id: device_code,
-            until: now + 600,
-            attempt: jti,
-            family: None,
-        }),
-        family: Some(FamilyMember {
+    let start = |family, device_code, jti| {
+        redemption_apart(
+            now,
+            RecordKind::DeviceCode,
+            device_code,
             family,
             jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Starts,
-        }),
-        successor: Some(family),
-        ..Issue::default()
-    };
-    let rotate = |family: &'static str, id: &'static str, jti: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::RefreshToken,
-            id,
-            until: now + 3_600,
-            attempt: jti,
-            family: Some(family),
-        }),
-        family: Some(FamilyMember {
             family,
-            jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Existing,
-        }),
-        successor: Some(jti),
-        ..Issue::default()
+        )
     };
+    let rotate = |family, id, jti| rotation(now, family, id, jti);
 
     // Written as sets: a device code's family, a sealed code's family, rotations. Nothing a
     // server from before hashes would not read.
@@ -591,23 +606,15 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
     // A code from before sealed codes starts its family when redeemed: redeemed by the
     // server writing sets, its answer lost, and retried at the other, the family stays sets,
     // and the refresh token the lost answer carried is retired where it is looked for.
-    let redeem_handle = |jti: &'static str, successor: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::AuthorizationCode,
-            id: "handle",
-            until: now + 600,
-            attempt: jti,
-            family: None,
-        }),
-        family: Some(FamilyMember {
-            family: "c",
+    let redeem_handle = |jti, successor| {
+        redemption_apart(
+            now,
+            RecordKind::AuthorizationCode,
+            "handle",
+            "c",
             jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Starts,
-        }),
-        successor: Some(successor),
-        ..Issue::default()
+            successor,
+        )
     };
     assert_eq!(
         sets.issue("acme", &redeem_handle("c1", "lost"))
@@ -649,16 +656,15 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
     // The other way round, with the family's hash lost meanwhile (Redis's data): the retry at
     // the server writing sets starts the family as a set, and the lost answer's refresh token
     // is retired where a family of sets looks.
-    let redeem_d = |jti: &'static str, successor: &'static str| Issue {
-        spend: Some(Spend {
-            id: "handle-d",
-            ..redeem_handle(jti, successor).spend.unwrap()
-        }),
-        family: Some(FamilyMember {
-            family: "d",
-            ..redeem_handle(jti, successor).family.unwrap()
-        }),
-        ..redeem_handle(jti, successor)
+    let redeem_d = |jti, successor| {
+        redemption_apart(
+            now,
+            RecordKind::AuthorizationCode,
+            "handle-d",
+            "d",
+            jti,
+            successor,
+        )
     };
     assert_eq!(
         hash.issue("acme", &redeem_d("d1", "lost-d")).await.unwrap(),
@@ -690,64 +696,29 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
 /// is retired where its presentation looks.
 #[tokio::test]
 async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
-    use gatehouse_store::{FamilyMember, Issue, Issued, Joining, RecordKind, Spend};
+    use gatehouse_store::{Issued, RecordKind};
     let redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url(), None)
         .await
         .expect("connect");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let redeem = |family: &'static str, jti: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::DeviceCode,
-            id: "dc",
-            until: now + 600,
-            attempt: jti,
-            family: None,
-        }),
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Starts,
-        }),
-        successor: Some("lost-rt"),
-        ..Issue::default()
+    let now = contract::unix_now();
+    let redeem = |family, jti, successor| {
+        redemption_apart(now, RecordKind::DeviceCode, "dc", family, jti, successor)
     };
     assert_eq!(
-        store.issue("acme", &redeem("f1", "j1")).await.unwrap(),
+        store
+            .issue("acme", &redeem("f1", "j1", "lost-rt"))
+            .await
+            .unwrap(),
         Issued::Done
     );
     store
         .mark_unanswered("acme", RecordKind::DeviceCode, "dc", now + 600)
         .await
         .unwrap();
-    let retry = Issue {
-        successor: Some("retry-rt"),
-        ..redeem("f2", "j2")
-    };
+    let retry = redeem("f2", "j2", "retry-rt");
     assert_eq!(store.issue("acme", &retry).await.unwrap(), Issued::Done);
-    let present_lost = Issue {
-        spend: Some(Spend {
-            kind: RecordKind::RefreshToken,
-            id: "lost-rt",
-            until: now + 3_600,
-            attempt: "j3",
-            family: Some("f1"),
-        }),
-        family: Some(FamilyMember {
-            family: "f1",
-            jti: "j3",
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Existing,
-        }),
-        successor: Some("next"),
-        ..Issue::default()
-    };
+    let present_lost = rotation(now, "f1", "lost-rt", "j3");
     assert_eq!(
         store.issue("acme", &present_lost).await.unwrap(),
         Issued::Spent,
@@ -773,13 +744,8 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
 
     // The lost answer's family gone meanwhile (lost with Redis's data, say): its refresh
     // token is retired under a key of its own, and no hash is made again without expiry.
-    let other = |family: &'static str, jti: &'static str, successor: &'static str| Issue {
-        spend: Some(Spend {
-            id: "dc2",
-            ..redeem(family, jti).spend.unwrap()
-        }),
-        successor: Some(successor),
-        ..redeem(family, jti)
+    let other = |family, jti, successor| {
+        redemption_apart(now, RecordKind::DeviceCode, "dc2", family, jti, successor)
     };
     assert_eq!(
         store
@@ -802,10 +768,7 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
     );
     let raw = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
     assert_eq!(raw(&["EXISTS", "{t:acme}:fam:g1"]), ":0");
-    let ttl: i64 = raw(&["TTL", "{t:acme}:rt.used:lost-2"])
-        .trim_start_matches(':')
-        .parse()
-        .unwrap();
+    let ttl = ttl(redis.port, "{t:acme}:rt.used:lost-2");
     assert!((1..=3_600).contains(&ttl), "{ttl}");
 }
 
@@ -819,10 +782,7 @@ async fn a_refused_presentation_is_no_retry_of_a_lost_answer() {
     let store = RedisStore::connect(&redis.url(), None)
         .await
         .expect("connect");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = contract::unix_now();
     store.start_family("acme", "f", now + 60).await.unwrap();
     let spend = |attempt: &'static str| Spend {
         kind: RecordKind::AuthorizationCode,
@@ -875,10 +835,7 @@ async fn a_revoked_family_of_sets_keeps_its_spent_marks() {
     let store = RedisStore::connect(&redis.url(), None)
         .await
         .expect("connect");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = contract::unix_now();
     let until = (now + 600).to_string();
     let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
     raw(&["SADD", "{t:acme}:rfa:old", &format!("{}:jti-old", now + 30)]);

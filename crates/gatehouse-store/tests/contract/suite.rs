@@ -4,7 +4,7 @@
 use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_store::{Joining, RecordKind, Store};
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemClock.now()
 }
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
