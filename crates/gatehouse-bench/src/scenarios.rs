@@ -222,10 +222,7 @@ struct RefreshChain {
 
 impl Conversation for RefreshChain {
     fn next(&mut self) -> Option<Post<'_>> {
-        let body = form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &self.token),
-        ]);
+        let body = refresh_form(&self.token);
         Some(Post {
             path: &self.path,
             auth: &self.auth,
@@ -237,6 +234,23 @@ impl Conversation for RefreshChain {
         self.token = refresh_token_of(body)
             .ok_or_else(|| format!("no refresh_token in {}", String::from_utf8_lossy(body)))?;
         Ok(())
+    }
+}
+
+/// The form presenting `token`. The load generator shares its core with Redis, so what it
+/// spends is taken from the rate it measures: a token of form-safe bytes only (a signed
+/// refresh token is base64url and dots) is appended as it is, instead of byte by byte through
+/// the general encoder, which cost a refresh request close to a microsecond here.
+fn refresh_form(token: &str) -> String {
+    const PREFIX: &str = "grant_type=refresh_token&refresh_token=";
+    let form_safe = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*');
+    if token.as_bytes().iter().all(form_safe) {
+        let mut body = String::with_capacity(PREFIX.len() + token.len());
+        body.push_str(PREFIX);
+        body.push_str(token);
+        body
+    } else {
+        form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
     }
 }
 
@@ -501,5 +515,16 @@ mod tests {
         assert_eq!(refresh_token_of(answer).as_deref(), Some("r.A"));
         assert_eq!(refresh_token_of(br#"{"access_token":"a"}"#), None);
         assert_eq!(refresh_token_of(b"not json"), None);
+    }
+
+    #[test]
+    fn a_refresh_form_is_what_the_general_encoder_writes() {
+        for token in ["rt1.AbC-_x.sig*", "with space+and%25/slash", "ünï", ""] {
+            assert_eq!(
+                refresh_form(token),
+                form(&[("grant_type", "refresh_token"), ("refresh_token", token)]),
+                "{token}"
+            );
+        }
     }
 }
