@@ -852,6 +852,59 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
     assert_eq!(store.issue(t, &refused).await.unwrap(), Issued::SignedOut);
     assert!(!store.is_family_live(t, "fam-out").await.unwrap());
     assert_eq!(store.get_opaque_token(t, "op-out").await.unwrap(), None);
+    // A rotation in a family that exists (the path every rotation takes) is refused alike,
+    // with nothing spent; one of a later sign-in goes through.
+    store.start_family(t, "fam-live", now + 60).await.unwrap();
+    let rotation = |signed_in: u64, attempt: &'static str, opaque_id: &'static str| Issue {
+        spend: Some(gatehouse_store::Spend {
+            kind: RecordKind::RefreshToken,
+            id: "rt-live",
+            until: now + 60,
+            attempt,
+            family: Some("fam-live"),
+        }),
+        family: Some(gatehouse_store::FamilyMember {
+            family: "fam-live",
+            jti: attempt,
+            exp: now + 30,
+            until: now + 60,
+            joining: Joining::Existing,
+        }),
+        successor: Some("rt-next"),
+        opaque: Some((opaque_id, &opaque)),
+        signed_in: Some(("alice", signed_in)),
+    };
+    assert_eq!(
+        store
+            .issue(t, &rotation(now - 6, "r1", "op-r1"))
+            .await
+            .unwrap(),
+        Issued::SignedOut
+    );
+    assert_eq!(
+        store
+            .spent_by(t, RecordKind::RefreshToken, "rt-live", Some("fam-live"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_opaque_token(t, "op-r1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .issue(t, &rotation(now - 4, "r2", "op-r2"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        store
+            .spent_by(t, RecordKind::RefreshToken, "rt-live", Some("fam-live"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r2")
+    );
+    assert!(store.get_opaque_token(t, "op-r2").await.unwrap().is_some());
     // An older sign-out never takes back a later one.
     store
         .sign_out_user(t, "alice", now - 20, now + 60)
