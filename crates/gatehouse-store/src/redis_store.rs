@@ -357,6 +357,15 @@ pub struct RedisStore {
     family_live: redis::Script,
 }
 
+/// The mark a spending leaves: the attempt, and the refresh token it issued (which a retry of
+/// a lost answer retires).
+fn spending_mark(attempt: &str, successor: Option<&str>) -> String {
+    match successor {
+        Some(id) => format!("{attempt} {id}"),
+        None => attempt.to_string(),
+    }
+}
+
 /// What an issuing script's answer means.
 fn issued(outcome: &str) -> Issued {
     match outcome {
@@ -516,10 +525,7 @@ impl RedisStore {
         if spend.family != Some(family.family) || spend.attempt == crate::Spend::REFUSED {
             return Ok(None);
         }
-        let mark = match issue.successor {
-            Some(id) => format!("{} {id}", spend.attempt),
-            None => spend.attempt.to_string(),
-        };
+        let mark = spending_mark(spend.attempt, issue.successor);
         let mut invocation = self.issue_in_family.prepare_invoke();
         invocation
             .key(family_key(tenant, family.family))
@@ -912,12 +918,7 @@ impl Store for RedisStore {
             "a spending's family is the one the issue joins"
         );
         let family_id = spend_family.or(family.map(|f| f.family)).unwrap_or("-");
-        // The mark a spending leaves: the attempt, and the refresh token it issued.
-        let mark = match (spend, issue.successor) {
-            (Some(s), Some(id)) => format!("{} {id}", s.attempt),
-            (Some(s), None) => s.attempt.to_string(),
-            (None, _) => String::new(),
-        };
+        let mark = spend.map_or_else(String::new, |s| spending_mark(s.attempt, issue.successor));
         let (spent_kind, spent_id) =
             spend.map_or((RecordKind::RefreshToken, "-"), |s| (s.kind, s.id));
         let mut invocation = self.issue.prepare_invoke();

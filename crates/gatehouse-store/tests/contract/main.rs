@@ -310,35 +310,6 @@ fn ttl(port: u16, key: &str) -> i64 {
     reply.trim_start_matches(':').parse().unwrap()
 }
 
-/// Presenting refresh token `id` of `family` (valid an hour), rotated into an access token
-/// `jti` and a successor of the same id.
-fn rotation(
-    now: u64,
-    family: &'static str,
-    id: &'static str,
-    jti: &'static str,
-) -> gatehouse_store::Issue<'static> {
-    use gatehouse_store::{FamilyMember, Issue, Joining, RecordKind, Spend};
-    Issue {
-        spend: Some(Spend {
-            kind: RecordKind::RefreshToken,
-            id,
-            until: now + 3_600,
-            attempt: jti,
-            family: Some(family),
-        }),
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Existing,
-        }),
-        successor: Some(jti),
-        ..Issue::default()
-    }
-}
-
 /// Redeeming what carries no family of its own (a device code, a code from before sealed
 /// codes): it starts `family` with an access token `jti` and the refresh token `successor`.
 fn redemption_apart(
@@ -403,7 +374,7 @@ async fn families_written_in_the_layout_before_hashes_keep_working() {
     raw(&["SADD", "{t:acme}:rfa:code-fam", "started"]);
     raw(&["EXPIREAT", "{t:acme}:rfa:code-fam", &(now + 60).to_string()]);
 
-    let rotate = |family, id, jti| rotation(now, family, id, jti);
+    let rotate = |family, id, jti| contract::rotation(now, family, id, jti);
     assert!(store.is_family_live("acme", "old").await.unwrap());
     assert!(!store.is_family_live("acme", "gone").await.unwrap());
     assert_eq!(
@@ -522,7 +493,17 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
             family,
         )
     };
-    let rotate = |family, id, jti| rotation(now, family, id, jti);
+    let rotate = |family, id, jti| contract::rotation(now, family, id, jti);
+    // The lost answer's refresh token is retired for servers writing either layout.
+    let retired_for_both = async |presented: gatehouse_store::Issue<'static>| {
+        for store in [&hash, &sets] {
+            assert_eq!(
+                store.issue("acme", &presented).await.unwrap(),
+                Issued::Spent,
+                "the lost answer's refresh token is retired"
+            );
+        }
+    };
 
     // Written as sets: a device code's family, a sealed code's family, rotations. Nothing a
     // server from before hashes would not read.
@@ -636,16 +617,7 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
         ":0",
         "the family stays sets"
     );
-    for store in [&hash, &sets] {
-        assert_eq!(
-            store
-                .issue("acme", &rotate("c", "lost", "c3"))
-                .await
-                .unwrap(),
-            Issued::Spent,
-            "the lost answer's refresh token is retired"
-        );
-    }
+    retired_for_both(rotate("c", "lost", "c3")).await;
     assert_eq!(
         hash.issue("acme", &rotate("c", "kept", "c4"))
             .await
@@ -679,16 +651,7 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
         Issued::Done
     );
     assert_eq!(raw(&["EXISTS", "{t:acme}:fam:d"]), ":0");
-    for store in [&hash, &sets] {
-        assert_eq!(
-            store
-                .issue("acme", &rotate("d", "lost-d", "d3"))
-                .await
-                .unwrap(),
-            Issued::Spent,
-            "the lost answer's refresh token is retired"
-        );
-    }
+    retired_for_both(rotate("d", "lost-d", "d3")).await;
 }
 
 /// A device code spent by an answer that was lost, then presented again: the retry starts a
@@ -718,7 +681,7 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
         .unwrap();
     let retry = redeem("f2", "j2", "retry-rt");
     assert_eq!(store.issue("acme", &retry).await.unwrap(), Issued::Done);
-    let present_lost = rotation(now, "f1", "lost-rt", "j3");
+    let present_lost = contract::rotation(now, "f1", "lost-rt", "j3");
     assert_eq!(
         store.issue("acme", &present_lost).await.unwrap(),
         Issued::Spent,

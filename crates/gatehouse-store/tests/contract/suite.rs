@@ -7,11 +7,41 @@ use gatehouse_store::{Joining, RecordKind, Store};
 pub fn unix_now() -> u64 {
     SystemClock.now()
 }
+
 use gatehouse_core::keys::{KeyState, SigningKeyRecord};
 use gatehouse_core::token::{AccessTokenClaims, Audience};
 use gatehouse_core::{
     ClientAuthMethod, ClientConfig, GrantType, SigningAlgorithm, TenantConfig, TokenFormat,
 };
+
+/// Presenting refresh token `id` of `family` (valid an hour), rotated into an access token
+/// `jti` and a successor of the same id.
+pub fn rotation(
+    now: u64,
+    family: &'static str,
+    id: &'static str,
+    jti: &'static str,
+) -> gatehouse_store::Issue<'static> {
+    use gatehouse_store::{FamilyMember, Issue, Spend};
+    Issue {
+        spend: Some(Spend {
+            kind: RecordKind::RefreshToken,
+            id,
+            until: now + 3_600,
+            attempt: jti,
+            family: Some(family),
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 3_600,
+            joining: Joining::Existing,
+        }),
+        successor: Some(jti),
+        ..Issue::default()
+    }
+}
 
 fn tenant(name: &str) -> TenantConfig {
     TenantConfig {
@@ -856,24 +886,12 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
     // with nothing spent; one of a later sign-in goes through.
     store.start_family(t, "fam-live", now + 60).await.unwrap();
     let rotation = |signed_in: u64, attempt: &'static str, opaque_id: &'static str| Issue {
-        spend: Some(gatehouse_store::Spend {
-            kind: RecordKind::RefreshToken,
-            id: "rt-live",
-            until: now + 60,
-            attempt,
-            family: Some("fam-live"),
-        }),
-        family: Some(gatehouse_store::FamilyMember {
-            family: "fam-live",
-            jti: attempt,
-            exp: now + 30,
-            until: now + 60,
-            joining: Joining::Existing,
-        }),
         successor: Some("rt-next"),
         opaque: Some((opaque_id, &opaque)),
         signed_in: Some(("alice", signed_in)),
+        ..rotation(now, "fam-live", "rt-live", attempt)
     };
+    let mark = || store.spent_by(t, RecordKind::RefreshToken, "rt-live", Some("fam-live"));
     assert_eq!(
         store
             .issue(t, &rotation(now - 6, "r1", "op-r1"))
@@ -881,13 +899,7 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
             .unwrap(),
         Issued::SignedOut
     );
-    assert_eq!(
-        store
-            .spent_by(t, RecordKind::RefreshToken, "rt-live", Some("fam-live"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(mark().await.unwrap(), None);
     assert_eq!(store.get_opaque_token(t, "op-r1").await.unwrap(), None);
     assert_eq!(
         store
@@ -896,14 +908,7 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
             .unwrap(),
         Issued::Done
     );
-    assert_eq!(
-        store
-            .spent_by(t, RecordKind::RefreshToken, "rt-live", Some("fam-live"))
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("r2")
-    );
+    assert_eq!(mark().await.unwrap().as_deref(), Some("r2"));
     assert!(store.get_opaque_token(t, "op-r2").await.unwrap().is_some());
     // An older sign-out never takes back a later one.
     store
