@@ -1,8 +1,8 @@
 //! `gatehouse-bench`: Gatehouse under load on this machine, next to the signing limit.
 //!
 //! Starts a real redis-server and `gatehouse standalone` (release build) on a generated
-//! manifest set, pins the server to one core and this load generator (and Redis) to the
-//! other, drives every scenario at each connection count for a fixed time, checks every
+//! manifest set, pins the server to one core, this load generator to another and Redis to a
+//! third (on two cores, beside the load generator), drives every scenario at each connection count for a fixed time, checks every
 //! answer, and prints a table (and writes JSON) with requests/s, p50, p99, server CPU per
 //! request, server RSS, and the ratio to the raw signing rate measured in the same run.
 
@@ -149,14 +149,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
         .collect();
 
-    match &pinning.why_not {
-        None => println!(
-            "pinning: gatehouse on core {}, load generator and redis-server on core {}",
-            pinning.server.unwrap_or(0),
-            pinning.load.unwrap_or(1)
-        ),
-        Some(why) => println!("pinning: {why}"),
-    }
+    println!("pinning: {}", pinning.describe());
     if args.scale {
         let connections = args.connections.iter().copied().max().unwrap_or(64);
         let json = if args.json == Path::new(DEFAULT_JSON) {
@@ -172,7 +165,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     println!("  ES256 {raw_es256:>9.0} signatures/s\n  EdDSA {raw_eddsa:>9.0} signatures/s");
 
     let redis = gatehouse_testkit::RedisServer::start();
-    pinning.pin_to_load_core(redis.pid())?;
+    pinning.pin_redis(redis.pid())?;
     let standalone = setup::Server::start(
         &binary,
         &redis,
@@ -416,7 +409,7 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
     println!("errors: {errors}");
 
     let results = json!({
-        "machine": {"cores": std::thread::available_parallelism().map_or(1, std::num::NonZero::get), "pinning": pinning.why_not.clone().unwrap_or_else(|| "server core 0, load and redis core 1".into())},
+        "machine": {"cores": pinning.cores, "pinning": pinning.describe()},
         "seconds_per_run": args.seconds,
         "extra_tenants": args.extra_tenants,
         "extra_clients": args.extra_clients,

@@ -74,7 +74,7 @@ pub async fn run(
     let mut points = Vec::new();
     for &(extra_tenants, extra_clients) in POINTS {
         let redis = RedisServer::start();
-        pinning.pin_to_load_core(redis.pid())?;
+        pinning.pin_redis(redis.pid())?;
         let mut standalone = Server::start(binary, &redis, pinning, extra_tenants, extra_clients)?;
         let reconcile = standalone.server.startup;
         let reconcile_cpu = procfs::cpu_time(standalone.server.pid).unwrap_or_default();
@@ -136,7 +136,7 @@ pub async fn run(
         "scenario": "client_credentials_es256",
         "connections": connections,
         "seconds_per_point": seconds,
-        "pinning": pinning.why_not.clone().unwrap_or_else(|| "server core 0, load and redis core 1".into()),
+        "pinning": pinning.describe(),
         "points": points.iter().map(|p| json!({
             "tenants": p.tenants,
             "clients": p.clients,

@@ -12,40 +12,69 @@ pub const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopqrstuv";
 pub const WEB_REDIRECT: &str = "http://127.0.0.1:9/cb";
 
 /// Which cores things run on, if they can be pinned.
+///
+/// The server always has a core of its own: its rate on one core is what is measured. Redis
+/// is part of the system under test and the load generator is not, so Redis gets a core of
+/// its own too where there is a third; on two cores it shares the load generator's, and what
+/// the load generator spends there is taken from scenarios that lean on Redis.
 #[derive(Clone, Debug)]
 pub struct Pinning {
+    /// The machine's cores, counted before anything is pinned (after, this process sees one).
+    pub cores: usize,
     pub server: Option<usize>,
     pub load: Option<usize>,
+    pub redis: Option<usize>,
     pub why_not: Option<String>,
 }
 
 impl Pinning {
-    /// Server on core 0, the load generator (this process) and Redis on core 1.
+    /// The pinning for this machine's cores (see [`Pinning::for_cores`]).
     pub fn decide() -> Pinning {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let taskset = Command::new("taskset").arg("--version").output().is_ok();
+        Pinning::for_cores(cores, taskset)
+    }
+
+    /// Server on core 0, the load generator (this process) on core 1, Redis on core 2 when
+    /// there is one and on core 1 when not; nothing pinned without `taskset` or a second core.
+    pub fn for_cores(cores: usize, taskset: bool) -> Pinning {
+        let unpinned = |why: String| Pinning {
+            cores,
+            server: None,
+            load: None,
+            redis: None,
+            why_not: Some(why),
+        };
         match (taskset, cores) {
-            (true, n) if n >= 2 => Pinning {
+            (false, _) => unpinned("taskset not found: nothing is pinned".into()),
+            (true, 0 | 1) => unpinned(format!("{cores} core: nothing is pinned")),
+            (true, n) => Pinning {
+                cores,
                 server: Some(0),
                 load: Some(1),
+                redis: Some(if n >= 3 { 2 } else { 1 }),
                 why_not: None,
-            },
-            (false, _) => Pinning {
-                server: None,
-                load: None,
-                why_not: Some("taskset not found: nothing is pinned".into()),
-            },
-            (true, n) => Pinning {
-                server: None,
-                load: None,
-                why_not: Some(format!("{n} core: nothing is pinned")),
             },
         }
     }
 
-    /// Pins a running process to the load core (Redis shares it with the load generator).
-    pub fn pin_to_load_core(&self, pid: u32) -> anyhow::Result<()> {
-        if let Some(core) = self.load {
+    /// Where things run, in words, for the report and its JSON.
+    pub fn describe(&self) -> String {
+        match (&self.why_not, self.server, self.load, self.redis) {
+            (Some(why), ..) => why.clone(),
+            (None, Some(server), Some(load), Some(redis)) if load == redis => format!(
+                "gatehouse on core {server}, load generator and redis-server on core {load}"
+            ),
+            (None, Some(server), Some(load), Some(redis)) => format!(
+                "gatehouse on core {server}, load generator on core {load}, redis-server on core {redis}"
+            ),
+            _ => "nothing is pinned".into(),
+        }
+    }
+
+    /// Pins a running `redis-server` to its core.
+    pub fn pin_redis(&self, pid: u32) -> anyhow::Result<()> {
+        if let Some(core) = self.redis {
             Command::new("taskset")
                 .args(["-cp", &core.to_string(), &pid.to_string()])
                 .stdout(Stdio::null())
@@ -318,4 +347,34 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pinning;
+
+    #[test]
+    fn redis_gets_a_core_of_its_own_where_there_is_a_third() {
+        let cores = |p: &Pinning| (p.server, p.load, p.redis);
+        let two = Pinning::for_cores(2, true);
+        assert_eq!(cores(&two), (Some(0), Some(1), Some(1)));
+        assert_eq!(
+            two.describe(),
+            "gatehouse on core 0, load generator and redis-server on core 1"
+        );
+        let many = Pinning::for_cores(8, true);
+        assert_eq!(cores(&many), (Some(0), Some(1), Some(2)));
+        assert_eq!((two.cores, many.cores), (2, 8));
+        assert_eq!(
+            many.describe(),
+            "gatehouse on core 0, load generator on core 1, redis-server on core 2"
+        );
+        for (n, taskset, why) in [
+            (1, true, "1 core: nothing is pinned"),
+            (8, false, "taskset not found: nothing is pinned"),
+        ] {
+            let p = Pinning::for_cores(n, taskset);
+            assert_eq!((cores(&p), p.describe()), ((None, None, None), why.into()));
+        }
+    }
 }
