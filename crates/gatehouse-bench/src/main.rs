@@ -113,10 +113,10 @@ struct Row {
     connections: usize,
     outcome: load::Outcome,
     cpu_per_request_us: f64,
-    /// Redis's CPU time per request: what the request costs on the load generator's core.
+    /// Redis's CPU time per request (on the load generator's core when there are two).
     redis_cpu_per_request_us: Option<f64>,
-    /// This load generator's CPU time per request, on the same core as Redis: with the two,
-    /// it tells which core bounds the rate.
+    /// This load generator's CPU time per request: on two cores, where Redis runs too, the
+    /// two tell which core bounds the rate.
     load_cpu_per_request_us: f64,
     rss: (u64, u64),
 }

@@ -19,7 +19,8 @@ pub const WEB_REDIRECT: &str = "http://127.0.0.1:9/cb";
 /// the load generator spends there is taken from scenarios that lean on Redis.
 #[derive(Clone, Debug)]
 pub struct Pinning {
-    /// The machine's cores, counted before anything is pinned (after, this process sees one).
+    /// The cores this process may run on, counted before anything is pinned (after, it sees
+    /// one).
     pub cores: usize,
     pub server: Option<usize>,
     pub load: Option<usize>,
@@ -28,16 +29,29 @@ pub struct Pinning {
 }
 
 impl Pinning {
-    /// The pinning for this machine's cores (see [`Pinning::for_cores`]).
+    /// The pinning for the cores this process may run on (see [`Pinning::for_cores`]).
     pub fn decide() -> Pinning {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let allowed = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .and_then(|list| parse_cpu_list(list.trim()))
+            })
+            .unwrap_or_else(|| {
+                (0..std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+                    .collect()
+            });
         let taskset = Command::new("taskset").arg("--version").output().is_ok();
-        Pinning::for_cores(cores, taskset)
+        Pinning::for_cores(&allowed, taskset)
     }
 
-    /// Server on core 0, the load generator (this process) on core 1, Redis on core 2 when
-    /// there is one and on core 1 when not; nothing pinned without `taskset` or a second core.
-    pub fn for_cores(cores: usize, taskset: bool) -> Pinning {
+    /// Server on the first allowed core, the load generator (this process) on the second,
+    /// Redis on the third when there is one and on the second when not; nothing pinned
+    /// without `taskset` or a second core.
+    pub fn for_cores(allowed: &[usize], taskset: bool) -> Pinning {
+        let cores = allowed.len();
         let unpinned = |why: String| Pinning {
             cores,
             server: None,
@@ -45,16 +59,16 @@ impl Pinning {
             redis: None,
             why_not: Some(why),
         };
-        match (taskset, cores) {
+        match (taskset, allowed) {
             (false, _) => unpinned("taskset not found: nothing is pinned".into()),
-            (true, 0 | 1) => unpinned(format!("{cores} core: nothing is pinned")),
-            (true, n) => Pinning {
+            (true, &[server, load, ref more @ ..]) => Pinning {
                 cores,
-                server: Some(0),
-                load: Some(1),
-                redis: Some(if n >= 3 { 2 } else { 1 }),
+                server: Some(server),
+                load: Some(load),
+                redis: Some(more.first().copied().unwrap_or(load)),
                 why_not: None,
             },
+            (true, _) => unpinned(format!("{cores} core: nothing is pinned")),
         }
     }
 
@@ -74,27 +88,12 @@ impl Pinning {
 
     /// Pins a running `redis-server` to its core.
     pub fn pin_redis(&self, pid: u32) -> anyhow::Result<()> {
-        if let Some(core) = self.redis {
-            Command::new("taskset")
-                .args(["-cp", &core.to_string(), &pid.to_string()])
-                .stdout(Stdio::null())
-                .status()?;
-        }
-        Ok(())
+        pin_process(self.redis, pid)
     }
 
     /// Pins this process (and the threads it starts afterwards) to the load core.
     pub fn pin_self(&self) -> anyhow::Result<()> {
-        if let Some(core) = self.load {
-            let status = Command::new("taskset")
-                .args(["-cp", &core.to_string(), &std::process::id().to_string()])
-                .stdout(Stdio::null())
-                .status()?;
-            if !status.success() {
-                bail!("taskset -cp {core} failed");
-            }
-        }
-        Ok(())
+        pin_process(self.load, std::process::id())
     }
 
     fn command(core: Option<usize>, program: &Path) -> Command {
@@ -107,6 +106,33 @@ impl Pinning {
             None => Command::new(program),
         }
     }
+}
+
+/// `taskset -cp core pid`, when there is a core; a refusal is an error, not a silent
+/// unpinned run.
+fn pin_process(core: Option<usize>, pid: u32) -> anyhow::Result<()> {
+    if let Some(core) = core {
+        let status = Command::new("taskset")
+            .args(["-cp", &core.to_string(), &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("taskset -cp {core} {pid} failed");
+        }
+    }
+    Ok(())
+}
+
+/// A kernel CPU list (`0-3,8,10-11`), as `/proc/self/status` gives the allowed cores.
+fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((low, high)) => cores.extend(low.parse::<usize>().ok()?..=high.parse().ok()?),
+            None => cores.push(part.parse().ok()?),
+        }
+    }
+    (!cores.is_empty()).then_some(cores)
 }
 
 /// The manifest set: three tenants (ES256 JWT, EdDSA JWT, opaque) with the clients the
@@ -351,30 +377,43 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pinning;
+    use super::{Pinning, parse_cpu_list};
 
     #[test]
     fn redis_gets_a_core_of_its_own_where_there_is_a_third() {
         let cores = |p: &Pinning| (p.server, p.load, p.redis);
-        let two = Pinning::for_cores(2, true);
+        let two = Pinning::for_cores(&[0, 1], true);
         assert_eq!(cores(&two), (Some(0), Some(1), Some(1)));
         assert_eq!(
             two.describe(),
             "gatehouse on core 0, load generator and redis-server on core 1"
         );
-        let many = Pinning::for_cores(8, true);
-        assert_eq!(cores(&many), (Some(0), Some(1), Some(2)));
-        assert_eq!((two.cores, many.cores), (2, 8));
+        let many = Pinning::for_cores(&[4, 5, 6, 7], true);
+        assert_eq!(cores(&many), (Some(4), Some(5), Some(6)));
+        assert_eq!((two.cores, many.cores), (2, 4));
         assert_eq!(
             many.describe(),
-            "gatehouse on core 0, load generator on core 1, redis-server on core 2"
+            "gatehouse on core 4, load generator on core 5, redis-server on core 6"
         );
-        for (n, taskset, why) in [
-            (1, true, "1 core: nothing is pinned"),
-            (8, false, "taskset not found: nothing is pinned"),
+        for (allowed, taskset, why) in [
+            (&[3][..], true, "1 core: nothing is pinned"),
+            (
+                &[0, 1, 2][..],
+                false,
+                "taskset not found: nothing is pinned",
+            ),
         ] {
-            let p = Pinning::for_cores(n, taskset);
+            let p = Pinning::for_cores(allowed, taskset);
             assert_eq!((cores(&p), p.describe()), ((None, None, None), why.into()));
         }
+    }
+
+    #[test]
+    fn allowed_cores_are_read_as_the_kernel_lists_them() {
+        assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("2,4-6,9"), Some(vec![2, 4, 5, 6, 9]));
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("1-x"), None);
     }
 }
