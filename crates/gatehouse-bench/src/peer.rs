@@ -77,15 +77,7 @@ impl Peer {
             dir.path().join("node_modules"),
         )?;
         let port = gatehouse_testkit::free_port();
-        let mut cmd = match pinning.server {
-            Some(core) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &core.to_string(), "node"]);
-                c
-            }
-            None => Command::new("node"),
-        };
-        let child = cmd
+        let child = Pinning::command(pinning.server, std::path::Path::new("node"))
             .arg(dir.path().join("provider.mjs"))
             .args([&port.to_string(), format, SECRET])
             .env("NODE_ENV", "production")

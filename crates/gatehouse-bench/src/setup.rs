@@ -96,7 +96,8 @@ impl Pinning {
         pin_process(self.load, std::process::id())
     }
 
-    fn command(core: Option<usize>, program: &Path) -> Command {
+    /// `program`, on `core` when there is one.
+    pub fn command(core: Option<usize>, program: &Path) -> Command {
         match core {
             Some(c) => {
                 let mut cmd = Command::new("taskset");

@@ -14,6 +14,37 @@ use gatehouse_core::{
     ClientAuthMethod, ClientConfig, GrantType, SigningAlgorithm, TenantConfig, TokenFormat,
 };
 
+/// Spending `id`, a `kind` kept with `family`, for an access token `jti` (valid 30 s) that
+/// joins `family` as `joining`; the spent mark and the family live until `until`.
+pub fn spending_in_family(
+    now: u64,
+    kind: RecordKind,
+    family: &'static str,
+    id: &'static str,
+    jti: &'static str,
+    until: u64,
+    joining: Joining,
+) -> gatehouse_store::Issue<'static> {
+    use gatehouse_store::{FamilyMember, Issue, Spend};
+    Issue {
+        spend: Some(Spend {
+            kind,
+            id,
+            until,
+            attempt: jti,
+            family: Some(family),
+        }),
+        family: Some(FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until,
+            joining,
+        }),
+        ..Issue::default()
+    }
+}
+
 /// Presenting refresh token `id` of `family` (valid an hour), rotated into an access token
 /// `jti` and a successor of the same id.
 pub fn rotation(
@@ -22,24 +53,18 @@ pub fn rotation(
     id: &'static str,
     jti: &'static str,
 ) -> gatehouse_store::Issue<'static> {
-    use gatehouse_store::{FamilyMember, Issue, Spend};
-    Issue {
-        spend: Some(Spend {
-            kind: RecordKind::RefreshToken,
-            id,
-            until: now + 3_600,
-            attempt: jti,
-            family: Some(family),
-        }),
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 3_600,
-            joining: Joining::Existing,
-        }),
+    let rotation = spending_in_family(
+        now,
+        RecordKind::RefreshToken,
+        family,
+        id,
+        jti,
+        now + 3_600,
+        Joining::Existing,
+    );
+    gatehouse_store::Issue {
         successor: Some(jti),
-        ..Issue::default()
+        ..rotation
     }
 }
 
@@ -590,26 +615,20 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
 /// it as existing, a family never started refuses them, a started one is live before any
 /// token, and revoking it counts only tokens.
 async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
-    use gatehouse_store::{FamilyMember, Issue, Issued, Spend};
+    use gatehouse_store::{Issue, Issued};
     let now = unix_now();
     let opaque = claims(now + 30);
     let exchange = |family: &'static str, code: &'static str, jti: &'static str| Issue {
-        spend: Some(Spend {
-            kind: RecordKind::AuthorizationCode,
-            id: code,
-            until: now + 60,
-            attempt: jti,
-            family: Some(family),
-        }),
-        family: Some(FamilyMember {
-            family,
-            jti,
-            exp: now + 30,
-            until: now + 60,
-            joining: Joining::Started,
-        }),
         opaque: Some((jti, &opaque)),
-        ..Issue::default()
+        ..spending_in_family(
+            now,
+            RecordKind::AuthorizationCode,
+            family,
+            code,
+            jti,
+            now + 60,
+            Joining::Started,
+        )
     };
     // Never started (or lost with the store's data): refused, nothing spent or written.
     assert_eq!(
