@@ -254,8 +254,8 @@ fn refresh_form(token: &str) -> String {
     }
 }
 
-/// One refresh chain per connection, each started by alice's password grant.
-/// Refresh chains of the client `app-{tenant}`, one per connection.
+/// Refresh chains of the client `app-{tenant}`, one per connection, each started by alice's
+/// password grant.
 pub async fn refresh_chains(
     addr: SocketAddr,
     tenant: &str,

@@ -136,8 +136,8 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     (!cores.is_empty()).then_some(cores)
 }
 
-/// The manifest set: three tenants (ES256 JWT, EdDSA JWT, opaque) with the clients the
-/// scenarios use, plus `extra_tenants` tenants and `extra_clients` clients for scale runs.
+/// The manifest set: three tenants for the scenarios (ES256 JWT, EdDSA JWT, opaque) with the
+/// clients they use, one for the memory part's rotations, plus `extra_tenants` tenants and `extra_clients` clients for scale runs.
 pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyhow::Result<()> {
     let users_hash = gatehouse_core::secret::hash_secret("bench-password")?;
     let mut y = String::new();
