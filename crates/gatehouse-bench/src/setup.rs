@@ -31,20 +31,8 @@ pub struct Pinning {
 impl Pinning {
     /// The pinning for the cores this process may run on (see [`Pinning::for_cores`]).
     pub fn decide() -> Pinning {
-        let allowed = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                    .and_then(|list| parse_cpu_list(list.trim()))
-            })
-            .unwrap_or_else(|| {
-                (0..std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-                    .collect()
-            });
         let taskset = Command::new("taskset").arg("--version").output().is_ok();
-        Pinning::for_cores(&allowed, taskset)
+        Pinning::for_cores(&allowed_cores(), taskset)
     }
 
     /// Server on the first allowed core, the load generator (this process) on the second,
@@ -124,6 +112,22 @@ fn pin_process(core: Option<usize>, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cores this process may run on (`Cpus_allowed_list`: a run confined to CPUs 4–7 must
+/// not pin to 0–2), or the first `available_parallelism` where the kernel does not say.
+fn allowed_cores() -> Vec<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .and_then(|list| parse_cpu_list(list.trim()))
+        })
+        .unwrap_or_else(|| {
+            (0..std::thread::available_parallelism().map_or(1, std::num::NonZero::get)).collect()
+        })
+}
+
 /// A kernel CPU list (`0-3,8,10-11`), as `/proc/self/status` gives the allowed cores.
 fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
     let mut cores = Vec::new();
@@ -137,7 +141,8 @@ fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
 }
 
 /// The manifest set: three tenants for the scenarios (ES256 JWT, EdDSA JWT, opaque) with the
-/// clients they use, one for the memory part's rotations, plus `extra_tenants` tenants and `extra_clients` clients for scale runs.
+/// clients they use, one for the memory part's rotations, plus `extra_tenants` tenants and
+/// `extra_clients` clients for scale runs.
 pub fn manifests(dir: &Path, extra_tenants: usize, extra_clients: usize) -> anyhow::Result<()> {
     let users_hash = gatehouse_core::secret::hash_secret("bench-password")?;
     let mut y = String::new();
