@@ -142,6 +142,10 @@ async fn run(args: Args, pinning: setup::Pinning) -> anyhow::Result<()> {
         "{} not found: build it first (cargo build --release)",
         binary.display()
     );
+    anyhow::ensure!(
+        gatehouse_testkit::find_redis_server().is_some(),
+        gatehouse_testkit::REDIS_SERVER_MISSING
+    );
     let duration = Duration::from_secs(args.seconds);
     let selected: Vec<&str> = SCENARIOS
         .iter()

@@ -33,24 +33,33 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port on 127.0.0.1")
 }
 
-fn redis_server_binary() -> PathBuf {
+/// Where `redis-server` is installed, if it is: the tools that start one (the benchmark) say
+/// so before they begin instead of failing half-way.
+pub fn find_redis_server() -> Option<PathBuf> {
     for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
         if std::path::Path::new(candidate).exists() {
-            return candidate.into();
+            return Some(candidate.into());
         }
     }
-    if let Ok(out) = Command::new("sh")
+    let out = Command::new("sh")
         .arg("-c")
         .arg("command -v redis-server")
         .output()
-        && out.status.success()
-    {
-        return String::from_utf8_lossy(&out.stdout).trim().into();
-    }
-    panic!(
-        "redis-server is not installed: run the README's test command (.ci/run), which installs it"
-    )
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().into())
 }
+
+fn redis_server_binary() -> PathBuf {
+    find_redis_server().unwrap_or_else(|| panic!("{REDIS_SERVER_MISSING}"))
+}
+
+/// What to do when `redis-server` is missing.
+pub const REDIS_SERVER_MISSING: &str = concat!(
+    "redis-server is not installed: install it (Debian: apt-get install redis-server) ",
+    "or run the README's test command (.ci/run), which installs it"
+);
 
 /// Sends one command in RESP and returns the raw reply (enough for the harness's own needs).
 pub fn redis_command(port: u16, args: &[&str]) -> std::io::Result<String> {
