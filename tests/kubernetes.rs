@@ -461,7 +461,24 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         "no Secret for a workload client: {secrets}"
     );
 
+    // A change reaches the token service within its configuration poll (every 250 ms): Ready
+    // says the store holds it, so the first answer may come just before the server has it.
+    let status_becomes = |token: String, want: u16| {
+        let url = token_url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
+                if r.status == want || Instant::now() > deadline {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     let token = service_account_token(plane, "acme", "invoicer", &issuer);
+    let r = status_becomes(token.clone(), 200).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
     for _ in 0..2 {
         let r = with_service_account_token(&token_url, "acme-invoicer", &token).await;
         assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
@@ -560,20 +577,6 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
         },
         logs,
     );
-    // The token service takes the change within its configuration poll.
-    let status_becomes = |token: String, want: u16| {
-        let url = token_url.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
-                if r.status == want || Instant::now() > deadline {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
     let r = status_becomes(token.clone(), 401).await;
     assert!(refused(&r), "{} {}", r.status, r.body);
     // Created again under the same name: a new account; the old one's token stays refused.
@@ -801,16 +804,17 @@ spec:
 
     let token_url = format!("{public}/forge/oauth2/token");
     let audience = format!("{public}/forge");
-    let job = ci.token(key, &audience, |_| {});
-    let r = ci_issuer::sign_in(&token_url, "forge-deployer", &job).await;
-    assert_eq!(
-        r.status,
-        200,
-        "{}
-{}",
-        r.body,
-        logs()
-    );
+    // The token service takes the new tenant within its configuration poll (every 250 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let job = ci.token(key, &audience, |_| {});
+        let r = ci_issuer::sign_in(&token_url, "forge-deployer", &job).await;
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
     let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
     assert_eq!(claims["client_id"], "forge-deployer");
     let other_branch = ci.token(key, &audience, |c| {
