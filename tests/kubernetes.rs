@@ -351,17 +351,12 @@ async fn grant_becomes(
     want: u16,
     secs: u64,
 ) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let reply = post_form(token_url, Some(&basic(client, secret)), body).await;
-        if reply.status == want || Instant::now() > deadline {
-            if reply.status != want {
-                eprintln!("{client}: {} {}", reply.status, reply.body);
-            }
-            return reply.status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let auth = basic(client, secret);
+    let reply = reply_becomes(secs, want, || post_form(token_url, Some(&auth), body)).await;
+    if reply.status != want {
+        eprintln!("{client}: {} {}", reply.status, reply.body);
     }
+    reply.status
 }
 
 /// A `client_credentials` request authenticated by a ServiceAccount token.
@@ -466,14 +461,10 @@ async fn secretless_workloads(plane: &ControlPlane, public: &str, logs: &impl Fn
     let status_becomes = |token: String, want: u16| {
         let url = token_url.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
-                if r.status == want || Instant::now() > deadline {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            reply_becomes(10, want, || {
+                with_service_account_token(&url, "acme-invoicer", &token)
+            })
+            .await
         }
     };
     let token = service_account_token(plane, "acme", "invoicer", &issuer);
@@ -650,14 +641,10 @@ spec:
     let status_becomes = |token: String, want: u16, secs: u64| {
         let url = token_url.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(secs);
-            loop {
-                let r = with_service_account_token(&url, "acme-invoicer", &token).await;
-                if r.status == want || Instant::now() > deadline {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            reply_becomes(secs, want, || {
+                with_service_account_token(&url, "acme-invoicer", &token)
+            })
+            .await
         }
     };
     // Until the token service has the tenant's new setting, tokens are not reviewed; then each
@@ -805,15 +792,12 @@ spec:
     let token_url = format!("{public}/forge/oauth2/token");
     let audience = format!("{public}/forge");
     // The token service takes the new tenant within its configuration poll (every 250 ms).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let r = loop {
+    let r = reply_becomes(10, 200, || {
         let job = ci.token(key, &audience, |_| {});
-        let r = ci_issuer::sign_in(&token_url, "forge-deployer", &job).await;
-        if r.status == 200 || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        let url = token_url.clone();
+        async move { ci_issuer::sign_in(&url, "forge-deployer", &job).await }
+    })
+    .await;
     assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
     let claims = jwt_payload(r.body["access_token"].as_str().unwrap());
     assert_eq!(claims["client_id"], "forge-deployer");
@@ -827,21 +811,17 @@ spec:
     let next = ci_issuer::Key::new("ci-2");
     ci.publish(&[&next]);
     let rotated = ci.token(&next, &audience, |_| {});
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = ci_issuer::sign_in(&token_url, "forge-deployer", &rotated).await;
-        if r.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rotated key never taken: {}
-{}",
-            r.body,
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let r = reply_becomes(30, 200, || {
+        ci_issuer::sign_in(&token_url, "forge-deployer", &rotated)
+    })
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "rotated key never taken: {}\n{}",
+        r.body,
+        logs()
+    );
 
     // Unreachable: the Tenant says so, and the last keys read keep working.
     ci.server.set_down(true);
@@ -1010,14 +990,7 @@ spec:
         ("scope", "invoices.read"),
     ]);
     // The token service takes the new tenant within its configuration poll.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let r = post_form(&token_url, None, &first_body).await;
-        if r.status == 200 || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let first = reply_becomes(10, 200, || post_form(&token_url, None, &first_body)).await;
     assert_eq!(first.status, 200, "{}\n{}", first.body, logs());
     assert_eq!(first.body["issued_token_type"], at_type);
     let for_a = first.body["access_token"].as_str().unwrap().to_string();

@@ -391,6 +391,23 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Sends `request` until it is answered `want` or `secs` pass, and returns the last answer
+/// (for a change the token service takes on its next configuration poll).
+pub async fn reply_becomes<F, Fut>(secs: u64, want: u16, mut request: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let reply = request().await;
+        if reply.status == want || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Decodes a JWT's payload without verifying it (for asserting on claims after verification
 /// was checked separately).
 pub fn jwt_payload(token: &str) -> Value {

@@ -3,8 +3,9 @@
 //! Starts a real redis-server and `gatehouse standalone` (release build) on a generated
 //! manifest set, pins the server to one core, this load generator to another and Redis to a
 //! third (on two cores, beside the load generator), drives every scenario at each connection
-//! count for a fixed time, checks every answer, and prints a table (and writes JSON) with requests/s, p50, p99, server CPU per
-//! request, server RSS, and the ratio to the raw signing rate measured in the same run.
+//! count for a fixed time, checks every answer, and prints a table (and writes JSON) with
+//! requests/s, p50, p99, server CPU per request, server RSS, and the ratio to the raw signing
+//! rate measured in the same run.
 
 // Report arithmetic: request counts, byte sizes and durations are far below 2^52, and rates
 // are rounded for printing.
