@@ -179,19 +179,23 @@ pub struct StoreAccessArgs {
     /// trusted instead of the web's roots.
     #[arg(long, env = "GATEHOUSE_STORE_CA_FILE")]
     pub store_ca_file: Option<PathBuf>,
-    /// How Redis keeps the grant families started from now on: `hash` (one key per family),
-    /// or `sets` (the layout of servers from before the hash, for a rolling upgrade from them:
-    /// roll every server to this version with `sets`, then switch to `hash`). Families
-    /// already written are read in either layout.
-    #[arg(long, env = "GATEHOUSE_FAMILY_LAYOUT", value_enum, default_value_t = FamilyLayoutArg::Hash)]
+    /// How Redis keeps the grant families started from now on: `compact` (one small hash per
+    /// family, whose access tokens name it), `hash` (the previous version's: one hash per
+    /// family listing its tokens and spent marks) or `sets` (the layout of servers from before
+    /// the hash). For a rolling upgrade from an earlier version, roll every server to this one
+    /// with that version's layout, then switch to `compact`. Families already written are read
+    /// in any layout.
+    #[arg(long, env = "GATEHOUSE_FAMILY_LAYOUT", value_enum, default_value_t = FamilyLayoutArg::Compact)]
     pub family_layout: FamilyLayoutArg,
 }
 
 /// `--family-layout` (see [`gatehouse_store::FamilyLayout`]).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FamilyLayoutArg {
-    /// One hash per family.
+    /// One hash per family of a size that does not grow with rotation.
     #[default]
+    Compact,
+    /// One hash per family listing its tokens and spent marks.
     Hash,
     /// A set per family, each mark a key of its own.
     Sets,
@@ -200,6 +204,7 @@ pub enum FamilyLayoutArg {
 impl From<FamilyLayoutArg> for gatehouse_store::FamilyLayout {
     fn from(arg: FamilyLayoutArg) -> Self {
         match arg {
+            FamilyLayoutArg::Compact => gatehouse_store::FamilyLayout::Compact,
             FamilyLayoutArg::Hash => gatehouse_store::FamilyLayout::Hash,
             FamilyLayoutArg::Sets => gatehouse_store::FamilyLayout::Sets,
         }

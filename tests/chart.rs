@@ -656,7 +656,7 @@ fn every_setting_the_chart_passes_is_one_the_binary_reads() {
             &find(&docs, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             env(default, "GATEHOUSE_FAMILY_LAYOUT").unwrap()["value"],
-            "hash"
+            "compact"
         );
     }
     let refused = template(&[

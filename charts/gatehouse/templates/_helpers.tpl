@@ -105,8 +105,8 @@ redis://{{ include "gatehouse.fullname" . }}-redis:6379/0
   value: "0.0.0.0:9090"
 - name: GATEHOUSE_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
-{{- if not (has .Values.redis.familyLayout (list "hash" "sets")) }}
-{{- fail "redis.familyLayout is hash or sets" }}
+{{- if not (has .Values.redis.familyLayout (list "compact" "hash" "sets")) }}
+{{- fail "redis.familyLayout is compact, hash or sets" }}
 {{- end }}
 - name: GATEHOUSE_FAMILY_LAYOUT
   value: {{ .Values.redis.familyLayout | quote }}

@@ -53,6 +53,7 @@ impl GrantContext<'_> {
             client_id: self.client.client_id.clone(),
             scope,
             act: None,
+            fam: None,
         }
     }
 }

@@ -82,6 +82,12 @@ pub struct AccessTokenClaims {
     /// `{"sub": …}`, with the prior actors nested in its own `act`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<serde_json::Value>,
+    /// The grant family the token was issued into (a refresh-token grant's): revoking the
+    /// family revokes the token, checked where the token is checked, so that the store need
+    /// not list a family's access tokens. A server-side handle, random and meaningless
+    /// outside this issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 /// SHA-256 of a token, for in-memory lookups that must not keep the token itself.
@@ -297,6 +303,7 @@ mod tests {
             client_id: "c".into(),
             scope: Some("a b".into()),
             act: None,
+            fam: None,
         }
     }
 

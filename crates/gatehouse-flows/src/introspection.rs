@@ -42,7 +42,9 @@ pub async fn active_claims(
                 }
             }
         };
-        if store.is_revoked(tenant.name(), &claims.jti).await?
+        if store
+            .is_token_revoked(tenant.name(), &claims.jti, claims.fam.as_deref())
+            .await?
             || !user_still_there(tenant, &claims)
             || signed_out_since(services, tenant, &claims).await?
         {
@@ -54,10 +56,12 @@ pub async fn active_claims(
             .get_opaque_token(tenant.name(), &opaque_token_id(token))
             .await?;
         match claims.filter(|c| c.exp > now && c.iss == tenant.issuer) {
-            // Opaque tokens of a revoked refresh-token family are revoked by jti too.
+            // Opaque tokens of a revoked refresh-token family are revoked with it.
             Some(c)
                 if user_still_there(tenant, &c)
-                    && !store.is_revoked(tenant.name(), &c.jti).await?
+                    && !store
+                        .is_token_revoked(tenant.name(), &c.jti, c.fam.as_deref())
+                        .await?
                     && !signed_out_since(services, tenant, &c).await? =>
             {
                 Ok(Some(c))

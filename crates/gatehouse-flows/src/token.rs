@@ -383,10 +383,12 @@ impl Outcome {
 async fn mint_outcome(
     services: &Services,
     tenant: &ServedTenant,
-    outcome: Outcome,
+    mut outcome: Outcome,
 ) -> Result<TokenResponse, Error> {
     let name = tenant.name();
     let store = services.store();
+    // The token names its family, so that revoking the family revokes it where it is checked.
+    outcome.claims.fam = outcome.family.as_ref().map(|f| f.id.clone());
     let minted = mint::access_token(services, tenant, &outcome.claims).await?;
     let mut body = TokenResponse::bearer(minted.token.clone(), &outcome.claims);
     // The access token's jti, random and minted with it, makes the refresh token distinct

@@ -51,6 +51,7 @@ mod tests {
             client_id: "c".into(),
             scope: None,
             act: None,
+            fam: None,
         })
     }
 

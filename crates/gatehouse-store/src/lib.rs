@@ -299,6 +299,16 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_jti(&self, tenant: &str, jti: &str, until: u64) -> Result<(), StoreError>;
     /// Whether a JWT's `jti` is revoked now.
     async fn is_revoked(&self, tenant: &str, jti: &str) -> Result<bool, StoreError>;
+    /// Whether an access token is revoked now: its `jti`, or the grant family it names
+    /// ([`AccessTokenClaims::fam`]); one round trip. A family the store does not know is not
+    /// revoked (a family outlives every token it issued, so only lost data forgets one, and
+    /// that forgets `jti` revocations too).
+    async fn is_token_revoked(
+        &self,
+        tenant: &str,
+        jti: &str,
+        family: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
     /// Counts a failed sign-in under `key`, in a window of `window_secs` that starts with the
     /// first failure; returns the count so far.
@@ -370,7 +380,9 @@ pub trait Store: Send + Sync + 'static {
     /// family that exists only extends how long it is known.
     async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError>;
     /// Revokes a family until `until` and, atomically with it, every access token it issued
-    /// (until each one's `exp`). Returns how many access tokens were revoked.
+    /// (until each one's `exp`): by a mark of its own for each token where the family lists
+    /// them, through the family each names ([`Store::is_token_revoked`]) where it does not
+    /// ([`FamilyLayout::Compact`]). Returns how many tokens got marks of their own.
     async fn revoke_family(
         &self,
         tenant: &str,
@@ -462,12 +474,20 @@ pub struct Access<'a> {
 }
 
 /// How Redis keeps a grant family started from now on. Families already written keep their
-/// layout until they expire, and both layouts are read, revoked and rotated alike.
+/// layout until they expire, and every layout is read, revoked and rotated alike.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FamilyLayout {
-    /// One hash per family: its state, its tokens and the marks of its spent codes and refresh
-    /// tokens. Issuing reads it with one command and writes it with one more.
+    /// One hash per family of a size that does not grow with rotation: its state, the refresh
+    /// token that is current, and the last spending's mark. Any other refresh token of the
+    /// family is spent (refresh tokens are sealed, so one the family never issued does not
+    /// open), and its access tokens name it ([`AccessTokenClaims::fam`]) so that revoking it
+    /// revokes them wherever they are checked ([`Store::is_token_revoked`]).
     #[default]
+    Compact,
+    /// One hash per family that lists its access tokens and the marks of all its spent codes
+    /// and refresh tokens: what servers of the previous version write and read. For a rolling
+    /// upgrade from such a server: run every server so first, then switch to
+    /// [`FamilyLayout::Compact`].
     Hash,
     /// A set of the family's tokens, with its revocation and each spent mark a key of its own:
     /// what servers from before the hash write and read. For a rolling upgrade from such a

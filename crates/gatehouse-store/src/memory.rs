@@ -312,6 +312,24 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn is_token_revoked(
+        &self,
+        tenant: &str,
+        jti: &str,
+        family: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        Ok(self.with(|all| {
+            all.get(tenant).is_some_and(|d| {
+                d.revoked.get(jti).is_some_and(|u| *u > now)
+                    || family
+                        .and_then(|f| d.families.get(f))
+                        .and_then(|f| f.revoked_until)
+                        .is_some_and(|u| u > now)
+            })
+        }))
+    }
+
     async fn record_failure(
         &self,
         tenant: &str,
@@ -485,6 +503,9 @@ impl Store for MemoryStore {
                 if member.joining != Joining::Existing {
                     family.until = family.until.max(member.until);
                 }
+                // Only live tokens need revoking: the list stays as long as the family's
+                // live access tokens, however often it rotates.
+                family.issued.retain(|(_, exp)| *exp > now);
                 family.issued.push((member.jti.to_string(), member.exp));
             }
             if let Some((id, claims)) = issue.opaque {

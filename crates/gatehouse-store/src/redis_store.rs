@@ -5,8 +5,8 @@
 
 use crate::sentinel::{self, PrimaryConnection, SentinelAccess};
 use crate::{
-    FamilyLayout, Issue, Issued, Joining, RecordKind, Store, StoreError, TenantBundle,
-    TenantSettings, Version, redact_url,
+    FamilyLayout, FamilyMember, Issue, Issued, Joining, RecordKind, Store, StoreError,
+    TenantBundle, TenantSettings, Version, redact_url,
 };
 use async_trait::async_trait;
 use gatehouse_core::keys::SigningKeyRecord;
@@ -60,10 +60,15 @@ fn used_key(t: &str, kind: RecordKind, id: &str) -> String {
 fn unanswered_key(t: &str, kind: RecordKind, id: &str) -> String {
     format!("{{t:{t}}}:{}.unanswered:{id}", kind.prefix())
 }
-/// A grant family, one hash: `k` (known: started, or a token issued into it), `r` (revoked),
-/// `a:<jti>` = `exp` for each access token issued into it, and `u:<id>` = the mark of each
-/// code or refresh token of the family spent (see [`Spend::family`]). One key, so issuing
-/// reads everything it decides on with one command and writes with one more.
+/// A grant family, one hash. Written by [`FamilyLayout::Compact`]: `b` (known: started, or a
+/// token issued into it), `r` (revoked), `c` (the id of its current refresh token: any other
+/// of its refresh tokens is spent), `p` and `m` (the id of the code or refresh token last
+/// spent, and its mark, see [`Spend::family`]): a handful of fields however often it
+/// rotates, so Redis keeps it compact. Written by [`FamilyLayout::Hash`], the previous
+/// version's: `k` (known), `r`, `a:<jti>` = `exp` for each access token issued into it, and
+/// `u:<id>` = the mark of each code or refresh token of the family spent: two fields more per
+/// rotation. One key either way, so issuing reads everything it decides on with one command
+/// and writes with one more.
 fn family_key(t: &str, family: &str) -> String {
     format!("{{t:{t}}}:fam:{family}")
 }
@@ -113,8 +118,9 @@ return {r[1], #r[2]}";
 /// store's data refuses `started` and `existing` both. When the spent mark exists and the
 /// spending was recorded as unanswered (KEYS[5], see `Store::mark_unanswered`), the
 /// presentation is a retry: the successor the lost answer carried gets its own mark where its
-/// presentation looks (its family's hash, or a key of its own) unless it was presented already,
-/// which makes the retry a reuse after all. A spending kept apart (a device code, a code from
+/// presentation looks (its family's hash, or a key of its own; a compact family, see
+/// [`ISSUE_COMPACT_SCRIPT`], no longer has it as its current one) unless it was presented
+/// already, which makes the retry a reuse after all. A spending kept apart (a device code, a code from
 /// before sealed codes) that started a hash family notes that family's id after the
 /// successor's, since a retry starts a family of its own (a noted family that is gone, lost
 /// with the store's data, gets the retired mark as a key of its own). A family keeps the layout it
@@ -162,12 +168,21 @@ if ARGV[1] == '1' then
       local lost = string.sub(mark, sep + 1)
       local at = string.find(lost, ' ', 1, true)
       local hash = in_hash and KEYS[7]
+      local compact = false
       if at then
         local noted = ARGV[17] .. string.sub(lost, at + 1)
-        if redis.call('HEXISTS', noted, 'k') == 1 then hash = noted end
+        local n = redis.call('HMGET', noted, 'k', 'b', 'c')
         lost = string.sub(lost, 1, at - 1)
+        if n[1] then
+          hash = noted
+        elseif n[2] then
+          if n[3] ~= lost then return 'spent' end
+          compact = noted
+        end
       end
-      if hash then
+      if compact then
+        redis.call('HSET', compact, 'c', '-')
+      elseif hash then
         if redis.call('HSETNX', hash, 'u:' .. lost, 'superseded') == 0 then return 'spent' end
       elseif not redis.call('SET', ARGV[10] .. lost, 'superseded', 'NX', 'EXAT', ARGV[12]) then
         return 'spent'
@@ -226,6 +241,150 @@ if ARGV[9] ~= '' then redis.call('EXPIREAT', KEYS[1], ARGV[9], 'GT') end
 if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[6], 'EXAT', ARGV[7]) end
 return 'done'";
 
+/// Issuing into a family of [`FamilyLayout::Compact`] (see `Store::issue`), or starting one.
+/// Whatever the full [`ISSUE_SCRIPT`] decides for a family of an earlier layout (a hash with
+/// `k`, a set, one not known) returns `other` having written nothing, and that script decides.
+///
+/// A refresh token of the family is fresh when it is the family's current one (`c`), a code
+/// when nothing of its family was spent yet; the mark found for anything else is the last
+/// spending's attempt (`m`) if it spent this one, else `superseded`. A mark found is a replay
+/// unless the spending was recorded as unanswered (KEYS[5]): the refresh token the lost
+/// answer carried was then never presented (presenting it would have made it the last one
+/// spent), and the presentation issues again, its successor taking that token's place as the
+/// current one. The mark is the attempt alone, so the hash stays within Redis's compact
+/// encoding (64 bytes a value by default) with real ids. A spending kept apart (a device
+/// code, a code from before sealed codes) notes in its own mark the refresh token it issued
+/// and the family that token started, whose current token a retry retires.
+///
+/// Keys: 1 the family's hash, 2 the opaque token, 3 the user's signed-out mark, 4 the mark of
+/// a spending kept apart, 5 its unanswered mark, 6 the family's token set in the layout of
+/// sets (read only when a family starts), 7 its revoked mark kept apart (which servers of
+/// earlier versions write when they revoke a family they take for one of sets, as they take
+/// every compact one); absent parts get placeholder keys in the tenant's slot.
+///
+/// ARGV: 1 the spent id (empty: nothing spent), 2 where its mark is kept (`family` or
+/// `apart`), 3 what it is (`rt` or `code`), 4 its mark `attempt[ successor-id]`, 5 the id of
+/// the refresh token issued (or empty), 6 how the family is joined (`new`, `started`,
+/// `existing`, or empty when a refused code is only spent), 7 until when the family must be
+/// kept from now (or empty), 8–10 the opaque token (whether, value, exp), 11 when the user
+/// signed in (or empty), 12 until when a mark kept apart is kept, 13 whether the spending is
+/// a refusal, 14 the prefix of a family's hash, 15 the family's id, 16 whether a family
+/// started here is compact (else one not known is left to the full script).
+const ISSUE_COMPACT_SCRIPT: &str = r"
+if ARGV[11] ~= '' then
+  local out = redis.call('GET', KEYS[3])
+  if out and tonumber(ARGV[11]) <= tonumber(out) then return 'signed_out' end
+end
+local join = ARGV[6]
+local f = redis.call('HMGET', KEYS[1], 'b', 'r', 'c', 'p', 'm', 'k')
+if join ~= '' and (f[2] or redis.call('EXISTS', KEYS[7]) == 1) then return 'revoked' end
+if f[6] then return 'other' end
+if not f[1] then
+  if join ~= 'new' or ARGV[16] ~= '1' then return 'other' end
+  if redis.call('EXISTS', KEYS[6]) == 1 then return 'other' end
+end
+local spent = ARGV[1]
+local kept = ARGV[2] == 'family'
+local note = ARGV[4]
+if not kept and ARGV[5] ~= '' then note = note .. ' ' .. ARGV[15] end
+local retire = false
+if spent ~= '' then
+  local mark = false
+  if kept then
+    if f[4] == spent then
+      mark = f[5] or 'superseded'
+    elseif ARGV[3] == 'rt' and f[3] ~= spent then
+      mark = 'superseded'
+    elseif ARGV[3] == 'code' and (f[3] or f[4]) then
+      mark = 'superseded'
+    end
+  elseif not redis.call('SET', KEYS[4], note, 'NX', 'EXAT', ARGV[12]) then
+    mark = redis.call('GET', KEYS[4]) or ''
+  end
+  if mark then
+    if ARGV[13] == '1' or mark == 'superseded' or redis.call('EXISTS', KEYS[5]) == 0 then
+      return 'spent'
+    end
+    local sep = string.find(mark, ' ', 1, true)
+    if sep and not kept then
+      local lost = string.sub(mark, sep + 1)
+      local at = string.find(lost, ' ', 1, true)
+      if not at then return 'other' end
+      retire = ARGV[14] .. string.sub(lost, at + 1)
+      lost = string.sub(lost, 1, at - 1)
+      local n = redis.call('HMGET', retire, 'b', 'c', 'k')
+      if n[3] then return 'other' end
+      if not n[1] then
+        retire = false
+      elseif n[2] ~= lost then
+        return 'spent'
+      end
+    end
+    redis.call('DEL', KEYS[5])
+    if not kept then redis.call('SET', KEYS[4], note, 'KEEPTTL') end
+  end
+end
+if retire then redis.call('HSET', retire, 'c', '-') end
+local fields = {}
+if spent ~= '' and kept then
+  fields[1] = 'p'
+  fields[2] = spent
+  fields[3] = 'm'
+  fields[4] = string.match(ARGV[4], '^[^ ]*')
+end
+if join ~= '' and ARGV[5] ~= '' then
+  fields[#fields + 1] = 'c'
+  fields[#fields + 1] = ARGV[5]
+end
+if join ~= '' and not f[1] then
+  fields[#fields + 1] = 'b'
+  fields[#fields + 1] = '1'
+end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+if join ~= '' and ARGV[7] ~= '' then
+  if f[1] then
+    redis.call('EXPIREAT', KEYS[1], ARGV[7], 'GT')
+  else
+    redis.call('EXPIREAT', KEYS[1], ARGV[7])
+  end
+end
+if ARGV[8] == '1' then redis.call('SET', KEYS[2], ARGV[9], 'EXAT', ARGV[10]) end
+return 'done'";
+
+/// The common case of [`ISSUE_COMPACT_SCRIPT`], alone, as [`ISSUE_IN_FAMILY_SCRIPT`] is of
+/// the full script: a rotation, or the exchange of a sealed code, in a compact family whose
+/// presented token is fresh. It decides and writes what the compact script would in that
+/// case with four keys and nine arguments instead of seven and sixteen (what the server
+/// spends building an invocation counts as much as what Redis spends running it); anything
+/// else returns `other` having written nothing, and the compact script decides.
+///
+/// Keys: 1 the family's hash, 2 the opaque token (or a placeholder), 3 the user's signed-out
+/// mark (or a placeholder), 4 the family's revoked mark kept apart. ARGV: 1 the spent id, 2
+/// what it is (`rt` or `code`), 3 the attempt, 4 the id of the refresh token issued (or
+/// empty), 5 until when the family must be kept from now (or empty), 6 whether an opaque
+/// token is written, 7 its value, 8 its exp, 9 when the user signed in (or empty).
+const ISSUE_IN_COMPACT_FAMILY_SCRIPT: &str = r"
+if ARGV[9] ~= '' then
+  local out = redis.call('GET', KEYS[3])
+  if out and tonumber(ARGV[9]) <= tonumber(out) then return 'signed_out' end
+end
+local f = redis.call('HMGET', KEYS[1], 'b', 'r', 'c', 'p')
+if f[2] or redis.call('EXISTS', KEYS[4]) == 1 then return 'revoked' end
+if not f[1] then return 'other' end
+if ARGV[2] == 'rt' then
+  if f[3] ~= ARGV[1] then return 'other' end
+elseif f[3] or f[4] then
+  return 'other'
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'p', ARGV[1], 'm', ARGV[3], 'c', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'p', ARGV[1], 'm', ARGV[3])
+end
+if ARGV[5] ~= '' then redis.call('EXPIREAT', KEYS[1], ARGV[5], 'GT') end
+if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[7], 'EXAT', ARGV[8]) end
+return 'done'";
+
 /// A sign-out mark that only moves forward (see `Store::sign_out_user`).
 const SIGN_OUT_SCRIPT: &str = r"
 local out = redis.call('GET', KEYS[1])
@@ -237,16 +396,20 @@ return 1";
 /// Revoking a family and, in the same step, every access token it issued (each revocation
 /// mark lives until that token's `exp`). Keys: the family's hash, then its revoked mark and
 /// token set in the layout of sets (see `legacy_family_tokens_key`). A hash family is marked
-/// revoked in its hash (whose lifetime only grows); any other, known or not, gets the separate
-/// revoked mark, which servers writing sets and servers from before hashes read, and the
-/// tokens of its set, if any, are revoked. ARGV: until when the family is remembered as
-/// revoked, the prefix of a token's revocation mark.
+/// revoked in its hash (whose lifetime only grows); its access tokens, when it lists them (the
+/// previous version's layout), get marks of their own, and when it does not, name it. Any
+/// other family, known or not, gets the separate revoked mark, which servers writing sets and
+/// servers from before hashes read, and the tokens of its set, if any, are revoked. ARGV:
+/// until when the family is remembered as revoked, the prefix of a token's revocation mark.
 const REVOKE_SCRIPT: &str = r"
-local hashed = redis.call('HEXISTS', KEYS[1], 'k') == 1
+local known = redis.call('HMGET', KEYS[1], 'k', 'b')
+local hashed = known[1] or known[2]
 local revoked = 0
 if hashed then
   redis.call('HSET', KEYS[1], 'r', '1')
   redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
+end
+if known[1] then
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do
     if string.sub(all[i], 1, 2) == 'a:' then
@@ -267,10 +430,10 @@ if not hashed or redis.call('EXISTS', KEYS[3]) == 1 then
 end
 return revoked";
 
-/// Starting a family before its first token (see `Store::start_family`): known, and its
-/// lifetime only grows.
+/// Starting a family before its first token (see `Store::start_family`): known (ARGV[2] is
+/// the field that says so in its layout, see `family_key`), and its lifetime only grows.
 const START_FAMILY_SCRIPT: &str = r"
-redis.call('HSET', KEYS[1], 'k', '1')
+redis.call('HSET', KEYS[1], ARGV[2], '1')
 redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')
 redis.call('EXPIREAT', KEYS[1], ARGV[1], 'NX')
 return 1";
@@ -286,10 +449,9 @@ return 1";
 /// Whether a family is known and not revoked, in whichever layout it was written (see
 /// `family_key`). Keys: its hash, its legacy revoked mark and token set.
 const FAMILY_LIVE_SCRIPT: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'k', 'r')
-if f[2] then return 0 end
-if f[1] then return 1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'k', 'r', 'b')
+if f[2] or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if f[1] or f[3] then return 1 end
 return redis.call('EXISTS', KEYS[3])";
 
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
@@ -351,6 +513,8 @@ pub struct RedisStore {
     purge: redis::Script,
     issue: redis::Script,
     issue_in_family: redis::Script,
+    issue_compact: redis::Script,
+    issue_in_compact_family: redis::Script,
     revoke: redis::Script,
     start_family: redis::Script,
     start_family_set: redis::Script,
@@ -363,6 +527,17 @@ fn spending_mark(attempt: &str, successor: Option<&str>) -> String {
     match successor {
         Some(id) => format!("{attempt} {id}"),
         None => attempt.to_string(),
+    }
+}
+
+/// Until when a compact family must be kept from now on, for a token joining it (empty: as
+/// long as it is kept already): a family outlives every access token it issued, so that
+/// revoking it reaches them all, and a family that starts, or a sealed code's family at its
+/// exchange, lives as long as its refresh tokens may.
+fn keep_until(member: FamilyMember<'_>) -> String {
+    match member.joining {
+        Joining::Existing if member.exp <= member.until => String::new(),
+        _ => member.until.max(member.exp).max(1).to_string(),
     }
 }
 
@@ -498,6 +673,8 @@ impl RedisStore {
             purge: redis::Script::new(PURGE_SCRIPT),
             issue: redis::Script::new(ISSUE_SCRIPT),
             issue_in_family: redis::Script::new(ISSUE_IN_FAMILY_SCRIPT),
+            issue_compact: redis::Script::new(ISSUE_COMPACT_SCRIPT),
+            issue_in_compact_family: redis::Script::new(ISSUE_IN_COMPACT_FAMILY_SCRIPT),
             revoke: redis::Script::new(REVOKE_SCRIPT),
             start_family: redis::Script::new(START_FAMILY_SCRIPT),
             start_family_set: redis::Script::new(START_FAMILY_SET_SCRIPT),
@@ -547,6 +724,137 @@ impl RedisStore {
                     .map_or_else(String::new, |(_, at)| at.to_string()),
             )
             .arg(grows_to);
+        let mut conn = self.conn.clone();
+        let outcome: String = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((outcome != "other").then(|| issued(&outcome)))
+    }
+
+    /// Issues through [`ISSUE_IN_COMPACT_FAMILY_SCRIPT`] when the issue is one it may decide
+    /// (spending a code or refresh token kept with the family the access token joins, which
+    /// exists already); `None` when it is not, or the script found it is not the common case.
+    async fn issue_in_compact_family(
+        &self,
+        tenant: &str,
+        issue: &Issue<'_>,
+        opaque: Option<&str>,
+    ) -> Result<Option<Issued>, StoreError> {
+        let (Some(spend), Some(family)) = (issue.spend, issue.family) else {
+            return Ok(None);
+        };
+        if family.joining == Joining::Starts
+            || spend.family != Some(family.family)
+            || spend.attempt == crate::Spend::REFUSED
+        {
+            return Ok(None);
+        }
+        let mut invocation = self.issue_in_compact_family.prepare_invoke();
+        invocation
+            .key(family_key(tenant, family.family))
+            .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
+            .key(signed_out_key(
+                tenant,
+                issue.signed_in.map_or("-", |(u, _)| u),
+            ))
+            .key(legacy_family_revoked_key(tenant, family.family))
+            .arg(spend.id)
+            .arg(if spend.kind == RecordKind::AuthorizationCode {
+                "code"
+            } else {
+                "rt"
+            })
+            .arg(spend.attempt)
+            .arg(issue.successor.unwrap_or_default())
+            .arg(keep_until(family))
+            .arg(if opaque.is_some() { "1" } else { "0" })
+            .arg(opaque.unwrap_or_default())
+            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
+            .arg(
+                issue
+                    .signed_in
+                    .map_or_else(String::new, |(_, at)| at.to_string()),
+            );
+        let mut conn = self.conn.clone();
+        let outcome: String = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((outcome != "other").then(|| issued(&outcome)))
+    }
+
+    /// Issues through [`ISSUE_COMPACT_SCRIPT`] when the issue touches a family (joins one, or
+    /// spends a code kept with one); `None` when it does not, or the family turned out to be
+    /// of an earlier layout.
+    async fn issue_compact(
+        &self,
+        tenant: &str,
+        issue: &Issue<'_>,
+        opaque: Option<&str>,
+    ) -> Result<Option<Issued>, StoreError> {
+        let spend = issue.spend;
+        let spend_family = spend.and_then(|s| s.family);
+        let Some(family_id) = spend_family.or(issue.family.map(|f| f.family)) else {
+            return Ok(None);
+        };
+        let keep_until = issue.family.map_or_else(String::new, keep_until);
+        let (spent_kind, spent_id) =
+            spend.map_or((RecordKind::RefreshToken, "-"), |s| (s.kind, s.id));
+        let mut invocation = self.issue_compact.prepare_invoke();
+        invocation
+            .key(family_key(tenant, family_id))
+            .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
+            .key(signed_out_key(
+                tenant,
+                issue.signed_in.map_or("-", |(u, _)| u),
+            ))
+            .key(used_key(tenant, spent_kind, spent_id))
+            .key(unanswered_key(tenant, spent_kind, spent_id))
+            .key(legacy_family_tokens_key(tenant, family_id))
+            .key(legacy_family_revoked_key(tenant, family_id))
+            .arg(spend.map_or("", |s| s.id))
+            .arg(if spend_family.is_some() {
+                "family"
+            } else {
+                "apart"
+            })
+            .arg(if spent_kind == RecordKind::AuthorizationCode {
+                "code"
+            } else {
+                "rt"
+            })
+            .arg(spend.map_or_else(String::new, |s| spending_mark(s.attempt, issue.successor)))
+            .arg(issue.successor.unwrap_or_default())
+            .arg(issue.family.map_or("", |f| match f.joining {
+                Joining::Starts => "new",
+                Joining::Started => "started",
+                Joining::Existing => "existing",
+            }))
+            .arg(keep_until)
+            .arg(if opaque.is_some() { "1" } else { "0" })
+            .arg(opaque.unwrap_or_default())
+            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
+            .arg(
+                issue
+                    .signed_in
+                    .map_or_else(String::new, |(_, at)| at.to_string()),
+            )
+            .arg(spend.map_or(1, |s| s.until.max(1)))
+            .arg(
+                if spend.is_some_and(|s| s.attempt == crate::Spend::REFUSED) {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
+            .arg(family_key(tenant, ""))
+            .arg(family_id)
+            .arg(if self.new_families == FamilyLayout::Compact {
+                "1"
+            } else {
+                "0"
+            });
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -789,6 +1097,27 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn is_token_revoked(
+        &self,
+        tenant: &str,
+        jti: &str,
+        family: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let Some(family) = family else {
+            return self.is_revoked(tenant, jti).await;
+        };
+        let mut conn = self.conn.clone();
+        // The family revoked in its hash, or (a family of sets) by a key of its own.
+        let (token, in_hash, apart): (bool, bool, bool) = redis::pipe()
+            .exists(revoked_key(tenant, jti))
+            .hexists(family_key(tenant, family), "r")
+            .exists(legacy_family_revoked_key(tenant, family))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(token || in_hash || apart)
+    }
+
     async fn record_failure(
         &self,
         tenant: &str,
@@ -902,11 +1231,24 @@ impl Store for RedisStore {
         let opaque = issue.opaque.map(|o| encode(o.1)).transpose()?;
         // While new families are written as sets (a rolling upgrade), most are sets: straight
         // to the script that reads them.
+        // A family of the previous layout first where those are written; compact families
+        // (started by servers writing them) are decided by their own script whatever this
+        // server writes, so that switching layouts is a rolling restart like any other.
         if self.new_families == FamilyLayout::Hash
             && let Some(issued) = self
                 .issue_in_family(tenant, issue, opaque.as_deref())
                 .await?
         {
+            return Ok(issued);
+        }
+        if self.new_families == FamilyLayout::Compact
+            && let Some(issued) = self
+                .issue_in_compact_family(tenant, issue, opaque.as_deref())
+                .await?
+        {
+            return Ok(issued);
+        }
+        if let Some(issued) = self.issue_compact(tenant, issue, opaque.as_deref()).await? {
             return Ok(issued);
         }
         let flag = |on: bool| if on { "1" } else { "0" };
@@ -956,7 +1298,7 @@ impl Store for RedisStore {
             .arg(flag(spend_family.is_some()))
             .arg(spent_id)
             .arg(family.map_or(1, |f| f.exp.max(1)))
-            .arg(flag(self.new_families == FamilyLayout::Hash))
+            .arg(flag(self.new_families != FamilyLayout::Sets))
             .arg(family_key(tenant, ""))
             .arg(family_id)
             .arg(flag(
@@ -972,16 +1314,19 @@ impl Store for RedisStore {
 
     async fn start_family(&self, tenant: &str, family: &str, until: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let (script, key) = match self.new_families {
-            FamilyLayout::Hash => (&self.start_family, family_key(tenant, family)),
+        let (script, key, known) = match self.new_families {
+            FamilyLayout::Compact => (&self.start_family, family_key(tenant, family), "b"),
+            FamilyLayout::Hash => (&self.start_family, family_key(tenant, family), "k"),
             FamilyLayout::Sets => (
                 &self.start_family_set,
                 legacy_family_tokens_key(tenant, family),
+                "",
             ),
         };
         let _: i64 = script
             .key(key)
             .arg(until.max(1))
+            .arg(known)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -1053,13 +1398,33 @@ impl Store for RedisStore {
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         // Kept with its family, or (no family, or one from before families were hashes) apart.
-        let (kept_with_family, apart): (Option<String>, Option<String>) = redis::pipe()
-            .hget(family_key(tenant, family.unwrap_or("-")), format!("u:{id}"))
+        let (kept, apart): (Vec<Option<String>>, Option<String>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(family_key(tenant, family.unwrap_or("-")))
+            .arg(&["b", "c", "p", "m"])
+            .arg(format!("u:{id}"))
             .get(used_key(tenant, kind, id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let mark = family.and(kept_with_family).or(apart);
+        let field = |i: usize| kept.get(i).cloned().flatten();
+        let mark = if family.is_some() && field(0).is_some() {
+            // A compact family keeps only the last spending's mark; anything else of it that
+            // is not current was spent before (see ISSUE_COMPACT_SCRIPT).
+            let (current, last) = (field(1), field(2));
+            if last.as_deref() == Some(id) {
+                Some(field(3).unwrap_or_default())
+            } else if match kind {
+                RecordKind::AuthorizationCode => current.is_some() || last.is_some(),
+                _ => current.as_deref() != Some(id),
+            } {
+                Some("superseded".to_string())
+            } else {
+                None
+            }
+        } else {
+            family.and(field(4)).or(apart)
+        };
         Ok(mark.map(|m| m.split(' ').next().unwrap_or_default().to_string()))
     }
 

@@ -142,6 +142,19 @@ impl Store for TimedStore {
         timed!(self, "is_revoked", self.inner.is_revoked(tenant, jti))
     }
 
+    async fn is_token_revoked(
+        &self,
+        tenant: &str,
+        jti: &str,
+        family: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        timed!(
+            self,
+            "is_token_revoked",
+            self.inner.is_token_revoked(tenant, jti, family)
+        )
+    }
+
     async fn record_failure(
         &self,
         tenant: &str,

@@ -20,6 +20,17 @@ async fn redis_store_keeps_the_contract() {
     contract::run_all(&store, "single").await;
 }
 
+/// The same with grant families as the previous version wrote them (a rolling upgrade).
+#[tokio::test]
+async fn redis_store_writing_listed_families_keeps_the_contract() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect")
+        .with_new_families(gatehouse_store::FamilyLayout::Hash);
+    contract::run_all(&store, "listed").await;
+}
+
 #[tokio::test]
 async fn redis_cluster_store_keeps_the_contract() {
     let cluster = RedisCluster::start(3);
@@ -478,7 +489,8 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
         .with_new_families(FamilyLayout::Sets);
     let hash = RedisStore::connect(&redis.url(), None)
         .await
-        .expect("connect");
+        .expect("connect")
+        .with_new_families(FamilyLayout::Hash);
     let now = contract::unix_now();
     let raw = |args: &[&str]| redis_command(redis.port, args).unwrap();
     let keys = |pattern: &str| raw(&["KEYS", pattern]);
@@ -659,11 +671,21 @@ async fn servers_writing_sets_and_hashes_share_one_store() {
 /// is retired where its presentation looks.
 #[tokio::test]
 async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
+    for layout in [
+        gatehouse_store::FamilyLayout::Compact,
+        gatehouse_store::FamilyLayout::Hash,
+    ] {
+        a_retry_retires_the_lost_successor_in(layout).await;
+    }
+}
+
+async fn a_retry_retires_the_lost_successor_in(layout: gatehouse_store::FamilyLayout) {
     use gatehouse_store::{Issued, RecordKind};
     let redis = RedisServer::start();
     let store = RedisStore::connect(&redis.url(), None)
         .await
-        .expect("connect");
+        .expect("connect")
+        .with_new_families(layout);
     let now = contract::unix_now();
     let redeem = |family, jti, successor| {
         redemption_apart(now, RecordKind::DeviceCode, "dc", family, jti, successor)
@@ -731,8 +753,19 @@ async fn a_retry_retires_the_lost_successor_in_its_own_family_hash() {
     );
     let raw = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
     assert_eq!(raw(&["EXISTS", "{t:acme}:fam:g1"]), ":0");
-    let ttl = ttl(redis.port, "{t:acme}:rt.used:lost-2");
-    assert!((1..=3_600).contains(&ttl), "{ttl}");
+    if layout == gatehouse_store::FamilyLayout::Hash {
+        let ttl = ttl(redis.port, "{t:acme}:rt.used:lost-2");
+        assert!((1..=3_600).contains(&ttl), "{ttl}");
+    }
+    // Either way its refresh token is refused: spent, or of a family no longer known.
+    assert_ne!(
+        store
+            .issue("acme", &contract::rotation(now, "g1", "lost-2", "k3"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(raw(&["EXISTS", "{t:acme}:fam:g1"]), ":0");
 }
 
 /// A sealed code whose answer was lost, presented again in a request that is refused (a wrong
@@ -822,4 +855,245 @@ async fn a_revoked_family_of_sets_keeps_its_spent_marks() {
         store.issue("acme", &refused_again).await.unwrap(),
         Issued::Spent
     );
+}
+
+/// However often a compact family rotates, Redis keeps it as a few fields in its compact
+/// encoding, where the previous layout grew two fields a rotation; a refresh token rotated
+/// long ago is still a reuse, and revoking the family reaches every access token it issued.
+#[tokio::test]
+async fn a_compact_family_stays_small_however_often_it_rotates() {
+    use gatehouse_store::{FamilyLayout, Issued, RecordKind};
+    let redis = RedisServer::start();
+    let raw = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
+    let now = contract::unix_now();
+    // As long as real ids: a refresh token's id is 43 characters, as is the access token's
+    // `jti` here (a real one has 22).
+    let ids: Vec<&'static str> = (0..=10_000)
+        .map(|i| &*Box::leak(format!("{i:0>43}").into_boxed_str()))
+        .collect();
+    for (layout, family, rotations) in [
+        (FamilyLayout::Compact, "compact", 10_000),
+        (FamilyLayout::Hash, "listed", 200),
+    ] {
+        let store = RedisStore::connect(&redis.url(), None)
+            .await
+            .expect("connect")
+            .with_new_families(layout);
+        let device = &*Box::leak(format!("dc-{family}").into_boxed_str());
+        let start = redemption_apart(now, RecordKind::DeviceCode, device, family, ids[0], ids[0]);
+        assert_eq!(store.issue("acme", &start).await.unwrap(), Issued::Done);
+        for pair in ids[..=rotations].windows(2) {
+            let rotation = contract::rotation(now, family, pair[0], pair[1]);
+            assert_eq!(store.issue("acme", &rotation).await.unwrap(), Issued::Done);
+        }
+        let key = format!("{{t:acme}}:fam:{family}");
+        let (encoding, fields) = (
+            raw(&["OBJECT", "ENCODING", &key]),
+            raw(&["HLEN", &key])
+                .trim_start_matches(':')
+                .parse::<usize>()
+                .unwrap(),
+        );
+        if layout == FamilyLayout::Compact {
+            assert_eq!(encoding, "listpack", "{fields} fields");
+            assert!(fields <= 6, "{fields} fields after {rotations} rotations");
+        } else {
+            assert!(
+                fields > 2 * rotations,
+                "the previous layout lists: {fields}"
+            );
+        }
+        // A token of long ago presented again is a reuse; the family's revocation then
+        // reaches its first and its latest access token alike.
+        let old = contract::rotation(now, family, ids[rotations / 2], "again");
+        assert_eq!(store.issue("acme", &old).await.unwrap(), Issued::Spent);
+        store
+            .revoke_family("acme", family, now + 3_600)
+            .await
+            .unwrap();
+        for jti in [ids[0], ids[rotations]] {
+            assert!(
+                store
+                    .is_token_revoked("acme", jti, Some(family))
+                    .await
+                    .unwrap(),
+                "{layout:?}: {jti}"
+            );
+        }
+        let current = contract::rotation(now, family, ids[rotations], "after");
+        assert_eq!(
+            store.issue("acme", &current).await.unwrap(),
+            Issued::Revoked
+        );
+    }
+}
+
+/// Upgrading from the version whose families list their tokens (`FamilyLayout::Hash`): a
+/// server of this version writing either layout rotates, spends and revokes families of both,
+/// whoever wrote them, so that switching layouts is a rolling restart like any other. A
+/// compact family has none of the fields that version reads (`k`, `u:<id>`), so a server of
+/// it refuses the family as unknown rather than rotating it blind; the revocation it would
+/// write for one (a mark apart, as for a family of sets) is honoured.
+#[tokio::test]
+async fn servers_writing_listed_and_compact_families_share_one_store() {
+    use gatehouse_store::{FamilyLayout, Issued, RecordKind};
+    let redis = RedisServer::start();
+    let raw = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
+    let listed = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect")
+        .with_new_families(FamilyLayout::Hash);
+    let compact = RedisStore::connect(&redis.url(), None)
+        .await
+        .expect("connect");
+    let now = contract::unix_now();
+    let start = |family, device_code, jti| {
+        redemption_apart(now, RecordKind::DeviceCode, device_code, family, jti, jti)
+    };
+    let rotate = |family, id, jti| contract::rotation(now, family, id, jti);
+
+    // A listed family, rotated by both; each sees the other's spending.
+    assert_eq!(
+        listed
+            .issue("acme", &start("l", "dc-l", "l1"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        compact
+            .issue("acme", &rotate("l", "l1", "l2"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        raw(&["HEXISTS", "{t:acme}:fam:l", "b"]),
+        ":0",
+        "stays listed"
+    );
+    assert_eq!(
+        listed
+            .issue("acme", &rotate("l", "l1", "l1-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        listed
+            .issue("acme", &rotate("l", "l2", "l3"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        compact
+            .issue("acme", &rotate("l", "l2", "l2-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    // The compact server's revocation marks every listed token, as the old server reads it.
+    assert_eq!(
+        compact
+            .revoke_family("acme", "l", now + 3_600)
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(listed.is_revoked("acme", "l1").await.unwrap());
+    assert!(listed.is_revoked("acme", "l3").await.unwrap());
+
+    // A compact family, rotated by both; a reuse at either is one.
+    assert_eq!(
+        compact
+            .issue("acme", &start("c", "dc-c", "c1"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(raw(&["HEXISTS", "{t:acme}:fam:c", "k"]), ":0");
+    assert_eq!(
+        listed
+            .issue("acme", &rotate("c", "c1", "c2"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        raw(&["HEXISTS", "{t:acme}:fam:c", "k"]),
+        ":0",
+        "stays compact"
+    );
+    assert_eq!(
+        compact
+            .issue("acme", &rotate("c", "c1", "c1-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        compact
+            .issue("acme", &rotate("c", "c2", "c3"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    assert_eq!(
+        listed
+            .issue("acme", &rotate("c", "c2", "c2-again"))
+            .await
+            .unwrap(),
+        Issued::Spent
+    );
+    // A sealed code of a compact family whose exchange was refused, at the server writing
+    // listed families: spent where the compact family keeps it, so a later exchange is a
+    // replay at either.
+    compact.start_family("acme", "cc", now + 60).await.unwrap();
+    let refused = gatehouse_store::Issue {
+        spend: Some(gatehouse_store::Spend {
+            kind: RecordKind::AuthorizationCode,
+            id: "code-cc",
+            until: now + 60,
+            attempt: gatehouse_store::Spend::REFUSED,
+            family: Some("cc"),
+        }),
+        ..gatehouse_store::Issue::default()
+    };
+    assert_eq!(listed.issue("acme", &refused).await.unwrap(), Issued::Done);
+    let exchange = contract::spending_in_family(
+        now,
+        RecordKind::AuthorizationCode,
+        "cc",
+        "code-cc",
+        "jti-cc",
+        now + 3_600,
+        gatehouse_store::Joining::Started,
+    );
+    assert_eq!(
+        compact.issue("acme", &exchange).await.unwrap(),
+        Issued::Spent
+    );
+    assert_eq!(
+        listed.issue("acme", &exchange).await.unwrap(),
+        Issued::Spent
+    );
+
+    // A server of the previous version revoking a compact family takes it for a family of
+    // sets and writes a mark apart: this version honours it, at the token endpoint and for
+    // every access token.
+    raw(&["SET", "{t:acme}:rfr:c", "1", "EX", "3600"]);
+    for store in [&compact, &listed] {
+        assert_eq!(
+            store.issue("acme", &rotate("c", "c3", "c4")).await.unwrap(),
+            Issued::Revoked
+        );
+        assert!(
+            store
+                .is_token_revoked("acme", "c1", Some("c"))
+                .await
+                .unwrap()
+        );
+        assert!(!store.is_family_live("acme", "c").await.unwrap());
+    }
 }

@@ -133,6 +133,7 @@ fn claims(exp: u64) -> AccessTokenClaims {
         client_id: "c".into(),
         scope: None,
         act: None,
+        fam: None,
     }
 }
 
@@ -527,8 +528,16 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
     assert!(store.get_opaque_token(t, "op-1").await.unwrap().is_some());
     assert!(store.is_family_live(t, "fam").await.unwrap());
     assert!(!store.is_family_live(t, "other-fam").await.unwrap());
-    // Now the rotation joins it.
-    assert_eq!(store.issue(t, &orphan).await.unwrap(), Issued::Done);
+    // Now the rotation of the refresh token the code gave joins it.
+    let rotation = Issue {
+        spend: Some(Spend {
+            id: "rt-1",
+            ..orphan.spend.unwrap()
+        }),
+        successor: Some("rt-2"),
+        ..orphan
+    };
+    assert_eq!(store.issue(t, &rotation).await.unwrap(), Issued::Done);
 
     // The same code again: nothing of the second issue is written.
     let replay = Issue {
@@ -553,17 +562,34 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
         ..Issue::default()
     };
     assert_eq!(store.issue(t, &more).await.unwrap(), Issued::Done);
-    assert_eq!(store.revoke_family(t, "fam", now + 60).await.unwrap(), 3);
+    for jti in ["jti-0", "jti-1", "jti-3"] {
+        assert!(!store.is_token_revoked(t, jti, Some("fam")).await.unwrap());
+    }
+    let listed = store.revoke_family(t, "fam", now + 60).await.unwrap();
+    assert!(listed == 3 || listed == 0, "{listed}: all listed, or none");
     assert!(!store.is_family_live(t, "fam").await.unwrap());
-    assert!(store.is_revoked(t, "jti-0").await.unwrap());
-    assert!(store.is_revoked(t, "jti-1").await.unwrap());
-    assert!(store.is_revoked(t, "jti-3").await.unwrap());
-    assert!(!store.is_revoked(t, "jti-2").await.unwrap(), "never issued");
+    // Every access token of the family is revoked: by a mark of its own where the family
+    // lists its tokens, through the family it names where it does not.
+    for jti in ["jti-0", "jti-1", "jti-3"] {
+        assert!(store.is_token_revoked(t, jti, Some("fam")).await.unwrap());
+        assert_eq!(store.is_revoked(t, jti).await.unwrap(), listed == 3);
+    }
+    assert!(
+        !store.is_token_revoked(t, "jti-2", None).await.unwrap(),
+        "never issued"
+    );
+    assert!(
+        !store
+            .is_token_revoked(t, "jti-9", Some("other-fam"))
+            .await
+            .unwrap(),
+        "another family's"
+    );
     // After the revocation nothing joins the family, and nothing is spent by trying.
     let late = Issue {
         spend: Some(Spend {
             kind: RecordKind::RefreshToken,
-            id: "rt-1",
+            id: "rt-2",
             until: now + 60,
             attempt: "jti-4",
             family: Some("fam"),
@@ -583,7 +609,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
     assert_eq!(store.issue(t, &restart).await.unwrap(), Issued::Revoked);
     assert_eq!(
         store
-            .spent_by(t, RecordKind::RefreshToken, "rt-1", Some("fam"))
+            .spent_by(t, RecordKind::RefreshToken, "rt-2", Some("fam"))
             .await
             .unwrap(),
         None,
@@ -592,7 +618,7 @@ async fn issuing_is_atomic_and_revocation_cannot_miss_a_token(store: &dyn Store,
     // The rotation that joined it is spent, its mark kept with the family.
     assert_eq!(
         store
-            .spent_by(t, RecordKind::RefreshToken, "rt-0", Some("fam"))
+            .spent_by(t, RecordKind::RefreshToken, "rt-1", Some("fam"))
             .await
             .unwrap()
             .as_deref(),
@@ -670,8 +696,14 @@ async fn a_family_started_before_its_first_token(store: &dyn Store, t: &str) {
         Issued::Spent
     );
     // Revoked: one token revoked (the start is none), and nothing joins any more.
-    assert_eq!(store.revoke_family(t, "fam-a", now + 60).await.unwrap(), 1);
-    assert!(store.is_revoked(t, "jti-a").await.unwrap());
+    let listed = store.revoke_family(t, "fam-a", now + 60).await.unwrap();
+    assert!(listed <= 1, "{listed}");
+    assert!(
+        store
+            .is_token_revoked(t, "jti-a", Some("fam-a"))
+            .await
+            .unwrap()
+    );
     assert!(!store.is_family_live(t, "fam-a").await.unwrap());
     // A family revoked before its first token (a code presented twice at once, the loser
     // revoking first) refuses it.
@@ -718,10 +750,26 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(
     t: &str,
     family: Option<&'static str>,
 ) {
-    use gatehouse_store::{Issue, Issued, Spend};
+    use gatehouse_store::{FamilyMember, Issue, Issued, Spend};
     let now = unix_now();
+    let member = |family: Option<&'static str>, jti: &'static str, joining| {
+        family.map(|family| FamilyMember {
+            family,
+            jti,
+            exp: now + 30,
+            until: now + 600,
+            joining,
+        })
+    };
     if let Some(family) = family {
+        // A family whose first refresh token is rt-0, as an exchange leaves it.
         store.start_family(t, family, now + 600).await.unwrap();
+        let first = Issue {
+            family: member(Some(family), "a0", Joining::Started),
+            successor: Some("rt-0"),
+            ..Issue::default()
+        };
+        assert_eq!(store.issue(t, &first).await.unwrap(), Issued::Done);
     }
     let rotate = |presented: &'static str, attempt: &'static str, successor: &'static str| Issue {
         spend: Some(Spend {
@@ -731,7 +779,7 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(
             attempt,
             family,
         }),
-        family: None,
+        family: member(family, attempt, Joining::Existing),
         successor: Some(successor),
         opaque: None,
         signed_in: None,
@@ -803,16 +851,22 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(
         Issued::Spent
     );
 
-    // A code too (no refresh token issued): recorded as unanswered, retried once.
+    // A code too (no refresh token issued), of a family of its own: recorded as unanswered,
+    // retried once.
+    let code_family = family.map(|_| "code-fam");
+    if let Some(family) = code_family {
+        store.start_family(t, family, now + 600).await.unwrap();
+    }
     let code = |attempt: &'static str| Issue {
         spend: Some(Spend {
             kind: RecordKind::AuthorizationCode,
             id: "code",
             until: now + 600,
             attempt,
-            family,
+            family: code_family,
         }),
-        family: None,
+        family: member(code_family, attempt, Joining::Started)
+            .filter(|_| attempt != Spend::REFUSED),
         successor: None,
         opaque: None,
         signed_in: None,
@@ -837,7 +891,7 @@ async fn a_spending_whose_answer_was_lost_can_be_retried_once(
     );
     assert_eq!(
         store
-            .spent_by(t, RecordKind::AuthorizationCode, "code", family)
+            .spent_by(t, RecordKind::AuthorizationCode, "code", code_family)
             .await
             .unwrap()
             .as_deref(),
@@ -904,6 +958,18 @@ async fn signing_a_user_out_ends_their_grants_and_sessions(store: &dyn Store, t:
     // A rotation in a family that exists (the path every rotation takes) is refused alike,
     // with nothing spent; one of a later sign-in goes through.
     store.start_family(t, "fam-live", now + 60).await.unwrap();
+    let exchange = Issue {
+        family: Some(gatehouse_store::FamilyMember {
+            family: "fam-live",
+            jti: "jti-live",
+            exp: now + 30,
+            until: now + 60,
+            joining: Joining::Started,
+        }),
+        successor: Some("rt-live"),
+        ..Issue::default()
+    };
+    assert_eq!(store.issue(t, &exchange).await.unwrap(), Issued::Done);
     let rotation = |signed_in: u64, attempt: &'static str, opaque_id: &'static str| Issue {
         successor: Some("rt-next"),
         opaque: Some((opaque_id, &opaque)),
