@@ -101,15 +101,15 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<usize>>>(
     })
 }
 
-/// What each rotation leaves in Redis until its family expires (the spent token's mark, the
-/// new JWT access token's place in the family): `grants` chains rotated for two seconds, on a
-/// tenant whose keys [`per_key`] does not sample, so that its figures stay those of fresh
-/// grants.
+/// What each rotation leaves in Redis until its family expires (nothing in a compact family,
+/// which rewrites the same fields; in the earlier layouts the spent token's mark and the new
+/// access token's place in the family): `grants` chains rotated for two seconds, on a tenant
+/// whose keys [`per_key`] does not sample, so that its figures stay those of fresh grants.
 async fn rotations(addr: SocketAddr, port: u16, grants: usize) -> anyhow::Result<PerObject> {
     let chains = scenarios::refresh_chains(addr, "rotate", grants).await?;
     measure(
         port,
-        "refresh rotation (spent mark, access token in its family)",
+        "refresh rotation (what it leaves in its family)",
         async {
             let rotated = load::drive(addr, chains, Duration::from_secs(2)).await;
             anyhow::ensure!(
