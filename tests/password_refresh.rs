@@ -389,15 +389,30 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
     let third = refresh(&g, APP, &rt2, None).await;
     assert_eq!(third.status, 200, "{}", third.body);
     let rt3 = third.body["refresh_token"].as_str().unwrap().to_string();
+    let at3 = third.body["access_token"].as_str().unwrap().to_string();
+    // Every access token of the grant names it, and only it.
+    let family = jwt_payload(&at1)["fam"].clone();
+    assert!(family.is_string(), "{}", jwt_payload(&at1));
+    assert_eq!(jwt_payload(&at3)["fam"], family);
+    let other = password(&g, APP, "alice", "wonderland", "reports").await;
+    let other_at = other.body["access_token"].as_str().unwrap();
+    assert_ne!(jwt_payload(other_at)["fam"], family, "a grant of its own");
 
     // Presenting rt1 again (its successor was used, so this is no retry of a lost answer):
-    // reuse. Everything of the grant is revoked.
+    // reuse. Everything of the grant is revoked: through the family its tokens name, with no
+    // list of them kept, and nothing of another grant.
     let r = refresh(&g, APP, &rt1, None).await;
     assert_eq!((r.status, r.error()), (400, "invalid_grant"));
     assert!(
-        !active(&g, &at1).await && !active(&g, &at2).await,
+        !active(&g, &at1).await && !active(&g, &at2).await && !active(&g, &at3).await,
         "the family's access tokens are revoked"
     );
+    assert!(active(&g, other_at).await, "another grant's token lives on");
+    let fam_key = format!("{{t:initech}}:fam:{}", family.as_str().unwrap());
+    let redis_says = |args: &[&str]| gatehouse_testkit::redis_command(redis.port, args).unwrap();
+    assert_eq!(redis_says(&["KEYS", "*:rv:*"]), "*0", "no mark per token");
+    assert_eq!(redis_says(&["HGET", &fam_key, "r"]), "1");
+    assert_eq!(redis_says(&["OBJECT", "ENCODING", &fam_key]), "listpack");
     let r = refresh(&g, APP, &rt3, None).await;
     assert_eq!(
         (r.status, r.error()),
