@@ -260,7 +260,9 @@ return 'done'";
 /// a spending kept apart, 5 its unanswered mark, 6 the family's token set in the layout of
 /// sets (read only when a family starts), 7 its revoked mark kept apart (which servers of
 /// earlier versions write when they revoke a family they take for one of sets, as they take
-/// every compact one); absent parts get placeholder keys in the tenant's slot.
+/// every compact one: found, it is copied into the family's hash, which lives as long as the
+/// family's last access token, where the mark apart may not); absent parts get placeholder
+/// keys in the tenant's slot.
 ///
 /// ARGV: 1 the spent id (empty: nothing spent), 2 where its mark is kept (`family` or
 /// `apart`), 3 what it is (`rt` or `code`), 4 its mark `attempt[ successor-id]`, 5 the id of
@@ -277,7 +279,11 @@ if ARGV[11] ~= '' then
 end
 local join = ARGV[6]
 local f = redis.call('HMGET', KEYS[1], 'b', 'r', 'c', 'p', 'm', 'k')
-if join ~= '' and (f[2] or redis.call('EXISTS', KEYS[7]) == 1) then return 'revoked' end
+if join ~= '' and f[2] then return 'revoked' end
+if join ~= '' and redis.call('EXISTS', KEYS[7]) == 1 then
+  if f[1] then redis.call('HSET', KEYS[1], 'r', '1') end
+  return 'revoked'
+end
 if f[6] then return 'other' end
 if not f[1] then
   if join ~= 'new' or ARGV[16] ~= '1' then return 'other' end
@@ -369,7 +375,11 @@ if ARGV[9] ~= '' then
   if out and tonumber(ARGV[9]) <= tonumber(out) then return 'signed_out' end
 end
 local f = redis.call('HMGET', KEYS[1], 'b', 'r', 'c', 'p')
-if f[2] or redis.call('EXISTS', KEYS[4]) == 1 then return 'revoked' end
+if f[2] then return 'revoked' end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  if f[1] then redis.call('HSET', KEYS[1], 'r', '1') end
+  return 'revoked'
+end
 if not f[1] then return 'other' end
 if ARGV[2] == 'rt' then
   if f[3] ~= ARGV[1] then return 'other' end

@@ -1096,4 +1096,13 @@ async fn servers_writing_listed_and_compact_families_share_one_store() {
         );
         assert!(!store.is_family_live("acme", "c").await.unwrap());
     }
+    // Copied into the family's hash, the revocation outlasts the mark apart.
+    raw(&["DEL", "{t:acme}:rfr:c"]);
+    assert!(
+        compact
+            .is_token_revoked("acme", "c1", Some("c"))
+            .await
+            .unwrap()
+    );
+    assert!(!compact.is_family_live("acme", "c").await.unwrap());
 }
