@@ -140,9 +140,10 @@ if join ~= '' or ARGV[13] == '1' then
 end
 if join ~= '' and f[2] then return 'revoked' end
 local hashed = f[1] and true or false
+if join ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
 if not hashed and join ~= '' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return 'revoked' end
   if join == 'new' then
+    if redis.call('HEXISTS', KEYS[7], 'b') == 1 then return 'spent' end
     hashed = ARGV[16] == '1' and redis.call('EXISTS', KEYS[3]) == 0
   elseif redis.call('EXISTS', KEYS[3]) == 0 then
     return 'unknown'
@@ -219,13 +220,14 @@ return 'done'";
 /// The common case of [`ISSUE_SCRIPT`], alone: a rotation, or the exchange of a sealed code,
 /// in a family kept as a hash whose spent mark is not there yet. It reads and writes what the
 /// full script would in that case, and answers a sign-out or a revoked family as it would,
-/// with three keys and nine arguments instead of seven and nineteen: a script's cost in Redis
+/// with four keys and nine arguments instead of seven and nineteen: a script's cost in Redis
 /// is mostly its calls and arguments, and this is the path every rotation takes. Anything else
 /// (a family of sets, or not known; a mark found: a replay or a retry) returns `other` having
 /// written nothing, and the full script decides.
 ///
 /// Keys: 1 the family's hash, 2 the opaque token (or a placeholder), 3 the user's signed-out
-/// mark (or a placeholder). ARGV: 1 the spent id, 2 its mark, 3 the access token's jti, 4 its
+/// mark (or a placeholder), 4 the family's revoked mark kept apart (which servers from before
+/// the hash write). ARGV: 1 the spent id, 2 its mark, 3 the access token's jti, 4 its
 /// exp, 5 whether an opaque token is written, 6 its value, 7 its exp, 8 when the user signed in
 /// (or empty), 9 the family's lifetime when a sealed code's family grows to it (or empty).
 const ISSUE_IN_FAMILY_SCRIPT: &str = r"
@@ -234,7 +236,7 @@ if ARGV[8] ~= '' then
   if out and tonumber(ARGV[8]) <= tonumber(out) then return 'signed_out' end
 end
 local f = redis.call('HMGET', KEYS[1], 'k', 'r', 'u:' .. ARGV[1])
-if f[2] then return 'revoked' end
+if f[2] or redis.call('EXISTS', KEYS[4]) == 1 then return 'revoked' end
 if not f[1] or f[3] then return 'other' end
 redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[2], 'a:' .. ARGV[3], ARGV[4])
 if ARGV[9] ~= '' then redis.call('EXPIREAT', KEYS[1], ARGV[9], 'GT') end
@@ -466,11 +468,16 @@ return redis.call('EXISTS', KEYS[3])";
 
 /// Whether an access token is revoked: its own mark, or its family's (in the family's hash,
 /// or kept apart for a family of sets). Keys: the token's mark, the family's hash, the
-/// family's mark kept apart. One command, where a pipeline of three would be three.
+/// family's mark kept apart. One command, where a pipeline of three would be three. A mark
+/// apart found for a compact family (a server of an earlier version revoked it) is copied into
+/// its hash, which lives as long as the family's last access token, where the mark may not.
 const TOKEN_REVOKED_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if redis.call('HEXISTS', KEYS[2], 'r') == 1 then return 1 end
-return redis.call('EXISTS', KEYS[3])";
+local f = redis.call('HMGET', KEYS[2], 'r', 'b')
+if f[1] then return 1 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+if f[2] then redis.call('HSET', KEYS[2], 'r', '1') end
+return 1";
 
 /// INCR with the window set on the first failure only (Redis 7's `EXPIRE ... NX`).
 const FAILURE_SCRIPT: &str = r"
@@ -731,6 +738,7 @@ impl RedisStore {
                 tenant,
                 issue.signed_in.map_or("-", |(u, _)| u),
             ))
+            .key(legacy_family_revoked_key(tenant, family.family))
             .arg(spend.id)
             .arg(mark)
             .arg(family.jti)

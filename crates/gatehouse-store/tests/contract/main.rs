@@ -1096,7 +1096,8 @@ async fn servers_writing_listed_and_compact_families_share_one_store() {
         );
         assert!(!store.is_family_live("acme", "c").await.unwrap());
     }
-    // Copied into the family's hash, the revocation outlasts the mark apart.
+    // Copied into the family's hash, the revocation outlasts the mark apart: by the token
+    // endpoint, or by the first check of one of its access tokens.
     raw(&["DEL", "{t:acme}:rfr:c"]);
     assert!(
         compact
@@ -1105,4 +1106,45 @@ async fn servers_writing_listed_and_compact_families_share_one_store() {
             .unwrap()
     );
     assert!(!compact.is_family_live("acme", "c").await.unwrap());
+    assert_eq!(
+        compact
+            .issue("acme", &start("d", "dc-d", "d1"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    raw(&["SET", "{t:acme}:rfr:d", "1", "EX", "3600"]);
+    assert!(
+        compact
+            .is_token_revoked("acme", "d1", Some("d"))
+            .await
+            .unwrap()
+    );
+    raw(&["DEL", "{t:acme}:rfr:d"]);
+    assert!(
+        compact
+            .is_token_revoked("acme", "d1", Some("d"))
+            .await
+            .unwrap()
+    );
+
+    // A listed family revoked by a server from before the hash (a mark apart only) refuses
+    // its rotation at both.
+    assert_eq!(
+        listed
+            .issue("acme", &start("l9", "dc-l9", "l91"))
+            .await
+            .unwrap(),
+        Issued::Done
+    );
+    raw(&["SET", "{t:acme}:rfr:l9", "1", "EX", "3600"]);
+    for store in [&listed, &compact] {
+        assert_eq!(
+            store
+                .issue("acme", &rotate("l9", "l91", "l92"))
+                .await
+                .unwrap(),
+            Issued::Revoked
+        );
+    }
 }
