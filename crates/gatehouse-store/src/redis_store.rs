@@ -227,20 +227,21 @@ return 'done'";
 ///
 /// Keys: 1 the family's hash, 2 the opaque token (or a placeholder), 3 the user's signed-out
 /// mark (or a placeholder), 4 the family's revoked mark kept apart (which servers from before
-/// the hash write). ARGV: 1 the spent id, 2 its mark, 3 the access token's jti, 4 its
-/// exp, 5 whether an opaque token is written, 6 its value, 7 its exp, 8 when the user signed in
-/// (or empty), 9 the family's lifetime when a sealed code's family grows to it (or empty).
+/// the hash write). ARGV: 1 the spent id, 2 its mark, 3 the access token's jti, 4 its exp,
+/// 5 the family's lifetime when a sealed code's family grows to it (or empty), then as every
+/// short script (see `RedisStore::issue_common_case`): 6 whether an opaque token is written,
+/// 7 its value, 8 its exp, 9 when the user signed in (or empty).
 const ISSUE_IN_FAMILY_SCRIPT: &str = r"
-if ARGV[8] ~= '' then
+if ARGV[9] ~= '' then
   local out = redis.call('GET', KEYS[3])
-  if out and tonumber(ARGV[8]) <= tonumber(out) then return 'signed_out' end
+  if out and tonumber(ARGV[9]) <= tonumber(out) then return 'signed_out' end
 end
 local f = redis.call('HMGET', KEYS[1], 'k', 'r', 'u:' .. ARGV[1])
 if f[2] or redis.call('EXISTS', KEYS[4]) == 1 then return 'revoked' end
 if not f[1] or f[3] then return 'other' end
 redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[2], 'a:' .. ARGV[3], ARGV[4])
-if ARGV[9] ~= '' then redis.call('EXPIREAT', KEYS[1], ARGV[9], 'GT') end
-if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[6], 'EXAT', ARGV[7]) end
+if ARGV[5] ~= '' then redis.call('EXPIREAT', KEYS[1], ARGV[5], 'GT') end
+if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[7], 'EXAT', ARGV[8]) end
 return 'done'";
 
 /// Issuing into a family of [`FamilyLayout::Compact`] (see `Store::issue`), or starting one.
@@ -369,8 +370,9 @@ return 'done'";
 /// Keys: 1 the family's hash, 2 the opaque token (or a placeholder), 3 the user's signed-out
 /// mark (or a placeholder), 4 the family's revoked mark kept apart. ARGV: 1 the spent id, 2
 /// what it is (`rt` or `code`), 3 the attempt, 4 the id of the refresh token issued (or
-/// empty), 5 until when the family must be kept from now (or empty), 6 whether an opaque
-/// token is written, 7 its value, 8 its exp, 9 when the user signed in (or empty).
+/// empty), 5 until when the family must be kept from now (or empty), then as every short
+/// script: 6 whether an opaque token is written, 7 its value, 8 its exp, 9 when the user
+/// signed in (or empty).
 const ISSUE_IN_COMPACT_FAMILY_SCRIPT: &str = r"
 if ARGV[9] ~= '' then
   local out = redis.call('GET', KEYS[3])
@@ -567,6 +569,22 @@ fn keep_until(member: FamilyMember<'_>) -> String {
     }
 }
 
+/// The spending and the family of an issue a short script decides: a code or refresh token
+/// spent into the family it carries, which exists already (a rotation, a sealed code's
+/// exchange), and no refusal.
+fn common_case<'a>(issue: &Issue<'a>) -> Option<(crate::Spend<'a>, FamilyMember<'a>)> {
+    let (spend, family) = (issue.spend?, issue.family?);
+    (family.joining != Joining::Starts
+        && spend.family == Some(family.family)
+        && spend.attempt != crate::Spend::REFUSED)
+        .then_some((spend, family))
+}
+
+/// A script's boolean argument.
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
 /// What an issuing script's answer means.
 fn issued(outcome: &str) -> Issued {
     match outcome {
@@ -709,94 +727,91 @@ impl RedisStore {
         }
     }
 
-    /// Issues through [`ISSUE_IN_FAMILY_SCRIPT`] when the issue is one it may decide (spending
-    /// a code or refresh token kept with the family the access token joins, which exists
-    /// already); `None` when it is not, or the script found it is not the common case.
+    /// Issues through [`ISSUE_IN_FAMILY_SCRIPT`] when the issue is its common case; `None`
+    /// when it is not, or the script found it is not.
     async fn issue_in_family(
         &self,
         tenant: &str,
         issue: &Issue<'_>,
         opaque: Option<&str>,
     ) -> Result<Option<Issued>, StoreError> {
-        let (Some(spend), Some(family)) = (issue.spend, issue.family) else {
+        let Some((spend, family)) = common_case(issue) else {
             return Ok(None);
         };
         let grows_to = match family.joining {
-            Joining::Existing => String::new(),
             Joining::Started => family.until.max(1).to_string(),
-            Joining::Starts => return Ok(None),
+            _ => String::new(),
         };
-        if spend.family != Some(family.family) || spend.attempt == crate::Spend::REFUSED {
-            return Ok(None);
-        }
         let mark = spending_mark(spend.attempt, issue.successor);
-        let mut invocation = self.issue_in_family.prepare_invoke();
-        invocation
-            .key(family_key(tenant, family.family))
-            .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
-            .key(signed_out_key(
-                tenant,
-                issue.signed_in.map_or("-", |(u, _)| u),
-            ))
-            .key(legacy_family_revoked_key(tenant, family.family))
-            .arg(spend.id)
-            .arg(mark)
-            .arg(family.jti)
-            .arg(family.exp.max(1))
-            .arg(if opaque.is_some() { "1" } else { "0" })
-            .arg(opaque.unwrap_or_default())
-            .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
-            .arg(
-                issue
-                    .signed_in
-                    .map_or_else(String::new, |(_, at)| at.to_string()),
-            )
-            .arg(grows_to);
-        let mut conn = self.conn.clone();
-        let outcome: String = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok((outcome != "other").then(|| issued(&outcome)))
+        self.issue_common_case(&self.issue_in_family, tenant, issue, opaque, |invocation| {
+            invocation
+                .arg(spend.id)
+                .arg(mark)
+                .arg(family.jti)
+                .arg(family.exp.max(1))
+                .arg(grows_to);
+        })
+        .await
     }
 
-    /// Issues through [`ISSUE_IN_COMPACT_FAMILY_SCRIPT`] when the issue is one it may decide
-    /// (spending a code or refresh token kept with the family the access token joins, which
-    /// exists already); `None` when it is not, or the script found it is not the common case.
+    /// Issues through [`ISSUE_IN_COMPACT_FAMILY_SCRIPT`] when the issue is its common case;
+    /// `None` when it is not, or the script found it is not.
     async fn issue_in_compact_family(
         &self,
         tenant: &str,
         issue: &Issue<'_>,
         opaque: Option<&str>,
     ) -> Result<Option<Issued>, StoreError> {
-        let (Some(spend), Some(family)) = (issue.spend, issue.family) else {
+        let Some((spend, family)) = common_case(issue) else {
             return Ok(None);
         };
-        if family.joining == Joining::Starts
-            || spend.family != Some(family.family)
-            || spend.attempt == crate::Spend::REFUSED
-        {
-            return Ok(None);
-        }
-        let mut invocation = self.issue_in_compact_family.prepare_invoke();
+        let kind = if spend.kind == RecordKind::AuthorizationCode {
+            "code"
+        } else {
+            "rt"
+        };
+        self.issue_common_case(
+            &self.issue_in_compact_family,
+            tenant,
+            issue,
+            opaque,
+            |invocation| {
+                invocation
+                    .arg(spend.id)
+                    .arg(kind)
+                    .arg(spend.attempt)
+                    .arg(issue.successor.unwrap_or_default())
+                    .arg(keep_until(family));
+            },
+        )
+        .await
+    }
+
+    /// Runs a short script on the common case of an issue (see [`common_case`]). Every short
+    /// script takes the same keys (the family's hash, the opaque token, the user's signed-out
+    /// mark, the family's revoked mark kept apart) and ends its arguments alike (the opaque
+    /// token: whether, value, exp; when the user signed in); `head` gives the five between.
+    async fn issue_common_case(
+        &self,
+        script: &redis::Script,
+        tenant: &str,
+        issue: &Issue<'_>,
+        opaque: Option<&str>,
+        head: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Option<Issued>, StoreError> {
+        let family = issue.family.map_or("-", |f| f.family);
+        let mut invocation = script.prepare_invoke();
         invocation
-            .key(family_key(tenant, family.family))
+            .key(family_key(tenant, family))
             .key(opaque_key(tenant, issue.opaque.map_or("-", |o| o.0)))
             .key(signed_out_key(
                 tenant,
                 issue.signed_in.map_or("-", |(u, _)| u),
             ))
-            .key(legacy_family_revoked_key(tenant, family.family))
-            .arg(spend.id)
-            .arg(if spend.kind == RecordKind::AuthorizationCode {
-                "code"
-            } else {
-                "rt"
-            })
-            .arg(spend.attempt)
-            .arg(issue.successor.unwrap_or_default())
-            .arg(keep_until(family))
-            .arg(if opaque.is_some() { "1" } else { "0" })
+            .key(legacy_family_revoked_key(tenant, family));
+        head(&mut invocation);
+        invocation
+            .arg(flag(opaque.is_some()))
             .arg(opaque.unwrap_or_default())
             .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
             .arg(
@@ -860,7 +875,7 @@ impl RedisStore {
                 Joining::Existing => "existing",
             }))
             .arg(keep_until)
-            .arg(if opaque.is_some() { "1" } else { "0" })
+            .arg(flag(opaque.is_some()))
             .arg(opaque.unwrap_or_default())
             .arg(issue.opaque.map_or(1, |o| o.1.exp.max(1)))
             .arg(
@@ -869,20 +884,12 @@ impl RedisStore {
                     .map_or_else(String::new, |(_, at)| at.to_string()),
             )
             .arg(spend.map_or(1, |s| s.until.max(1)))
-            .arg(
-                if spend.is_some_and(|s| s.attempt == crate::Spend::REFUSED) {
-                    "1"
-                } else {
-                    "0"
-                },
-            )
+            .arg(flag(
+                spend.is_some_and(|s| s.attempt == crate::Spend::REFUSED),
+            ))
             .arg(family_key(tenant, ""))
             .arg(family_id)
-            .arg(if self.new_families == FamilyLayout::Compact {
-                "1"
-            } else {
-                "0"
-            });
+            .arg(flag(self.new_families == FamilyLayout::Compact));
         let mut conn = self.conn.clone();
         let outcome: String = invocation
             .invoke_async(&mut conn)
@@ -1277,7 +1284,6 @@ impl Store for RedisStore {
         if let Some(issued) = self.issue_compact(tenant, issue, opaque.as_deref()).await? {
             return Ok(issued);
         }
-        let flag = |on: bool| if on { "1" } else { "0" };
         let spend = issue.spend;
         let family = issue.family;
         let spend_family = spend.and_then(|s| s.family);
